@@ -1,0 +1,49 @@
+# Two commands on a fresh machine with only Python 3.11 and make: `make run`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-install
+export ASYNCTASK_HOME ?= $(CURDIR)/.asynctask
+
+.PHONY: venv run stop test test-fast test-slow lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the daemon (home ./.asynctask) and run the demo workload from examples/.
+run: $(STAMP)
+	@$(BIN)/python examples/demo.py --start-daemon
+
+## Stop the daemon that `make run` started (SIGTERM: it drains, then exits).
+stop: $(STAMP)
+	@if [ -f $(ASYNCTASK_HOME)/daemon.pid ]; then kill -TERM $$(cat $(ASYNCTASK_HOME)/daemon.pid) && echo "stopping daemon $$(cat $(ASYNCTASK_HOME)/daemon.pid)"; else echo "no daemon running in $(ASYNCTASK_HOME)"; fi
+
+## Lint, type-check, architecture contracts, then the whole suite except `slow` tests.
+test: lint test-fast
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check asynctask tests benchmarks examples
+	$(BIN)/ruff format --check asynctask tests benchmarks examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix asynctask tests benchmarks examples
+	$(BIN)/ruff format asynctask tests benchmarks examples
+
+## Throughput and latency figures (prints; asserts no times).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_daemon.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
