@@ -1,0 +1,42 @@
+"""asynctask: a single-machine asynchronous task daemon.
+
+The names a task author and a submitting program need. Client classes load lazily, so a worker
+that imports ``asynctask`` for ``Fail`` or ``current_task`` stays fast to start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from asynctask.decorator import task
+from asynctask.errors import AsynctaskError, Fail, TaskNotSucceeded, Throttled
+from asynctask.executor.taskcontext import TaskContext, current_task
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from asynctask.client import AsyncClient, Client, TaskStatus
+
+__all__ = [
+    "AsyncClient",
+    "AsynctaskError",
+    "Client",
+    "Fail",
+    "TaskContext",
+    "TaskNotSucceeded",
+    "TaskStatus",
+    "Throttled",
+    "__version__",
+    "current_task",
+    "task",
+]
+
+_LAZY = {"AsyncClient", "Client", "TaskStatus"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from asynctask import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'asynctask' has no attribute {name!r}")
