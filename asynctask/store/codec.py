@@ -1,0 +1,182 @@
+"""``TaskRow`` to SQL parameters and back.
+
+Encoding happens in ``Store.put``, on the caller's turn, not in the writer: an op that cannot be
+encoded (options msgpack cannot pack, an error dict JSON cannot write) is refused on its own
+there, instead of failing the whole batch it would have joined, and the writer's turn stays
+short. Decoding runs as the read cursor's ``row_factory``, in aiosqlite's thread while SQLite
+steps, and is written for the start-up scan of a million live rows: positional construction,
+a dict lookup for the state, and a cache for the few distinct ``options`` and ``labels`` that
+most rows share.
+
+``options`` is a msgpack blob (it holds what the daemon packs anyway, bytes included);
+``labels`` and ``error`` are JSON text so ``json_each`` can filter on them in SQL. JSON is
+written ASCII-only: ``\\u`` escapes keep a lone surrogate from failing the commit, and SQLite's
+JSON functions decode them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgpack
+
+from asynctask.model import TaskState
+from asynctask.store.errors import StoreError
+from asynctask.store.rows import DeleteTask, InsertTask, Op, ReplaceTask, TaskRow, UpdateTask
+
+#: One SQL parameter tuple (positional, in the statement's order).
+Params = tuple[Any, ...]
+
+#: What ``decode_row`` raises on a row this code did not write (besides ``ValueError``, which
+#: ``errors.map_errors`` already maps): an unknown state, a blob msgpack cannot read.
+DECODE_ERRORS: Final = (KeyError, TypeError, IndexError, msgpack.UnpackException)
+
+_STATES: Final = {state.value: state for state in TaskState}
+_EMPTY_MAP_MSGPACK: Final = msgpack.packb({})
+_EMPTY_MAP_JSON: Final = "{}"
+_json_loads = json.loads
+_CACHE_LIMIT: Final = 1_024
+_IMMUTABLE: Final = (str, int, float, bool, bytes, type(None))
+_unpackb = msgpack.unpackb
+
+
+def _dump_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+
+
+def row_params(row: TaskRow) -> Params:
+    """The ``INSERT`` parameters of a row, in ``schema.COLUMNS`` order."""
+    try:
+        options = msgpack.packb(row.options, use_bin_type=True) if row.options else None
+        labels = _dump_json(row.labels) if row.labels else _EMPTY_MAP_JSON
+        error = None if row.error is None else _dump_json(row.error)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreError(f"cannot encode task {row.tenant}/{row.id}: {exc}") from exc
+    return (
+        row.seq,
+        row.tenant,
+        row.id,
+        row.function,
+        row.queue,
+        row.priority,
+        row.state.value,
+        row.payload,
+        _EMPTY_MAP_MSGPACK if options is None else options,
+        labels,
+        row.attempts,
+        row.result,
+        error,
+        row.created_at,
+        row.due_at,
+        row.started_at,
+        row.finished_at,
+    )
+
+
+def update_params(op: UpdateTask) -> Params:
+    """The ``UPDATE`` parameters of an op, in ``schema.UPDATE`` order."""
+    try:
+        error = None if op.error is None else _dump_json(op.error)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreError(f"cannot encode the error of task seq={op.seq}: {exc}") from exc
+    return (
+        op.state.value,
+        op.attempts,
+        op.result,
+        error,
+        op.started_at,
+        op.finished_at,
+        op.due_at,
+        op.seq,
+    )
+
+
+def encode(op: Op) -> tuple[type[Op], Params]:
+    """An op as (its kind, its parameters): what the writer groups into ``executemany`` runs.
+
+    A ``ReplaceTask`` becomes ``(old_seq, new_seq, insert parameters)``.
+    """
+    if isinstance(op, InsertTask):
+        return InsertTask, row_params(op.row)
+    if isinstance(op, UpdateTask):
+        return UpdateTask, update_params(op)
+    if isinstance(op, DeleteTask):
+        return DeleteTask, (op.seq,)
+    if isinstance(op, ReplaceTask):
+        return ReplaceTask, (op.old_seq, op.row.seq, row_params(op.row))
+    raise StoreError(f"not a store operation: {op!r}")
+
+
+def row_decoder() -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
+    """A cursor ``row_factory`` turning ``tasks`` rows (``schema.COLUMNS`` order) into ``TaskRow``.
+
+    Make one per query. It remembers the decoded ``options`` and ``labels`` of the first
+    ``_CACHE_LIMIT`` distinct blobs it meets, because most tasks of one function carry the same
+    ones; a hit costs a dict copy instead of a parse. Only flat maps of immutable values are
+    remembered, so the shallow copy each row gets shares nothing mutable with another row.
+    """
+    options_cache: dict[bytes, dict[str, Any]] = {_EMPTY_MAP_MSGPACK: {}}
+    labels_cache: dict[str, dict[str, str]] = {_EMPTY_MAP_JSON: {}}
+
+    def decode(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow:
+        (
+            seq,
+            tenant,
+            task_id,
+            function,
+            queue,
+            priority,
+            state,
+            payload,
+            options_blob,
+            labels_text,
+            attempts,
+            result,
+            error,
+            created_at,
+            due_at,
+            started_at,
+            finished_at,
+        ) = row
+        options = options_cache.get(options_blob)
+        if options is None:
+            options = _unpackb(options_blob, raw=False, strict_map_key=False)
+            if len(options_cache) < _CACHE_LIMIT and _is_flat(options):
+                options_cache[options_blob] = dict(options)
+        else:
+            options = dict(options)
+        labels = labels_cache.get(labels_text)
+        if labels is None:
+            labels = _json_loads(labels_text)
+            if len(labels_cache) < _CACHE_LIMIT:
+                labels_cache[labels_text] = dict(labels)
+        else:
+            labels = dict(labels)
+        return TaskRow(
+            seq,
+            tenant,
+            task_id,
+            function,
+            queue,
+            priority,
+            _STATES[state],
+            payload,
+            options,
+            labels,
+            attempts,
+            result,
+            None if error is None else _json_loads(error),
+            created_at,
+            due_at,
+            started_at,
+            finished_at,
+        )
+
+    return decode
+
+
+def _is_flat(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, _IMMUTABLE) for item in value.values())

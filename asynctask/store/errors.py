@@ -1,0 +1,61 @@
+"""``StoreError`` and the one place where ``sqlite3`` errors become it.
+
+The rest of the daemon must not know which database sits behind the store (a PostgreSQL store
+is the scale-out path), so no ``sqlite3`` exception leaves ``asynctask.store``: every call into
+SQLite runs inside ``map_errors``, which re-raises as ``StoreError`` with the original chained
+as ``__cause__`` for the logs (httpcore's ``map_exceptions`` pattern).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from asynctask.errors import AsynctaskError
+
+
+class StoreError(AsynctaskError):
+    """The durable store could not do what was asked; nothing of the failed request is stored.
+
+    Raised by ``Store`` methods and set on the futures of a write batch that did not commit (the
+    whole batch, since a transaction is all or nothing). Causes: a disk or permission problem, a
+    corrupt or too-new database, a write that broke a uniqueness rule (a daemon bug, since the
+    daemon de-duplicates in memory first), or a use of a closed store. A client receiving it
+    should treat its request as not done; the operator should read the daemon's log.
+    """
+
+    code = "store"
+
+
+def describe(error: BaseException) -> str:
+    """A message that says what went wrong in the daemon's terms, not SQLite's."""
+    text = str(error)
+    if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in text:
+        if "tasks.tenant, tasks.id" in text:
+            return f"a task with the same (tenant, id) is already stored ({text})"
+        if "tasks.seq" in text:
+            return f"a task with the same seq is already stored ({text})"
+    return f"{type(error).__name__}: {text}"
+
+
+_MAPPED: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ValueError, OverflowError)
+
+
+@contextmanager
+def map_errors(doing: str, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Re-raise database and file-system errors as ``StoreError`` saying what we were ``doing``.
+
+    ``also`` adds exception types the block may raise for the same reason (decoding a row).
+
+    ``ValueError`` is included because aiosqlite raises it for a call on a closed connection
+    (and ``sqlite3`` for a string it cannot encode), ``OverflowError`` because ``sqlite3`` raises
+    it for an integer wider than 64 bits.
+    """
+    mapped = (*_MAPPED, *also)
+    try:
+        yield
+    except StoreError:
+        raise
+    except mapped as error:
+        raise StoreError(f"{doing} failed: {describe(error)}") from error

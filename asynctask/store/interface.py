@@ -1,0 +1,56 @@
+"""``TaskStore``: what the daemon needs from durable storage, whatever database provides it.
+
+SQLite (``Store``) is the only implementation today. The scale-out path of ARCHITECTURE.md puts
+PostgreSQL behind the same interface, and ``tests/store/`` is written against this protocol so
+that a new store inherits the whole contract suite (huey's ``StorageTests``).
+
+The contract, beyond the signatures:
+
+* ``put`` is synchronous and never blocks: it queues the op and returns a future that resolves
+  once the op is durably committed, or gets ``StoreError`` if its transaction failed (then no op
+  of that transaction is stored). Ops commit in the order they were put.
+* A read issued after a put's future resolved sees that put.
+* Every error a store raises is a ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from asynctask.store.rows import Op, TaskFilter, TaskRow
+
+
+class TaskStore(Protocol):
+    """The durable record of every task; see the module docstring for the promises."""
+
+    @property
+    def transactions(self) -> int:
+        """Transactions committed so far (for metrics and tests of group commit)."""
+        ...
+
+    @property
+    def ops_committed(self) -> int:
+        """Ops in those transactions."""
+        ...
+
+    @property
+    def pending(self) -> int:
+        """Ops put and not yet committed or failed."""
+        ...
+
+    def put(self, op: Op) -> asyncio.Future[None]: ...
+
+    def flush(self) -> asyncio.Future[None]: ...
+
+    async def close(self) -> None: ...
+
+    async def load_live(self) -> list[TaskRow]: ...
+
+    async def max_seq(self) -> int: ...
+
+    async def get(self, tenant: str, task_id: str) -> TaskRow | None: ...
+
+    async def get_by_seq(self, seq: int) -> TaskRow | None: ...
+
+    async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]: ...

@@ -1,0 +1,91 @@
+"""``TaskFilter`` to one parameterized ``SELECT``; no user text is ever spliced into SQL.
+
+Two filters need care:
+
+* **ID prefix.** ``LIKE`` would treat ``%`` and ``_`` in the prefix as wildcards and ``GLOB``
+  ``*``, ``?`` and ``[``. A half-open range ``id >= prefix AND id < successor(prefix)`` has no
+  special characters at all and walks the (tenant, id) index. SQLite's default BINARY collation
+  compares UTF-8 bytes, which orders strings like Python compares code points, so the successor
+  is computed in Python: the prefix with its last character incremented.
+* **Labels.** ``json_extract`` takes the key inside a JSON path, where a key holding ``"`` or
+  ``\\`` cannot be written (SQLite's path syntax has no escapes) and a non-ASCII key must match
+  its stored escape. Label keys are free text (up to 128 characters), so each wanted label is an
+  ``EXISTS`` over ``json_each(labels)``, which decodes keys and values and takes both as
+  parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from asynctask.store import schema
+from asynctask.store.rows import TaskFilter
+
+_MAX_CODE_POINT: Final = 0x10FFFF
+_SURROGATES: Final = range(0xD800, 0xE000)
+
+_LABEL_MATCH: Final = (
+    "EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE json_each.key = ? "
+    "AND json_each.value = ? AND json_each.type = 'text')"
+)
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``.
+
+    ``None`` when there is none (the prefix is only U+10FFFF characters, or empty): then the
+    range has no upper bound.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code in _SURROGATES:  # not encodable in UTF-8; the next character after them
+            code = _SURROGATES.stop
+        if code <= _MAX_CODE_POINT:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def list_sql(f: TaskFilter, limit: int) -> tuple[str, list[Any]]:
+    """The query and parameters of ``list_tasks``: newest first, at most ``limit`` rows."""
+    where: list[str] = []
+    params: list[Any] = []
+    if f.tenants is not None:
+        where.append(f"tenant IN ({', '.join('?' for _ in f.tenants)})")
+        params.extend(f.tenants)
+    if f.states:
+        where.append(f"state IN ({', '.join('?' for _ in f.states)})")
+        params.extend(state.value for state in f.states)
+    if f.queue is not None:
+        where.append("queue = ?")
+        params.append(f.queue)
+    if f.function is not None:
+        where.append("function = ?")
+        params.append(f.function)
+    if f.id_prefix:
+        where.append("id >= ?")
+        params.append(f.id_prefix)
+        upper = prefix_successor(f.id_prefix)
+        if upper is not None:
+            where.append("id < ?")
+            params.append(upper)
+    if f.since is not None:
+        where.append("created_at >= ?")
+        params.append(f.since)
+    if f.until is not None:
+        where.append("created_at < ?")
+        params.append(f.until)
+    for key, value in f.labels.items():
+        where.append(_LABEL_MATCH)
+        params.extend((key, value))
+    if f.before_seq is not None:
+        where.append("seq < ?")
+        params.append(f.before_seq)
+    sql = schema.SELECT_ALL
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC LIMIT ?"
+    params.append(limit)
+    return sql, params

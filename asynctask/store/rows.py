@@ -1,0 +1,132 @@
+"""The values that cross the store's interface: stored rows, write operations, history filters.
+
+They are plain data with no database in them, so a PostgreSQL store can take the same ones and
+``tests/store/`` can run one contract suite against every store.
+
+Write operations are frozen: once ``Store.put`` has accepted one, it is encoded and queued, and
+nothing the caller does afterwards changes what gets committed. ``TaskRow`` is mutable (slotted,
+not frozen) because the daemon builds it from a ``LiveTask`` and reads hand it back to be turned
+into one; nothing inside the store mutates a row it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asynctask.model import ListQuery, TaskState
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """One task as stored: the whole durable record of a task, live or finished.
+
+    ``seq`` is assigned by the daemon (monotonic at submit), not by SQLite, so the daemon knows a
+    task's key before the write commits and can refer to it in later operations of the same batch.
+    ``payload`` and ``result`` are msgpack the store never looks into; ``labels`` and ``error`` are
+    JSON in the database so that SQL can filter on them.
+    """
+
+    seq: int
+    tenant: str
+    id: str
+    function: str
+    queue: str
+    priority: int
+    state: TaskState
+    payload: bytes
+    options: dict[str, Any]
+    labels: dict[str, str]
+    attempts: int
+    result: bytes | None
+    error: dict[str, Any] | None
+    created_at: float
+    due_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTask:
+    """Store a new task. Fails its batch if ``seq`` or (``tenant``, ``id``) is already stored."""
+
+    row: TaskRow
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTask:
+    """Set every mutable column of task ``seq`` (what changes as a task moves through states).
+
+    All the columns are written, not only those that changed, so that consecutive updates share
+    one statement and go to SQLite as one ``executemany``. An update of an unknown ``seq`` changes
+    nothing and is not an error (the row may have been deleted in the same batch).
+    """
+
+    seq: int
+    state: TaskState
+    attempts: int
+    result: bytes | None
+    error: dict[str, Any] | None
+    started_at: float | None
+    finished_at: float | None
+    due_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTask:
+    """Remove task ``seq``; deleting an unknown ``seq`` changes nothing."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceTask:
+    """Delete task ``old_seq`` and insert ``row`` in the same transaction.
+
+    For re-submitting an ID whose task ended ``failed``, ``cancelled`` or ``expired``: the
+    (tenant, id) pair is unique, so the old row must go in the same commit the new one arrives
+    in, or a crash between the two would lose the old task without storing the new one.
+    """
+
+    old_seq: int
+    row: TaskRow
+
+
+Op = InsertTask | UpdateTask | DeleteTask | ReplaceTask
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """A history query; every field is optional and the given ones must all match.
+
+    ``tenants=None`` means every tenant, ``()`` means none (the caller may see no tenant).
+    ``id_prefix`` matches literally: ``%``, ``_``, ``*`` and ``[`` are ordinary characters.
+    ``since`` is inclusive and ``until`` exclusive, both on ``created_at``, so consecutive
+    windows never count a task twice. ``before_seq`` is the pagination cursor: pass the smallest
+    ``seq`` of the previous page to get the next (older) one.
+    """
+
+    tenants: tuple[str, ...] | None = None
+    states: tuple[TaskState, ...] = ()
+    queue: str | None = None
+    function: str | None = None
+    id_prefix: str | None = None
+    since: float | None = None
+    until: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    before_seq: int | None = None
+
+    @classmethod
+    def from_query(cls, query: ListQuery, before_seq: int | None = None) -> TaskFilter:
+        """The filter of a validated ``list`` request (its ``limit`` goes to ``list_tasks``)."""
+        return cls(
+            tenants=query.tenants,
+            states=query.states,
+            queue=query.queue,
+            function=query.function,
+            id_prefix=query.prefix,
+            since=query.since,
+            until=query.until,
+            labels=dict(query.labels),
+            before_seq=before_seq,
+        )

@@ -1,0 +1,244 @@
+"""The one writer: a coroutine that owns the write connection and commits in groups.
+
+Theory of operation
+-------------------
+
+A commit with ``synchronous=FULL`` costs an fsync; one transaction per submit would cap the
+daemon at a few thousand submits per second (ARCHITECTURE.md measures 3,566/s, and slow laptop
+disks are ten times worse). Group commit pays one fsync for everything that arrived while the
+previous fsync was in progress, so throughput grows with load while the latency of a lone write
+stays one commit.
+
+The shape is aiosqlite's own (one thread owns the connection, callers enqueue work and await a
+future), one level up: ``put`` never touches the database. It encodes the op, appends it to the
+newest open batch and returns a future. The writer coroutine takes the oldest batch, runs it as
+one ``BEGIN IMMEDIATE … COMMIT`` and resolves the batch's futures; everything put meanwhile
+has gathered in the next batch. Nothing waits on a timer to fill a batch: an idle store commits
+a lone op at once, a busy one commits whatever has queued up.
+
+Rules:
+
+* A batch is all or nothing. If any statement or the commit fails, the transaction is rolled
+  back and every future of the batch gets a ``StoreError``; the writer goes on with the next.
+* Op order is kept. Consecutive ops of one kind run as one ``executemany``, which applies its
+  rows in order; a run of ``ReplaceTask`` becomes a delete ``executemany`` then an insert one,
+  cut where an op would delete a row inserted earlier in the same run.
+* A batch holds at most ``max_batch`` ops, which bounds a transaction's duration and so the
+  latency of the ops queued behind it.
+* Each op has its own future, so a caller that stops waiting (its future is cancelled) does
+  not cancel anybody else's; its op is still committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sqlite3
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Final
+
+import aiosqlite
+
+from asynctask.store import schema
+from asynctask.store.codec import Params, encode
+from asynctask.store.errors import StoreError, describe
+from asynctask.store.rows import DeleteTask, InsertTask, Op, ReplaceTask, UpdateTask
+
+DEFAULT_MAX_BATCH: Final = 5_000
+
+_Item = tuple[type[Op], Params]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Ops that commit together, their futures, and the ``flush`` calls that end with them."""
+
+    number: int
+    items: list[_Item] = field(default_factory=list)
+    futures: list[asyncio.Future[None]] = field(default_factory=list)
+    #: (number of the first batch the flush covers, its future)
+    flushes: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+
+class GroupCommitWriter:
+    """Owns ``conn`` for writing; see the module docstring. Start it inside the running loop."""
+
+    def __init__(self, conn: aiosqlite.Connection, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self._conn = conn
+        self._max_batch = max_batch
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[_Batch] = deque()
+        self._inflight: _Batch | None = None
+        self._numbers = itertools.count(1)
+        self._last_failed = 0  # number of the newest batch that failed
+        self._wake = asyncio.Event()
+        self._closing = False
+        #: Committed transactions, the ops in them, and the ops of failed batches.
+        self.transactions = 0
+        self.ops_committed = 0
+        self.ops_failed = 0
+        #: Ops put and not yet committed or failed (queued and in flight).
+        self.pending = 0
+        self._task = self._loop.create_task(self._run(), name="asynctask-store-writer")
+
+    def put(self, op: Op) -> asyncio.Future[None]:
+        """Queue ``op`` for the next transaction; the future resolves when it has committed."""
+        if self._closing:
+            raise StoreError("the store is closed")
+        if self._task.done():
+            raise StoreError("the store's writer has stopped; reopen the store")
+        item = encode(op)
+        future: asyncio.Future[None] = self._loop.create_future()
+        queue = self._queue
+        if queue and len(queue[-1].items) < self._max_batch:
+            batch = queue[-1]
+        else:
+            batch = _Batch(next(self._numbers))
+            queue.append(batch)
+        batch.items.append(item)
+        batch.futures.append(future)
+        self.pending += 1
+        self._wake.set()
+        return future
+
+    def flush(self) -> asyncio.Future[None]:
+        """A future that resolves when every op put so far has committed.
+
+        It gets a ``StoreError`` if a batch holding one of those ops failed (the ops' own
+        futures say which).
+        """
+        future: asyncio.Future[None] = self._loop.create_future()
+        inflight = self._inflight
+        if self._queue:
+            first = inflight.number if inflight else self._queue[0].number
+            self._queue[-1].flushes.append((first, future))
+        elif inflight is not None:
+            inflight.flushes.append((inflight.number, future))
+        else:
+            future.set_result(None)
+        return future
+
+    async def close(self) -> None:
+        """Refuse new ops, commit every queued one, and stop. The connection stays open."""
+        self._closing = True
+        self._wake.set()
+        # Shielded: a caller giving up on close must not abandon the queued ops mid-commit.
+        await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch = self._queue.popleft()
+                self._inflight = batch
+                try:
+                    await self._commit(batch)
+                except Exception as error:  # a failed batch fails its ops, never the writer
+                    self._finish(batch, error)
+                else:
+                    self._finish(batch, None)
+                finally:
+                    self._inflight = None
+        except asyncio.CancelledError:
+            # Only a loop shutting down without close() gets here; the in-flight batch may or
+            # may not have committed in aiosqlite's thread, so its callers are told so.
+            stopped = StoreError("the store's writer was cancelled; the write may not be stored")
+            for batch in (*((self._inflight,) if self._inflight else ()), *self._queue):
+                self._finish(batch, stopped)
+            self._queue.clear()
+            raise
+
+    async def _commit(self, batch: _Batch) -> None:
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in _statements(batch.items):
+                await conn.executemany(sql, params)
+            await conn.execute("COMMIT")
+        except Exception:
+            # "no transaction is active" when SQLite already rolled back by itself.
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await conn.execute("ROLLBACK")
+            raise
+
+    def _finish(self, batch: _Batch, error: BaseException | None) -> None:
+        count = len(batch.items)
+        self.pending -= count
+        if error is None:
+            self.transactions += 1
+            self.ops_committed += count
+            for future in batch.futures:
+                if not future.done():
+                    future.set_result(None)
+        else:
+            self.ops_failed += count
+            self._last_failed = batch.number
+            message = (
+                error.message
+                if isinstance(error, StoreError)
+                else f"a write batch of {count} ops was rolled back: {describe(error)}"
+            )
+            for future in batch.futures:
+                if not future.done():
+                    future.set_exception(_chained(StoreError(message), error))
+        for first, future in batch.flushes:
+            if future.done():
+                continue
+            if self._last_failed >= first:
+                future.set_exception(StoreError("some writes before this flush were not stored"))
+            else:
+                future.set_result(None)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GroupCommitWriter {self.transactions} transactions, {self.ops_committed} ops "
+            f"committed, {self.ops_failed} failed, {self.pending} pending>"
+        )
+
+
+def _chained(error: StoreError, cause: BaseException) -> StoreError:
+    if cause is not error:
+        error.__cause__ = cause
+    return error
+
+
+def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
+    """The ``executemany`` calls of a batch: one per run of same-kind ops, in op order."""
+    for kind, run in itertools.groupby(items, key=itemgetter(0)):
+        params = [item[1] for item in run]
+        if kind is InsertTask:
+            yield schema.INSERT, params
+        elif kind is UpdateTask:
+            yield schema.UPDATE, params
+        elif kind is DeleteTask:
+            yield schema.DELETE, params
+        else:
+            assert kind is ReplaceTask
+            yield from _replace_statements(params)
+
+
+def _replace_statements(params: list[Params]) -> Iterator[tuple[str, list[Params]]]:
+    """Deletes then inserts, cut wherever an op deletes a row the same chunk inserts."""
+    chunk: list[Params] = []
+    inserted: set[int] = set()
+    for replace in params:
+        old_seq, new_seq, _ = replace
+        if old_seq in inserted:
+            yield schema.DELETE, [(p[0],) for p in chunk]
+            yield schema.INSERT, [p[2] for p in chunk]
+            chunk, inserted = [], set()
+        chunk.append(replace)
+        inserted.add(new_seq)
+    yield schema.DELETE, [(p[0],) for p in chunk]
+    yield schema.INSERT, [p[2] for p in chunk]

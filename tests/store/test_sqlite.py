@@ -1,0 +1,245 @@
+"""What the SQLite store adds to the contract: its file, settings, schema, plans and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asynctask.model import TaskState
+from asynctask.store import (
+    SCHEMA_VERSION,
+    Durability,
+    InsertTask,
+    Store,
+    StoreError,
+    TaskFilter,
+)
+from asynctask.store import schema as schema_module
+from asynctask.store.query import list_sql, prefix_successor
+from tests.store.helpers import make_row
+
+S = TaskState
+
+
+def _files_beside(path: str) -> set[str]:
+    return set(os.listdir(os.path.dirname(path)))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "nested" / "dir" / "tasks.db")
+
+
+async def test_open_creates_directory_file_and_wal(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        await store.put(InsertTask(make_row(1)))
+        assert store.path == db_path
+        assert {"tasks.db", "tasks.db-wal"} <= _files_beside(db_path)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("normal", 1)])
+async def test_settings_follow_durability(
+    db_path: str, durability: Durability, synchronous: int
+) -> None:
+    store = await Store.open(db_path, durability)
+    try:
+        assert await store.settings() == {
+            "journal_mode": "wal",
+            "synchronous": synchronous,
+            "busy_timeout": schema_module.BUSY_TIMEOUT_MS,
+            "foreign_keys": 0,
+            "wal_autocheckpoint": 1000,
+        }
+    finally:
+        await store.close()
+
+
+async def test_schema_version_is_recorded(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION == len(schema_module.MIGRATIONS)
+    finally:
+        await store.close()
+    with sqlite3.connect(db_path) as conn:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+    conn.close()
+    assert version == SCHEMA_VERSION
+    assert {"tasks_tenant_id", "tasks_state_seq", "tasks_tenant_seq", "tasks_live"} <= indexes
+    # reopening (a Path works too) applies nothing twice
+    store = await Store.open(Path(db_path))
+    try:
+        assert store.path == db_path
+        assert await store.schema_version() == SCHEMA_VERSION
+    finally:
+        await store.close()
+
+
+async def test_a_newer_schema_is_refused(db_path: str) -> None:
+    store = await Store.open(db_path)
+    await store.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        await Store.open(db_path)
+
+
+async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        await Store.open(str(tmp_path))  # a directory
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError):
+        await Store.open(str(tmp_path / "file" / "tasks.db"))  # parent is a file
+    (tmp_path / "garbage.db").write_bytes(b"not a database" * 1000)
+    with pytest.raises(StoreError):
+        await Store.open(str(tmp_path / "garbage.db"))
+
+
+async def test_bad_arguments(db_path: str) -> None:
+    with pytest.raises(ValueError, match="durability"):
+        await Store.open(db_path, "fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="file"):
+        await Store.open(":memory:")
+
+
+async def test_sqlite_errors_in_a_batch_become_store_errors(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        too_big = store.put(InsertTask(make_row(2**64)))  # sqlite3 raises OverflowError
+        with pytest.raises(StoreError) as caught:
+            await too_big
+        assert not isinstance(caught.value, sqlite3.Error | OverflowError)
+        assert store.ops_failed == 1
+        await store.put(InsertTask(make_row(1)))
+        assert await store.max_seq() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_row_this_code_did_not_write_is_a_store_error(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        await store.put(InsertTask(make_row(1)))
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE tasks SET state = 'exploded' WHERE seq = 1")
+        conn.close()
+        with pytest.raises(StoreError, match="KeyError"):
+            await store.get_by_seq(1)
+    finally:
+        await store.close()
+
+
+async def test_max_batch_bounds_a_transaction(db_path: str) -> None:
+    store = await Store.open(db_path, max_batch=10)
+    try:
+        for seq in range(1, 96):
+            store.put(InsertTask(make_row(seq)))
+        await store.flush()
+        assert store.transactions == 10
+        assert store.ops_committed == 95
+    finally:
+        await store.close()
+
+
+async def test_repr_shows_counters(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        assert repr(store) == (
+            f"<Store {db_path!r} durability=full open | "
+            "0 transactions, 0 ops committed, 0 failed, 0 pending>"
+        )
+        futures = [store.put(InsertTask(make_row(seq))) for seq in (1, 2, 3)]
+        assert repr(store).endswith("0 transactions, 0 ops committed, 0 failed, 3 pending>")
+        await asyncio.gather(*futures)
+        assert repr(store).endswith("1 transactions, 3 ops committed, 0 failed, 0 pending>")
+    finally:
+        await store.close()
+    assert " closed | " in repr(store)
+
+
+async def test_reads_run_beside_a_transaction(db_path: str) -> None:
+    """WAL: the reader answers from the last commit while a big batch is being written."""
+    store = await Store.open(db_path)
+    try:
+        await store.put(InsertTask(make_row(1)))
+        futures = [store.put(InsertTask(make_row(seq))) for seq in range(2, 5002)]
+        await asyncio.sleep(0)  # the writer has begun the big transaction
+        assert await store.get_by_seq(1) is not None
+        await asyncio.gather(*futures)
+        assert await store.max_seq() == 5001
+    finally:
+        await store.close()
+
+
+def _plan(db_path: str, sql: str, params: Sequence[Any] = ()) -> str:
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+    conn.close()
+    return " / ".join(row[3] for row in rows)
+
+
+async def test_query_plans_use_the_indexes(db_path: str) -> None:
+    store = await Store.open(db_path)
+    await store.close()
+    live = _plan(db_path, schema_module.SELECT_LIVE)
+    assert "tasks_live" in live
+    assert "TEMP B-TREE" not in live
+    assert "tasks_tenant_id" in _plan(db_path, schema_module.SELECT_BY_KEY, ("t", "i"))
+    for f in (
+        TaskFilter(tenants=("acme",)),
+        TaskFilter(states=(S.FAILED,)),
+        TaskFilter(tenants=("acme",), queue="q"),
+        TaskFilter(function="m:f"),
+    ):
+        sql, params = list_sql(f, 10)
+        plan = _plan(db_path, sql, params)
+        assert "USING INDEX" in plan, (f, plan)
+        assert "TEMP B-TREE" not in plan, (f, plan)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "successor"),
+    [
+        ("a", "b"),
+        ("a%", "a&"),
+        ("ab\x7e", "ab\x7f"),
+        ("x\ud7ff", "x\ue000"),
+        ("x\U0010ffff", "y"),
+        ("\U0010ffff\U0010ffff", None),
+        ("", None),
+    ],
+)
+def test_prefix_successor(prefix: str, successor: str | None) -> None:
+    assert prefix_successor(prefix) == successor
+
+
+@pytest.mark.slow
+async def test_load_live_of_100k_rows_is_fast(db_path: str) -> None:
+    store = await Store.open(db_path, "normal")
+    try:
+        for first in range(1, 100_001, 5_000):
+            for seq in range(first, first + 5_000):
+                state = S.QUEUED if seq % 4 else S.SUCCEEDED
+                store.put(InsertTask(make_row(seq, state=state, labels={"k": str(seq % 3)})))
+            await store.flush()
+        began = time.perf_counter()
+        live = await store.load_live()
+        elapsed = time.perf_counter() - began
+        assert len(live) == 75_000
+        print(f"load_live: {len(live)} rows in {elapsed:.2f} s")
+        assert elapsed < 5.0  # generous: about 0.3 s on a 2-vCPU VM
+    finally:
+        await store.close()
