@@ -1,0 +1,424 @@
+"""The worker main: ``python -m asynctask.executor.child FD``.
+
+Theory of operation
+-------------------
+The daemon pre-starts these processes so that a task costs a frame round trip, not an
+interpreter start (ARCHITECTURE.md, "Pre-started workers"). Everything here serves two goals:
+
+* **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol``), ``asynctask.model``
+  and ``asynctask.errors`` are imported at start-up. ``asyncio``, ``traceback`` and ``ctypes``
+  are imported the first time they are needed, so a pool of sync tasks never pays for them.
+* **Never be killed by the task.** One task runs at a time, synchronously, in the main thread.
+  Every exception the task raises - ``SystemExit`` and ``KeyboardInterrupt`` included - becomes a
+  ``done`` frame with an error. Only what Python cannot catch (``os._exit``, a signal, a segfault)
+  ends the worker, and the pool sees that as the process exiting.
+
+Frames travel over ``FD``, one end of a Unix ``socketpair`` that the daemon passed down. It is a
+separate descriptor, not stdin/stdout, so whatever the task prints goes to fd 1/2 (the pool points
+those at the log file) and can never corrupt the framing.
+
+Conversation (all frames are ``asynctask.protocol`` maps)::
+
+    child -> {"op": "ready", "pid": PID}                                   once, at start
+    pool  -> {"op": "run", "aid": N, "func": "pkg.mod:fn", "payload": b, "ctx": {...}}
+    child -> {"op": "done", "aid": N, "ok": True, "result": b}             or
+    child -> {"op": "done", "aid": N, "ok": False, "error": model.error_dict(...)}
+    pool  -> {"op": "exit"}                                                exit 0; EOF does too
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from asynctask import protocol
+from asynctask.errors import Fail, ProtocolError, Throttled
+from asynctask.executor.taskcontext import CURRENT, TaskContext
+from asynctask.model import ErrorKind, error_dict, is_function_ref
+
+if TYPE_CHECKING:
+    import asyncio
+
+PARENT_PID_ENV: Final = "ASYNCTASK_PARENT_PID"
+PATHS_ENV: Final = "ASYNCTASK_PATHS"
+
+_PR_SET_PDEATHSIG: Final = 1
+_SIGKILL: Final = 9
+_RECV_SIZE: Final = 1 << 16
+#: A done frame must fit the pool's decoder; leave room for the frame's other fields.
+_MAX_RESULT: Final = protocol.DEFAULT_MAX_FRAME - 64 * 1024
+#: Error texts are for people; a megabyte of repr would only bloat the database.
+_MAX_MESSAGE: Final = 16 * 1024
+_MAX_TRACEBACK: Final = 64 * 1024
+
+
+class _ImportFailure(Exception):
+    """The function reference cannot be turned into a callable; carries the user-facing message."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+
+
+class Worker:
+    """One worker's state: the socket, the function cache and the event loop for async tasks."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._decoder = protocol.FrameDecoder()
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def serve(self) -> int:
+        """Answer ``run`` frames until ``exit`` or EOF; the return value is the exit status."""
+        self._send({"op": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                data = self._sock.recv(_RECV_SIZE)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+                continue
+            except OSError:
+                return 0  # the daemon side is gone: nobody is left to answer
+            if not data:
+                return 0
+            try:
+                messages = self._decoder.feed(data)
+            except ProtocolError as exc:
+                print(f"asynctask worker {os.getpid()}: {exc.message}", file=sys.stderr)
+                return 2
+            for message in messages:
+                op = message.get("op")
+                if op == "run":
+                    self._reply(self.run(message))
+                elif op == "exit":
+                    return 0
+                else:
+                    print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self._sock.sendall(protocol.encode_frame(message))
+
+    def _reply(self, done: dict[str, Any]) -> None:
+        """Send a done frame; if the task smuggled something unencodable into it, say so."""
+        try:
+            frame = protocol.encode_frame(done)
+        except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
+            error = error_dict(
+                ErrorKind.EXCEPTION,
+                _type_name(exc),
+                f"the worker could not encode the attempt's outcome: {exc}",
+            )
+            frame = protocol.encode_frame(
+                {"op": "done", "aid": done.get("aid"), "ok": False, "error": error}
+            )
+        self._sock.sendall(frame)
+
+    def run(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Run one ``run`` frame and build its ``done`` frame; never raises."""
+        aid = message.get("aid")
+        try:
+            reply = self._run(message)
+        except BaseException as exc:  # the task must never end the worker
+            reply = {"ok": False, "error": _describe(exc)}
+        finally:
+            _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
+        return {"op": "done", "aid": aid, **reply}
+
+    def _run(self, message: dict[str, Any]) -> dict[str, Any]:
+        ref = message.get("func")
+        if not isinstance(ref, str):
+            raise _ImportFailure(f"the run frame has no function reference: {ref!r}")
+        try:
+            function = self._resolve(ref)
+        except _ImportFailure as exc:
+            return {"ok": False, "error": _describe_import_failure(exc)}
+        args, kwargs = _decode_payload(message.get("payload"))
+        context = _task_context(message.get("ctx"))
+        value = self._call(function, args, kwargs, context)
+        try:
+            result = protocol.pack(value)
+        except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
+            return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}
+        if len(result) > _MAX_RESULT:
+            return {
+                "ok": False,
+                "error": _bad_result(
+                    f"the packed result is {len(result)} bytes, more than the "
+                    f"{_MAX_RESULT}-byte limit",
+                    None,
+                ),
+            }
+        return {"ok": True, "result": result}
+
+    def _call(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: TaskContext,
+    ) -> Any:
+        token = CURRENT.set(context)
+        try:
+            value = function(*args, **kwargs)
+            if isinstance(value, Coroutine):
+                # Created while CURRENT is set, so the asyncio task copies the task's context.
+                value = self._run_coroutine(value)
+            return value
+        finally:
+            CURRENT.reset(token)
+
+    def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run an async task on the worker's one loop, created on first use and then kept.
+
+        Keeping the loop lets an async task leave a connection pool or a client session bound
+        to "the loop" for the next task, as it would in any long-running async program.
+        """
+        import asyncio  # only async tasks pay for importing asyncio
+
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        task = self._loop.create_task(coroutine)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if task.done() and not task.cancelled():
+                task.exception()  # mark it retrieved: it is reported in the done frame instead
+            raise
+
+    def _resolve(self, ref: str) -> Callable[..., Any]:
+        function = self._functions.get(ref)
+        if function is None:
+            function = _import_function(ref)
+            self._functions[ref] = function
+        return function
+
+
+def _import_function(ref: str) -> Callable[..., Any]:
+    """``pkg.mod:attr.path`` to a callable, or ``_ImportFailure`` saying exactly what is wrong."""
+    if not is_function_ref(ref):
+        raise _ImportFailure(
+            f"cannot import {ref!r}: a function reference is written 'package.module:function'"
+        )
+    module_name, _, attr_path = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
+            raise _ImportFailure(
+                f"cannot import {ref!r}: no module named {exc.name!r} on the worker's sys.path "
+                f"(the working directory {os.getcwd()!r} and the configured paths)",
+                exc,
+            ) from None
+        raise _ImportFailure(
+            f"cannot import {ref!r}: importing module {module_name!r} failed: "
+            f"{_type_name(exc)}: {exc}",
+            exc,
+        ) from None
+    except BaseException as exc:  # any error in the module's top level code
+        raise _ImportFailure(
+            f"cannot import {ref!r}: importing module {module_name!r} failed: "
+            f"{_type_name(exc)}: {exc}",
+            exc,
+        ) from None
+    parts = attr_path.split(".")
+    for depth, part in enumerate(parts):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            missing = ".".join(parts[: depth + 1])
+            raise _ImportFailure(
+                f"cannot import {ref!r}: module {module_name!r} has no attribute {missing!r}", exc
+            ) from None
+    unwrapped = getattr(target, "__asynctask_fn__", None)
+    if unwrapped is not None:
+        target = unwrapped  # an @asynctask.task object: call the plain function it wraps
+    if not callable(target):
+        raise _ImportFailure(
+            f"cannot import {ref!r}: it is a {type(target).__name__} object, not a callable"
+        )
+    function: Callable[..., Any] = target
+    return function
+
+
+def _decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The msgpack ``[args, kwargs]`` pair; a clear ``ValueError`` when it is anything else."""
+    if not isinstance(payload, bytes):
+        raise ValueError(f"the task payload must be msgpack bytes, not {type(payload).__name__}")
+    try:
+        decoded = protocol.unpack(payload)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ValueError(f"the task payload cannot be unpacked: {exc}") from None
+    if (
+        not isinstance(decoded, list)
+        or len(decoded) != 2
+        or not isinstance(decoded[0], list)
+        or not isinstance(decoded[1], dict)
+        or not all(isinstance(key, str) for key in decoded[1])
+    ):
+        raise ValueError(
+            "the task payload must be msgpack of [args_list, kwargs_map_with_str_keys], "
+            f"not {_shorten(repr(decoded), 200)}"
+        )
+    return decoded[0], decoded[1]
+
+
+def _task_context(ctx: Any) -> TaskContext:
+    ctx = ctx if isinstance(ctx, dict) else {}
+    labels = ctx.get("labels")
+    return TaskContext(
+        id=str(ctx.get("id", "")),
+        tenant=str(ctx.get("tenant", "")),
+        attempt=int(ctx.get("attempt", 0)),
+        labels=dict(labels) if isinstance(labels, dict) else {},
+    )
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    """The error dict of an exception the task (or its payload) raised."""
+    if isinstance(exc, _ImportFailure):
+        return _describe_import_failure(exc)
+    if isinstance(exc, Fail):
+        kind = ErrorKind.FAIL
+    elif isinstance(exc, Throttled):
+        kind = ErrorKind.THROTTLED
+    elif isinstance(exc, MemoryError):
+        kind = ErrorKind.MEMORY_LIMIT
+    else:
+        kind = ErrorKind.EXCEPTION
+    error = error_dict(
+        kind, _type_name(exc), _shorten(_message(exc), _MAX_MESSAGE), _traceback_text(exc)
+    )
+    # A retry_after that is not a number is no hint (and might not even encode).
+    if isinstance(exc, Throttled) and isinstance(exc.retry_after, int | float):
+        error["retry_after"] = float(exc.retry_after)
+    return error
+
+
+def _describe_import_failure(exc: _ImportFailure) -> dict[str, Any]:
+    cause = exc.cause
+    return error_dict(
+        ErrorKind.IMPORT,
+        _type_name(cause) if cause is not None else "ImportError",
+        _shorten(exc.message, _MAX_MESSAGE),
+        _traceback_text(cause) if cause is not None else "",
+    )
+
+
+def _bad_result(reason: str, value: Any) -> dict[str, Any]:
+    shown = "" if value is None else f" (returned a {type(value).__name__})"
+    return error_dict(
+        ErrorKind.BAD_RESULT,
+        "TypeError",
+        _shorten(f"the return value cannot be msgpack-encoded{shown}: {reason}", _MAX_MESSAGE),
+    )
+
+
+def _type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``package.module.Class`` for everything else."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # a broken __str__ must not lose the error
+        return f"<str() of the exception failed: {type(inner).__name__}>"
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The traceback from the task's first frame on: the worker's own frames are noise."""
+    try:
+        import traceback  # only failing tasks pay for importing traceback
+
+        tb = exc.__traceback__
+        while tb is not None and _is_plumbing(tb):
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # e.g. MemoryError again; the kind and message remain
+        return ""
+    if len(text) > _MAX_TRACEBACK:
+        text = "[...]\n" + text[-_MAX_TRACEBACK:]  # the end says where it was raised
+    return text
+
+
+def _is_plumbing(tb: TracebackType) -> bool:
+    name = tb.tb_frame.f_globals.get("__name__", "")
+    return (
+        tb.tb_frame.f_code.co_filename == __file__
+        or name == "asyncio"
+        or name.startswith(("asyncio.", "importlib"))
+    )
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 5] + "[...]"
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # a task may have closed or replaced them
+            pass
+
+
+def _die_with_parent() -> bool:
+    """Ask Linux to SIGKILL us when the daemon dies; ``False`` if it already has.
+
+    Without this a worker outlives a ``kill -9`` of the daemon and keeps running a task that
+    the restarted daemon will run again. The ``getppid`` check closes the race where the daemon
+    died between forking us and the ``prctl``.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes  # Linux only
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc: go on without
+            pass
+    expected = os.environ.get(PARENT_PID_ENV)
+    return not (expected and expected.isdigit() and os.getppid() != int(expected))
+
+
+def _extend_sys_path() -> None:
+    """Configured paths, then the working directory, ahead of everything else on sys.path."""
+    extra = [entry for entry in os.environ.get(PATHS_ENV, "").split(os.pathsep) if entry]
+    front = [*extra, os.getcwd()]
+    sys.path[:] = front + [entry for entry in sys.path if entry not in front and entry != ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m asynctask.executor.child FD", file=sys.stderr)
+        return 2
+    if not _die_with_parent():
+        print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
+        return 1
+    sock = socket.socket(fileno=int(args[0]))
+    sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
+    _extend_sys_path()
+    try:
+        return Worker(sock).serve()
+    except BrokenPipeError:
+        return 0  # the daemon closed its end while we answered: it no longer wants the answer
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,772 @@
+"""``WorkerPool``: pre-started worker subprocesses, fed one attempt at a time over socketpairs.
+
+Theory of operation
+-------------------
+The pool is an adapter (ARCHITECTURE.md): it starts, feeds, watches and kills processes, and
+decides nothing about *which* attempt runs. The daemon asks ``idle``, calls ``run(job)`` for as
+many jobs as there are idle workers, and learns the rest through two callbacks: ``on_outcome``
+once per finished job, ``on_idle`` whenever a worker becomes free.
+
+Each worker is ``python -m asynctask.executor.child FD`` (see ``child.py``), started in a session
+of its own so that its process group holds every process the task forks: killing a worker means
+``killpg`` - first SIGTERM, then SIGKILL after ``kill_grace`` - and a worker that exits for any
+reason gets one SIGKILL to its group, so no grandchild outlives the attempt that started it.
+
+The daemon's end of each socketpair is an asyncio ``Protocol`` feeding a ``FrameDecoder``: a
+result is handled in the callback that delivered its bytes, with no coroutine per message. Process
+exit is a ``SubprocessProtocol.process_exited`` callback for the same reason; the event loop's
+child watcher reaps the process, so none is left a zombie.
+
+A worker moves through these states (``_State``)::
+
+    STARTING --ready--> IDLE --run()--> BUSY --done--> IDLE (or RETIRING when recycled/stopping)
+    BUSY --timeout/cancel()/stop()--> KILLING          IDLE --stop()/recycle--> RETIRING
+    any --process exited--> DEAD (then a replacement is started, unless the pool is stopping)
+
+Every job leaves ``BUSY`` through exactly one of: a ``done`` frame, the timeout, ``cancel``, the
+process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Outcome``. A late
+``done`` frame from a worker already being killed is ignored, which keeps "exactly once" true.
+
+Workers that die before they are ready are restarted with a backoff (0.1 s doubling to 5 s), one
+probe at a time, so a broken interpreter or ``cwd`` costs a log line every few seconds, not a CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final, cast
+
+from asynctask import protocol
+from asynctask.errors import ProtocolError
+from asynctask.executor.child import PARENT_PID_ENV, PATHS_ENV
+from asynctask.model import ErrorKind, error_dict
+
+log = logging.getLogger("asynctask.executor")
+
+#: How long a new worker may take to send ``ready`` before it counts as failed to start.
+START_TIMEOUT: Final = 15.0
+_BACKOFF_FIRST: Final = 0.1
+_BACKOFF_MAX: Final = 5.0
+#: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
+#: even when the daemon runs from a source tree and ``cwd`` is the user's project.
+_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """How to start workers; the daemon builds it from the ``[workers]`` configuration."""
+
+    workers: int = 2  # pre-started at start(), kept at this size
+    python: str = sys.executable
+    cwd: str | None = None  # workers' working directory (the daemon's if None)
+    paths: tuple[str, ...] = ()  # extra sys.path entries for task modules
+    output_path: str | None = None  # append workers' stdout/stderr here (None: inherit)
+    kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
+    max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One attempt to run; ``aid`` is the daemon's key for it, unique while it runs."""
+
+    aid: int
+    func: str
+    payload: bytes
+    context: dict[str, Any]  # {"id", "tenant", "attempt", "labels"}
+    timeout: float | None  # wall-clock seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended: ``result`` (packed) when ``ok``, else ``error`` (``error_dict``)."""
+
+    aid: int
+    ok: bool
+    result: bytes | None
+    error: dict[str, Any] | None
+    pid: int  # the worker that ran it
+
+
+class _State(Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RETIRING = "retiring"  # sent "exit"; SIGKILL after the grace if it lingers
+    KILLING = "killing"  # its process group got SIGTERM; SIGKILL after the grace
+    DEAD = "dead"
+
+
+class _Worker:
+    """The pool's record of one worker process (plain data; the pool owns the logic)."""
+
+    __slots__ = (
+        "channel",
+        "death_note",
+        "exited",
+        "job",
+        "job_timer",
+        "kill_timer",
+        "pid",
+        "process",
+        "ready_timer",
+        "runs",
+        "state",
+        "was_ready",
+    )
+
+    def __init__(self, exited: asyncio.Future[None]) -> None:
+        self.state = _State.STARTING
+        self.pid = 0
+        self.process: asyncio.SubprocessTransport | None = None
+        self.channel: asyncio.Transport | None = None
+        self.job: Job | None = None
+        self.job_timer: asyncio.TimerHandle | None = None
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.ready_timer: asyncio.TimerHandle | None = None
+        self.runs = 0
+        self.was_ready = False
+        self.death_note: str | None = None  # overrides "exited with code N" in reports
+        self.exited = exited
+
+    def __repr__(self) -> str:
+        return f"<_Worker pid={self.pid} {self.state.value} runs={self.runs}>"
+
+
+class _ProcessProtocol(asyncio.SubprocessProtocol):
+    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
+        self._pool = pool
+        self._worker = worker
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport quacks like asyncio.SubprocessTransport without being one.
+        process = cast(asyncio.SubprocessTransport, transport)
+        self._worker.process = process
+        self._worker.pid = process.get_pid()
+
+    def process_exited(self) -> None:
+        self._pool._on_exit(self._worker)
+
+
+class _ChannelProtocol(asyncio.Protocol):
+    """The daemon's end of one worker's socketpair: bytes in, frames to the pool."""
+
+    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
+        self._pool = pool
+        self._worker = worker
+        self._decoder = protocol.FrameDecoder()
+        self._broken = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            messages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._broken = True
+            self._pool._on_broken(self._worker, exc.message)
+            return
+        for message in messages:
+            self._pool._on_message(self._worker, message)
+
+    def eof_received(self) -> bool | None:
+        self._pool._on_eof(self._worker)
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._pool._on_eof(self._worker)
+
+
+class WorkerPool:
+    """A fixed number of worker processes kept ready; see the module docstring."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        on_outcome: Callable[[Outcome], None],
+        on_idle: Callable[[], None],
+    ) -> None:
+        if config.workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {config.workers}")
+        if config.max_tasks_per_worker is not None and config.max_tasks_per_worker < 1:
+            raise ValueError("max_tasks_per_worker must be 1 or more (or None)")
+        self._config = config
+        self._on_outcome = on_outcome
+        self._on_idle = on_idle
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
+        self._idle: list[_Worker] = []  # a stack: the most recently used worker is warmest
+        self._running: dict[int, _Worker] = {}  # aid -> BUSY worker
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._spawn_lock = asyncio.Lock()
+        self._started = False  # start() succeeded: replacements are automatic from now on
+        self._closing = False
+        self._failures = 0  # consecutive workers that died before they were ready
+        self._backoff: asyncio.TimerHandle | None = None
+        self._start_waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._env = _worker_env(config)
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
+            f"starting={self.starting}>"
+        )
+
+    # -- state, for the daemon's decisions ---------------------------------------------------
+
+    @property
+    def idle(self) -> int:
+        """Workers that ``run`` can hand a job to right now."""
+        return len(self._idle)
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    @property
+    def starting(self) -> int:
+        return sum(1 for worker in self._workers if worker.state is _State.STARTING)
+
+    @property
+    def size(self) -> int:
+        """Workers that count towards ``config.workers``: starting, idle or busy.
+
+        Workers being killed or retired are not counted: their replacements already are.
+        """
+        return self.idle + self.busy + self.starting
+
+    @property
+    def running(self) -> frozenset[int]:
+        """The aids of the jobs running now."""
+        return frozenset(self._running)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every worker process not yet reaped, including those being stopped."""
+        return tuple(worker.pid for worker in self._workers if worker.pid > 0)
+
+    def pid_of(self, aid: int) -> int | None:
+        """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
+        worker = self._running.get(aid)
+        return worker.pid if worker is not None else None
+
+    # -- the daemon's verbs --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start ``config.workers`` workers and return once every one has said ``ready``.
+
+        Raises ``RuntimeError`` (after killing whatever did start) when a worker cannot be
+        spawned, exits before it is ready, or is not ready within ``START_TIMEOUT`` seconds:
+        a daemon that cannot run tasks should say so at start-up, not at the first task.
+        """
+        if self._loop is not None:
+            raise RuntimeError("WorkerPool.start() can be called only once")
+        loop = self._loop = asyncio.get_running_loop()
+        waiter = self._start_waiter = loop.create_future()
+        # All records first: "every worker is ready" must not be true while one is unborn.
+        workers = [self._new_worker(loop) for _ in range(self._config.workers)]
+        try:
+            for worker in workers:
+                await self._spawn(worker)
+            if self._config.workers:
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: the first failure is what we raise
+            for worker in workers:
+                if worker.process is None and worker.state is not _State.DEAD:
+                    self._discard_unspawned(worker)  # never got its turn to spawn
+            await self.stop(None)
+            if isinstance(exc, OSError):
+                raise RuntimeError(
+                    f"cannot start a worker with {self._config.python!r} "
+                    f"(cwd {self._config.cwd or os.getcwd()!r}): {exc}"
+                ) from exc
+            raise
+        finally:
+            self._start_waiter = None
+        self._started = True
+        log.info("worker pool started: %r", self)
+
+    def run(self, job: Job) -> None:
+        """Hand ``job`` to an idle worker now (one frame write); ``RuntimeError`` if none is."""
+        if self._closing:
+            raise RuntimeError("the worker pool is stopping and takes no new jobs")
+        if job.aid in self._running:
+            raise RuntimeError(f"attempt {job.aid} is already running")
+        if not self._idle:
+            raise RuntimeError(f"no idle worker for attempt {job.aid}: {self!r}")
+        assert self._loop is not None
+        # Encode before touching any state: a context msgpack cannot encode raises right here.
+        frame = protocol.encode_frame(
+            {
+                "op": "run",
+                "aid": job.aid,
+                "func": job.func,
+                "payload": job.payload,
+                "ctx": job.context,
+            }
+        )
+        worker = self._idle.pop()
+        channel = worker.channel
+        assert channel is not None
+        worker.state = _State.BUSY
+        worker.job = job
+        self._running[job.aid] = worker
+        if job.timeout is not None:
+            worker.job_timer = self._loop.call_later(job.timeout, self._on_timeout, worker, job)
+        channel.write(frame)
+
+    def cancel(self, aid: int) -> bool:
+        """Stop the attempt ``aid`` by killing its worker; ``False`` if it is not running.
+
+        Its ``Outcome`` (kind ``exception``, type ``Cancelled``) is reported from the event loop
+        soon after, never from inside this call, so the caller's own bookkeeping is not
+        re-entered. A replacement worker is started at once.
+        """
+        worker = self._running.get(aid)
+        if worker is None or worker.job is None:
+            return False
+        assert self._loop is not None
+        outcome = self._abandon(
+            worker, error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
+        )
+        self._loop.call_soon(self._emit, outcome)
+        return True
+
+    async def stop(self, deadline: float | None) -> list[int]:
+        """Shut down: no new jobs; running ones may finish until ``deadline`` (``loop.time()``).
+
+        ``None`` means do not wait. Jobs still running then are killed with their workers and
+        their aids returned - they get no ``Outcome``, the daemon decides what they become
+        (``interrupted``). Idle workers get ``exit``. Returns once every process is reaped.
+        """
+        if self._loop is None:
+            return []
+        loop = self._loop
+        self._closing = True
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
+        for worker in list(self._workers):
+            if worker.state is _State.IDLE:
+                self._retire(worker)
+            elif worker.state is _State.STARTING:
+                self._kill(worker)
+        if deadline is not None and self._running:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while self._running:
+                        self._drained = loop.create_future()
+                        await self._drained
+            except TimeoutError:
+                pass
+            finally:
+                self._drained = None
+        unfinished = list(self._running)
+        for worker in list(self._running.values()):
+            self._abandon(worker, None)
+        if self._spawning:
+            await asyncio.gather(*self._spawning, return_exceptions=True)
+        pending = [worker.exited for worker in self._workers]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._config.kill_grace + 10.0)
+            if late:
+                log.error("%d worker(s) did not exit even after SIGKILL", len(late))
+        log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
+        return unfinished
+
+    # -- spawning ------------------------------------------------------------------------------
+
+    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
+        worker = _Worker(loop.create_future())
+        self._workers.add(worker)
+        return worker
+
+    async def _spawn(self, worker: _Worker) -> None:
+        """Start ``worker``'s process; raises ``OSError`` if it cannot even be spawned.
+
+        The channel is connected before the process exists, so no frame or EOF can arrive
+        before the pool is listening. The lock keeps one child's socket end from being open
+        in the daemon while another child is forked.
+        """
+        loop = asyncio.get_running_loop()
+        config = self._config
+        async with self._spawn_lock:
+            if worker.state is not _State.STARTING:  # stop() came while it waited for the lock
+                self._discard_unspawned(worker)
+                return
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            output: int | None = None
+            try:
+                worker.channel, _ = await loop.connect_accepted_socket(
+                    lambda: _ChannelProtocol(self, worker), ours
+                )
+                if config.output_path is not None:
+                    output = _open_output(config.output_path)
+                fd = theirs.fileno()
+                worker.ready_timer = loop.call_later(START_TIMEOUT, self._on_ready_timeout, worker)
+                process, _ = await loop.subprocess_exec(
+                    lambda: _ProcessProtocol(self, worker),
+                    config.python,
+                    "-m",
+                    "asynctask.executor.child",
+                    str(fd),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                    cwd=config.cwd,
+                    env=self._env,
+                )
+            except BaseException:
+                if worker.channel is None:
+                    ours.close()  # otherwise the channel owns it and _release closes it
+                self._discard_unspawned(worker)
+                raise
+            finally:
+                theirs.close()
+                if output is not None:
+                    os.close(output)
+        if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
+            worker.process = process
+            worker.pid = process.get_pid()
+        if _state(worker) is _State.KILLING:  # stop() came while it was spawning
+            self._signal_group(worker, signal.SIGKILL)
+
+    def _discard_unspawned(self, worker: _Worker) -> None:
+        """Forget a worker whose process never started."""
+        worker.state = _State.DEAD
+        self._release(worker)
+        if not worker.exited.done():
+            worker.exited.set_result(None)
+
+    def _spawn_soon(self) -> None:
+        """Start one replacement in the background; failures count towards the backoff."""
+        assert self._loop is not None
+        worker = self._new_worker(self._loop)
+
+        async def spawn() -> None:
+            try:
+                await self._spawn(worker)
+            except Exception as exc:
+                self._failures += 1
+                log.error("cannot start a worker with %r: %s", self._config.python, exc)
+                self._refill()
+
+        task = self._loop.create_task(spawn())
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+    def _refill(self) -> None:
+        """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
+        if not self._started or self._closing or self._backoff is not None:
+            return
+        missing = self._config.workers - self.size
+        if missing <= 0:
+            return
+        if self._failures == 0:
+            for _ in range(missing):
+                self._spawn_soon()
+            return
+        if self.starting:
+            return  # a probe is on its way; its fate decides what happens next
+        assert self._loop is not None
+        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
+        log.warning(
+            "%d worker start(s) failed in a row; trying again in %.1fs", self._failures, delay
+        )
+        self._backoff = self._loop.call_later(delay, self._after_backoff)
+
+    def _after_backoff(self) -> None:
+        self._backoff = None
+        if not self._closing and self.size < self._config.workers:
+            self._spawn_soon()
+
+    # -- events from the workers -----------------------------------------------------------------
+
+    def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "done":
+            self._on_done(worker, message)
+        elif op == "ready":
+            self._on_ready(worker)
+        else:
+            log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        if worker.state is not _State.STARTING:
+            return  # killed (stop, ready timeout) before it got here
+        _cancel(worker.ready_timer)
+        worker.ready_timer = None
+        worker.was_ready = True
+        self._failures = 0
+        if self._closing:
+            self._retire(worker)
+            return
+        worker.state = _State.IDLE
+        self._idle.append(worker)
+        waiter = self._start_waiter
+        if waiter is not None:
+            if not waiter.done() and len(self._idle) == self._config.workers:
+                waiter.set_result(None)
+            return  # start() is still running: no callbacks before it returns
+        self._refill()
+        self._notify_idle()
+
+    def _on_done(self, worker: _Worker, message: dict[str, Any]) -> None:
+        job = worker.job
+        if worker.state is not _State.BUSY or job is None or message.get("aid") != job.aid:
+            return  # a late answer for an attempt already timed out, cancelled or abandoned
+        _cancel(worker.job_timer)
+        worker.job_timer = None
+        worker.job = None
+        worker.runs += 1
+        del self._running[job.aid]
+        outcome = _outcome(job.aid, message, worker.pid)
+        limit = self._config.max_tasks_per_worker
+        if self._closing or (limit is not None and worker.runs >= limit):
+            self._retire(worker)
+            self._refill()
+            now_idle = False
+        else:
+            worker.state = _State.IDLE
+            self._idle.append(worker)
+            now_idle = True
+        self._wake_stop()
+        self._emit(outcome)
+        if now_idle:
+            self._notify_idle()
+
+    def _on_timeout(self, worker: _Worker, job: Job) -> None:
+        if worker.state is not _State.BUSY or worker.job is not job:
+            return
+        worker.job_timer = None
+        message = f"attempt exceeded its timeout of {job.timeout:g}s"
+        self._emit(self._abandon(worker, error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)))
+
+    def _on_ready_timeout(self, worker: _Worker) -> None:
+        worker.ready_timer = None
+        if worker.state is _State.STARTING:
+            worker.death_note = (
+                f"worker {worker.pid} did not send ready within {START_TIMEOUT:g}s{self._hint()}"
+            )
+            self._signal_group(worker, signal.SIGKILL)
+
+    def _on_broken(self, worker: _Worker, reason: str) -> None:
+        """The worker wrote bytes that are not a frame: it cannot be trusted with anything."""
+        log.error("worker %d broke the frame protocol: %s", worker.pid, reason)
+        worker.death_note = f"worker {worker.pid} broke the frame protocol: {reason}"
+        self._signal_group(worker, signal.SIGKILL)
+
+    def _on_eof(self, worker: _Worker) -> None:
+        """The worker closed its socket: it is exiting, or useless if it is not."""
+        if worker.state is _State.DEAD:
+            return
+        if worker.state is _State.IDLE:
+            log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
+            self._idle.remove(worker)
+            worker.state = _State.KILLING
+            self._refill()
+        if worker.kill_timer is None:
+            assert self._loop is not None
+            worker.kill_timer = self._loop.call_later(
+                self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+            )
+
+    def _on_exit(self, worker: _Worker) -> None:
+        """The process is gone (and reaped): clean up after it, report, replace it."""
+        if worker.state is _State.DEAD:
+            return
+        process = worker.process
+        returncode = process.get_returncode() if process is not None else None
+        self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
+        previous = worker.state
+        worker.state = _State.DEAD
+        self._release(worker)
+        how = _describe_exit(returncode)
+        outcome: Outcome | None = None
+        if previous is _State.BUSY and worker.job is not None:
+            job = worker.job
+            worker.job = None
+            del self._running[job.aid]
+            note = worker.death_note or f"worker {worker.pid} {how} while running the task"
+            outcome = Outcome(
+                job.aid,
+                False,
+                None,
+                error_dict(ErrorKind.WORKER_DIED, "WorkerDied", note),
+                worker.pid,
+            )
+            self._wake_stop()
+        elif previous is _State.STARTING and not self._closing:
+            note = (
+                worker.death_note or f"worker {worker.pid} {how} before it was ready{self._hint()}"
+            )
+            waiter = self._start_waiter
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError(f"worker pool failed to start: {note}"))
+            else:
+                self._failures += 1
+                log.error("%s", note)
+        elif previous is _State.IDLE:
+            log.warning("idle worker %d %s; replacing it", worker.pid, how)
+        if not worker.exited.done():
+            worker.exited.set_result(None)
+        self._refill()
+        if outcome is not None:
+            self._emit(outcome)
+
+    # -- acting on workers -----------------------------------------------------------------------
+
+    def _abandon(self, worker: _Worker, error: dict[str, Any] | None) -> Outcome:
+        """Take the job away from a BUSY worker and kill it; the Outcome to report, if any."""
+        job = worker.job
+        assert job is not None
+        _cancel(worker.job_timer)
+        worker.job_timer = None
+        worker.job = None
+        del self._running[job.aid]
+        self._kill(worker)
+        self._refill()
+        self._wake_stop()
+        return Outcome(job.aid, False, None, error, worker.pid)
+
+    def _kill(self, worker: _Worker) -> None:
+        """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
+        assert self._loop is not None
+        if worker.state is _State.IDLE:
+            self._idle.remove(worker)
+        worker.state = _State.KILLING
+        self._signal_group(worker, signal.SIGTERM)
+        _cancel(worker.kill_timer)
+        worker.kill_timer = self._loop.call_later(
+            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+        )
+
+    def _retire(self, worker: _Worker) -> None:
+        """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
+        assert self._loop is not None
+        if worker.state is _State.IDLE:
+            self._idle.remove(worker)
+        worker.state = _State.RETIRING
+        if worker.channel is not None and not worker.channel.is_closing():
+            worker.channel.write(protocol.encode_frame({"op": "exit"}))
+        _cancel(worker.kill_timer)
+        worker.kill_timer = self._loop.call_later(
+            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+        )
+
+    def _signal_group(self, worker: _Worker, signum: signal.Signals) -> None:
+        # The group id is the worker's pid (start_new_session). While a group member lives the
+        # id cannot be reused, so this never hits a stranger unless the group is already empty.
+        if worker.pid <= 0:
+            return
+        try:
+            os.killpg(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:  # pragma: no cover - not our process any more
+            log.warning("cannot signal the process group of worker %d: %s", worker.pid, exc)
+
+    def _release(self, worker: _Worker) -> None:
+        """Drop every timer, transport and list entry of a worker that is gone."""
+        for timer in (worker.job_timer, worker.kill_timer, worker.ready_timer):
+            _cancel(timer)
+        worker.job_timer = worker.kill_timer = worker.ready_timer = None
+        if worker in self._idle:
+            self._idle.remove(worker)
+        self._workers.discard(worker)
+        if worker.channel is not None:
+            worker.channel.close()
+        if worker.process is not None:
+            worker.process.close()
+
+    # -- callbacks to the daemon ---------------------------------------------------------------
+
+    def _emit(self, outcome: Outcome) -> None:
+        # A bug in the daemon's callback must not leave the pool's bookkeeping half done.
+        try:
+            self._on_outcome(outcome)
+        except Exception:
+            log.exception("on_outcome failed for attempt %d", outcome.aid)
+
+    def _notify_idle(self) -> None:
+        if self._closing:
+            return
+        try:
+            self._on_idle()
+        except Exception:
+            log.exception("on_idle failed")
+
+    def _wake_stop(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _hint(self) -> str:
+        where = self._config.output_path
+        return f" (its output is in {where})" if where else " (its stderr is the daemon's)"
+
+
+def _open_output(path: str) -> int:
+    """The workers' shared stdout/stderr, opened for append so that concurrent writers'
+    lines interleave but never overwrite each other."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _worker_env(config: PoolConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env[PARENT_PID_ENV] = str(os.getpid())
+    env[PATHS_ENV] = os.pathsep.join(config.paths)
+    python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if _PACKAGE_ROOT not in python_path:
+        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
+    return env
+
+
+def _outcome(aid: int, message: dict[str, Any], pid: int) -> Outcome:
+    """An ``Outcome`` from a ``done`` frame, tolerating a worker that sent nonsense."""
+    result = message.get("result")
+    if message.get("ok") is True and isinstance(result, bytes):
+        return Outcome(aid, True, result, None, pid)
+    error = message.get("error")
+    if not isinstance(error, dict) or "kind" not in error:
+        error = error_dict(
+            ErrorKind.EXCEPTION, "ProtocolError", f"worker {pid} sent a malformed done frame"
+        )
+    return Outcome(aid, False, None, error, pid)
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"died with signal {name}"
+    return f"exited with code {returncode}"
+
+
+def _state(worker: _Worker) -> _State:
+    """The state, read anew: callbacks may have changed it while the caller awaited."""
+    return worker.state
+
+
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()

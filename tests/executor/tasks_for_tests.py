@@ -1,0 +1,154 @@
+"""Task functions the executor tests' workers import as ``tests.executor.tasks_for_tests:fn``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from asynctask.errors import Fail, Throttled
+from asynctask.executor.taskcontext import current_task
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> list[Any]:
+    return [list(args), kwargs]
+
+
+async def async_mul(a: int, b: int) -> int:
+    await asyncio.sleep(0.01)
+    return a * b
+
+
+def returns_coroutine(value: int) -> Any:
+    """A plain function that hands back a coroutine: the worker must still await it."""
+    return async_mul(value, 2)
+
+
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+class CustomError(Exception):
+    pass
+
+
+def raise_custom() -> None:
+    raise CustomError("custom")
+
+
+def fail(message: str) -> None:
+    raise Fail(message)
+
+
+def throttled(retry_after: float | None) -> None:
+    raise Throttled("slow down", retry_after=retry_after)
+
+
+def out_of_memory() -> None:
+    raise MemoryError("no more")
+
+
+def bad_result() -> object:
+    return object()
+
+
+def call_exit(code: int) -> None:
+    sys.exit(code)
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+async def async_exit() -> None:
+    await asyncio.sleep(0)
+    raise SystemExit(4)
+
+
+def context() -> dict[str, Any]:
+    task = current_task()
+    return {"id": task.id, "tenant": task.tenant, "attempt": task.attempt, "labels": task.labels}
+
+
+async def async_context() -> dict[str, Any]:
+    async def inner() -> str:
+        return current_task().id
+
+    return {"id": await asyncio.create_task(inner())}
+
+
+def print_and_return(text: str) -> str:
+    print(text)
+    print(text, file=sys.stderr)
+    return text
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def hard_exit(code: int) -> None:
+    os._exit(code)
+
+
+def sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+def sleep_with_grandchild(pid_file: str, seconds: float) -> str:
+    """Fork a grandchild that sleeps too, and tell the test its pid through ``pid_file``."""
+    child = os.fork()
+    if child == 0:  # the grandchild: sleep, never return into the worker's code
+        try:
+            time.sleep(seconds)
+        finally:
+            os._exit(0)
+    with open(pid_file + ".tmp", "w") as handle:
+        handle.write(str(child))
+    os.replace(pid_file + ".tmp", pid_file)
+    time.sleep(seconds)
+    return "slept"
+
+
+def ignore_sigterm_and_sleep(seconds: float) -> str:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "slept"
+
+
+class Wrapped:
+    """Stands in for an ``@asynctask.task`` object: the worker calls ``__asynctask_fn__``."""
+
+    def __init__(self, fn: Any) -> None:
+        self.__asynctask_fn__ = fn
+
+
+decorated = Wrapped(add)
+
+
+class Namespace:
+    @staticmethod
+    def nested(x: int) -> int:
+        return x + 1
+
+
+not_callable = 42
+
+
+def big_result(size: int) -> bytes:
+    return b"x" * size
+
+
+def corrupt_frame_socket() -> None:
+    """Write a frame header no decoder accepts into the worker's frame socket (argv[1])."""
+    os.write(int(sys.argv[1]), b"\xff\xff\xff\xff")
+    time.sleep(30)

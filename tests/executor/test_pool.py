@@ -1,0 +1,401 @@
+"""The worker pool against real worker subprocesses: results, errors, deaths, kills, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from asynctask import protocol
+from asynctask.executor import pool as pool_module
+from asynctask.executor.pool import Job, PoolConfig, WorkerPool
+from asynctask.executor.taskcontext import current_task
+
+from .conftest import TASKS, Harness, alive, children, eventually, stop_and_check, value
+
+# -- results ---------------------------------------------------------------------------------
+
+
+async def test_sync_function_result(harness: Harness) -> None:
+    outcome = await harness.run("add", 2, 3)
+    assert value(outcome) == 5
+    assert outcome.pid in harness.pool.pids
+    assert value(await harness.run("echo", 1, "a", b"raw", key=[1, 2])) == [
+        [1, "a", b"raw"],
+        {"key": [1, 2]},
+    ]
+
+
+async def test_async_function_and_returned_coroutine(harness: Harness) -> None:
+    assert value(await harness.run("async_mul", 6, 7)) == 42
+    assert value(await harness.run("returns_coroutine", 5)) == 10
+
+
+async def test_decorated_object_and_nested_attribute(harness: Harness) -> None:
+    assert value(await harness.run("decorated", 1, 1)) == 2
+    assert value(await harness.run("Namespace.nested", 1)) == 2
+
+
+async def test_current_task_inside_a_task(harness: Harness) -> None:
+    context = {"id": "abc", "tenant": "acme", "attempt": 3, "labels": {"team": "data"}}
+    outcome = await harness.run("context", context=context)
+    assert value(outcome) == context
+    # An asyncio task the task creates inherits the context.
+    assert value(await harness.run("async_context", context=context)) == {"id": "abc"}
+
+
+def test_current_task_outside_a_task() -> None:
+    with pytest.raises(RuntimeError, match="only available inside a running task"):
+        current_task()
+
+
+# -- errors the task raises ------------------------------------------------------------------
+
+
+async def test_exception_kind_type_message_traceback(harness: Harness) -> None:
+    outcome = await harness.run("boom", "it broke")
+    assert not outcome.ok
+    assert outcome.result is None
+    error = outcome.error
+    assert error is not None
+    assert (error["kind"], error["type"], error["message"]) == (
+        "exception",
+        "ValueError",
+        "it broke",
+    )
+    assert "tasks_for_tests.py" in error["traceback"]
+    assert "in boom" in error["traceback"]
+    assert "ValueError: it broke" in error["traceback"]
+    assert "child.py" not in error["traceback"]  # the worker's own frames are trimmed
+    custom = (await harness.run("raise_custom")).error
+    assert custom is not None
+    assert custom["type"] == f"{TASKS}.CustomError"
+
+
+async def test_fail_throttled_and_memory_error(harness: Harness) -> None:
+    fail = (await harness.run("fail", "never again")).error
+    assert fail is not None
+    assert (fail["kind"], fail["type"], fail["message"]) == (
+        "fail",
+        "asynctask.errors.Fail",
+        "never again",
+    )
+    throttled = (await harness.run("throttled", 2.5)).error
+    assert throttled is not None
+    assert (throttled["kind"], throttled["retry_after"]) == ("throttled", 2.5)
+    no_hint = (await harness.run("throttled", None)).error
+    assert no_hint is not None
+    assert no_hint["kind"] == "throttled"
+    assert "retry_after" not in no_hint
+    memory = (await harness.run("out_of_memory")).error
+    assert memory is not None
+    assert (memory["kind"], memory["type"]) == ("memory_limit", "MemoryError")
+
+
+@pytest.mark.parametrize(
+    ("func", "expected"),
+    [
+        ("no_such_module_xyz:fn", "no module named 'no_such_module_xyz'"),
+        (f"{TASKS}:missing", f"module '{TASKS}' has no attribute 'missing'"),
+        (f"{TASKS}:Namespace.missing", "has no attribute 'Namespace.missing'"),
+        (f"{TASKS}:not_callable", "it is a int object, not a callable"),
+        ("not-a-module:fn", "'package.module:function'"),
+    ],
+)
+async def test_import_errors(harness: Harness, func: str, expected: str) -> None:
+    error = (await harness.run(func)).error
+    assert error is not None
+    assert error["kind"] == "import"
+    assert expected in error["message"]
+    assert repr(func) in error["message"]
+
+
+async def test_unpackable_result_and_payload(harness: Harness) -> None:
+    bad = (await harness.run("bad_result")).error
+    assert bad is not None
+    assert bad["kind"] == "bad_result"
+    assert "returned a object" in bad["message"]
+    too_big = (await harness.run("big_result", protocol.DEFAULT_MAX_FRAME)).error
+    assert too_big is not None
+    assert too_big["kind"] == "bad_result"
+    assert "limit" in too_big["message"]
+    garbage = (await harness.run("add", payload=b"\xc1")).error
+    assert garbage is not None
+    assert garbage["kind"] == "exception"
+    assert "payload cannot be unpacked" in garbage["message"]
+    wrong_shape = (await harness.run("add", payload=protocol.pack({"a": 1}))).error
+    assert wrong_shape is not None
+    assert "[args_list, kwargs_map" in wrong_shape["message"]
+
+
+async def test_exit_and_interrupt_do_not_kill_the_worker() -> None:
+    harness = Harness(workers=1)
+    await harness.pool.start()
+    try:
+        pid = value(await harness.run("pid"))
+        for func, args, error_type in [
+            ("call_exit", (3,), "SystemExit"),
+            ("interrupt", (), "KeyboardInterrupt"),
+            ("async_exit", (), "SystemExit"),
+        ]:
+            outcome = await harness.run(func, *args)
+            assert outcome.error is not None
+            assert (outcome.error["kind"], outcome.error["type"]) == ("exception", error_type)
+            assert outcome.pid == pid
+        # The worker and its event loop still work after all that.
+        assert value(await harness.run("async_mul", 2, 2)) == 4
+        assert value(await harness.run("pid")) == pid
+    finally:
+        await stop_and_check(harness)
+
+
+async def test_task_output_goes_to_output_path_not_the_frames(tmp_path: Path) -> None:
+    log = tmp_path / "workers.log"
+    harness = Harness(workers=1, output_path=str(log))
+    await harness.pool.start()
+    try:
+        assert value(await harness.run("print_and_return", "hello-out")) == "hello-out"
+        assert log.read_text().count("hello-out") == 2  # once from stdout, once from stderr
+    finally:
+        await stop_and_check(harness)
+
+
+async def test_configured_paths_are_importable(tmp_path: Path) -> None:
+    (tmp_path / "extra_path_module.py").write_text("def triple(x):\n    return 3 * x\n")
+    harness = Harness(workers=1, paths=(str(tmp_path),))
+    await harness.pool.start()
+    try:
+        assert value(await harness.run("extra_path_module:triple", 3)) == 9
+    finally:
+        await stop_and_check(harness)
+
+
+# -- workers that die, hang or misbehave -----------------------------------------------------
+
+
+async def test_worker_os_exit_is_reported_and_replaced(harness: Harness) -> None:
+    outcome = await harness.run("hard_exit", 3)
+    assert outcome.error is not None
+    assert outcome.error["kind"] == "worker_died"
+    assert outcome.error["message"] == (
+        f"worker {outcome.pid} exited with code 3 while running the task"
+    )
+    assert not alive(outcome.pid)
+    idle_calls = harness.idle_calls
+    await harness.full()
+    await eventually(lambda: harness.idle_calls > idle_calls, what="on_idle for the replacement")
+    assert outcome.pid not in harness.pool.pids
+    assert value(await harness.run("add", 1, 1)) == 2
+
+
+async def test_worker_killed_by_a_signal(harness: Harness) -> None:
+    aid = harness.submit("sleep", 30)
+    pid = harness.pool.pid_of(aid)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    outcome = await harness.outcome(aid)
+    assert outcome.error is not None
+    assert (
+        outcome.error["message"] == f"worker {pid} died with signal SIGKILL while running the task"
+    )
+    await harness.full()
+
+
+async def test_idle_worker_death_is_replaced_quietly(harness: Harness) -> None:
+    victim = harness.pool.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    await eventually(lambda: victim not in harness.pool.pids, what="the dead worker to go")
+    await harness.full()
+    assert harness.outcomes == {}
+
+
+async def test_a_worker_that_corrupts_its_frames_is_killed(harness: Harness) -> None:
+    outcome = await harness.run("corrupt_frame_socket")
+    assert outcome.error is not None
+    assert outcome.error["kind"] == "worker_died"
+    assert "broke the frame protocol" in outcome.error["message"]
+    await harness.full()
+
+
+async def test_timeout_kills_the_task_and_its_grandchild(harness: Harness, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    aid = harness.submit("sleep_with_grandchild", str(pid_file), 30, timeout=0.5)
+    worker = harness.pool.pid_of(aid)
+    assert worker is not None
+    grandchild = int(await eventually(lambda: pid_file.exists() and pid_file.read_text()))
+    assert alive(grandchild)
+    outcome = await harness.outcome(aid)
+    assert outcome.error is not None
+    assert outcome.error["kind"] == "timeout"
+    assert outcome.error["type"] == "TimeoutError"
+    assert outcome.error["message"] == "attempt exceeded its timeout of 0.5s"
+    assert outcome.pid == worker
+    await eventually(lambda: not alive(worker) and not alive(grandchild), what="both to be killed")
+    await harness.full()
+
+
+async def test_timeout_escalates_to_sigkill(harness: Harness) -> None:
+    aid = harness.submit("ignore_sigterm_and_sleep", 30, timeout=0.2)
+    worker = harness.pool.pid_of(aid)
+    assert worker is not None
+    outcome = await harness.outcome(aid)
+    assert outcome.error is not None
+    assert outcome.error["kind"] == "timeout"
+    await eventually(lambda: not alive(worker), what="SIGKILL after the grace")
+    await harness.full()
+
+
+async def test_a_result_in_time_is_not_a_timeout(harness: Harness) -> None:
+    assert value(await harness.run("sleep", 0.05, timeout=5)) == "slept"
+    await asyncio.sleep(0)  # the cancelled timer must not fire later
+    assert len(harness.outcomes) == 1
+
+
+async def test_cancel(harness: Harness) -> None:
+    aid = harness.submit("sleep", 30)
+    worker = harness.pool.pid_of(aid)
+    assert harness.pool.cancel(aid) is True
+    assert harness.pool.cancel(aid) is False
+    assert harness.pool.cancel(12345) is False
+    outcome = await harness.outcome(aid)
+    assert outcome.error is not None
+    assert (outcome.error["kind"], outcome.error["type"]) == ("exception", "Cancelled")
+    assert outcome.pid == worker
+    await harness.full()
+
+
+# -- the pool's own contract -----------------------------------------------------------------
+
+
+async def test_repr_and_counts(harness: Harness) -> None:
+    assert repr(harness.pool) == "<WorkerPool size=2 idle=2 busy=0 starting=0>"
+    aid = harness.submit("sleep", 30)
+    assert repr(harness.pool) == "<WorkerPool size=2 idle=1 busy=1 starting=0>"
+    assert harness.pool.running == {aid}
+    harness.pool.cancel(aid)
+    assert repr(harness.pool) == "<WorkerPool size=2 idle=1 busy=0 starting=1>"
+    await harness.full()
+    assert repr(harness.pool) == "<WorkerPool size=2 idle=2 busy=0 starting=0>"
+
+
+async def test_run_refuses_when_it_cannot(harness: Harness) -> None:
+    first = harness.submit("sleep", 30)
+    with pytest.raises(RuntimeError, match="already running"):
+        harness.pool.run(Job(first, f"{TASKS}:add", protocol.pack([[1, 2], {}]), {}, None))
+    harness.submit("sleep", 30)
+    with pytest.raises(RuntimeError, match="no idle worker"):
+        harness.submit("add", 1, 2)
+
+
+async def test_run_with_an_unencodable_context_changes_nothing(harness: Harness) -> None:
+    with pytest.raises(TypeError):
+        harness.submit("add", 1, 2, context={"labels": object()})
+    assert repr(harness.pool) == "<WorkerPool size=2 idle=2 busy=0 starting=0>"
+
+
+async def test_stop_while_a_replacement_is_starting(harness: Harness) -> None:
+    harness.pool.cancel(harness.submit("sleep", 30))
+    assert harness.pool.starting == 1
+    assert await stop_and_check(harness) == []
+
+
+async def test_recycle_after_max_tasks() -> None:
+    harness = Harness(workers=1, max_tasks_per_worker=2)
+    await harness.pool.start()
+    try:
+        pids = [value(await harness.run("pid")) for _ in range(4)]
+        assert pids[0] == pids[1] != pids[2] == pids[3]
+        await harness.full()
+    finally:
+        await stop_and_check(harness)
+
+
+async def test_stop_with_deadline_returns_unfinished(harness: Harness) -> None:
+    loop = asyncio.get_running_loop()
+    quick = harness.submit("sleep", 0.2)
+    slow = harness.submit("sleep", 30)
+    pids = harness.pool.pids
+    started = loop.time()
+    unfinished = await stop_and_check(harness, loop.time() + 1.0)
+    assert unfinished == [slow]
+    assert loop.time() - started < 1.0 + harness.config.kill_grace + 1.0
+    assert value(harness.outcomes[quick]) == "slept"
+    assert slow not in harness.outcomes
+    assert not any(alive(pid) for pid in pids)
+    assert repr(harness.pool) == "<WorkerPool size=0 idle=0 busy=0 starting=0>"
+    with pytest.raises(RuntimeError, match="stopping"):
+        harness.submit("add", 1, 2)
+
+
+async def test_stop_without_waiting(harness: Harness) -> None:
+    running = harness.submit("sleep", 30)
+    assert await stop_and_check(harness, None) == [running]
+    assert harness.outcomes == {}
+    assert await harness.pool.stop(None) == []  # a second stop is harmless
+
+
+async def test_stop_returns_when_everything_finished_before_the_deadline(
+    harness: Harness,
+) -> None:
+    loop = asyncio.get_running_loop()
+    aid = harness.submit("sleep", 0.1)
+    started = loop.time()
+    assert await stop_and_check(harness, loop.time() + 30) == []
+    assert loop.time() - started < 5
+    assert aid in harness.outcomes
+
+
+async def test_start_fails_clearly_when_the_worker_cannot_start(tmp_path: Path) -> None:
+    broken = WorkerPool(PoolConfig(python=str(tmp_path / "no-python")), print, lambda: None)
+    with pytest.raises(RuntimeError, match="cannot start a worker"):
+        await broken.start()
+    exits = WorkerPool(PoolConfig(python="/bin/false", workers=2), print, lambda: None)
+    with pytest.raises(RuntimeError, match="exited with code 1 before it was ready"):
+        await exits.start()
+    assert exits.pids == ()
+
+
+async def test_start_fails_when_a_worker_never_says_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_module, "START_TIMEOUT", 0.3)
+    before = {pid for pid, _ in children()}
+    silent = tmp_path / "python"
+    silent.write_text("#!/bin/sh\nexec sleep 30\n")
+    silent.chmod(silent.stat().st_mode | stat.S_IXUSR)
+    pool = WorkerPool(PoolConfig(python=str(silent), workers=1), print, lambda: None)
+    with pytest.raises(RuntimeError, match=r"did not send ready within 0.3s"):
+        await pool.start()
+    assert pool.pids == ()
+    assert [child for child in children() if child[0] not in before] == []
+
+
+async def test_crashing_replacements_back_off(tmp_path: Path) -> None:
+    # A "python" that works while the switch file exists, and fails (counting) while it does not.
+    switch = tmp_path / "switch"
+    switch.touch()
+    counter = tmp_path / "starts"
+    python = tmp_path / "python"
+    python.write_text(
+        f'#!/bin/sh\nif [ -e "{switch}" ]; then exec "{sys.executable}" "$@"; fi\n'
+        f'echo x >> "{counter}"\nexit 9\n'
+    )
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    harness = Harness(workers=1, python=str(python))
+    await harness.pool.start()
+    try:
+        switch.unlink()
+        await harness.run("hard_exit", 1)
+        await asyncio.sleep(0.6)  # the window in which the backoff is measured
+        starts = len(counter.read_text().splitlines())
+        assert 1 <= starts <= 4  # 0.1 s, 0.2 s, 0.4 s apart: not a busy loop
+        assert harness.pool.size == 0
+        switch.touch()
+        await harness.full()  # the next probe succeeds and the pool is whole again
+    finally:
+        await stop_and_check(harness)
