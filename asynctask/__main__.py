@@ -1,0 +1,3 @@
+from asynctask.cli.main import main
+
+main()

@@ -1,0 +1,428 @@
+"""The ``asynctask`` command line.
+
+Every command that prints data takes ``--json``. Exit codes (PRODUCT.md): 0 success; 1 the task
+ended other than ``succeeded`` (``wait``, ``result``); 2 bad usage or a request the daemon
+refused; 3 no daemon answering; 4 ``wait --timeout`` ran out. Errors are one line on stderr,
+never a traceback. Only ``asynctask daemon`` imports the daemon; everything else is a client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from asynctask.client import Client, TaskStatus
+from asynctask.errors import (
+    EXIT_TASK_NOT_SUCCEEDED,
+    EXIT_USAGE,
+    AsynctaskError,
+    DaemonUnavailable,
+    UsageError,
+)
+from asynctask.model import PRIORITY_DEFAULT, format_time, parse_duration, parse_time
+from asynctask.paths import LOG_DIR, resolve_home, resolve_socket
+
+app = typer.Typer(
+    name="asynctask",
+    help="A single-machine asynchronous task daemon: durable submits, sandboxed workers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="Daemon home (database, socket, logs). Env: ASYNCTASK_HOME."),
+]
+SocketOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--socket", help="Socket path, overriding <home>/asynctask.sock. Env: ASYNCTASK_SOCKET."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant the task belongs to.")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    typer.echo(f"asynctask: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def client_for(home: Path | None, socket: Path | None, tenant: str = "default") -> Client:
+    return Client(resolve_socket(socket, home), tenant=tenant)
+
+
+def run_client(action: Any) -> Any:
+    """Run a client call, turning errors into one line and the PRODUCT.md exit code."""
+    try:
+        return action()
+    except AsynctaskError as exc:
+        fail(exc.message, exc.exit_code)
+
+
+def print_task(status: TaskStatus, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(status.to_json()))
+        return
+    data = status.to_json()
+    lines = [f"{key:<12} {value}" for key, value in data.items() if key not in ("error", "result")]
+    if status.succeeded:
+        lines.append(f"{'result':<12} {json.dumps(data['result'])}")
+    if status.error:
+        lines.append(f"{'error':<12} {status.error.get('type')}: {status.error.get('message')}")
+    typer.echo("\n".join(lines))
+
+
+def _labels(values: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--label needs key=value, got {item!r}")
+        labels[key] = value
+    return labels
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc}")
+
+
+def _duration(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        fail(f"{flag}: {exc}")
+
+
+def _time(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        fail(f"{flag}: {exc}")
+
+
+@app.command()
+def daemon(
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML config file (default: <home>/asynctask.toml)."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start in the background; return once it serves.")
+    ] = False,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
+) -> None:
+    """Run the daemon in the foreground (or --detach it); the socket exists once it serves."""
+    from asynctask.config import default_config_path, load_config
+
+    home_dir = resolve_home(home)
+    socket_path = resolve_socket(socket, home)
+    config_path = config if config is not None else default_config_path(home_dir)
+    try:
+        cfg = load_config(config_path)
+    except AsynctaskError as exc:
+        fail(exc.message)
+    if detach:
+        _detach(home_dir, socket_path, config_path, log_level)
+        return
+    from asynctask.daemon import run_daemon
+    from asynctask.logs import setup_logging
+
+    setup_logging(log_level or cfg.daemon.log_level)
+    try:
+        run_daemon(cfg, home_dir, socket_path)
+    except AsynctaskError as exc:
+        fail(exc.message)
+
+
+def _detach(home: Path, socket_path: Path, config: Path | None, log_level: str | None) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / LOG_DIR).mkdir(exist_ok=True)
+    log_path = home / LOG_DIR / "daemon.log"
+    argv = [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)]
+    argv += ["--socket", str(socket_path)]
+    if config is not None:
+        argv += ["--config", str(config)]
+    if log_level:
+        argv += ["--log-level", log_level]
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    client = Client(socket_path, connect_timeout=0.5)
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            fail("the daemon exited at start-up:\n" + "\n".join(tail))
+        try:
+            info = client.ping()
+        except DaemonUnavailable:
+            time.sleep(0.05)
+            continue
+        if info.get("pid") == child.pid:
+            typer.echo(f"daemon started: pid {child.pid}, socket {socket_path}, log {log_path}")
+            return
+        fail(f"another daemon (pid {info.get('pid')}) already serves on {socket_path}")
+    fail(f"the daemon did not answer within 30s; see {log_path}")
+
+
+@app.command()
+def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
+    """Exit 0 when the daemon answers (for scripts and readiness checks)."""
+    info = run_client(lambda: client_for(home, socket).ping())
+    info.pop("rid", None)
+    info.pop("ok", None)
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        typer.echo(f"pong: pid {info['pid']}, version {info['version']}, up {info['uptime']:.0f}s")
+
+
+@app.command()
+def submit(
+    func: Annotated[str, typer.Argument(help="The task function, package.module:function.")],
+    args_json: Annotated[
+        str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
+    ] = None,
+    kwargs_json: Annotated[
+        str | None, typer.Option("--kwargs", help="Keyword args as a JSON object.")
+    ] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--id", help="Task ID (de-duplicates per tenant).")
+    ] = None,
+    tenant: TenantOpt = "default",
+    queue: Annotated[str | None, typer.Option("--queue", help="Queue name.")] = None,
+    priority: Annotated[
+        int, typer.Option("--priority", min=0, max=9, help="0-9, higher runs first.")
+    ] = PRIORITY_DEFAULT,
+    delay: Annotated[
+        str | None, typer.Option("--delay", help="Run after this long, e.g. 30s, 5m.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Run at this ISO 8601 time (with offset or Z).")
+    ] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", help="Expire if not started within this long.")
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option("--retries", min=0, max=1000, help="Retries after the first attempt."),
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Wall-clock limit per attempt, e.g. 30s.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="k=v label; repeatable.")
+    ] = None,
+    on_success: Annotated[
+        str | None, typer.Option("--on-success", help="Function to submit when it succeeds.")
+    ] = None,
+    on_failure: Annotated[
+        str | None, typer.Option("--on-failure", help="Function to submit when it fails.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the task to end; exit as `wait` does.")
+    ] = False,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a task; prints its ID (or the task, with --json)."""
+    args = _json_arg(args_json, "ARGS_JSON")
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        fail("ARGS_JSON must be a JSON array of positional arguments (use --kwargs for a map)")
+    kwargs = _json_arg(kwargs_json, "--kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        fail("--kwargs must be a JSON object")
+    options: dict[str, Any] = {
+        "task_id": task_id,
+        "queue": queue,
+        "priority": priority,
+        "delay": _duration(delay, "--delay"),
+        "run_at": _time(at, "--at"),
+        "ttl": _duration(ttl, "--ttl"),
+        "retries": retries,
+        "timeout": _duration(timeout, "--timeout"),
+        "labels": _labels(label) or None,
+        "on_success": on_success,
+        "on_failure": on_failure,
+    }
+    client = client_for(home, socket, tenant)
+    status = run_client(lambda: client.submit_status(func, *args, kwargs=kwargs, **options))
+    if wait:
+        _wait_and_exit(client, status.id, tenant, None, as_json)
+    if as_json:
+        print_task(status, True)
+    else:
+        typer.echo(status.id)
+
+
+@app.command()
+def status(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    tenant: TenantOpt = "default",
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one task."""
+    print_task(run_client(lambda: client_for(home, socket).status(task_id, tenant)), as_json)
+
+
+def _wait_and_exit(
+    client: Client, task_id: str, tenant: str, timeout: float | None, as_json: bool
+) -> NoReturn:
+    final = run_client(lambda: client.wait(task_id, tenant, timeout))
+    print_task(final, as_json)
+    raise typer.Exit(0 if final.succeeded else EXIT_TASK_NOT_SUCCEEDED)
+
+
+@app.command()
+def wait(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    tenant: TenantOpt = "default",
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Give up after this long (exit 4).")
+    ] = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Block until the task ends; exit 0 only if it succeeded."""
+    limit = _duration(timeout, "--timeout")
+    _wait_and_exit(client_for(home, socket), task_id, tenant, limit, as_json)
+
+
+@app.command()
+def result(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    tenant: TenantOpt = "default",
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Give up after this long (exit 4).")
+    ] = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wait for the task and print its result as JSON; exit 1 unless it succeeded."""
+    limit = _duration(timeout, "--timeout")
+    final = run_client(lambda: client_for(home, socket).wait(task_id, tenant, limit))
+    if not final.succeeded:
+        error = final.error or {}
+        detail = f": {error.get('type')}: {error.get('message')}" if error else ""
+        typer.echo(f"asynctask: task {final.id} ended {final.state.value}{detail}", err=True)
+        raise typer.Exit(EXIT_TASK_NOT_SUCCEEDED)
+    value = final.to_json()["result"]
+    typer.echo(json.dumps({"id": final.id, "result": value}) if as_json else json.dumps(value))
+
+
+@app.command("list")
+def list_tasks(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Task state; repeatable or comma-separated.")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant (default: all you may see).")
+    ] = None,
+    queue: Annotated[str | None, typer.Option("--queue")] = None,
+    function: Annotated[str | None, typer.Option("--function")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """History query, newest first."""
+    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    filters: dict[str, Any] = {
+        "state": states,
+        "tenant": tenant,
+        "queue": queue,
+        "function": function,
+        "prefix": prefix,
+        "since": _moment(since, "--since"),
+        "until": _moment(until, "--until"),
+        "labels": _labels(label),
+        "limit": limit,
+    }
+    tasks = run_client(lambda: client_for(home, socket).list(**filters))
+    if as_json:
+        typer.echo(json.dumps([t.to_json() for t in tasks]))
+        return
+    if not tasks:
+        typer.echo("no tasks")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "STATE", "TENANT", "FUNCTION", "ATTEMPTS", "CREATED"):
+        table.add_column(column)
+    for t in tasks:
+        table.add_row(
+            t.id, t.state.value, t.tenant, t.function, str(t.attempts), format_time(t.created_at)
+        )
+    Console(width=200).print(table)
+
+
+def _moment(text: str | None, flag: str) -> float | None:
+    """An ISO 8601 time, or a duration meaning "that long ago"."""
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        fail(f"{flag}: not an ISO 8601 time or a duration: {text!r}")
+
+
+def main() -> None:
+    try:
+        app(prog_name="asynctask")
+    except UsageError as exc:  # pragma: no cover - commands turn these into exits
+        fail(exc.message)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

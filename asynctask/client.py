@@ -1,0 +1,586 @@
+"""Clients: ``AsyncClient`` (asyncio) and ``Client`` (blocking), sharing one sans-I/O core.
+
+Everything that is not I/O - building request maps from Python arguments, validating options
+before they leave the process, turning replies into ``TaskStatus`` objects or errors - lives in
+``_Calls`` and is shared. The two clients differ only in how bytes move: ``AsyncClient`` pipelines
+requests over one asyncio connection (a reader task matches replies to requests by ``rid``);
+``Client`` does one blocking round trip at a time on a plain socket, which costs a producer
+nothing beyond the syscalls (no thread hop per call, unlike a loop-in-a-thread wrapper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket as socketlib
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from asynctask.errors import (
+    AsynctaskError,
+    DaemonUnavailable,
+    ProtocolError,
+    RemoteError,
+    TaskNotSucceeded,
+    UsageError,
+)
+from asynctask.model import (
+    DEFAULT_TENANT,
+    TaskState,
+    format_time,
+    parse_duration,
+    parse_time,
+)
+from asynctask.paths import resolve_socket
+from asynctask.protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, pack, unpack
+
+C = TypeVar("C")
+
+_FINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A task as the daemon reported it. Times are epoch seconds; ``to_json`` gives ISO 8601."""
+
+    id: str
+    state: TaskState
+    tenant: str
+    queue: str
+    function: str
+    priority: int
+    attempts: int
+    retries: int
+    result: Any
+    error: dict[str, Any] | None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float | None = None
+    due_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state.value in _FINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is TaskState.SUCCEEDED
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` shape of PRODUCT.md: ISO 8601 UTC times, labels as an object."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "tenant": self.tenant,
+            "queue": self.queue,
+            "function": self.function,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "result": _jsonable(self.result),
+            "error": self.error,
+            "labels": dict(self.labels),
+            "created_at": format_time(self.created_at),
+            "due_at": format_time(self.due_at),
+            "started_at": format_time(self.started_at),
+            "finished_at": format_time(self.finished_at),
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> TaskStatus:
+        result = raw.get("result")
+        return cls(
+            id=raw["id"],
+            state=TaskState(raw["state"]),
+            tenant=raw["tenant"],
+            queue=raw["queue"],
+            function=raw["function"],
+            priority=raw["priority"],
+            attempts=raw["attempts"],
+            retries=raw.get("retries", 0),
+            result=unpack(result) if isinstance(result, bytes) else None,
+            error=raw.get("error"),
+            labels=dict(raw.get("labels") or {}),
+            created_at=raw.get("created_at"),
+            due_at=raw.get("due_at"),
+            started_at=raw.get("started_at"),
+            finished_at=raw.get("finished_at"),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def function_ref(func: Any) -> str:
+    """``module:qualname`` of a decorated or plain module-level function, or the string given."""
+    if isinstance(func, str):
+        return func
+    ref = getattr(func, "__asynctask_ref__", None)
+    if isinstance(ref, str):
+        return ref
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise UsageError(f"{func!r} is not a module-level function; pass 'module:function'")
+    if module == "__main__":
+        raise UsageError(
+            f"{qualname} is defined in __main__, which workers cannot import; "
+            "move it into a module or pass 'module:function'"
+        )
+    return f"{module}:{qualname}"
+
+
+_OPTION_NAMES = frozenset(
+    {
+        "task_id",
+        "tenant",
+        "queue",
+        "priority",
+        "delay",
+        "run_at",
+        "ttl",
+        "retries",
+        "timeout",
+        "labels",
+        "on_success",
+        "on_failure",
+    }
+)
+
+
+class _Calls:
+    """Request builders and reply parsers shared by both clients (no I/O)."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self._rids = itertools.count(1)
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        return {"op": op, "rid": next(self._rids), **fields}
+
+    def spec(
+        self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
+    ) -> dict[str, Any]:
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
+        defaults = getattr(func, "__asynctask_options__", None) or {}
+        merged = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+        try:
+            payload = pack([list(args), dict(kwargs or {})])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+        spec: dict[str, Any] = {
+            "function": function_ref(func),
+            "payload": payload,
+            "tenant": merged.pop("tenant", self.tenant),
+        }
+        if "task_id" in merged:
+            spec["id"] = merged.pop("task_id")
+        for name in ("delay", "ttl", "timeout"):
+            if name in merged:
+                spec[name] = _seconds(merged.pop(name), name)
+        if "run_at" in merged:
+            spec["run_at"] = _epoch(merged.pop("run_at"))
+        spec.update(merged)
+        return spec
+
+    def hello(self) -> dict[str, Any]:
+        return self.request("hello", version=PROTOCOL_VERSION)
+
+    @staticmethod
+    def reply(message: Mapping[str, Any]) -> dict[str, Any]:
+        if message.get("ok") is True:
+            return dict(message)
+        raise AsynctaskError.from_wire(message.get("error"))
+
+    @staticmethod
+    def tasks(reply: Mapping[str, Any]) -> list[TaskStatus]:
+        return [TaskStatus.from_wire(raw) for raw in reply["tasks"]]
+
+    @staticmethod
+    def task(reply: Mapping[str, Any]) -> TaskStatus:
+        return TaskStatus.from_wire(reply["task"])
+
+    def list_fields(self, **filters: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for name, value in filters.items():
+            if value is None or value == () or value == {}:
+                continue
+            if name in ("since", "until"):
+                value = _epoch(value)
+            elif name == "state":
+                value = [value] if isinstance(value, str) else list(value)
+            fields[name] = value
+        return fields
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise UsageError("run_at needs a timezone-aware datetime")
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    raise UsageError(f"not a time: {value!r}")
+
+
+def _finished(status: TaskStatus) -> Any:
+    if status.succeeded:
+        return status.result
+    error = status.error or {}
+    detail = f": {error.get('type', '')}: {error.get('message', '')}" if error else ""
+    raise TaskNotSucceeded(f"task {status.id} ended {status.state.value}{detail}", status)
+
+
+@dataclass(frozen=True, slots=True)
+class _Handle(Generic[C]):
+    id: str
+    tenant: str
+    client: C
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.tenant}/{self.id}>"
+
+
+class AsyncTaskHandle(_Handle["AsyncClient"]):
+    async def status(self) -> TaskStatus:
+        return await self.client.status(self.id, tenant=self.tenant)
+
+    async def wait(self, timeout: float | None = None) -> TaskStatus:
+        return await self.client.wait(self.id, tenant=self.tenant, timeout=timeout)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return _finished(await self.wait(timeout))
+
+
+class TaskHandle(_Handle["Client"]):
+    def status(self) -> TaskStatus:
+        return self.client.status(self.id, tenant=self.tenant)
+
+    def wait(self, timeout: float | None = None) -> TaskStatus:
+        return self.client.wait(self.id, tenant=self.tenant, timeout=timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return _finished(self.wait(timeout))
+
+
+class AsyncClient:
+    """Talk to the daemon from asyncio code; one connection, requests pipelined.
+
+    ``async with AsyncClient() as client: handle = await client.submit("mod:fn", 1, 2)``
+    """
+
+    def __init__(self, socket: str | Path | None = None, tenant: str = DEFAULT_TENANT) -> None:
+        self.socket_path = resolve_socket(socket)
+        self._calls = _Calls(tenant)
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._connecting: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.socket_path} pending={len(self._pending)}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._writer is not None:
+                return
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+            except OSError as exc:
+                raise DaemonUnavailable(
+                    f"no daemon answering on {self.socket_path} ({exc.strerror or exc})"
+                ) from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read(reader))
+            hello = self._calls.hello()
+            self._calls.reply(await self._roundtrip(hello))
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+            self._reader_task = None
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        decoder = FrameDecoder()
+        reason: AsynctaskError = DaemonUnavailable("the daemon closed the connection")
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                for message in decoder.feed(data):
+                    future = self._pending.pop(message.get("rid"), None)  # type: ignore[arg-type]
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                    elif message.get("ok") is False and message.get("rid") is None:
+                        reason = AsynctaskError.from_wire(message.get("error"))
+        except ProtocolError as exc:
+            reason = exc
+        except OSError as exc:
+            reason = DaemonUnavailable(f"connection to the daemon failed: {exc}")
+        finally:
+            self._writer = None
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(reason)
+            self._pending.clear()
+
+    async def _roundtrip(self, request: dict[str, Any]) -> dict[str, Any]:
+        writer = self._writer
+        if writer is None:
+            raise DaemonUnavailable("not connected to the daemon")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request["rid"]] = future
+        writer.write(encode_frame(request))
+        return await future
+
+    async def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self._writer is None:
+            await self.connect()
+        return self._calls.reply(await self._roundtrip(self._calls.request(op, **fields)))
+
+    async def ping(self) -> dict[str, Any]:
+        return await self._call("ping")
+
+    async def submit(
+        self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncTaskHandle:
+        spec = self._calls.spec(func, args, kwargs, **options)
+        (status,) = self._calls.tasks(await self._call("submit", tasks=[spec]))
+        return AsyncTaskHandle(status.id, status.tenant, self)
+
+    async def submit_status(
+        self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> TaskStatus:
+        """Like ``submit`` but returns the submitted task's full status."""
+        spec = self._calls.spec(func, args, kwargs, **options)
+        return self._calls.tasks(await self._call("submit", tasks=[spec]))[0]
+
+    async def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
+        """Submit many tasks in one request, all or none. Each call is a mapping with
+        ``func`` and optional ``args``, ``kwargs`` and submit options."""
+        specs = [_spec_of(self._calls, call) for call in calls]
+        if not specs:
+            return []
+        statuses = self._calls.tasks(await self._call("submit", tasks=specs))
+        return [AsyncTaskHandle(s.id, s.tenant, self) for s in statuses]
+
+    async def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
+        return self._calls.task(
+            await self._call("status", id=task_id, tenant=tenant or self._calls.tenant)
+        )
+
+    async def wait(
+        self, task_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> TaskStatus:
+        fields: dict[str, Any] = {"id": task_id, "tenant": tenant or self._calls.tenant}
+        if timeout is not None:
+            fields["timeout"] = timeout
+        return self._calls.task(await self._call("wait", **fields))
+
+    async def result(
+        self, task_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> Any:
+        return _finished(await self.wait(task_id, tenant, timeout))
+
+    async def list(self, **filters: Any) -> list[TaskStatus]:
+        """History query: ``state``, ``tenant``, ``queue``, ``function``, ``prefix``, ``since``,
+        ``until``, ``labels``, ``limit``; newest first."""
+        return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
+
+
+class Client:
+    """Blocking client: one round trip at a time on a plain Unix socket; thread-safe."""
+
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        tenant: str = DEFAULT_TENANT,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.socket_path = resolve_socket(socket)
+        self._calls = _Calls(tenant)
+        self._sock: socketlib.socket | None = None
+        self._decoder = FrameDecoder()
+        self._lock = threading.Lock()
+        self._connect_timeout = connect_timeout
+
+    def __repr__(self) -> str:
+        return f"<Client {self.socket_path} connected={self._sock is not None}>"
+
+    def __del__(self) -> None:
+        # A client is often created once and never closed; its socket goes with it quietly.
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        with self._lock:
+            self._connect_locked()
+
+    def _connect_locked(self) -> None:
+        if self._sock is not None:
+            return
+        sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        sock.settimeout(self._connect_timeout)
+        try:
+            sock.connect(str(self.socket_path))
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnavailable(
+                f"no daemon answering on {self.socket_path} ({exc.strerror or exc})"
+            ) from None
+        sock.settimeout(None)
+        self._sock = sock
+        self._decoder = FrameDecoder()
+        self._calls.reply(self._roundtrip(self._calls.hello()))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def _roundtrip(self, request: dict[str, Any]) -> dict[str, Any]:
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.sendall(encode_frame(request))
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise DaemonUnavailable("the daemon closed the connection")
+                for message in self._decoder.feed(data):
+                    if message.get("rid") == request["rid"]:
+                        return message
+                    if message.get("ok") is False and message.get("rid") is None:
+                        raise AsynctaskError.from_wire(message.get("error"))
+        except (OSError, AsynctaskError) as exc:
+            sock.close()
+            self._sock = None
+            if isinstance(exc, AsynctaskError):
+                raise
+            raise DaemonUnavailable(f"connection to the daemon failed: {exc}") from None
+
+    def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            self._connect_locked()
+            reply = self._roundtrip(self._calls.request(op, **fields))
+        return self._calls.reply(reply)
+
+    def ping(self) -> dict[str, Any]:
+        return self._call("ping")
+
+    def submit(
+        self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> TaskHandle:
+        spec = self._calls.spec(func, args, kwargs, **options)
+        (status,) = self._calls.tasks(self._call("submit", tasks=[spec]))
+        return TaskHandle(status.id, status.tenant, self)
+
+    def submit_status(
+        self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> TaskStatus:
+        """Like ``submit`` but returns the submitted task's full status."""
+        spec = self._calls.spec(func, args, kwargs, **options)
+        return self._calls.tasks(self._call("submit", tasks=[spec]))[0]
+
+    def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
+        """Submit many tasks in one request, all or none (see ``AsyncClient.submit_many``)."""
+        specs = [_spec_of(self._calls, call) for call in calls]
+        if not specs:
+            return []
+        statuses = self._calls.tasks(self._call("submit", tasks=specs))
+        return [TaskHandle(s.id, s.tenant, self) for s in statuses]
+
+    def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
+        return self._calls.task(
+            self._call("status", id=task_id, tenant=tenant or self._calls.tenant)
+        )
+
+    def wait(
+        self, task_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> TaskStatus:
+        fields: dict[str, Any] = {"id": task_id, "tenant": tenant or self._calls.tenant}
+        if timeout is not None:
+            fields["timeout"] = timeout
+        return self._calls.task(self._call("wait", **fields))
+
+    def result(self, task_id: str, tenant: str | None = None, timeout: float | None = None) -> Any:
+        return _finished(self.wait(task_id, tenant, timeout))
+
+    def list(self, **filters: Any) -> list[TaskStatus]:
+        """History query; the filters of ``AsyncClient.list``."""
+        return self._calls.tasks(self._call("list", **self._calls.list_fields(**filters)))
+
+
+def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
+    options = dict(call)
+    if "func" not in options:
+        raise UsageError("each call for submit_many needs a 'func'")
+    func = options.pop("func")
+    args = tuple(options.pop("args", ()))
+    kwargs = options.pop("kwargs", None)
+    return calls.spec(func, args, kwargs, **options)
+
+
+# Remote errors a caller may want to catch by name.
+__all__ = [
+    "AsyncClient",
+    "AsyncTaskHandle",
+    "Client",
+    "RemoteError",
+    "TaskHandle",
+    "TaskStatus",
+]

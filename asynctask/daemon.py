@@ -1,0 +1,611 @@
+"""The composition root: the one place that reads the clock, feeds the core and performs actions.
+
+Theory of operation. Three event sources drive the daemon: client requests (``server``), attempt
+outcomes and free workers (``executor``), and timers. Each of them ends in ``_wake()``, which
+schedules one ``step()`` on the next loop iteration - so a burst of outcomes or submits becomes
+one decision pass, and the store sees one batch. ``step()`` reads the clock once, asks the
+``Scheduler`` what to do with that many free workers, and performs the actions it returns:
+write a state change to the store (not awaited: the group-commit writer batches it), hand a task
+to a worker, or finish a task (write it, then - once committed - release its waiters and drop it
+from memory).
+
+Durability rules:
+
+* A submit is acknowledged only after its insert has committed (``Store.put`` resolves on commit).
+* An attempt is marked ``running`` (attempt counted) in the same batch that dispatches it, and the
+  mark is written before any outcome of that attempt, because the writer keeps op order.
+* A task leaves memory only after its final state has committed; until then a submit of the same
+  ID waits on the commit (``_claims``), so de-duplication never sees a gap.
+* At start-up every ``scheduled``/``queued``/``running`` row is loaded back; a ``running`` row is
+  an interrupted attempt: it counts, and the task is queued again if it has retries left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from asynctask import __version__
+from asynctask.config import Config
+from asynctask.core.retry import RetryPolicy
+from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
+from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
+from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
+from asynctask.model import (
+    DEDUP_STATES,
+    FINAL_STATES,
+    ListQuery,
+    LiveTask,
+    SubmitSpec,
+    TaskState,
+    new_task_id,
+)
+from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME
+from asynctask.server.auth import AuthPolicy
+from asynctask.server.listener import Listener, claim_socket_path
+from asynctask.server.ops import Ops
+from asynctask.store import InsertTask, ReplaceTask, Store, TaskFilter, TaskRow, UpdateTask
+
+log = logging.getLogger("asynctask.daemon")
+
+Key = tuple[str, str]
+
+
+class Daemon:
+    def __init__(self, config: Config, home: Path, socket_path: Path) -> None:
+        self.config = config
+        self.home = home
+        self.socket_path = socket_path
+        self.scheduler = Scheduler(
+            RetryPolicy(config.retry.backoff_base, config.retry.backoff_cap), random.Random()
+        )
+        self.store: Store | None = None
+        self.pool: WorkerPool | None = None
+        self.listener: Listener | None = None
+        self.accepting = False
+        self._live: dict[Key, LiveTask] = {}
+        self._running: dict[int, LiveTask] = {}
+        self._claims: dict[Key, asyncio.Future[None]] = {}
+        self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._next_seq = 1
+        self._step_pending = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
+        self._stop = asyncio.Event()
+        self._started_at = time.time()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_file: IO[str] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Daemon live={len(self._live)} running={len(self._running)} "
+            f"{self.scheduler!r} {self.pool!r}>"
+        )
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then drain and exit."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.shutdown()
+
+    def request_stop(self) -> None:
+        log.info("stop requested: draining for up to %.1fs", self.config.daemon.drain)
+        self._stop.set()
+
+    async def start(self) -> None:
+        began = time.perf_counter()
+        self._loop = asyncio.get_running_loop()
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.config.auth.users:
+            os.chmod(self.home, 0o700)
+        (self.home / LOG_DIR).mkdir(exist_ok=True)
+        self._lock_home()
+        claim_socket_path(self.socket_path)
+        try:
+            await self._start_parts(began)
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    def _lock_home(self) -> None:
+        """One daemon per home: a second one would share the database and the workers' fate."""
+        handle = open(self.home / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UsageError(f"another daemon is already running with home {self.home}") from None
+        self._lock_file = handle
+
+    async def _start_parts(self, began: float) -> None:
+        self.store = await Store.open(
+            str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
+        )
+        recovered = await self._recover()
+        recovered_at = time.perf_counter()
+        workers = self.config.workers
+        self.pool = WorkerPool(
+            PoolConfig(
+                workers=workers.min_workers,
+                cwd=os.getcwd(),
+                paths=workers.paths,
+                output_path=str(self.home / LOG_DIR / "workers.log"),
+                kill_grace=workers.kill_grace,
+                max_tasks_per_worker=workers.max_tasks_per_worker or None,
+            ),
+            on_outcome=self._on_outcome,
+            on_idle=self._wake,
+        )
+        await self.pool.start()
+        admins = self.config.auth.admins or (os.getuid(),)
+        ops = Ops(self, AuthPolicy(admins, self.config.auth.users), self.config.daemon.max_payload)
+        self.listener = Listener(
+            self.socket_path,
+            ops,
+            self.config.daemon.max_frame,
+            shared=bool(self.config.auth.users),
+        )
+        await self.listener.start()
+        self.accepting = True
+        (self.home / PID_NAME).write_text(f"{os.getpid()}\n")
+        log.info(
+            "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
+            "%.0f ms, start-up %.0f ms",
+            self.socket_path,
+            self.home,
+            self.config.daemon.durability,
+            workers.min_workers,
+            recovered,
+            (recovered_at - began) * 1000,
+            (time.perf_counter() - began) * 1000,
+        )
+        self._wake()
+
+    async def shutdown(self) -> None:
+        self.accepting = False
+        if self.listener is not None:
+            self.listener.stop_accepting()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.pool is not None:
+            loop = asyncio.get_running_loop()
+            unfinished = await self.pool.stop(loop.time() + self.config.daemon.drain)
+            now = time.time()
+            for aid in unfinished:
+                task = self._running.pop(aid, None)
+                if task is not None:
+                    reason = "the daemon stopped before the attempt finished"
+                    self._perform([self.scheduler.interrupted(task, reason, now)])
+            if unfinished:
+                log.info("re-queued %d unfinished attempts", len(unfinished))
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.flush()
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        if self.listener is not None:
+            await self.listener.close()
+        if self.store is not None:
+            await self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / PID_NAME).unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+        log.info("stopped")
+
+    async def _recover(self) -> int:
+        assert self.store is not None
+        self._next_seq = await self.store.max_seq() + 1
+        rows = await self.store.load_live()
+        now = time.time()
+        interrupted: list[Action] = []
+        for row in rows:
+            task = _task_from_row(row)
+            self._live[(task.tenant, task.id)] = task
+            if task.state is TaskState.RUNNING:
+                reason = "the daemon stopped during the attempt"
+                interrupted.append(self.scheduler.interrupted(task, reason, now))
+            else:
+                self.scheduler.add(task)
+        self._perform(interrupted)
+        if interrupted:
+            log.info("recovered %d interrupted attempts", len(interrupted))
+        return len(rows)
+
+    # -- the step -------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if not self._step_pending and self._loop is not None:
+            self._step_pending = True
+            self._loop.call_soon(self.step)
+
+    def step(self) -> None:
+        """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
+        self._step_pending = False
+        if self.pool is None or not self.accepting:
+            return
+        self._perform(self.scheduler.dispatch(time.time(), self.pool.idle))
+        self._arm_timer(self.scheduler.next_wakeup())
+
+    def _arm_timer(self, due: float | None) -> None:
+        if due is None or due == self._timer_due or self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_due = due
+        delay = max(due - time.time(), 0.0)
+        self._timer = self._loop.call_at(self._loop.time() + delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._timer_due = None
+        self.step()
+
+    def _perform(self, actions: Iterable[Action]) -> None:
+        assert self.store is not None
+        for action in actions:
+            task = action.task
+            if isinstance(action, Dispatch):
+                self._persist(task)
+                self._running[task.seq] = task
+                assert self.pool is not None
+                self.pool.run(
+                    Job(
+                        aid=task.seq,
+                        func=task.function,
+                        payload=task.payload,
+                        context={
+                            "id": task.id,
+                            "tenant": task.tenant,
+                            "attempt": task.attempts,
+                            "labels": task.labels,
+                        },
+                        timeout=task.timeout,
+                    )
+                )
+            elif isinstance(action, Persist):
+                self._persist(task)
+            elif isinstance(action, Finished):
+                self._finish(task)
+
+    def _persist(self, task: LiveTask) -> asyncio.Future[None]:
+        assert self.store is not None
+        future = self.store.put(
+            UpdateTask(
+                seq=task.seq,
+                state=task.state,
+                attempts=task.attempts,
+                result=task.result,
+                error=task.error,
+                started_at=task.started_at,
+                finished_at=task.finished_at,
+                due_at=task.due_at,
+            )
+        )
+        future.add_done_callback(_log_store_failure)
+        return future
+
+    def _finish(self, task: LiveTask) -> None:
+        key = (task.tenant, task.id)
+        committed = self._persist(task)
+        self._claims[key] = committed
+
+        def released(_: asyncio.Future[None]) -> None:
+            if self._claims.get(key) is committed:
+                del self._claims[key]
+            if self._live.get(key) is task:
+                del self._live[key]
+            view = _view(task)
+            for waiter in self._waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.set_result(view)
+
+        committed.add_done_callback(released)
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        task = self._running.pop(outcome.aid, None)
+        if task is None:
+            return
+        now = time.time()
+        if outcome.ok:
+            self._perform([self.scheduler.succeeded(task, outcome.result, now)])
+        else:
+            error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
+            self._perform([self.scheduler.attempt_failed(task, error, now)])
+        self._wake()
+
+    # -- requests (server.ops.Backend) ----------------------------------------------------------
+
+    def ping(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": time.time() - self._started_at,
+            "accepting": self.accepting,
+            "tasks": {
+                "live": len(self._live),
+                "running": len(self._running),
+                "queued": self.scheduler.queued,
+                "scheduled": self.scheduler.scheduled,
+            },
+            "workers": {
+                "size": self.pool.size if self.pool else 0,
+                "idle": self.pool.idle if self.pool else 0,
+            },
+            "store": {
+                "transactions": self.store.transactions if self.store else 0,
+                "ops_committed": self.store.ops_committed if self.store else 0,
+            },
+        }
+
+    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
+        if not self.accepting:
+            raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
+        assert self.store is not None
+        now = time.time()
+        views: list[dict[str, Any] | None] = [None] * len(specs)
+        created: list[tuple[int, LiveTask]] = []
+        commits: list[asyncio.Future[None]] = []
+        own_claims: dict[Key, asyncio.Future[None]] = {}
+        in_batch: dict[Key, LiveTask] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            for index, spec in enumerate(specs):
+                if spec.id is None:
+                    task = self._new_task(spec, new_task_id(now), now)
+                    commits.append(self.store.put(InsertTask(_row_of(task))))
+                    created.append((index, task))
+                    continue
+                key = (spec.tenant, spec.id)
+                if key in in_batch:
+                    created.append((index, in_batch[key]))
+                    continue
+                existing = await self._settled(key)
+                if existing is not None:
+                    views[index] = existing
+                    continue
+                claim = loop.create_future()
+                self._claims[key] = own_claims[key] = claim
+                row = await self.store.get(spec.tenant, spec.id)
+                if row is not None and row.state in DEDUP_STATES:
+                    views[index] = _row_view(row)
+                    continue
+                task = self._new_task(spec, spec.id, now)
+                op = (
+                    InsertTask(_row_of(task))
+                    if row is None
+                    else ReplaceTask(row.seq, _row_of(task))
+                )
+                commits.append(self.store.put(op))
+                created.append((index, task))
+                in_batch[key] = task
+            if commits:
+                await asyncio.gather(*commits)
+            added = set()
+            for index, task in created:
+                if task.seq not in added:
+                    added.add(task.seq)
+                    self._live[(task.tenant, task.id)] = task
+                    self.scheduler.add(task)
+                views[index] = _view(task)
+        finally:
+            for key, claim in own_claims.items():
+                if self._claims.get(key) is claim:
+                    del self._claims[key]
+                claim.set_result(None)
+        self._wake()
+        return [view for view in views if view is not None]
+
+    async def _settled(self, key: Key) -> dict[str, Any] | None:
+        """The view of a live task holding ``key`` once no other submit or finish is in flight
+        for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
+        while True:
+            task = self._live.get(key)
+            if task is not None and task.state in DEDUP_STATES:
+                return _view(task)
+            claim = self._claims.get(key)
+            if claim is None:
+                return None
+            await asyncio.shield(claim)
+
+    def _new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
+        seq = self._next_seq
+        self._next_seq += 1
+        due = spec.run_at if spec.run_at is not None else None
+        if spec.delay:
+            due = now + spec.delay
+        scheduled = due is not None and due > now
+        options: dict[str, Any] = {}
+        retries = spec.retries if spec.retries is not None else self.config.retry.retries
+        timeout = spec.timeout if spec.timeout is not None else self.config.workers.timeout
+        options["retries"] = retries
+        options["timeout"] = timeout
+        expires_at = now + spec.ttl if spec.ttl is not None else None
+        if expires_at is not None:
+            options["expires_at"] = expires_at
+        for name in ("on_success", "on_failure"):
+            value = getattr(spec, name)
+            if value is not None:
+                options[name] = value
+        return LiveTask(
+            seq=seq,
+            tenant=spec.tenant,
+            id=task_id,
+            function=spec.function,
+            queue=spec.queue or spec.tenant,
+            priority=spec.priority,
+            state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
+            payload=spec.payload,
+            options=options,
+            labels=spec.labels,
+            retries=retries,
+            timeout=timeout,
+            created_at=now,
+            due_at=due if scheduled else None,
+            expires_at=expires_at,
+        )
+
+    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
+        task = self._live.get((tenant, task_id))
+        if task is not None:
+            return _view(task)
+        assert self.store is not None
+        row = await self.store.get(tenant, task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        return _row_view(row)
+
+    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
+        key = (tenant, task_id)
+        task = self._live.get(key)
+        if task is None:
+            claim = self._claims.get(key)
+            if claim is not None:
+                await asyncio.shield(claim)
+                task = self._live.get(key)
+        if task is None:
+            view = await self.status(tenant, task_id)
+            if view["state"] in FINAL_STATES or not self.accepting:
+                return view
+            task = self._live.get(key)
+            if task is None:  # finished while we read the store
+                return await self.status(tenant, task_id)
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+    async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
+        assert self.store is not None
+        await self.store.flush()
+        rows = await self.store.list_tasks(
+            TaskFilter(
+                tenants=query.tenants,
+                states=query.states,
+                queue=query.queue,
+                function=query.function,
+                id_prefix=query.prefix,
+                since=query.since,
+                until=query.until,
+                labels=query.labels,
+            ),
+            query.limit,
+        )
+        views = []
+        for row in rows:
+            live = self._live.get((row.tenant, row.id))
+            views.append(
+                _view(live) if live is not None and live.seq == row.seq else _row_view(row)
+            )
+        return views
+
+
+def _log_store_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("store write failed: %s", future.exception())
+
+
+def _row_of(task: LiveTask) -> TaskRow:
+    return TaskRow(
+        seq=task.seq,
+        tenant=task.tenant,
+        id=task.id,
+        function=task.function,
+        queue=task.queue,
+        priority=task.priority,
+        state=task.state,
+        payload=task.payload,
+        options=task.options,
+        labels=task.labels,
+        attempts=task.attempts,
+        result=task.result,
+        error=task.error,
+        created_at=task.created_at,
+        due_at=task.due_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+    )
+
+
+def _task_from_row(row: TaskRow) -> LiveTask:
+    options = row.options
+    return LiveTask(
+        seq=row.seq,
+        tenant=row.tenant,
+        id=row.id,
+        function=row.function,
+        queue=row.queue,
+        priority=row.priority,
+        state=row.state,
+        payload=row.payload,
+        options=options,
+        labels=row.labels,
+        retries=int(options.get("retries", 0)),
+        timeout=options.get("timeout"),
+        created_at=row.created_at,
+        due_at=row.due_at,
+        expires_at=options.get("expires_at"),
+        attempts=row.attempts,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result=row.result,
+        error=row.error,
+    )
+
+
+def _view(task: LiveTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "state": str(task.state),
+        "tenant": task.tenant,
+        "queue": task.queue,
+        "function": task.function,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "retries": task.retries,
+        "result": task.result,
+        "error": task.error,
+        "labels": task.labels,
+        "created_at": task.created_at,
+        "due_at": task.due_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+def _row_view(row: TaskRow) -> dict[str, Any]:
+    return _view(_task_from_row(row))
+
+
+def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
+    """Run a daemon in the foreground on uvloop until it is told to stop."""
+    import uvloop
+
+    uvloop.run(Daemon(config, home, socket_path).run())

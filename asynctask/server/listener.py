@@ -1,0 +1,87 @@
+"""The Unix-socket listener: refuse to start twice, set permissions, track connections.
+
+A stale socket file (left by a daemon that was killed) is removed; a socket where another daemon
+still answers is not, and start-up fails with a clear message instead of stealing it.
+Permissions follow PRODUCT.md: with no ``[auth.users]`` the socket is 0600 (its directory is
+0700); when other users are configured it is 0666 and every request is authorized by the
+caller's ``SO_PEERCRED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+from asynctask.errors import UsageError
+from asynctask.server.connection import Connection, Dispatcher
+
+log = logging.getLogger("asynctask.server")
+
+
+def claim_socket_path(path: Path) -> None:
+    """Remove a stale socket at ``path``; refuse if a live daemon answers there."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise UsageError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        log.info("removed stale socket %s", path)
+        return
+    finally:
+        probe.close()
+    raise UsageError(f"another daemon is already serving on {path}")
+
+
+class Listener:
+    def __init__(
+        self, path: Path, dispatch: Dispatcher, max_frame: int, *, shared: bool = False
+    ) -> None:
+        self.path = path
+        self._dispatch = dispatch
+        self._max_frame = max_frame
+        self._shared = shared
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: set[Connection] = set()
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.path} connections={len(self.connections)}>"
+
+    async def start(self) -> None:
+        claim_socket_path(self.path)
+        loop = asyncio.get_running_loop()
+        old_umask = os.umask(0o177 if not self._shared else 0o111)
+        try:
+            self._server = await loop.create_unix_server(self._connection, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o666 if self._shared else 0o600)
+
+    def _connection(self) -> Connection:
+        connection = Connection(self._dispatch, self._max_frame, self.connections.discard)
+        self.connections.add(connection)
+        return connection
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already open keep being served."""
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def close(self) -> None:
+        self.stop_accepting()
+        for connection in list(self.connections):
+            connection.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)

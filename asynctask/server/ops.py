@@ -1,0 +1,82 @@
+"""Route each op to the daemon: validate, authorize, call, shape the reply.
+
+The daemon implements ``Backend``; this module owns the wire names of ops and fields, so the
+daemon never sees an unvalidated map and the wire format lives in one place (``requests.py``
+parses, ``Ops`` routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from asynctask.errors import UsageError
+from asynctask.model import ListQuery, SubmitSpec
+from asynctask.server.auth import AuthPolicy
+from asynctask.server.connection import Peer, Reply
+from asynctask.server.requests import (
+    parse_list,
+    parse_submit,
+    parse_task_ref,
+    parse_wait_timeout,
+)
+
+
+class Backend(Protocol):
+    def ping(self) -> dict[str, Any]: ...
+
+    def submit(self, specs: list[SubmitSpec]) -> Awaitable[list[dict[str, Any]]]: ...
+
+    def status(self, tenant: str, task_id: str) -> Awaitable[dict[str, Any]]: ...
+
+    def wait(
+        self, tenant: str, task_id: str, timeout: float | None
+    ) -> Awaitable[dict[str, Any]]: ...
+
+    def list_tasks(self, query: ListQuery) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+OPS = ("ping", "submit", "status", "wait", "list")
+
+
+class Ops:
+    def __init__(self, backend: Backend, auth: AuthPolicy, max_payload: int) -> None:
+        self._backend = backend
+        self._auth = auth
+        self._max_payload = max_payload
+
+    def __call__(self, peer: Peer, op: str, message: dict[str, Any]) -> Reply:
+        if op == "submit":
+            specs = parse_submit(message, self._max_payload)
+            for spec in specs:
+                self._auth.check(peer.uid, spec.tenant)
+            return _wrap(self._backend.submit(specs), "tasks")
+        if op == "status" or op == "wait":
+            tenant, task_id = parse_task_ref(message)
+            self._auth.check(peer.uid, tenant)
+            if op == "status":
+                return _wrap(self._backend.status(tenant, task_id), "task")
+            timeout = parse_wait_timeout(message)
+            return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
+        if op == "list":
+            query = parse_list(message)
+            allowed = self._auth.tenants_of(peer.uid)
+            if query.tenants is not None:
+                for tenant in query.tenants:
+                    self._auth.check(peer.uid, tenant)
+            elif allowed is not None:
+                query = _with_tenants(query, tuple(sorted(allowed)))
+            return _wrap(self._backend.list_tasks(query), "tasks")
+        if op == "ping":
+            return self._backend.ping()
+        raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+
+
+def _with_tenants(query: ListQuery, tenants: tuple[str, ...]) -> ListQuery:
+    from dataclasses import replace
+
+    return replace(query, tenants=tenants)
+
+
+async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
+    return {key: await result}

@@ -1,0 +1,242 @@
+"""Turn untrusted request maps into validated model values, or refuse them with ``UsageError``.
+
+Everything a client sends passes through here before the daemon sees it, so the daemon's code
+can trust types and ranges. A refusal names the field and what was expected; the request then
+changes nothing (a ``submit`` of many tasks is refused whole if any one is bad).
+
+Wire shapes (protocol version 1):
+
+* ``submit``: ``{"tasks": [spec, ...]}``, each spec ``{"function": "mod:fn", "payload": bytes
+  (msgpack of [args, kwargs]), "id"?, "tenant"?, "queue"?, "priority"? 0-9, "delay"? seconds,
+  "run_at"? epoch seconds, "ttl"? seconds, "retries"?, "timeout"? seconds, "labels"? {str: str},
+  "on_success"?, "on_failure"?}``.
+* ``status`` / ``wait``: ``{"tenant"?, "id", "timeout"? (wait only)}``.
+* ``list``: ``{"tenant"?, "state"? [..], "queue"?, "function"?, "prefix"?, "since"?, "until"?,
+  "labels"?, "limit"?}``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from asynctask.errors import UsageError
+from asynctask.model import (
+    DEFAULT_TENANT,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    ListQuery,
+    SubmitSpec,
+    TaskState,
+    is_function_ref,
+    is_name,
+    is_task_id,
+)
+
+MAX_TASKS_PER_SUBMIT = 10_000
+MAX_LIST_LIMIT = 10_000
+MAX_LABELS = 32
+
+_SPEC_KEYS = frozenset(
+    {
+        "function",
+        "payload",
+        "id",
+        "tenant",
+        "queue",
+        "priority",
+        "delay",
+        "run_at",
+        "ttl",
+        "retries",
+        "timeout",
+        "labels",
+        "on_success",
+        "on_failure",
+    }
+)
+
+
+def parse_submit(message: dict[str, Any], max_payload: int) -> list[SubmitSpec]:
+    tasks = message.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise UsageError("submit needs a non-empty list 'tasks'")
+    if len(tasks) > MAX_TASKS_PER_SUBMIT:
+        raise UsageError(f"at most {MAX_TASKS_PER_SUBMIT} tasks per submit, got {len(tasks)}")
+    specs = []
+    for index, raw in enumerate(tasks):
+        try:
+            specs.append(parse_spec(raw, max_payload))
+        except UsageError as exc:
+            where = f"task {index}: " if len(tasks) > 1 else ""
+            raise UsageError(f"{where}{exc.message}") from None
+    return specs
+
+
+def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
+    if not isinstance(raw, dict):
+        raise UsageError("a task spec must be a map")
+    unknown = set(raw) - _SPEC_KEYS
+    if unknown:
+        raise UsageError(f"unknown task option(s): {', '.join(sorted(map(str, unknown)))}")
+    function = raw.get("function")
+    if not isinstance(function, str) or not is_function_ref(function):
+        raise UsageError(f"function must look like package.module:function, got {function!r}")
+    payload = raw.get("payload")
+    if not isinstance(payload, bytes):
+        raise UsageError("payload must be msgpack bytes of [args, kwargs]")
+    if len(payload) > max_payload:
+        raise UsageError(
+            f"task arguments are {len(payload)} bytes, more than the limit of {max_payload}"
+        )
+    return SubmitSpec(
+        function=function,
+        payload=payload,
+        tenant=_tenant(raw),
+        id=_optional_id(raw.get("id")),
+        queue=_optional_name(raw, "queue"),
+        priority=_priority(raw.get("priority", PRIORITY_DEFAULT)),
+        delay=_seconds(raw, "delay"),
+        run_at=_epoch(raw, "run_at"),
+        ttl=_seconds(raw, "ttl"),
+        retries=_count(raw, "retries"),
+        timeout=_seconds(raw, "timeout", positive=True),
+        labels=parse_labels(raw.get("labels")),
+        on_success=_optional_function(raw, "on_success"),
+        on_failure=_optional_function(raw, "on_failure"),
+    )
+
+
+def parse_task_ref(message: dict[str, Any]) -> tuple[str, str]:
+    task_id = message.get("id")
+    if not isinstance(task_id, str) or not is_task_id(task_id):
+        raise UsageError(f"not a task ID: {task_id!r}")
+    return _tenant(message), task_id
+
+
+def parse_wait_timeout(message: dict[str, Any]) -> float | None:
+    return _seconds(message, "timeout")
+
+
+def parse_list(message: dict[str, Any]) -> ListQuery:
+    tenant = message.get("tenant")
+    if tenant is not None and (not isinstance(tenant, str) or not is_name(tenant)):
+        raise UsageError(f"not a tenant name: {tenant!r}")
+    states_raw = message.get("state") or []
+    if isinstance(states_raw, str):
+        states_raw = [states_raw]
+    if not isinstance(states_raw, list):
+        raise UsageError("state must be a list of task states")
+    states = []
+    for state in states_raw:
+        try:
+            states.append(TaskState(state))
+        except ValueError:
+            known = ", ".join(s.value for s in TaskState)
+            raise UsageError(f"unknown state {state!r} (known: {known})") from None
+    limit = message.get("limit", 100)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise UsageError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    function = message.get("function")
+    if function is not None and not isinstance(function, str):
+        raise UsageError("function must be a string")
+    prefix = message.get("prefix")
+    if prefix is not None and not isinstance(prefix, str):
+        raise UsageError("prefix must be a string")
+    return ListQuery(
+        tenants=(tenant,) if tenant else None,
+        states=tuple(states),
+        queue=_optional_name(message, "queue"),
+        function=function,
+        prefix=prefix or None,
+        since=_epoch(message, "since"),
+        until=_epoch(message, "until"),
+        labels=parse_labels(message.get("labels")),
+        limit=limit,
+    )
+
+
+def parse_labels(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError("labels must be a map of strings to strings")
+    if len(raw) > MAX_LABELS:
+        raise UsageError(f"at most {MAX_LABELS} labels per task")
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UsageError("labels must be a map of strings to strings")
+        if not key or len(key) > 128 or len(value) > 1024:
+            raise UsageError(f"label {key!r}: keys are 1-128 and values up to 1024 characters")
+    return dict(raw)
+
+
+def _tenant(message: dict[str, Any]) -> str:
+    tenant = message.get("tenant", DEFAULT_TENANT)
+    if tenant is None:
+        return DEFAULT_TENANT
+    if not isinstance(tenant, str) or not is_name(tenant):
+        raise UsageError(f"not a tenant name: {tenant!r}")
+    return tenant
+
+
+def _optional_id(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not is_task_id(raw):
+        raise UsageError(f"a task ID is 1-200 printable characters without spaces, got {raw!r}")
+    return raw
+
+
+def _optional_name(message: dict[str, Any], key: str) -> str | None:
+    raw = message.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not is_name(raw):
+        raise UsageError(f"not a valid {key} name: {raw!r}")
+    return raw
+
+
+def _optional_function(message: dict[str, Any], key: str) -> str | None:
+    raw = message.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not is_function_ref(raw):
+        raise UsageError(f"{key} must look like package.module:function, got {raw!r}")
+    return raw
+
+
+def _priority(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not PRIORITY_MIN <= raw <= PRIORITY_MAX:
+        raise UsageError(f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
+    return raw
+
+
+def _number(message: dict[str, Any], key: str) -> float | None:
+    raw = message.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw):
+        raise UsageError(f"{key} must be a number, got {raw!r}")
+    return float(raw)
+
+
+def _seconds(message: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    value = _number(message, key)
+    if value is not None and (value < 0 or (positive and value == 0)):
+        raise UsageError(f"{key} must be {'positive' if positive else 'zero or more'} seconds")
+    return value
+
+
+def _epoch(message: dict[str, Any], key: str) -> float | None:
+    return _number(message, key)
+
+
+def _count(message: dict[str, Any], key: str) -> int | None:
+    raw = message.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 1000:
+        raise UsageError(f"{key} must be an integer from 0 to 1000")
+    return raw

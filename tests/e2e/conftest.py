@@ -1,0 +1,119 @@
+"""A real daemon process on a real socket and SQLite file, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asynctask.client import Client
+from asynctask.errors import DaemonUnavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def poll(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    """Call ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+class DaemonProcess:
+    def __init__(self, home: Path, config: str | None = None) -> None:
+        self.home = home
+        self.socket = home / "asynctask.sock"
+        self.log = home / "daemon-test.log"
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        home.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            (home / "asynctask.toml").write_text(config)
+
+    def start(self) -> DaemonProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "asynctask", "daemon", "--home", str(self.home)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited at start-up:\n{self.log.read_text()}")
+            try:
+                info = Client(self.socket, connect_timeout=0.5).ping()
+            except DaemonUnavailable:
+                time.sleep(0.02)
+                continue
+            if info["pid"] == self.proc.pid:
+                return self
+        raise AssertionError(f"daemon did not answer within 30s:\n{self.log.read_text()}")
+
+    def client(self, tenant: str = "default") -> Client:
+        return Client(self.socket, tenant=tenant)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of processes whose parent is the daemon."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "asynctask", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "ASYNCTASK_HOME": str(self.home), "PYTHONPATH": str(ROOT)},
+        )
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def factory(config: str | None = None, home: Path | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(home or tmp_path / "home", config)
+        started.append(daemon)
+        return daemon
+
+    yield factory
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+
+
+@pytest.fixture
+def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    return make_daemon().start()

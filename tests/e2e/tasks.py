@@ -1,0 +1,68 @@
+"""Task functions the end-to-end tests submit (workers import them as tests.e2e.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import asynctask
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+def echo(*args: object, **kwargs: object) -> dict[str, object]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def whoami() -> dict[str, object]:
+    ctx = asynctask.current_task()
+    return {"id": ctx.id, "tenant": ctx.tenant, "attempt": ctx.attempt, "labels": ctx.labels}
+
+
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+def give_up(message: str) -> None:
+    raise asynctask.Fail(message)
+
+
+def touch(path: str) -> str:
+    """Append a line per attempt, so a test can count runs."""
+    with open(path, "a") as handle:
+        handle.write(f"{asynctask.current_task().attempt}\n")
+    return path
+
+
+def sleep_first_attempt(seconds: float, marker: str) -> int:
+    """On attempt 1: record the pid in ``marker`` and sleep; later attempts return at once."""
+    attempt = asynctask.current_task().attempt
+    if attempt == 1:
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(seconds)
+    return attempt
+
+
+def die_first_attempt() -> int:
+    attempt = asynctask.current_task().attempt
+    if attempt == 1:
+        os._exit(17)
+    return attempt
+
+
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def unpackable() -> object:
+    return object()

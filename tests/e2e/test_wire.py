@@ -1,0 +1,89 @@
+"""Hostile bytes on the socket never take the daemon down."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgpack
+import pytest
+
+from asynctask.protocol import FrameDecoder, encode_frame
+from tests.e2e.conftest import DaemonProcess
+
+
+def _connect(daemon: DaemonProcess) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(daemon.socket))
+    return sock
+
+
+def _read_reply(sock: socket.socket) -> dict:
+    decoder = FrameDecoder()
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed")
+        messages = decoder.feed(data)
+        if messages:
+            return messages[0]
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1",  # not msgpack
+        struct.pack(">I", 2**31) + b"x",  # oversized length prefix
+        b"GET / HTTP/1.1\r\n\r\n",
+        struct.pack(">I", 3) + msgpack.packb([1, 2]),  # not a map
+    ],
+)
+def test_garbage_gets_an_error_and_a_close(daemon: DaemonProcess, garbage: bytes) -> None:
+    with _connect(daemon) as sock:
+        sock.sendall(garbage)
+        reply = _read_reply(sock)
+        assert reply["ok"] is False
+        assert reply["error"]["code"] == "protocol"
+        assert _closed(sock)
+    assert daemon.client().ping()["pid"] == daemon.proc.pid
+
+
+def test_handshake_is_required_and_versions_checked(daemon: DaemonProcess) -> None:
+    with _connect(daemon) as sock:
+        sock.sendall(encode_frame({"op": "ping", "rid": 1}))
+        assert "hello" in _read_reply(sock)["error"]["message"]
+    with _connect(daemon) as sock:
+        sock.sendall(encode_frame({"op": "hello", "rid": 1, "version": 999}))
+        assert "not supported" in _read_reply(sock)["error"]["message"]
+
+
+def test_unknown_op_and_bad_fields_keep_the_connection(daemon: DaemonProcess) -> None:
+    with _connect(daemon) as sock:
+        sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1}))
+        assert _read_reply(sock)["ok"] is True
+        sock.sendall(encode_frame({"op": "launch-missiles", "rid": 1}))
+        reply = _read_reply(sock)
+        assert (reply["rid"], reply["error"]["code"]) == (1, "usage")
+        sock.sendall(encode_frame({"op": "submit", "rid": 2, "tasks": [{"function": 5}]}))
+        assert _read_reply(sock)["error"]["code"] == "usage"
+        sock.sendall(encode_frame({"op": "status", "rid": 3, "id": ["x"]}))
+        assert _read_reply(sock)["error"]["code"] == "usage"
+        sock.sendall(encode_frame({"op": "ping", "rid": 4}))
+        assert _read_reply(sock)["ok"] is True
+
+
+def test_client_hanging_up_mid_frame_is_harmless(daemon: DaemonProcess) -> None:
+    for _ in range(20):
+        with _connect(daemon) as sock:
+            sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1})[:3])
+    assert daemon.client().ping()["accepting"] is True
