@@ -18,7 +18,7 @@ from asynctask import Client  # noqa: E402
 from asynctask.errors import DaemonUnavailable  # noqa: E402
 from examples import tasks  # noqa: E402
 
-console = Console()
+console = Console(width=max(Console().width, 110))
 
 
 def ensure_daemon(client: Client) -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     handles = [
         tasks.add.submit(2, 3, client=client),
         client.submit(tasks.fib, 90),
-        client.submit(tasks.digest, "asynctask", rounds=50_000),
+        client.submit(tasks.digest, "asynctask", kwargs={"rounds": 50_000}),
         client.submit(tasks.fetch, "profile", 0.3),
         client.submit(tasks.flaky, 3, retries=3),
         client.submit(tasks.reject, "A-17"),
@@ -56,15 +56,18 @@ def main() -> None:
     failed = 0
     for handle in handles:
         status = handle.wait(timeout=60)
+        error = status.error or {}
         outcome = (
             repr(status.result)
             if status.succeeded
-            else f"{status.error['type']}: {status.error['message']}"  # type: ignore[index]
+            else f"{str(error.get('type')).rsplit('.', 1)[-1]}: {error.get('message')}"
         )
+        if len(outcome) > 60:
+            outcome = outcome[:57] + "..."
         failed += not status.succeeded
         style = "green" if status.succeeded else "red"
         table.add_row(
-            status.id,
+            "…" + status.id[-8:],
             status.function.split(":")[1],
             f"[{style}]{status.state.value}[/{style}]",
             str(status.attempts),
