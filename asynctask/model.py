@@ -152,6 +152,27 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_rate(text: str | float | int) -> float:
+    """``100/s``, ``5/m``, ``1000/h``, ``3/10s`` (or a bare number per second) as events/second."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a rate: {text!r}")
+    if isinstance(text, int | float):
+        if not text > 0 or text != text:
+            raise ValueError(f"a rate must be positive: {text!r}")
+        return float(text)
+    match = _RATE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a rate: {text!r} (write e.g. 100/s, 5/m, 1000/h)")
+    count = float(match.group(1))
+    period = float(match.group(2) or 1) * _DURATION_UNITS[match.group(3)]
+    if count <= 0 or period <= 0:
+        raise ValueError(f"a rate must be positive: {text!r}")
+    return count / period
+
+
 def parse_time(text: str) -> float:
     """An ISO 8601 time with an offset or ``Z``, as epoch seconds."""
     try:
@@ -216,6 +237,7 @@ class LiveTask:
         "payload",
         "priority",
         "queue",
+        "queued_at",
         "result",
         "retries",
         "seq",
@@ -269,6 +291,7 @@ class LiveTask:
         self.finished_at = finished_at
         self.result = result
         self.error = error
+        self.queued_at = 0.0  # when it last became ready; set by the scheduler (aging)
 
     def __repr__(self) -> str:
         return (
@@ -295,7 +318,7 @@ class SubmitSpec:
     tenant: str = DEFAULT_TENANT
     id: str | None = None
     queue: str | None = None
-    priority: int = PRIORITY_DEFAULT
+    priority: int | None = None
     delay: float | None = None
     run_at: float | None = None
     ttl: float | None = None
