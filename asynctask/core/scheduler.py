@@ -1,35 +1,65 @@
 """Scheduler: the pure decision core of the daemon.
 
 No I/O at all - no sockets, no SQLite, no clock, no global random. Every method takes ``now``
-(epoch seconds, read once per step by ``daemon.py``) and returns *actions*: what the daemon must
-do (persist a task's new state, hand a task to a worker, report a finished task). The daemon
-performs them; nothing here awaits. This is the h11 / httpcore shape: decide, then act.
+(epoch seconds, read once per step by ``daemon.py``) and returns *actions*: persist a task's new
+state, hand a task to a worker, report a finished task. The daemon performs them; nothing here
+awaits. This is the h11 / httpcore shape: decide, then act.
+
+What runs next, in three levels:
+
+1. **Tenant** - stride scheduling by weight (``fairness.py``): capacity is shared by weight, not
+   by who submitted more. Bound: ``|n_A/w_A - n_B/w_B| <= 1/w_A + 1/w_B`` while both are eligible.
+2. **Queue** within the tenant - the queue whose head has the smallest aging key
+   (``queues.py``): higher priority first, but a task is never overtaken by one that became ready
+   more than ``9 * aging`` seconds after it, so no priority starves.
+3. **Task** - the head of that queue. A queue is FIFO by key: a head blocked by its function's
+   limit blocks its queue (give a slow function an exclusive queue to avoid that).
+
+Limits gate each level - tenant (pause, concurrency, token bucket, back pressure at submit),
+queue (pause, concurrency, token bucket) and function (pause, concurrency lowered by AIMD, token
+bucket) - plus priority classes (``reserve``: slots kept free for priority >= p; ``caps``: at
+most n running at priority <= p). A tenant or queue that is blocked is *parked* out of its heap
+and woken by whatever releases it (an attempt ending, a resume, a token timer, new work), so a
+dispatch decision costs O(log n) whatever the backlog; blocked work is never polled.
 
 Rules every decision obeys:
 
 * A task moves only along ``model.TRANSITIONS``; ``LiveTask.move`` enforces it.
 * ``dispatch`` never hands out more tasks than the free slots it is given, never a task that is
-  not due, and never one whose TTL has passed (that one ends ``expired`` instead).
+  not due, never one whose TTL has passed (that one ends ``expired``), and never one that a
+  limit or pause holds.
 * An attempt is counted when it is dispatched, so an attempt interrupted by a crash counts.
 * After an attempt fails, ``RetryPolicy`` decides between ``scheduled`` (a backoff) and
   ``failed`` (the dead-letter queue). A task makes at most ``retries + 1`` attempts.
-* A task object that reaches a final state is never made live again: an operator's ``retry``
-  builds a new ``LiveTask`` from the stored row, so lazily-deleted queue entries stay dead.
-
-Dispatch order is strict priority, FIFO within a priority (``queues.ReadyQueues``); fairness
-between tenants, limits and AIMD build on this interface.
+* A task object that reaches a final state is never made live again (lazy deletion relies on it).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from asynctask.core.queues import ReadyQueues
+from asynctask.core.entities import (
+    CONCURRENCY,
+    FUNCTION,
+    IDLE,
+    PAUSED,
+    RATE,
+    FunctionState,
+    QueueState,
+    TenantState,
+)
+from asynctask.core.fairness import StrideScheduler
+from asynctask.core.limits import SchedulerSettings
+from asynctask.core.queues import ready_key
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.timers import Timers
-from asynctask.model import ErrorKind, LiveTask, TaskState, error_dict
+from asynctask.errors import SubmitThrottled
+from asynctask.model import PRIORITY_MAX, ErrorKind, LiveTask, TaskState, error_dict
 
 S = TaskState
 
@@ -57,77 +87,393 @@ class Finished:
 
 Action = Persist | Dispatch | Finished
 
+#: Pause targets: ("tenant", tenant, ""), ("queue", tenant, queue), ("function", "", function).
+PauseTarget = tuple[str, str, str]
+
 
 class Scheduler:
-    __slots__ = ("_ready", "_retry", "_rng", "_timers")
-
-    def __init__(self, retry: RetryPolicy, rng: random.Random) -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        rng: random.Random,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
         self._retry = retry
         self._rng = rng
-        self._ready = ReadyQueues()
+        self.settings = settings or SchedulerSettings()
         self._timers = Timers()
+        self._tenants: dict[str, TenantState] = {}
+        self._functions: dict[str, FunctionState] = {}
+        self._fair: StrideScheduler[TenantState] = StrideScheduler()
+        self._wakeups: list[tuple[float, int, QueueState | TenantState]] = []
+        self._wake_order = itertools.count()
+        self._running: dict[int, LiveTask] = {}
+        self._running_by_priority = [0] * (PRIORITY_MAX + 1)
+        self._queued = 0
+        self._paused: set[PauseTarget] = set()
 
     def __repr__(self) -> str:
-        return f"<Scheduler queued={len(self._ready)} scheduled={len(self._timers)}>"
+        return (
+            f"<Scheduler queued={self._queued} scheduled={len(self._timers)} "
+            f"running={len(self._running)} tenants={len(self._tenants)} eligible={len(self._fair)}>"
+        )
 
     @property
     def queued(self) -> int:
-        return len(self._ready)
+        return self._queued
 
     @property
     def scheduled(self) -> int:
         return len(self._timers)
 
-    def add(self, task: LiveTask) -> None:
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # -- entities ---------------------------------------------------------------------------------
+
+    def tenant(self, name: str, now: float = 0.0) -> TenantState:
+        tenant = self._tenants.get(name)
+        if tenant is None:
+            tenant = self._tenants[name] = TenantState(name, self.settings.tenant(name), now)
+            tenant.paused = ("tenant", name, "") in self._paused
+        return tenant
+
+    def _queue(self, tenant: TenantState, name: str, now: float) -> QueueState:
+        queue = tenant.queues.get(name)
+        if queue is None:
+            limits = self.settings.queue(tenant.name, name)
+            queue = QueueState(tenant, name, limits, self.settings.aging, now)
+            queue.paused = ("queue", tenant.name, name) in self._paused
+            tenant.queues[name] = queue
+        return queue
+
+    def function(self, name: str, now: float = 0.0) -> FunctionState:
+        function = self._functions.get(name)
+        if function is None:
+            function = self._functions[name] = FunctionState(
+                name,
+                self.settings.function(name),
+                self.settings.aimd,
+                self.settings.capacity,
+                now,
+            )
+            function.paused = ("function", "", name) in self._paused
+        return function
+
+    def tenants(self) -> Iterator[TenantState]:
+        return iter(self._tenants.values())
+
+    def functions(self) -> Iterator[FunctionState]:
+        return iter(self._functions.values())
+
+    # -- admission --------------------------------------------------------------------------------
+
+    def admit(self, tenant_name: str, count: int, now: float) -> None:
+        """Back pressure: refuse ``count`` new tasks if they would overfill the tenant's backlog."""
+        tenant = self.tenant(tenant_name, now)
+        limit = tenant.limits.max_backlog
+        if tenant.backlog + count <= limit:
+            return
+        tenant.refused += count
+        running = max(tenant.running, 1)
+        retry_after = min(60.0, max(1.0, (tenant.backlog + count - limit) / running))
+        raise SubmitThrottled(
+            f"throttled: tenant {tenant_name!r} has {tenant.backlog} tasks waiting "
+            f"(limit {limit}); "
+            f"retry after {retry_after:.0f}s",
+            retry_after,
+        )
+
+    def add(self, task: LiveTask, now: float = 0.0) -> None:
         """Take in a task that is ``queued`` or ``scheduled`` (new, or recovered at start-up)."""
+        tenant = self.tenant(task.tenant, now)
+        queue = self._queue(tenant, task.queue, now)
+        self.function(task.function, now)
+        tenant.backlog += 1
         if task.state is S.QUEUED:
-            self._ready.push(task)
+            self._enqueue(task, now)
         elif task.state is S.SCHEDULED:
+            queue.scheduled += 1
             self._timers.push(task)
         else:
+            tenant.backlog -= 1
             raise ValueError(f"only queued or scheduled tasks can be added, not {task.state}")
+
+    def _enqueue(self, task: LiveTask, now: float) -> None:
+        tenant = self._tenants[task.tenant]
+        queue = tenant.queues[task.queue]
+        task.queued_at = now
+        queue.fifo.push(task)
+        self._functions[task.function].queued += 1
+        self._queued += 1
+        key = ready_key(task, self.settings.aging)
+        if queue.parked is None:
+            if not queue.in_heap or key < queue.heap_key:
+                self._push_queue(queue, key)
+            self._wake_tenant(tenant)
+        elif queue.parked in (FUNCTION, RATE) and key < queue.heap_key:
+            self._wake_queue(queue)  # a new head may belong to a function that is not held
 
     def remove(self, task: LiveTask, new_state: TaskState, now: float) -> Finished:
         """Take a queued or scheduled task out (cancel); it ends in ``new_state``."""
         old = task.state
         task.move(new_state)
         task.finished_at = now
+        tenant = self._tenants[task.tenant]
+        tenant.backlog -= 1
         if old is S.QUEUED:
-            self._ready.discard(task)
+            tenant.queues[task.queue].fifo.discard(task)
+            self._functions[task.function].queued -= 1
+            self._queued -= 1
         elif old is S.SCHEDULED:
+            tenant.queues[task.queue].scheduled -= 1
             self._timers.discard(task)
         return Finished(task)
 
+    # -- heaps, parking and waking ----------------------------------------------------------------
+
+    def _push_queue(self, queue: QueueState, key: float) -> None:
+        tenant = queue.tenant
+        queue.heap_version += 1
+        queue.in_heap = True
+        queue.heap_key = key
+        tenant.queue_order += 1
+        heapq.heappush(tenant.queue_heap, (key, tenant.queue_order, queue.heap_version, queue))
+
+    def _wake_tenant(self, tenant: TenantState) -> None:
+        if tenant.parked is None or tenant.parked == IDLE:
+            tenant.parked = None
+            if tenant.queue_heap:
+                self._fair.add(tenant)
+
+    def _wake_queue(self, queue: QueueState) -> None:
+        queue.parked = None
+        head = queue.fifo.head()
+        if head is not None and not queue.in_heap:
+            self._push_queue(queue, ready_key(head, self.settings.aging))
+            self._wake_tenant(queue.tenant)
+
+    def _release_tenant(self, tenant: TenantState) -> None:
+        """A parked tenant's own block may be gone: let it compete again."""
+        if tenant.parked in (CONCURRENCY, RATE, PAUSED):
+            tenant.parked = None
+            self._wake_tenant(tenant)
+
+    def _park_at(self, when: float, entity: QueueState | TenantState) -> None:
+        heapq.heappush(self._wakeups, (when, next(self._wake_order), entity))
+
+    def _wake_function_waiters(self, function: FunctionState) -> None:
+        if not function.waiters:
+            return
+        waiters = list(function.waiters)
+        function.waiters.clear()
+        for queue in waiters:
+            if queue.parked == FUNCTION:
+                self._wake_queue(queue)
+
     def next_wakeup(self) -> float | None:
         """When ``dispatch`` next has something to do even if nothing else happens."""
-        return self._timers.next_due()
+        due = self._timers.next_due()
+        if self._wakeups:
+            first = self._wakeups[0][0]
+            return first if due is None else min(due, first)
+        return due
+
+    # -- dispatch ---------------------------------------------------------------------------------
 
     def dispatch(self, now: float, free_slots: int) -> list[Action]:
-        """Promote due timers, then hand out up to ``free_slots`` ready tasks."""
+        """Promote due timers, release token waits, then hand out up to ``free_slots`` tasks."""
         actions: list[Action] = []
         for task in self._timers.pop_due(now):
             task.move(S.QUEUED)
             task.due_at = None
-            self._ready.push(task)
+            self._tenants[task.tenant].queues[task.queue].scheduled -= 1
+            self._enqueue(task, now)
             actions.append(Persist(task))
+        wakeups = self._wakeups
+        while wakeups and wakeups[0][0] <= now:
+            entity = heapq.heappop(wakeups)[2]
+            if isinstance(entity, QueueState):
+                if entity.parked == RATE:
+                    self._wake_queue(entity)
+            elif entity.parked == RATE:
+                self._release_tenant(entity)
+        deferred: list[TenantState] = []
+        fair = self._fair
         while free_slots > 0:
-            ready = self._ready.pop()
-            if ready is None:
+            tenant = fair.pop()
+            if tenant is None:
                 break
-            task = ready
+            block = self._tenant_block(tenant, now)
+            if block is not None:
+                tenant.parked = block
+                continue
+            floor = self._priority_floor(free_slots)
+            picked = self._pick(tenant, now, floor)
+            if picked is None:
+                if tenant.queue_heap:
+                    deferred.append(tenant)  # only held back by reserve/caps
+                else:
+                    tenant.parked = IDLE
+                continue
+            task = picked
+            queue = tenant.queues[task.queue]
+            function = self._functions[task.function]
+            popped = queue.fifo.pop()
+            assert popped is task
+            function.queued -= 1
+            self._queued -= 1
+            tenant.backlog -= 1
             if task.expires_at is not None and task.expires_at <= now:
                 task.move(S.EXPIRED)
                 task.finished_at = now
                 actions.append(Finished(task))
+                self._requeue_head(queue)
+                fair.push_back(tenant)
                 continue
+            for bucket in (tenant.bucket, queue.bucket, function.bucket):
+                if bucket is not None:
+                    bucket.try_take(now)
             task.move(S.RUNNING)
             task.attempts += 1
             task.started_at = now
+            tenant.running += 1
+            queue.running += 1
+            function.running += 1
+            self._running_by_priority[task.priority] += 1
+            self._running[task.seq] = task
             actions.append(Dispatch(task))
             free_slots -= 1
+            fair.charge(tenant)
+            self._requeue_head(queue)
+            if tenant.queue_heap:
+                fair.push_back(tenant)
+            else:
+                tenant.parked = IDLE
+        for tenant in deferred:
+            fair.push_back(tenant)
         return actions
 
+    def _requeue_head(self, queue: QueueState) -> None:
+        head = queue.fifo.head()
+        if head is not None and queue.parked is None:
+            self._push_queue(queue, ready_key(head, self.settings.aging))
+
+    def _tenant_block(self, tenant: TenantState, now: float) -> str | None:
+        if tenant.paused:
+            return PAUSED
+        limit = tenant.limits.concurrency
+        if limit is not None and tenant.running >= limit:
+            return CONCURRENCY
+        bucket = tenant.bucket
+        if bucket is not None:
+            wait = bucket.wait_time(now)
+            if wait > 0:
+                self._park_at(now + wait, tenant)
+                return RATE
+        return None
+
+    def _pick(self, tenant: TenantState, now: float, floor: int) -> LiveTask | None:
+        """The head task of the tenant's best eligible queue (left in its queue), or ``None``.
+
+        Queues found blocked are parked on the way; queues held back only by the priority
+        floor stay in the heap."""
+        heap = tenant.queue_heap
+        held: list[QueueState] = []
+        found: LiveTask | None = None
+        aging = self.settings.aging
+        while heap:
+            key, _, version, queue = heapq.heappop(heap)
+            if not queue.in_heap or version != queue.heap_version:
+                continue
+            queue.in_heap = False
+            head = queue.fifo.head()
+            if head is None:
+                continue
+            head_key = ready_key(head, aging)
+            if head_key != key:
+                self._push_queue(queue, head_key)
+                continue
+            if not self._queue_ready(queue, head, now):
+                continue
+            if head.priority < floor:
+                held.append(queue)
+                continue
+            found = head
+            break
+        for queue in held:
+            self._push_queue(queue, queue.heap_key)
+        return found
+
+    def _queue_ready(self, queue: QueueState, head: LiveTask, now: float) -> bool:
+        """Whether the queue may start its head now; if not, park it on what holds it."""
+        if queue.paused:
+            queue.parked = PAUSED
+            return False
+        limit = queue.limits.concurrency
+        if limit is not None and queue.running >= limit:
+            queue.parked = CONCURRENCY
+            return False
+        function = self._functions[head.function]
+        function_limit = function.concurrency_limit()
+        if function.paused or (function_limit is not None and function.running >= function_limit):
+            queue.parked = FUNCTION
+            function.waiters[queue] = None
+            return False
+        wait = 0.0
+        for bucket in (queue.bucket, function.bucket):
+            if bucket is not None:
+                wait = max(wait, bucket.wait_time(now))
+        if wait > 0:
+            queue.parked = RATE
+            self._park_at(now + wait, queue)
+            return False
+        return True
+
+    def _priority_floor(self, free_slots: int) -> int:
+        """The lowest priority that may take a slot now (reserve and caps)."""
+        settings = self.settings
+        if not settings.reserve and not settings.caps:
+            return 0
+        running = self._running_by_priority
+        floor = 0
+        for level, reserved in settings.reserve.items():
+            at_or_above = sum(running[level:])
+            unmet = reserved - at_or_above
+            if unmet > 0 and free_slots - 1 < unmet:
+                floor = max(floor, level)  # only priority >= level may take the slot
+        for level, cap in settings.caps.items():
+            if sum(running[: level + 1]) >= cap:
+                floor = max(floor, level + 1)
+        return floor
+
+    # -- attempts ending --------------------------------------------------------------------------
+
+    def _release(self, task: LiveTask) -> FunctionState | None:
+        """Give back the running slot of a dispatched task; wake whatever it held back."""
+        if self._running.pop(task.seq, None) is None:
+            return None  # recovered as running: never dispatched by this scheduler
+        tenant = self._tenants[task.tenant]
+        queue = tenant.queues[task.queue]
+        function = self._functions[task.function]
+        tenant.running -= 1
+        queue.running -= 1
+        function.running -= 1
+        self._running_by_priority[task.priority] -= 1
+        if tenant.parked == CONCURRENCY:
+            self._release_tenant(tenant)
+        if queue.parked == CONCURRENCY:
+            self._wake_queue(queue)
+        return function
+
     def succeeded(self, task: LiveTask, result: bytes | None, now: float) -> Finished:
+        function = self._release(task)
+        if function is not None:
+            if function.aimd is not None:
+                function.aimd.on_success(now, backlog=function.queued > 0)
+            self._wake_function_waiters(function)
+        self._tenants[task.tenant].completed += 1
         task.move(S.SUCCEEDED)
         task.result = result
         task.error = None
@@ -139,6 +485,14 @@ class Scheduler:
     ) -> Action:
         """An attempt ended without success: back off and retry, or dead-letter the task."""
         kind = _kind_of(error)
+        function = self._release(task)
+        if function is not None:
+            if function.aimd is not None:
+                if kind is ErrorKind.THROTTLED:
+                    function.aimd.on_throttle(now)
+                else:
+                    function.aimd.on_other_end(now)
+            self._wake_function_waiters(function)
         task.error = error
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
@@ -151,8 +505,11 @@ class Scheduler:
             )
             task.move(S.SCHEDULED)
             task.due_at = now + delay
+            self._back_to_waiting(task)
             self._timers.push(task)
+            self._tenants[task.tenant].queues[task.queue].scheduled += 1
             return Persist(task)
+        self._tenants[task.tenant].completed += 1
         task.move(S.FAILED)
         task.finished_at = now
         return Finished(task)
@@ -160,14 +517,63 @@ class Scheduler:
     def interrupted(self, task: LiveTask, reason: str, now: float) -> Action:
         """The daemon itself stopped the attempt (shutdown, crash): it counts, and the task is
         queued again at once if it has retries left."""
+        function = self._release(task)
+        if function is not None:
+            self._wake_function_waiters(function)
         task.error = error_dict(ErrorKind.INTERRUPTED, "Interrupted", reason)
         if task.attempts > task.retries:
             task.move(S.FAILED)
             task.finished_at = now
             return Finished(task)
         task.move(S.QUEUED)
-        self._ready.push(task)
+        self._back_to_waiting(task)
+        self._enqueue(task, now)
         return Persist(task)
+
+    def _back_to_waiting(self, task: LiveTask) -> None:
+        tenant = self.tenant(task.tenant)
+        self._queue(tenant, task.queue, 0.0)
+        self.function(task.function)
+        tenant.backlog += 1
+
+    # -- pause / resume ---------------------------------------------------------------------------
+
+    def pause(self, target: PauseTarget) -> None:
+        """Hold a tenant, queue or function: queued work stays queued; running work goes on."""
+        self._set_paused(target, True)
+
+    def resume(self, target: PauseTarget) -> None:
+        self._set_paused(target, False)
+
+    def is_paused(self, target: PauseTarget) -> bool:
+        return target in self._paused
+
+    def paused_targets(self) -> list[PauseTarget]:
+        return sorted(self._paused)
+
+    def _set_paused(self, target: PauseTarget, paused: bool) -> None:
+        kind, tenant_name, name = target
+        if paused:
+            self._paused.add(target)
+        else:
+            self._paused.discard(target)
+        if kind == "tenant":
+            tenant = self.tenant(tenant_name)
+            tenant.paused = paused
+            if not paused and tenant.parked == PAUSED:
+                self._release_tenant(tenant)
+        elif kind == "queue":
+            queue = self._queue(self.tenant(tenant_name), name, 0.0)
+            queue.paused = paused
+            if not paused and queue.parked == PAUSED:
+                self._wake_queue(queue)
+        elif kind == "function":
+            function = self.function(name)
+            function.paused = paused
+            if not paused:
+                self._wake_function_waiters(function)
+        else:
+            raise ValueError(f"unknown pause target kind {kind!r}")
 
 
 def _kind_of(error: dict[str, Any]) -> ErrorKind:

@@ -30,10 +30,13 @@ def test_dispatch_is_priority_then_fifo_and_never_exceeds_free_slots(priorities,
         assert len(actions) <= slots
         if not actions:
             break
-        dispatched += [a.task for a in actions if isinstance(a, Dispatch)]
+        batch = [a.task for a in actions if isinstance(a, Dispatch)]
+        assert all(t.state is TaskState.RUNNING and t.attempts == 1 for t in batch)
+        dispatched += batch
+        for task in batch:  # free the slot: a function's concurrency is capped by capacity
+            core.succeeded(task, None, 1.0)
     expected = sorted(tasks, key=lambda t: (-t.priority, t.seq))
     assert dispatched == expected
-    assert all(t.state is TaskState.RUNNING and t.attempts == 1 for t in dispatched)
     assert core.queued == 0
 
 
@@ -136,7 +139,7 @@ def test_removed_tasks_are_skipped_lazily():
         core.add(task)
     core.remove(gone, TaskState.CANCELLED, 1.0)
     core.remove(later, TaskState.CANCELLED, 1.0)
-    assert repr(core) == "<Scheduler queued=1 scheduled=0>"
+    assert repr(core) == "<Scheduler queued=1 scheduled=0 running=0 tenants=1 eligible=1>"
     actions = core.dispatch(200.0, 5)
     assert [a.task for a in actions] == [kept]
     assert core.next_wakeup() is None

@@ -1,0 +1,170 @@
+"""The scheduler's bookkeeping per tenant, queue and function (plain slotted records).
+
+They hold counters, limits and *parking* state; the policy that reads them is in
+``scheduler.py``. An entity that cannot be served right now is *parked* with a reason and taken
+out of its heap; whatever can release it (a finished attempt, a resume, a timer, a new task)
+wakes it again. ``parked`` is one of:
+
+* ``None`` - eligible (in its heap) or simply idle with nothing to do;
+* ``IDLE`` - a tenant none of whose queues can run (it wakes when one of them can);
+* ``PAUSED``, ``CONCURRENCY``, ``RATE`` - its own limit holds it;
+* ``FUNCTION`` - a queue whose head task's function is paused or at its concurrency limit.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from asynctask.core.aimd import AimdConfig, AimdLimit
+from asynctask.core.bucket import TokenBucket
+from asynctask.core.limits import (
+    AimdSettings,
+    FunctionLimits,
+    QueueLimits,
+    TenantLimits,
+    burst_of,
+)
+from asynctask.core.queues import PriorityFifo
+
+IDLE: Final = "idle"
+PAUSED: Final = "paused"
+CONCURRENCY: Final = "concurrency"
+RATE: Final = "rate"
+FUNCTION: Final = "function"
+
+
+def _bucket(rate: float | None, burst: float | None, now: float) -> TokenBucket | None:
+    return TokenBucket(rate, burst_of(rate, burst), now) if rate is not None else None
+
+
+class TenantState:
+    __slots__ = (
+        "backlog",
+        "bucket",
+        "completed",
+        "heap_version",
+        "in_heap",
+        "limits",
+        "name",
+        "parked",
+        "paused",
+        "queue_heap",
+        "queue_order",
+        "queues",
+        "refused",
+        "running",
+        "vpass",
+        "weight",
+    )
+
+    def __init__(self, name: str, limits: TenantLimits, now: float) -> None:
+        self.name = name
+        self.limits = limits
+        self.weight = limits.weight
+        self.bucket = _bucket(limits.rate, limits.burst, now)
+        self.running = 0
+        self.backlog = 0  # queued + scheduled
+        self.completed = 0
+        self.refused = 0
+        self.paused = False
+        self.parked: str | None = None
+        self.vpass = 0.0
+        self.heap_version = 0
+        self.in_heap = False
+        self.queues: dict[str, QueueState] = {}
+        self.queue_heap: list[tuple[float, int, int, QueueState]] = []
+        self.queue_order = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Tenant {self.name} backlog={self.backlog} running={self.running} "
+            f"parked={self.parked} pass={self.vpass:.2f}>"
+        )
+
+
+class QueueState:
+    __slots__ = (
+        "bucket",
+        "fifo",
+        "heap_key",
+        "heap_version",
+        "in_heap",
+        "limits",
+        "name",
+        "parked",
+        "paused",
+        "running",
+        "scheduled",
+        "tenant",
+    )
+
+    def __init__(
+        self, tenant: TenantState, name: str, limits: QueueLimits, aging: float, now: float
+    ) -> None:
+        self.tenant = tenant
+        self.name = name
+        self.limits = limits
+        self.bucket = _bucket(limits.rate, limits.burst, now)
+        self.fifo = PriorityFifo(aging)
+        self.running = 0
+        self.scheduled = 0
+        self.paused = False
+        self.parked: str | None = None
+        self.in_heap = False
+        self.heap_version = 0
+        self.heap_key = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Queue {self.tenant.name}/{self.name} queued={len(self.fifo)} "
+            f"running={self.running} parked={self.parked}>"
+        )
+
+
+class FunctionState:
+    __slots__ = ("aimd", "bucket", "limits", "name", "paused", "queued", "running", "waiters")
+
+    def __init__(
+        self,
+        name: str,
+        limits: FunctionLimits,
+        aimd: AimdSettings,
+        capacity: int,
+        now: float,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self.bucket = _bucket(limits.rate, limits.burst, now)
+        self.running = 0
+        self.queued = 0
+        self.paused = False
+        self.waiters: dict[QueueState, None] = {}  # insertion-ordered set
+        ceiling = max(1, limits.concurrency if limits.concurrency is not None else capacity)
+        self.aimd = (
+            AimdLimit(
+                AimdConfig(
+                    max_limit=ceiling,
+                    increase=aimd.increase,
+                    decrease=aimd.decrease,
+                    window=aimd.window,
+                    min_throttles=aimd.min_throttles,
+                    throttle_ratio=aimd.throttle_ratio,
+                    idle_decay=aimd.idle_decay,
+                ),
+                now,
+            )
+            if limits.aimd
+            else None
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Function {self.name} running={self.running}/{self.concurrency_limit()} "
+            f"queued={self.queued} waiters={len(self.waiters)}>"
+        )
+
+    def concurrency_limit(self) -> int | None:
+        """The configured limit, lowered by AIMD while throttling is seen."""
+        if self.aimd is not None:
+            return self.aimd.limit
+        return self.limits.concurrency

@@ -1,0 +1,77 @@
+"""Traffic-control settings the scheduler enforces: plain frozen values, validated by ``config``.
+
+``None`` means "no limit". A rate without a burst gets one second's worth of burst (at least 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    weight: float = 1.0
+    concurrency: int | None = None
+    rate: float | None = None
+    burst: float | None = None
+    max_backlog: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    concurrency: int | None = None
+    rate: float | None = None
+    burst: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionLimits:
+    concurrency: int | None = None
+    rate: float | None = None
+    burst: float | None = None
+    aimd: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AimdSettings:
+    increase: float = 1.0
+    decrease: float = 0.5
+    window: float = 10.0
+    min_throttles: int = 3
+    throttle_ratio: float = 0.1
+    idle_decay: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """Everything the core needs to know from the configuration."""
+
+    aging: float = 2.0  # seconds of waiting worth one priority level
+    reserve: Mapping[int, int] = field(default_factory=dict)  # priority >= p: n slots kept free
+    caps: Mapping[int, int] = field(default_factory=dict)  # priority <= p: at most n running
+    capacity: int = 8  # the most attempts that can run at once (the pool's maximum)
+    tenant_defaults: TenantLimits = field(default_factory=TenantLimits)
+    tenants: Mapping[str, TenantLimits] = field(default_factory=dict)
+    queues: Mapping[tuple[str, str], QueueLimits] = field(default_factory=dict)
+    functions: Mapping[str, FunctionLimits] = field(default_factory=dict)
+    aimd: AimdSettings = field(default_factory=AimdSettings)
+
+    def tenant(self, name: str) -> TenantLimits:
+        return self.tenants.get(name, self.tenant_defaults)
+
+    def queue(self, tenant: str, name: str) -> QueueLimits:
+        return self.queues.get((tenant, name), _NO_QUEUE_LIMITS)
+
+    def function(self, name: str) -> FunctionLimits:
+        return self.functions.get(name, _NO_FUNCTION_LIMITS)
+
+
+_NO_QUEUE_LIMITS = QueueLimits()
+_NO_FUNCTION_LIMITS = FunctionLimits()
+
+
+def burst_of(rate: float | None, burst: float | None) -> float:
+    if burst is not None:
+        return burst
+    return max(1.0, rate or 1.0)

@@ -1,0 +1,78 @@
+"""What ``asynctask queues`` shows: the scheduler's state as plain rows (no decisions here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from asynctask.core.entities import FunctionState, QueueState, TenantState
+from asynctask.core.scheduler import Scheduler
+
+
+def queue_report(
+    scheduler: Scheduler, now: float, tenants: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """Rows for every tenant, queue and function (only the given tenants' when ``tenants``)."""
+    visible = None if tenants is None else frozenset(tenants)
+    tenant_rows = []
+    queue_rows = []
+    for tenant in scheduler.tenants():
+        if visible is not None and tenant.name not in visible:
+            continue
+        tenant_rows.append(_tenant_row(tenant, now))
+        queue_rows += [_queue_row(queue, now) for queue in tenant.queues.values()]
+    function_rows = (
+        [_function_row(f, now) for f in scheduler.functions()] if visible is None else []
+    )
+    return {"tenants": tenant_rows, "queues": queue_rows, "functions": function_rows}
+
+
+def _tokens(bucket: Any, now: float) -> float | None:
+    return None if bucket is None else round(bucket.tokens(now), 3)
+
+
+def _tenant_row(tenant: TenantState, now: float) -> dict[str, Any]:
+    limits = tenant.limits
+    return {
+        "tenant": tenant.name,
+        "paused": tenant.paused,
+        "weight": tenant.weight,
+        "backlog": tenant.backlog,
+        "running": tenant.running,
+        "concurrency": limits.concurrency,
+        "rate": limits.rate,
+        "tokens": _tokens(tenant.bucket, now),
+        "max_backlog": limits.max_backlog,
+        "refused": tenant.refused,
+        "completed": tenant.completed,
+        "held_by": tenant.parked if tenant.parked not in (None, "idle") else None,
+    }
+
+
+def _queue_row(queue: QueueState, now: float) -> dict[str, Any]:
+    return {
+        "tenant": queue.tenant.name,
+        "queue": queue.name,
+        "paused": queue.paused or queue.tenant.paused,
+        "backlog": len(queue.fifo) + queue.scheduled,
+        "queued": len(queue.fifo),
+        "scheduled": queue.scheduled,
+        "running": queue.running,
+        "concurrency": queue.limits.concurrency,
+        "rate": queue.limits.rate,
+        "tokens": _tokens(queue.bucket, now),
+        "held_by": queue.parked if queue.parked not in (None, "idle") else None,
+    }
+
+
+def _function_row(function: FunctionState, now: float) -> dict[str, Any]:
+    return {
+        "function": function.name,
+        "paused": function.paused,
+        "queued": function.queued,
+        "running": function.running,
+        "concurrency": function.limits.concurrency,
+        "aimd_limit": function.aimd.limit if function.aimd is not None else None,
+        "rate": function.limits.rate,
+        "tokens": _tokens(function.bucket, now),
+    }
