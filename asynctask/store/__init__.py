@@ -11,10 +11,12 @@ policy: which ops to write, and when, is the daemon's business.
 from asynctask.store.errors import StoreError
 from asynctask.store.interface import TaskStore
 from asynctask.store.rows import (
+    ClearPause,
     DeleteTask,
     InsertTask,
     Op,
     ReplaceTask,
+    SetPause,
     TaskFilter,
     TaskRow,
     UpdateTask,
@@ -24,11 +26,13 @@ from asynctask.store.sqlite import Store
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ClearPause",
     "DeleteTask",
     "Durability",
     "InsertTask",
     "Op",
     "ReplaceTask",
+    "SetPause",
     "Store",
     "StoreError",
     "TaskFilter",

@@ -25,7 +25,16 @@ import msgpack
 
 from asynctask.model import TaskState
 from asynctask.store.errors import StoreError
-from asynctask.store.rows import DeleteTask, InsertTask, Op, ReplaceTask, TaskRow, UpdateTask
+from asynctask.store.rows import (
+    ClearPause,
+    DeleteTask,
+    InsertTask,
+    Op,
+    ReplaceTask,
+    SetPause,
+    TaskRow,
+    UpdateTask,
+)
 
 #: One SQL parameter tuple (positional, in the statement's order).
 Params = tuple[Any, ...]
@@ -107,6 +116,8 @@ def encode(op: Op) -> tuple[type[Op], Params]:
         return DeleteTask, (op.seq,)
     if isinstance(op, ReplaceTask):
         return ReplaceTask, (op.old_seq, op.row.seq, row_params(op.row))
+    if isinstance(op, SetPause | ClearPause):
+        return type(op), (op.kind, op.tenant, op.name)
     raise StoreError(f"not a store operation: {op!r}")
 
 

@@ -92,7 +92,25 @@ class ReplaceTask:
     row: TaskRow
 
 
-Op = InsertTask | UpdateTask | DeleteTask | ReplaceTask
+@dataclass(frozen=True, slots=True)
+class SetPause:
+    """Record that a tenant, queue or function is paused (``kind`` names which)."""
+
+    kind: str
+    tenant: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearPause:
+    """Forget a pause (resume); clearing one that is not recorded does nothing."""
+
+    kind: str
+    tenant: str
+    name: str
+
+
+Op = InsertTask | UpdateTask | DeleteTask | ReplaceTask | SetPause | ClearPause
 
 
 @dataclass(frozen=True, slots=True)

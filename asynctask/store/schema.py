@@ -99,6 +99,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX tasks_created_at ON tasks (created_at)",
         f"CREATE INDEX tasks_live ON tasks (seq) WHERE {LIVE_CONDITION}",
     ),
+    # 2: pauses of tenants, queues and functions, which outlive a restart.
+    (
+        "CREATE TABLE pauses (kind TEXT NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL, "
+        "PRIMARY KEY (kind, tenant, name)) WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -120,6 +125,9 @@ UPDATE: Final = (
     "started_at = ?, finished_at = ?, due_at = ? WHERE seq = ?"
 )
 DELETE: Final = "DELETE FROM tasks WHERE seq = ?"
+SET_PAUSE: Final = "INSERT OR IGNORE INTO pauses (kind, tenant, name) VALUES (?, ?, ?)"
+CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name = ?"
+SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
 
 #: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers ``tasks_state_seq`` and then
 #: sorts a million rows in a temporary B-tree (measured 5.2 s against 1.8 s for 1M live rows);

@@ -166,6 +166,14 @@ class Store:
                 row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
 
+    async def load_pauses(self) -> list[tuple[str, str, str]]:
+        """Every recorded pause as ``(kind, tenant, name)``, for start-up."""
+        self._check_open()
+        with map_errors("reading the pauses"):
+            async with self._read_conn.execute(schema.SELECT_PAUSES) as cursor:
+                rows = await cursor.fetchall()
+        return [(str(kind), str(tenant), str(name)) for kind, tenant, name in rows]
+
     async def get(self, tenant: str, task_id: str) -> TaskRow | None:
         rows = await self._fetch_rows(
             f"reading task {tenant}/{task_id}", schema.SELECT_BY_KEY, (tenant, task_id)

@@ -46,7 +46,15 @@ import aiosqlite
 from asynctask.store import schema
 from asynctask.store.codec import Params, encode
 from asynctask.store.errors import StoreError, describe
-from asynctask.store.rows import DeleteTask, InsertTask, Op, ReplaceTask, UpdateTask
+from asynctask.store.rows import (
+    ClearPause,
+    DeleteTask,
+    InsertTask,
+    Op,
+    ReplaceTask,
+    SetPause,
+    UpdateTask,
+)
 
 DEFAULT_MAX_BATCH: Final = 5_000
 
@@ -223,6 +231,10 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
             yield schema.UPDATE, params
         elif kind is DeleteTask:
             yield schema.DELETE, params
+        elif kind is SetPause:
+            yield schema.SET_PAUSE, params
+        elif kind is ClearPause:
+            yield schema.CLEAR_PAUSE, params
         else:
             assert kind is ReplaceTask
             yield from _replace_statements(params)

@@ -15,10 +15,12 @@ import pytest
 from asynctask.errors import AsynctaskError
 from asynctask.model import TaskState
 from asynctask.store import (
+    ClearPause,
     DeleteTask,
     InsertTask,
     Op,
     ReplaceTask,
+    SetPause,
     StoreError,
     TaskFilter,
     TaskRow,
@@ -480,3 +482,19 @@ async def test_list_returns_whole_rows(seeded: Seeded) -> None:
 
 def _fields(f: TaskFilter) -> dict[str, Any]:
     return {name: getattr(f, name) for name in TaskFilter.__dataclass_fields__}
+
+
+async def test_pauses_are_recorded_cleared_and_survive_reopen(open_store: Opener) -> None:
+    store = await open_store()
+    await store.put(SetPause("tenant", "acme", ""))
+    await store.put(SetPause("queue", "acme", "reports"))
+    await store.put(SetPause("queue", "acme", "reports"))  # twice: still one
+    await store.put(SetPause("function", "", "m:f"))
+    await store.put(ClearPause("function", "", "m:f"))
+    await store.put(ClearPause("function", "", "never-paused"))
+    await store.close()
+    reopened = await open_store()
+    assert await reopened.load_pauses() == [
+        ("queue", "acme", "reports"),
+        ("tenant", "acme", ""),
+    ]
