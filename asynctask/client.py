@@ -218,6 +218,17 @@ class _Calls:
     def task(reply: Mapping[str, Any]) -> TaskStatus:
         return TaskStatus.from_wire(reply["task"])
 
+    @staticmethod
+    def target(tenant: str | None, queue: str | None, function: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if tenant is not None:
+            fields["tenant"] = tenant
+        if queue is not None:
+            fields["queue"] = queue
+        if function is not None:
+            fields["function"] = function_ref(function)
+        return fields
+
     def list_fields(self, **filters: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         for name, value in filters.items():
@@ -432,6 +443,23 @@ class AsyncClient:
         ``until``, ``labels``, ``limit``; newest first."""
         return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
 
+    async def pause(
+        self, tenant: str | None = None, queue: str | None = None, function: Any = None
+    ) -> bool:
+        """Hold a tenant, one of its queues, or a function; returns whether anything changed."""
+        fields = self._calls.target(tenant, queue, function)
+        return bool((await self._call("pause", **fields))["changed"])
+
+    async def resume(
+        self, tenant: str | None = None, queue: str | None = None, function: Any = None
+    ) -> bool:
+        fields = self._calls.target(tenant, queue, function)
+        return bool((await self._call("resume", **fields))["changed"])
+
+    async def queues(self) -> dict[str, Any]:
+        """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
+        return _report(await self._call("queues"))
+
 
 class Client:
     """Blocking client: one round trip at a time on a plain Unix socket; thread-safe."""
@@ -563,6 +591,25 @@ class Client:
     def list(self, **filters: Any) -> list[TaskStatus]:
         """History query; the filters of ``AsyncClient.list``."""
         return self._calls.tasks(self._call("list", **self._calls.list_fields(**filters)))
+
+    def pause(
+        self, tenant: str | None = None, queue: str | None = None, function: Any = None
+    ) -> bool:
+        """Hold a tenant, one of its queues, or a function; returns whether anything changed."""
+        return bool(self._call("pause", **self._calls.target(tenant, queue, function))["changed"])
+
+    def resume(
+        self, tenant: str | None = None, queue: str | None = None, function: Any = None
+    ) -> bool:
+        return bool(self._call("resume", **self._calls.target(tenant, queue, function))["changed"])
+
+    def queues(self) -> dict[str, Any]:
+        """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
+        return _report(self._call("queues"))
+
+
+def _report(reply: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: reply[key] for key in ("tenants", "queues", "functions")}
 
 
 def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from asynctask.core.limits import (
+    AimdSettings,
+    FunctionLimits,
+    QueueLimits,
+    SchedulerSettings,
+    TenantLimits,
+)
 from asynctask.errors import ConfigError
-from asynctask.model import is_name, parse_duration, parse_size
+from asynctask.model import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    is_function_ref,
+    is_name,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 T = TypeVar("T")
 
@@ -56,11 +71,23 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionDefaults:
+    """Submit-time defaults of one function (``[functions."mod:fn"]``); ``None``: not set."""
+
+    queue: str | None = None  # a queue name, or "exclusive" for a queue of its own
+    retries: int | None = None
+    timeout: float | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     source: str | None = None
 
 
@@ -86,7 +113,21 @@ def default_config_path(home: Path) -> Path | None:
 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
-    _only(data, "", {"daemon", "workers", "retry", "auth"})
+    _only(
+        data,
+        "",
+        {
+            "daemon",
+            "workers",
+            "retry",
+            "auth",
+            "scheduler",
+            "aimd",
+            "tenants",
+            "queues",
+            "functions",
+        },
+    )
     daemon = _section(data, "daemon")
     workers = _section(data, "workers")
     retry = _section(data, "retry")
@@ -147,13 +188,159 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ):
             raise ConfigError(f"auth.users.{user} must be a list of tenant names")
         users[uid] = frozenset(tenants)
+    scheduler_cfg, function_defaults = _scheduler(data, workers_cfg.max_workers)
     return Config(
         daemon=daemon_cfg,
         workers=workers_cfg,
         retry=retry_cfg,
         auth=AuthConfig(admins=admins, users=users),
+        scheduler=scheduler_cfg,
+        functions=function_defaults,
         source=source,
     )
+
+
+_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
+_QUEUE_KEYS = {"concurrency", "rate", "burst"}
+_FUNCTION_KEYS = {
+    "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"
+}  # fmt: skip
+
+
+def _scheduler(
+    data: Mapping[str, Any], capacity: int
+) -> tuple[SchedulerSettings, dict[str, FunctionDefaults]]:
+    scheduler = _section(data, "scheduler")
+    _only(scheduler, "scheduler.", {"priority_aging", "reserve", "caps"})
+    aimd = _section(data, "aimd")
+    a = AimdSettings()
+    _only(aimd, "aimd.", {"increase", "decrease", "window", "min_throttles", "throttle_ratio",
+                          "idle_decay"})  # fmt: skip
+    aimd_cfg = AimdSettings(
+        increase=_get(aimd, "aimd.increase", a.increase, _number(0.01, 1000)),
+        decrease=_get(aimd, "aimd.decrease", a.decrease, _number(0.01, 0.99)),
+        window=_get(aimd, "aimd.window", a.window, _duration),
+        min_throttles=_get(aimd, "aimd.min_throttles", a.min_throttles, _int(1, 10**6)),
+        throttle_ratio=_get(aimd, "aimd.throttle_ratio", a.throttle_ratio, _number(0.0, 1.0)),
+        idle_decay=_get(aimd, "aimd.idle_decay", a.idle_decay, _duration),
+    )
+    tenants_raw = _section(data, "tenants")
+    defaults = TenantLimits()
+    if "*" in tenants_raw:
+        defaults = _tenant_limits(_section(tenants_raw, "*"), "tenants.*", defaults)
+    tenants = {
+        name: _tenant_limits(_section(tenants_raw, name), f"tenants.{name}", defaults)
+        for name in tenants_raw
+        if name != "*" and _checked_name(name, "tenants")
+    }
+    queues: dict[tuple[str, str], QueueLimits] = {}
+    for key in _section(data, "queues"):
+        tenant, sep, queue = str(key).partition("/")
+        if not sep or not is_name(tenant) or not is_name(queue):
+            raise ConfigError(f'queues."{key}": name queues as "<tenant>/<queue>"')
+        path = f'queues."{key}"'
+        raw = _section(_section(data, "queues"), key)
+        _only(raw, f"{path}.", _QUEUE_KEYS)
+        rate = _get(raw, f"{path}.rate", None, _rate)
+        queues[(tenant, queue)] = QueueLimits(
+            concurrency=_get(raw, f"{path}.concurrency", None, _int(1, 10**6)),
+            rate=rate,
+            burst=_get(raw, f"{path}.burst", None, _number(1, 10**9)),
+        )
+    functions: dict[str, FunctionLimits] = {}
+    function_defaults: dict[str, FunctionDefaults] = {}
+    for name in _section(data, "functions"):
+        path = f'functions."{name}"'
+        if not is_function_ref(name):
+            raise ConfigError(f"{path}: name functions as package.module:function")
+        raw = _section(_section(data, "functions"), name)
+        _only(raw, f"{path}.", _FUNCTION_KEYS)
+        functions[name] = FunctionLimits(
+            concurrency=_get(raw, f"{path}.concurrency", None, _int(1, 10**6)),
+            rate=_get(raw, f"{path}.rate", None, _rate),
+            burst=_get(raw, f"{path}.burst", None, _number(1, 10**9)),
+            aimd=_get(raw, f"{path}.aimd", True, _bool),
+        )
+        function_defaults[name] = FunctionDefaults(
+            queue=_get(raw, f"{path}.queue", None, _queue_name),
+            retries=_get(raw, f"{path}.retries", None, _int(0, 1000)),
+            timeout=_get(raw, f"{path}.timeout", None, _duration),
+            priority=_get(raw, f"{path}.priority", None, _int(PRIORITY_MIN, PRIORITY_MAX)),
+        )
+    settings = SchedulerSettings(
+        aging=_get(scheduler, "scheduler.priority_aging", 2.0, _duration),
+        reserve=_get(scheduler, "scheduler.reserve", {}, _priority_table("scheduler.reserve")),
+        caps=_get(scheduler, "scheduler.caps", {}, _priority_table("scheduler.caps")),
+        capacity=capacity,
+        tenant_defaults=defaults,
+        tenants=tenants,
+        queues=queues,
+        functions=functions,
+        aimd=aimd_cfg,
+    )
+    return settings, function_defaults
+
+
+def _tenant_limits(raw: Mapping[str, Any], path: str, base: TenantLimits) -> TenantLimits:
+    _only(raw, f"{path}.", _TENANT_KEYS)
+    return TenantLimits(
+        weight=_get(raw, f"{path}.weight", base.weight, _number(0.001, 10**6)),
+        concurrency=_get(raw, f"{path}.concurrency", base.concurrency, _int(1, 10**6)),
+        rate=_get(raw, f"{path}.rate", base.rate, _rate),
+        burst=_get(raw, f"{path}.burst", base.burst, _number(1, 10**9)),
+        max_backlog=_get(raw, f"{path}.max_backlog", base.max_backlog, _int(1, 10**9)),
+    )
+
+
+def _checked_name(name: str, section: str) -> bool:
+    if not is_name(name):
+        raise ConfigError(f"{section}.{name}: not a valid name")
+    return True
+
+
+def _number(low: float, high: float) -> Callable[[Any], float]:
+    def convert(raw: Any) -> float:
+        if not isinstance(raw, int | float) or isinstance(raw, bool):
+            raise TypeError("expected a number")
+        if not low <= raw <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return float(raw)
+
+    return convert
+
+
+def _rate(raw: Any) -> float:
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise TypeError("expected a rate such as 100/s or 5/m")
+    return parse_rate(raw)
+
+
+def _bool(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise TypeError("expected true or false")
+    return raw
+
+
+def _queue_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not is_name(raw):
+        raise TypeError('expected a queue name, or "exclusive"')
+    return raw
+
+
+def _priority_table(path: str) -> Callable[[Any], dict[int, int]]:
+    def convert(raw: Any) -> dict[int, int]:
+        if not isinstance(raw, dict):
+            raise TypeError("expected a table of priority = slots, e.g. { 9 = 2 }")
+        table: dict[int, int] = {}
+        for key, value in raw.items():
+            if not str(key).isdigit() or not PRIORITY_MIN <= int(key) <= PRIORITY_MAX:
+                raise ValueError(f"{key!r} is not a priority 0-9")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{path}.{key} must be a count of slots")
+            table[int(key)] = value
+        return table
+
+    return convert
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

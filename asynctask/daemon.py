@@ -30,12 +30,15 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from asynctask import __version__
-from asynctask.config import Config
+from asynctask.config import Config, FunctionDefaults
+from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
@@ -43,6 +46,7 @@ from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.model import (
     DEDUP_STATES,
     FINAL_STATES,
+    PRIORITY_DEFAULT,
     ListQuery,
     LiveTask,
     SubmitSpec,
@@ -53,7 +57,16 @@ from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
-from asynctask.store import InsertTask, ReplaceTask, Store, TaskFilter, TaskRow, UpdateTask
+from asynctask.store import (
+    ClearPause,
+    InsertTask,
+    ReplaceTask,
+    SetPause,
+    Store,
+    TaskFilter,
+    TaskRow,
+    UpdateTask,
+)
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -66,7 +79,9 @@ class Daemon:
         self.home = home
         self.socket_path = socket_path
         self.scheduler = Scheduler(
-            RetryPolicy(config.retry.backoff_base, config.retry.backoff_cap), random.Random()
+            RetryPolicy(config.retry.backoff_base, config.retry.backoff_cap),
+            random.Random(),
+            replace(config.scheduler, capacity=config.workers.min_workers),
         )
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
@@ -215,6 +230,8 @@ class Daemon:
     async def _recover(self) -> int:
         assert self.store is not None
         self._next_seq = await self.store.max_seq() + 1
+        for target in await self.store.load_pauses():
+            self.scheduler.pause(target)
         rows = await self.store.load_live()
         now = time.time()
         interrupted: list[Action] = []
@@ -225,7 +242,7 @@ class Daemon:
                 reason = "the daemon stopped during the attempt"
                 interrupted.append(self.scheduler.interrupted(task, reason, now))
             else:
-                self.scheduler.add(task)
+                self.scheduler.add(task, now)
         self._perform(interrupted)
         if interrupted:
             log.info("recovered %d interrupted attempts", len(interrupted))
@@ -362,6 +379,8 @@ class Daemon:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
         assert self.store is not None
         now = time.time()
+        for tenant, count in Counter(spec.tenant for spec in specs).items():
+            self.scheduler.admit(tenant, count, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
         created: list[tuple[int, LiveTask]] = []
         commits: list[asyncio.Future[None]] = []
@@ -405,7 +424,7 @@ class Daemon:
                 if task.seq not in added:
                     added.add(task.seq)
                     self._live[(task.tenant, task.id)] = task
-                    self.scheduler.add(task)
+                    self.scheduler.add(task, now)
                 views[index] = _view(task)
         finally:
             for key, claim in own_claims.items():
@@ -435,8 +454,13 @@ class Daemon:
             due = now + spec.delay
         scheduled = due is not None and due > now
         options: dict[str, Any] = {}
-        retries = spec.retries if spec.retries is not None else self.config.retry.retries
-        timeout = spec.timeout if spec.timeout is not None else self.config.workers.timeout
+        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
+        retries = _first(spec.retries, defaults.retries, self.config.retry.retries)
+        timeout = _first(spec.timeout, defaults.timeout, self.config.workers.timeout)
+        priority = _first(spec.priority, defaults.priority, PRIORITY_DEFAULT)
+        queue = _first(spec.queue, defaults.queue, spec.tenant)
+        if queue == "exclusive":
+            queue = spec.function
         options["retries"] = retries
         options["timeout"] = timeout
         expires_at = now + spec.ttl if spec.ttl is not None else None
@@ -451,8 +475,8 @@ class Daemon:
             tenant=spec.tenant,
             id=task_id,
             function=spec.function,
-            queue=spec.queue or spec.tenant,
-            priority=spec.priority,
+            queue=queue,
+            priority=priority,
             state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
             payload=spec.payload,
             options=options,
@@ -502,6 +526,26 @@ class Daemon:
                 if not waiters:
                     del self._waiters[key]
 
+    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
+        """Pause or resume a tenant, queue or function; durable before the reply.
+
+        Returns whether anything changed (pausing twice is allowed and changes nothing)."""
+        assert self.store is not None
+        if self.scheduler.is_paused(target) == paused:
+            return False
+        op = SetPause(*target) if paused else ClearPause(*target)
+        await self.store.put(op)
+        if paused:
+            self.scheduler.pause(target)
+        else:
+            self.scheduler.resume(target)
+            self._wake()
+        log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
+        return True
+
+    def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
+        return queue_report(self.scheduler, time.time(), tenants)
+
     async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
         assert self.store is not None
         await self.store.flush()
@@ -525,6 +569,17 @@ class Daemon:
                 _view(live) if live is not None and live.seq == row.seq else _row_view(row)
             )
         return views
+
+
+_NO_DEFAULTS = FunctionDefaults()
+T = TypeVar("T")
+
+
+def _first(explicit: T | None, configured: T | None, default: T) -> T:
+    """Submit option, else the function's configured default, else the daemon's."""
+    if explicit is not None:
+        return explicit
+    return configured if configured is not None else default
 
 
 def _log_store_failure(future: asyncio.Future[None]) -> None:

@@ -15,6 +15,8 @@ def test_the_documented_file_is_exactly_the_defaults():
     assert loaded.daemon == Config().daemon
     assert loaded.workers == Config().workers
     assert loaded.retry == Config().retry
+    assert loaded.scheduler == Config().scheduler
+    assert dict(loaded.functions) == {}
     assert loaded.auth.admins == ()
     assert dict(loaded.auth.users) == {}
 
@@ -56,11 +58,40 @@ def test_values_are_parsed():
         ({"retry": {"retries": -1}}, "retry.retries"),
         ({"auth": {"admins": ["no-such-user-xyz"]}}, "no such user"),
         ({"daemon": {"max_payload": "32M"}}, "max_payload must be smaller"),
+        ({"tenants": {"acme": {"wieght": 2}}}, "unknown config key tenants.acme.wieght"),
+        ({"tenants": {"acme": {"rate": "fast"}}}, "tenants.acme.rate"),
+        ({"queues": {"noslash": {}}}, "<tenant>/<queue>"),
+        ({"functions": {"not a ref": {}}}, "package.module:function"),
+        ({"functions": {"m:f": {"priority": 11}}}, "priority"),
+        ({"scheduler": {"reserve": {"12": 1}}}, "not a priority"),
+        ({"aimd": {"decrease": 1.5}}, "aimd.decrease"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
+
+
+def test_scheduling_sections():
+    cfg = parse_config(
+        {
+            "tenants": {"*": {"max_backlog": 50}, "acme": {"weight": 3, "rate": "10/s"}},
+            "queues": {"acme/reports": {"concurrency": 1}},
+            "functions": {"m:f": {"queue": "exclusive", "concurrency": 2, "aimd": False}},
+            "scheduler": {"priority_aging": "1s", "reserve": {"9": 2}, "caps": {"1": 3}},
+            "workers": {"min_workers": 2, "max_workers": 6},
+        }
+    )
+    s = cfg.scheduler
+    assert s.tenant("other").max_backlog == 50
+    assert s.tenant("acme").weight == 3.0
+    assert s.tenant("acme").rate == 10.0
+    assert s.tenant("acme").max_backlog == 50  # inherits the "*" defaults
+    assert s.queue("acme", "reports").concurrency == 1
+    assert s.function("m:f").concurrency == 2
+    assert s.function("m:f").aimd is False
+    assert cfg.functions["m:f"].queue == "exclusive"
+    assert (s.aging, dict(s.reserve), dict(s.caps), s.capacity) == (1.0, {9: 2}, {1: 3}, 6)
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -401,6 +401,105 @@ def list_tasks(
     Console(width=200).print(table)
 
 
+PauseTenant = Annotated[
+    str | None, typer.Option("--tenant", help="The tenant (with --queue: one of its queues).")
+]
+PauseQueue = Annotated[str | None, typer.Option("--queue", help="A queue of --tenant.")]
+PauseFunction = Annotated[
+    str | None, typer.Option("--function", help="A function, for every tenant (admins only).")
+]
+
+
+def _set_paused(
+    paused: bool,
+    tenant: str | None,
+    queue: str | None,
+    function: str | None,
+    home: Path | None,
+    socket: Path | None,
+    as_json: bool,
+) -> None:
+    if queue is not None and tenant is None:
+        tenant = "default"
+    client = client_for(home, socket)
+    verb = client.pause if paused else client.resume
+    changed = run_client(lambda: verb(tenant=tenant, queue=queue, function=function))
+    if function is not None:
+        what = f"function {function}"
+    elif queue is not None:
+        what = f"queue {tenant}/{queue}"
+    else:
+        what = f"tenant {tenant}"
+    if as_json:
+        typer.echo(json.dumps({"target": what, "paused": paused, "changed": changed}))
+    else:
+        state = "paused" if paused else "resumed"
+        typer.echo(f"{what} {state}" if changed else f"{what} was already {state}")
+
+
+@app.command()
+def pause(
+    tenant: PauseTenant = None,
+    queue: PauseQueue = None,
+    function: PauseFunction = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hold a tenant, a queue or a function: queued tasks wait (running ones go on)."""
+    _set_paused(True, tenant, queue, function, home, socket, as_json)
+
+
+@app.command()
+def resume(
+    tenant: PauseTenant = None,
+    queue: PauseQueue = None,
+    function: PauseFunction = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Release what `pause` held."""
+    _set_paused(False, tenant, queue, function, home, socket, as_json)
+
+
+@app.command()
+def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue states: tenant, paused, backlog, running, limits, AIMD limit, rate tokens."""
+    report = run_client(lambda: client_for(home, socket).queues())
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def show(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    console = Console(width=200)
+    table = Table(box=None, pad_edge=False, title="queues", title_justify="left")
+    columns = ("TENANT", "QUEUE", "PAUSED", "BACKLOG", "RUNNING", "LIMIT", "RATE", "TOKENS", "HELD")
+    for column in columns:
+        table.add_column(column)
+    for q in report["queues"]:
+        table.add_row(
+            q["tenant"], q["queue"], "yes" if q["paused"] else "no", str(q["backlog"]),
+            str(q["running"]), show(q["concurrency"]), show(q["rate"]), show(q["tokens"]),
+            show(q["held_by"]),
+        )  # fmt: skip
+    console.print(table)
+    if report["functions"]:
+        functions = Table(box=None, pad_edge=False, title="functions", title_justify="left")
+        for column in ("FUNCTION", "PAUSED", "QUEUED", "RUNNING", "LIMIT", "AIMD", "RATE"):
+            functions.add_column(column)
+        for f in report["functions"]:
+            functions.add_row(
+                f["function"], "yes" if f["paused"] else "no", str(f["queued"]),
+                str(f["running"]), show(f["concurrency"]), show(f["aimd_limit"]), show(f["rate"]),
+            )  # fmt: skip
+        console.print(functions)
+
+
 def _moment(text: str | None, flag: str) -> float | None:
     """An ISO 8601 time, or a duration meaning "that long ago"."""
     if text is None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from asynctask.errors import UsageError
+from asynctask.errors import Unauthorized, UsageError
 from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.connection import Peer, Reply
 from asynctask.server.requests import (
     parse_list,
+    parse_pause_target,
     parse_submit,
     parse_task_ref,
     parse_wait_timeout,
@@ -35,8 +36,12 @@ class Backend(Protocol):
 
     def list_tasks(self, query: ListQuery) -> Awaitable[list[dict[str, Any]]]: ...
 
+    def set_paused(self, target: tuple[str, str, str], paused: bool) -> Awaitable[bool]: ...
 
-OPS = ("ping", "submit", "status", "wait", "list")
+    def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
+
+
+OPS = ("ping", "submit", "status", "wait", "list", "pause", "resume", "queues")
 
 
 class Ops:
@@ -67,6 +72,17 @@ class Ops:
             elif allowed is not None:
                 query = _with_tenants(query, tuple(sorted(allowed)))
             return _wrap(self._backend.list_tasks(query), "tasks")
+        if op == "pause" or op == "resume":
+            target = parse_pause_target(message)
+            kind, tenant, _ = target
+            if kind == "function":
+                if not self._auth.is_admin(peer.uid):
+                    raise Unauthorized("only an admin may pause or resume a function")
+            else:
+                self._auth.check(peer.uid, tenant)
+            return _wrap(self._backend.set_paused(target, op == "pause"), "changed")
+        if op == "queues":
+            return self._backend.queues(self._auth.tenants_of(peer.uid))
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")

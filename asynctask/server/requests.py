@@ -23,7 +23,6 @@ from typing import Any
 from asynctask.errors import UsageError
 from asynctask.model import (
     DEFAULT_TENANT,
-    PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
     ListQuery,
@@ -96,7 +95,7 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
         tenant=_tenant(raw),
         id=_optional_id(raw.get("id")),
         queue=_optional_name(raw, "queue"),
-        priority=_priority(raw.get("priority", PRIORITY_DEFAULT)),
+        priority=_priority(raw["priority"]) if raw.get("priority") is not None else None,
         delay=_seconds(raw, "delay"),
         run_at=_epoch(raw, "run_at"),
         ttl=_seconds(raw, "ttl"),
@@ -155,6 +154,32 @@ def parse_list(message: dict[str, Any]) -> ListQuery:
         labels=parse_labels(message.get("labels")),
         limit=limit,
     )
+
+
+PAUSE_KINDS = ("tenant", "queue", "function")
+
+
+def parse_pause_target(message: dict[str, Any]) -> tuple[str, str, str]:
+    """``{"tenant"?, "queue"?, "function"?}`` -> ``(kind, tenant, name)``.
+
+    ``--tenant T`` pauses a tenant, ``--tenant T --queue Q`` one of its queues, ``--function F``
+    a function (for every tenant). Exactly one target per request.
+    """
+    tenant = message.get("tenant")
+    queue = message.get("queue")
+    function = message.get("function")
+    if function is not None:
+        if tenant is not None or queue is not None:
+            raise UsageError("pause a function alone, or a tenant, or a tenant's queue")
+        if not isinstance(function, str) or not is_function_ref(function):
+            raise UsageError(f"function must look like package.module:function, got {function!r}")
+        return ("function", "", function)
+    if tenant is None:
+        raise UsageError("say what to pause: --tenant, --tenant with --queue, or --function")
+    name = _tenant(message)
+    if queue is not None:
+        return ("queue", name, _optional_name(message, "queue") or "")
+    return ("tenant", name, "")
 
 
 def parse_labels(raw: Any) -> dict[str, str]:

@@ -66,3 +66,10 @@ def sleep(seconds: float) -> float:
 
 def unpackable() -> object:
     return object()
+
+
+def throttle_while(flag: str) -> str:
+    """Raises Throttled while the file ``flag`` exists: a downstream that is overloaded."""
+    if Path(flag).exists():
+        raise asynctask.Throttled("downstream overloaded", retry_after=0.05)
+    return "ok"

@@ -1,0 +1,108 @@
+"""Scheduling end to end: fairness between tenants, rate limits, AIMD, back pressure, pauses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asynctask.errors import SubmitThrottled
+from tests.e2e.conftest import DaemonProcess, poll
+
+
+def test_small_tenant_finishes_while_a_flood_drains(make_daemon) -> None:
+    daemon = make_daemon("[workers]\nmin_workers = 2\n").start()
+    flood = daemon.client(tenant="flood")
+    flood.submit_many({"func": "tests.e2e.tasks:sleep", "args": [0.005]} for _ in range(1000))
+    small = daemon.client(tenant="small")
+    handles = small.submit_many({"func": "tests.e2e.tasks:add", "args": [i, 1]} for i in range(10))
+    for handle in handles:
+        assert handle.wait(timeout=30).state.value == "succeeded"
+    flood_left = next(q for q in daemon.client().queues()["queues"] if q["tenant"] == "flood")
+    assert flood_left["backlog"] > 500, flood_left  # the flood is far from drained
+
+
+def test_rate_limited_function_keeps_its_rate(make_daemon) -> None:
+    config = (
+        '[workers]\nmin_workers = 2\n[functions."tests.e2e.tasks:add"]\nrate = "20/s"\nburst = 1\n'
+    )
+    daemon = make_daemon(config).start()
+    client = daemon.client()
+    handles = client.submit_many({"func": "tests.e2e.tasks:add", "args": [i, 0]} for i in range(30))
+    starts = sorted(h.wait(timeout=30).started_at for h in handles)
+    span = starts[-1] - starts[0]
+    assert span >= (30 - 1) / 20 * 0.95, span
+    for i, first in enumerate(starts):  # any window admits at most rate * t + burst
+        for last in starts[i:]:
+            count = sum(1 for s in starts if first <= s <= last)
+            assert count <= 20 * (last - first) + 1 + 1e-6 + 1
+
+
+def test_throttling_cuts_concurrency_and_it_recovers(make_daemon, tmp_path: Path) -> None:
+    config = (
+        "[workers]\nmin_workers = 4\nmax_workers = 4\n"
+        '[aimd]\nwindow = "5s"\nmin_throttles = 3\nthrottle_ratio = 0.5\n'
+        '[retry]\nbackoff_base = "10ms"\nbackoff_cap = "50ms"\n'
+    )
+    daemon = make_daemon(config).start()
+    client = daemon.client()
+    flag = tmp_path / "overloaded"
+    flag.write_text("1")
+    func = "tests.e2e.tasks:throttle_while"
+
+    def aimd_limit() -> int:
+        (row,) = [f for f in client.queues()["functions"] if f["function"] == func]
+        return row["aimd_limit"]
+
+    client.submit_many({"func": func, "args": [str(flag)], "retries": 50} for _ in range(40))
+    poll(lambda: aimd_limit() < 4, timeout=30)
+    flag.unlink()
+    client.submit_many({"func": func, "args": [str(flag)]} for _ in range(400))
+    poll(lambda: aimd_limit() == 4, timeout=60)
+    poll(lambda: client.ping()["tasks"]["live"] == 0, timeout=60)
+
+
+def test_back_pressure_refuses_only_the_flooding_tenant(make_daemon) -> None:
+    daemon = make_daemon("[tenants.flood]\nmax_backlog = 10\n").start()
+    flood = daemon.client(tenant="flood")
+    flood.pause(tenant="flood")
+    flood.submit_many({"func": "tests.e2e.tasks:add", "args": [1, 1]} for _ in range(10))
+    with pytest.raises(SubmitThrottled) as refused:
+        flood.submit("tests.e2e.tasks:add", 1, 1)
+    assert refused.value.retry_after
+    assert refused.value.retry_after > 0
+    cli = daemon.cli("submit", "tests.e2e.tasks:add", "[1, 1]", "--tenant", "flood")
+    assert cli.returncode == 2
+    assert "throttled" in cli.stderr
+    assert daemon.client(tenant="calm").submit("tests.e2e.tasks:add", 2, 2).result(20) == 4
+    (row,) = [t for t in daemon.client().queues()["tenants"] if t["tenant"] == "flood"]
+    assert row["refused"] == 2
+    assert row["backlog"] == 10
+
+
+def test_pause_and_resume_survive_a_restart(daemon: DaemonProcess) -> None:
+    assert daemon.cli("pause", "--tenant", "acme", "--queue", "reports").returncode == 0
+    client = daemon.client(tenant="acme")
+    held = client.submit("tests.e2e.tasks:add", 1, 2, queue="reports")
+    other = client.submit("tests.e2e.tasks:add", 3, 4)
+    assert other.result(timeout=20) == 7
+    assert daemon.cli("wait", held.id, "--tenant", "acme", "--timeout", "300ms").returncode == 4
+    report = json.loads(daemon.cli("queues", "--json").stdout)
+    (row,) = [q for q in report["queues"] if q["queue"] == "reports"]
+    assert row["paused"] is True
+    assert row["queued"] == 1
+    daemon.stop()
+    daemon.start()
+    assert daemon.client(tenant="acme").status(held.id).state.value == "queued"
+    resumed = daemon.cli("resume", "--tenant", "acme", "--queue", "reports")
+    assert resumed.returncode == 0
+    assert "resumed" in resumed.stdout
+    assert daemon.client(tenant="acme").wait(held.id, timeout=20).result == 3
+
+
+def test_function_defaults_from_config(make_daemon) -> None:
+    config = '[functions."tests.e2e.tasks:boom"]\nqueue = "exclusive"\nretries = 0\npriority = 8\n'
+    daemon = make_daemon(config).start()
+    status = daemon.client().submit("tests.e2e.tasks:boom", "x").wait(timeout=20)
+    assert (status.queue, status.attempts, status.priority) == ("tests.e2e.tasks:boom", 1, 8)
