@@ -44,6 +44,8 @@ format: $(STAMP)
 ## Throughput and latency figures (prints; asserts no times).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_daemon.py
+	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_store.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
