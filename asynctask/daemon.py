@@ -549,19 +549,7 @@ class Daemon:
     async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
         assert self.store is not None
         await self.store.flush()
-        rows = await self.store.list_tasks(
-            TaskFilter(
-                tenants=query.tenants,
-                states=query.states,
-                queue=query.queue,
-                function=query.function,
-                id_prefix=query.prefix,
-                since=query.since,
-                until=query.until,
-                labels=query.labels,
-            ),
-            query.limit,
-        )
+        rows = await self.store.list_tasks(TaskFilter.from_query(query), query.limit)
         views = []
         for row in rows:
             live = self._live.get((row.tenant, row.id))
