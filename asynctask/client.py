@@ -31,6 +31,7 @@ from asynctask.errors import (
 )
 from asynctask.model import (
     DEFAULT_TENANT,
+    FINAL_STATES,
     TaskState,
     format_time,
     parse_duration,
@@ -40,8 +41,6 @@ from asynctask.paths import resolve_socket
 from asynctask.protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, pack, unpack
 
 C = TypeVar("C")
-
-_FINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +65,7 @@ class TaskStatus:
 
     @property
     def done(self) -> bool:
-        return self.state.value in _FINAL
+        return self.state in FINAL_STATES
 
     @property
     def succeeded(self) -> bool:

@@ -449,7 +449,7 @@ class Daemon:
     def _new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
         seq = self._next_seq
         self._next_seq += 1
-        due = spec.run_at if spec.run_at is not None else None
+        due = spec.run_at
         if spec.delay:
             due = now + spec.delay
         scheduled = due is not None and due > now

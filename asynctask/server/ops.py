@@ -8,6 +8,7 @@ parses, ``Ops`` routes).
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from asynctask.errors import Unauthorized, UsageError
@@ -70,7 +71,7 @@ class Ops:
                 for tenant in query.tenants:
                     self._auth.check(peer.uid, tenant)
             elif allowed is not None:
-                query = _with_tenants(query, tuple(sorted(allowed)))
+                query = replace(query, tenants=tuple(sorted(allowed)))
             return _wrap(self._backend.list_tasks(query), "tasks")
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
@@ -86,12 +87,6 @@ class Ops:
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-
-
-def _with_tenants(query: ListQuery, tenants: tuple[str, ...]) -> ListQuery:
-    from dataclasses import replace
-
-    return replace(query, tenants=tenants)
 
 
 async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
