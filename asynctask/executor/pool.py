@@ -29,6 +29,16 @@ process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Ou
 
 Workers that die before they are ready are restarted with a backoff (0.1 s doubling to 5 s), one
 probe at a time, so a broken interpreter or ``cwd`` costs a log line every few seconds, not a CPU.
+
+Shards. The workers are split into ``config.shards`` shards for shuffle sharding of tenants. The
+pool only places workers in shards and honours the caller's choice: ``run(job, shard)`` takes an
+idle worker of that shard or raises. Which tenant may use which shard is the scheduler's business
+(``core/sharding.py``, ``core/scheduler.py``), not the pool's. Every new worker - at ``start()``
+and every replacement - goes to the shard with the fewest workers that count towards ``size``
+(lowest index on ties), so a worker that dies, is killed or is recycled is replaced in the shard
+that lost it: a tenant confined to a set of shards keeps that set's capacity, and a poison tenant
+that kills the workers of its shards cannot drift the pool's workers away from anyone else's.
+Idle workers are kept in one stack per shard, so choosing one costs O(shards) at most.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ class PoolConfig:
     """How to start workers; the daemon builds it from the ``[workers]`` configuration."""
 
     workers: int = 2  # pre-started at start(), kept at this size
+    shards: int = 1  # workers are spread evenly over this many shards (1 to max(workers, 1))
     python: str = sys.executable
     cwd: str | None = None  # workers' working directory (the daemon's if None)
     paths: tuple[str, ...] = ()  # extra sys.path entries for task modules
@@ -106,6 +117,10 @@ class _State(Enum):
     DEAD = "dead"
 
 
+#: The states that count towards ``size`` (and so towards a shard's share of it).
+_COUNTED: Final = frozenset({_State.STARTING, _State.IDLE, _State.BUSY})
+
+
 class _Worker:
     """The pool's record of one worker process (plain data; the pool owns the logic)."""
 
@@ -120,12 +135,14 @@ class _Worker:
         "process",
         "ready_timer",
         "runs",
+        "shard",
         "state",
         "was_ready",
     )
 
-    def __init__(self, exited: asyncio.Future[None]) -> None:
+    def __init__(self, exited: asyncio.Future[None], shard: int) -> None:
         self.state = _State.STARTING
+        self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
         self.pid = 0
         self.process: asyncio.SubprocessTransport | None = None
         self.channel: asyncio.Transport | None = None
@@ -139,7 +156,7 @@ class _Worker:
         self.exited = exited
 
     def __repr__(self) -> str:
-        return f"<_Worker pid={self.pid} {self.state.value} runs={self.runs}>"
+        return f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} runs={self.runs}>"
 
 
 class _ProcessProtocol(asyncio.SubprocessProtocol):
@@ -200,12 +217,19 @@ class WorkerPool:
             raise ValueError(f"workers must be 0 or more, not {config.workers}")
         if config.max_tasks_per_worker is not None and config.max_tasks_per_worker < 1:
             raise ValueError("max_tasks_per_worker must be 1 or more (or None)")
+        if not 1 <= config.shards <= max(config.workers, 1):
+            raise ValueError(
+                f"shards must be between 1 and the number of workers "
+                f"({max(config.workers, 1)}), not {config.shards}"
+            )
         self._config = config
         self._on_outcome = on_outcome
         self._on_idle = on_idle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
-        self._idle: list[_Worker] = []  # a stack: the most recently used worker is warmest
+        # One stack per shard: the most recently used worker, the warmest, is last.
+        self._idle: list[list[_Worker]] = [[] for _ in range(config.shards)]
+        self._idle_count = 0  # the sum of their lengths: ``idle`` is read on every daemon step
         self._running: dict[int, _Worker] = {}  # aid -> BUSY worker
         self._spawning: set[asyncio.Task[None]] = set()
         self._spawn_lock = asyncio.Lock()
@@ -218,17 +242,22 @@ class WorkerPool:
         self._env = _worker_env(config)
 
     def __repr__(self) -> str:
+        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._idle) > 1 else ""
         return (
             f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
-            f"starting={self.starting}>"
+            f"starting={self.starting}{shards}>"
         )
 
     # -- state, for the daemon's decisions ---------------------------------------------------
 
     @property
     def idle(self) -> int:
-        """Workers that ``run`` can hand a job to right now."""
-        return len(self._idle)
+        """Workers that ``run`` can hand a job to right now (in any shard)."""
+        return self._idle_count
+
+    def idle_by_shard(self) -> list[int]:
+        """The number of idle workers in each shard, indexed by shard (``config.shards`` long)."""
+        return [len(stack) for stack in self._idle]
 
     @property
     def busy(self) -> int:
@@ -260,6 +289,11 @@ class WorkerPool:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
         return worker.pid if worker is not None else None
+
+    def shard_of(self, aid: int) -> int | None:
+        """The shard of the worker running ``aid``, if it runs."""
+        worker = self._running.get(aid)
+        return worker.shard if worker is not None else None
 
     # -- the daemon's verbs --------------------------------------------------------------------
 
@@ -299,14 +333,26 @@ class WorkerPool:
         self._started = True
         log.info("worker pool started: %r", self)
 
-    def run(self, job: Job) -> None:
-        """Hand ``job`` to an idle worker now (one frame write); ``RuntimeError`` if none is."""
+    def run(self, job: Job, shard: int | None = None) -> None:
+        """Hand ``job`` to an idle worker now (one frame write); ``RuntimeError`` if none is.
+
+        With ``shard``, the worker is the most recently used idle one of that shard
+        (``RuntimeError`` if it has none, ``ValueError`` if there is no such shard). Without,
+        it is the most recently used idle one of the shard with the most idle workers (lowest
+        index on ties), which leaves the scarce shards' workers to callers that need them. A
+        refused call changes nothing.
+        """
+        if shard is not None and not 0 <= shard < len(self._idle):
+            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._idle) - 1}")
         if self._closing:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
             raise RuntimeError(f"attempt {job.aid} is already running")
-        if not self._idle:
-            raise RuntimeError(f"no idle worker for attempt {job.aid}: {self!r}")
+        # Without a shard: the first of the longest stacks.
+        stack = max(self._idle, key=len) if shard is None else self._idle[shard]
+        if not stack:
+            where = "" if shard is None else f" in shard {shard}"
+            raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
         assert self._loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
         frame = protocol.encode_frame(
@@ -318,7 +364,8 @@ class WorkerPool:
                 "ctx": job.context,
             }
         )
-        worker = self._idle.pop()
+        worker = stack.pop()
+        self._idle_count -= 1
         channel = worker.channel
         assert channel is not None
         worker.state = _State.BUSY
@@ -390,7 +437,16 @@ class WorkerPool:
     # -- spawning ------------------------------------------------------------------------------
 
     def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
-        worker = _Worker(loop.create_future())
+        """A STARTING record in the shard with the fewest workers counting towards ``size``.
+
+        The shard is chosen now, from the records that exist now (not when the process is up),
+        so a batch of records made in a row - ``start()``, a ``_refill`` - spreads evenly.
+        """
+        sizes = [0] * len(self._idle)
+        for other in self._workers:  # O(workers), once per process start: noise beside a fork
+            if other.state in _COUNTED:
+                sizes[other.shard] += 1
+        worker = _Worker(loop.create_future(), sizes.index(min(sizes)))
         self._workers.add(worker)
         return worker
 
@@ -516,11 +572,10 @@ class WorkerPool:
         if self._closing:
             self._retire(worker)
             return
-        worker.state = _State.IDLE
-        self._idle.append(worker)
+        self._make_idle(worker)
         waiter = self._start_waiter
         if waiter is not None:
-            if not waiter.done() and len(self._idle) == self._config.workers:
+            if not waiter.done() and self._idle_count == self._config.workers:
                 waiter.set_result(None)
             return  # start() is still running: no callbacks before it returns
         self._refill()
@@ -542,8 +597,7 @@ class WorkerPool:
             self._refill()
             now_idle = False
         else:
-            worker.state = _State.IDLE
-            self._idle.append(worker)
+            self._make_idle(worker)
             now_idle = True
         self._wake_stop()
         self._emit(outcome)
@@ -577,7 +631,7 @@ class WorkerPool:
             return
         if worker.state is _State.IDLE:
             log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
-            self._idle.remove(worker)
+            self._forget_idle(worker)
             worker.state = _State.KILLING
             self._refill()
         if worker.kill_timer is None:
@@ -649,7 +703,7 @@ class WorkerPool:
         """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
         assert self._loop is not None
         if worker.state is _State.IDLE:
-            self._idle.remove(worker)
+            self._forget_idle(worker)
         worker.state = _State.KILLING
         self._signal_group(worker, signal.SIGTERM)
         _cancel(worker.kill_timer)
@@ -661,7 +715,7 @@ class WorkerPool:
         """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
         assert self._loop is not None
         if worker.state is _State.IDLE:
-            self._idle.remove(worker)
+            self._forget_idle(worker)
         worker.state = _State.RETIRING
         if worker.channel is not None and not worker.channel.is_closing():
             worker.channel.write(protocol.encode_frame({"op": "exit"}))
@@ -669,6 +723,18 @@ class WorkerPool:
         worker.kill_timer = self._loop.call_later(
             self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
         )
+
+    def _make_idle(self, worker: _Worker) -> None:
+        worker.state = _State.IDLE
+        self._idle[worker.shard].append(worker)
+        self._idle_count += 1
+
+    def _forget_idle(self, worker: _Worker) -> None:
+        """Take ``worker`` off its shard's idle stack, if it is there."""
+        stack = self._idle[worker.shard]
+        if worker in stack:
+            stack.remove(worker)
+            self._idle_count -= 1
 
     def _signal_group(self, worker: _Worker, signum: signal.Signals) -> None:
         # The group id is the worker's pid (start_new_session). While a group member lives the
@@ -687,8 +753,7 @@ class WorkerPool:
         for timer in (worker.job_timer, worker.kill_timer, worker.ready_timer):
             _cancel(timer)
         worker.job_timer = worker.kill_timer = worker.ready_timer = None
-        if worker in self._idle:
-            self._idle.remove(worker)
+        self._forget_idle(worker)
         self._workers.discard(worker)
         if worker.channel is not None:
             worker.channel.close()

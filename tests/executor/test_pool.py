@@ -7,7 +7,9 @@ import os
 import signal
 import stat
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,16 @@ from asynctask.executor import pool as pool_module
 from asynctask.executor.pool import Job, PoolConfig, WorkerPool
 from asynctask.executor.taskcontext import current_task
 
-from .conftest import TASKS, Harness, alive, children, eventually, stop_and_check, value
+from .conftest import (
+    DEFAULT_CONTEXT,
+    TASKS,
+    Harness,
+    alive,
+    children,
+    eventually,
+    stop_and_check,
+    value,
+)
 
 # -- results ---------------------------------------------------------------------------------
 
@@ -399,3 +410,134 @@ async def test_crashing_replacements_back_off(tmp_path: Path) -> None:
         await harness.full()  # the next probe succeeds and the pool is whole again
     finally:
         await stop_and_check(harness)
+
+
+# -- shards ----------------------------------------------------------------------------------
+
+
+def job(aid: int, name: str, *args: Any, timeout: float | None = None) -> Job:
+    return Job(aid, f"{TASKS}:{name}", protocol.pack([list(args), {}]), DEFAULT_CONTEXT, timeout)
+
+
+@pytest.fixture
+async def sharded() -> AsyncIterator[Harness]:
+    started = Harness(workers=4, shards=2)
+    await started.pool.start()
+    yield started
+    await stop_and_check(started)
+
+
+async def test_run_on_a_shard(sharded: Harness) -> None:
+    pool = sharded.pool
+    assert pool.idle_by_shard() == [2, 2]
+    assert repr(pool) == "<WorkerPool size=4 idle=4 busy=0 starting=0 idle_by_shard=[2, 2]>"
+    # Within a shard the warmest worker goes first.
+    pool.run(job(1, "pid"), shard=1)
+    assert pool.shard_of(1) == 1
+    warm = value(await sharded.outcome(1))
+    pool.run(job(2, "pid"), shard=1)
+    assert value(await sharded.outcome(2)) == warm
+    pool.run(job(3, "sleep", 30), shard=1)
+    pool.run(job(4, "sleep", 30), shard=1)
+    assert pool.idle_by_shard() == [2, 0]
+    assert (pool.shard_of(3), pool.shard_of(4), pool.shard_of(1)) == (1, 1, None)
+    before = repr(pool)
+    assert before == "<WorkerPool size=4 idle=2 busy=2 starting=0 idle_by_shard=[2, 0]>"
+    with pytest.raises(RuntimeError, match="no idle worker in shard 1 for attempt 5"):
+        pool.run(job(5, "add", 1, 2), shard=1)
+    for shard in (2, 5, -1):
+        with pytest.raises(ValueError, match=f"no shard {shard}: the pool has shards 0 to 1"):
+            pool.run(job(6, "add", 1, 2), shard=shard)
+    assert repr(pool) == before
+    assert pool.running == {3, 4}
+    assert (pool.shard_of(5), pool.shard_of(6)) == (None, None)
+    # Shard 0 still takes jobs; the refused attempts never reached a worker.
+    pool.run(job(7, "add", 3, 4), shard=0)
+    assert value(await sharded.outcome(7)) == 7
+    await eventually(lambda: pool.idle_by_shard() == [2, 0], what="shard 0 idle again")
+    assert sorted(await stop_and_check(sharded)) == [3, 4]
+    assert sorted(sharded.outcomes) == [1, 2, 7]
+
+
+async def test_run_without_a_shard_takes_from_the_shard_with_most_idle(sharded: Harness) -> None:
+    pool = sharded.pool
+    for aid, shard, after in [(1, 0, [1, 2]), (2, 1, [1, 1]), (3, 0, [0, 1]), (4, 1, [0, 0])]:
+        pool.run(job(aid, "sleep", 30))
+        assert pool.shard_of(aid) == shard
+        assert pool.idle_by_shard() == after
+    assert pool.idle == 0
+    with pytest.raises(RuntimeError, match="no idle worker for attempt 5"):
+        pool.run(job(5, "add", 1, 2))
+
+
+@pytest.mark.parametrize(
+    ("how", "func", "args", "kind"),
+    [
+        ("dies", "hard_exit", (3,), "worker_died"),
+        ("times_out", "sleep", (30,), "timeout"),
+        ("cancelled", "sleep", (30,), "exception"),
+        ("recycled", "pid", (), None),
+        ("killed_idle", "pid", (), None),
+    ],
+)
+async def test_a_lost_workers_replacement_joins_its_shard(
+    how: str, func: str, args: tuple[Any, ...], kind: str | None
+) -> None:
+    harness = Harness(workers=4, shards=2, max_tasks_per_worker=1 if how == "recycled" else None)
+    await harness.pool.start()
+    pool = harness.pool
+    try:
+        pool.run(job(1, func, *args, timeout=0.2 if how == "times_out" else None), shard=1)
+        lost = pool.pid_of(1)
+        assert lost is not None
+        assert pool.shard_of(1) == 1
+        if how == "cancelled":
+            assert pool.cancel(1) is True
+        outcome = await harness.outcome(1)
+        assert outcome.pid == lost
+        assert (outcome.error["kind"] if outcome.error is not None else None) == kind
+        if how == "killed_idle":
+            assert pool.idle_by_shard() == [2, 2]
+            os.kill(lost, signal.SIGKILL)
+        await eventually(lambda: lost not in pool.pids, what=f"worker {lost} to go")
+        await eventually(
+            lambda: pool.idle_by_shard() == [2, 2] and pool.size == 4,
+            what=f"the replacement idle in shard 1: {pool!r}",
+        )
+        assert list(harness.outcomes) == [1]
+    finally:
+        await stop_and_check(harness)
+
+
+async def test_uneven_shards_refill_the_emptiest_lowest_first() -> None:
+    harness = Harness(workers=3, shards=2)
+    await harness.pool.start()
+    pool = harness.pool
+    try:
+        assert pool.idle_by_shard() == [2, 1]
+        # Shard 1 loses its only worker: it gets it back. Then shard 0 loses one of its two:
+        # both shards have one, and the tie goes to shard 0.
+        for aid, shard in [(1, 1), (2, 0)]:
+            pool.run(job(aid, "hard_exit", 3), shard=shard)
+            error = (await harness.outcome(aid)).error
+            assert error is not None
+            assert error["kind"] == "worker_died"
+            await eventually(
+                lambda: pool.idle_by_shard() == [2, 1] and pool.size == 3,
+                what=f"the replacement in shard {shard}",
+            )
+    finally:
+        await stop_and_check(harness)
+
+
+@pytest.mark.parametrize(("workers", "shards"), [(2, 0), (2, -1), (2, 3), (0, 2)])
+def test_invalid_shards(workers: int, shards: int) -> None:
+    with pytest.raises(ValueError, match=f"shards must be between 1 and .* not {shards}"):
+        WorkerPool(PoolConfig(workers=workers, shards=shards), print, lambda: None)
+
+
+@pytest.mark.parametrize(("workers", "shards"), [(0, 1), (1, 1), (4, 4), (4, 1)])
+def test_valid_shards(workers: int, shards: int) -> None:
+    pool = WorkerPool(PoolConfig(workers=workers, shards=shards), print, lambda: None)
+    assert pool.idle_by_shard() == [0] * shards
+    assert pool.shard_of(1) is None
