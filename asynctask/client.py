@@ -198,6 +198,9 @@ class _Calls:
         if "run_at" in merged:
             spec["run_at"] = _epoch(merged.pop("run_at"))
         spec.update(merged)
+        limits = getattr(func, "__asynctask_limits__", None)
+        if limits:
+            spec["limits"] = limits
         return spec
 
     def hello(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from asynctask.core.limits import (
     SchedulerSettings,
     TenantLimits,
 )
+from asynctask.core.sharding import CONFINEMENTS, ShardSettings
 from asynctask.errors import ConfigError
 from asynctask.model import (
     PRIORITY_MAX,
@@ -86,9 +87,17 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     source: str | None = None
+
+
+def _default_scheduler() -> SchedulerSettings:
+    """The scheduler settings of an empty file: one worker shard per default worker."""
+    workers = WorkersConfig()
+    return SchedulerSettings(
+        capacity=workers.max_workers, sharding=ShardSettings(shards=workers.min_workers)
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
@@ -188,7 +197,9 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ):
             raise ConfigError(f"auth.users.{user} must be a list of tenant names")
         users[uid] = frozenset(tenants)
-    scheduler_cfg, function_defaults = _scheduler(data, workers_cfg.max_workers)
+    scheduler_cfg, function_defaults = _scheduler(
+        data, workers_cfg.max_workers, workers_cfg.min_workers
+    )
     return Config(
         daemon=daemon_cfg,
         workers=workers_cfg,
@@ -200,6 +211,18 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     )
 
 
+_SCHEDULER_KEYS = {
+    "priority_aging",
+    "reserve",
+    "caps",
+    "shards",
+    "shards_per_tenant",
+    "shard_confinement",
+    "fault_threshold",
+    "fault_window",
+    "fault_backoff",
+    "fault_backoff_max",
+}
 _TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
@@ -208,10 +231,10 @@ _FUNCTION_KEYS = {
 
 
 def _scheduler(
-    data: Mapping[str, Any], capacity: int
+    data: Mapping[str, Any], capacity: int, workers: int
 ) -> tuple[SchedulerSettings, dict[str, FunctionDefaults]]:
     scheduler = _section(data, "scheduler")
-    _only(scheduler, "scheduler.", {"priority_aging", "reserve", "caps"})
+    _only(scheduler, "scheduler.", _SCHEDULER_KEYS)
     aimd = _section(data, "aimd")
     a = AimdSettings()
     _only(aimd, "aimd.", {"increase", "decrease", "window", "min_throttles", "throttle_ratio",
@@ -277,8 +300,35 @@ def _scheduler(
         queues=queues,
         functions=functions,
         aimd=aimd_cfg,
+        sharding=_sharding(scheduler, workers),
     )
     return settings, function_defaults
+
+
+def _sharding(scheduler: Mapping[str, Any], workers: int) -> ShardSettings:
+    """``[scheduler]`` shard keys; ``shards = 0`` (the default) means one shard per worker."""
+    d = ShardSettings()
+    shards = _get(scheduler, "scheduler.shards", 0, _int(0, 1024)) or workers
+    if shards > workers:
+        raise ConfigError(
+            f"scheduler.shards ({shards}) cannot exceed workers.min_workers ({workers}): "
+            "every shard needs a worker"
+        )
+    return ShardSettings(
+        shards=shards,
+        per_tenant=_get(scheduler, "scheduler.shards_per_tenant", d.per_tenant, _int(1, 1024)),
+        confinement=_get(
+            scheduler, "scheduler.shard_confinement", d.confinement, _choice(*CONFINEMENTS)
+        ),
+        fault_threshold=_get(
+            scheduler, "scheduler.fault_threshold", d.fault_threshold, _int(1, 10**6)
+        ),
+        fault_window=_get(scheduler, "scheduler.fault_window", d.fault_window, _duration),
+        fault_backoff=_get(scheduler, "scheduler.fault_backoff", d.fault_backoff, _duration),
+        fault_backoff_max=_get(
+            scheduler, "scheduler.fault_backoff_max", d.fault_backoff_max, _duration
+        ),
+    )
 
 
 def _tenant_limits(raw: Mapping[str, Any], path: str, base: TenantLimits) -> TenantLimits:

@@ -38,6 +38,7 @@ from typing import IO, Any, TypeVar
 
 from asynctask import __version__
 from asynctask.config import Config, FunctionDefaults
+from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
@@ -78,11 +79,16 @@ class Daemon:
         self.config = config
         self.home = home
         self.socket_path = socket_path
+        workers = config.workers.min_workers
+        sharding = config.scheduler.sharding
+        # Every shard needs a worker: a config built in code may not have been checked for it.
+        sharding = replace(sharding, shards=max(1, min(sharding.shards, workers)))
         self.scheduler = Scheduler(
             RetryPolicy(config.retry.backoff_base, config.retry.backoff_cap),
             random.Random(),
-            replace(config.scheduler, capacity=config.workers.min_workers),
+            replace(config.scheduler, capacity=workers, sharding=sharding),
         )
+        self._sharded = sharding.sharded
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
@@ -92,6 +98,7 @@ class Daemon:
         self._claims: dict[Key, asyncio.Future[None]] = {}
         self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
         self._next_seq = 1
+        self._declared_limits: dict[str, dict[str, float]] = {}
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -165,6 +172,7 @@ class Daemon:
                 output_path=str(self.home / LOG_DIR / "workers.log"),
                 kill_grace=workers.kill_grace,
                 max_tasks_per_worker=workers.max_tasks_per_worker or None,
+                shards=self.scheduler.settings.sharding.shards,
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,
@@ -237,6 +245,7 @@ class Daemon:
         interrupted: list[Action] = []
         for row in rows:
             task = _task_from_row(row)
+            self._declare_limits(task.function, task.options.get("limits"), now)
             self._live[(task.tenant, task.id)] = task
             if task.state is TaskState.RUNNING:
                 reason = "the daemon stopped during the attempt"
@@ -260,7 +269,9 @@ class Daemon:
         self._step_pending = False
         if self.pool is None or not self.accepting:
             return
-        self._perform(self.scheduler.dispatch(time.time(), self.pool.idle))
+        pool = self.pool
+        free = pool.idle_by_shard() if self._sharded else pool.idle
+        self._perform(self.scheduler.dispatch(time.time(), free))
         self._arm_timer(self.scheduler.next_wakeup())
 
     def _arm_timer(self, due: float | None) -> None:
@@ -297,7 +308,8 @@ class Daemon:
                             "labels": task.labels,
                         },
                         timeout=task.timeout,
-                    )
+                    ),
+                    shard=action.shard if action.shard >= 0 else None,
                 )
             elif isinstance(action, Persist):
                 self._persist(task)
@@ -381,6 +393,8 @@ class Daemon:
         now = time.time()
         for tenant, count in Counter(spec.tenant for spec in specs).items():
             self.scheduler.admit(tenant, count, now)
+        for spec in specs:
+            self._declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
         created: list[tuple[int, LiveTask]] = []
         commits: list[asyncio.Future[None]] = []
@@ -434,6 +448,23 @@ class Daemon:
         self._wake()
         return [view for view in views if view is not None]
 
+    def _declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
+        """Apply limits a function declares in code (they travel with every submit and are
+        stored with each task, so a restart applies them again before anything runs)."""
+        if limits is None or self._declared_limits.get(function) == limits:
+            return
+        self._declared_limits[function] = limits
+        concurrency = limits.get("concurrency")
+        self.scheduler.declare_function_limits(
+            function,
+            FunctionLimits(
+                concurrency=int(concurrency) if concurrency is not None else None,
+                rate=limits.get("rate"),
+                burst=limits.get("burst"),
+            ),
+            now,
+        )
+
     async def _settled(self, key: Key) -> dict[str, Any] | None:
         """The view of a live task holding ``key`` once no other submit or finish is in flight
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
@@ -466,7 +497,7 @@ class Daemon:
         expires_at = now + spec.ttl if spec.ttl is not None else None
         if expires_at is not None:
             options["expires_at"] = expires_at
-        for name in ("on_success", "on_failure"):
+        for name in ("on_success", "on_failure", "limits"):
             value = getattr(spec, name)
             if value is not None:
                 options[name] = value

@@ -327,6 +327,9 @@ class SubmitSpec:
     labels: dict[str, str] = field(default_factory=dict)
     on_success: str | None = None
     on_failure: str | None = None
+    #: The function's limits declared in code: {"concurrency"?: int, "rate"?: per second,
+    #: "burst"?: tokens}, from ``@asynctask.task(concurrency=..., rate=..., burst=...)``.
+    limits: dict[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

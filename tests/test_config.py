@@ -65,6 +65,10 @@ def test_values_are_parsed():
         ({"functions": {"m:f": {"priority": 11}}}, "priority"),
         ({"scheduler": {"reserve": {"12": 1}}}, "not a priority"),
         ({"aimd": {"decrease": 1.5}}, "aimd.decrease"),
+        ({"scheduler": {"shards": 3}}, "cannot exceed workers.min_workers"),
+        ({"scheduler": {"shard_confinement": "never"}}, "scheduler.shard_confinement"),
+        ({"scheduler": {"fault_window": "soon"}}, "scheduler.fault_window"),
+        ({"scheduler": {"shards_per_tenant": 0}}, "scheduler.shards_per_tenant"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(data, message):
@@ -92,6 +96,27 @@ def test_scheduling_sections():
     assert s.function("m:f").aimd is False
     assert cfg.functions["m:f"].queue == "exclusive"
     assert (s.aging, dict(s.reserve), dict(s.caps), s.capacity) == (1.0, {9: 2}, {1: 3}, 6)
+
+
+def test_shard_settings():
+    default = parse_config({"workers": {"min_workers": 6, "max_workers": 8}}).scheduler.sharding
+    assert (default.shards, default.per_tenant, default.confinement) == (6, 2, "faults")
+    cfg = parse_config(
+        {
+            "workers": {"min_workers": 8},
+            "scheduler": {
+                "shards": 4,
+                "shards_per_tenant": 1,
+                "shard_confinement": "always",
+                "fault_threshold": 5,
+                "fault_window": "2m",
+                "fault_backoff": "250ms",
+                "fault_backoff_max": "10s",
+            },
+        }
+    ).scheduler.sharding
+    assert (cfg.shards, cfg.per_tenant, cfg.confinement, cfg.fault_threshold) == (4, 1, "always", 5)
+    assert (cfg.fault_window, cfg.fault_backoff, cfg.fault_backoff_max) == (120.0, 0.25, 10.0)
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -465,7 +465,8 @@ def resume(
 
 @app.command()
 def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
-    """Queue states: tenant, paused, backlog, running, limits, AIMD limit, rate tokens."""
+    """Tenants (refused submits, worker faults, shard confinement), queues (paused, backlog,
+    running, limits, rate tokens) and functions (AIMD limit)."""
     report = run_client(lambda: client_for(home, socket).queues())
     if as_json:
         typer.echo(json.dumps(report))
@@ -477,6 +478,19 @@ def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
         return "-" if value is None else str(value)
 
     console = Console(width=200)
+    if report["tenants"]:
+        tenants = Table(box=None, pad_edge=False, title="tenants", title_justify="left")
+        for column in ("TENANT", "PAUSED", "BACKLOG", "RUNNING", "WEIGHT", "REFUSED", "FAULTS",
+                       "CONFINED TO"):  # fmt: skip
+            tenants.add_column(column)
+        for t in report["tenants"]:
+            shards = t["shards"]
+            tenants.add_row(
+                t["tenant"], "yes" if t["paused"] else "no", str(t["backlog"]), str(t["running"]),
+                str(t["weight"]), str(t["refused"]), str(t["faults"]),
+                "-" if shards is None else "shards " + ",".join(map(str, shards)),
+            )  # fmt: skip
+        console.print(tenants)
     table = Table(box=None, pad_edge=False, title="queues", title_justify="left")
     columns = ("TENANT", "QUEUE", "PAUSED", "BACKLOG", "RUNNING", "LIMIT", "RATE", "TOKENS", "HELD")
     for column in columns:

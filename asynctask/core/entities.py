@@ -8,7 +8,9 @@ wakes it again. ``parked`` is one of:
 * ``None`` - eligible (in its heap) or simply idle with nothing to do;
 * ``IDLE`` - a tenant none of whose queues can run (it wakes when one of them can);
 * ``PAUSED``, ``CONCURRENCY``, ``RATE`` - its own limit holds it;
-* ``FUNCTION`` - a queue whose head task's function is paused or at its concurrency limit.
+* ``FUNCTION`` - a queue whose head task's function is paused or at its concurrency limit;
+* ``SHARDS`` - a confined tenant none of whose worker shards has an idle worker;
+* ``FAULT`` - a confined tenant backing off after an attempt that broke a worker.
 """
 
 from __future__ import annotations
@@ -25,12 +27,35 @@ from asynctask.core.limits import (
     burst_of,
 )
 from asynctask.core.queues import PriorityFifo
+from asynctask.core.sharding import FaultRecord
 
 IDLE: Final = "idle"
 PAUSED: Final = "paused"
 CONCURRENCY: Final = "concurrency"
 RATE: Final = "rate"
 FUNCTION: Final = "function"
+SHARDS: Final = "shards"
+FAULT: Final = "fault"
+
+
+def _aimd(
+    limits: FunctionLimits, aimd: AimdSettings, capacity: int, now: float
+) -> AimdLimit | None:
+    if not limits.aimd:
+        return None
+    ceiling = max(1, limits.concurrency if limits.concurrency is not None else capacity)
+    return AimdLimit(
+        AimdConfig(
+            max_limit=ceiling,
+            increase=aimd.increase,
+            decrease=aimd.decrease,
+            window=aimd.window,
+            min_throttles=aimd.min_throttles,
+            throttle_ratio=aimd.throttle_ratio,
+            idle_decay=aimd.idle_decay,
+        ),
+        now,
+    )
 
 
 def _bucket(rate: float | None, burst: float | None, now: float) -> TokenBucket | None:
@@ -42,6 +67,7 @@ class TenantState:
         "backlog",
         "bucket",
         "completed",
+        "faults",
         "heap_version",
         "in_heap",
         "limits",
@@ -53,6 +79,7 @@ class TenantState:
         "queues",
         "refused",
         "running",
+        "shards",
         "vpass",
         "weight",
     )
@@ -74,6 +101,8 @@ class TenantState:
         self.queues: dict[str, QueueState] = {}
         self.queue_heap: list[tuple[float, int, int, QueueState]] = []
         self.queue_order = 0
+        self.faults: FaultRecord | None = None  # made at the first worker-breaking attempt
+        self.shards: tuple[int, ...] | None = None  # its own worker shards, made when needed
 
     def __repr__(self) -> str:
         return (
@@ -133,29 +162,25 @@ class FunctionState:
         now: float,
     ) -> None:
         self.name = name
-        self.limits = limits
-        self.bucket = _bucket(limits.rate, limits.burst, now)
         self.running = 0
         self.queued = 0
         self.paused = False
         self.waiters: dict[QueueState, None] = {}  # insertion-ordered set
-        ceiling = max(1, limits.concurrency if limits.concurrency is not None else capacity)
-        self.aimd = (
-            AimdLimit(
-                AimdConfig(
-                    max_limit=ceiling,
-                    increase=aimd.increase,
-                    decrease=aimd.decrease,
-                    window=aimd.window,
-                    min_throttles=aimd.min_throttles,
-                    throttle_ratio=aimd.throttle_ratio,
-                    idle_decay=aimd.idle_decay,
-                ),
-                now,
-            )
-            if limits.aimd
-            else None
-        )
+        self.limits = limits
+        self.bucket = _bucket(limits.rate, limits.burst, now)
+        self.aimd = _aimd(limits, aimd, capacity, now)
+
+    def configure(
+        self, limits: FunctionLimits, aimd: AimdSettings, capacity: int, now: float
+    ) -> None:
+        """Take new limits (declared in code); a rate bucket or AIMD state whose settings did
+        not change is kept, so re-declaring the same limits costs nothing."""
+        old = self.limits
+        self.limits = limits
+        if (old.rate, old.burst) != (limits.rate, limits.burst):
+            self.bucket = _bucket(limits.rate, limits.burst, now)
+        if (old.concurrency, old.aimd) != (limits.concurrency, limits.aimd):
+            self.aimd = _aimd(limits, aimd, capacity, now)
 
     def __repr__(self) -> str:
         return (

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from asynctask.core.sharding import ShardSettings
+
 
 @dataclass(frozen=True, slots=True)
 class TenantLimits:
@@ -56,6 +58,7 @@ class SchedulerSettings:
     queues: Mapping[tuple[str, str], QueueLimits] = field(default_factory=dict)
     functions: Mapping[str, FunctionLimits] = field(default_factory=dict)
     aimd: AimdSettings = field(default_factory=AimdSettings)
+    sharding: ShardSettings = field(default_factory=ShardSettings)
 
     def tenant(self, name: str) -> TenantLimits:
         return self.tenants.get(name, self.tenant_defaults)

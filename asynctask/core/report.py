@@ -19,7 +19,7 @@ def queue_report(
     for tenant in scheduler.tenants():
         if visible is not None and tenant.name not in visible:
             continue
-        tenant_rows.append(_tenant_row(tenant, now))
+        tenant_rows.append(_tenant_row(scheduler, tenant, now))
         queue_rows += [_queue_row(queue, now) for queue in tenant.queues.values()]
     function_rows = (
         [_function_row(f, now) for f in scheduler.functions()] if visible is None else []
@@ -31,8 +31,11 @@ def _tokens(bucket: Any, now: float) -> float | None:
     return None if bucket is None else round(bucket.tokens(now), 3)
 
 
-def _tenant_row(tenant: TenantState, now: float) -> dict[str, Any]:
+def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[str, Any]:
     limits = tenant.limits
+    faults = tenant.faults
+    window = scheduler.settings.sharding.fault_window
+    confined = scheduler.confined(tenant, now)
     return {
         "tenant": tenant.name,
         "paused": tenant.paused,
@@ -46,6 +49,10 @@ def _tenant_row(tenant: TenantState, now: float) -> dict[str, Any]:
         "refused": tenant.refused,
         "completed": tenant.completed,
         "held_by": tenant.parked if tenant.parked not in (None, "idle") else None,
+        # Attempts that killed or timed out a worker within the fault window, and the worker
+        # shards the tenant is confined to because of them (None: it may use every shard).
+        "faults": 0 if faults is None else sum(1 for t in faults.times if t > now - window),
+        "shards": list(scheduler.shards_of(tenant.name)) if confined else None,
     }
 
 

@@ -41,27 +41,31 @@ import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from asynctask.core.entities import (
     CONCURRENCY,
+    FAULT,
     FUNCTION,
     IDLE,
     PAUSED,
     RATE,
+    SHARDS,
     FunctionState,
     QueueState,
     TenantState,
 )
 from asynctask.core.fairness import StrideScheduler
-from asynctask.core.limits import SchedulerSettings
+from asynctask.core.limits import FunctionLimits, SchedulerSettings
 from asynctask.core.queues import ready_key
 from asynctask.core.retry import RetryPolicy
+from asynctask.core.sharding import ALWAYS, FaultRecord, shard_set
 from asynctask.core.timers import Timers
 from asynctask.errors import SubmitThrottled
 from asynctask.model import PRIORITY_MAX, ErrorKind, LiveTask, TaskState, error_dict
 
 S = TaskState
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +77,13 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """Start an attempt of the task on a worker (already marked ``running`` and counted)."""
+    """Start an attempt of the task on a worker (already marked ``running`` and counted).
+
+    ``shard`` is the worker shard to run it on, or -1 when ``dispatch`` was given a plain count
+    of free workers (any worker will do)."""
 
     task: LiveTask
+    shard: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,9 @@ class Finished:
 
 
 Action = Persist | Dispatch | Finished
+
+#: Error kinds that mean the attempt broke its worker (killed it or held it to the timeout).
+WORKER_FAULTS = frozenset({ErrorKind.WORKER_DIED, ErrorKind.TIMEOUT})
 
 #: Pause targets: ("tenant", tenant, ""), ("queue", tenant, queue), ("function", "", function).
 PauseTarget = tuple[str, str, str]
@@ -111,6 +122,7 @@ class Scheduler:
         self._running_by_priority = [0] * (PRIORITY_MAX + 1)
         self._queued = 0
         self._paused: set[PauseTarget] = set()
+        self._shard_waiters: dict[int, dict[TenantState, None]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -160,6 +172,21 @@ class Scheduler:
             )
             function.paused = ("function", "", name) in self._paused
         return function
+
+    def declare_function_limits(self, name: str, declared: FunctionLimits, now: float) -> None:
+        """Limits a function declares in code; each key the config sets for it wins."""
+        configured = self.settings.function(name)
+        merged = FunctionLimits(
+            concurrency=_first(configured.concurrency, declared.concurrency),
+            rate=_first(configured.rate, declared.rate),
+            burst=_first(configured.burst, declared.burst),
+            aimd=configured.aimd,
+        )
+        function = self.function(name, now)
+        if merged == function.limits:
+            return
+        function.configure(merged, self.settings.aimd, self.settings.capacity, now)
+        self._wake_function_waiters(function)  # a raised limit may free waiting queues
 
     def tenants(self) -> Iterator[TenantState]:
         return iter(self._tenants.values())
@@ -256,7 +283,7 @@ class Scheduler:
 
     def _release_tenant(self, tenant: TenantState) -> None:
         """A parked tenant's own block may be gone: let it compete again."""
-        if tenant.parked in (CONCURRENCY, RATE, PAUSED):
+        if tenant.parked in (CONCURRENCY, RATE, PAUSED, FAULT, SHARDS):
             tenant.parked = None
             self._wake_tenant(tenant)
 
@@ -282,9 +309,22 @@ class Scheduler:
 
     # -- dispatch ---------------------------------------------------------------------------------
 
-    def dispatch(self, now: float, free_slots: int) -> list[Action]:
-        """Promote due timers, release token waits, then hand out up to ``free_slots`` tasks."""
+    def dispatch(self, now: float, free_slots: int | list[int]) -> list[Action]:
+        """Promote due timers, release token waits, then hand out up to ``free_slots`` tasks.
+
+        ``free_slots`` is either a count of idle workers (any task may take any of them) or,
+        with a sharded pool, the idle workers of each shard: then every ``Dispatch`` names its
+        shard, and a confined tenant gets only its own (``sharding.py``)."""
         actions: list[Action] = []
+        free: list[int] | None = None
+        if not isinstance(free_slots, int):
+            free = list(free_slots)
+            expected = self.settings.sharding.shards
+            if len(free) != expected:
+                raise ValueError(f"{len(free)} shards given, but the settings say {expected}")
+            free_slots = sum(free)
+            if self._shard_waiters:
+                self._wake_shard_waiters(free)
         for task in self._timers.pop_due(now):
             task.move(S.QUEUED)
             task.due_at = None
@@ -297,7 +337,7 @@ class Scheduler:
             if isinstance(entity, QueueState):
                 if entity.parked == RATE:
                     self._wake_queue(entity)
-            elif entity.parked == RATE:
+            elif entity.parked in (RATE, FAULT):
                 self._release_tenant(entity)
         deferred: list[TenantState] = []
         fair = self._fair
@@ -309,6 +349,12 @@ class Scheduler:
             if block is not None:
                 tenant.parked = block
                 continue
+            shard = -1
+            if free is not None:
+                shard = self._shard_for(tenant, free, now)
+                if shard < 0:
+                    tenant.parked = SHARDS
+                    continue
             floor = self._priority_floor(free_slots)
             picked = self._pick(tenant, now, floor)
             if picked is None:
@@ -343,8 +389,10 @@ class Scheduler:
             function.running += 1
             self._running_by_priority[task.priority] += 1
             self._running[task.seq] = task
-            actions.append(Dispatch(task))
+            actions.append(Dispatch(task, shard))
             free_slots -= 1
+            if free is not None:
+                free[shard] -= 1
             fair.charge(tenant)
             self._requeue_head(queue)
             if tenant.queue_heap:
@@ -363,6 +411,10 @@ class Scheduler:
     def _tenant_block(self, tenant: TenantState, now: float) -> str | None:
         if tenant.paused:
             return PAUSED
+        faults = tenant.faults
+        if faults is not None and faults.backoff_until > now:
+            self._park_at(faults.backoff_until, tenant)
+            return FAULT
         limit = tenant.limits.concurrency
         if limit is not None and tenant.running >= limit:
             return CONCURRENCY
@@ -373,6 +425,48 @@ class Scheduler:
                 self._park_at(now + wait, tenant)
                 return RATE
         return None
+
+    def _shard_for(self, tenant: TenantState, free: list[int], now: float) -> int:
+        """The shard the tenant's next attempt runs on, or -1 (then it waits on its shards).
+
+        An unconfined tenant takes the shard with the most idle workers; a confined one the
+        best of its own."""
+        if not self.confined(tenant, now):
+            return max(range(len(free)), key=free.__getitem__)
+        settings = self.settings.sharding
+        own = tenant.shards
+        if own is None:
+            own = tenant.shards = shard_set(tenant.name, settings.shards, settings.per_tenant)
+        best = max(own, key=free.__getitem__)
+        if free[best] > 0:
+            return best
+        for shard in own:
+            self._shard_waiters.setdefault(shard, {})[tenant] = None
+        return -1
+
+    def _wake_shard_waiters(self, free: list[int]) -> None:
+        for shard, count in enumerate(free):
+            if count <= 0:
+                continue
+            waiters = self._shard_waiters.pop(shard, None)
+            if waiters:
+                for tenant in waiters:
+                    if tenant.parked == SHARDS:
+                        self._release_tenant(tenant)
+
+    def shards_of(self, tenant_name: str) -> tuple[int, ...]:
+        """The worker shards ``tenant_name`` is confined to when it is (for ``queues``)."""
+        settings = self.settings.sharding
+        return shard_set(tenant_name, settings.shards, settings.per_tenant)
+
+    def confined(self, tenant: TenantState, now: float) -> bool:
+        """Whether the tenant may use only its own shards now."""
+        settings = self.settings.sharding
+        faults = tenant.faults
+        return settings.sharded and (
+            settings.confinement == ALWAYS
+            or (faults is not None and faults.confined(settings, now))
+        )
 
     def _pick(self, tenant: TenantState, now: float, floor: int) -> LiveTask | None:
         """The head task of the tenant's best eligible queue (left in its queue), or ``None``.
@@ -469,11 +563,14 @@ class Scheduler:
 
     def succeeded(self, task: LiveTask, result: bytes | None, now: float) -> Finished:
         function = self._release(task)
+        tenant = self._tenants[task.tenant]
         if function is not None:
             if function.aimd is not None:
                 function.aimd.on_success(now, backlog=function.queued > 0)
             self._wake_function_waiters(function)
-        self._tenants[task.tenant].completed += 1
+            if tenant.faults is not None:
+                tenant.faults.on_success()
+        tenant.completed += 1
         task.move(S.SUCCEEDED)
         task.result = result
         task.error = None
@@ -493,6 +590,11 @@ class Scheduler:
                 else:
                     function.aimd.on_other_end(now)
             self._wake_function_waiters(function)
+            if kind in WORKER_FAULTS:
+                tenant = self._tenants[task.tenant]
+                if tenant.faults is None:
+                    tenant.faults = FaultRecord()
+                tenant.faults.on_fault(self.settings.sharding, now)
         task.error = error
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
@@ -574,6 +676,10 @@ class Scheduler:
                 self._wake_function_waiters(function)
         else:
             raise ValueError(f"unknown pause target kind {kind!r}")
+
+
+def _first(*values: T | None) -> T | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _kind_of(error: dict[str, Any]) -> ErrorKind:

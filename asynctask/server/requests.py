@@ -53,6 +53,7 @@ _SPEC_KEYS = frozenset(
         "labels",
         "on_success",
         "on_failure",
+        "limits",
     }
 )
 
@@ -104,7 +105,43 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
         labels=parse_labels(raw.get("labels")),
         on_success=_optional_function(raw, "on_success"),
         on_failure=_optional_function(raw, "on_failure"),
+        limits=parse_function_limits(raw.get("limits")),
     )
+
+
+def parse_function_limits(raw: Any) -> dict[str, float] | None:
+    """``limits`` of a spec: the function's own concurrency, rate (per second) and burst."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise UsageError("limits must be a map of concurrency, rate and burst")
+    unknown = set(raw) - {"concurrency", "rate", "burst"}
+    if unknown:
+        raise UsageError(f"unknown limit(s): {', '.join(sorted(map(str, unknown)))}")
+    limits: dict[str, float] = {}
+    concurrency = raw.get("concurrency")
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise UsageError("limits.concurrency must be a whole number")
+        if not 1 <= concurrency <= 1_000_000:
+            raise UsageError("limits.concurrency must be between 1 and 1000000")
+        limits["concurrency"] = concurrency
+    for name, low in (("rate", 0.0), ("burst", 1.0)):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise UsageError(f"limits.{name} must be a number")
+        if value < low or (name == "rate" and value == 0):
+            raise UsageError(
+                f"limits.{name} must be {'positive' if name == 'rate' else 'at least 1'}"
+            )
+        limits[name] = float(value)
+    return limits or None
 
 
 def parse_task_ref(message: dict[str, Any]) -> tuple[str, str]:

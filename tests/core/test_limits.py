@@ -257,3 +257,29 @@ def test_random_operations_keep_every_limit_and_lose_nothing(ops):
     assert all(t.state is TaskState.SUCCEEDED for t in everything)
     assert s.queued == 0
     assert s.running == 0
+
+
+def test_limits_declared_in_code_apply_and_the_config_wins_key_by_key():
+    sched = core(functions={"m:cfg": FunctionLimits(rate=5.0)}, capacity=8)
+    sched.declare_function_limits("m:code", FunctionLimits(concurrency=2), 0.0)
+    for _ in range(5):
+        sched.add(task(function="m:code"))
+    assert len(dispatched(sched.dispatch(0.0, 8))) == 2  # the declared concurrency holds
+    sched.declare_function_limits("m:cfg", FunctionLimits(concurrency=3, rate=100.0), 0.0)
+    limits = sched.function("m:cfg").limits
+    assert (limits.concurrency, limits.rate) == (3, 5.0)  # the config's rate, the code's cap
+
+
+def test_raising_a_declared_limit_releases_waiting_work_and_redeclaring_is_free():
+    sched = core(capacity=8)
+    sched.declare_function_limits("m:f", FunctionLimits(concurrency=1, rate=10.0, burst=2), 0.0)
+    for _ in range(6):
+        sched.add(task())
+    assert len(dispatched(sched.dispatch(0.0, 8))) == 1
+    bucket = sched.function("m:f").bucket
+    sched.declare_function_limits("m:f", FunctionLimits(concurrency=1, rate=10.0, burst=2), 0.0)
+    assert sched.function("m:f").bucket is bucket  # same limits: state kept
+    sched.declare_function_limits("m:f", FunctionLimits(concurrency=4, rate=10.0, burst=2), 0.0)
+    assert sched.function("m:f").bucket is bucket
+    assert len(dispatched(sched.dispatch(0.0, 8))) == 1  # only the burst of 2 had tokens
+    assert len(dispatched(sched.dispatch(0.2, 8))) == 2  # 2 more tokens after 0.2 s

@@ -73,3 +73,21 @@ def throttle_while(flag: str) -> str:
     if Path(flag).exists():
         raise asynctask.Throttled("downstream overloaded", retry_after=0.05)
     return "ok"
+
+
+def crash() -> None:
+    """A poison task: kills its worker."""
+    os._exit(3)
+
+
+def hang() -> None:
+    """A poison task: holds its worker until the timeout kills it."""
+    time.sleep(3600)
+
+
+@asynctask.task(concurrency=1)
+def one_at_a_time(seconds: float) -> list[float]:
+    """Declares its own limit in code: never two of these at once, however many workers."""
+    started = time.time()
+    time.sleep(seconds)
+    return [started, time.time()]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,60 @@ def test_function_defaults_from_config(make_daemon) -> None:
     daemon = make_daemon(config).start()
     status = daemon.client().submit("tests.e2e.tasks:boom", "x").wait(timeout=20)
     assert (status.queue, status.attempts, status.priority) == ("tests.e2e.tasks:boom", 1, 8)
+
+
+def test_a_tenant_that_breaks_workers_is_confined_to_its_shard(make_daemon) -> None:
+    config = (
+        "[workers]\nmin_workers = 4\nmax_workers = 4\n"
+        "[scheduler]\nshards = 4\nshards_per_tenant = 1\nfault_threshold = 2\n"
+        'fault_window = "60s"\nfault_backoff = "10ms"\nfault_backoff_max = "20ms"\n'
+    )
+    daemon = make_daemon(config).start()
+    admin = daemon.client()
+    poison = daemon.client(tenant="poison")
+    poison.submit_many(
+        {"func": f"tests.e2e.tasks:{name}", "retries": 0, "timeout": 1}
+        for name in ["crash", "hang"] * 100
+    )
+
+    def row(tenant: str) -> dict:
+        return next(t for t in admin.queues()["tenants"] if t["tenant"] == tenant)
+
+    poll(lambda: row("poison")["shards"] is not None, timeout=30)
+    confined = row("poison")
+    assert confined["faults"] >= 2
+    assert len(confined["shards"]) == 1
+    poll(lambda: row("poison")["running"] <= 1, timeout=10)  # attempts started before
+    good = daemon.client(tenant="good")
+    handles = good.submit_many({"func": "tests.e2e.tasks:sleep", "args": [0.05]} for _ in range(40))
+    samples = []
+    deadline = time.monotonic() + 30
+    while not all(h.status().done for h in handles[-3:]) and time.monotonic() < deadline:
+        samples.append(row("poison")["running"])
+    assert max(samples) <= 1, samples  # one shard of one worker: it can hold no more
+    assert all(h.wait(timeout=30).state.value == "succeeded" for h in handles)
+    assert row("poison")["backlog"] > 0  # the poison tenant was still trying all along
+
+
+def test_limits_declared_with_the_decorator_hold_and_survive_a_restart(make_daemon) -> None:
+    from tests.e2e import tasks
+
+    daemon = make_daemon("[workers]\nmin_workers = 4\nmax_workers = 4\n").start()
+    client = daemon.client()
+    handles = [client.submit(tasks.one_at_a_time, 0.1) for _ in range(5)]
+    spans = sorted(h.result(timeout=30) for h in handles)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, spans  # no two ran at once on 4 idle workers
+
+    def declared() -> int | None:
+        rows = daemon.client().queues()["functions"]
+        return next(
+            f["concurrency"] for f in rows if f["function"] == "tests.e2e.tasks:one_at_a_time"
+        )
+
+    assert declared() == 1
+    client.pause(tenant="default")
+    client.submit(tasks.one_at_a_time, 0.0)
+    assert daemon.stop() == 0
+    daemon.start()  # the queued task carries the limit: it applies before anything runs
+    assert declared() == 1

@@ -1,0 +1,122 @@
+"""Shuffle sharding of the worker pool, and confinement of tenants whose tasks break workers.
+
+The pool's workers are split into ``W`` shards (``[scheduler] shards``; by default one worker per
+shard). Every tenant owns a fixed combination of ``k`` of them (``shards_per_tenant``), drawn
+from a generator seeded with its name, so the set is the same on every start and needs no
+storage. A tenant that is *confined* may start attempts only on idle workers of its own shards.
+
+Isolation arithmetic. Each tenant's set is a uniformly random k-subset of W shards, so for a
+poison tenant P and any other tenant T:
+
+* T shares *all* its shards with P with probability ``1 / C(W, k)``; only such tenants can lose
+  their whole capacity to P;
+* T shares *no* shard with P with probability ``C(W - k, k) / C(W, k)``; P cannot touch it;
+* on average T shares ``k * k / W`` shards with P, and keeps the rest.
+
+With W = 8 and k = 2: C(8, 2) = 28 combinations, so 1 tenant in 28 (3.6 %) is fully exposed,
+15 in 28 (53.6 %) share nothing, and the other 12 in 28 (42.9 %) share one shard of their two.
+With W = 16 and k = 2: 1 in 120 (0.8 %) fully exposed, 91 in 120 (75.8 %) untouched. A poison
+tenant confined to its shards also holds at most ``k / W`` of the pool.
+
+When to confine. Confining everyone (``shard_confinement = "always"``) is strict shuffle sharding:
+it also caps a lone tenant at ``k / W`` of the pool, which wastes idle workers in the common case
+of one or a few tenants. The default, ``"faults"``, keeps the pool work-conserving: a tenant may
+use any shard until its attempts kill or hang workers (error kinds ``worker_died`` and
+``timeout``) ``fault_threshold`` times within ``fault_window`` seconds; from then on it is
+confined to its own shards until a whole window passes without a fault.
+
+A confined tenant also backs off after each fault: its next attempt waits ``fault_backoff``
+seconds, doubling per consecutive fault up to ``fault_backoff_max``, and a success resets it. On
+a 2-core machine this matters as much as the shards: each dead worker costs a process start, and
+a crash loop of even two workers would otherwise burn a core that every tenant shares.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from math import comb
+from typing import Final
+
+ALWAYS: Final = "always"
+FAULTS: Final = "faults"
+CONFINEMENTS: Final = (FAULTS, ALWAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSettings:
+    shards: int = 1  # W: shards of the worker pool (the daemon sets it from the pool)
+    per_tenant: int = 2  # k: shards each tenant owns
+    confinement: str = FAULTS
+    fault_threshold: int = 3
+    fault_window: float = 60.0
+    fault_backoff: float = 1.0
+    fault_backoff_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError("shards must be 1 or more")
+        if self.per_tenant < 1:
+            raise ValueError("shards_per_tenant must be 1 or more")
+        if self.confinement not in CONFINEMENTS:
+            raise ValueError(f"shard_confinement must be one of {', '.join(CONFINEMENTS)}")
+        if self.fault_threshold < 1:
+            raise ValueError("fault_threshold must be 1 or more")
+
+    @property
+    def sharded(self) -> bool:
+        """Whether confinement can restrict anything (a tenant owning every shard is free)."""
+        return self.per_tenant < self.shards
+
+
+def shard_set(tenant: str, shards: int, per_tenant: int) -> tuple[int, ...]:
+    """The tenant's own shards: a k-subset of ``range(shards)``, stable for its name."""
+    if per_tenant >= shards:
+        return tuple(range(shards))
+    rng = random.Random(f"asynctask-shards:{tenant}")
+    return tuple(sorted(rng.sample(range(shards), per_tenant)))
+
+
+def exposure(shards: int, per_tenant: int) -> tuple[float, float]:
+    """(share of other tenants sharing every shard with one tenant, share sharing none)."""
+    k = min(per_tenant, shards)
+    total = comb(shards, k)
+    return 1 / total, comb(shards - k, k) / total
+
+
+class FaultRecord:
+    """One tenant's recent worker-breaking attempts and the confinement they earned."""
+
+    __slots__ = ("backoff_until", "confined_until", "streak", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.streak = 0  # faults since the last success
+        self.confined_until = 0.0
+        self.backoff_until = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<FaultRecord recent={len(self.times)} streak={self.streak} "
+            f"confined_until={self.confined_until:.1f}>"
+        )
+
+    def confined(self, settings: ShardSettings, now: float) -> bool:
+        return settings.confinement == ALWAYS or self.confined_until > now
+
+    def on_fault(self, settings: ShardSettings, now: float) -> None:
+        times = self.times
+        times.append(now)
+        while times and times[0] <= now - settings.fault_window:
+            times.popleft()
+        self.streak += 1
+        if len(times) >= settings.fault_threshold or self.confined_until > now:
+            self.confined_until = now + settings.fault_window
+        if self.confined(settings, now):
+            delay = settings.fault_backoff * 2 ** min(self.streak - 1, 30)
+            self.backoff_until = now + min(delay, settings.fault_backoff_max)
+
+    def on_success(self) -> None:
+        self.streak = 0
+        self.backoff_until = 0.0
