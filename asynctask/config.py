@@ -222,6 +222,7 @@ _SCHEDULER_KEYS = {
     "fault_window",
     "fault_backoff",
     "fault_backoff_max",
+    "shard_probation",
 }
 _TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
@@ -328,6 +329,7 @@ def _sharding(scheduler: Mapping[str, Any], workers: int) -> ShardSettings:
         fault_backoff_max=_get(
             scheduler, "scheduler.fault_backoff_max", d.fault_backoff_max, _duration
         ),
+        probation=_get(scheduler, "scheduler.shard_probation", d.probation, _int(0, 10**9)),
     )
 
 

@@ -33,11 +33,12 @@ from asynctask.client import Client  # noqa: E402
 from asynctask.errors import DaemonUnavailable  # noqa: E402
 
 
-def start_daemon(home: Path, durability: str) -> subprocess.Popen[bytes]:
+def start_daemon(
+    home: Path, durability: str, extra: str = "[workers]\nmin_workers = 2\nmax_workers = 2\n"
+) -> subprocess.Popen[bytes]:
     home.mkdir(parents=True)
     (home / "asynctask.toml").write_text(
-        f'[daemon]\ndurability = "{durability}"\nlog_level = "warning"\n'
-        "[workers]\nmin_workers = 2\nmax_workers = 2\n"
+        f'[daemon]\ndurability = "{durability}"\nlog_level = "warning"\n' + extra
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -12,3 +13,18 @@ def noop() -> None:
 def stamp() -> float:
     """When the attempt started, by the worker's clock (W3 latency)."""
     return time.time()
+
+
+def work(seconds: float) -> None:
+    """A task that holds its worker for a while (I/O-like: sleeps)."""
+    time.sleep(seconds)
+
+
+def crash() -> None:
+    """Poison: kills its worker."""
+    os._exit(3)
+
+
+def hang() -> None:
+    """Poison: holds its worker until the timeout kills it."""
+    time.sleep(3600)

@@ -112,11 +112,13 @@ def test_shard_settings():
                 "fault_window": "2m",
                 "fault_backoff": "250ms",
                 "fault_backoff_max": "10s",
+                "shard_probation": 0,
             },
         }
     ).scheduler.sharding
     assert (cfg.shards, cfg.per_tenant, cfg.confinement, cfg.fault_threshold) == (4, 1, "always", 5)
     assert (cfg.fault_window, cfg.fault_backoff, cfg.fault_backoff_max) == (120.0, 0.25, 10.0)
+    assert cfg.probation == 0
 
 
 def test_bad_toml_and_missing_file(tmp_path):

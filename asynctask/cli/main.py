@@ -488,7 +488,8 @@ def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
             tenants.add_row(
                 t["tenant"], "yes" if t["paused"] else "no", str(t["backlog"]), str(t["running"]),
                 str(t["weight"]), str(t["refused"]), str(t["faults"]),
-                "-" if shards is None else "shards " + ",".join(map(str, shards)),
+                "-" if shards is None else f"shards {','.join(map(str, shards))} "
+                f"({t['confinement']})",
             )  # fmt: skip
         console.print(tenants)
     table = Table(box=None, pad_edge=False, title="queues", title_justify="left")

@@ -66,6 +66,7 @@ class TenantState:
     __slots__ = (
         "backlog",
         "bucket",
+        "clean_successes",
         "completed",
         "faults",
         "heap_version",
@@ -80,6 +81,7 @@ class TenantState:
         "refused",
         "running",
         "shards",
+        "successes",
         "vpass",
         "weight",
     )
@@ -103,6 +105,8 @@ class TenantState:
         self.queue_order = 0
         self.faults: FaultRecord | None = None  # made at the first worker-breaking attempt
         self.shards: tuple[int, ...] | None = None  # its own worker shards, made when needed
+        self.successes = 0  # attempts that succeeded (probation: see sharding.py)
+        self.clean_successes = 0  # ... since its last worker-breaking attempt
 
     def __repr__(self) -> str:
         return (

@@ -35,7 +35,7 @@ def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[s
     limits = tenant.limits
     faults = tenant.faults
     window = scheduler.settings.sharding.fault_window
-    confined = scheduler.confined(tenant, now)
+    confinement = scheduler.confinement(tenant, now)
     return {
         "tenant": tenant.name,
         "paused": tenant.paused,
@@ -49,10 +49,14 @@ def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[s
         "refused": tenant.refused,
         "completed": tenant.completed,
         "held_by": tenant.parked if tenant.parked not in (None, "idle") else None,
-        # Attempts that killed or timed out a worker within the fault window, and the worker
-        # shards the tenant is confined to because of them (None: it may use every shard).
+        # Attempts that killed or timed out a worker within the fault window; why the tenant is
+        # confined (always, faults, probation, or None) and to which worker shards (None: it
+        # may use every shard).
         "faults": 0 if faults is None else sum(1 for t in faults.times if t > now - window),
-        "shards": list(scheduler.shards_of(tenant.name)) if confined else None,
+        "confinement": confinement,
+        "shards": list(scheduler.shards_of(tenant.name))
+        if scheduler.confined(tenant, now)
+        else None,
     }
 
 

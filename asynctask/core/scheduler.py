@@ -59,7 +59,7 @@ from asynctask.core.fairness import StrideScheduler
 from asynctask.core.limits import FunctionLimits, SchedulerSettings
 from asynctask.core.queues import ready_key
 from asynctask.core.retry import RetryPolicy
-from asynctask.core.sharding import ALWAYS, FaultRecord, shard_set
+from asynctask.core.sharding import ALWAYS, FAULTS, PROBATION, FaultRecord, shard_set
 from asynctask.core.timers import Timers
 from asynctask.errors import SubmitThrottled
 from asynctask.model import PRIORITY_MAX, ErrorKind, LiveTask, TaskState, error_dict
@@ -418,6 +418,8 @@ class Scheduler:
         limit = tenant.limits.concurrency
         if limit is not None and tenant.running >= limit:
             return CONCURRENCY
+        if tenant.running > tenant.clean_successes and self._slow_started(tenant, now):
+            return CONCURRENCY
         bucket = tenant.bucket
         if bucket is not None:
             wait = bucket.wait_time(now)
@@ -459,14 +461,29 @@ class Scheduler:
         settings = self.settings.sharding
         return shard_set(tenant_name, settings.shards, settings.per_tenant)
 
+    def confinement(self, tenant: TenantState, now: float) -> str | None:
+        """Why the tenant is confined now (``always``, ``faults``, ``probation``), or ``None``.
+
+        A confined tenant runs only on its own shards (when there are more shards than it
+        owns) and backs off after each attempt that breaks a worker."""
+        settings = self.settings.sharding
+        if settings.confinement == ALWAYS:
+            return ALWAYS
+        faults = tenant.faults
+        if faults is not None and faults.confined_until > now:
+            return FAULTS
+        if settings.sharded and tenant.successes < settings.probation:
+            return PROBATION
+        return None
+
+    def _slow_started(self, tenant: TenantState, now: float) -> bool:
+        """Whether the tenant's concurrency is held to ``1 + clean_successes`` (on probation or
+        confined for faults): a tenant that breaks every worker it gets holds one at a time."""
+        return self.confinement(tenant, now) in (FAULTS, PROBATION)
+
     def confined(self, tenant: TenantState, now: float) -> bool:
         """Whether the tenant may use only its own shards now."""
-        settings = self.settings.sharding
-        faults = tenant.faults
-        return settings.sharded and (
-            settings.confinement == ALWAYS
-            or (faults is not None and faults.confined(settings, now))
-        )
+        return self.settings.sharding.sharded and self.confinement(tenant, now) is not None
 
     def _pick(self, tenant: TenantState, now: float, floor: int) -> LiveTask | None:
         """The head task of the tenant's best eligible queue (left in its queue), or ``None``.
@@ -568,6 +585,8 @@ class Scheduler:
             if function.aimd is not None:
                 function.aimd.on_success(now, backlog=function.queued > 0)
             self._wake_function_waiters(function)
+            tenant.successes += 1
+            tenant.clean_successes += 1
             if tenant.faults is not None:
                 tenant.faults.on_success()
         tenant.completed += 1
@@ -595,6 +614,9 @@ class Scheduler:
                 if tenant.faults is None:
                     tenant.faults = FaultRecord()
                 tenant.faults.on_fault(self.settings.sharding, now)
+                tenant.clean_successes = 0
+                if self.confinement(tenant, now) is not None:
+                    tenant.faults.back_off(self.settings.sharding, now)
         task.error = error
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills

@@ -20,10 +20,21 @@ tenant confined to its shards also holds at most ``k / W`` of the pool.
 
 When to confine. Confining everyone (``shard_confinement = "always"``) is strict shuffle sharding:
 it also caps a lone tenant at ``k / W`` of the pool, which wastes idle workers in the common case
-of one or a few tenants. The default, ``"faults"``, keeps the pool work-conserving: a tenant may
-use any shard until its attempts kill or hang workers (error kinds ``worker_died`` and
-``timeout``) ``fault_threshold`` times within ``fault_window`` seconds; from then on it is
-confined to its own shards until a whole window passes without a fault.
+of one or a few tenants. The default, ``"faults"``, keeps the pool work-conserving once a tenant
+has shown it is healthy:
+
+* *probation*: a tenant is confined until ``probation`` of its attempts have succeeded (20 by
+  default; counted since the daemon started). A tenant whose every task crashes or hangs never
+  leaves its shards, so it cannot take the whole pool in the moment before its first fault is
+  seen - a hang is only seen at its timeout;
+* *faults*: a tenant whose attempts kill or hang workers (error kinds ``worker_died`` and
+  ``timeout``) ``fault_threshold`` times within ``fault_window`` seconds is confined again until
+  a whole window passes without a fault.
+
+A tenant confined for either reason also *starts slowly*: it may run at most ``1 + s``
+attempts at once, where ``s`` counts its successes since its last fault. A healthy new tenant
+is at full speed after a few successes; a tenant whose tasks all hang holds one worker, not
+``k`` shards' worth, so the others lose ``1 / workers`` of the pool rather than ``k / W``.
 
 A confined tenant also backs off after each fault: its next attempt waits ``fault_backoff``
 seconds, doubling per consecutive fault up to ``fault_backoff_max``, and a success resets it. On
@@ -41,6 +52,7 @@ from typing import Final
 
 ALWAYS: Final = "always"
 FAULTS: Final = "faults"
+PROBATION: Final = "probation"
 CONFINEMENTS: Final = (FAULTS, ALWAYS)
 
 
@@ -53,6 +65,7 @@ class ShardSettings:
     fault_window: float = 60.0
     fault_backoff: float = 1.0
     fault_backoff_max: float = 30.0
+    probation: int = 20
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -63,6 +76,8 @@ class ShardSettings:
             raise ValueError(f"shard_confinement must be one of {', '.join(CONFINEMENTS)}")
         if self.fault_threshold < 1:
             raise ValueError("fault_threshold must be 1 or more")
+        if self.probation < 0:
+            raise ValueError("probation must be 0 or more")
 
     @property
     def sharded(self) -> bool:
@@ -102,10 +117,8 @@ class FaultRecord:
             f"confined_until={self.confined_until:.1f}>"
         )
 
-    def confined(self, settings: ShardSettings, now: float) -> bool:
-        return settings.confinement == ALWAYS or self.confined_until > now
-
     def on_fault(self, settings: ShardSettings, now: float) -> None:
+        """Count a worker-breaking attempt; confine the tenant once there are enough."""
         times = self.times
         times.append(now)
         while times and times[0] <= now - settings.fault_window:
@@ -113,9 +126,11 @@ class FaultRecord:
         self.streak += 1
         if len(times) >= settings.fault_threshold or self.confined_until > now:
             self.confined_until = now + settings.fault_window
-        if self.confined(settings, now):
-            delay = settings.fault_backoff * 2 ** min(self.streak - 1, 30)
-            self.backoff_until = now + min(delay, settings.fault_backoff_max)
+
+    def back_off(self, settings: ShardSettings, now: float) -> None:
+        """Hold a confined tenant's next attempt: doubling per fault since its last success."""
+        delay = settings.fault_backoff * 2 ** min(self.streak - 1, 30)
+        self.backoff_until = now + min(delay, settings.fault_backoff_max)
 
     def on_success(self) -> None:
         self.streak = 0

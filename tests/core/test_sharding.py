@@ -21,6 +21,7 @@ DIED = error_dict(ErrorKind.WORKER_DIED, "WorkerDied", "worker exited")
 
 
 def core(**sharding) -> Scheduler:
+    sharding.setdefault("probation", 0)
     settings_ = SchedulerSettings(capacity=64, sharding=ShardSettings(**sharding))
     return Scheduler(RetryPolicy(base=0.5, cap=1.0), random.Random(0), settings_)
 
@@ -65,6 +66,56 @@ def test_unconfined_tenants_use_every_shard():
         sched.add(task("a"))
     actions = dispatches(sched.dispatch(0.0, [1, 1, 1, 1]))
     assert sorted(a.shard for a in actions) == [0, 1, 2, 3]
+
+
+def test_a_new_tenant_is_on_probation_until_enough_attempts_succeed():
+    sched = core(shards=4, per_tenant=1, probation=3)
+    (own,) = sched.shards_of("new")
+    for _ in range(10):
+        sched.add(task("new"))
+    tenant = sched.tenant("new")
+    assert sched.confinement(tenant, 0.0) == "probation"
+    for expected in (1, 1, 1):  # one worker per shard: only its own shard, one at a time
+        actions = dispatches(sched.dispatch(0.0, [1, 1, 1, 1]))
+        assert [a.shard for a in actions] == [own] * expected
+        sched.succeeded(actions[0].task, None, 0.0)
+    assert sched.confinement(tenant, 0.0) is None
+    assert len(dispatches(sched.dispatch(0.0, [1, 1, 1, 1]))) == 4  # proven: every shard
+
+
+def test_a_tenant_whose_tasks_never_succeed_never_leaves_its_shards():
+    sched = core(shards=4, per_tenant=2, probation=5, fault_backoff=0.01, fault_backoff_max=0.01)
+    own = set(sched.shards_of("poison"))
+    for _ in range(50):
+        sched.add(task("poison"))
+    now = 0.0
+    used = set()
+    for _ in range(40):
+        now += 0.05  # past each back-off
+        actions = dispatches(sched.dispatch(now, [1, 1, 1, 1]))
+        assert len(actions) <= 1  # no success yet: one attempt at a time
+        for action in actions:
+            used.add(action.shard)
+            sched.attempt_failed(action.task, DIED, now)
+    assert used
+    assert used <= own
+
+
+def test_a_tenant_on_probation_starts_slowly_and_speeds_up_with_each_success():
+    sched = core(shards=8, per_tenant=7, probation=10)
+    for _ in range(100):
+        sched.add(task("new"))
+    running = []
+    widths = []
+    for _ in range(6):
+        actions = dispatches(sched.dispatch(0.0, [8] * 8))
+        running += [a.task for a in actions]
+        widths.append(len(running))
+        for done in running:
+            sched.succeeded(done, None, 0.0)
+        running = []
+    # 1 + successes so far: 1, 2, 4, 8 (15 successes: off probation), then all 64 workers.
+    assert widths == [1, 2, 4, 8, 64, 21]
 
 
 def test_always_confinement_keeps_a_lone_tenant_on_its_own_shards():

@@ -127,7 +127,8 @@ def test_a_tenant_that_breaks_workers_is_confined_to_its_shard(make_daemon) -> N
     def row(tenant: str) -> dict:
         return next(t for t in admin.queues()["tenants"] if t["tenant"] == tenant)
 
-    poll(lambda: row("poison")["shards"] is not None, timeout=30)
+    assert row("poison")["confinement"] in ("probation", "faults")  # never "None"
+    poll(lambda: row("poison")["confinement"] == "faults", timeout=30)
     confined = row("poison")
     assert confined["faults"] >= 2
     assert len(confined["shards"]) == 1
