@@ -1,7 +1,9 @@
 """``Store``: the task record in one SQLite file, WAL mode, one writer, one reader.
 
-Two connections, each with its own aiosqlite thread. The write connection belongs to the
-``GroupCommitWriter`` alone (STYLE.md item 7: one owner per resource). The read connection
+Two connections, each on its own thread: the read connection is aiosqlite's; the write
+connection is a plain ``sqlite3`` one (``writeconn.py``: a whole transaction per thread hop). The
+write connection belongs to the ``GroupCommitWriter`` alone (STYLE.md item 7: one owner per
+resource). The read connection
 serves recovery and history queries; WAL lets it read a consistent snapshot while the writer
 commits, so a long ``list`` never delays a submit's commit and a commit never blocks a read.
 The read connection is ``query_only``: a bug cannot make it a second writer.
@@ -28,6 +30,7 @@ from asynctask.store.errors import StoreError, map_errors
 from asynctask.store.query import list_sql
 from asynctask.store.rows import Op, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
+from asynctask.store.writeconn import WriteConnection
 from asynctask.store.writer import DEFAULT_MAX_BATCH, GroupCommitWriter
 
 
@@ -38,7 +41,7 @@ class Store:
         self,
         path: str,
         durability: Durability,
-        write_conn: aiosqlite.Connection,
+        write_conn: WriteConnection,
         read_conn: aiosqlite.Connection,
         writer: GroupCommitWriter,
     ) -> None:
@@ -68,14 +71,14 @@ class Store:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
         if path in ("", ":memory:"):
             raise ValueError("the store needs a file path (its two connections share the file)")
-        opened: list[aiosqlite.Connection] = []
+        opened: list[aiosqlite.Connection | WriteConnection] = []
         try:
             with map_errors(f"opening the database {path}"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                write_conn = await aiosqlite.connect(path, isolation_level=None)
+                write_conn = await WriteConnection.open(path)
                 opened.append(write_conn)
-                await _configure(write_conn, durability)
-                await _migrate(write_conn)
+                await write_conn.run(lambda conn: _configure_writer(conn, durability))
+                await write_conn.run(_migrate)
                 read_conn = await aiosqlite.connect(path, isolation_level=None)
                 opened.append(read_conn)
                 await _configure(read_conn, durability)
@@ -216,11 +219,14 @@ class Store:
             "wal_autocheckpoint",
         )
         values: dict[str, Any] = {}
-        with map_errors("reading the database settings"):
+
+        def read(conn: sqlite3.Connection) -> None:
             for name in names:
-                async with self._write_conn.execute(f"PRAGMA {name}") as cursor:
-                    row = await cursor.fetchone()
+                row = conn.execute(f"PRAGMA {name}").fetchone()
                 values[name] = row[0] if row is not None else None
+
+        with map_errors("reading the database settings"):
+            await self._write_conn.run(read)
         return values
 
     async def _fetch_rows(self, doing: str, sql: str, params: Any) -> list[TaskRow]:
@@ -248,18 +254,27 @@ class Store:
 async def _configure(conn: aiosqlite.Connection, durability: Durability) -> None:
     async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
         row = await cursor.fetchone()
-    mode = str(row[0]).lower() if row is not None else None
-    if mode != "wal":
-        raise StoreError(f"the database cannot use WAL mode (journal_mode is {mode})")
+    _check_wal(row)
     for pragma in schema.connection_pragmas(durability):
         await conn.execute(pragma)
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
+def _configure_writer(conn: sqlite3.Connection, durability: Durability) -> None:
+    _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone())
+    for pragma in schema.connection_pragmas(durability):
+        conn.execute(pragma)
+
+
+def _check_wal(row: Any) -> None:
+    mode = str(row[0]).lower() if row is not None else None
+    if mode != "wal":
+        raise StoreError(f"the database cannot use WAL mode (journal_mode is {mode})")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema to ``schema.SCHEMA_VERSION``, one transaction per missing step."""
-    await conn.execute(schema.CREATE_META)
-    async with conn.execute(schema.READ_VERSION) as cursor:
-        row = await cursor.fetchone()
+    conn.execute(schema.CREATE_META)
+    row = conn.execute(schema.READ_VERSION).fetchone()
     version = int(row[0]) if row is not None else 0
     if version > schema.SCHEMA_VERSION:
         raise StoreError(
@@ -267,13 +282,13 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
             f"({schema.SCHEMA_VERSION}); upgrade asynctask or use another database"
         )
     for number in range(version + 1, schema.SCHEMA_VERSION + 1):
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in schema.MIGRATIONS[number - 1]:
-                await conn.execute(statement)
-            await conn.execute(schema.WRITE_VERSION, (number,))
-            await conn.execute("COMMIT")
+                conn.execute(statement)
+            conn.execute(schema.WRITE_VERSION, (number,))
+            conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error, ValueError):
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
             raise

@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Final
 
-import aiosqlite
-
 from asynctask.store import schema
 from asynctask.store.codec import Params, encode
 from asynctask.store.errors import StoreError, describe
@@ -55,6 +53,7 @@ from asynctask.store.rows import (
     SetPause,
     UpdateTask,
 )
+from asynctask.store.writeconn import WriteConnection
 
 DEFAULT_MAX_BATCH: Final = 5_000
 
@@ -75,7 +74,7 @@ class _Batch:
 class GroupCommitWriter:
     """Owns ``conn`` for writing; see the module docstring. Start it inside the running loop."""
 
-    def __init__(self, conn: aiosqlite.Connection, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, conn: WriteConnection, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._conn = conn
@@ -168,17 +167,21 @@ class GroupCommitWriter:
             raise
 
     async def _commit(self, batch: _Batch) -> None:
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in _statements(batch.items):
-                await conn.executemany(sql, params)
-            await conn.execute("COMMIT")
-        except Exception:
-            # "no transaction is active" when SQLite already rolled back by itself.
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await conn.execute("ROLLBACK")
-            raise
+        statements = list(_statements(batch.items))  # built here: the thread only runs SQL
+
+        def transaction(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    conn.executemany(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                # "no transaction is active" when SQLite already rolled back by itself.
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    conn.execute("ROLLBACK")
+                raise
+
+        await self._conn.run(transaction)  # one thread hop per transaction
 
     def _finish(self, batch: _Batch, error: BaseException | None) -> None:
         count = len(batch.items)
