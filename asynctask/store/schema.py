@@ -124,6 +124,35 @@ UPDATE: Final = (
     "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, "
     "started_at = ?, finished_at = ?, due_at = ? WHERE seq = ?"
 )
+_UPDATE_COLUMNS: Final = (
+    "state",
+    "attempts",
+    "result",
+    "error",
+    "started_at",
+    "finished_at",
+    "due_at",
+)
+
+
+def insert_rows(count: int) -> str:
+    """One ``INSERT`` of ``count`` rows: a batch binds and steps once, not once per row."""
+    row = f"({', '.join('?' for _ in COLUMNS)})"
+    return f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES {', '.join([row] * count)}"
+
+
+def update_rows(count: int) -> str:
+    """One ``UPDATE ... FROM (VALUES ...)`` of ``count`` rows with distinct seqs, parameters in
+    ``UPDATE`` order per row. SQLite steps it once; the join probes ``tasks`` by rowid."""
+    row = f"({', '.join('?' for _ in range(len(_UPDATE_COLUMNS) + 1))})"
+    names = ", ".join((*_UPDATE_COLUMNS, "seq"))
+    sets = ", ".join(f"{column} = v.{column}" for column in _UPDATE_COLUMNS)
+    return (
+        f"WITH v({names}) AS (VALUES {', '.join([row] * count)}) "
+        f"UPDATE tasks SET {sets} FROM v WHERE tasks.seq = v.seq"
+    )
+
+
 DELETE: Final = "DELETE FROM tasks WHERE seq = ?"
 SET_PAUSE: Final = "INSERT OR IGNORE INTO pauses (kind, tenant, name) VALUES (?, ?, ?)"
 CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name = ?"

@@ -36,7 +36,7 @@ import contextlib
 import itertools
 import sqlite3
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Final
@@ -225,13 +225,17 @@ def _chained(error: StoreError, cause: BaseException) -> StoreError:
 
 
 def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
-    """The ``executemany`` calls of a batch: one per run of same-kind ops, in op order."""
+    """The ``executemany`` calls of a batch, in op order: per run of same-kind ops, one call -
+    or, for inserts and updates, a few multi-row statements (``_multi_row``)."""
     for kind, run in itertools.groupby(items, key=itemgetter(0)):
         params = [item[1] for item in run]
         if kind is InsertTask:
-            yield schema.INSERT, params
+            yield from _multi_row(schema.insert_rows, params)
         elif kind is UpdateTask:
-            yield schema.UPDATE, params
+            # Each update carries every mutable column, so within a run only the last one of
+            # a task counts (a no-op task's "running" and "succeeded" often share a batch).
+            latest = {p[-1]: p for p in params}
+            yield from _multi_row(schema.update_rows, list(latest.values()))
         elif kind is DeleteTask:
             yield schema.DELETE, params
         elif kind is SetPause:
@@ -241,6 +245,38 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
         else:
             assert kind is ReplaceTask
             yield from _replace_statements(params)
+
+
+#: Rows per multi-row statement: powers of two up to this, so that few distinct SQL texts
+#: exist (SQLite's statement cache keeps them prepared) and 512 rows stay far below SQLite's
+#: limit of 32,766 parameters.
+_MAX_ROWS_PER_STATEMENT: Final = 512
+
+
+def _multi_row(
+    sql_for: Callable[[int], str], params: list[Params]
+) -> Iterator[tuple[str, list[Params]]]:
+    """Why: ``executemany`` steps once per row, and each step gives up and takes back the GIL.
+    While the daemon's loop is busy, every take-back waits for it, which made a commit of 750
+    updates take 62 ms under a no-op flood (82 us per row, against 11 us with an idle loop).
+    A multi-row statement binds everything at once and steps once."""
+    start = 0
+    while start < len(params):
+        size = min(_MAX_ROWS_PER_STATEMENT, 1 << ((len(params) - start).bit_length() - 1))
+        chunk = params[start : start + size]
+        yield _cached_sql(sql_for, size), [tuple(itertools.chain.from_iterable(chunk))]
+        start += size
+
+
+_SQL_CACHE: dict[tuple[Callable[[int], str], int], str] = {}
+
+
+def _cached_sql(sql_for: Callable[[int], str], size: int) -> str:
+    key = (sql_for, size)
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
+        sql = _SQL_CACHE[key] = sql_for(size)
+    return sql
 
 
 def _replace_statements(params: list[Params]) -> Iterator[tuple[str, list[Params]]]:

@@ -20,6 +20,7 @@ from asynctask.store import (
     Store,
     StoreError,
     TaskFilter,
+    UpdateTask,
 )
 from asynctask.store import schema as schema_module
 from asynctask.store.query import list_sql, prefix_successor
@@ -150,6 +151,33 @@ async def test_max_batch_bounds_a_transaction(db_path: str) -> None:
         await store.flush()
         assert store.transactions == 10
         assert store.ops_committed == 95
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("count", [1, 3, 511, 512, 1000])
+async def test_multi_row_statements_store_every_row_and_the_last_update_wins(
+    db_path: str, count: int
+) -> None:
+    """Runs of inserts and updates become multi-row statements (512, 256, ... rows): every row
+    arrives, and of several updates of one task in a run, the last one is what is stored."""
+    store = await Store.open(db_path)
+    try:
+        for seq in range(1, count + 1):
+            store.put(InsertTask(make_row(seq, state=S.QUEUED)))
+        for state, attempts in ((S.RUNNING, 1), (S.QUEUED, 1), (S.RUNNING, 2)):
+            for seq in range(1, count + 1):
+                store.put(
+                    UpdateTask(
+                        seq=seq, state=state, attempts=attempts, result=None, error=None,
+                        started_at=float(attempts), finished_at=None, due_at=None,
+                    )
+                )  # fmt: skip
+        await store.flush()
+        assert store.transactions == 1
+        rows = await store.load_live()
+        assert len(rows) == count
+        assert {(r.state, r.attempts, r.started_at) for r in rows} == {(S.RUNNING, 2, 2.0)}
     finally:
         await store.close()
 
