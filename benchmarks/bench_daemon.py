@@ -1,20 +1,29 @@
-"""Daemon throughput and latency on this machine: prints figures, asserts nothing.
+"""Our side of the peer comparison: every workload on this machine; prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/bench_daemon.py [--n 20000] [--reps 3] [--durability full]
+    .venv/bin/python benchmarks/bench_daemon.py [--n 20000] [--reps 3] [--quick]
 
-Workloads (the peer harness's definitions, ../shared/bench/peers):
+Workloads (the peer harness's definitions: benchmarks/peers/README.md):
   W1  one producer, one blocking ``Client.submit`` per no-op task, durable acks; submits/s
-  W1b the same N via ``submit_many`` in batches of 100; submits/s
+  W1 bulk  the same N via ``submit_many`` in batches of 100; submits/s
   W2  N no-op tasks queued (all due at one instant via ``run_at``), drained by 2 workers;
-      tasks/s from the due time to the last finish (the daemon's own timestamps)
-  W3  500 tasks submitted one at a time at 200/s into idle workers; submit->start in the worker
-      (p50/p99 ms)
-Also: the daemon's RSS after W2. Each rep uses a fresh daemon home. Medians (min-max) of reps.
+      tasks/s from the due time to the last finish (the daemon's own timestamps; our workers
+      are pre-started, so "start-up" is the time to the first dispatch)
+  W3  20 warm-up tasks, 1 s idle, then 500 tasks submitted one at a time at 200/s into idle
+      workers; submit->start in the worker (p50/p99 ms)
+  W4  2,000 tasks sleeping 10 ms, pre-queued, on 8 workers (one attempt per worker at a time)
+  W5  8 producer processes, one connection and one blocking submit per task each; submits/s
+  W6  1,000,000 tasks queued (tenant paused): daemon RSS, restart until it answers, and
+      submit->start p99 of another tenant's tasks with that backlog loaded
+  W7  a small tenant's 10 tasks (one per 50 ms) while another has 100,000 queued: p99 wait
+Also: the daemon's RSS after W2. Each workload uses a fresh daemon home. Medians (min-max) of
+reps; raw reps go to benchmarks/results/asynctask.json (the peers' JSON shape, for compare.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -27,6 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 from asynctask.client import Client  # noqa: E402
@@ -34,19 +44,24 @@ from asynctask.errors import DaemonUnavailable  # noqa: E402
 
 
 def start_daemon(
-    home: Path, durability: str, extra: str = "[workers]\nmin_workers = 2\nmax_workers = 2\n"
+    home: Path,
+    durability: str,
+    extra: str = "[workers]\nmin_workers = 2\nmax_workers = 2\n",
+    *,
+    existing: bool = False,
 ) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True)
-    (home / "asynctask.toml").write_text(
-        f'[daemon]\ndurability = "{durability}"\nlog_level = "warning"\n' + extra
-    )
+    if not existing:
+        home.mkdir(parents=True)
+        (home / "asynctask.toml").write_text(
+            f'[daemon]\ndurability = "{durability}"\nlog_level = "warning"\n' + extra
+        )
     proc = subprocess.Popen(
         [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
         cwd=ROOT,
-        stdout=open(home / "daemon.out", "wb"),  # noqa: SIM115 - lives as long as the daemon
+        stdout=open(home / "daemon.out", "ab"),  # noqa: SIM115 - lives as long as the daemon
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             Client(home / "asynctask.sock", connect_timeout=0.5).ping()
@@ -78,7 +93,29 @@ def wait_all_done(client: Client, n: int, scheduled_ok: int = 0, timeout: float 
     raise RuntimeError(f"{n} tasks did not finish in {timeout}s")
 
 
-def one_rep(n: int, durability: str) -> dict[str, float]:
+def _db_rows(home: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{home / 'asynctask.db'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def _percentile(sorted_values: list[float], share: float) -> float:
+    """Nearest rank, as the peer harness computes it."""
+    return sorted_values[max(0, int(len(sorted_values) * share + 0.999999) - 1)]
+
+
+def _w5_producer(socket: str, count: int, start_at: float) -> None:
+    client = Client(socket)
+    while time.time() < start_at:
+        time.sleep(0.0005)
+    far = time.time() + 3600
+    for _ in range(count):
+        client.submit("benchmarks.tasks:noop", run_at=far)
+
+
+def one_rep(n: int, durability: str, quick: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="asynctask-bench-") as tmp:
         home = Path(tmp) / "home"
@@ -90,8 +127,8 @@ def one_rep(n: int, durability: str) -> dict[str, float]:
             t0 = time.perf_counter()
             for _ in range(n):
                 client.submit("benchmarks.tasks:noop", run_at=far)
-            out["w1_submits_per_s"] = n / (time.perf_counter() - t0)
-            # W1b + W2: bulk submits, all due at one instant after the last submit, drained
+            out["w1_per_s"] = n / (time.perf_counter() - t0)
+            # W1 bulk + W2: bulk submits, all due at one instant after the last submit, drained
             # by 2 workers. The margin covers the submits; a rep where it did not is redone.
             for margin in (3.0, 10.0, 30.0):
                 due = time.time() + margin
@@ -100,24 +137,29 @@ def one_rep(n: int, durability: str) -> dict[str, float]:
                     client.submit_many(
                         {"func": "benchmarks.tasks:noop", "run_at": due} for _ in range(100)
                     )
-                out["w1b_submits_per_s"] = n / (time.perf_counter() - t0)
+                out["w1_bulk_per_s"] = n / (time.perf_counter() - t0)
                 if time.time() < due:
                     break
                 wait_all_done(client, n, scheduled_ok=n)
             wait_all_done(client, n, scheduled_ok=n)
-            db = sqlite3.connect(f"file:{home / 'asynctask.db'}?mode=ro", uri=True)
-            last, count = db.execute(
-                "select max(finished_at), count(*) from tasks where state = 'succeeded'"
-            ).fetchone()
-            db.close()
-            out["w2_tasks_per_s"] = count / (last - due)
-            out["daemon_rss_mib"] = rss_mib(proc.pid)
-            # W3: 500 at 200/s into idle workers.
+            ((first, last, count),) = _db_rows(
+                home,
+                "select min(started_at), max(finished_at), count(*) from tasks "
+                "where state = 'succeeded'",
+            )
+            out["w2_per_s"] = count / (last - due)
+            out["w2_startup_s"] = first - due  # workers are pre-started: the first dispatch
+            out["w2_first_last_per_s"] = count / (last - first)
+            out["rss_mib"] = rss_mib(proc.pid)
+            # W3: 20 warm-up tasks, 1 s idle, then 500 at 200/s into idle workers.
+            for handle in [client.submit("benchmarks.tasks:stamp") for _ in range(20)]:
+                handle.result(timeout=60)
+            time.sleep(1.0)
             lat = []
             handles = []
             interval = 1 / 200
             next_at = time.perf_counter()
-            for _ in range(500):
+            for _ in range(100 if quick else 500):
                 while time.perf_counter() < next_at:
                     pass
                 next_at += interval
@@ -126,8 +168,118 @@ def one_rep(n: int, durability: str) -> dict[str, float]:
             for t_submit, handle in handles:
                 lat.append((handle.result(timeout=60) - t_submit) * 1000)
             lat.sort()
-            out["w3_p50_ms"] = lat[len(lat) // 2]
-            out["w3_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
+            out["w3_p50_ms"] = _percentile(lat, 0.50)
+            out["w3_p99_ms"] = _percentile(lat, 0.99)
+        finally:
+            stop_daemon(proc)
+        # W4: 2,000 tasks sleeping 10 ms, pre-queued, on the daemon's natural concurrency:
+        # its default maximum of 8 worker processes (one attempt at a time each).
+        home = Path(tmp) / "home-w4"
+        proc = start_daemon(home, durability, "[workers]\nmin_workers = 8\nmax_workers = 8\n")
+        try:
+            client = Client(home / "asynctask.sock")
+            n4 = 400 if quick else 2_000
+            due = time.time() + 2.0
+            for _ in range(n4 // 100):
+                client.submit_many(
+                    {"func": "benchmarks.tasks:work", "args": [0.01], "run_at": due}
+                    for _ in range(100)
+                )
+            wait_all_done(client, n4)
+            ((first, last, count),) = _db_rows(
+                home,
+                "select min(started_at), max(finished_at), count(*) from tasks "
+                "where state = 'succeeded'",
+            )
+            out["w4_per_s"] = count / (last - due)
+            out["w4_first_last_per_s"] = count / (last - first)
+        finally:
+            stop_daemon(proc)
+        # W5: 8 producer processes, one connection and one call per task each.
+        home = Path(tmp) / "home-w5"
+        proc = start_daemon(home, durability)
+        try:
+            n5 = 2_000 if quick else 20_000
+            start_at = time.time() + 1.0
+            producers = [
+                multiprocessing.Process(
+                    target=_w5_producer, args=(str(home / "asynctask.sock"), n5 // 8, start_at)
+                )
+                for _ in range(8)
+            ]
+            for producer in producers:
+                producer.start()
+            for producer in producers:
+                producer.join()
+            out["w5_per_s"] = n5 / (time.time() - start_at)
+        finally:
+            stop_daemon(proc)
+    return out
+
+
+def w6_backlog(tasks: int, durability: str) -> dict[str, float]:
+    """W6: ``tasks`` queued (their tenant paused): daemon RSS, restart time, dispatch p99."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="asynctask-bench-") as tmp:
+        home = Path(tmp) / "home"
+        proc = start_daemon(home, durability)
+        try:
+            client = Client(home / "asynctask.sock")
+            client.pause(tenant="backlog")
+            for _ in range(tasks // 1000):
+                client.submit_many(
+                    {"func": "benchmarks.tasks:noop", "tenant": "backlog"} for _ in range(1000)
+                )
+            out["w6_queued"] = client.ping()["tasks"]["live"]
+            out["w6_rss_mib"] = rss_mib(proc.pid)
+        finally:
+            stop_daemon(proc)
+        t0 = time.perf_counter()
+        proc = start_daemon(home, durability, existing=True)
+        out["w6_restart_s"] = time.perf_counter() - t0
+        try:
+            client = Client(home / "asynctask.sock")
+            out["w6_rss_after_restart_mib"] = rss_mib(proc.pid)
+            # Dispatch under the backlog: another tenant's tasks start as fast as ever.
+            lat = []
+            for _ in range(200):
+                t_submit = time.time()
+                lat.append((client.submit("benchmarks.tasks:stamp").result(60) - t_submit) * 1000)
+            lat.sort()
+            out["w6_submit_start_p99_ms"] = _percentile(lat, 0.99)
+        finally:
+            stop_daemon(proc)
+    return out
+
+
+def w7_fairness(flood: int, durability: str) -> dict[str, float]:
+    """W7: tenant "small" submits 10 tasks, one every 50 ms, while tenant "flood" has ``flood``
+    no-op tasks queued and draining: the small tenant's p99 queue wait."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="asynctask-bench-") as tmp:
+        home = Path(tmp) / "home"
+        proc = start_daemon(home, durability)
+        try:
+            client = Client(home / "asynctask.sock")
+            client.pause(tenant="flood")
+            for _ in range(flood // 1000):
+                client.submit_many(
+                    {"func": "benchmarks.tasks:noop", "tenant": "flood"} for _ in range(1000)
+                )
+            client.resume(tenant="flood")
+            time.sleep(0.2)
+            handles = []
+            for _ in range(10):
+                handles.append(client.submit("benchmarks.tasks:noop", tenant="small"))
+                time.sleep(0.05)
+            waits = []
+            for handle in handles:
+                status = handle.wait(timeout=60)
+                waits.append((status.started_at - status.created_at) * 1000)
+            waits.sort()
+            out["w7_small_p99_ms"] = _percentile(waits, 0.99)
+            backlog = [q for q in client.queues()["queues"] if q["tenant"] == "flood"]
+            out["w7_flood_left"] = backlog[0]["backlog"] if backlog else 0
         finally:
             stop_daemon(proc)
     return out
@@ -138,13 +290,24 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--durability", default="full", choices=["full", "normal"])
+    parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
+    parser.add_argument("--backlog", type=int, default=1_000_000, help="W6 queued tasks")
+    parser.add_argument("--skip-backlog", action="store_true", help="leave W6 and W7 out")
+    parser.add_argument("--json", type=Path, default=RESULTS / "asynctask.json")
     args = parser.parse_args()
-    reps = [one_rep(args.n, args.durability) for _ in range(args.reps)]
+    n = 2_000 if args.quick else args.n
+    reps = []
+    for _ in range(args.reps):
+        rep = one_rep(n, args.durability, args.quick)
+        if not args.skip_backlog:
+            rep |= w6_backlog(20_000 if args.quick else args.backlog, args.durability)
+            rep |= w7_fairness(10_000 if args.quick else 100_000, args.durability)
+        reps.append(rep)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.node()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, "
-        f"N={args.n}, durability={args.durability}, reps={args.reps}"
+        f"N={n}, durability={args.durability}, reps={args.reps}"
     )
     print("| figure | median | min | max |")
     print("|---|---|---|---|")
@@ -152,6 +315,38 @@ def main() -> None:
         values = [r[key] for r in reps]
         median = statistics.median(values)
         print(f"| {key} | {median:,.1f} | {min(values):,.1f} | {max(values):,.1f} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "config": "asynctask",
+                "peer": "asynctask",
+                "versions": {"asynctask": _version(), "sqlite": sqlite3.sqlite_version},
+                "durable_submit": args.durability == "full",
+                "durability": (
+                    "SQLite WAL, synchronous=FULL: every submit is committed and fsynced "
+                    "(group commit) before it is acknowledged"
+                    if args.durability == "full"
+                    else "SQLite WAL, synchronous=NORMAL: not fsynced before the ack"
+                ),
+                "n": {
+                    "w1": n,
+                    "w2": n,
+                    "w4": 400 if args.quick else 2_000,
+                    "w5": 2_000 if args.quick else 20_000,
+                },
+                "reps": reps,
+            },
+            indent=1,
+        )
+    )
+    print(f"raw reps: {args.json}")
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("asynctask")
 
 
 if __name__ == "__main__":
