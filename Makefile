@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 export ASYNCTASK_HOME ?= $(CURDIR)/.asynctask
 
-.PHONY: venv run stop test test-fast test-slow lint format bench clean
+.PHONY: venv run stop test test-fast test-slow lint format bench bench-peers bench-compare clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,21 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_poison.py
+
+## The peer task queues (Huey, Celery, Dramatiq, RQ, arq, taskiq, SAQ) on this machine, same
+## workloads; prints a table (~20 min with 3 reps). Installs redis-server and .venv-peers* if
+## missing. Smoke run: make bench-peers PEER_ARGS="--reps 1 --quick"
+PEER_ARGS ?= --reps 3
+bench-peers:
+	PYTHON=$(PYTHON) bash benchmarks/peers/setup.sh
+	.venv-peers/bin/python benchmarks/peers/run.py $(PEER_ARGS)
+
+## Ours and the peers in one go, then one table with the ratio ours / best peer per workload
+## (~35 min). Quicker: make bench-compare PEER_ARGS="--reps 1 --quick" OUR_ARGS="--reps 1 --quick"
+OUR_ARGS ?= --reps 3
+bench-compare: $(STAMP) bench-peers
+	$(BIN)/python benchmarks/bench_daemon.py $(OUR_ARGS)
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
