@@ -10,7 +10,8 @@ Workloads (the peer harness's definitions: benchmarks/peers/README.md):
       are pre-started, so "start-up" is the time to the first dispatch)
   W3  20 warm-up tasks, 1 s idle, then 500 tasks submitted one at a time at 200/s into idle
       workers; submit->start in the worker (p50/p99 ms)
-  W4  2,000 tasks sleeping 10 ms, pre-queued, on 8 workers (one attempt per worker at a time)
+  W4  2,000 tasks sleeping 10 ms, pre-queued, on 50 workers (the peers' ~50-way concurrency;
+      ours runs one attempt per worker process at a time); also the workers' summed RSS
   W5  8 producer processes, one connection and one blocking submit per task each; submits/s
   W6  1,000,000 tasks queued (tenant paused): daemon RSS, restart until it answers, and
       submit->start p99 of another tenant's tasks with that backlog loaded
@@ -101,6 +102,12 @@ def _db_rows(home: Path, sql: str) -> list[tuple]:
         db.close()
 
 
+def _children(pid: int) -> list[int]:
+    """The worker processes (children of the daemon)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
 def _percentile(sorted_values: list[float], share: float) -> float:
     """Nearest rank, as the peer harness computes it."""
     return sorted_values[max(0, int(len(sorted_values) * share + 0.999999) - 1)]
@@ -172,10 +179,10 @@ def one_rep(n: int, durability: str, quick: bool) -> dict[str, float]:
             out["w3_p99_ms"] = _percentile(lat, 0.99)
         finally:
             stop_daemon(proc)
-        # W4: 2,000 tasks sleeping 10 ms, pre-queued, on the daemon's natural concurrency:
-        # its default maximum of 8 worker processes (one attempt at a time each).
+        # W4: 2,000 tasks sleeping 10 ms, pre-queued, at the peers' ~50-way concurrency: our
+        # workers run one attempt at a time, so that is 50 worker processes.
         home = Path(tmp) / "home-w4"
-        proc = start_daemon(home, durability, "[workers]\nmin_workers = 8\nmax_workers = 8\n")
+        proc = start_daemon(home, durability, "[workers]\nmin_workers = 50\nmax_workers = 50\n")
         try:
             client = Client(home / "asynctask.sock")
             n4 = 400 if quick else 2_000
@@ -193,6 +200,7 @@ def one_rep(n: int, durability: str, quick: bool) -> dict[str, float]:
             )
             out["w4_per_s"] = count / (last - due)
             out["w4_first_last_per_s"] = count / (last - first)
+            out["w4_workers_rss_mib"] = sum(rss_mib(pid) for pid in _children(proc.pid))
         finally:
             stop_daemon(proc)
         # W5: 8 producer processes, one connection and one call per task each.
