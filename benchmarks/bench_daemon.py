@@ -225,12 +225,17 @@ def one_rep(n: int, durability: str, quick: bool) -> dict[str, float]:
     return out
 
 
+_WORKERS_2 = "[workers]\nmin_workers = 2\nmax_workers = 2\n"
+#: Back pressure refuses a tenant's submits beyond 100,000 waiting by default.
+_NO_BACKLOG_LIMIT = '[tenants."*"]\nmax_backlog = 10000000\n'
+
+
 def w6_backlog(tasks: int, durability: str) -> dict[str, float]:
     """W6: ``tasks`` queued (their tenant paused): daemon RSS, restart time, dispatch p99."""
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="asynctask-bench-") as tmp:
         home = Path(tmp) / "home"
-        proc = start_daemon(home, durability)
+        proc = start_daemon(home, durability, _WORKERS_2 + _NO_BACKLOG_LIMIT)
         try:
             client = Client(home / "asynctask.sock")
             client.pause(tenant="backlog")
@@ -266,7 +271,7 @@ def w7_fairness(flood: int, durability: str) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="asynctask-bench-") as tmp:
         home = Path(tmp) / "home"
-        proc = start_daemon(home, durability)
+        proc = start_daemon(home, durability, _WORKERS_2 + _NO_BACKLOG_LIMIT)
         try:
             client = Client(home / "asynctask.sock")
             client.pause(tenant="flood")
