@@ -231,6 +231,17 @@ class _Calls:
             fields["function"] = function_ref(function)
         return fields
 
+    def selector_fields(self, **selector: Any) -> dict[str, Any]:
+        """``list_fields`` without a limit, and a function object allowed for ``function``."""
+        if "limit" in selector:
+            raise UsageError("cancel takes no limit: it touches every task the selector matches")
+        function = selector.pop("function", None)
+        fields = self.list_fields(**selector)
+        fields.pop("limit", None)
+        if function is not None:
+            fields["function"] = function_ref(function)
+        return fields
+
     def list_fields(self, **filters: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         for name, value in filters.items():
@@ -445,6 +456,13 @@ class AsyncClient:
         ``until``, ``labels``, ``limit``; newest first."""
         return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
 
+    async def cancel(self, **selector: Any) -> int:
+        """Cancel every live task matching ``tenant``, ``state``, ``queue``, ``function``,
+        ``prefix`` (task ID prefix), ``since``, ``until``, ``labels``; returns how many. Running
+        attempts are stopped. One transaction: all of them or, on a crash, none."""
+        reply = await self._call("cancel", **self._calls.selector_fields(**selector))
+        return int(reply["cancelled"])
+
     async def pause(
         self, tenant: str | None = None, queue: str | None = None, function: Any = None
     ) -> bool:
@@ -593,6 +611,10 @@ class Client:
     def list(self, **filters: Any) -> list[TaskStatus]:
         """History query; the filters of ``AsyncClient.list``."""
         return self._calls.tasks(self._call("list", **self._calls.list_fields(**filters)))
+
+    def cancel(self, **selector: Any) -> int:
+        """Cancel every live task the selector matches; see ``AsyncClient.cancel``."""
+        return int(self._call("cancel", **self._calls.selector_fields(**selector))["cancelled"])
 
     def pause(
         self, tenant: str | None = None, queue: str | None = None, function: Any = None

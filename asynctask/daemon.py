@@ -577,6 +577,30 @@ class Daemon:
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, time.time(), tenants)
 
+    def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Cancel every live task the selector (and ``task_id``, if given) matches, in one
+        transaction; running attempts have their workers stopped (their late reports are
+        ignored). Returns how many."""
+        assert self.store is not None
+        assert self.pool is not None
+        now = time.time()
+        live = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
+        chosen = [
+            t
+            for t in self._live.values()
+            if t.state in live and (task_id is None or t.id == task_id) and _selected(t, query)
+        ]
+        with self.store.one_transaction():
+            for task in chosen:
+                if task.state is TaskState.RUNNING:
+                    self._running.pop(task.seq, None)
+                    self.pool.cancel(task.seq)
+                self._perform([self.scheduler.cancel(task, now)])
+        if chosen:
+            log.info("cancelled %d tasks", len(chosen))
+            self._wake()
+        return len(chosen)
+
     async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
         assert self.store is not None
         await self.store.flush()
@@ -588,6 +612,20 @@ class Daemon:
                 _view(live) if live is not None and live.seq == row.seq else _row_view(row)
             )
         return views
+
+
+def _selected(task: LiveTask, query: ListQuery) -> bool:
+    """Whether a live task matches a selector (``ListQuery`` fields; no states: any live)."""
+    return (
+        (query.tenants is None or task.tenant in query.tenants)
+        and (not query.states or task.state in query.states)
+        and (query.queue is None or task.queue == query.queue)
+        and (query.function is None or task.function == query.function)
+        and (query.prefix is None or task.id.startswith(query.prefix))
+        and (query.since is None or task.created_at >= query.since)
+        and (query.until is None or task.created_at < query.until)
+        and all(task.labels.get(k) == v for k, v in query.labels.items())
+    )
 
 
 _NO_DEFAULTS = FunctionDefaults()

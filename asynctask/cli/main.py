@@ -344,6 +344,54 @@ def result(
     typer.echo(json.dumps({"id": final.id, "result": value}) if as_json else json.dumps(value))
 
 
+@app.command()
+def cancel(
+    task_id: Annotated[
+        str | None, typer.Argument(help="One task's ID (else the options select).")
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state", help="scheduled, queued or running; repeatable or comma-separated."
+        ),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue")] = None,
+    function: Annotated[str | None, typer.Option("--function")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")] = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel live tasks (scheduled, queued, running): one task by ID, or every one a selector
+    matches. Running attempts have their workers stopped. All or nothing: one transaction."""
+    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    selector: dict[str, Any] = {
+        "state": states,
+        "tenant": tenant,
+        "queue": queue,
+        "function": function,
+        "id": task_id,
+        "prefix": prefix,
+        "since": _moment(since, "--since"),
+        "until": _moment(until, "--until"),
+        "labels": _labels(label),
+    }
+    count = run_client(lambda: client_for(home, socket).cancel(**selector))
+    if as_json:
+        typer.echo(json.dumps({"cancelled": count}))
+    else:
+        typer.echo(f"cancelled {count} task{'' if count == 1 else 's'}")
+
+
 @app.command("list")
 def list_tasks(
     state: Annotated[

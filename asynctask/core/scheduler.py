@@ -258,6 +258,19 @@ class Scheduler:
             self._timers.discard(task)
         return Finished(task)
 
+    def cancel(self, task: LiveTask, now: float) -> Finished:
+        """Cancel a live task. A running one ends ``cancelled`` at once and gives its slot back:
+        the caller stops its worker and ignores whatever the attempt reports later."""
+        if task.state is not S.RUNNING:
+            return self.remove(task, S.CANCELLED, now)
+        function = self._release(task)
+        if function is not None:
+            self._wake_function_waiters(function)
+        self._tenants[task.tenant].completed += 1
+        task.move(S.CANCELLED)
+        task.finished_at = now
+        return Finished(task)
+
     # -- heaps, parking and waking ----------------------------------------------------------------
 
     def _push_queue(self, queue: QueueState, key: float) -> None:

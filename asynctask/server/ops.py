@@ -16,6 +16,7 @@ from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.connection import Peer, Reply
 from asynctask.server.requests import (
+    parse_cancel,
     parse_list,
     parse_pause_target,
     parse_submit,
@@ -39,10 +40,12 @@ class Backend(Protocol):
 
     def set_paused(self, target: tuple[str, str, str], paused: bool) -> Awaitable[bool]: ...
 
+    def cancel(self, query: ListQuery, task_id: str | None) -> int: ...
+
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
 
 
-OPS = ("ping", "submit", "status", "wait", "list", "pause", "resume", "queues")
+OPS = ("ping", "submit", "status", "wait", "list", "cancel", "pause", "resume", "queues")
 
 
 class Ops:
@@ -65,14 +68,11 @@ class Ops:
             timeout = parse_wait_timeout(message)
             return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
         if op == "list":
-            query = parse_list(message)
-            allowed = self._auth.tenants_of(peer.uid)
-            if query.tenants is not None:
-                for tenant in query.tenants:
-                    self._auth.check(peer.uid, tenant)
-            elif allowed is not None:
-                query = replace(query, tenants=tuple(sorted(allowed)))
+            query = self._visible(peer, parse_list(message))
             return _wrap(self._backend.list_tasks(query), "tasks")
+        if op == "cancel":
+            query, one_id = parse_cancel(message)
+            return {"cancelled": self._backend.cancel(self._visible(peer, query), one_id)}
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
             kind, tenant, _ = target
@@ -87,6 +87,16 @@ class Ops:
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+
+    def _visible(self, peer: Peer, query: ListQuery) -> ListQuery:
+        """Check the tenants a query names, or narrow it to the ones the caller may see."""
+        allowed = self._auth.tenants_of(peer.uid)
+        if query.tenants is not None:
+            for tenant in query.tenants:
+                self._auth.check(peer.uid, tenant)
+        elif allowed is not None:
+            query = replace(query, tenants=tuple(sorted(allowed)))
+        return query
 
 
 async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:

@@ -193,6 +193,33 @@ def parse_list(message: dict[str, Any]) -> ListQuery:
     )
 
 
+LIVE_STATES = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
+
+
+def parse_cancel(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
+    """A ``cancel`` selector: the ``list`` fields (no ``limit``) and ``id`` (one task), at
+    least one of them, and only live states (a finished task cannot be cancelled)."""
+    fields = ("id", "tenant", "state", "queue", "function", "prefix", "since", "until", "labels")
+    if not any(message.get(name) not in (None, "", [], {}) for name in fields):
+        raise UsageError(
+            "cancel needs a selector: --tenant, --queue, --function, --state, --prefix, "
+            "--label, --since or --until (or a task ID)"
+        )
+    if "limit" in message:
+        raise UsageError("cancel takes no limit: it touches every task the selector matches")
+    task_id = message.get("id")
+    if task_id is not None and (not isinstance(task_id, str) or not is_task_id(task_id)):
+        raise UsageError(f"not a task ID: {task_id!r}")
+    query = parse_list(message)
+    finished = [s.value for s in query.states if s not in LIVE_STATES]
+    if finished:
+        raise UsageError(
+            f"only live tasks can be cancelled, not {', '.join(finished)} ones "
+            f"(live: {', '.join(s.value for s in LIVE_STATES)})"
+        )
+    return query, task_id
+
+
 PAUSE_KINDS = ("tenant", "queue", "function")
 
 

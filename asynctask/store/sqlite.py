@@ -101,6 +101,10 @@ class Store:
         """
         return self._writer.put(op)
 
+    def one_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Ops put inside the (await-free) block commit together: all or nothing."""
+        return self._writer.one_transaction()
+
     def flush(self) -> asyncio.Future[None]:
         """Resolves when every op put so far has committed (``StoreError`` if any failed)."""
         return self._writer.flush()

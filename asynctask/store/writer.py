@@ -86,6 +86,7 @@ class GroupCommitWriter:
         self._last_failed = 0  # number of the newest batch that failed
         self._wake = asyncio.Event()
         self._closing = False
+        self._unbounded = False  # inside one_transaction(): no max_batch cut
         #: Committed transactions, the ops in them, and the ops of failed batches.
         self.transactions = 0
         self.ops_committed = 0
@@ -103,7 +104,7 @@ class GroupCommitWriter:
         item = encode(op)
         future: asyncio.Future[None] = self._loop.create_future()
         queue = self._queue
-        if queue and len(queue[-1].items) < self._max_batch:
+        if queue and (self._unbounded or len(queue[-1].items) < self._max_batch):
             batch = queue[-1]
         else:
             batch = _Batch(next(self._numbers))
@@ -113,6 +114,19 @@ class GroupCommitWriter:
         self.pending += 1
         self._wake.set()
         return future
+
+    @contextlib.contextmanager
+    def one_transaction(self) -> Iterator[None]:
+        """Every op put inside the block commits in one transaction, however many there are
+        (``max_batch`` does not cut it): bulk control must leave all or nothing. The block must
+        not await; nothing else can then slip in between its ops."""
+        if self._queue and self._queue[-1].items:
+            self._queue.append(_Batch(next(self._numbers)))  # not mixed with earlier ops
+        self._unbounded = True
+        try:
+            yield
+        finally:
+            self._unbounded = False
 
     def flush(self) -> asyncio.Future[None]:
         """A future that resolves when every op put so far has committed.

@@ -143,3 +143,26 @@ def test_removed_tasks_are_skipped_lazily():
     actions = core.dispatch(200.0, 5)
     assert [a.task for a in actions] == [kept]
     assert core.next_wakeup() is None
+
+
+def test_cancel_ends_queued_scheduled_and_running_tasks_and_frees_the_slot():
+    core = scheduler()
+    queued, later, running = (
+        make_task(),
+        make_task(state=TaskState.SCHEDULED, due_at=50.0),
+        make_task(),
+    )
+    for task in (running, queued, later):
+        core.add(task)
+    (dispatched,) = [a.task for a in core.dispatch(1.0, 1) if isinstance(a, Dispatch)]
+    assert dispatched is running
+    for task in (queued, later, running):
+        finished = core.cancel(task, 2.0)
+        assert isinstance(finished, Finished)
+        assert task.state is TaskState.CANCELLED
+        assert task.finished_at == 2.0
+    assert (core.queued, core.scheduled, core.running) == (0, 0, 0)
+    assert core.next_wakeup() is None
+    fresh = make_task()
+    core.add(fresh)
+    assert [a.task for a in core.dispatch(3.0, 1) if isinstance(a, Dispatch)] == [fresh]

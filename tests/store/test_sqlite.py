@@ -182,6 +182,22 @@ async def test_multi_row_statements_store_every_row_and_the_last_update_wins(
         await store.close()
 
 
+async def test_one_transaction_is_not_cut_by_max_batch(db_path: str) -> None:
+    store = await Store.open(db_path, max_batch=10)
+    try:
+        store.put(InsertTask(make_row(1)))
+        with store.one_transaction():
+            for seq in range(2, 97):
+                store.put(InsertTask(make_row(seq)))
+        store.put(InsertTask(make_row(97)))
+        await store.flush()
+        # The lone op before, the 95 together, and the one after in a batch of its own.
+        assert store.transactions == 3
+        assert store.ops_committed == 97
+    finally:
+        await store.close()
+
+
 async def test_repr_shows_counters(db_path: str) -> None:
     store = await Store.open(db_path)
     try:
