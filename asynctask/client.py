@@ -232,7 +232,9 @@ class _Calls:
         return fields
 
     def selector_fields(self, **selector: Any) -> dict[str, Any]:
-        """``list_fields`` without a limit, and a function object allowed for ``function``."""
+        """``list_fields`` without a limit, a function object allowed for ``function``, and
+        the client's tenant unless another is named (as the command line defaults to it)."""
+        selector.setdefault("tenant", self.tenant)
         if "limit" in selector:
             raise UsageError("cancel takes no limit: it touches every task the selector matches")
         function = selector.pop("function", None)

@@ -25,7 +25,13 @@ from asynctask.errors import (
     DaemonUnavailable,
     UsageError,
 )
-from asynctask.model import PRIORITY_DEFAULT, format_time, parse_duration, parse_time
+from asynctask.model import (
+    DEFAULT_TENANT,
+    PRIORITY_DEFAULT,
+    format_time,
+    parse_duration,
+    parse_time,
+)
 from asynctask.paths import LOG_DIR, resolve_home, resolve_socket
 
 app = typer.Typer(
@@ -355,7 +361,9 @@ def cancel(
             "--state", help="scheduled, queued or running; repeatable or comma-separated."
         ),
     ] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="The tenant (default: default).")
+    ] = None,
     queue: Annotated[str | None, typer.Option("--queue")] = None,
     function: Annotated[str | None, typer.Option("--function")] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")] = None,
@@ -374,9 +382,15 @@ def cancel(
     """Cancel live tasks (scheduled, queued, running): one task by ID, or every one a selector
     matches. Running attempts have their workers stopped. All or nothing: one transaction."""
     states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    chosen = (task_id, tenant, queue, function, prefix, since, until, states or None, label)
+    if all(value is None for value in chosen):
+        fail(
+            "cancel needs a task ID or a selector: --tenant, --queue, --function, --state, "
+            "--prefix, --label, --since or --until"
+        )
     selector: dict[str, Any] = {
         "state": states,
-        "tenant": tenant,
+        "tenant": tenant or DEFAULT_TENANT,
         "queue": queue,
         "function": function,
         "id": task_id,

@@ -74,8 +74,11 @@ def test_bad_cancel_requests_change_nothing(make_daemon) -> None:
     client = daemon.client()
     client.pause(tenant="default")
     client.submit_many({"func": "tests.e2e.tasks:add", "args": [1, 1]} for _ in range(5))
+    other = daemon.client(tenant="other")
+    other.pause(tenant="other")
+    other.submit_many({"func": "tests.e2e.tasks:add", "args": [1, 1]} for _ in range(2))
     for args, message in [
-        ((), "needs a selector"),
+        ((), "needs a task ID or a selector"),
         (("--state", "succeeded"), "only live tasks"),
         (("--state", "bogus"), "unknown state"),
         (("--since", "yesterday"), "--since"),
@@ -84,7 +87,10 @@ def test_bad_cancel_requests_change_nothing(make_daemon) -> None:
         cli = daemon.cli("cancel", *args)
         assert cli.returncode == 2, (args, cli.stdout, cli.stderr)
         assert message in cli.stderr, (args, cli.stderr)
-    assert client.ping()["tasks"]["live"] == 5
-    cli = daemon.cli("cancel", "--tenant", "default", "--json")
+    assert client.ping()["tasks"]["live"] == 7
+    cli = daemon.cli("cancel", "--state", "queued", "--json")  # --tenant defaults to default
     assert json.loads(cli.stdout) == {"cancelled": 5}
-    assert client.ping()["tasks"]["live"] == 0
+    poll(lambda: client.ping()["tasks"]["live"] == 2)  # the other tenant's are untouched
+    assert other.cancel() == 2  # a client cancels in its own tenant unless told otherwise
+    poll(lambda: client.ping()["tasks"]["live"] == 0)
+    assert {t.state.value for t in other.list(tenant="other")} == {"cancelled"}
