@@ -257,6 +257,13 @@ class _Calls:
         return fields
 
 
+def _id_field(selector: dict[str, Any]) -> dict[str, Any]:
+    """``task_id=`` (as ``submit`` names it) is the wire's ``id``."""
+    if "task_id" in selector:
+        selector["id"] = selector.pop("task_id")
+    return selector
+
+
 def _seconds(value: Any, name: str) -> float:
     try:
         return parse_duration(value)
@@ -458,11 +465,17 @@ class AsyncClient:
         ``until``, ``labels``, ``limit``; newest first."""
         return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
 
+    async def retry(self, **selector: Any) -> int:
+        """Queue failed tasks (the dead-letter queue) again: ``task_id=`` for one, or the
+        selector fields of ``cancel``; their attempt count goes on. Returns how many."""
+        reply = await self._call("retry", **self._calls.selector_fields(**_id_field(selector)))
+        return int(reply["retried"])
+
     async def cancel(self, **selector: Any) -> int:
         """Cancel every live task matching ``tenant``, ``state``, ``queue``, ``function``,
         ``prefix`` (task ID prefix), ``since``, ``until``, ``labels``; returns how many. Running
         attempts are stopped. One transaction: all of them or, on a crash, none."""
-        reply = await self._call("cancel", **self._calls.selector_fields(**selector))
+        reply = await self._call("cancel", **self._calls.selector_fields(**_id_field(selector)))
         return int(reply["cancelled"])
 
     async def pause(
@@ -614,9 +627,15 @@ class Client:
         """History query; the filters of ``AsyncClient.list``."""
         return self._calls.tasks(self._call("list", **self._calls.list_fields(**filters)))
 
+    def retry(self, **selector: Any) -> int:
+        """Queue failed tasks again; see ``AsyncClient.retry``."""
+        reply = self._call("retry", **self._calls.selector_fields(**_id_field(selector)))
+        return int(reply["retried"])
+
     def cancel(self, **selector: Any) -> int:
         """Cancel every live task the selector matches; see ``AsyncClient.cancel``."""
-        return int(self._call("cancel", **self._calls.selector_fields(**selector))["cancelled"])
+        fields = self._calls.selector_fields(**_id_field(selector))
+        return int(self._call("cancel", **fields)["cancelled"])
 
     def pause(
         self, tenant: str | None = None, queue: str | None = None, function: Any = None

@@ -47,6 +47,7 @@ from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.model import (
     DEDUP_STATES,
+    DEFAULT_TENANT,
     FINAL_STATES,
     PRIORITY_DEFAULT,
     ListQuery,
@@ -100,6 +101,7 @@ class Daemon:
         self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
         self._next_seq = 1
         self._declared_limits: dict[str, dict[str, float]] = {}
+        self._retrying: set[int] = set()
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -600,7 +602,10 @@ class Daemon:
         chosen = [
             t
             for t in self._live.values()
-            if t.state in live and (task_id is None or t.id == task_id) and _selected(t, query)
+            if t.state in live
+            and t.seq not in self._retrying
+            and (task_id is None or t.id == task_id)
+            and _selected(t, query)
         ]
         with self.store.one_transaction():
             for task in chosen:
@@ -612,6 +617,55 @@ class Daemon:
             log.info("cancelled %d tasks", len(chosen))
             self._wake()
         return len(chosen)
+
+    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
+        count goes on. Returns how many. ``task_id`` names one, which must have failed."""
+        assert self.store is not None
+        if not self.accepting:
+            raise ShuttingDown("the daemon is shutting down and accepts no retries")
+        await self.store.flush()  # failures still being written are found too
+        if task_id is not None:
+            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+            row = await self.store.get(tenant, task_id)
+            if row is None or (query.tenants is not None and row.tenant not in query.tenants):
+                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+            if row.state is not TaskState.FAILED:
+                raise UsageError(
+                    f"task {task_id!r} is {row.state}: only failed tasks can be retried"
+                )
+            rows = [row]
+        else:
+            rows = await self.store.list_tasks(TaskFilter.from_query(query), MAX_RETRY)
+        now = time.time()
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
+        for tenant, count in Counter(r.tenant for r in chosen).items():
+            self.scheduler.admit(tenant, count, now)
+        tasks = []
+        commits = []
+        with self.store.one_transaction():
+            for row in chosen:
+                task = _task_from_row(row)
+                task.move(TaskState.QUEUED)
+                task.finished_at = None
+                commits.append(self._persist(task))
+                self._live[(task.tenant, task.id)] = task  # no second retry picks it meanwhile
+                self._retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
+                tasks.append(task)
+        try:
+            await asyncio.gather(*commits)
+        except BaseException:
+            for task in tasks:
+                self._live.pop((task.tenant, task.id), None)
+            raise
+        finally:
+            self._retrying.difference_update(task.seq for task in tasks)
+        for task in tasks:
+            self.scheduler.add(task, now)
+        if tasks:
+            log.info("retrying %d failed tasks", len(tasks))
+            self._wake()
+        return len(tasks)
 
     async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
         assert self.store is not None
@@ -639,6 +693,9 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
         and all(task.labels.get(k) == v for k, v in query.labels.items())
     )
 
+
+#: The most failed tasks one ``retry`` request queues again (run it again for more).
+MAX_RETRY = 1_000_000
 
 _NO_DEFAULTS = FunctionDefaults()
 T = TypeVar("T")

@@ -350,60 +350,109 @@ def result(
     typer.echo(json.dumps({"id": final.id, "result": value}) if as_json else json.dumps(value))
 
 
+TaskIdArg = Annotated[str | None, typer.Argument(help="One task's ID (else the options select).")]
+SelTenant = Annotated[str | None, typer.Option("--tenant", help="The tenant (default: default).")]
+SelQueue = Annotated[str | None, typer.Option("--queue")]
+SelFunction = Annotated[str | None, typer.Option("--function")]
+SelPrefix = Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")]
+SelSince = Annotated[
+    str | None, typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago).")
+]
+SelUntil = Annotated[
+    str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
+]
+SelLabel = Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")]
+
+
+def _selector(
+    op: str,
+    task_id: str | None,
+    state: list[str] | None,
+    tenant: str | None,
+    queue: str | None,
+    function: str | None,
+    prefix: str | None,
+    since: str | None,
+    until: str | None,
+    label: list[str] | None,
+) -> dict[str, Any]:
+    """The selector fields of ``cancel`` and ``retry``; an ID or at least one flag is needed."""
+    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    chosen = (task_id, tenant, queue, function, prefix, since, until, states or None, label)
+    if all(value is None for value in chosen):
+        fail(
+            f"{op} needs a task ID or a selector: --tenant, --queue, --function, --state, "
+            "--prefix, --label, --since or --until"
+        )
+    return {
+        "id": task_id,
+        "state": states,
+        "tenant": tenant or DEFAULT_TENANT,
+        "queue": queue,
+        "function": function,
+        "prefix": prefix,
+        "since": _moment(since, "--since"),
+        "until": _moment(until, "--until"),
+        "labels": _labels(label),
+    }
+
+
 @app.command()
 def cancel(
-    task_id: Annotated[
-        str | None, typer.Argument(help="One task's ID (else the options select).")
-    ] = None,
+    task_id: TaskIdArg = None,
     state: Annotated[
         list[str] | None,
         typer.Option(
             "--state", help="scheduled, queued or running; repeatable or comma-separated."
         ),
     ] = None,
-    tenant: Annotated[
-        str | None, typer.Option("--tenant", help="The tenant (default: default).")
-    ] = None,
-    queue: Annotated[str | None, typer.Option("--queue")] = None,
-    function: Annotated[str | None, typer.Option("--function")] = None,
-    prefix: Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")] = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago)."),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
-    ] = None,
-    label: Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")] = None,
+    tenant: SelTenant = None,
+    queue: SelQueue = None,
+    function: SelFunction = None,
+    prefix: SelPrefix = None,
+    since: SelSince = None,
+    until: SelUntil = None,
+    label: SelLabel = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel live tasks (scheduled, queued, running): one task by ID, or every one a selector
     matches. Running attempts have their workers stopped. All or nothing: one transaction."""
-    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
-    chosen = (task_id, tenant, queue, function, prefix, since, until, states or None, label)
-    if all(value is None for value in chosen):
-        fail(
-            "cancel needs a task ID or a selector: --tenant, --queue, --function, --state, "
-            "--prefix, --label, --since or --until"
-        )
-    selector: dict[str, Any] = {
-        "state": states,
-        "tenant": tenant or DEFAULT_TENANT,
-        "queue": queue,
-        "function": function,
-        "id": task_id,
-        "prefix": prefix,
-        "since": _moment(since, "--since"),
-        "until": _moment(until, "--until"),
-        "labels": _labels(label),
-    }
+    selector = _selector(
+        "cancel", task_id, state, tenant, queue, function, prefix, since, until, label
+    )
     count = run_client(lambda: client_for(home, socket).cancel(**selector))
     if as_json:
         typer.echo(json.dumps({"cancelled": count}))
     else:
         typer.echo(f"cancelled {count} task{'' if count == 1 else 's'}")
+
+
+@app.command()
+def retry(
+    task_id: TaskIdArg = None,
+    tenant: SelTenant = None,
+    queue: SelQueue = None,
+    function: SelFunction = None,
+    prefix: SelPrefix = None,
+    since: SelSince = None,
+    until: SelUntil = None,
+    label: SelLabel = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run failed tasks (the dead-letter queue): one by ID, or every failed task a selector
+    matches. Their attempt count goes on. All or nothing: one transaction."""
+    selector = _selector(
+        "retry", task_id, None, tenant, queue, function, prefix, since, until, label
+    )
+    count = run_client(lambda: client_for(home, socket).retry(**selector))
+    if as_json:
+        typer.echo(json.dumps({"retried": count}))
+    else:
+        typer.echo(f"retried {count} task{'' if count == 1 else 's'}")
 
 
 @app.command("list")

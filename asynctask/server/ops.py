@@ -19,6 +19,7 @@ from asynctask.server.requests import (
     parse_cancel,
     parse_list,
     parse_pause_target,
+    parse_retry,
     parse_submit,
     parse_task_ref,
     parse_wait_timeout,
@@ -42,10 +43,12 @@ class Backend(Protocol):
 
     def cancel(self, query: ListQuery, task_id: str | None) -> int: ...
 
+    def retry(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
+
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
 
 
-OPS = ("ping", "submit", "status", "wait", "list", "cancel", "pause", "resume", "queues")
+OPS = ("ping", "submit", "status", "wait", "list", "cancel", "retry", "pause", "resume", "queues")
 
 
 class Ops:
@@ -73,6 +76,9 @@ class Ops:
         if op == "cancel":
             query, one_id = parse_cancel(message)
             return {"cancelled": self._backend.cancel(self._visible(peer, query), one_id)}
+        if op == "retry":
+            query, one_id = parse_retry(message)
+            return _wrap(self._backend.retry(self._visible(peer, query), one_id), "retried")
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
             kind, tenant, _ = target

@@ -18,6 +18,7 @@ Wire shapes (protocol version 1):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from asynctask.errors import UsageError
@@ -197,25 +198,40 @@ LIVE_STATES = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
 
 
 def parse_cancel(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
-    """A ``cancel`` selector: the ``list`` fields (no ``limit``) and ``id`` (one task), at
-    least one of them, and only live states (a finished task cannot be cancelled)."""
+    """A ``cancel`` selector: only live states (a finished task cannot be cancelled)."""
+    return _parse_selector(message, "cancel", LIVE_STATES, "only live tasks can be cancelled")
+
+
+def parse_retry(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
+    """A ``retry`` selector: failed tasks (the dead-letter queue) only; that is the default."""
+    query, task_id = _parse_selector(
+        message, "retry", (TaskState.FAILED,), "only failed tasks can be retried"
+    )
+    return replace(query, states=(TaskState.FAILED,)), task_id
+
+
+def _parse_selector(
+    message: dict[str, Any], op: str, allowed: tuple[TaskState, ...], refusal: str
+) -> tuple[ListQuery, str | None]:
+    """The ``list`` fields (no ``limit``) and ``id`` (one task), at least one of them, and
+    only ``allowed`` states."""
     fields = ("id", "tenant", "state", "queue", "function", "prefix", "since", "until", "labels")
     if not any(message.get(name) not in (None, "", [], {}) for name in fields):
         raise UsageError(
-            "cancel needs a selector: --tenant, --queue, --function, --state, --prefix, "
+            f"{op} needs a selector: --tenant, --queue, --function, --state, --prefix, "
             "--label, --since or --until (or a task ID)"
         )
     if "limit" in message:
-        raise UsageError("cancel takes no limit: it touches every task the selector matches")
+        raise UsageError(f"{op} takes no limit: it touches every task the selector matches")
     task_id = message.get("id")
     if task_id is not None and (not isinstance(task_id, str) or not is_task_id(task_id)):
         raise UsageError(f"not a task ID: {task_id!r}")
     query = parse_list(message)
-    finished = [s.value for s in query.states if s not in LIVE_STATES]
-    if finished:
+    refused = [s.value for s in query.states if s not in allowed]
+    if refused:
         raise UsageError(
-            f"only live tasks can be cancelled, not {', '.join(finished)} ones "
-            f"(live: {', '.join(s.value for s in LIVE_STATES)})"
+            f"{refusal}, not {', '.join(refused)} ones "
+            f"({op} takes: {', '.join(s.value for s in allowed)})"
         )
     return query, task_id
 

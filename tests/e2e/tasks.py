@@ -91,3 +91,10 @@ def one_at_a_time(seconds: float) -> list[float]:
     started = time.time()
     time.sleep(seconds)
     return [started, time.time()]
+
+
+def fail_while(flag: str) -> int:
+    """Raises while the file ``flag`` exists (a broken downstream); then returns the attempt."""
+    if Path(flag).exists():
+        raise RuntimeError("downstream is down")
+    return asynctask.current_task().attempt
