@@ -471,6 +471,12 @@ class AsyncClient:
         reply = await self._call("retry", **self._calls.selector_fields(**_id_field(selector)))
         return int(reply["retried"])
 
+    async def delete(self, **selector: Any) -> int:
+        """Remove finished tasks from the history (``task_id=`` or the selector fields of
+        ``cancel``; ``state`` among the finished ones); their IDs may be used again."""
+        reply = await self._call("delete", **self._calls.selector_fields(**_id_field(selector)))
+        return int(reply["deleted"])
+
     async def cancel(self, **selector: Any) -> int:
         """Cancel every live task matching ``tenant``, ``state``, ``queue``, ``function``,
         ``prefix`` (task ID prefix), ``since``, ``until``, ``labels``; returns how many. Running
@@ -631,6 +637,11 @@ class Client:
         """Queue failed tasks again; see ``AsyncClient.retry``."""
         reply = self._call("retry", **self._calls.selector_fields(**_id_field(selector)))
         return int(reply["retried"])
+
+    def delete(self, **selector: Any) -> int:
+        """Remove finished tasks from the history; see ``AsyncClient.delete``."""
+        reply = self._call("delete", **self._calls.selector_fields(**_id_field(selector)))
+        return int(reply["deleted"])
 
     def cancel(self, **selector: Any) -> int:
         """Cancel every live task the selector matches; see ``AsyncClient.cancel``."""

@@ -62,6 +62,7 @@ from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
     ClearPause,
+    DeleteTask,
     InsertTask,
     ReplaceTask,
     SetPause,
@@ -591,7 +592,7 @@ class Daemon:
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, time.time(), tenants)
 
-    def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
+    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
         transaction; running attempts have their workers stopped (their late reports are
         ignored). Returns how many."""
@@ -616,6 +617,7 @@ class Daemon:
         if chosen:
             log.info("cancelled %d tasks", len(chosen))
             self._wake()
+            await self.store.flush()  # the reply says it is done only once it is stored
         return len(chosen)
 
     async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
@@ -625,18 +627,7 @@ class Daemon:
         if not self.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no retries")
         await self.store.flush()  # failures still being written are found too
-        if task_id is not None:
-            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-            row = await self.store.get(tenant, task_id)
-            if row is None or (query.tenants is not None and row.tenant not in query.tenants):
-                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-            if row.state is not TaskState.FAILED:
-                raise UsageError(
-                    f"task {task_id!r} is {row.state}: only failed tasks can be retried"
-                )
-            rows = [row]
-        else:
-            rows = await self.store.list_tasks(TaskFilter.from_query(query), MAX_RETRY)
+        rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = time.time()
         chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
         for tenant, count in Counter(r.tenant for r in chosen).items():
@@ -667,6 +658,35 @@ class Daemon:
             self._wake()
         return len(tasks)
 
+    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Remove finished tasks from the history, in one transaction; their IDs may be
+        submitted again. Returns how many. ``task_id`` names one, which must have finished."""
+        assert self.store is not None
+        await self.store.flush()  # tasks still being finished are found too
+        rows = await self._rows_for(
+            query, task_id, "only finished tasks can be deleted (cancel it first)"
+        )
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
+        with self.store.one_transaction():
+            commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
+        await asyncio.gather(*commits)
+        if chosen:
+            log.info("deleted %d finished tasks", len(chosen))
+        return len(chosen)
+
+    async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
+        """The stored rows a selector or one ID names; an ID must be in one of its states."""
+        assert self.store is not None
+        if task_id is None:
+            return await self.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
+        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+        row = await self.store.get(tenant, task_id)
+        if row is None or (query.tenants is not None and row.tenant not in query.tenants):
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        if row.state not in query.states:
+            raise UsageError(f"task {task_id!r} is {row.state}: {refusal}")
+        return [row]
+
     async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
         assert self.store is not None
         await self.store.flush()
@@ -694,8 +714,8 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
     )
 
 
-#: The most failed tasks one ``retry`` request queues again (run it again for more).
-MAX_RETRY = 1_000_000
+#: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
+MAX_SELECTED = 1_000_000
 
 _NO_DEFAULTS = FunctionDefaults()
 T = TypeVar("T")

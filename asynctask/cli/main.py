@@ -430,6 +430,38 @@ def cancel(
 
 
 @app.command()
+def delete(
+    task_id: TaskIdArg = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state", help="succeeded, failed, cancelled or expired (default: all of them)."
+        ),
+    ] = None,
+    tenant: SelTenant = None,
+    queue: SelQueue = None,
+    function: SelFunction = None,
+    prefix: SelPrefix = None,
+    since: SelSince = None,
+    until: SelUntil = None,
+    label: SelLabel = None,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove finished tasks from the history: one by ID, or every finished task a selector
+    matches (live ones are refused: cancel them first). Their IDs may be submitted again."""
+    selector = _selector(
+        "delete", task_id, state, tenant, queue, function, prefix, since, until, label
+    )
+    count = run_client(lambda: client_for(home, socket).delete(**selector))
+    if as_json:
+        typer.echo(json.dumps({"deleted": count}))
+    else:
+        typer.echo(f"deleted {count} task{'' if count == 1 else 's'}")
+
+
+@app.command()
 def retry(
     task_id: TaskIdArg = None,
     tenant: SelTenant = None,

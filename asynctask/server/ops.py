@@ -17,6 +17,7 @@ from asynctask.server.auth import AuthPolicy
 from asynctask.server.connection import Peer, Reply
 from asynctask.server.requests import (
     parse_cancel,
+    parse_delete,
     parse_list,
     parse_pause_target,
     parse_retry,
@@ -41,14 +42,28 @@ class Backend(Protocol):
 
     def set_paused(self, target: tuple[str, str, str], paused: bool) -> Awaitable[bool]: ...
 
-    def cancel(self, query: ListQuery, task_id: str | None) -> int: ...
+    def cancel(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
 
     def retry(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
+
+    def delete(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
 
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
 
 
-OPS = ("ping", "submit", "status", "wait", "list", "cancel", "retry", "pause", "resume", "queues")
+OPS = (
+    "ping",
+    "submit",
+    "status",
+    "wait",
+    "list",
+    "cancel",
+    "retry",
+    "delete",
+    "pause",
+    "resume",
+    "queues",
+)
 
 
 class Ops:
@@ -75,10 +90,13 @@ class Ops:
             return _wrap(self._backend.list_tasks(query), "tasks")
         if op == "cancel":
             query, one_id = parse_cancel(message)
-            return {"cancelled": self._backend.cancel(self._visible(peer, query), one_id)}
+            return _wrap(self._backend.cancel(self._visible(peer, query), one_id), "cancelled")
         if op == "retry":
             query, one_id = parse_retry(message)
             return _wrap(self._backend.retry(self._visible(peer, query), one_id), "retried")
+        if op == "delete":
+            query, one_id = parse_delete(message)
+            return _wrap(self._backend.delete(self._visible(peer, query), one_id), "deleted")
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
             kind, tenant, _ = target

@@ -202,6 +202,23 @@ def parse_cancel(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
     return _parse_selector(message, "cancel", LIVE_STATES, "only live tasks can be cancelled")
 
 
+FINISHED_STATES = (
+    TaskState.SUCCEEDED,
+    TaskState.FAILED,
+    TaskState.CANCELLED,
+    TaskState.EXPIRED,
+)
+
+
+def parse_delete(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
+    """A ``delete`` selector: finished tasks only (cancel live ones first); all of them by
+    default."""
+    query, task_id = _parse_selector(
+        message, "delete", FINISHED_STATES, "only finished tasks can be deleted (cancel first)"
+    )
+    return replace(query, states=query.states or FINISHED_STATES), task_id
+
+
 def parse_retry(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
     """A ``retry`` selector: failed tasks (the dead-letter queue) only; that is the default."""
     query, task_id = _parse_selector(
