@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from asynctask import __version__
+from asynctask import __version__, protocol
 from asynctask.config import Config, FunctionDefaults
 from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
@@ -350,7 +350,17 @@ class Daemon:
 
     def _finish(self, task: LiveTask) -> None:
         key = (task.tenant, task.id)
-        committed = self._persist(task)
+        destination = self._destination_of(task)
+        if destination is None:
+            committed = self._persist(task)
+        else:
+            assert self.store is not None
+            # The end of the task and the submit of its destination commit together: after a
+            # crash either both happened or neither did, so the destination runs once.
+            with self.store.one_transaction():
+                committed = self._persist(task)
+                inserted = self.store.put(InsertTask(_row_of(destination)))
+            inserted.add_done_callback(lambda done: self._destination_stored(destination, done))
         self._claims[key] = committed
 
         def released(_: asyncio.Future[None]) -> None:
@@ -364,6 +374,39 @@ class Daemon:
                     waiter.set_result(view)
 
         committed.add_done_callback(released)
+
+    def _destination_of(self, task: LiveTask) -> LiveTask | None:
+        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
+
+        It gets one argument, ``{"id", "tenant", "state", "result", "error", "attempts"}``, and
+        the ID ``<id>:<on_success|on_failure>:<attempts>``: fixed by the end it reports, so a
+        retried task that fails again gets a new one, and nothing can submit it twice."""
+        option = _DESTINATIONS.get(task.state)
+        function = task.options.get(option) if option else None
+        if not function:
+            return None
+        info = {
+            "id": task.id,
+            "tenant": task.tenant,
+            "state": str(task.state),
+            "result": protocol.unpack(task.result) if task.result is not None else None,
+            "error": task.error,
+            "attempts": task.attempts,
+        }
+        spec = SubmitSpec(
+            function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
+        )
+        return self._new_task(spec, f"{task.id}:{option}:{task.attempts}", time.time())
+
+    def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # the failed commit is logged by _persist's callback on the same batch
+        key = (task.tenant, task.id)
+        if key in self._live:
+            return
+        self._live[key] = task
+        self.scheduler.add(task, time.time())
+        self._wake()
 
     def _on_outcome(self, outcome: Outcome) -> None:
         task = self._running.pop(outcome.aid, None)
@@ -713,6 +756,8 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
         and all(task.labels.get(k) == v for k, v in query.labels.items())
     )
 
+
+_DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
 #: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
 MAX_SELECTED = 1_000_000

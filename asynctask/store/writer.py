@@ -119,7 +119,11 @@ class GroupCommitWriter:
     def one_transaction(self) -> Iterator[None]:
         """Every op put inside the block commits in one transaction, however many there are
         (``max_batch`` does not cut it): bulk control must leave all or nothing. The block must
-        not await; nothing else can then slip in between its ops."""
+        not await; nothing else can then slip in between its ops. Nested blocks join the
+        outer one."""
+        if self._unbounded:
+            yield
+            return
         if self._queue and self._queue[-1].items:
             self._queue.append(_Batch(next(self._numbers)))  # not mixed with earlier ops
         self._unbounded = True
