@@ -16,20 +16,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ALLOWED = frozenset({"queue", "priority", "retries", "timeout", "ttl", "on_success", "on_failure"})
 _LIMITS = frozenset({"concurrency", "rate", "burst"})
+_WORKER_SIDE = frozenset({"non_retryable"})
 
 
 def task(fn: F | None = None, /, **defaults: Any) -> Any:
     """Use as ``@task`` or ``@task(retries=5, timeout="30s", priority=7)``.
+
+    ``non_retryable=(ValueError, ...)``: when the function raises one of these, the task fails
+    at once, without retries (the worker checks it; nothing about it travels on the wire).
 
     ``concurrency``, ``rate`` (``"20/s"``, or a number per second) and ``burst`` are the
     function's own limits rather than submit defaults: every submit carries them, the daemon
     applies them to the function at dispatch, and keys set for the function in the config file
     win over them (an operator can always override code).
     """
-    unknown = set(defaults) - _ALLOWED - _LIMITS
+    unknown = set(defaults) - _ALLOWED - _LIMITS - _WORKER_SIDE
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
     limits = _limits({key: defaults.pop(key) for key in _LIMITS & set(defaults)})
+    non_retryable = _exception_classes(defaults.pop("non_retryable", ()))
 
     def decorate(function: F) -> F:
         ref = f"{function.__module__}:{function.__qualname__}"
@@ -40,6 +45,9 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
             for key, value in defaults.items()
         }
         attrs.__asynctask_limits__ = limits
+        # Read by the worker that runs the function: these exceptions end the task as failed
+        # at once (kind "fail"), whatever its retries.
+        attrs.__asynctask_non_retryable__ = non_retryable
 
         def submit(*args: Any, client: Any = None, **options: Any) -> Any:
             from asynctask.client import Client
@@ -54,6 +62,14 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _exception_classes(raw: Any) -> tuple[type[BaseException], ...]:
+    classes = raw if isinstance(raw, tuple | list) else (raw,)
+    for item in classes:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"non_retryable takes exception classes, not {item!r}")
+    return tuple(classes)
 
 
 def _limits(raw: dict[str, Any]) -> dict[str, float] | None:

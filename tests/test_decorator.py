@@ -42,6 +42,8 @@ def test_a_function_without_limits_sends_none():
         ({"rate": -1}, "positive"),
         ({"burst": 0}, "burst"),
         ({"speed": 3}, "unknown task option"),
+        ({"non_retryable": ("KeyError",)}, "exception classes"),
+        ({"non_retryable": 3}, "exception classes"),
     ],
 )
 def test_bad_limits_fail_when_the_module_is_imported(options, message):
@@ -65,3 +67,14 @@ def test_the_daemon_refuses_bad_limits_on_the_wire(limits):
     spec = {"function": "m:f", "payload": b"\x92\x90\x80", "limits": limits}
     with pytest.raises(UsageError, match="limit"):
         parse_spec(spec, max_payload=1024)
+
+
+def test_non_retryable_stays_in_the_worker_and_never_travels():
+    @asynctask.task(non_retryable=ValueError)
+    def parse(text: str) -> int:
+        return int(text)
+
+    assert parse.__asynctask_non_retryable__ == (ValueError,)
+    spec = _Calls("default").spec(parse, ("1",), None)
+    assert "non_retryable" not in spec
+    assert "limits" not in spec

@@ -140,7 +140,17 @@ class Worker:
             return {"ok": False, "error": _describe_import_failure(exc)}
         args, kwargs = _decode_payload(message.get("payload"))
         context = _task_context(message.get("ctx"))
-        value = self._call(function, args, kwargs, context)
+        try:
+            value = self._call(function, args, kwargs, context)
+        except Exception as exc:
+            final = getattr(function, "__asynctask_non_retryable__", ())
+            if final and isinstance(exc, final):
+                # Declared with @asynctask.task(non_retryable=...): retrying cannot help.
+                error = _describe(exc)
+                error["kind"] = ErrorKind.FAIL.value
+                error["non_retryable"] = True
+                return {"ok": False, "error": error}
+            raise
         try:
             result = protocol.pack(value)
         except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError

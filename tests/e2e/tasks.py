@@ -103,3 +103,11 @@ def fail_while(flag: str) -> int:
 def remember(info: dict[str, object]) -> dict[str, object]:
     """A destination: returns what it was told about the finished task."""
     return info
+
+
+@asynctask.task(non_retryable=(KeyError,))
+def lookup(table: dict[str, int], key: str) -> int:
+    """A missing key will not appear on a retry; anything else might be transient."""
+    if key == "flaky":
+        raise RuntimeError("transient")
+    return table[key]

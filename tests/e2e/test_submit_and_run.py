@@ -237,3 +237,16 @@ def test_cli_without_daemon_exits_3(make_daemon) -> None:
     assert result.returncode == 3
     assert "no daemon" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_non_retryable_exceptions_end_the_task_at_once(daemon: DaemonProcess) -> None:
+    from tests.e2e import tasks
+
+    client = daemon.client()
+    missing = client.submit(tasks.lookup, {"a": 1}, "b", retries=5).wait(timeout=30)
+    assert (missing.state.value, missing.attempts) == ("failed", 1)
+    assert missing.error is not None
+    assert (missing.error["kind"], missing.error["type"]) == ("fail", "KeyError")
+    transient = client.submit(tasks.lookup, {}, "flaky", retries=2, delay=0).wait(timeout=60)
+    assert (transient.state.value, transient.attempts) == ("failed", 3)  # other errors retry
+    assert client.submit(tasks.lookup, {"a": 1}, "a").result(timeout=30) == 1
