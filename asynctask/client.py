@@ -11,6 +11,7 @@ nothing beyond the syscalls (no thread hop per call, unlike a loop-in-a-thread w
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import itertools
 import socket as socketlib
@@ -230,6 +231,22 @@ class _Calls:
         if function is not None:
             fields["function"] = function_ref(function)
         return fields
+
+    def cron_fields(
+        self,
+        name: str,
+        expr: str,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        tz: str | None,
+        catch_up: str | None,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        task = self.spec(func, args, kwargs, **options)
+        tenant = task.pop("tenant")
+        return {"tenant": tenant, "name": name, "expr": expr, "tz": tz, "catch_up": catch_up,
+                "task": task}  # fmt: skip
 
     def selector_fields(self, **selector: Any) -> dict[str, Any]:
         """``list_fields`` without a limit, a function object allowed for ``function``, and
@@ -477,6 +494,31 @@ class AsyncClient:
         reply = await self._call("delete", **self._calls.selector_fields(**_id_field(selector)))
         return int(reply["deleted"])
 
+    async def cron_add(
+        self,
+        name: str,
+        expr: str,
+        func: Any,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str | None = None,
+        catch_up: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Submit ``func(*args, **kwargs)`` at every slot of ``expr`` (5 fields, or 6 with a
+        leading seconds field) in ``tz``; ``catch_up`` "one" (default) or "skip" decides what
+        slots missed while the daemon was down become. Each slot's task ID is
+        ``cron:<name>:<slot>``. Replaces an entry of the same name."""
+        fields = self._calls.cron_fields(name, expr, func, args, kwargs, tz, catch_up, options)
+        return dict((await self._call("cron_add", **fields))["cron"])
+
+    async def cron_list(self) -> builtins.list[dict[str, Any]]:
+        return list((await self._call("cron_list"))["crons"])
+
+    async def cron_remove(self, name: str, tenant: str | None = None) -> bool:
+        reply = await self._call("cron_remove", name=name, tenant=tenant or self._calls.tenant)
+        return bool(reply["removed"])
+
     async def cancel(self, **selector: Any) -> int:
         """Cancel every live task matching ``tenant``, ``state``, ``queue``, ``function``,
         ``prefix`` (task ID prefix), ``since``, ``until``, ``labels``; returns how many. Running
@@ -642,6 +684,28 @@ class Client:
         """Remove finished tasks from the history; see ``AsyncClient.delete``."""
         reply = self._call("delete", **self._calls.selector_fields(**_id_field(selector)))
         return int(reply["deleted"])
+
+    def cron_add(
+        self,
+        name: str,
+        expr: str,
+        func: Any,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str | None = None,
+        catch_up: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """A periodic task; see ``AsyncClient.cron_add``."""
+        fields = self._calls.cron_fields(name, expr, func, args, kwargs, tz, catch_up, options)
+        return dict(self._call("cron_add", **fields)["cron"])
+
+    def cron_list(self) -> builtins.list[dict[str, Any]]:
+        return list(self._call("cron_list")["crons"])
+
+    def cron_remove(self, name: str, tenant: str | None = None) -> bool:
+        reply = self._call("cron_remove", name=name, tenant=tenant or self._calls.tenant)
+        return bool(reply["removed"])
 
     def cancel(self, **selector: Any) -> int:
         """Cancel every live task the selector matches; see ``AsyncClient.cancel``."""

@@ -39,10 +39,12 @@ from typing import IO, Any, TypeVar
 
 from asynctask import __version__, protocol
 from asynctask.config import Config, FunctionDefaults
+from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
+from asynctask.crontab import CronEntry, CronTable
 from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.model import (
@@ -62,8 +64,10 @@ from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
     ClearPause,
+    DeleteCron,
     DeleteTask,
     InsertTask,
+    PutCron,
     ReplaceTask,
     SetPause,
     Store,
@@ -103,6 +107,9 @@ class Daemon:
         self._next_seq = 1
         self._declared_limits: dict[str, dict[str, float]] = {}
         self._retrying: set[int] = set()
+        self.crons = CronTable()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -192,6 +199,9 @@ class Daemon:
         )
         await self.listener.start()
         self.accepting = True
+        for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
+            self._fire(entry, slot)
+        self._missed_slots.clear()
         (self.home / PID_NAME).write_text(f"{os.getpid()}\n")
         log.info(
             "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
@@ -255,6 +265,10 @@ class Daemon:
         self._next_seq = await self.store.max_seq() + 1
         for target in await self.store.load_pauses():
             self.scheduler.pause(target)
+        now = time.time()
+        for tenant, name, blob in await self.store.load_crons():
+            entry = CronEntry.from_definition(tenant, name, blob)
+            self._missed_slots += [(entry, slot) for slot in self.crons.load(entry, now)]
         rows = await self.store.load_live()
         now = time.time()
         interrupted: list[Action] = []
@@ -284,10 +298,17 @@ class Daemon:
         self._step_pending = False
         if self.pool is None or not self.accepting:
             return
+        now = time.time()
+        for entry, slot in self.crons.due(now):
+            self._fire(entry, slot)
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
-        self._perform(self.scheduler.dispatch(time.time(), free))
-        self._arm_timer(self.scheduler.next_wakeup())
+        self._perform(self.scheduler.dispatch(now, free))
+        wakeup = self.scheduler.next_wakeup()
+        cron_at = self.crons.next_at()
+        if cron_at is not None and (wakeup is None or cron_at < wakeup):
+            wakeup = cron_at
+        self._arm_timer(wakeup)
 
     def _arm_timer(self, due: float | None) -> None:
         if due is None or due == self._timer_due or self._loop is None:
@@ -374,6 +395,46 @@ class Daemon:
                     waiter.set_result(view)
 
         committed.add_done_callback(released)
+
+    def _fire(self, entry: CronEntry, slot: float) -> None:
+        """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
+        assert self._loop is not None
+        assert self.store is not None
+        submitted = self._loop.create_task(self.submit([entry.spec(slot)]))
+        self._background.add(submitted)
+        submitted.add_done_callback(self._background.discard)
+
+        def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("cron %s/%s: slot %s not submitted: %s", entry.tenant, entry.name,
+                            slot_id(entry.name, slot), task.exception())  # fmt: skip
+
+        submitted.add_done_callback(done)
+        self.store.put(PutCron(entry.tenant, entry.name, entry.definition()))
+
+    async def cron_add(
+        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert self.store is not None
+        now = time.time()
+        entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
+        await self.store.put(PutCron(tenant, name, entry.definition()))
+        self.crons.add(entry, now)
+        self._wake()
+        log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
+        (view,) = [v for v in self.crons.entries(frozenset({tenant})) if v["name"] == name]
+        return view
+
+    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
+        return self.crons.entries(tenants)
+
+    async def cron_remove(self, tenant: str, name: str) -> bool:
+        assert self.store is not None
+        if not self.crons.remove(tenant, name):
+            return False
+        await self.store.put(DeleteCron(tenant, name))
+        log.info("cron %s/%s removed", tenant, name)
+        return True
 
     def _destination_of(self, task: LiveTask) -> LiveTask | None:
         """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.

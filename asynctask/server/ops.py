@@ -11,12 +11,15 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from asynctask.core.cron import CronSchedule
 from asynctask.errors import Unauthorized, UsageError
 from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.connection import Peer, Reply
 from asynctask.server.requests import (
     parse_cancel,
+    parse_cron_add,
+    parse_cron_ref,
     parse_delete,
     parse_list,
     parse_pause_target,
@@ -48,6 +51,14 @@ class Backend(Protocol):
 
     def delete(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
 
+    def cron_add(
+        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
+    ) -> Awaitable[dict[str, Any]]: ...
+
+    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]: ...
+
+    def cron_remove(self, tenant: str, name: str) -> Awaitable[bool]: ...
+
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
 
 
@@ -60,6 +71,9 @@ OPS = (
     "cancel",
     "retry",
     "delete",
+    "cron_add",
+    "cron_list",
+    "cron_remove",
     "pause",
     "resume",
     "queues",
@@ -94,6 +108,16 @@ class Ops:
         if op == "retry":
             query, one_id = parse_retry(message)
             return _wrap(self._backend.retry(self._visible(peer, query), one_id), "retried")
+        if op == "cron_add":
+            tenant, name, schedule, catch_up, task = parse_cron_add(message, self._max_payload)
+            self._auth.check(peer.uid, tenant)
+            return _wrap(self._backend.cron_add(tenant, name, schedule, catch_up, task), "cron")
+        if op == "cron_list":
+            return {"crons": self._backend.cron_list(self._auth.tenants_of(peer.uid))}
+        if op == "cron_remove":
+            tenant, name = parse_cron_ref(message)
+            self._auth.check(peer.uid, tenant)
+            return _wrap(self._backend.cron_remove(tenant, name), "removed")
         if op == "delete":
             query, one_id = parse_delete(message)
             return _wrap(self._backend.delete(self._visible(peer, query), one_id), "deleted")

@@ -21,6 +21,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from asynctask.core.cron import CATCH_UP, CronSchedule
 from asynctask.errors import UsageError
 from asynctask.model import (
     DEFAULT_TENANT,
@@ -251,6 +252,59 @@ def _parse_selector(
             f"({op} takes: {', '.join(s.value for s in allowed)})"
         )
     return query, task_id
+
+
+_CRON_TASK_KEYS = frozenset(
+    {"function", "payload", "queue", "priority", "retries", "timeout", "labels", "limits"}
+)
+
+
+def parse_cron_add(
+    message: dict[str, Any], max_payload: int
+) -> tuple[str, str, CronSchedule, str, dict[str, Any]]:
+    """``cron_add``: ``{"tenant"?, "name", "expr", "tz"?, "catch_up"?, "task": {...}}``; the
+    task takes ``submit``'s function, payload and options, but no ID or timing of its own."""
+    tenant = _tenant(message)
+    name = message.get("name")
+    if not isinstance(name, str) or not is_name(name):
+        raise UsageError(f"not a cron entry name: {name!r} (letters, digits, . _ -)")
+    expr, tz = message.get("expr"), message.get("tz") or "UTC"
+    if not isinstance(expr, str) or not isinstance(tz, str):
+        raise UsageError("expr and tz must be strings")
+    try:
+        schedule = CronSchedule(expr, tz)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    catch_up = message.get("catch_up") or "one"
+    if catch_up not in CATCH_UP:
+        raise UsageError(f"catch_up must be one of {', '.join(CATCH_UP)}, not {catch_up!r}")
+    raw = message.get("task")
+    if not isinstance(raw, dict):
+        raise UsageError("cron_add needs a 'task' map")
+    extra = set(raw) - _CRON_TASK_KEYS
+    if extra:
+        raise UsageError(
+            f"a cron task cannot have {', '.join(sorted(map(str, extra)))} "
+            "(its ID and time come from the schedule)"
+        )
+    spec = parse_spec({**raw, "tenant": tenant}, max_payload)
+    task: dict[str, Any] = {"function": spec.function, "payload": spec.payload}
+    for key in ("queue", "priority", "retries", "timeout"):
+        value = getattr(spec, key)
+        if value is not None:
+            task[key] = value
+    if spec.labels:
+        task["labels"] = spec.labels
+    if spec.limits:
+        task["limits"] = spec.limits
+    return tenant, name, schedule, catch_up, task
+
+
+def parse_cron_ref(message: dict[str, Any]) -> tuple[str, str]:
+    name = message.get("name")
+    if not isinstance(name, str) or not is_name(name):
+        raise UsageError(f"not a cron entry name: {name!r}")
+    return _tenant(message), name
 
 
 PAUSE_KINDS = ("tenant", "queue", "function")

@@ -12,9 +12,11 @@ from asynctask.store.errors import StoreError
 from asynctask.store.interface import TaskStore
 from asynctask.store.rows import (
     ClearPause,
+    DeleteCron,
     DeleteTask,
     InsertTask,
     Op,
+    PutCron,
     ReplaceTask,
     SetPause,
     TaskFilter,
@@ -27,10 +29,12 @@ from asynctask.store.sqlite import Store
 __all__ = [
     "SCHEMA_VERSION",
     "ClearPause",
+    "DeleteCron",
     "DeleteTask",
     "Durability",
     "InsertTask",
     "Op",
+    "PutCron",
     "ReplaceTask",
     "SetPause",
     "Store",

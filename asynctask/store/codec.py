@@ -27,9 +27,11 @@ from asynctask.model import TaskState
 from asynctask.store.errors import StoreError
 from asynctask.store.rows import (
     ClearPause,
+    DeleteCron,
     DeleteTask,
     InsertTask,
     Op,
+    PutCron,
     ReplaceTask,
     SetPause,
     TaskRow,
@@ -118,6 +120,10 @@ def encode(op: Op) -> tuple[type[Op], Params]:
         return ReplaceTask, (op.old_seq, op.row.seq, row_params(op.row))
     if isinstance(op, SetPause | ClearPause):
         return type(op), (op.kind, op.tenant, op.name)
+    if isinstance(op, PutCron):
+        return PutCron, (op.tenant, op.name, op.definition)
+    if isinstance(op, DeleteCron):
+        return DeleteCron, (op.tenant, op.name)
     raise StoreError(f"not a store operation: {op!r}")
 
 

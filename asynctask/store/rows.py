@@ -110,7 +110,33 @@ class ClearPause:
     name: str
 
 
-Op = InsertTask | UpdateTask | DeleteTask | ReplaceTask | SetPause | ClearPause
+@dataclass(frozen=True, slots=True)
+class PutCron:
+    """Create or replace a tenant's cron entry; ``definition`` is the daemon's, opaque here."""
+
+    tenant: str
+    name: str
+    definition: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCron:
+    """Remove a cron entry; removing one that does not exist does nothing."""
+
+    tenant: str
+    name: str
+
+
+Op = (
+    InsertTask
+    | UpdateTask
+    | DeleteTask
+    | ReplaceTask
+    | SetPause
+    | ClearPause
+    | PutCron
+    | DeleteCron
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE pauses (kind TEXT NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL, "
         "PRIMARY KEY (kind, tenant, name)) WITHOUT ROWID",
     ),
+    # 3: cron entries (their definition is the daemon's msgpack map).
+    (
+        "CREATE TABLE crons (tenant TEXT NOT NULL, name TEXT NOT NULL, definition BLOB NOT NULL, "
+        "PRIMARY KEY (tenant, name)) WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -156,6 +161,9 @@ def update_rows(count: int) -> str:
 DELETE: Final = "DELETE FROM tasks WHERE seq = ?"
 SET_PAUSE: Final = "INSERT OR IGNORE INTO pauses (kind, tenant, name) VALUES (?, ?, ?)"
 CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name = ?"
+PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
+DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
+SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
 
 #: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers ``tasks_state_seq`` and then

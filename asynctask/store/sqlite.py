@@ -181,6 +181,14 @@ class Store:
                 rows = await cursor.fetchall()
         return [(str(kind), str(tenant), str(name)) for kind, tenant, name in rows]
 
+    async def load_crons(self) -> list[tuple[str, str, bytes]]:
+        """Every cron entry as ``(tenant, name, definition)``, for start-up."""
+        self._check_open()
+        with map_errors("reading the cron entries"):
+            async with self._read_conn.execute(schema.SELECT_CRONS) as cursor:
+                rows = await cursor.fetchall()
+        return [(str(tenant), str(name), bytes(definition)) for tenant, name, definition in rows]
+
     async def get(self, tenant: str, task_id: str) -> TaskRow | None:
         rows = await self._fetch_rows(
             f"reading task {tenant}/{task_id}", schema.SELECT_BY_KEY, (tenant, task_id)

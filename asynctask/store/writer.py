@@ -46,9 +46,11 @@ from asynctask.store.codec import Params, encode
 from asynctask.store.errors import StoreError, describe
 from asynctask.store.rows import (
     ClearPause,
+    DeleteCron,
     DeleteTask,
     InsertTask,
     Op,
+    PutCron,
     ReplaceTask,
     SetPause,
     UpdateTask,
@@ -260,6 +262,10 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
             yield schema.SET_PAUSE, params
         elif kind is ClearPause:
             yield schema.CLEAR_PAUSE, params
+        elif kind is PutCron:
+            yield schema.PUT_CRON, params
+        elif kind is DeleteCron:
+            yield schema.DELETE_CRON, params
         else:
             assert kind is ReplaceTask
             yield from _replace_statements(params)
