@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from asynctask import __version__, protocol
+from asynctask.clock import SteadyClock
 from asynctask.config import Config, FunctionDefaults
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
@@ -114,7 +115,8 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._stop = asyncio.Event()
-        self._started_at = time.time()
+        self.clock = SteadyClock()
+        self._started_at = self.clock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
 
@@ -225,7 +227,7 @@ class Daemon:
         if self.pool is not None:
             loop = asyncio.get_running_loop()
             unfinished = await self.pool.stop(loop.time() + self.config.daemon.drain)
-            now = time.time()
+            now = self.clock()
             for aid in unfinished:
                 task = self._running.pop(aid, None)
                 if task is not None:
@@ -265,12 +267,12 @@ class Daemon:
         self._next_seq = await self.store.max_seq() + 1
         for target in await self.store.load_pauses():
             self.scheduler.pause(target)
-        now = time.time()
+        now = self.clock()
         for tenant, name, blob in await self.store.load_crons():
             entry = CronEntry.from_definition(tenant, name, blob)
             self._missed_slots += [(entry, slot) for slot in self.crons.load(entry, now)]
         rows = await self.store.load_live()
-        now = time.time()
+        now = self.clock()
         interrupted: list[Action] = []
         for row in rows:
             task = _task_from_row(row)
@@ -298,7 +300,7 @@ class Daemon:
         self._step_pending = False
         if self.pool is None or not self.accepting:
             return
-        now = time.time()
+        now = self.clock()
         for entry, slot in self.crons.due(now):
             self._fire(entry, slot)
         pool = self.pool
@@ -316,7 +318,7 @@ class Daemon:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
-        delay = max(due - time.time(), 0.0)
+        delay = max(due - self.clock(), 0.0)
         self._timer = self._loop.call_at(self._loop.time() + delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
@@ -416,7 +418,7 @@ class Daemon:
         self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
     ) -> dict[str, Any]:
         assert self.store is not None
-        now = time.time()
+        now = self.clock()
         entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
         await self.store.put(PutCron(tenant, name, entry.definition()))
         self.crons.add(entry, now)
@@ -457,7 +459,7 @@ class Daemon:
         spec = SubmitSpec(
             function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
         )
-        return self._new_task(spec, f"{task.id}:{option}:{task.attempts}", time.time())
+        return self._new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
 
     def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
         if done.cancelled() or done.exception() is not None:
@@ -466,14 +468,14 @@ class Daemon:
         if key in self._live:
             return
         self._live[key] = task
-        self.scheduler.add(task, time.time())
+        self.scheduler.add(task, self.clock())
         self._wake()
 
     def _on_outcome(self, outcome: Outcome) -> None:
         task = self._running.pop(outcome.aid, None)
         if task is None:
             return
-        now = time.time()
+        now = self.clock()
         if outcome.ok:
             self._perform([self.scheduler.succeeded(task, outcome.result, now)])
         else:
@@ -487,7 +489,7 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "version": __version__,
-            "uptime": time.time() - self._started_at,
+            "uptime": self.clock() - self._started_at,
             "accepting": self.accepting,
             "tasks": {
                 "live": len(self._live),
@@ -509,7 +511,7 @@ class Daemon:
         if not self.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
         assert self.store is not None
-        now = time.time()
+        now = self.clock()
         for tenant, count in Counter(spec.tenant for spec in specs).items():
             self.scheduler.admit(tenant, count, now)
         for spec in specs:
@@ -694,7 +696,7 @@ class Daemon:
         return True
 
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
-        return queue_report(self.scheduler, time.time(), tenants)
+        return queue_report(self.scheduler, self.clock(), tenants)
 
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
@@ -702,7 +704,7 @@ class Daemon:
         ignored). Returns how many."""
         assert self.store is not None
         assert self.pool is not None
-        now = time.time()
+        now = self.clock()
         live = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
         chosen = [
             t
@@ -732,7 +734,7 @@ class Daemon:
             raise ShuttingDown("the daemon is shutting down and accepts no retries")
         await self.store.flush()  # failures still being written are found too
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
-        now = time.time()
+        now = self.clock()
         chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
         for tenant, count in Counter(r.tenant for r in chosen).items():
             self.scheduler.admit(tenant, count, now)
