@@ -113,6 +113,9 @@ class Scheduler:
         self._rng = rng
         self.settings = settings or SchedulerSettings()
         self._timers = Timers()
+        #: (expires_at, seq, task) of waiting tasks with a TTL; entries of tasks that started or
+        #: ended meanwhile are skipped when they come up (lazy deletion).
+        self._expiries: list[tuple[float, int, LiveTask]] = []
         self._tenants: dict[str, TenantState] = {}
         self._functions: dict[str, FunctionState] = {}
         self._fair: StrideScheduler[TenantState] = StrideScheduler()
@@ -226,6 +229,8 @@ class Scheduler:
         else:
             tenant.backlog -= 1
             raise ValueError(f"only queued or scheduled tasks can be added, not {task.state}")
+        if task.expires_at is not None:
+            heapq.heappush(self._expiries, (task.expires_at, task.seq, task))
 
     def _enqueue(self, task: LiveTask, now: float) -> None:
         tenant = self._tenants[task.tenant]
@@ -315,6 +320,11 @@ class Scheduler:
     def next_wakeup(self) -> float | None:
         """When ``dispatch`` next has something to do even if nothing else happens."""
         due = self._timers.next_due()
+        expiries = self._expiries
+        while expiries and expiries[0][2].state not in _WAITING:
+            heapq.heappop(expiries)
+        if expiries and (due is None or expiries[0][0] < due):
+            due = expiries[0][0]
         if self._wakeups:
             first = self._wakeups[0][0]
             return first if due is None else min(due, first)
@@ -338,6 +348,13 @@ class Scheduler:
             free_slots = sum(free)
             if self._shard_waiters:
                 self._wake_shard_waiters(free)
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            task = heapq.heappop(expiries)[2]
+            if task.state in _WAITING:
+                # Expired where it waits, not when it would have reached a worker: a backlog
+                # never holds dead tasks, and waiters hear at the deadline.
+                actions.append(self.remove(task, S.EXPIRED, now))
         for task in self._timers.pop_due(now):
             task.move(S.QUEUED)
             task.due_at = None
@@ -672,6 +689,8 @@ class Scheduler:
         self._queue(tenant, task.queue, 0.0)
         self.function(task.function)
         tenant.backlog += 1
+        if task.expires_at is not None:
+            heapq.heappush(self._expiries, (task.expires_at, task.seq, task))
 
     # -- pause / resume ---------------------------------------------------------------------------
 
@@ -715,6 +734,9 @@ class Scheduler:
 
 def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
+
+
+_WAITING = frozenset({S.QUEUED, S.SCHEDULED})
 
 
 def _kind_of(error: dict[str, Any]) -> ErrorKind:

@@ -166,3 +166,25 @@ def test_cancel_ends_queued_scheduled_and_running_tasks_and_frees_the_slot():
     fresh = make_task()
     core.add(fresh)
     assert [a.task for a in core.dispatch(3.0, 1) if isinstance(a, Dispatch)] == [fresh]
+
+
+def test_a_task_expires_where_it_waits_at_its_deadline():
+    core = scheduler()
+    core.pause(("tenant", "default", ""))  # it can never reach a worker
+    doomed = make_task(expires_at=5.0)
+    later = make_task(state=TaskState.SCHEDULED, due_at=50.0, expires_at=8.0)
+    keeper = make_task()
+    for task in (doomed, later, keeper):
+        core.add(task, 0.0)
+    assert core.next_wakeup() == 5.0
+    assert core.dispatch(4.9, 4) == []
+    (first,) = core.dispatch(5.0, 4)
+    assert isinstance(first, Finished)
+    assert first.task is doomed
+    assert doomed.state is TaskState.EXPIRED
+    assert core.next_wakeup() == 8.0
+    (second,) = core.dispatch(9.0, 4)
+    assert second.task is later
+    assert later.state is TaskState.EXPIRED
+    assert (core.queued, core.scheduled) == (1, 0)  # the backlog holds only the live one
+    assert core.tenant("default").backlog == 1

@@ -250,3 +250,16 @@ def test_non_retryable_exceptions_end_the_task_at_once(daemon: DaemonProcess) ->
     transient = client.submit(tasks.lookup, {}, "flaky", retries=2, delay=0).wait(timeout=60)
     assert (transient.state.value, transient.attempts) == ("failed", 3)  # other errors retry
     assert client.submit(tasks.lookup, {"a": 1}, "a").result(timeout=30) == 1
+
+
+def test_a_task_expires_at_its_deadline_while_it_waits(daemon: DaemonProcess) -> None:
+    client = daemon.client(tenant="slow")
+    client.pause(tenant="slow")  # it can never start
+    handle = client.submit("tests.e2e.tasks:add", 1, 1, ttl="300ms")
+    status = handle.wait(timeout=20)  # no resume: the deadline alone ends it
+    assert status.state.value == "expired"
+    assert status.attempts == 0
+    assert status.finished_at is not None
+    assert 0.25 <= status.finished_at - status.created_at < 5.0
+    queues = daemon.client().queues()["tenants"]
+    assert next(t for t in queues if t["tenant"] == "slow")["backlog"] == 0
