@@ -45,6 +45,7 @@ class DaemonConfig:
     drain: float = 30.0
     max_frame: int = 16 * 1024 * 1024
     max_payload: int = 1024 * 1024
+    retention: float = 7 * 86400.0  # finished tasks older than this are deleted; 0: never
     log_level: str = "info"
 
 
@@ -141,7 +142,11 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     workers = _section(data, "workers")
     retry = _section(data, "retry")
     auth = _section(data, "auth")
-    _only(daemon, "daemon.", {"durability", "drain", "max_frame", "max_payload", "log_level"})
+    _only(
+        daemon,
+        "daemon.",
+        {"durability", "drain", "max_frame", "max_payload", "log_level", "retention"},
+    )
     _only(
         workers,
         "workers.",
@@ -157,6 +162,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         drain=_get(daemon, "daemon.drain", d.drain, _duration),
         max_frame=_get(daemon, "daemon.max_frame", d.max_frame, _size(1024)),
         max_payload=_get(daemon, "daemon.max_payload", d.max_payload, _size(1)),
+        retention=_get(daemon, "daemon.retention", d.retention, _duration),
         log_level=_get(
             daemon, "daemon.log_level", d.log_level, _choice("debug", "info", "warning", "error")
         ),

@@ -32,7 +32,7 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -72,6 +72,7 @@ from asynctask.store import (
     ReplaceTask,
     SetPause,
     Store,
+    StoreError,
     TaskFilter,
     TaskRow,
     UpdateTask,
@@ -201,6 +202,8 @@ class Daemon:
         )
         await self.listener.start()
         self.accepting = True
+        if self.config.daemon.retention > 0:
+            self._background_task(self._purge_history(self.config.daemon.retention))
         for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
             self._fire(entry, slot)
         self._missed_slots.clear()
@@ -235,6 +238,10 @@ class Daemon:
                     self._perform([self.scheduler.interrupted(task, reason, now)])
             if unfinished:
                 log.info("re-queued %d unfinished attempts", len(unfinished))
+        background = list(self._background)  # retention passes, cron submits in flight
+        for job in background:
+            job.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.flush()
@@ -398,13 +405,42 @@ class Daemon:
 
         committed.add_done_callback(released)
 
+    def _background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _purge_history(self, retention: float) -> None:
+        """Delete finished tasks created more than ``retention`` ago, a batch per transaction,
+        checking again every ``min(retention / 10, 60 s)``; live tasks are never touched."""
+        assert self.store is not None
+        finished = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.EXPIRED)
+        while self.accepting:
+            cutoff = self.clock() - retention
+            try:
+                rows = await self.store.list_tasks(
+                    TaskFilter(states=finished, until=cutoff), PURGE_BATCH
+                )
+            except StoreError as exc:  # a bad moment for the disk: try again next round
+                log.warning("history retention: %s", exc)
+                rows = []
+            chosen = [row for row in rows if (row.tenant, row.id) not in self._live]
+            if chosen:
+                with self.store.one_transaction():
+                    commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
+                results = await asyncio.gather(*commits, return_exceptions=True)
+                if not any(isinstance(result, BaseException) for result in results):
+                    log.info("history retention: deleted %d finished tasks", len(chosen))
+            if len(rows) < PURGE_BATCH:
+                await asyncio.sleep(min(retention / 10, 60.0))
+
     def _fire(self, entry: CronEntry, slot: float) -> None:
         """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
         assert self._loop is not None
         assert self.store is not None
-        submitted = self._loop.create_task(self.submit([entry.spec(slot)]))
-        self._background.add(submitted)
-        submitted.add_done_callback(self._background.discard)
+        submitted = self._background_task(self.submit([entry.spec(slot)]))
 
         def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
             if not task.cancelled() and task.exception() is not None:
@@ -821,6 +857,9 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
 
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
+
+#: Finished tasks one retention pass deletes in one transaction.
+PURGE_BATCH = 5_000
 
 #: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
 MAX_SELECTED = 1_000_000

@@ -44,3 +44,19 @@ def test_delete_refuses_live_tasks_and_bad_requests(make_daemon) -> None:
     assert client.cancel(task_id="waiting") == 1
     assert client.delete(task_id="waiting") == 1
     assert client.list(prefix="waiting") == []
+
+
+def test_history_retention_deletes_old_finished_tasks_only(make_daemon) -> None:
+    from tests.e2e.conftest import poll
+
+    daemon = make_daemon('[daemon]\nretention = "1s"\n').start()
+    client = daemon.client()
+    client.pause(tenant="waiting")
+    waiting = daemon.client(tenant="waiting").submit("tests.e2e.tasks:add", 1, 1)
+    done = client.submit("tests.e2e.tasks:add", 2, 2, task_id="old-1")
+    assert done.result(timeout=30) == 4
+    # A pass every 0.1 s; the finished task goes once it is older than 1 s.
+    poll(lambda: client.list(prefix="old-1") == [], timeout=20)
+    assert daemon.client(tenant="waiting").status(waiting.id).state.value == "queued"
+    again = client.submit("tests.e2e.tasks:add", 3, 3, task_id="old-1")  # the ID is free
+    assert again.result(timeout=30) == 6
