@@ -139,13 +139,18 @@ def test_concurrent_duplicate_submits_make_one_task(daemon: DaemonProcess, tmp_p
         status = client.submit_status("tests.e2e.tasks:touch", str(marker), task_id="dup")
         ids.append(status.id)
 
-    threads = [threading.Thread(target=submit) for _ in range(20)]
+    threads = [threading.Thread(target=submit) for _ in range(50)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert ids == ["dup"] * 20
+    assert ids == ["dup"] * 50
     daemon.client().wait("dup", timeout=20)
+    assert marker.read_text() == "1\n"
+    assert daemon.stop() == 0
+    daemon.start()  # the ID is remembered across a restart: the same task, not a new run
+    again = daemon.client().submit_status("tests.e2e.tasks:touch", str(marker), task_id="dup")
+    assert (again.state.value, again.attempts) == ("succeeded", 1)
     assert marker.read_text() == "1\n"
 
 
