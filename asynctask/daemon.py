@@ -416,20 +416,17 @@ class Daemon:
         """Delete finished tasks created more than ``retention`` ago, a batch per transaction,
         checking again every ``min(retention / 10, 60 s)``; live tasks are never touched."""
         assert self.store is not None
-        finished = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.EXPIRED)
         while self.accepting:
             cutoff = self.clock() - retention
             try:
-                rows = await self.store.list_tasks(
-                    TaskFilter(states=finished, until=cutoff), PURGE_BATCH
-                )
+                rows = await self.store.old_finished(cutoff, PURGE_BATCH)
             except StoreError as exc:  # a bad moment for the disk: try again next round
                 log.warning("history retention: %s", exc)
                 rows = []
-            chosen = [row for row in rows if (row.tenant, row.id) not in self._live]
+            chosen = [seq for seq, tenant, task_id in rows if (tenant, task_id) not in self._live]
             if chosen:
                 with self.store.one_transaction():
-                    commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
+                    commits = [self.store.put(DeleteTask(seq)) for seq in chosen]
                 results = await asyncio.gather(*commits, return_exceptions=True)
                 if not any(isinstance(result, BaseException) for result in results):
                     log.info("history retention: deleted %d finished tasks", len(chosen))

@@ -161,6 +161,12 @@ def update_rows(count: int) -> str:
 DELETE: Final = "DELETE FROM tasks WHERE seq = ?"
 SET_PAUSE: Final = "INSERT OR IGNORE INTO pauses (kind, tenant, name) VALUES (?, ?, ?)"
 CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name = ?"
+#: Retention: the oldest finished tasks first, along the created_at index (a range scan from
+#: the oldest row, so a pass costs its batch, not the whole history).
+SELECT_OLD_FINISHED: Final = (
+    "SELECT seq, tenant, id FROM tasks INDEXED BY tasks_created_at WHERE created_at < ? "
+    "AND state IN ('succeeded', 'failed', 'cancelled', 'expired') ORDER BY created_at LIMIT ?"
+)
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"

@@ -287,3 +287,17 @@ async def test_load_live_of_100k_rows_is_fast(db_path: str) -> None:
         assert elapsed < 5.0  # generous: about 0.3 s on a 2-vCPU VM
     finally:
         await store.close()
+
+
+async def test_old_finished_returns_the_oldest_finished_tasks_only(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        states = [S.SUCCEEDED, S.QUEUED, S.FAILED, S.RUNNING, S.CANCELLED, S.EXPIRED, S.SUCCEEDED]
+        for seq, state in enumerate(states, start=1):
+            store.put(InsertTask(make_row(seq, state=state, created_at=float(seq))))
+        await store.flush()
+        old = await store.old_finished(before=7.0, limit=10)
+        assert [seq for seq, _, _ in old] == [1, 3, 5, 6]  # oldest first; live ones skipped
+        assert [seq for seq, _, _ in await store.old_finished(before=7.0, limit=2)] == [1, 3]
+    finally:
+        await store.close()
