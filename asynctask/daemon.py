@@ -52,6 +52,7 @@ from asynctask.model import (
     DEDUP_STATES,
     DEFAULT_TENANT,
     FINAL_STATES,
+    LIVE_STATES,
     PRIORITY_DEFAULT,
     ListQuery,
     LiveTask,
@@ -738,11 +739,10 @@ class Daemon:
         assert self.store is not None
         assert self.pool is not None
         now = self.clock()
-        live = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
         chosen = [
             t
             for t in self._live.values()
-            if t.state in live
+            if t.state in LIVE_STATES
             and t.seq not in self._retrying
             and (task_id is None or t.id == task_id)
             and _selected(t, query)

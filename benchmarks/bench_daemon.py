@@ -230,6 +230,13 @@ _WORKERS_2 = "[workers]\nmin_workers = 2\nmax_workers = 2\n"
 _NO_BACKLOG_LIMIT = '[tenants."*"]\nmax_backlog = 10000000\n'
 
 
+def _fill_paused(client: Client, tenant: str, count: int) -> None:
+    """Pause ``tenant`` and queue ``count`` no-op tasks for it, a thousand per call."""
+    client.pause(tenant=tenant)
+    for _ in range(count // 1000):
+        client.submit_many({"func": "benchmarks.tasks:noop", "tenant": tenant} for _ in range(1000))
+
+
 def w6_backlog(tasks: int, durability: str) -> dict[str, float]:
     """W6: ``tasks`` queued (their tenant paused): daemon RSS, restart time, dispatch p99."""
     out: dict[str, float] = {}
@@ -238,11 +245,7 @@ def w6_backlog(tasks: int, durability: str) -> dict[str, float]:
         proc = start_daemon(home, durability, _WORKERS_2 + _NO_BACKLOG_LIMIT)
         try:
             client = Client(home / "asynctask.sock")
-            client.pause(tenant="backlog")
-            for _ in range(tasks // 1000):
-                client.submit_many(
-                    {"func": "benchmarks.tasks:noop", "tenant": "backlog"} for _ in range(1000)
-                )
+            _fill_paused(client, "backlog", tasks)
             out["w6_queued"] = client.ping()["tasks"]["live"]
             out["w6_rss_mib"] = rss_mib(proc.pid)
         finally:
@@ -274,11 +277,7 @@ def w7_fairness(flood: int, durability: str) -> dict[str, float]:
         proc = start_daemon(home, durability, _WORKERS_2 + _NO_BACKLOG_LIMIT)
         try:
             client = Client(home / "asynctask.sock")
-            client.pause(tenant="flood")
-            for _ in range(flood // 1000):
-                client.submit_many(
-                    {"func": "benchmarks.tasks:noop", "tenant": "flood"} for _ in range(1000)
-                )
+            _fill_paused(client, "flood", flood)
             client.resume(tenant="flood")
             time.sleep(0.2)
             handles = []

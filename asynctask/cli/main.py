@@ -397,6 +397,14 @@ def _selector(
     }
 
 
+def _echo_count(done: str, count: int, as_json: bool) -> None:
+    """``cancelled 3 tasks``, or ``{"cancelled": 3}`` with ``--json``."""
+    if as_json:
+        typer.echo(json.dumps({done: count}))
+    else:
+        typer.echo(f"{done} {count} task{'' if count == 1 else 's'}")
+
+
 @app.command()
 def cancel(
     task_id: TaskIdArg = None,
@@ -422,11 +430,9 @@ def cancel(
     selector = _selector(
         "cancel", task_id, state, tenant, queue, function, prefix, since, until, label
     )
-    count = run_client(lambda: client_for(home, socket).cancel(**selector))
-    if as_json:
-        typer.echo(json.dumps({"cancelled": count}))
-    else:
-        typer.echo(f"cancelled {count} task{'' if count == 1 else 's'}")
+    _echo_count(
+        "cancelled", run_client(lambda: client_for(home, socket).cancel(**selector)), as_json
+    )
 
 
 @app.command()
@@ -454,11 +460,7 @@ def delete(
     selector = _selector(
         "delete", task_id, state, tenant, queue, function, prefix, since, until, label
     )
-    count = run_client(lambda: client_for(home, socket).delete(**selector))
-    if as_json:
-        typer.echo(json.dumps({"deleted": count}))
-    else:
-        typer.echo(f"deleted {count} task{'' if count == 1 else 's'}")
+    _echo_count("deleted", run_client(lambda: client_for(home, socket).delete(**selector)), as_json)
 
 
 @app.command()
@@ -480,11 +482,7 @@ def retry(
     selector = _selector(
         "retry", task_id, None, tenant, queue, function, prefix, since, until, label
     )
-    count = run_client(lambda: client_for(home, socket).retry(**selector))
-    if as_json:
-        typer.echo(json.dumps({"retried": count}))
-    else:
-        typer.echo(f"retried {count} task{'' if count == 1 else 's'}")
+    _echo_count("retried", run_client(lambda: client_for(home, socket).retry(**selector)), as_json)
 
 
 @app.command("list")

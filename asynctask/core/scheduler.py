@@ -465,10 +465,9 @@ class Scheduler:
         best of its own."""
         if not self.confined(tenant, now):
             return max(range(len(free)), key=free.__getitem__)
-        settings = self.settings.sharding
         own = tenant.shards
         if own is None:
-            own = tenant.shards = shard_set(tenant.name, settings.shards, settings.per_tenant)
+            own = tenant.shards = self.shards_of(tenant.name)
         best = max(own, key=free.__getitem__)
         if free[best] > 0:
             return best

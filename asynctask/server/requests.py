@@ -25,6 +25,8 @@ from asynctask.core.cron import CATCH_UP, CronSchedule
 from asynctask.errors import UsageError
 from asynctask.model import (
     DEFAULT_TENANT,
+    FINAL_STATES,
+    LIVE_STATES,
     PRIORITY_MAX,
     PRIORITY_MIN,
     ListQuery,
@@ -195,41 +197,35 @@ def parse_list(message: dict[str, Any]) -> ListQuery:
     )
 
 
-LIVE_STATES = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
-
-
 def parse_cancel(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
     """A ``cancel`` selector: only live states (a finished task cannot be cancelled)."""
     return _parse_selector(message, "cancel", LIVE_STATES, "only live tasks can be cancelled")
-
-
-FINISHED_STATES = (
-    TaskState.SUCCEEDED,
-    TaskState.FAILED,
-    TaskState.CANCELLED,
-    TaskState.EXPIRED,
-)
 
 
 def parse_delete(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
     """A ``delete`` selector: finished tasks only (cancel live ones first); all of them by
     default."""
     query, task_id = _parse_selector(
-        message, "delete", FINISHED_STATES, "only finished tasks can be deleted (cancel first)"
+        message, "delete", FINAL_STATES, "only finished tasks can be deleted (cancel first)"
     )
-    return replace(query, states=query.states or FINISHED_STATES), task_id
+    return replace(query, states=query.states or _in_order(FINAL_STATES)), task_id
+
+
+def _in_order(states: frozenset[TaskState]) -> tuple[TaskState, ...]:
+    """A set of states in ``TaskState``'s order, for messages and stable queries."""
+    return tuple(state for state in TaskState if state in states)
 
 
 def parse_retry(message: dict[str, Any]) -> tuple[ListQuery, str | None]:
     """A ``retry`` selector: failed tasks (the dead-letter queue) only; that is the default."""
     query, task_id = _parse_selector(
-        message, "retry", (TaskState.FAILED,), "only failed tasks can be retried"
+        message, "retry", frozenset({TaskState.FAILED}), "only failed tasks can be retried"
     )
     return replace(query, states=(TaskState.FAILED,)), task_id
 
 
 def _parse_selector(
-    message: dict[str, Any], op: str, allowed: tuple[TaskState, ...], refusal: str
+    message: dict[str, Any], op: str, allowed: frozenset[TaskState], refusal: str
 ) -> tuple[ListQuery, str | None]:
     """The ``list`` fields (no ``limit``) and ``id`` (one task), at least one of them, and
     only ``allowed`` states."""
@@ -249,7 +245,7 @@ def _parse_selector(
     if refused:
         raise UsageError(
             f"{refusal}, not {', '.join(refused)} ones "
-            f"({op} takes: {', '.join(s.value for s in allowed)})"
+            f"({op} takes: {', '.join(s.value for s in _in_order(allowed))})"
         )
     return query, task_id
 

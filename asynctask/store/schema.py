@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from asynctask.model import LIVE_STATES, TaskState
+from asynctask.model import FINAL_STATES, LIVE_STATES, TaskState
 
 Durability = Literal["full", "normal"]
 
@@ -59,9 +59,13 @@ COLUMNS: Final = (
     "finished_at",
 )
 
-_LIVE_LIST: Final = ", ".join(
-    f"'{state.value}'" for state in TaskState if state in LIVE_STATES
-)  # scheduled, queued, running in TaskState's order: the partial index and load_live share it
+
+def _state_list(states: frozenset[TaskState]) -> str:
+    return ", ".join(f"'{state.value}'" for state in TaskState if state in states)
+
+
+# scheduled, queued, running in TaskState's order: the partial index and load_live share it
+_LIVE_LIST: Final = _state_list(LIVE_STATES)
 
 #: ``state IN (...)`` for the live states, spelled identically in the partial index and the
 #: recovery query: SQLite uses a partial index only when the query's WHERE implies the index's.
@@ -165,7 +169,7 @@ CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name 
 #: the oldest row, so a pass costs its batch, not the whole history).
 SELECT_OLD_FINISHED: Final = (
     "SELECT seq, tenant, id FROM tasks INDEXED BY tasks_created_at WHERE created_at < ? "
-    "AND state IN ('succeeded', 'failed', 'cancelled', 'expired') ORDER BY created_at LIMIT ?"
+    f"AND state IN ({_state_list(FINAL_STATES)}) ORDER BY created_at LIMIT ?"
 )
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
