@@ -59,6 +59,11 @@ class TaskStatus:
     result: Any
     error: dict[str, Any] | None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Each failed attempt's error, oldest first (``attempt``, ``kind``, ``type``, ``message``,
+    #: ``started_at``, ``finished_at``); kept after a later attempt succeeds.
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Held by ``pause`` by selector (its state stays ``queued`` or ``scheduled``).
+    paused: bool = False
     created_at: float | None = None
     due_at: float | None = None
     started_at: float | None = None
@@ -85,6 +90,8 @@ class TaskStatus:
             "retries": self.retries,
             "result": _jsonable(self.result),
             "error": self.error,
+            "errors": [_error_json(entry) for entry in self.errors],
+            "paused": self.paused,
             "labels": dict(self.labels),
             "created_at": format_time(self.created_at),
             "due_at": format_time(self.due_at),
@@ -107,11 +114,19 @@ class TaskStatus:
             result=unpack(result) if isinstance(result, bytes) else None,
             error=raw.get("error"),
             labels=dict(raw.get("labels") or {}),
+            errors=list(raw.get("errors") or []),
+            paused=bool(raw.get("paused", False)),
             created_at=raw.get("created_at"),
             due_at=raw.get("due_at"),
             started_at=raw.get("started_at"),
             finished_at=raw.get("finished_at"),
         )
+
+
+def _error_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``errors`` entry with its times as ISO 8601, like the task's own."""
+    times = ("started_at", "finished_at")
+    return {key: format_time(value) if key in times else value for key, value in entry.items()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -232,6 +247,22 @@ class _Calls:
             fields["function"] = function_ref(function)
         return fields
 
+    def pause_fields(
+        self, tenant: str | None, queue: str | None, function: Any, tasks: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """The fields of a ``pause``/``resume`` and the reply key holding its count: a target
+        (tenant, queue or function; "changed") or, with a task ID or task filter, the waiting
+        tasks it matches ("tasks")."""
+        unknown = set(tasks) - _TASK_FILTERS
+        if unknown:
+            raise UsageError(f"pause/resume take no {', '.join(sorted(unknown))}")
+        if not any(value not in (None, (), {}, [], "") for value in tasks.values()):
+            return self.target(tenant, queue, function), "changed"
+        selector = _id_field({**tasks, "queue": queue, "function": function})
+        if tenant is not None:
+            selector["tenant"] = tenant
+        return self.selector_fields(**selector), "tasks"
+
     def cron_fields(
         self,
         name: str,
@@ -272,6 +303,10 @@ class _Calls:
                 value = [value] if isinstance(value, str) else list(value)
             fields[name] = value
         return fields
+
+
+#: What makes ``pause``/``resume`` act on tasks one by one.
+_TASK_FILTERS = frozenset({"task_id", "state", "prefix", "since", "until", "labels"})
 
 
 def _id_field(selector: dict[str, Any]) -> dict[str, Any]:
@@ -527,17 +562,31 @@ class AsyncClient:
         return int(reply["cancelled"])
 
     async def pause(
-        self, tenant: str | None = None, queue: str | None = None, function: Any = None
-    ) -> bool:
-        """Hold a tenant, one of its queues, or a function; returns whether anything changed."""
-        fields = self._calls.target(tenant, queue, function)
-        return bool((await self._call("pause", **fields))["changed"])
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: Any = None,
+        **tasks: Any,
+    ) -> int:
+        """Hold a tenant, one of its queues, or a function, including what is submitted later:
+        returns 1 if it was not paused yet, else 0.
+
+        Given ``task_id=`` or a task filter (``state``, ``prefix``, ``labels``, ``since``,
+        ``until``; ``tenant``, ``queue`` and ``function`` then narrow it), hold the waiting tasks
+        it matches now, one by one, in one transaction, and return how many."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int((await self._call("pause", **fields))[key])
 
     async def resume(
-        self, tenant: str | None = None, queue: str | None = None, function: Any = None
-    ) -> bool:
-        fields = self._calls.target(tenant, queue, function)
-        return bool((await self._call("resume", **fields))["changed"])
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: Any = None,
+        **tasks: Any,
+    ) -> int:
+        """Undo ``pause`` (same arguments)."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int((await self._call("resume", **fields))[key])
 
     async def queues(self) -> dict[str, Any]:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
@@ -713,15 +762,26 @@ class Client:
         return int(self._call("cancel", **fields)["cancelled"])
 
     def pause(
-        self, tenant: str | None = None, queue: str | None = None, function: Any = None
-    ) -> bool:
-        """Hold a tenant, one of its queues, or a function; returns whether anything changed."""
-        return bool(self._call("pause", **self._calls.target(tenant, queue, function))["changed"])
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: Any = None,
+        **tasks: Any,
+    ) -> int:
+        """Hold a target or the tasks a selector matches; see ``AsyncClient.pause``."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int(self._call("pause", **fields)[key])
 
     def resume(
-        self, tenant: str | None = None, queue: str | None = None, function: Any = None
-    ) -> bool:
-        return bool(self._call("resume", **self._calls.target(tenant, queue, function))["changed"])
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: Any = None,
+        **tasks: Any,
+    ) -> int:
+        """Undo ``pause`` (same arguments)."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int(self._call("resume", **fields)[key])
 
     def queues(self) -> dict[str, Any]:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""

@@ -54,6 +54,7 @@ from asynctask.model import (
     FINAL_STATES,
     LIVE_STATES,
     PRIORITY_DEFAULT,
+    WAITING_STATES,
     ListQuery,
     LiveTask,
     SubmitSpec,
@@ -374,6 +375,8 @@ class Daemon:
                 started_at=task.started_at,
                 finished_at=task.finished_at,
                 due_at=task.due_at,
+                errors=task.errors,
+                held=task.held,
             )
         )
         future.add_done_callback(_log_store_failure)
@@ -729,6 +732,40 @@ class Daemon:
         log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
         return True
 
+    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
+        """Pause (or resume) the waiting tasks a selector matches, one by one, in one
+        transaction; durable before the reply. Unlike a tenant, queue or function pause, it
+        holds only what waits now, not later submits. Returns how many changed."""
+        assert self.store is not None
+        now = self.clock()
+        matching = [
+            t
+            for t in self._live.values()
+            if t.state in WAITING_STATES
+            and t.seq not in self._retrying
+            and (task_id is None or t.id == task_id)
+            and _selected(t, query)
+        ]
+        if task_id is not None and not matching:
+            await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
+        scheduler = self.scheduler
+        changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
+        with self.store.one_transaction():
+            for task in changed:
+                self._persist(task)
+        if changed:
+            log.info("%s %d tasks", "paused" if paused else "resumed", len(changed))
+            if not paused:
+                self._wake()
+            await self.store.flush()  # the reply says it is done only once it is stored
+        return len(changed)
+
+    async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
+        """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
+        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+        status = await self.status(tenant, task_id)  # raises NotFound for an unknown ID
+        raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
+
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, self.clock(), tenants)
 
@@ -896,6 +933,8 @@ def _row_of(task: LiveTask) -> TaskRow:
         due_at=task.due_at,
         started_at=task.started_at,
         finished_at=task.finished_at,
+        errors=task.errors,
+        held=task.held,
     )
 
 
@@ -922,6 +961,8 @@ def _task_from_row(row: TaskRow) -> LiveTask:
         finished_at=row.finished_at,
         result=row.result,
         error=row.error,
+        errors=row.errors,
+        held=row.held,
     )
 
 
@@ -937,6 +978,8 @@ def _view(task: LiveTask) -> dict[str, Any]:
         "retries": task.retries,
         "result": task.result,
         "error": task.error,
+        "errors": task.errors or [],
+        "paused": task.held,
         "labels": task.labels,
         "created_at": task.created_at,
         "due_at": task.due_at,

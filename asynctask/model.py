@@ -53,6 +53,8 @@ DEDUP_STATES: Final = frozenset({S.SCHEDULED, S.QUEUED, S.RUNNING, S.SUCCEEDED})
 FINAL_STATES: Final = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.EXPIRED})
 #: States the daemon keeps in memory.
 LIVE_STATES: Final = frozenset({S.SCHEDULED, S.QUEUED, S.RUNNING})
+#: Live and not yet started: what ``pause`` by selector can hold.
+WAITING_STATES: Final = frozenset({S.SCHEDULED, S.QUEUED})
 
 
 class InvalidTransition(Exception):
@@ -228,9 +230,11 @@ class LiveTask:
         "created_at",
         "due_at",
         "error",
+        "errors",
         "expires_at",
         "finished_at",
         "function",
+        "held",
         "id",
         "labels",
         "options",
@@ -270,6 +274,8 @@ class LiveTask:
         finished_at: float | None = None,
         result: bytes | None = None,
         error: dict[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        held: bool = False,
     ) -> None:
         self.seq = seq
         self.tenant = tenant
@@ -291,6 +297,8 @@ class LiveTask:
         self.finished_at = finished_at
         self.result = result
         self.error = error
+        self.errors = errors  # every failed attempt's error, oldest first (see record_error)
+        self.held = held  # paused by selector: waiting, but out of the scheduler's queues
         self.queued_at = 0.0  # when it last became ready; set by the scheduler (aging)
 
     def __repr__(self) -> str:

@@ -79,11 +79,17 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
         typer.echo(json.dumps(status.to_json()))
         return
     data = status.to_json()
-    lines = [f"{key:<12} {value}" for key, value in data.items() if key not in ("error", "result")]
+    hidden = ("error", "errors", "result")
+    lines = [f"{key:<12} {value}" for key, value in data.items() if key not in hidden]
     if status.succeeded:
         lines.append(f"{'result':<12} {json.dumps(data['result'])}")
     if status.error:
         lines.append(f"{'error':<12} {status.error.get('type')}: {status.error.get('message')}")
+    for entry in data["errors"]:
+        lines.append(
+            f"{'attempt ' + str(entry.get('attempt')):<12} {entry.get('kind')} "
+            f"{entry.get('type')}: {entry.get('message')} (ended {entry.get('finished_at')})"
+        )
     typer.echo("\n".join(lines))
 
 
@@ -543,28 +549,53 @@ def list_tasks(
 
 
 PauseTenant = Annotated[
-    str | None, typer.Option("--tenant", help="The tenant (with --queue: one of its queues).")
+    str | None,
+    typer.Option(
+        "--tenant", help="The tenant (with --queue: one of its queues; with task filters: theirs)."
+    ),
 ]
 PauseQueue = Annotated[str | None, typer.Option("--queue", help="A queue of --tenant.")]
 PauseFunction = Annotated[
-    str | None, typer.Option("--function", help="A function, for every tenant (admins only).")
+    str | None,
+    typer.Option(
+        "--function", help="A function, for every tenant (admins only); with task filters: theirs."
+    ),
+]
+PauseState = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state", help="Task filter: scheduled or queued; repeatable or comma-separated."
+    ),
 ]
 
 
 def _set_paused(
     paused: bool,
+    task_id: str | None,
     tenant: str | None,
     queue: str | None,
     function: str | None,
+    tasks: dict[str, Any],
     home: Path | None,
     socket: Path | None,
     as_json: bool,
 ) -> None:
+    """A target (tenant, queue, function: later submits too), or with an ID or task filter
+    the waiting tasks it matches now, one by one."""
+    verb = "paused" if paused else "resumed"
+    client = client_for(home, socket)
+    call = client.pause if paused else client.resume
+    if task_id is not None or any(tasks.values()):
+        selector = _selector(
+            "pause" if paused else "resume", task_id, tasks["state"], tenant, queue, function,
+            tasks["prefix"], tasks["since"], tasks["until"], tasks["label"],
+        )  # fmt: skip
+        selector["task_id"] = selector.pop("id")
+        _echo_count(verb, run_client(lambda: call(**selector)), as_json)
+        return
     if queue is not None and tenant is None:
         tenant = "default"
-    client = client_for(home, socket)
-    verb = client.pause if paused else client.resume
-    changed = run_client(lambda: verb(tenant=tenant, queue=queue, function=function))
+    changed = run_client(lambda: call(tenant=tenant, queue=queue, function=function))
     if function is not None:
         what = f"function {function}"
     elif queue is not None:
@@ -572,36 +603,52 @@ def _set_paused(
     else:
         what = f"tenant {tenant}"
     if as_json:
-        typer.echo(json.dumps({"target": what, "paused": paused, "changed": changed}))
+        typer.echo(json.dumps({"target": what, "paused": paused, "changed": bool(changed)}))
     else:
-        state = "paused" if paused else "resumed"
-        typer.echo(f"{what} {state}" if changed else f"{what} was already {state}")
+        typer.echo(f"{what} {verb}" if changed else f"{what} was already {verb}")
 
 
 @app.command()
 def pause(
+    task_id: TaskIdArg = None,
     tenant: PauseTenant = None,
     queue: PauseQueue = None,
     function: PauseFunction = None,
+    state: PauseState = None,
+    prefix: SelPrefix = None,
+    since: SelSince = None,
+    until: SelUntil = None,
+    label: SelLabel = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Hold a tenant, a queue or a function: queued tasks wait (running ones go on)."""
-    _set_paused(True, tenant, queue, function, home, socket, as_json)
+    """Hold a tenant, a queue or a function: its queued tasks wait, and so do later ones,
+    until `resume` (running ones go on). With a task ID or a task filter (--state --prefix
+    --label --since --until), hold just the waiting tasks that match now, in one transaction."""
+    tasks = {"state": state, "prefix": prefix, "since": since, "until": until, "label": label}
+    _set_paused(True, task_id, tenant, queue, function, tasks, home, socket, as_json)
 
 
 @app.command()
 def resume(
+    task_id: TaskIdArg = None,
     tenant: PauseTenant = None,
     queue: PauseQueue = None,
     function: PauseFunction = None,
+    state: PauseState = None,
+    prefix: SelPrefix = None,
+    since: SelSince = None,
+    until: SelUntil = None,
+    label: SelLabel = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Release what `pause` held."""
-    _set_paused(False, tenant, queue, function, home, socket, as_json)
+    """Release what `pause` held: a target, or (with an ID or task filter) the held tasks
+    that match, which queue again behind what waits."""
+    tasks = {"state": state, "prefix": prefix, "since": since, "until": until, "label": label}
+    _set_paused(False, task_id, tenant, queue, function, tasks, home, socket, as_json)
 
 
 @app.command()

@@ -121,6 +121,7 @@ class QueueState:
         "fifo",
         "heap_key",
         "heap_version",
+        "held",
         "in_heap",
         "limits",
         "name",
@@ -141,6 +142,7 @@ class QueueState:
         self.fifo = PriorityFifo(aging)
         self.running = 0
         self.scheduled = 0
+        self.held = 0  # waiting tasks paused by selector (in neither ``fifo`` nor the timers)
         self.paused = False
         self.parked: str | None = None
         self.in_heap = False

@@ -60,6 +60,19 @@ class PriorityFifo:
         """A queued task left ``queued`` some other way; its entry is skipped later."""
         self.live -= 1
 
+    def drop(self, seqs: set[int]) -> None:
+        """Take the queued tasks ``seqs`` out now, not lazily: they stay ``queued`` (held by a
+        pause) and may be pushed again, which a stale entry would then duplicate. One pass
+        over the queue, so a bulk pause pays it once per queue, not per task."""
+        for priority, fifo in enumerate(self._levels):
+            if not fifo:
+                continue
+            kept = deque(task for task in fifo if task.seq not in seqs)
+            self.live -= sum(
+                1 for task in fifo if task.seq in seqs and task.state is TaskState.QUEUED
+            )
+            self._levels[priority] = kept
+
     def head(self) -> LiveTask | None:
         """The task ``pop`` would return, or ``None`` when empty."""
         if self.live == 0:

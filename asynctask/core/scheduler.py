@@ -62,7 +62,14 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.sharding import ALWAYS, FAULTS, PROBATION, FaultRecord, shard_set
 from asynctask.core.timers import Timers
 from asynctask.errors import SubmitThrottled
-from asynctask.model import PRIORITY_MAX, ErrorKind, LiveTask, TaskState, error_dict
+from asynctask.model import (
+    PRIORITY_MAX,
+    WAITING_STATES,
+    ErrorKind,
+    LiveTask,
+    TaskState,
+    error_dict,
+)
 
 S = TaskState
 T = TypeVar("T")
@@ -221,7 +228,9 @@ class Scheduler:
         queue = self._queue(tenant, task.queue, now)
         self.function(task.function, now)
         tenant.backlog += 1
-        if task.state is S.QUEUED:
+        if task.held and task.state in _WAITING:
+            queue.held += 1
+        elif task.state is S.QUEUED:
             self._enqueue(task, now)
         elif task.state is S.SCHEDULED:
             queue.scheduled += 1
@@ -254,7 +263,10 @@ class Scheduler:
         task.finished_at = now
         tenant = self._tenants[task.tenant]
         tenant.backlog -= 1
-        if old is S.QUEUED:
+        if task.held:
+            task.held = False
+            tenant.queues[task.queue].held -= 1
+        elif old is S.QUEUED:
             tenant.queues[task.queue].fifo.discard(task)
             self._functions[task.function].queued -= 1
             self._queued -= 1
@@ -275,6 +287,52 @@ class Scheduler:
         task.move(S.CANCELLED)
         task.finished_at = now
         return Finished(task)
+
+    # -- holding tasks (pause by selector) ---------------------------------------------------------
+
+    def hold(self, tasks: list[LiveTask]) -> list[LiveTask]:
+        """Pause these waiting tasks one by one: they keep their state (``queued`` or
+        ``scheduled``) and their place in the backlog, but leave the ready queues and the timers
+        until ``release``; their TTL still runs. Returns the ones that were not held already.
+
+        The queues and timers drop them at once, one pass per queue touched, rather than
+        lazily: a released task is pushed again and must not meet a stale entry of itself."""
+        changed = [task for task in tasks if not task.held and task.state in _WAITING]
+        by_queue: dict[QueueState, set[int]] = {}
+        scheduled: set[int] = set()
+        for task in changed:
+            queue = self._tenants[task.tenant].queues[task.queue]
+            task.held = True
+            queue.held += 1
+            if task.state is S.QUEUED:
+                by_queue.setdefault(queue, set()).add(task.seq)
+                self._functions[task.function].queued -= 1
+                self._queued -= 1
+            else:
+                scheduled.add(task.seq)
+                queue.scheduled -= 1
+        for queue, seqs in by_queue.items():
+            queue.fifo.drop(seqs)
+            if queue.parked == FUNCTION:
+                self._wake_queue(queue)  # the head that held it may be gone
+        if scheduled:
+            self._timers.drop(scheduled)
+        return changed
+
+    def release(self, tasks: list[LiveTask], now: float) -> list[LiveTask]:
+        """Undo ``hold``: queued tasks join the back of their queue, scheduled ones wait for
+        their due time again. Returns the ones that were held."""
+        changed = [task for task in tasks if task.held and task.state in _WAITING]
+        for task in changed:
+            task.held = False
+            queue = self._tenants[task.tenant].queues[task.queue]
+            queue.held -= 1
+            if task.state is S.QUEUED:
+                self._enqueue(task, now)
+            else:
+                queue.scheduled += 1
+                self._timers.push(task)
+        return changed
 
     # -- heaps, parking and waking ----------------------------------------------------------------
 
@@ -646,7 +704,7 @@ class Scheduler:
                 tenant.clean_successes = 0
                 if self.confinement(tenant, now) is not None:
                     tenant.faults.back_off(self.settings.sharding, now)
-        task.error = error
+        record_error(task, error, now)
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
         ):
@@ -673,7 +731,7 @@ class Scheduler:
         function = self._release(task)
         if function is not None:
             self._wake_function_waiters(function)
-        task.error = error_dict(ErrorKind.INTERRUPTED, "Interrupted", reason)
+        record_error(task, error_dict(ErrorKind.INTERRUPTED, "Interrupted", reason), now)
         if task.attempts > task.retries:
             task.move(S.FAILED)
             task.finished_at = now
@@ -731,11 +789,32 @@ class Scheduler:
             raise ValueError(f"unknown pause target kind {kind!r}")
 
 
+#: Failed attempts whose errors a task keeps (the newest); each entry names its attempt, so a
+#: gap shows where older ones were dropped.
+ERROR_HISTORY = 20
+
+
+def record_error(task: LiveTask, error: dict[str, Any], now: float) -> None:
+    """Make ``error`` the task's last error and add it to ``task.errors``, the per-attempt
+    history that outlives a later success (without the traceback: only the last keeps one)."""
+    task.error = error
+    entry = {key: value for key, value in error.items() if key != "traceback"}
+    entry["attempt"] = task.attempts
+    entry["started_at"] = task.started_at
+    entry["finished_at"] = now
+    history = task.errors
+    if history is None:
+        task.errors = [entry]
+    else:
+        history.append(entry)
+        del history[:-ERROR_HISTORY]
+
+
 def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
 
 
-_WAITING = frozenset({S.QUEUED, S.SCHEDULED})
+_WAITING = WAITING_STATES
 
 
 def _kind_of(error: dict[str, Any]) -> ErrorKind:

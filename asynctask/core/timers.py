@@ -43,6 +43,14 @@ class Timers:
             self._heap = [entry for entry in self._heap if _is_live(entry)]
             heapq.heapify(self._heap)
 
+    def drop(self, seqs: set[int]) -> None:
+        """Take the scheduled tasks ``seqs`` out now (held by a pause; they stay ``scheduled``
+        and may be pushed again, which a stale entry would then duplicate). One pass."""
+        kept = [entry for entry in self._heap if entry[2].seq not in seqs]
+        self._live -= sum(1 for entry in self._heap if entry[2].seq in seqs and _is_live(entry))
+        heapq.heapify(kept)
+        self._heap = kept
+
     def next_due(self) -> float | None:
         heap = self._heap
         while heap and not _is_live(heap[0]):

@@ -17,10 +17,12 @@ from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.connection import Peer, Reply
 from asynctask.server.requests import (
+    is_task_selector,
     parse_cancel,
     parse_cron_add,
     parse_cron_ref,
     parse_delete,
+    parse_hold,
     parse_list,
     parse_pause_target,
     parse_retry,
@@ -44,6 +46,8 @@ class Backend(Protocol):
     def list_tasks(self, query: ListQuery) -> Awaitable[list[dict[str, Any]]]: ...
 
     def set_paused(self, target: tuple[str, str, str], paused: bool) -> Awaitable[bool]: ...
+
+    def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> Awaitable[int]: ...
 
     def cancel(self, query: ListQuery, task_id: str | None) -> Awaitable[int]: ...
 
@@ -121,6 +125,10 @@ class Ops:
         if op == "delete":
             query, one_id = parse_delete(message)
             return _wrap(self._backend.delete(self._visible(peer, query), one_id), "deleted")
+        if (op == "pause" or op == "resume") and is_task_selector(message):
+            query, one_id = parse_hold(message, op)
+            held = self._backend.hold(self._visible(peer, query), one_id, op == "pause")
+            return _wrap(held, "tasks")
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
             kind, tenant, _ = target

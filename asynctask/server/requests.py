@@ -29,6 +29,7 @@ from asynctask.model import (
     LIVE_STATES,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    WAITING_STATES,
     ListQuery,
     SubmitSpec,
     TaskState,
@@ -305,6 +306,22 @@ def parse_cron_ref(message: dict[str, Any]) -> tuple[str, str]:
 
 PAUSE_KINDS = ("tenant", "queue", "function")
 
+#: Fields that make ``pause``/``resume`` act on tasks one by one, not on a tenant/queue/function.
+_TASK_SELECTOR_FIELDS = ("id", "state", "prefix", "since", "until", "labels")
+
+
+def is_task_selector(message: dict[str, Any]) -> bool:
+    """Whether a ``pause``/``resume`` names tasks (an ID or a task filter) rather than a target."""
+    return any(message.get(name) not in (None, "", [], {}) for name in _TASK_SELECTOR_FIELDS)
+
+
+def parse_hold(message: dict[str, Any], op: str) -> tuple[ListQuery, str | None]:
+    """A ``pause``/``resume`` of tasks: the selector flags, only waiting states (a running
+    attempt is not stopped by a pause; cancel it)."""
+    return _parse_selector(
+        message, op, WAITING_STATES, "only waiting tasks can be paused or resumed"
+    )
+
 
 def parse_pause_target(message: dict[str, Any]) -> tuple[str, str, str]:
     """``{"tenant"?, "queue"?, "function"?}`` -> ``(kind, tenant, name)``.
@@ -317,12 +334,18 @@ def parse_pause_target(message: dict[str, Any]) -> tuple[str, str, str]:
     function = message.get("function")
     if function is not None:
         if tenant is not None or queue is not None:
-            raise UsageError("pause a function alone, or a tenant, or a tenant's queue")
+            raise UsageError(
+                "pause a function alone, or a tenant, or a tenant's queue "
+                "(to pause one tenant's tasks of a function, add a task filter: --state queued)"
+            )
         if not isinstance(function, str) or not is_function_ref(function):
             raise UsageError(f"function must look like package.module:function, got {function!r}")
         return ("function", "", function)
     if tenant is None:
-        raise UsageError("say what to pause: --tenant, --tenant with --queue, or --function")
+        raise UsageError(
+            "say what to pause: --tenant, --tenant with --queue, or --function; "
+            "or tasks by ID, --state, --prefix, --label, --since or --until"
+        )
     name = _tenant(message)
     if queue is not None:
         return ("queue", name, _optional_name(message, "queue") or "")

@@ -54,7 +54,7 @@ _IMMUTABLE: Final = (str, int, float, bool, bytes, type(None))
 _unpackb = msgpack.unpackb
 
 
-def _dump_json(value: dict[str, Any]) -> str:
+def _dump_json(value: dict[str, Any] | list[dict[str, Any]]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -64,6 +64,7 @@ def row_params(row: TaskRow) -> Params:
         options = msgpack.packb(row.options, use_bin_type=True) if row.options else None
         labels = _dump_json(row.labels) if row.labels else _EMPTY_MAP_JSON
         error = None if row.error is None else _dump_json(row.error)
+        errors = None if row.errors is None else _dump_json(row.errors)
     except (TypeError, ValueError, OverflowError) as exc:
         raise StoreError(f"cannot encode task {row.tenant}/{row.id}: {exc}") from exc
     return (
@@ -84,6 +85,8 @@ def row_params(row: TaskRow) -> Params:
         row.due_at,
         row.started_at,
         row.finished_at,
+        errors,
+        row.held,
     )
 
 
@@ -91,6 +94,7 @@ def update_params(op: UpdateTask) -> Params:
     """The ``UPDATE`` parameters of an op, in ``schema.UPDATE`` order."""
     try:
         error = None if op.error is None else _dump_json(op.error)
+        errors = None if op.errors is None else _dump_json(op.errors)
     except (TypeError, ValueError, OverflowError) as exc:
         raise StoreError(f"cannot encode the error of task seq={op.seq}: {exc}") from exc
     return (
@@ -101,6 +105,8 @@ def update_params(op: UpdateTask) -> Params:
         op.started_at,
         op.finished_at,
         op.due_at,
+        errors,
+        op.held,
         op.seq,
     )
 
@@ -157,6 +163,8 @@ def row_decoder() -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
             due_at,
             started_at,
             finished_at,
+            errors,
+            held,
         ) = row
         options = options_cache.get(options_blob)
         if options is None:
@@ -190,6 +198,8 @@ def row_decoder() -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
             due_at,
             started_at,
             finished_at,
+            None if errors is None else _json_loads(errors),
+            bool(held),
         )
 
     return decode

@@ -44,6 +44,8 @@ class TaskRow:
     due_at: float | None
     started_at: float | None
     finished_at: float | None
+    errors: list[dict[str, Any]] | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class UpdateTask:
     started_at: float | None
     finished_at: float | None
     due_at: float | None
+    errors: list[dict[str, Any]] | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

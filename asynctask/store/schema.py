@@ -57,6 +57,8 @@ COLUMNS: Final = (
     "due_at",
     "started_at",
     "finished_at",
+    "errors",
+    "held",
 )
 
 
@@ -113,6 +115,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE crons (tenant TEXT NOT NULL, name TEXT NOT NULL, definition BLOB NOT NULL, "
         "PRIMARY KEY (tenant, name)) WITHOUT ROWID",
     ),
+    # 4: each failed attempt's error (JSON list; NULL until one fails), and the per-task hold
+    # of ``pause`` by selector. ADD COLUMN with a constant default rewrites no row.
+    (
+        "ALTER TABLE tasks ADD COLUMN errors TEXT",
+        "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -131,7 +139,7 @@ INSERT: Final = (
 )
 UPDATE: Final = (
     "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, "
-    "started_at = ?, finished_at = ?, due_at = ? WHERE seq = ?"
+    "started_at = ?, finished_at = ?, due_at = ?, errors = ?, held = ? WHERE seq = ?"
 )
 _UPDATE_COLUMNS: Final = (
     "state",
@@ -141,6 +149,8 @@ _UPDATE_COLUMNS: Final = (
     "started_at",
     "finished_at",
     "due_at",
+    "errors",
+    "held",
 )
 
 

@@ -111,3 +111,11 @@ def lookup(table: dict[str, int], key: str) -> int:
     if key == "flaky":
         raise RuntimeError("transient")
     return table[key]
+
+
+def fail_before(attempt: int) -> int:
+    """Raises on every attempt before ``attempt`` (each with its own message), then succeeds."""
+    current = asynctask.current_task().attempt
+    if current < attempt:
+        raise ValueError(f"attempt {current} is too early")
+    return current

@@ -64,6 +64,8 @@ async def test_insert_then_get_round_trips_every_field(store: TaskStore) -> None
         due_at=1_700_000_100.5,
         started_at=1_700_000_050.25,
         finished_at=1_700_000_060.0,
+        errors=[{"attempt": 1, "kind": "timeout", "message": "\udcff", "finished_at": 1.5}],
+        held=True,
     )
     bare = make_row(
         2,
@@ -137,6 +139,11 @@ async def test_update_sets_every_mutable_column(store: TaskStore) -> None:
         started_at=10.0,
         finished_at=11.0,
         due_at=12.0,
+    )
+    history = [{"attempt": 1, "kind": "exception", "message": "first"}]
+    await store.put(UpdateTask(1, S.QUEUED, 2, None, None, None, None, None, history, True))
+    assert await store.get_by_seq(1) == make_row(
+        1, state=S.QUEUED, attempts=2, errors=history, held=True
     )
     # and back to None: an update writes every column, including the cleared ones
     await store.put(UpdateTask(1, S.QUEUED, 2, None, None, None, None, None))

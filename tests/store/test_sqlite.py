@@ -88,6 +88,33 @@ async def test_schema_version_is_recorded(db_path: str) -> None:
         await store.close()
 
 
+async def test_a_version_3_database_gains_the_new_columns_and_keeps_its_rows(
+    db_path: str,
+) -> None:
+    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db_path) as conn:  # what the code of schema version 3 left behind
+        conn.execute(schema_module.CREATE_META)
+        for step in schema_module.MIGRATIONS[:3]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(schema_module.WRITE_VERSION, (3,))
+        columns = schema_module.COLUMNS[: schema_module.COLUMNS.index("errors")]
+        conn.execute(
+            f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            (7, "default", "old", "m:f", "default", 5, "queued", b"\x90", b"\x80", "{}", 0,
+             None, None, 1.0, None, None, None),
+        )  # fmt: skip
+    conn.close()
+    store = await Store.open(db_path)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        row = await store.get("default", "old")
+        assert row is not None
+        assert (row.seq, row.errors, row.held) == (7, None, False)
+    finally:
+        await store.close()
+
+
 async def test_a_newer_schema_is_refused(db_path: str) -> None:
     store = await Store.open(db_path)
     await store.close()
