@@ -119,3 +119,16 @@ def fail_before(attempt: int) -> int:
     if current < attempt:
         raise ValueError(f"attempt {current} is too early")
     return current
+
+
+def fork_and_sleep(pid_file: str, seconds: float) -> None:
+    """Writes its own pid and a sleeping grandchild's to ``pid_file``, then sleeps."""
+    child = os.fork()
+    if child == 0:  # the grandchild: sleep, never return into the worker's code
+        try:
+            time.sleep(seconds)
+        finally:
+            os._exit(0)
+    Path(pid_file + ".tmp").write_text(f"{os.getpid()} {child}")
+    os.replace(pid_file + ".tmp", pid_file)
+    time.sleep(seconds)

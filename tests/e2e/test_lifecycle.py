@@ -1,0 +1,48 @@
+"""Timeouts and retry backoff through a real daemon."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.e2e.conftest import poll
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie awaiting its parent."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+
+
+def test_a_timeout_leaves_no_process_behind_and_the_next_task_runs(
+    make_daemon, tmp_path: Path
+) -> None:
+    daemon = make_daemon("[workers]\nmin_workers = 1\nmax_workers = 1\n").start()
+    client = daemon.client()
+    pids = tmp_path / "pids"
+    handle = client.submit("tests.e2e.tasks:fork_and_sleep", str(pids), 60, timeout=0.5, retries=0)
+    ended = handle.wait(timeout=30)
+    assert ended.state.value == "failed"
+    assert ended.error is not None
+    assert ended.error["kind"] == "timeout"
+    worker, grandchild = map(int, pids.read_text().split())
+    poll(lambda: _gone(worker) and _gone(grandchild), timeout=5)
+    assert client.submit("tests.e2e.tasks:add", 2, 2).result(timeout=30) == 4
+
+
+def test_retries_back_off_within_growing_bounds(make_daemon) -> None:
+    """Full jitter: retry n waits uniform(0, base * 2^(n-1)), so each gap has its own bound."""
+    daemon = make_daemon('[retry]\nbackoff_base = "200ms"\nbackoff_cap = "10s"\n').start()
+    client = daemon.client()
+    done = client.submit("tests.e2e.tasks:fail_before", 4, retries=3).wait(timeout=30)
+    assert (done.state.value, done.attempts) == ("succeeded", 4)
+    ends = [entry["finished_at"] for entry in done.errors]
+    starts = [entry["started_at"] for entry in done.errors[1:]] + [done.started_at]
+    gaps = [start - end for start, end in zip(starts, ends, strict=True)]
+    assert all(gap >= 0 for gap in gaps)
+    slack = 0.1  # dispatch after the timer fires
+    for retry, gap in enumerate(gaps, start=1):
+        assert gap <= 0.2 * 2 ** (retry - 1) + slack, gaps
