@@ -57,6 +57,7 @@ class WorkersConfig:
     kill_grace: float = 2.0
     max_tasks_per_worker: int = 0  # 0: never recycle
     paths: tuple[str, ...] = ()
+    concurrency: int = 1  # attempts one worker process runs at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,15 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     _only(
         workers,
         "workers.",
-        {"min_workers", "max_workers", "timeout", "kill_grace", "max_tasks_per_worker", "paths"},
+        {
+            "min_workers",
+            "max_workers",
+            "timeout",
+            "kill_grace",
+            "max_tasks_per_worker",
+            "paths",
+            "concurrency",
+        },
     )
     _only(retry, "retry.", {"retries", "backoff_base", "backoff_cap"})
     _only(auth, "auth.", {"admins", "users"})
@@ -180,6 +189,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             workers, "workers.max_tasks_per_worker", w.max_tasks_per_worker, _int(0, 10**9)
         ),
         paths=_get(workers, "workers.paths", w.paths, _paths),
+        concurrency=_get(workers, "workers.concurrency", w.concurrency, _int(1, 1024)),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")

@@ -97,7 +97,11 @@ class Daemon:
         self.scheduler = Scheduler(
             RetryPolicy(config.retry.backoff_base, config.retry.backoff_cap),
             random.Random(),
-            replace(config.scheduler, capacity=workers, sharding=sharding),
+            replace(
+                config.scheduler,
+                capacity=workers * config.workers.concurrency,  # attempts at once, not processes
+                sharding=sharding,
+            ),
         )
         self._sharded = sharding.sharded
         self.store: Store | None = None
@@ -189,6 +193,7 @@ class Daemon:
                 kill_grace=workers.kill_grace,
                 max_tasks_per_worker=workers.max_tasks_per_worker or None,
                 shards=self.scheduler.settings.sharding.shards,
+                concurrency=workers.concurrency,
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,

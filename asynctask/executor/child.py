@@ -117,20 +117,36 @@ class Worker:
             frame = protocol.encode_frame(
                 {"op": "done", "aid": done.get("aid"), "ok": False, "error": error}
             )
+        self._write_frame(frame)
+
+    def _write_frame(self, frame: bytes) -> None:
         self._sock.sendall(frame)
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         """Run one ``run`` frame and build its ``done`` frame; never raises."""
         aid = message.get("aid")
         try:
-            reply = self._run(message)
+            prepared = self._prepare(message)
+            if isinstance(prepared, dict):
+                reply = prepared
+            else:
+                function, args, kwargs, context = prepared
+                try:
+                    value = self._call(function, args, kwargs, context)
+                except Exception as exc:
+                    reply = _failure(function, exc)
+                else:
+                    reply = _success(value)
         except BaseException as exc:  # the task must never end the worker
             reply = {"ok": False, "error": _describe(exc)}
         finally:
             _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
         return {"op": "done", "aid": aid, **reply}
 
-    def _run(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(
+        self, message: dict[str, Any]
+    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any], TaskContext] | dict[str, Any]:
+        """The function, arguments and context of a ``run`` frame, or the failed reply."""
         ref = message.get("func")
         if not isinstance(ref, str):
             raise _ImportFailure(f"the run frame has no function reference: {ref!r}")
@@ -139,32 +155,7 @@ class Worker:
         except _ImportFailure as exc:
             return {"ok": False, "error": _describe_import_failure(exc)}
         args, kwargs = _decode_payload(message.get("payload"))
-        context = _task_context(message.get("ctx"))
-        try:
-            value = self._call(function, args, kwargs, context)
-        except Exception as exc:
-            final = getattr(function, "__asynctask_non_retryable__", ())
-            if final and isinstance(exc, final):
-                # Declared with @asynctask.task(non_retryable=...): retrying cannot help.
-                error = _describe(exc)
-                error["kind"] = ErrorKind.FAIL.value
-                error["non_retryable"] = True
-                return {"ok": False, "error": error}
-            raise
-        try:
-            result = protocol.pack(value)
-        except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
-            return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}
-        if len(result) > _MAX_RESULT:
-            return {
-                "ok": False,
-                "error": _bad_result(
-                    f"the packed result is {len(result)} bytes, more than the "
-                    f"{_MAX_RESULT}-byte limit",
-                    None,
-                ),
-            }
-        return {"ok": True, "result": result}
+        return function, args, kwargs, _task_context(message.get("ctx"))
 
     def _call(
         self,
@@ -208,6 +199,170 @@ class Worker:
             function = _import_function(ref)
             self._functions[ref] = function
         return function
+
+
+class ConcurrentWorker(Worker):
+    """A worker that runs up to ``slots`` attempts at once (``[workers] concurrency``).
+
+    Async functions run as tasks on the worker's event loop, sync ones on a pool of ``slots``
+    threads, so I/O-bound work overlaps without a process per attempt. The price is shared
+    fate: the attempts share the process's memory, limits and crashes. The pool stops one
+    attempt with a ``cancel`` frame; an async one is cancelled here and answers
+    ``{"ok": False, "cancelled": True}``, but a thread cannot be stopped, so a sync one is left
+    running and the pool kills the whole worker after its grace period.
+    """
+
+    def __init__(self, sock: socket.socket, slots: int) -> None:
+        super().__init__(sock)
+        self._slots = slots
+        self._tasks: dict[Any, asyncio.Task[None]] = {}
+        self._in_threads: set[Any] = set()
+        self._started: set[Any] = set()
+        self._cancelled: set[Any] = set()
+        self._writer: asyncio.StreamWriter | None = None
+
+    def serve(self) -> int:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._threads = ThreadPoolExecutor(self._slots, thread_name_prefix="asynctask-task")
+        return loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> int:
+        import asyncio
+
+        self._sock.setblocking(False)
+        reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
+        self._writer.write(protocol.encode_frame({"op": "ready", "pid": os.getpid()}))
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await reader.read(_RECV_SIZE)
+            except OSError:
+                return 0
+            if not data:
+                return 0
+            try:
+                messages = self._decoder.feed(data)
+            except ProtocolError as exc:
+                print(f"asynctask worker {os.getpid()}: {exc.message}", file=sys.stderr)
+                return 2
+            for message in messages:
+                op = message.get("op")
+                if op == "run":
+                    aid = message.get("aid")
+                    self._tasks[aid] = loop.create_task(self._run_one(message))
+                elif op == "cancel":
+                    self._cancel(message.get("aid"))
+                elif op == "exit":
+                    return 0
+                else:
+                    print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
+
+    def _cancel(self, aid: Any) -> None:
+        task = self._tasks.get(aid)
+        if task is None or aid in self._in_threads:
+            return  # finished already, or a thread nobody can stop: the pool kills the worker
+        if aid not in self._started:  # cancelled before its first step: it would never reply
+            task.cancel()
+            del self._tasks[aid]
+            self._reply({"op": "done", "aid": aid, "ok": False, "cancelled": True})
+            return
+        self._cancelled.add(aid)
+        task.cancel()
+
+    async def _run_one(self, message: dict[str, Any]) -> None:
+        import asyncio
+
+        aid = message.get("aid")
+        self._started.add(aid)
+        try:
+            prepared = self._prepare(message)
+            if isinstance(prepared, dict):
+                reply = prepared
+            else:
+                function, args, kwargs, context = prepared
+                try:
+                    value = await self._call_async(aid, function, args, kwargs, context)
+                except asyncio.CancelledError:
+                    if aid not in self._cancelled:
+                        raise
+                    reply = {"ok": False, "cancelled": True}
+                except Exception as exc:
+                    reply = _failure(function, exc)
+                else:
+                    reply = _success(value)
+        except BaseException as exc:  # the task must never end the worker
+            reply = {"ok": False, "error": _describe(exc)}
+        finally:
+            self._tasks.pop(aid, None)
+            self._started.discard(aid)
+            self._cancelled.discard(aid)
+        self._reply({"op": "done", "aid": aid, **reply})
+
+    async def _call_async(
+        self,
+        aid: Any,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: TaskContext,
+    ) -> Any:
+        import asyncio
+        import contextvars
+        import functools
+        import inspect
+
+        CURRENT.set(context)  # this asyncio task's own context: no reset needed
+        if inspect.iscoroutinefunction(function):
+            return await function(*args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        self._in_threads.add(aid)
+        try:
+            value = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        finally:
+            self._in_threads.discard(aid)
+        if isinstance(value, Coroutine):  # a sync function that returned a coroutine
+            value = await value
+        return value
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._writer is not None
+        self._writer.write(protocol.encode_frame(message))
+
+    def _write_frame(self, frame: bytes) -> None:
+        assert self._writer is not None
+        self._writer.write(frame)
+
+
+def _failure(function: Callable[..., Any], exc: Exception) -> dict[str, Any]:
+    """The reply for an exception the task raised; ``non_retryable`` ones fail at once."""
+    final = getattr(function, "__asynctask_non_retryable__", ())
+    error = _describe(exc)
+    if final and isinstance(exc, final):
+        # Declared with @asynctask.task(non_retryable=...): retrying cannot help.
+        error["kind"] = ErrorKind.FAIL.value
+        error["non_retryable"] = True
+    return {"ok": False, "error": error}
+
+
+def _success(value: Any) -> dict[str, Any]:
+    """The reply for a returned value: packed, or a bad-result error."""
+    try:
+        result = protocol.pack(value)
+    except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
+        return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}
+    if len(result) > _MAX_RESULT:
+        return {
+            "ok": False,
+            "error": _bad_result(
+                f"the packed result is {len(result)} bytes, more than the {_MAX_RESULT}-byte limit",
+                None,
+            ),
+        }
+    return {"ok": True, "result": result}
 
 
 def _import_function(ref: str) -> Callable[..., Any]:
@@ -413,15 +568,20 @@ def _extend_sys_path() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m asynctask.executor.child FD", file=sys.stderr)
+    if not 1 <= len(args) <= 2 or not all(arg.isdigit() for arg in args) or args[1:] == ["0"]:
+        print("usage: python -m asynctask.executor.child FD [CONCURRENCY]", file=sys.stderr)
         return 2
+    slots = int(args[1]) if len(args) == 2 else 1
     if not _die_with_parent():
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()
+    if slots > 1:
+        status = ConcurrentWorker(sock, slots).serve()
+        _flush_stdio()
+        os._exit(status)  # not sys.exit: it would wait for task threads nobody waits for
     try:
         return Worker(sock).serve()
     except BrokenPipeError:

@@ -84,6 +84,7 @@ class PoolConfig:
     output_path: str | None = None  # append workers' stdout/stderr here (None: inherit)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
+    concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +118,19 @@ class _State(Enum):
     DEAD = "dead"
 
 
-#: The states that count towards ``size`` (and so towards a shard's share of it).
-_COUNTED: Final = frozenset({_State.STARTING, _State.IDLE, _State.BUSY})
+#: Error kind of an attempt that shared a worker with one that had to be killed.
+_BYSTANDER: Final = ErrorKind.INTERRUPTED
 
 
 class _Worker:
     """The pool's record of one worker process (plain data; the pool owns the logic)."""
 
     __slots__ = (
+        "accepting",
         "channel",
         "death_note",
         "exited",
-        "job",
-        "job_timer",
+        "jobs",
         "kill_timer",
         "pid",
         "process",
@@ -137,6 +138,8 @@ class _Worker:
         "runs",
         "shard",
         "state",
+        "stopping",
+        "timers",
         "was_ready",
     )
 
@@ -146,8 +149,12 @@ class _Worker:
         self.pid = 0
         self.process: asyncio.SubprocessTransport | None = None
         self.channel: asyncio.Transport | None = None
-        self.job: Job | None = None
-        self.job_timer: asyncio.TimerHandle | None = None
+        self.jobs: dict[int, Job] = {}  # running on it, reported to nobody yet
+        self.timers: dict[int, asyncio.TimerHandle] = {}  # per job: its timeout or stop grace
+        # Jobs sent a ``cancel`` frame, with the error to report when it is confirmed (None:
+        # already reported). Only with concurrency > 1; otherwise the worker is killed.
+        self.stopping: dict[int, dict[str, Any] | None] = {}
+        self.accepting = False  # ready, and takes new jobs while it has a free slot
         self.kill_timer: asyncio.TimerHandle | None = None
         self.ready_timer: asyncio.TimerHandle | None = None
         self.runs = 0
@@ -156,7 +163,10 @@ class _Worker:
         self.exited = exited
 
     def __repr__(self) -> str:
-        return f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} runs={self.runs}>"
+        return (
+            f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} "
+            f"jobs={len(self.jobs)} runs={self.runs}>"
+        )
 
 
 class _ProcessProtocol(asyncio.SubprocessProtocol):
@@ -217,6 +227,8 @@ class WorkerPool:
             raise ValueError(f"workers must be 0 or more, not {config.workers}")
         if config.max_tasks_per_worker is not None and config.max_tasks_per_worker < 1:
             raise ValueError("max_tasks_per_worker must be 1 or more (or None)")
+        if config.concurrency < 1:
+            raise ValueError(f"concurrency must be 1 or more, not {config.concurrency}")
         if not 1 <= config.shards <= max(config.workers, 1):
             raise ValueError(
                 f"shards must be between 1 and the number of workers "
@@ -227,10 +239,13 @@ class WorkerPool:
         self._on_idle = on_idle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
-        # One stack per shard: the most recently used worker, the warmest, is last.
-        self._idle: list[list[_Worker]] = [[] for _ in range(config.shards)]
-        self._idle_count = 0  # the sum of their lengths: ``idle`` is read on every daemon step
-        self._running: dict[int, _Worker] = {}  # aid -> BUSY worker
+        self._slots = config.concurrency
+        # One stack per shard of the accepting workers with a free slot: the most recently
+        # used worker, the warmest, is last.
+        self._free: list[list[_Worker]] = [[] for _ in range(config.shards)]
+        self._free_slots = [0] * config.shards  # per shard: free slots of accepting workers
+        self._idle_count = 0  # their sum: ``idle`` is read on every daemon step
+        self._running: dict[int, _Worker] = {}  # aid -> the worker it runs on
         self._spawning: set[asyncio.Task[None]] = set()
         self._spawn_lock = asyncio.Lock()
         self._started = False  # start() succeeded: replacements are automatic from now on
@@ -242,7 +257,7 @@ class WorkerPool:
         self._env = _worker_env(config)
 
     def __repr__(self) -> str:
-        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._idle) > 1 else ""
+        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._free) > 1 else ""
         return (
             f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
             f"starting={self.starting}{shards}>"
@@ -252,12 +267,13 @@ class WorkerPool:
 
     @property
     def idle(self) -> int:
-        """Workers that ``run`` can hand a job to right now (in any shard)."""
+        """Jobs ``run`` can start right now (in any shard): free slots of accepting workers,
+        which is idle workers when each runs one attempt at a time."""
         return self._idle_count
 
     def idle_by_shard(self) -> list[int]:
-        """The number of idle workers in each shard, indexed by shard (``config.shards`` long)."""
-        return [len(stack) for stack in self._idle]
+        """``idle`` per shard, indexed by shard (``config.shards`` long)."""
+        return list(self._free_slots)
 
     @property
     def busy(self) -> int:
@@ -269,11 +285,14 @@ class WorkerPool:
 
     @property
     def size(self) -> int:
-        """Workers that count towards ``config.workers``: starting, idle or busy.
+        """Workers that count towards ``config.workers``: starting, or ready and accepting.
 
-        Workers being killed or retired are not counted: their replacements already are.
+        Workers being killed, retired or drained for recycling are not counted: their
+        replacements already are.
         """
-        return self.idle + self.busy + self.starting
+        return sum(
+            1 for worker in self._workers if worker.accepting or worker.state is _State.STARTING
+        )
 
     @property
     def running(self) -> frozenset[int]:
@@ -342,14 +361,16 @@ class WorkerPool:
         index on ties), which leaves the scarce shards' workers to callers that need them. A
         refused call changes nothing.
         """
-        if shard is not None and not 0 <= shard < len(self._idle):
-            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._idle) - 1}")
+        if shard is not None and not 0 <= shard < len(self._free):
+            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._free) - 1}")
         if self._closing:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
             raise RuntimeError(f"attempt {job.aid} is already running")
-        # Without a shard: the first of the longest stacks.
-        stack = max(self._idle, key=len) if shard is None else self._idle[shard]
+        chosen = shard
+        if chosen is None:  # the shard with the most free slots, the lowest on ties
+            chosen = max(range(len(self._free)), key=self._free_slots.__getitem__)
+        stack = self._free[chosen]
         if not stack:
             where = "" if shard is None else f" in shard {shard}"
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
@@ -364,15 +385,20 @@ class WorkerPool:
                 "ctx": job.context,
             }
         )
-        worker = stack.pop()
-        self._idle_count -= 1
+        worker = stack[-1]
         channel = worker.channel
         assert channel is not None
         worker.state = _State.BUSY
-        worker.job = job
+        worker.jobs[job.aid] = job
+        self._free_slots[chosen] -= 1
+        self._idle_count -= 1
+        if len(worker.jobs) >= self._slots:
+            stack.pop()
         self._running[job.aid] = worker
         if job.timeout is not None:
-            worker.job_timer = self._loop.call_later(job.timeout, self._on_timeout, worker, job)
+            worker.timers[job.aid] = self._loop.call_later(
+                job.timeout, self._on_timeout, worker, job
+            )
         channel.write(frame)
 
     def cancel(self, aid: int) -> bool:
@@ -383,13 +409,18 @@ class WorkerPool:
         re-entered. A replacement worker is started at once.
         """
         worker = self._running.get(aid)
-        if worker is None or worker.job is None:
+        if worker is None:
             return False
         assert self._loop is not None
-        outcome = self._abandon(
-            worker, error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
-        )
-        self._loop.call_soon(self._emit, outcome)
+        error = error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
+        if self._shares_worker(worker, aid):
+            del self._running[aid]
+            self._stop_one(worker, worker.jobs[aid], None)
+            outcomes = [Outcome(aid, False, None, error, worker.pid)]
+        else:
+            outcomes = self._abandon(worker, {aid: error}, report=True)
+        for outcome in outcomes:
+            self._loop.call_soon(self._emit, outcome)
         return True
 
     async def stop(self, deadline: float | None) -> list[int]:
@@ -411,6 +442,8 @@ class WorkerPool:
                 self._retire(worker)
             elif worker.state is _State.STARTING:
                 self._kill(worker)
+            elif worker.state is _State.BUSY:
+                self._stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -422,8 +455,8 @@ class WorkerPool:
             finally:
                 self._drained = None
         unfinished = list(self._running)
-        for worker in list(self._running.values()):
-            self._abandon(worker, None)
+        for worker in {id(w): w for w in self._running.values()}.values():
+            self._abandon(worker, {}, report=False)
         if self._spawning:
             await asyncio.gather(*self._spawning, return_exceptions=True)
         pending = [worker.exited for worker in self._workers]
@@ -442,9 +475,9 @@ class WorkerPool:
         The shard is chosen now, from the records that exist now (not when the process is up),
         so a batch of records made in a row - ``start()``, a ``_refill`` - spreads evenly.
         """
-        sizes = [0] * len(self._idle)
+        sizes = [0] * len(self._free)
         for other in self._workers:  # O(workers), once per process start: noise beside a fork
-            if other.state in _COUNTED:
+            if other.accepting or other.state is _State.STARTING:
                 sizes[other.shard] += 1
         worker = _Worker(loop.create_future(), sizes.index(min(sizes)))
         self._workers.add(worker)
@@ -479,6 +512,7 @@ class WorkerPool:
                     "-m",
                     "asynctask.executor.child",
                     str(fd),
+                    *([str(config.concurrency)] if config.concurrency > 1 else []),
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=output,
@@ -572,44 +606,79 @@ class WorkerPool:
         if self._closing:
             self._retire(worker)
             return
-        self._make_idle(worker)
+        self._make_ready(worker)
         waiter = self._start_waiter
         if waiter is not None:
-            if not waiter.done() and self._idle_count == self._config.workers:
+            if not waiter.done() and self._idle_count == self._config.workers * self._slots:
                 waiter.set_result(None)
             return  # start() is still running: no callbacks before it returns
         self._refill()
         self._notify_idle()
 
     def _on_done(self, worker: _Worker, message: dict[str, Any]) -> None:
-        job = worker.job
-        if worker.state is not _State.BUSY or job is None or message.get("aid") != job.aid:
+        aid = message.get("aid")
+        job = worker.jobs.get(aid) if isinstance(aid, int) else None
+        if job is None:
             return  # a late answer for an attempt already timed out, cancelled or abandoned
-        _cancel(worker.job_timer)
-        worker.job_timer = None
-        worker.job = None
-        worker.runs += 1
-        del self._running[job.aid]
-        outcome = _outcome(job.aid, message, worker.pid)
-        limit = self._config.max_tasks_per_worker
-        if self._closing or (limit is not None and worker.runs >= limit):
-            self._retire(worker)
-            self._refill()
-            now_idle = False
+        outcome: Outcome | None
+        if job.aid in worker.stopping:  # a cancel frame was sent: this confirms it
+            error = worker.stopping.pop(job.aid)
+            self._running.pop(job.aid, None)
+            outcome = None if error is None else Outcome(job.aid, False, None, error, worker.pid)
         else:
-            self._make_idle(worker)
-            now_idle = True
+            del self._running[job.aid]
+            worker.runs += 1
+            outcome = _outcome(job.aid, message, worker.pid)
+        limit = self._config.max_tasks_per_worker
+        drain = self._closing or (limit is not None and worker.runs >= limit)
+        if drain:
+            self._stop_accepting(worker)  # before the job ends: its slot is not free to count
+        self._end_job(worker, job)
+        if drain:
+            self._refill()  # drain, then retire; a replacement starts now
+        freed = worker.accepting
+        if freed:
+            self._free_slots[worker.shard] += 1
+            self._idle_count += 1
+            stack = self._free[worker.shard]
+            if len(worker.jobs) == self._slots - 1:  # it was full, so off its stack
+                stack.append(worker)
+        if not worker.jobs and worker.state is _State.BUSY:
+            if worker.accepting:
+                worker.state = _State.IDLE
+            else:
+                self._retire(worker)
         self._wake_stop()
-        self._emit(outcome)
-        if now_idle:
+        if outcome is not None:
+            self._emit(outcome)
+        if freed:
             self._notify_idle()
 
     def _on_timeout(self, worker: _Worker, job: Job) -> None:
-        if worker.state is not _State.BUSY or worker.job is not job:
+        if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
             return
-        worker.job_timer = None
+        worker.timers.pop(job.aid, None)
         message = f"attempt exceeded its timeout of {job.timeout:g}s"
-        self._emit(self._abandon(worker, error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)))
+        error = error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)
+        if self._shares_worker(worker, job.aid):
+            self._stop_one(worker, job, error)  # reported when it stops, or with the worker
+            return
+        for outcome in self._abandon(worker, {job.aid: error}, report=True):
+            self._emit(outcome)
+
+    def _on_stop_overdue(self, worker: _Worker, job: Job) -> None:
+        """A job sent ``cancel`` did not stop within the grace (a sync task in a thread):
+        kill its worker, and with it the other attempts it runs."""
+        if worker.jobs.get(job.aid) is not job:
+            return
+        worker.timers.pop(job.aid, None)
+        log.warning(
+            "attempt %d did not stop within %gs; killing worker %d and its other %d attempt(s)",
+            job.aid, self._config.kill_grace, worker.pid, len(worker.jobs) - 1,
+        )  # fmt: skip
+        worker.death_note = f"worker {worker.pid} was killed to stop attempt {job.aid}"
+        for outcome in self._abandon(worker, {}, report=True):
+            self._emit(outcome)
 
     def _on_ready_timeout(self, worker: _Worker) -> None:
         worker.ready_timer = None
@@ -631,8 +700,11 @@ class WorkerPool:
             return
         if worker.state is _State.IDLE:
             log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
-            self._forget_idle(worker)
+            self._stop_accepting(worker)
             worker.state = _State.KILLING
+            self._refill()
+        elif worker.accepting:
+            self._stop_accepting(worker)  # its jobs are reported when it exits
             self._refill()
         if worker.kill_timer is None:
             assert self._loop is not None
@@ -651,19 +723,11 @@ class WorkerPool:
         worker.state = _State.DEAD
         self._release(worker)
         how = _describe_exit(returncode)
-        outcome: Outcome | None = None
-        if previous is _State.BUSY and worker.job is not None:
-            job = worker.job
-            worker.job = None
-            del self._running[job.aid]
+        outcomes: list[Outcome] = []
+        if worker.jobs:
             note = worker.death_note or f"worker {worker.pid} {how} while running the task"
-            outcome = Outcome(
-                job.aid,
-                False,
-                None,
-                error_dict(ErrorKind.WORKER_DIED, "WorkerDied", note),
-                worker.pid,
-            )
+            died = error_dict(ErrorKind.WORKER_DIED, "WorkerDied", note)
+            outcomes = self._take_jobs(worker, {}, died, report=True)
             self._wake_stop()
         elif previous is _State.STARTING and not self._closing:
             note = (
@@ -681,29 +745,78 @@ class WorkerPool:
         if not worker.exited.done():
             worker.exited.set_result(None)
         self._refill()
-        if outcome is not None:
+        for outcome in outcomes:
             self._emit(outcome)
 
     # -- acting on workers -----------------------------------------------------------------------
 
-    def _abandon(self, worker: _Worker, error: dict[str, Any] | None) -> Outcome:
-        """Take the job away from a BUSY worker and kill it; the Outcome to report, if any."""
-        job = worker.job
-        assert job is not None
-        _cancel(worker.job_timer)
-        worker.job_timer = None
-        worker.job = None
-        del self._running[job.aid]
+    def _shares_worker(self, worker: _Worker, aid: int) -> bool:
+        """Whether stopping ``aid`` must spare other attempts on its worker (ask, not kill)."""
+        return self._slots > 1 and any(other != aid for other in worker.jobs)
+
+    def _stop_one(self, worker: _Worker, job: Job, error: dict[str, Any] | None) -> None:
+        """Ask a shared worker to stop one job; kill the worker if it has not within the grace.
+        ``error`` is reported when it stops (``None``: the caller reported it already)."""
+        assert self._loop is not None
+        worker.stopping[job.aid] = error
+        _cancel(worker.timers.pop(job.aid, None))
+        worker.timers[job.aid] = self._loop.call_later(
+            self._config.kill_grace, self._on_stop_overdue, worker, job
+        )
+        if worker.channel is not None and not worker.channel.is_closing():
+            worker.channel.write(protocol.encode_frame({"op": "cancel", "aid": job.aid}))
+
+    def _abandon(
+        self, worker: _Worker, errors: dict[int, dict[str, Any]], *, report: bool
+    ) -> list[Outcome]:
+        """Kill a worker and take all its jobs away: ``errors`` names why for some, the rest
+        were bystanders (or stopping, with their own error). The Outcomes to report, if
+        ``report``; without, nobody hears of these jobs (``stop`` returns their aids)."""
+        bystander = error_dict(
+            _BYSTANDER,
+            "WorkerKilled",
+            worker.death_note or f"worker {worker.pid} was killed while running this attempt",
+        )
+        self._stop_accepting(worker)  # before its jobs go: their slots are not free
+        outcomes = self._take_jobs(worker, errors, bystander, report=report)
         self._kill(worker)
         self._refill()
         self._wake_stop()
-        return Outcome(job.aid, False, None, error, worker.pid)
+        return outcomes
+
+    def _take_jobs(
+        self,
+        worker: _Worker,
+        errors: dict[int, dict[str, Any]],
+        default: dict[str, Any],
+        *,
+        report: bool,
+    ) -> list[Outcome]:
+        """Forget every job of a worker that is going away; the Outcomes owed for them."""
+        outcomes = []
+        for aid, job in list(worker.jobs.items()):
+            if aid in errors:
+                error: dict[str, Any] | None = errors[aid]
+            elif aid in worker.stopping:
+                error = worker.stopping[aid]
+            else:
+                error = default
+            self._end_job(worker, job)
+            self._running.pop(aid, None)
+            if report and error is not None:
+                outcomes.append(Outcome(aid, False, None, error, worker.pid))
+        worker.stopping.clear()
+        return outcomes
+
+    def _end_job(self, worker: _Worker, job: Job) -> None:
+        del worker.jobs[job.aid]
+        worker.stopping.pop(job.aid, None)
+        _cancel(worker.timers.pop(job.aid, None))
 
     def _kill(self, worker: _Worker) -> None:
         """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
         assert self._loop is not None
-        if worker.state is _State.IDLE:
-            self._forget_idle(worker)
+        self._stop_accepting(worker)
         worker.state = _State.KILLING
         self._signal_group(worker, signal.SIGTERM)
         _cancel(worker.kill_timer)
@@ -714,8 +827,7 @@ class WorkerPool:
     def _retire(self, worker: _Worker) -> None:
         """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
         assert self._loop is not None
-        if worker.state is _State.IDLE:
-            self._forget_idle(worker)
+        self._stop_accepting(worker)
         worker.state = _State.RETIRING
         if worker.channel is not None and not worker.channel.is_closing():
             worker.channel.write(protocol.encode_frame({"op": "exit"}))
@@ -724,17 +836,24 @@ class WorkerPool:
             self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
         )
 
-    def _make_idle(self, worker: _Worker) -> None:
+    def _make_ready(self, worker: _Worker) -> None:
         worker.state = _State.IDLE
-        self._idle[worker.shard].append(worker)
-        self._idle_count += 1
+        worker.accepting = True
+        self._free[worker.shard].append(worker)
+        self._free_slots[worker.shard] += self._slots
+        self._idle_count += self._slots
 
-    def _forget_idle(self, worker: _Worker) -> None:
-        """Take ``worker`` off its shard's idle stack, if it is there."""
-        stack = self._idle[worker.shard]
+    def _stop_accepting(self, worker: _Worker) -> None:
+        """No new jobs for ``worker``: its free slots leave the pool's count."""
+        if not worker.accepting:
+            return
+        worker.accepting = False
+        free = self._slots - len(worker.jobs)
+        self._free_slots[worker.shard] -= free
+        self._idle_count -= free
+        stack = self._free[worker.shard]
         if worker in stack:
             stack.remove(worker)
-            self._idle_count -= 1
 
     def _signal_group(self, worker: _Worker, signum: signal.Signals) -> None:
         # The group id is the worker's pid (start_new_session). While a group member lives the
@@ -750,10 +869,11 @@ class WorkerPool:
 
     def _release(self, worker: _Worker) -> None:
         """Drop every timer, transport and list entry of a worker that is gone."""
-        for timer in (worker.job_timer, worker.kill_timer, worker.ready_timer):
+        for timer in (*worker.timers.values(), worker.kill_timer, worker.ready_timer):
             _cancel(timer)
-        worker.job_timer = worker.kill_timer = worker.ready_timer = None
-        self._forget_idle(worker)
+        worker.timers.clear()
+        worker.kill_timer = worker.ready_timer = None
+        self._stop_accepting(worker)
         self._workers.discard(worker)
         if worker.channel is not None:
             worker.channel.close()

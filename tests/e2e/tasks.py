@@ -132,3 +132,15 @@ def fork_and_sleep(pid_file: str, seconds: float) -> None:
     Path(pid_file + ".tmp").write_text(f"{os.getpid()} {child}")
     os.replace(pid_file + ".tmp", pid_file)
     time.sleep(seconds)
+
+
+async def async_nap(seconds: float) -> int:
+    """I/O-bound: waits on the worker's loop; returns its worker's pid."""
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+def nap(seconds: float) -> int:
+    """I/O-bound, sync: sleeps in its thread; returns its worker's pid."""
+    time.sleep(seconds)
+    return os.getpid()

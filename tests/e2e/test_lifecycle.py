@@ -46,3 +46,18 @@ def test_retries_back_off_within_growing_bounds(make_daemon) -> None:
     slack = 0.1  # dispatch after the timer fires
     for retry, gap in enumerate(gaps, start=1):
         assert gap <= 0.2 * 2 ** (retry - 1) + slack, gaps
+
+
+def test_one_worker_runs_many_io_bound_attempts_at_once(make_daemon) -> None:
+    daemon = make_daemon("[workers]\nmin_workers = 1\nmax_workers = 1\nconcurrency = 8\n").start()
+    client = daemon.client()
+    client.pause(tenant="default")  # submit all, then let them go together
+    handles = [client.submit(f"tests.e2e.tasks:{name}", 0.5) for name in ("async_nap", "nap") * 4]
+    client.resume(tenant="default")
+    done = [handle.wait(timeout=30) for handle in handles]
+    assert {status.state.value for status in done} == {"succeeded"}
+    assert len({client.result(h.id, timeout=5) for h in handles}) == 1  # one worker process
+    started = [status.started_at for status in done]
+    finished = [status.finished_at for status in done]
+    assert max(started) < min(finished)  # all eight were running at one instant
+    assert client.ping()["workers"]["size"] == 1

@@ -106,8 +106,11 @@ class Harness:
 
     async def full(self) -> None:
         """Wait until every worker is idle again."""
-        want = self.config.workers
-        await eventually(lambda: self.pool.idle == want == self.pool.size, what="a full pool")
+        workers, slots = self.config.workers, self.config.concurrency
+        await eventually(
+            lambda: self.pool.size == workers and self.pool.idle == workers * slots,
+            what="a full pool",
+        )
 
 
 def value(outcome: Outcome) -> Any:

@@ -152,3 +152,17 @@ def corrupt_frame_socket() -> None:
     """Write a frame header no decoder accepts into the worker's frame socket (argv[1])."""
     os.write(int(sys.argv[1]), b"\xff\xff\xff\xff")
     time.sleep(30)
+
+
+def window(seconds: float) -> list[float]:
+    """Sleeps in a thread; returns when it ran, and its pid and task ID (concurrency tests)."""
+    started = time.time()
+    time.sleep(seconds)
+    return [started, time.time(), os.getpid(), current_task().id]
+
+
+async def async_window(seconds: float) -> list[float]:
+    """Sleeps on the worker's loop; returns when it ran, and its pid and task ID."""
+    started = time.time()
+    await asyncio.sleep(seconds)
+    return [started, time.time(), os.getpid(), current_task().id]
