@@ -27,6 +27,7 @@ WORKLOADS = (
     ("w3_p50_ms", "W3 submit->start p50 ms", False),
     ("w3_p99_ms", "W3 submit->start p99 ms", False),
     ("w4_per_s", "W4 10 ms sleeps tasks/s (wall)", True),
+    ("w4_first_last_per_s", "W4 first->last tasks/s", True),
     ("w5_per_s", "W5 8 producers submits/s", True),
     ("rss_mib", "RSS MiB during W2 (ours: daemon; peers: workers)", False),
 )

@@ -28,3 +28,10 @@ def crash() -> None:
 def hang() -> None:
     """Poison: holds its worker until the timeout kills it."""
     time.sleep(3600)
+
+
+async def work_async(seconds: float) -> None:
+    """The async form of ``work``: waits on the worker's event loop (W4 with concurrency)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
