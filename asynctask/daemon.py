@@ -48,6 +48,8 @@ from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Schedu
 from asynctask.crontab import CronEntry, CronTable
 from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
+from asynctask.interning import Interner
+from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     DEDUP_STATES,
     DEFAULT_TENANT,
@@ -104,11 +106,12 @@ class Daemon:
             ),
         )
         self._sharded = sharding.sharded
+        self._interner = Interner()  # equal names, options and labels of tasks share one object
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
         self.accepting = False
-        self._live: dict[Key, LiveTask] = {}
+        self._live = LiveIndex()
         self._running: dict[int, LiveTask] = {}
         self._claims: dict[Key, asyncio.Future[None]] = {}
         self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -285,22 +288,26 @@ class Daemon:
         for tenant, name, blob in await self.store.load_crons():
             entry = CronEntry.from_definition(tenant, name, blob)
             self._missed_slots += [(entry, slot) for slot in self.crons.load(entry, now)]
-        rows = await self.store.load_live()
-        now = self.clock()
         interrupted: list[Action] = []
-        for row in rows:
-            task = _task_from_row(row)
-            self._declare_limits(task.function, task.options.get("limits"), now)
-            self._live[(task.tenant, task.id)] = task
-            if task.state is TaskState.RUNNING:
-                reason = "the daemon stopped during the attempt"
-                interrupted.append(self.scheduler.interrupted(task, reason, now))
-            else:
-                self.scheduler.add(task, now)
+        loaded = 0
+        # In batches: each is turned into tasks (sharing equal values) before the next is read,
+        # so the rows of a million-task backlog never all exist beside their tasks.
+        async for rows in self.store.load_live_batches():
+            now = self.clock()
+            loaded += len(rows)
+            for row in rows:
+                task = _task_from_row(row, self._interner)
+                self._declare_limits(task.function, task.options.get("limits"), now)
+                self._live[(task.tenant, task.id)] = task
+                if task.state is TaskState.RUNNING:
+                    reason = "the daemon stopped during the attempt"
+                    interrupted.append(self.scheduler.interrupted(task, reason, now))
+                else:
+                    self.scheduler.add(task, now)
         self._perform(interrupted)
         if interrupted:
             log.info("recovered %d interrupted attempts", len(interrupted))
-        return len(rows)
+        return loaded
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -664,17 +671,18 @@ class Daemon:
             value = getattr(spec, name)
             if value is not None:
                 options[name] = value
+        shared = self._interner
         return LiveTask(
             seq=seq,
-            tenant=spec.tenant,
+            tenant=shared.name(spec.tenant),
             id=task_id,
-            function=spec.function,
-            queue=queue,
+            function=shared.name(spec.function),
+            queue=shared.name(queue),
             priority=priority,
             state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
-            payload=spec.payload,
-            options=options,
-            labels=spec.labels,
+            payload=shared.payload(spec.payload),
+            options=shared.mapping(options),
+            labels=shared.mapping(spec.labels),
             retries=retries,
             timeout=timeout,
             created_at=now,
@@ -943,19 +951,34 @@ def _row_of(task: LiveTask) -> TaskRow:
     )
 
 
-def _task_from_row(row: TaskRow) -> LiveTask:
+def _task_from_row(row: TaskRow, shared: Interner | None = None) -> LiveTask:
+    """A live task from its stored row; with ``shared``, equal values share one object (a
+    recovered backlog), without, the row's own are kept (a one-off view)."""
     options = row.options
+    if shared is None:
+        tenant, function, queue, payload, labels = (
+            row.tenant, row.function, row.queue, row.payload, row.labels
+        )  # fmt: skip
+    else:
+        tenant, function, queue = (
+            shared.name(row.tenant),
+            shared.name(row.function),
+            shared.name(row.queue),
+        )
+        payload, options, labels = (
+            shared.payload(row.payload), shared.mapping(options), shared.mapping(row.labels)
+        )  # fmt: skip
     return LiveTask(
         seq=row.seq,
-        tenant=row.tenant,
+        tenant=tenant,
         id=row.id,
-        function=row.function,
-        queue=row.queue,
+        function=function,
+        queue=queue,
         priority=row.priority,
         state=row.state,
-        payload=row.payload,
+        payload=payload,
         options=options,
-        labels=row.labels,
+        labels=labels,
         retries=int(options.get("retries", 0)),
         timeout=options.get("timeout"),
         created_at=row.created_at,

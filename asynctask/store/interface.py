@@ -16,6 +16,7 @@ The contract, beyond the signatures:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from asynctask.store.rows import Op, TaskFilter, TaskRow
@@ -46,6 +47,8 @@ class TaskStore(Protocol):
     async def close(self) -> None: ...
 
     async def load_live(self) -> list[TaskRow]: ...
+
+    def load_live_batches(self, size: int = ...) -> AsyncIterator[list[TaskRow]]: ...
 
     async def max_seq(self) -> int: ...
 

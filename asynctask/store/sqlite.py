@@ -19,6 +19,7 @@ import contextlib
 import gc
 import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -164,6 +165,26 @@ class Store:
         finally:
             if was_enabled:
                 gc.enable()
+
+    async def load_live_batches(self, size: int = 10_000) -> AsyncIterator[list[TaskRow]]:
+        """``load_live`` in batches of ``size`` rows, so that recovery turns each into tasks
+        before the next is read and a million rows never exist at once beside their tasks.
+        The garbage collector is paused while a batch is decoded, as in ``load_live``."""
+        self._check_open()
+        with map_errors("loading the live tasks", DECODE_ERRORS):
+            async with self._read_conn.execute(schema.SELECT_LIVE) as cursor:
+                cursor.row_factory = cast(Any, row_decoder())
+                while True:
+                    was_enabled = gc.isenabled()
+                    gc.disable()
+                    try:
+                        rows = await cursor.fetchmany(size)
+                    finally:
+                        if was_enabled:
+                            gc.enable()
+                    if not rows:
+                        return
+                    yield cast(list[TaskRow], rows)
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
