@@ -296,7 +296,7 @@ class Daemon:
             now = self.clock()
             loaded += len(rows)
             for row in rows:
-                task = _task_from_row(row, self._interner)
+                task = _task_from_row(row)  # the rows share equal values already
                 self._declare_limits(task.function, task.options.get("limits"), now)
                 self._live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
@@ -951,46 +951,32 @@ def _row_of(task: LiveTask) -> TaskRow:
     )
 
 
-def _task_from_row(row: TaskRow, shared: Interner | None = None) -> LiveTask:
-    """A live task from its stored row; with ``shared``, equal values share one object (a
-    recovered backlog), without, the row's own are kept (a one-off view)."""
+def _task_from_row(row: TaskRow) -> LiveTask:
+    """Positional, in ``LiveTask``'s parameter order: start-up recovery makes a million."""
     options = row.options
-    if shared is None:
-        tenant, function, queue, payload, labels = (
-            row.tenant, row.function, row.queue, row.payload, row.labels
-        )  # fmt: skip
-    else:
-        tenant, function, queue = (
-            shared.name(row.tenant),
-            shared.name(row.function),
-            shared.name(row.queue),
-        )
-        payload, options, labels = (
-            shared.payload(row.payload), shared.mapping(options), shared.mapping(row.labels)
-        )  # fmt: skip
     return LiveTask(
-        seq=row.seq,
-        tenant=tenant,
-        id=row.id,
-        function=function,
-        queue=queue,
-        priority=row.priority,
-        state=row.state,
-        payload=payload,
-        options=options,
-        labels=labels,
-        retries=int(options.get("retries", 0)),
-        timeout=options.get("timeout"),
-        created_at=row.created_at,
-        due_at=row.due_at,
-        expires_at=options.get("expires_at"),
-        attempts=row.attempts,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        result=row.result,
-        error=row.error,
-        errors=row.errors,
-        held=row.held,
+        row.seq,
+        row.tenant,
+        row.id,
+        row.function,
+        row.queue,
+        row.priority,
+        row.state,
+        row.payload,
+        options,
+        row.labels,
+        int(options.get("retries", 0)),
+        options.get("timeout"),
+        row.created_at,
+        row.due_at,
+        options.get("expires_at"),
+        row.attempts,
+        row.started_at,
+        row.finished_at,
+        row.result,
+        row.error,
+        row.errors,
+        row.held,
     )
 
 

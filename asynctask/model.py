@@ -251,9 +251,8 @@ class LiveTask:
         "timeout",
     )
 
-    def __init__(
+    def __init__(  # positional too: recovery builds a million, and keywords cost 4x the call
         self,
-        *,
         seq: int,
         tenant: str,
         id: str,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -52,6 +53,8 @@ _json_loads = json.loads
 _CACHE_LIMIT: Final = 1_024
 _IMMUTABLE: Final = (str, int, float, bool, bytes, type(None))
 _unpackb = msgpack.unpackb
+#: Payloads up to this size are shared by ``row_decoder(shared=True)``.
+_SMALL_PAYLOAD: Final = 64
 
 
 def _dump_json(value: dict[str, Any] | list[dict[str, Any]]) -> str:
@@ -133,16 +136,22 @@ def encode(op: Op) -> tuple[type[Op], Params]:
     raise StoreError(f"not a store operation: {op!r}")
 
 
-def row_decoder() -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
+def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
     """A cursor ``row_factory`` turning ``tasks`` rows (``schema.COLUMNS`` order) into ``TaskRow``.
 
     Make one per query. It remembers the decoded ``options`` and ``labels`` of the first
     ``_CACHE_LIMIT`` distinct blobs it meets, because most tasks of one function carry the same
     ones; a hit costs a dict copy instead of a parse. Only flat maps of immutable values are
     remembered, so the shallow copy each row gets shares nothing mutable with another row.
+
+    ``shared=True`` is for a backlog kept in memory (start-up recovery): equal ``options`` and
+    ``labels`` are then the *same* dict, not copies, and equal names and small payloads the
+    same object - a million queued tasks repeat a few of each. Such rows are read-only.
     """
     options_cache: dict[bytes, dict[str, Any]] = {_EMPTY_MAP_MSGPACK: {}}
     labels_cache: dict[str, dict[str, str]] = {_EMPTY_MAP_JSON: {}}
+    payloads: dict[bytes, bytes] = {}
+    intern = sys.intern
 
     def decode(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow:
         (
@@ -170,16 +179,20 @@ def row_decoder() -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
         if options is None:
             options = _unpackb(options_blob, raw=False, strict_map_key=False)
             if len(options_cache) < _CACHE_LIMIT and _is_flat(options):
-                options_cache[options_blob] = dict(options)
-        else:
+                options_cache[options_blob] = options if shared else dict(options)
+        elif not shared:
             options = dict(options)
         labels = labels_cache.get(labels_text)
         if labels is None:
             labels = _json_loads(labels_text)
             if len(labels_cache) < _CACHE_LIMIT:
-                labels_cache[labels_text] = dict(labels)
-        else:
+                labels_cache[labels_text] = labels if shared else dict(labels)
+        elif not shared:
             labels = dict(labels)
+        if shared:
+            tenant, function, queue = intern(tenant), intern(function), intern(queue)
+            if len(payload) <= _SMALL_PAYLOAD:
+                payload = payloads.setdefault(payload, payload)
         return TaskRow(
             seq,
             tenant,

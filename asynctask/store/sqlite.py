@@ -169,11 +169,15 @@ class Store:
     async def load_live_batches(self, size: int = 10_000) -> AsyncIterator[list[TaskRow]]:
         """``load_live`` in batches of ``size`` rows, so that recovery turns each into tasks
         before the next is read and a million rows never exist at once beside their tasks.
-        The garbage collector is paused while a batch is decoded, as in ``load_live``."""
+        The garbage collector is paused while a batch is decoded, as in ``load_live``.
+
+        For a backlog that stays in memory: equal names, options, labels and small payloads
+        of the rows are shared objects (``row_decoder(shared=True)``), so treat them as
+        read-only."""
         self._check_open()
         with map_errors("loading the live tasks", DECODE_ERRORS):
             async with self._read_conn.execute(schema.SELECT_LIVE) as cursor:
-                cursor.row_factory = cast(Any, row_decoder())
+                cursor.row_factory = cast(Any, row_decoder(shared=True))
                 while True:
                     was_enabled = gc.isenabled()
                     gc.disable()

@@ -363,6 +363,21 @@ async def test_use_after_close_raises_store_error(store: TaskStore) -> None:
 # -- recovery ----------------------------------------------------------------------------------
 
 
+async def test_load_live_batches_match_load_live_and_share_equal_values(
+    store: TaskStore,
+) -> None:
+    rows = [make_row(seq, options={"retries": 2}, payload=b"\x92\x90\x80") for seq in range(1, 8)]
+    rows.append(make_row(8, state=S.SUCCEEDED))
+    await put_all(store, [InsertTask(row) for row in rows])
+    batches = [batch async for batch in store.load_live_batches(3)]
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    flat = [row for batch in batches for row in batch]
+    assert flat == await store.load_live()
+    assert len({id(row.options) for row in flat}) == 1  # one dict for equal options
+    assert len({id(row.payload) for row in flat}) == 1
+    assert len({id(row.function) for row in flat}) == 1
+
+
 async def test_load_live_returns_the_live_rows_in_seq_order(store: TaskStore) -> None:
     rows = seeded_rows(300)
     order = list(range(len(rows)))
