@@ -1,0 +1,765 @@
+"""Resource limits for sandboxed workers: rlimits inside the worker, cgroups around it.
+
+Two mechanisms, because neither is enough on its own:
+
+* **rlimits** (``apply_rlimits``) work for any user on any kernel, but each caps one process,
+  and they count the wrong thing for memory: ``RLIMIT_AS`` is address space, not RAM. glibc
+  reserves 64 MiB of address space per thread arena and every thread stack counts in full, so a
+  worker running sync tasks on threads reaches an ``RLIMIT_AS`` far below its real use
+  (``MALLOC_ARENA_MAX=2`` in the worker's environment narrows the gap). Breaching it raises
+  ``MemoryError`` in the task, which is at least a clean, attributable failure.
+* **cgroups** (``Cgroup``) count what a worker and everything it forks really use, and they are
+  the only thing that contains a fork bomb when the daemon runs as root (the kernel ignores
+  ``RLIMIT_NPROC`` for root). They need a writable hierarchy, so ``detect_cgroups`` probes once
+  at start-up and the daemon logs ``CgroupSupport.description``.
+
+How the pool uses this (one cgroup per worker, and a worker serves one limit profile,
+``Limits.key``)::
+
+    support = detect_cgroups()                      # once; never raises
+    group = support.create(f"w{n}", limits)         # None: rlimits alone
+    proc = start_worker()                           # whose first act is apply_rlimits(limits)
+    group.add(proc.pid)                             # before it gets any work
+    ...                                             # it exits
+    why = "memory_limit" if group.oom_killed() else classify_exit(rc, limits, group.cpu_seconds())
+    group.remove()
+
+``add`` happens after the worker has started, so memory it allocated before that stays charged
+to the daemon's group; that is only the interpreter's start-up, and everything the worker forks
+once it is in the group is in the group too. ``RLIMIT_CPU`` counts the whole life of a process:
+a worker reused across attempts carries its CPU time over, so the pool retires it before its
+total comes near the limit, or starts one per attempt.
+
+Groups live under the cgroup the daemon itself runs in (``<hierarchy>/<own group>/asynctask/
+<name>``), not at the top of the hierarchy: the daemon's own limits keep holding its workers, and
+a daemon started inside a container or a systemd service stays inside what it was given.
+
+This module is stdlib plus ``asynctask.model``, because the worker child imports it at start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import resource
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from asynctask.model import parse_duration, parse_size
+
+__all__ = [
+    "Cgroup",
+    "CgroupSupport",
+    "Limits",
+    "apply_rlimits",
+    "classify_exit",
+    "detect_cgroups",
+]
+
+MIN_MEMORY: Final = 32 << 20
+MIN_OPEN_FILES: Final = 16
+
+_SIZE_KEYS: Final = frozenset({"memory", "file_size"})
+_MINIMUM_REASONS: Final = {
+    "memory": (MIN_MEMORY, "32 MiB: a Python worker needs about 24 MiB just to start"),
+    "open_files": (MIN_OPEN_FILES, "16: the worker itself holds stdio, its socket and imports"),
+    "processes": (1, "1"),
+    "file_size": (1, "1 byte"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one attempt may use; ``None`` means no limit of that kind.
+
+    ``memory`` and ``file_size`` are bytes, ``cpu`` is CPU seconds (not wall time: a task that
+    sleeps never reaches it), ``processes`` counts processes and threads. Core dumps are always
+    off and not a field: a worker's core file is the task's memory, i.e. its users' data, and a
+    crash-looping task would fill the disk with them.
+
+    The constructor checks values too (not only ``from_wire``), so no code path can build a
+    limit that would stop the worker from starting.
+    """
+
+    memory: int | None = None
+    cpu: float | None = None
+    open_files: int | None = None
+    processes: int | None = None
+    file_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in _KEYS:
+            _check(name, getattr(self, name))
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> Limits:
+        """Limits from a config file or a submit; ``ValueError`` naming the key for any mistake.
+
+        Strict on purpose: a misspelt key that was silently ignored would mean a task running
+        without the limit its author believes it has.
+        """
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"limits must be a table of key = value, got {raw!r}")
+        unknown = sorted(str(key) for key in raw if key not in _KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown limit {', '.join(map(repr, unknown))}; known: {', '.join(_KEYS)}"
+            )
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if value is not None:
+                values[key] = _parse(key, value)
+        return cls(**values)
+
+    def to_wire(self) -> dict[str, int | float]:
+        """Only the set fields, in the units ``from_wire`` reads back: bytes and seconds."""
+        wire: dict[str, int | float] = {}
+        for name in _KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                wire[name] = float(value) if name == "cpu" else value
+        return wire
+
+    def merged(self, override: Limits) -> Limits:
+        """``override``'s set fields win: config default < function < submit, applied in turn.
+
+        An override cannot lift a limit (``None`` means "not said here"), so an operator's
+        config default holds unless something explicitly sets a different value.
+        """
+        changes = {n: v for n in _KEYS if (v := getattr(override, n)) is not None}
+        return replace(self, **changes) if changes else self
+
+    @property
+    def key(self) -> tuple[int | float | None, ...]:
+        """The limit profile: workers are sandboxed at start, so they serve one profile each."""
+        return (self.memory, self.cpu, self.open_files, self.processes, self.file_size)
+
+    @property
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in _KEYS)
+
+
+_KEYS: Final = tuple(f.name for f in fields(Limits))
+
+
+def _parse(key: str, value: Any) -> int | float:
+    if key in _SIZE_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(
+                f"limit {key!r} must be a number of bytes or a size such as '256M', got {value!r}"
+            )
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise ValueError(f"limit {key!r}: {exc}") from None
+    if key == "cpu":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(
+                f"limit 'cpu' must be CPU seconds or a duration such as '2s', got {value!r}"
+            )
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"limit 'cpu': {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"limit {key!r} must be a whole number, got {value!r}")
+    return value
+
+
+def _check(key: str, value: object) -> None:
+    if value is None:
+        return
+    if key == "cpu":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"limit 'cpu' must be a number of seconds, got {value!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"limit 'cpu' must be more than 0 seconds and finite, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"limit {key!r} must be a whole number, got {value!r}")
+    minimum, reason = _MINIMUM_REASONS[key]
+    if value < minimum:
+        raise ValueError(f"limit {key!r} is {value}, below the minimum of {reason}")
+
+
+# --- rlimits, set by the worker on itself -----------------------------------------------------
+
+
+def apply_rlimits(limits: Limits, *, address_space: bool = True) -> None:
+    """Sandbox the calling process; the worker child calls it first, before any task code.
+
+    Soft = hard everywhere but CPU, so task code cannot raise its own soft limit back up, and
+    hard limits only ever go down: an unprivileged process could not raise them anyway, and a
+    limit the daemon itself runs under must keep holding its workers.
+
+    ``address_space=False`` leaves ``RLIMIT_AS`` alone, for a worker whose memory cgroup already
+    holds it: the cgroup counts real memory, while ``RLIMIT_AS`` would fail a threaded task on
+    address space it only reserved.
+
+    What each limit does to the task:
+
+    * memory: allocations past ``RLIMIT_AS`` fail, i.e. ``MemoryError`` in Python code.
+    * cpu: ``SIGXCPU`` at ``ceil(cpu)`` seconds, which kills the process (no core dump: core is 0);
+      if task code catches or ignores it, the kernel sends ``SIGKILL`` a second later (hard =
+      soft + 1). Whole seconds only: the kernel checks CPU rlimits once per second of CPU time.
+    * open_files: ``open()`` and ``socket()`` fail with ``EMFILE``.
+    * processes: ``RLIMIT_NPROC`` counts every process of the real user ID, not this worker's
+      descendants, and the kernel ignores it for root (and any process with
+      ``CAP_SYS_RESOURCE``/``CAP_SYS_ADMIN``). As root only the pids cgroup contains a fork bomb.
+    * file_size: CPython ignores ``SIGXFSZ`` from start-up, so a write past ``RLIMIT_FSIZE``
+      raises ``OSError(EFBIG)`` instead of killing the worker. Non-Python programs the task
+      starts get ``SIGXFSZ`` at its default (``subprocess`` restores it) and die of it.
+    """
+    _lower(resource.RLIMIT_CORE, 0, 0)
+    if limits.memory is not None and address_space:
+        _lower(resource.RLIMIT_AS, limits.memory, limits.memory)
+    if limits.cpu is not None:
+        seconds = math.ceil(limits.cpu)
+        _lower(resource.RLIMIT_CPU, seconds, seconds + 1)
+    if limits.open_files is not None:
+        _lower(resource.RLIMIT_NOFILE, limits.open_files, limits.open_files)
+    if limits.processes is not None:
+        _lower(resource.RLIMIT_NPROC, limits.processes, limits.processes)
+    if limits.file_size is not None:
+        _lower(resource.RLIMIT_FSIZE, limits.file_size, limits.file_size)
+
+
+def _lower(which: int, soft: int, hard: int) -> None:
+    _, current = resource.getrlimit(which)
+    if current != resource.RLIM_INFINITY:
+        hard = min(hard, current)
+        soft = min(soft, hard)
+    resource.setrlimit(which, (soft, hard))
+
+
+def classify_exit(
+    returncode: int | None, limits: Limits, cpu_seconds_used: float | None = None
+) -> str | None:
+    """Which limit ended a worker, judged from its exit status alone; ``None``: none of them.
+
+    ``returncode`` is as ``subprocess`` and ``asyncio`` give it: ``-N`` for death by signal N.
+    ``SIGXCPU`` and ``SIGXFSZ`` come only from rlimits, so they decide alone. ``SIGKILL`` is
+    ambiguous (the OOM killer, the pool's own timeout kill, an operator), so it counts as the
+    CPU limit only when the CPU time used, e.g. ``Cgroup.cpu_seconds()``, reached the limit.
+    Hence the order callers follow: a kill the pool made itself is not asked about, and
+    ``Cgroup.oom_killed()`` is checked first (it says ``memory_limit``).
+    """
+    if returncode is None or returncode >= 0:
+        return None
+    signum = -returncode
+    if signum == signal.SIGXCPU:
+        return "cpu_limit"
+    if signum == signal.SIGXFSZ:
+        return "file_size_limit"
+    if (
+        signum == signal.SIGKILL
+        and limits.cpu is not None
+        and cpu_seconds_used is not None
+        and cpu_seconds_used >= limits.cpu
+    ):
+        return "cpu_limit"
+    return None
+
+
+# --- cgroups, set by the daemon around the worker ---------------------------------------------
+
+Controller = Literal["memory", "cpu", "pids"]
+_CONTROLLERS: Final[tuple[Controller, ...]] = ("memory", "cpu", "pids")
+# CPU time is accounted, never throttled (CPU seconds are an rlimit): under v1 that is the
+# cpuacct hierarchy, under v2 ``cpu.stat``, which every v2 group has without any controller.
+_V1_HIERARCHY: Final[dict[Controller, str]] = {"memory": "memory", "cpu": "cpuacct", "pids": "pids"}
+_V2_ENABLE: Final[dict[Controller, str | None]] = {"memory": "memory", "cpu": None, "pids": "pids"}
+_PARENT: Final = "asynctask"
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_REMOVE_WITHIN: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    point: str
+    root: str
+    fstype: str
+    options: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupSupport:
+    """What ``detect_cgroups`` found usable; ``create`` makes a worker's group from it.
+
+    ``cpu`` means CPU-time accounting (``Cgroup.cpu_seconds``), not a quota. ``parents`` maps
+    each usable controller to the directory its worker groups go in (one per v1 hierarchy, the
+    same one for all under v2).
+    """
+
+    version: Literal["v1", "v2", "none"]
+    memory: bool
+    cpu: bool
+    pids: bool
+    description: str
+    parents: tuple[tuple[Controller, str], ...] = ()
+
+    def create(self, name: str, limits: Limits) -> Cgroup | None:
+        """A group for one worker, limits written; ``None`` when no usable controller applies.
+
+        ``ValueError`` for an unsafe ``name``: it becomes a directory name. ``OSError`` when the
+        kernel refuses the group after a successful probe (the partial group is removed first):
+        the caller logs it and runs that worker on rlimits alone. A leftover group of the same
+        name (from a daemon that crashed) is emptied and replaced.
+        """
+        check_group_name(name)
+        if self.version == "none":
+            return None
+        parents = dict(self.parents)
+        wanted = {
+            "memory": limits.memory is not None,
+            "cpu": limits.cpu is not None,
+            "pids": limits.processes is not None,
+        }
+        dirs = {
+            c: os.path.join(parents[c], name) for c in _CONTROLLERS if wanted[c] and c in parents
+        }
+        if not dirs:
+            return None
+        group = Cgroup(self.version, name, dirs)
+        try:
+            group._build(limits)
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+
+def check_group_name(name: str) -> None:
+    """``ValueError`` unless ``name`` is one plain path component (``.`` and ``..`` are not)."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.strip(".") == "":
+        raise ValueError(f"cgroup name must match [A-Za-z0-9_.-]{{1,64}} and not be dots: {name!r}")
+
+
+class Cgroup:
+    """One worker's group: a directory per v1 hierarchy, or one directory under v2.
+
+    Made by ``CgroupSupport.create``. Read ``oom_killed``, ``memory_peak`` and ``cpu_seconds``
+    before ``remove``: the counters go with the directories.
+    """
+
+    __slots__ = ("_dirs", "_failcnt_base", "name", "version")
+
+    def __init__(self, version: Literal["v1", "v2"], name: str, dirs: dict[Controller, str]):
+        self.version = version
+        self.name = name
+        self._dirs = dirs
+        self._failcnt_base = 0
+
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.name} {self.version}: {', '.join(self._dirs)}>"
+
+    def __enter__(self) -> Cgroup:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+    @property
+    def directories(self) -> list[str]:
+        """Each directory once (under v2 every controller shares one)."""
+        return list(dict.fromkeys(self._dirs.values()))
+
+    def _build(self, limits: Limits) -> None:
+        for controller, path in self._dirs.items():
+            _ensure_parent(self.version, os.path.dirname(path), controller)
+        for path in self.directories:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                _empty_and_remove(path, time.monotonic() + _REMOVE_WITHIN)
+                os.mkdir(path)
+        memory_dir = self._dirs.get("memory")
+        if memory_dir is not None and limits.memory is not None:
+            if self.version == "v1":
+                _write(memory_dir, "memory.limit_in_bytes", limits.memory)
+                # Without memsw the group would spill into swap instead of meeting its limit;
+                # absent when the kernel does not account swap, then swappiness 0 is the
+                # best we can do.
+                if os.path.exists(os.path.join(memory_dir, "memory.memsw.limit_in_bytes")):
+                    _write(memory_dir, "memory.memsw.limit_in_bytes", limits.memory)
+                else:
+                    _write_quietly(memory_dir, "memory.swappiness", 0)
+                self._failcnt_base = _read_int(memory_dir, "memory.failcnt") or 0
+            else:
+                _write(memory_dir, "memory.max", limits.memory)
+                _write_quietly(memory_dir, "memory.swap.max", 0)
+                # One OOM kill takes the whole group, so no half of a worker limps on.
+                _write_quietly(memory_dir, "memory.oom.group", 1)
+        pids_dir = self._dirs.get("pids")
+        if pids_dir is not None and limits.processes is not None:
+            _write(pids_dir, "pids.max", limits.processes)
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (all its threads) into every directory; ``OSError`` if it is gone."""
+        for path in self.directories:
+            _write(path, "cgroup.procs", pid)
+
+    def pids(self) -> set[int]:
+        """The processes in the group now (empty once removed)."""
+        found: set[int] = set()
+        for path in self.directories:
+            found.update(_procs(path))
+        return found
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed something here for want of memory.
+
+        v1 kernels before 4.13 have no ``oom_kill`` count; hitting the limit (``failcnt`` above
+        its value at creation) is the nearest sign, though reclaim may have avoided the kill.
+        """
+        path = self._dirs.get("memory")
+        if path is None:
+            return False
+        if self.version == "v2":
+            return _read_keyed(path, "memory.events").get("oom_kill", 0) > 0
+        control = _read_keyed(path, "memory.oom_control")
+        if "oom_kill" in control:
+            return control["oom_kill"] > 0
+        failcnt = _read_int(path, "memory.failcnt")
+        return failcnt is not None and failcnt > self._failcnt_base
+
+    def memory_peak(self) -> int | None:
+        """Most memory the group held at once, in bytes; ``None`` if the kernel does not say."""
+        path = self._dirs.get("memory")
+        if path is None:
+            return None
+        return _read_int(
+            path, "memory.peak" if self.version == "v2" else "memory.max_usage_in_bytes"
+        )
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by everything in the group so far, children included."""
+        if self.version == "v2":
+            path = next(iter(self._dirs.values()))
+            usec = _read_keyed(path, "cpu.stat").get("usage_usec")
+            return None if usec is None else usec / 1e6
+        path_v1 = self._dirs.get("cpu")
+        nanoseconds = None if path_v1 is None else _read_int(path_v1, "cpuacct.usage")
+        return None if nanoseconds is None else nanoseconds / 1e9
+
+    def remove(self) -> bool:
+        """Kill whatever is left inside and delete the directories; never raises.
+
+        Returns whether every directory is gone. A group holding processes cannot be removed,
+        and dying processes leave it a moment after ``SIGKILL``, hence the retries (within about
+        a second). The kill goes to the group's own list, so a worker's forgotten grandchildren
+        die with it.
+        """
+        deadline = time.monotonic() + _REMOVE_WITHIN
+        return all([_empty_and_remove(path, deadline) for path in self.directories])
+
+
+def _empty_and_remove(path: str, deadline: float) -> bool:
+    while True:
+        try:
+            if os.path.exists(os.path.join(path, "cgroup.kill")):
+                _write(path, "cgroup.kill", 1)  # v2, Linux 5.14: atomic, even against forks
+            else:
+                for pid in _procs(path):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+
+def detect_cgroups(
+    root: str = "/sys/fs/cgroup", *, force_rlimits_only: bool = False, proc_self: str = "/proc/self"
+) -> CgroupSupport:
+    """Which cgroup controllers this daemon can really use; never raises.
+
+    "Usable" is decided by doing it: create ``asynctask-probe-<pid>`` where worker groups will
+    go, write its limit files, remove it. Permissions, read-only mounts, undelegated v2
+    subtrees and container quirks all show up as an ``OSError`` there, and any ``OSError``
+    makes that controller unusable. Hierarchies are found in ``<proc_self>/mountinfo`` (only
+    those mounted under ``root``) rather than guessed from directory names, which differ between
+    distributions (``cpu,cpuacct`` joint or apart). When v1 hierarchies exist they are used, as
+    a controller bound to v1 cannot be used in the v2 tree at the same time.
+    """
+    if force_rlimits_only:
+        return _none("rlimits only: cgroups turned off by configuration (force_rlimits_only)")
+    try:
+        return _detect(root, proc_self)
+    except Exception as exc:  # a surprise here must not stop the daemon from starting
+        return _none(f"rlimits only: cgroup detection failed ({_explain(exc)})")
+
+
+def _detect(root: str, proc_self: str) -> CgroupSupport:
+    try:
+        mounts = [m for m in _read_mounts(os.path.join(proc_self, "mountinfo")) if _under(m, root)]
+        own = _read_own_groups(os.path.join(proc_self, "cgroup"))
+    except (OSError, ValueError) as exc:
+        return _none(f"rlimits only: cannot read this process's cgroups ({_explain(exc)})")
+    hierarchies: dict[Controller, _Mount] = {}
+    for mount in mounts:  # the first mount of a hierarchy; later ones are bind mounts of it
+        for controller in _CONTROLLERS:
+            if mount.fstype == "cgroup" and _V1_HIERARCHY[controller] in mount.options:
+                hierarchies.setdefault(controller, mount)
+    version: Literal["v1", "v2"]
+    parents: dict[Controller, str] = {}
+    reasons: dict[Controller, str] = {}
+    if any(m.fstype == "cgroup" and m.options & set(_V1_HIERARCHY.values()) for m in mounts):
+        version = "v1"
+        for controller in _CONTROLLERS:
+            found = hierarchies.get(controller)
+            if found is None:
+                reasons[controller] = "not mounted"
+                continue
+            hierarchy = _V1_HIERARCHY[controller]
+            parents[controller] = os.path.join(_own_dir(found, own.get(hierarchy)), _PARENT)
+    else:
+        unified = [m for m in mounts if m.fstype == "cgroup2"]
+        if not unified:
+            return _none(f"rlimits only: no cgroup hierarchy mounted under {root}")
+        version = "v2"
+        own_dir = _own_dir(unified[0], own.get(""))
+        try:
+            available = _read_text(own_dir, "cgroup.controllers").split()
+        except OSError as exc:
+            available = []
+            reasons = dict.fromkeys(_CONTROLLERS, _explain(exc))
+        for controller in _CONTROLLERS:
+            needed = _V2_ENABLE[controller]
+            if needed is not None and needed not in available and controller not in reasons:
+                reasons[controller] = f"not delegated to {own_dir}"
+            elif controller not in reasons:
+                parents[controller] = os.path.join(own_dir, _PARENT)
+    for controller, parent in list(parents.items()):
+        try:
+            _probe(version, parent, controller)
+        except OSError as exc:
+            reasons[controller] = _explain(exc)
+            del parents[controller]
+    return _describe(version, parents, reasons)
+
+
+def _none(description: str) -> CgroupSupport:
+    return CgroupSupport("none", False, False, False, description)
+
+
+def _describe(
+    version: Literal["v1", "v2"], parents: dict[Controller, str], reasons: dict[Controller, str]
+) -> CgroupSupport:
+    usable = [c for c in _CONTROLLERS if c in parents]
+    if not usable:
+        first = next(iter(reasons.items()), None)
+        detail = f"{first[0]}: {first[1]}" if first else "none found"
+        if os.geteuid() != 0:
+            detail += "; not root"
+        return _none(f"rlimits only: no writable cgroup {version} controllers ({detail})")
+    text = f"cgroup {version}: {', '.join(usable)} (rlimits too)"
+    missing = [f"{c} ({reasons[c]})" for c in _CONTROLLERS if c in reasons]
+    if missing:
+        text += f"; unusable: {', '.join(missing)}"
+    return CgroupSupport(
+        version,
+        "memory" in parents,
+        "cpu" in parents,
+        "pids" in parents,
+        text,
+        tuple((c, parents[c]) for c in usable),
+    )
+
+
+def _probe(version: Literal["v1", "v2"], parent: str, controller: Controller) -> None:
+    created = _ensure_parent(version, parent, controller)
+    probe = os.path.join(parent, f"asynctask-probe-{os.getpid()}")
+    try:
+        try:
+            os.mkdir(probe)
+        except FileExistsError:  # left by a probe of ours that was killed: same PID, same name
+            os.rmdir(probe)
+            os.mkdir(probe)
+        try:
+            if controller == "memory":
+                limit_file = "memory.limit_in_bytes" if version == "v1" else "memory.max"
+                _write(probe, limit_file, MIN_MEMORY)
+            elif controller == "pids":
+                _write(probe, "pids.max", 64)
+            elif version == "v1":
+                _write(probe, "cpuacct.usage", 0)
+                _read_text(probe, "cpuacct.usage")
+            else:
+                _read_text(probe, "cpu.stat")
+            # Opened, not written: nothing to move yet, but a read-only grant shows up here.
+            os.close(os.open(os.path.join(probe, "cgroup.procs"), os.O_WRONLY))
+        finally:
+            os.rmdir(probe)
+    finally:
+        if created:
+            # Not kept between probe and use: a daemon that never starts a limited worker
+            # leaves nothing behind. ``create`` makes it again.
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)
+
+
+def _ensure_parent(version: Literal["v1", "v2"], parent: str, controller: Controller) -> bool:
+    """Make ``parent`` (the daemon's ``asynctask`` group); True if this call created it.
+
+    Under v2 a controller's files exist in a group only if its parent delegates the controller
+    (``cgroup.subtree_control``), at every level: the daemon's own group and then ``asynctask``.
+    The kernel refuses (``EBUSY``) to delegate from a group that holds processes, other than
+    the root: a daemon that is to use v2 must run in a leaf of a delegated subtree (systemd
+    ``Delegate=yes``), and we do not move it there behind its operator's back.
+    """
+    enable = _V2_ENABLE[controller] if version == "v2" else None
+    if enable is not None:
+        _write(os.path.dirname(parent), "cgroup.subtree_control", f"+{enable}")
+    try:
+        os.mkdir(parent)
+        created = True
+    except FileExistsError:
+        created = False
+    if enable is not None:
+        try:
+            _write(parent, "cgroup.subtree_control", f"+{enable}")
+        except OSError:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(parent)
+            raise
+    return created
+
+
+def _read_mounts(path: str) -> list[_Mount]:
+    """cgroup mounts in mountinfo: ``id parent dev root point opts [tags] - type src superopts``."""
+    mounts = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as lines:
+        for line in lines:
+            parts = line.split()
+            if "-" not in parts:
+                continue
+            dash = parts.index("-")
+            if dash < 5 or len(parts) < dash + 4 or parts[dash + 1] not in ("cgroup", "cgroup2"):
+                continue
+            options = frozenset(parts[dash + 3].split(","))
+            mounts.append(
+                _Mount(_unescape(parts[4]), _unescape(parts[3]), parts[dash + 1], options)
+            )
+    return mounts
+
+
+def _read_own_groups(path: str) -> dict[str, str]:
+    """``/proc/self/cgroup`` as {v1 controller: path}, with ``""`` for the v2 group."""
+    own: dict[str, str] = {}
+    with open(path, encoding="utf-8", errors="surrogateescape") as lines:
+        for line in lines:
+            parts = line.rstrip("\n").split(":", 2)
+            if len(parts) != 3:
+                continue
+            controllers = parts[1].split(",") if parts[1] else [""]
+            for controller in controllers:
+                own[controller] = parts[2]
+    return own
+
+
+def _own_dir(mount: _Mount, own_path: str | None) -> str:
+    """Where, under ``mount``, the group this process is in lives.
+
+    A mount may show only a subtree (``root`` in mountinfo, as in containers without a cgroup
+    namespace); paths outside what the mount shows (``/..`` in a namespace) fall back to the
+    top of the mount, the nearest group we can see.
+    """
+    if own_path is None or own_path.endswith(" (deleted)"):
+        return mount.point
+    base = mount.root.rstrip("/")
+    if base and own_path != base and not own_path.startswith(base + "/"):
+        return mount.point
+    relative = own_path[len(base) :].strip("/")
+    if ".." in relative.split("/"):
+        return mount.point
+    return os.path.join(mount.point, relative) if relative else mount.point
+
+
+def _under(mount: _Mount, root: str) -> bool:
+    root = os.path.abspath(root)
+    return os.path.commonpath([os.path.abspath(mount.point), root]) == root
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" at {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- cgroup files --------------------------------------------------------------------------
+
+
+def _write(directory: str, name: str, value: int | str) -> None:
+    """Write a control file that must exist: no ``O_CREAT``, so a missing one is ``ENOENT``.
+
+    cgroupfs takes each ``write`` as one command, so the value goes in a single call.
+    """
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, str(value).encode())
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    finally:
+        os.close(fd)
+
+
+def _write_quietly(directory: str, name: str, value: int | str) -> None:
+    with contextlib.suppress(OSError):
+        _write(directory, name, value)
+
+
+def _read_text(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name), encoding="ascii") as file:
+        return file.read()
+
+
+def _read_int(directory: str, name: str) -> int | None:
+    try:
+        return int(_read_text(directory, name).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_keyed(directory: str, name: str) -> dict[str, int]:
+    """A ``key value`` per line file (``memory.events``, ``memory.oom_control``, ``cpu.stat``)."""
+    try:
+        text = _read_text(directory, name)
+    except OSError:
+        return {}
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            found[key] = int(value)
+    return found
+
+
+def _procs(path: str) -> Iterator[int]:
+    try:
+        text = _read_text(path, "cgroup.procs")
+    except OSError:
+        return iter(())
+    return (int(pid) for pid in text.split())
