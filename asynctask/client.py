@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import socket as socketlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -305,6 +305,19 @@ class _Calls:
         return fields
 
 
+#: The built-in task function that runs a command (``asynctask.executor.command``).
+COMMAND_REF = "asynctask.executor.command:run_command"
+
+
+def _command_args(argv: Sequence[str], final_exit_codes: Sequence[int]) -> tuple[Any, ...]:
+    if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+        raise UsageError("a command is a non-empty list of strings, e.g. ['ffmpeg', '-i', 'a']")
+    codes = list(final_exit_codes)
+    if not all(type(code) is int for code in codes):
+        raise UsageError("final_exit_codes must be integers")
+    return (list(argv), codes) if codes else (list(argv),)
+
+
 #: What makes ``pause``/``resume`` act on tasks one by one.
 _TASK_FILTERS = frozenset({"task_id", "state", "prefix", "since", "until", "labels"})
 
@@ -478,6 +491,12 @@ class AsyncClient:
         (status,) = self._calls.tasks(await self._call("submit", tasks=[spec]))
         return AsyncTaskHandle(status.id, status.tenant, self)
 
+    async def submit_cmd(
+        self, argv: Sequence[str], *, final_exit_codes: Sequence[int] = (), **options: Any
+    ) -> AsyncTaskHandle:
+        """Run a program as a task (same options as ``submit``); see ``Client.submit_cmd``."""
+        return await self.submit(COMMAND_REF, *_command_args(argv, final_exit_codes), **options)
+
     async def submit_status(
         self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> TaskStatus:
@@ -592,6 +611,22 @@ class AsyncClient:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(await self._call("queues"))
 
+    async def logs(
+        self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Captured output per attempt, from ``offsets`` on: ``{"state", "done", "attempts":
+        [{"attempt", "offset", "data": bytes}]}``; pass the returned offsets to read on."""
+        return dict(
+            await self._call(
+                "logs", id=task_id, tenant=tenant or self._calls.tenant, offsets=dict(offsets or {})
+            )
+        )
+
+    async def inspect(self, task_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """A running task's worker: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
+        ``threads``, ``children`` and its threads' Python ``stack``."""
+        return dict(await self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
+
 
 class Client:
     """Blocking client: one round trip at a time on a plain Unix socket; thread-safe."""
@@ -688,6 +723,16 @@ class Client:
         spec = self._calls.spec(func, args, kwargs, **options)
         (status,) = self._calls.tasks(self._call("submit", tasks=[spec]))
         return TaskHandle(status.id, status.tenant, self)
+
+    def submit_cmd(
+        self, argv: Sequence[str], *, final_exit_codes: Sequence[int] = (), **options: Any
+    ) -> TaskHandle:
+        """Run a program as a task, with ``submit``'s options (retries, timeout, ...).
+
+        Its stdout and stderr are the attempt's logs; exit code 0 succeeds with
+        ``{"exit_code": 0}``, another fails the attempt and is retried, unless it is in
+        ``final_exit_codes`` (then the task fails at once)."""
+        return self.submit(COMMAND_REF, *_command_args(argv, final_exit_codes), **options)
 
     def submit_status(
         self, func: Any, *args: Any, kwargs: Mapping[str, Any] | None = None, **options: Any
@@ -786,6 +831,20 @@ class Client:
     def queues(self) -> dict[str, Any]:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(self._call("queues"))
+
+    def logs(
+        self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Captured output per attempt; see ``AsyncClient.logs``."""
+        return dict(
+            self._call(
+                "logs", id=task_id, tenant=tenant or self._calls.tenant, offsets=dict(offsets or {})
+            )
+        )
+
+    def inspect(self, task_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """A running task's worker; see ``AsyncClient.inspect``."""
+        return dict(self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
 
 
 def _report(reply: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class WorkersConfig:
     max_tasks_per_worker: int = 0  # 0: never recycle
     paths: tuple[str, ...] = ()
     concurrency: int = 1  # attempts one worker process runs at once
+    max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "max_tasks_per_worker",
             "paths",
             "concurrency",
+            "max_log_bytes",
         },
     )
     _only(retry, "retry.", {"retries", "backoff_base", "backoff_cap"})
@@ -190,6 +192,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ),
         paths=_get(workers, "workers.paths", w.paths, _paths),
         concurrency=_get(workers, "workers.concurrency", w.concurrency, _int(1, 1024)),
+        max_log_bytes=_get(workers, "workers.max_log_bytes", w.max_log_bytes, _size(0)),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from asynctask import __version__, protocol
+from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
 from asynctask.config import Config, FunctionDefaults
 from asynctask.core.cron import CronSchedule, slot_id
@@ -48,6 +49,7 @@ from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Schedu
 from asynctask.crontab import CronEntry, CronTable
 from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
+from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
@@ -63,7 +65,7 @@ from asynctask.model import (
     TaskState,
     new_task_id,
 )
-from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME
+from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
@@ -106,6 +108,7 @@ class Daemon:
             ),
         )
         self._sharded = sharding.sharded
+        self.attempt_logs = AttemptLogs(home / LOG_DIR / "attempts", config.workers.max_log_bytes)
         self._interner = Interner()  # equal names, options and labels of tasks share one object
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
@@ -187,6 +190,8 @@ class Daemon:
         recovered = await self._recover()
         recovered_at = time.perf_counter()
         workers = self.config.workers
+        run_dir = self.home / RUN_DIR
+        run_dir.mkdir(mode=0o700, exist_ok=True)
         self.pool = WorkerPool(
             PoolConfig(
                 workers=workers.min_workers,
@@ -197,9 +202,11 @@ class Daemon:
                 max_tasks_per_worker=workers.max_tasks_per_worker or None,
                 shards=self.scheduler.settings.sharding.shards,
                 concurrency=workers.concurrency,
+                stack_dir=str(run_dir),
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,
+            on_log=self._on_log,
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
@@ -248,6 +255,7 @@ class Daemon:
                     self._perform([self.scheduler.interrupted(task, reason, now)])
             if unfinished:
                 log.info("re-queued %d unfinished attempts", len(unfinished))
+            self.attempt_logs.close()
         background = list(self._background)  # retention passes, cron submits in flight
         for job in background:
             job.cancel()
@@ -439,12 +447,18 @@ class Daemon:
             except StoreError as exc:  # a bad moment for the disk: try again next round
                 log.warning("history retention: %s", exc)
                 rows = []
-            chosen = [seq for seq, tenant, task_id in rows if (tenant, task_id) not in self._live]
+            chosen = [
+                (seq, attempts)
+                for seq, tenant, task_id, attempts in rows
+                if (tenant, task_id) not in self._live
+            ]
             if chosen:
                 with self.store.one_transaction():
-                    commits = [self.store.put(DeleteTask(seq)) for seq in chosen]
+                    commits = [self.store.put(DeleteTask(seq)) for seq, _ in chosen]
                 results = await asyncio.gather(*commits, return_exceptions=True)
                 if not any(isinstance(result, BaseException) for result in results):
+                    for seq, attempts in chosen:
+                        self.attempt_logs.delete(seq, attempts)
                     log.info("history retention: deleted %d finished tasks", len(chosen))
             if len(rows) < PURGE_BATCH:
                 await asyncio.sleep(min(retention / 10, 60.0))
@@ -520,7 +534,13 @@ class Daemon:
         self.scheduler.add(task, self.clock())
         self._wake()
 
+    def _on_log(self, aid: int, stream: str, text: str) -> None:
+        task = self._running.get(aid)
+        if task is not None:
+            self.attempt_logs.append(task.seq, task.attempts, text)
+
     def _on_outcome(self, outcome: Outcome) -> None:
+        self.attempt_logs.finish(outcome.aid)  # its log is complete (the aid is the task's seq)
         task = self._running.pop(outcome.aid, None)
         if task is None:
             return
@@ -779,6 +799,50 @@ class Daemon:
         status = await self.status(tenant, task_id)  # raises NotFound for an unknown ID
         raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
 
+    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
+        """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
+        bytes in one reply (ask again from the new offsets for more); ``done`` once the task
+        has ended and everything was read."""
+        view = await self.status(tenant, task_id)  # NotFound for an unknown ID
+        live = self._live.get((tenant, task_id))
+        if live is not None:
+            seq = live.seq
+        else:
+            assert self.store is not None
+            row = await self.store.get(tenant, task_id)
+            if row is None:
+                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+            seq = row.seq
+        budget = LOG_CHUNK
+        attempts = []
+        complete = True
+        for entry in self.attempt_logs.read(seq, view["attempts"], offsets):
+            data = entry.data[:budget]
+            budget -= len(data)
+            start = min(max(0, offsets.get(entry.attempt, 0)), entry.size)
+            complete = complete and start + len(data) == entry.size
+            attempts.append({"attempt": entry.attempt, "offset": start + len(data), "data": data})
+        finished = view["state"] in FINAL_STATES_TEXT
+        return {"state": view["state"], "attempts": attempts, "done": finished and complete}
+
+    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
+        """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
+        ``threads``, ``children`` and every thread's Python ``stack``."""
+        task = self._live.get((tenant, task_id))
+        if task is None:
+            await self.status(tenant, task_id)  # NotFound for an unknown ID
+        pid = self.pool.pid_of(task.seq) if task is not None and self.pool else None
+        if task is None or task.state is not TaskState.RUNNING or pid is None:
+            state = task.state if task is not None else "finished"
+            raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
+        try:
+            info = process_info(pid)
+        except ProcessLookupError:
+            raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
+        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid))
+        info["attempt"] = task.attempts
+        return info
+
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, self.clock(), tenants)
 
@@ -859,6 +923,8 @@ class Daemon:
         with self.store.one_transaction():
             commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
         await asyncio.gather(*commits)
+        for row in chosen:
+            self.attempt_logs.delete(row.seq, row.attempts)
         if chosen:
             log.info("deleted %d finished tasks", len(chosen))
         return len(chosen)
@@ -904,6 +970,10 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
 
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
+
+#: The most log bytes one ``logs`` reply carries (the client asks again for more).
+LOG_CHUNK = 4 * 1024 * 1024
+FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
 #: Finished tasks one retention pass deletes in one transaction.
 PURGE_BATCH = 5_000

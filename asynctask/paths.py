@@ -16,6 +16,7 @@ CONFIG_NAME = "asynctask.toml"
 PID_NAME = "daemon.pid"
 LOCK_NAME = "daemon.lock"
 LOG_DIR = "logs"
+RUN_DIR = "run"  # per-worker files of the running daemon (stack dumps for ``inspect``)
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from asynctask.client import Client, TaskStatus
+from asynctask.client import COMMAND_REF, Client, TaskStatus
 from asynctask.errors import (
     EXIT_TASK_NOT_SUCCEEDED,
     EXIT_USAGE,
@@ -216,9 +216,15 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
         typer.echo(f"pong: pid {info['pid']}, version {info['version']}, up {info['uptime']:.0f}s")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def submit(
-    func: Annotated[str, typer.Argument(help="The task function, package.module:function.")],
+    ctx: typer.Context,
+    func: Annotated[
+        str,
+        typer.Argument(
+            help="The task function, package.module:function (with --cmd: the program)."
+        ),
+    ],
     args_json: Annotated[
         str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
     ] = None,
@@ -261,16 +267,43 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the task to end; exit as `wait` does.")
     ] = False,
+    cmd: Annotated[
+        bool,
+        typer.Option(
+            "--cmd",
+            help="Run a program: `submit [options] --cmd -- PROG ARG...`. Exit code 0 "
+            "succeeds; its output is the attempt's log.",
+        ),
+    ] = False,
+    final_exit_code: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--final-exit-code", help="With --cmd: an exit code not worth retrying; repeatable."
+        ),
+    ] = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a task; prints its ID (or the task, with --json)."""
+    if cmd:
+        argv = [func, *([args_json] if args_json is not None else []), *ctx.args]
+        if kwargs_json is not None:
+            fail("--kwargs does not apply to --cmd (the program takes ARG...)")
+        args_json, func = None, COMMAND_REF
+        prefix: list[Any] = [argv, final_exit_code] if final_exit_code else [argv]
+    else:
+        if ctx.args:
+            fail(f"unexpected arguments: {' '.join(ctx.args)} (a program needs --cmd)")
+        if final_exit_code:
+            fail("--final-exit-code needs --cmd")
+        prefix = []
     args = _json_arg(args_json, "ARGS_JSON")
     if args is None:
         args = []
     if not isinstance(args, list):
         fail("ARGS_JSON must be a JSON array of positional arguments (use --kwargs for a map)")
+    args = prefix + args
     kwargs = _json_arg(kwargs_json, "--kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         fail("--kwargs must be a JSON object")
@@ -649,6 +682,89 @@ def resume(
     that match, which queue again behind what waits."""
     tasks = {"state": state, "prefix": prefix, "since": since, "until": until, "label": label}
     _set_paused(False, task_id, tenant, queue, function, tasks, home, socket, as_json)
+
+
+@app.command()
+def logs(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    tenant: TenantOpt = "default",
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=1, help="Only this attempt (1 is the first).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until the task ends.")
+    ] = False,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What each attempt wrote to stdout and stderr (print, logging, a command's output)."""
+    client = client_for(home, socket)
+    offsets: dict[int, int] = {}
+    texts: dict[int, list[str]] = {}
+    shown: int | None = None
+    while True:
+        reply = run_client(lambda: client.logs(task_id, tenant, offsets))
+        for entry in reply["attempts"]:
+            number = int(entry["attempt"])
+            offsets[number] = int(entry["offset"])
+            if attempt is not None and number != attempt:
+                continue
+            text = bytes(entry["data"]).decode("utf-8", "replace")
+            if not text:
+                continue
+            if as_json:
+                texts.setdefault(number, []).append(text)
+                continue
+            if shown != number and (number > 1 or (attempt is None and len(offsets) > 1)):
+                typer.echo(f"--- attempt {number} ---")
+            shown = number
+            typer.echo(text, nl=False)
+        got_data = any(entry["data"] for entry in reply["attempts"])
+        if reply["done"] or (not follow and not got_data):
+            break  # a reply carries at most a few MiB: without --follow, read until dry
+        if follow and not got_data:
+            time.sleep(0.2)  # polling the daemon; a follow is a person watching
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "id": task_id,
+                    "state": reply["state"],
+                    "attempts": [
+                        {"attempt": n, "text": "".join(parts)} for n, parts in sorted(texts.items())
+                    ],
+                }
+            )
+        )
+    elif shown is not None and follow:
+        typer.echo("")
+
+
+@app.command()
+def inspect(
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    tenant: TenantOpt = "default",
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A running task's worker: pid, memory, CPU time, open files and its Python stack."""
+    info = run_client(lambda: client_for(home, socket).inspect(task_id, tenant))
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"{'pid':<12} {info['pid']}")
+    typer.echo(f"{'attempt':<12} {info['attempt']}")
+    typer.echo(f"{'rss':<12} {info['rss'] / 1048576:.1f} MiB")
+    typer.echo(f"{'cpu_seconds':<12} {info['cpu_seconds']}")
+    typer.echo(f"{'threads':<12} {info['threads']}")
+    typer.echo(f"{'open_files':<12} {info['open_files']}")
+    for line in info["files"]:
+        typer.echo(f"{'':<12} {line}")
+    typer.echo(f"{'children':<12} {' '.join(map(str, info['children'])) or '-'}")
+    typer.echo("stack:")
+    typer.echo(info["stack"].rstrip("\n"))
 
 
 @app.command()

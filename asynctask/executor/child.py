@@ -32,12 +32,14 @@ import importlib
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from asynctask import protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
+from asynctask.executor.capture import ATTEMPT, Capture
 from asynctask.executor.taskcontext import CURRENT, TaskContext
 from asynctask.model import ErrorKind, error_dict, is_function_ref
 
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 PARENT_PID_ENV: Final = "ASYNCTASK_PARENT_PID"
 PATHS_ENV: Final = "ASYNCTASK_PATHS"
+#: Where ``SIGUSR1`` makes the worker dump its threads' stacks (``asynctask inspect``).
+STACK_DIR_ENV: Final = "ASYNCTASK_STACK_DIR"
 
 _PR_SET_PDEATHSIG: Final = 1
 _SIGKILL: Final = 9
@@ -74,6 +78,8 @@ class Worker:
         self._decoder = protocol.FrameDecoder()
         self._functions: dict[str, Callable[..., Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._send_lock = threading.Lock()  # a task's own threads print too
+        self.capture = Capture(self._send)
 
     def serve(self) -> int:
         """Answer ``run`` frames until ``exit`` or EOF; the return value is the exit status."""
@@ -102,7 +108,7 @@ class Worker:
                     print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
 
     def _send(self, message: dict[str, Any]) -> None:
-        self._sock.sendall(protocol.encode_frame(message))
+        self._write_frame(protocol.encode_frame(message))
 
     def _reply(self, done: dict[str, Any]) -> None:
         """Send a done frame; if the task smuggled something unencodable into it, say so."""
@@ -120,11 +126,14 @@ class Worker:
         self._write_frame(frame)
 
     def _write_frame(self, frame: bytes) -> None:
-        self._sock.sendall(frame)
+        with self._send_lock:
+            self._sock.sendall(frame)
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         """Run one ``run`` frame and build its ``done`` frame; never raises."""
         aid = message.get("aid")
+        capture = self.capture
+        capture.only = aid if isinstance(aid, int) else None
         try:
             prepared = self._prepare(message)
             if isinstance(prepared, dict):
@@ -141,6 +150,9 @@ class Worker:
             reply = {"ok": False, "error": _describe(exc)}
         finally:
             _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
+            if capture.only is not None:
+                capture.finish(capture.only)
+            capture.only = None
         return {"op": "done", "aid": aid, **reply}
 
     def _prepare(
@@ -220,6 +232,7 @@ class ConcurrentWorker(Worker):
         self._started: set[Any] = set()
         self._cancelled: set[Any] = set()
         self._writer: asyncio.StreamWriter | None = None
+        self._loop_thread = threading.get_ident()
 
     def serve(self) -> int:
         import asyncio
@@ -278,6 +291,7 @@ class ConcurrentWorker(Worker):
 
         aid = message.get("aid")
         self._started.add(aid)
+        ATTEMPT.set(aid if isinstance(aid, int) else None)  # this asyncio task's own context
         try:
             prepared = self._prepare(message)
             if isinstance(prepared, dict):
@@ -300,6 +314,8 @@ class ConcurrentWorker(Worker):
             self._tasks.pop(aid, None)
             self._started.discard(aid)
             self._cancelled.discard(aid)
+            if isinstance(aid, int):
+                self.capture.finish(aid)
         self._reply({"op": "done", "aid": aid, **reply})
 
     async def _call_async(
@@ -328,13 +344,15 @@ class ConcurrentWorker(Worker):
             value = await value
         return value
 
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self._writer is not None
-        self._writer.write(protocol.encode_frame(message))
-
     def _write_frame(self, frame: bytes) -> None:
-        assert self._writer is not None
-        self._writer.write(frame)
+        """From the loop's thread, or a task thread's print: frames keep their order."""
+        writer = self._writer
+        assert writer is not None
+        if threading.get_ident() == self._loop_thread:
+            writer.write(frame)
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(writer.write, frame)
 
 
 def _failure(function: Callable[..., Any], exc: Exception) -> dict[str, Any]:
@@ -559,6 +577,30 @@ def _die_with_parent() -> bool:
     return not (expected and expected.isdigit() and os.getppid() != int(expected))
 
 
+def _dump_stacks_on_sigusr1() -> None:
+    """``asynctask inspect``: SIGUSR1 appends every thread's stack to the daemon's file for this
+    worker. faulthandler writes from a C signal handler, so the task runs on undisturbed."""
+    directory = os.environ.get(STACK_DIR_ENV)
+    if not directory:
+        return
+    import faulthandler
+    import signal
+
+    try:
+        # Kept open for the worker's life: faulthandler holds the descriptor, not the object.
+        stack_file = open(  # noqa: SIM115
+            os.path.join(directory, f"stack-{os.getpid()}.txt"), "ab", buffering=0
+        )
+        os.set_inheritable(stack_file.fileno(), False)
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True, chain=False)
+        _KEEP.append(stack_file)
+    except OSError as exc:
+        print(f"asynctask worker {os.getpid()}: no stack dumps: {exc}", file=sys.stderr)
+
+
+_KEEP: list[Any] = []
+
+
 def _extend_sys_path() -> None:
     """Configured paths, then the working directory, ahead of everything else on sys.path."""
     extra = [entry for entry in os.environ.get(PATHS_ENV, "").split(os.pathsep) if entry]
@@ -578,12 +620,17 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()
+    _dump_stacks_on_sigusr1()
     if slots > 1:
-        status = ConcurrentWorker(sock, slots).serve()
+        concurrent = ConcurrentWorker(sock, slots)
+        concurrent.capture.install()
+        status = concurrent.serve()
         _flush_stdio()
         os._exit(status)  # not sys.exit: it would wait for task threads nobody waits for
+    worker = Worker(sock)
+    worker.capture.install()
     try:
-        return Worker(sock).serve()
+        return worker.serve()
     except BrokenPipeError:
         return 0  # the daemon closed its end while we answered: it no longer wants the answer
     finally:

@@ -44,6 +44,7 @@ Idle workers are kept in one stack per shard, so choosing one costs O(shards) at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -58,7 +59,7 @@ from typing import Any, Final, cast
 
 from asynctask import protocol
 from asynctask.errors import ProtocolError
-from asynctask.executor.child import PARENT_PID_ENV, PATHS_ENV
+from asynctask.executor.child import PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.model import ErrorKind, error_dict
 
 log = logging.getLogger("asynctask.executor")
@@ -85,6 +86,7 @@ class PoolConfig:
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
     concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
+    stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class WorkerPool:
         config: PoolConfig,
         on_outcome: Callable[[Outcome], None],
         on_idle: Callable[[], None],
+        on_log: Callable[[int, str, str], None] | None = None,
     ) -> None:
         if config.workers < 0:
             raise ValueError(f"workers must be 0 or more, not {config.workers}")
@@ -237,6 +240,7 @@ class WorkerPool:
         self._config = config
         self._on_outcome = on_outcome
         self._on_idle = on_idle
+        self._on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
         self._slots = config.concurrency
@@ -589,7 +593,9 @@ class WorkerPool:
 
     def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op == "done":
+        if op == "log":
+            self._on_log_frame(worker, message)
+        elif op == "done":
             self._on_done(worker, message)
         elif op == "ready":
             self._on_ready(worker)
@@ -653,6 +659,22 @@ class WorkerPool:
             self._emit(outcome)
         if freed:
             self._notify_idle()
+
+    def _on_log_frame(self, worker: _Worker, message: dict[str, Any]) -> None:
+        aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
+        if (
+            self._on_log is None
+            or not isinstance(aid, int)
+            or aid not in worker.jobs
+            or aid in worker.stopping
+            or stream not in ("stdout", "stderr")
+            or not isinstance(data, str)
+        ):
+            return  # for an attempt already reported, or nonsense
+        try:
+            self._on_log(aid, stream, data)
+        except Exception:
+            log.exception("on_log failed for attempt %d", aid)
 
     def _on_timeout(self, worker: _Worker, job: Job) -> None:
         if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
@@ -719,6 +741,9 @@ class WorkerPool:
         process = worker.process
         returncode = process.get_returncode() if process is not None else None
         self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
+        if self._config.stack_dir is not None and worker.pid > 0:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._config.stack_dir, f"stack-{worker.pid}.txt"))
         previous = worker.state
         worker.state = _State.DEAD
         self._release(worker)
@@ -916,6 +941,8 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     env = dict(os.environ)
     env[PARENT_PID_ENV] = str(os.getpid())
     env[PATHS_ENV] = os.pathsep.join(config.paths)
+    if config.stack_dir is not None:
+        env[STACK_DIR_ENV] = config.stack_dir
     python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])

@@ -24,6 +24,7 @@ from asynctask.server.requests import (
     parse_delete,
     parse_hold,
     parse_list,
+    parse_log_offsets,
     parse_pause_target,
     parse_retry,
     parse_submit,
@@ -65,6 +66,12 @@ class Backend(Protocol):
 
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]: ...
 
+    def logs(
+        self, tenant: str, task_id: str, offsets: dict[int, int]
+    ) -> Awaitable[dict[str, Any]]: ...
+
+    def inspect(self, tenant: str, task_id: str) -> Awaitable[dict[str, Any]]: ...
+
 
 OPS = (
     "ping",
@@ -81,6 +88,8 @@ OPS = (
     "pause",
     "resume",
     "queues",
+    "logs",
+    "inspect",
 )
 
 
@@ -138,6 +147,12 @@ class Ops:
             else:
                 self._auth.check(peer.uid, tenant)
             return _wrap(self._backend.set_paused(target, op == "pause"), "changed")
+        if op == "logs" or op == "inspect":
+            tenant, task_id = parse_task_ref(message)
+            self._auth.check(peer.uid, tenant)
+            if op == "inspect":
+                return self._backend.inspect(tenant, task_id)
+            return self._backend.logs(tenant, task_id, parse_log_offsets(message))
         if op == "queues":
             return self._backend.queues(self._auth.tenants_of(peer.uid))
         if op == "ping":

@@ -156,6 +156,16 @@ def parse_task_ref(message: dict[str, Any]) -> tuple[str, str]:
     return _tenant(message), task_id
 
 
+def parse_log_offsets(message: dict[str, Any]) -> dict[int, int]:
+    """``logs``: ``{"offsets": {attempt: bytes already read}}``, all optional."""
+    raw = message.get("offsets") or {}
+    if not isinstance(raw, dict) or not all(
+        type(k) is int and type(v) is int and k > 0 and v >= 0 for k, v in raw.items()
+    ):
+        raise UsageError("offsets must map attempt numbers (1, 2, ...) to byte offsets (>= 0)")
+    return dict(raw)
+
+
 def parse_wait_timeout(message: dict[str, Any]) -> float | None:
     return _seconds(message, "timeout")
 

@@ -178,7 +178,7 @@ CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name 
 #: Retention: the oldest finished tasks first, along the created_at index (a range scan from
 #: the oldest row, so a pass costs its batch, not the whole history).
 SELECT_OLD_FINISHED: Final = (
-    "SELECT seq, tenant, id FROM tasks INDEXED BY tasks_created_at WHERE created_at < ? "
+    "SELECT seq, tenant, id, attempts FROM tasks INDEXED BY tasks_created_at WHERE created_at < ? "
     f"AND state IN ({_state_list(FINAL_STATES)}) ORDER BY created_at LIMIT ?"
 )
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"

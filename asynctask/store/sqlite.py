@@ -206,16 +206,16 @@ class Store:
                 rows = await cursor.fetchall()
         return [(str(kind), str(tenant), str(name)) for kind, tenant, name in rows]
 
-    async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str]]:
-        """``(seq, tenant, id)`` of up to ``limit`` finished tasks created before ``before``,
-        oldest first (history retention)."""
+    async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str, int]]:
+        """``(seq, tenant, id, attempts)`` of up to ``limit`` finished tasks created before
+        ``before``, oldest first (history retention; ``attempts`` names their log files)."""
         self._check_open()
         with map_errors("finding old finished tasks"):
             async with self._read_conn.execute(
                 schema.SELECT_OLD_FINISHED, (before, limit)
             ) as cursor:
                 rows = await cursor.fetchall()
-        return [(int(seq), str(tenant), str(task_id)) for seq, tenant, task_id in rows]
+        return [(int(seq), str(tenant), str(task_id), int(n)) for seq, tenant, task_id, n in rows]
 
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
         """Every cron entry as ``(tenant, name, definition)``, for start-up."""

@@ -144,3 +144,31 @@ def nap(seconds: float) -> int:
     """I/O-bound, sync: sleeps in its thread; returns its worker's pid."""
     time.sleep(seconds)
     return os.getpid()
+
+
+def talk(lines: int, marker: str, seconds: float) -> str:
+    """Prints a numbered line, then waits for ``marker`` to exist (or ``seconds``) between
+    the halves: a test can read the log while the task still runs."""
+    import logging
+
+    for n in range(lines):
+        print(f"line {n}")
+    logging.getLogger("talk").warning("half way")
+    deadline = time.monotonic() + seconds
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print("done talking")
+    return "talked"
+
+
+def busy_wait_in_named_function(marker: str) -> None:
+    """Spins inside a function whose name the stack shows, until ``marker`` exists."""
+    while not Path(marker).exists():
+        sum(range(1000))
+
+
+def flood(size: int) -> None:
+    """Writes ``size`` bytes of output."""
+    chunk = "x" * 1023 + "\n"
+    for _ in range(size // 1024):
+        print(chunk, end="")

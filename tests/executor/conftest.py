@@ -64,8 +64,9 @@ class Harness:
         config.setdefault("kill_grace", 0.5)
         self.config = PoolConfig(**config)
         self.outcomes: dict[int, Outcome] = {}
+        self.logs: dict[int, list[tuple[str, str]]] = {}
         self.idle_calls = 0
-        self.pool = WorkerPool(self.config, self._on_outcome, self._on_idle)
+        self.pool = WorkerPool(self.config, self._on_outcome, self._on_idle, self._on_log)
         self._aids = iter(range(1, 1_000_000))
         # Other test modules may keep processes of their own (a daemon fixture): only new
         # children are this pool's business.
@@ -77,6 +78,10 @@ class Harness:
 
     def _on_idle(self) -> None:
         self.idle_calls += 1
+
+    def _on_log(self, aid: int, stream: str, data: str) -> None:
+        assert aid not in self.outcomes, f"log of attempt {aid} after its outcome"
+        self.logs.setdefault(aid, []).append((stream, data))
 
     def submit(
         self,

@@ -166,3 +166,25 @@ async def async_window(seconds: float) -> list[float]:
     started = time.time()
     await asyncio.sleep(seconds)
     return [started, time.time(), os.getpid(), current_task().id]
+
+
+def chatty(tag: str, seconds: float = 0.0) -> str:
+    """Writes through print, a thread of its own, logging, and a line left unterminated."""
+    import logging
+    import threading
+
+    print(f"{tag} line 1")
+    thread = threading.Thread(target=print, args=(f"{tag} from a thread",))
+    thread.start()
+    thread.join()
+    time.sleep(seconds)
+    logging.getLogger("task").warning("%s warned", tag)
+    sys.stdout.write(f"{tag} no newline")
+    return tag
+
+
+async def async_chatty(tag: str, seconds: float) -> str:
+    print(f"{tag} before")
+    await asyncio.sleep(seconds)
+    print(f"{tag} after")
+    return tag

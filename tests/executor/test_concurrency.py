@@ -116,3 +116,16 @@ async def test_a_recycled_worker_finishes_its_attempts_before_it_goes() -> None:
         await harness.full()
     finally:
         await stop_and_check(harness)
+
+
+async def test_output_of_concurrent_attempts_is_kept_apart(shared: Harness) -> None:
+    aids = {tag: shared.submit("async_chatty", tag, 0.3) for tag in ("a", "b")}
+    aids["c"] = shared.submit("chatty", "c", 0.3)  # a sync one, on a thread
+    for tag, aid in aids.items():
+        await shared.outcome(aid)
+        text = "".join(data for _, data in shared.logs[aid])
+        if tag == "c":
+            # its own thread's print has a fresh context: that line goes to the workers' log
+            assert text == "c line 1\nc warned\nc no newline"
+        else:
+            assert text == f"{tag} before\n{tag} after\n"

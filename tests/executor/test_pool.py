@@ -165,15 +165,33 @@ async def test_exit_and_interrupt_do_not_kill_the_worker() -> None:
         await stop_and_check(harness)
 
 
-async def test_task_output_goes_to_output_path_not_the_frames(tmp_path: Path) -> None:
+async def test_task_output_is_sent_per_attempt_and_not_to_the_workers_log(
+    tmp_path: Path,
+) -> None:
     log = tmp_path / "workers.log"
     harness = Harness(workers=1, output_path=str(log))
     await harness.pool.start()
     try:
-        assert value(await harness.run("print_and_return", "hello-out")) == "hello-out"
-        assert log.read_text().count("hello-out") == 2  # once from stdout, once from stderr
+        aid = harness.submit("print_and_return", "hello-out")
+        assert value(await harness.outcome(aid)) == "hello-out"
+        assert harness.logs[aid] == [("stdout", "hello-out\n"), ("stderr", "hello-out\n")]
+        assert "hello-out" not in log.read_text()
+        other = harness.submit("print_and_return", "second")
+        await harness.outcome(other)
+        assert [data for _, data in harness.logs[other]] == ["second\n", "second\n"]
     finally:
         await stop_and_check(harness)
+
+
+async def test_prints_threads_logging_and_a_last_unterminated_line_are_captured(
+    harness: Harness,
+) -> None:
+    aid = harness.submit("chatty", "t")
+    await harness.outcome(aid)
+    stdout = "".join(data for stream, data in harness.logs[aid] if stream == "stdout")
+    stderr = "".join(data for stream, data in harness.logs[aid] if stream == "stderr")
+    assert stdout == "t line 1\nt from a thread\nt no newline"
+    assert stderr == "t warned\n"
 
 
 async def test_configured_paths_are_importable(tmp_path: Path) -> None:

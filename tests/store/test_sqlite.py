@@ -324,7 +324,7 @@ async def test_old_finished_returns_the_oldest_finished_tasks_only(db_path: str)
             store.put(InsertTask(make_row(seq, state=state, created_at=float(seq))))
         await store.flush()
         old = await store.old_finished(before=7.0, limit=10)
-        assert [seq for seq, _, _ in old] == [1, 3, 5, 6]  # oldest first; live ones skipped
-        assert [seq for seq, _, _ in await store.old_finished(before=7.0, limit=2)] == [1, 3]
+        assert [seq for seq, _, _, _ in old] == [1, 3, 5, 6]  # oldest first; live ones skipped
+        assert [row[0] for row in await store.old_finished(before=7.0, limit=2)] == [1, 3]
     finally:
         await store.close()
