@@ -40,6 +40,7 @@ from asynctask.model import (
 )
 from asynctask.paths import resolve_socket
 from asynctask.protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, pack, unpack
+from asynctask.resources import RESOURCE_KEYS, Limits
 
 C = TypeVar("C")
 
@@ -175,6 +176,7 @@ _OPTION_NAMES = frozenset(
         "labels",
         "on_success",
         "on_failure",
+        *RESOURCE_KEYS,
     }
 )
 
@@ -213,6 +215,12 @@ class _Calls:
                 spec[name] = _seconds(merged.pop(name), name)
         if "run_at" in merged:
             spec["run_at"] = _epoch(merged.pop("run_at"))
+        resources = {key: merged.pop(key) for key in RESOURCE_KEYS if key in merged}
+        if resources:
+            try:
+                spec["resources"] = Limits.from_wire(resources).to_wire()
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         spec.update(merged)
         limits = getattr(func, "__asynctask_limits__", None)
         if limits:

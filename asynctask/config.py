@@ -35,6 +35,7 @@ from asynctask.model import (
     parse_rate,
     parse_size,
 )
+from asynctask.resources import RESOURCE_KEYS, Limits
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class WorkersConfig:
     paths: tuple[str, ...] = ()
     concurrency: int = 1  # attempts one worker process runs at once
     max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
+    limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
+    sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "paths",
             "concurrency",
             "max_log_bytes",
+            "sandbox",
+            *RESOURCE_KEYS,
         },
     )
     _only(retry, "retry.", {"retries", "backoff_base", "backoff_cap"})
@@ -193,6 +198,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         paths=_get(workers, "workers.paths", w.paths, _paths),
         concurrency=_get(workers, "workers.concurrency", w.concurrency, _int(1, 1024)),
         max_log_bytes=_get(workers, "workers.max_log_bytes", w.max_log_bytes, _size(0)),
+        limits=_limits(workers),
+        sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
@@ -443,6 +450,13 @@ def _duration(raw: Any) -> float:
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise TypeError("expected a duration such as 30s or 500ms")
     return parse_duration(raw)
+
+
+def _limits(workers: Mapping[str, Any]) -> Limits:
+    try:
+        return Limits.from_wire({key: workers[key] for key in RESOURCE_KEYS if key in workers})
+    except ValueError as exc:
+        raise ConfigError(f"workers: {exc}") from None
 
 
 def _size(minimum: int) -> Callable[[Any], int]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from asynctask.model import parse_rate
+from asynctask.resources import RESOURCE_KEYS, Limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,11 +31,13 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
     applies them to the function at dispatch, and keys set for the function in the config file
     win over them (an operator can always override code).
     """
-    unknown = set(defaults) - _ALLOWED - _LIMITS - _WORKER_SIDE
+    unknown = set(defaults) - _ALLOWED - _LIMITS - _WORKER_SIDE - RESOURCE_KEYS
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
     limits = _limits({key: defaults.pop(key) for key in _LIMITS & set(defaults)})
     non_retryable = _exception_classes(defaults.pop("non_retryable", ()))
+    # memory=, cpu=, ... are checked now and travel with every submit (as submit options do)
+    Limits.from_wire({key: defaults[key] for key in RESOURCE_KEYS & set(defaults)})
 
     def decorate(function: F) -> F:
         ref = f"{function.__module__}:{function.__qualname__}"

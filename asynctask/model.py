@@ -79,6 +79,7 @@ class ErrorKind(StrEnum):
     BAD_RESULT = "bad_result"  # the return value cannot be msgpack-encoded: not retried
     MEMORY_LIMIT = "memory_limit"  # not retried unless the function opts in
     CPU_LIMIT = "cpu_limit"  # not retried unless the function opts in
+    FILE_SIZE_LIMIT = "file_size_limit"  # a program killed by SIGXFSZ; not retried either
 
 
 RETRYABLE_KINDS: Final = frozenset(
@@ -337,6 +338,8 @@ class SubmitSpec:
     #: The function's limits declared in code: {"concurrency"?: int, "rate"?: per second,
     #: "burst"?: tokens}, from ``@asynctask.task(concurrency=..., rate=..., burst=...)``.
     limits: dict[str, float] | None = None
+    #: The attempt's resource limits (``resources.Limits`` in wire form), over the daemon's.
+    resources: dict[str, int | float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,6 +267,21 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the task to end; exit as `wait` does.")
     ] = False,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="Memory limit of each attempt, e.g. 256M.")
+    ] = None,
+    cpu: Annotated[
+        str | None, typer.Option("--cpu", help="CPU-time limit of each attempt, e.g. 30s.")
+    ] = None,
+    open_files: Annotated[
+        int | None, typer.Option("--open-files", help="Open files an attempt may hold.")
+    ] = None,
+    processes: Annotated[
+        int | None, typer.Option("--processes", help="Processes and threads of an attempt.")
+    ] = None,
+    file_size: Annotated[
+        str | None, typer.Option("--file-size", help="Largest file an attempt may write.")
+    ] = None,
     cmd: Annotated[
         bool,
         typer.Option(
@@ -319,6 +334,11 @@ def submit(
         "labels": _labels(label) or None,
         "on_success": on_success,
         "on_failure": on_failure,
+        "memory": memory,
+        "cpu": cpu,
+        "open_files": open_files,
+        "processes": processes,
+        "file_size": file_size,
     }
     client = client_for(home, socket, tenant)
     status = run_client(lambda: client.submit_status(func, *args, kwargs=kwargs, **options))

@@ -51,7 +51,11 @@ class RetryPolicy:
             return False
         if kind in RETRYABLE_KINDS:
             return True
-        return retry_limit_kills and kind in (ErrorKind.MEMORY_LIMIT, ErrorKind.CPU_LIMIT)
+        return retry_limit_kills and kind in (
+            ErrorKind.MEMORY_LIMIT,
+            ErrorKind.CPU_LIMIT,
+            ErrorKind.FILE_SIZE_LIMIT,
+        )
 
     def delay(self, attempts: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempts + 1`` (full jitter, capped)."""

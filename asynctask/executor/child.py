@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 PARENT_PID_ENV: Final = "ASYNCTASK_PARENT_PID"
 PATHS_ENV: Final = "ASYNCTASK_PATHS"
+#: The worker's limit profile, JSON of ``Limits.to_wire()`` (+ ``address_space``): applied to
+#: itself first thing, before any task code can run.
+LIMITS_ENV: Final = "ASYNCTASK_LIMITS"
 #: Where ``SIGUSR1`` makes the worker dump its threads' stacks (``asynctask inspect``).
 STACK_DIR_ENV: Final = "ASYNCTASK_STACK_DIR"
 
@@ -577,6 +580,25 @@ def _die_with_parent() -> bool:
     return not (expected and expected.isdigit() and os.getppid() != int(expected))
 
 
+def _apply_limits() -> str | None:
+    """rlimits from ``LIMITS_ENV``; the reason it cannot, which ends the worker unstarted."""
+    raw = os.environ.get(LIMITS_ENV)
+    if not raw:
+        return None
+    import json
+
+    from asynctask.executor.limits import apply_rlimits
+    from asynctask.resources import Limits
+
+    try:
+        wire = json.loads(raw)
+        address_space = bool(wire.pop("address_space", True))
+        apply_rlimits(Limits.from_wire(wire), address_space=address_space)
+    except (ValueError, TypeError, OSError) as exc:
+        return f"cannot apply its limits {raw}: {exc}"
+    return None
+
+
 def _dump_stacks_on_sigusr1() -> None:
     """``asynctask inspect``: SIGUSR1 appends every thread's stack to the daemon's file for this
     worker. faulthandler writes from a C signal handler, so the task runs on undisturbed."""
@@ -614,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m asynctask.executor.child FD [CONCURRENCY]", file=sys.stderr)
         return 2
     slots = int(args[1]) if len(args) == 2 else 1
+    limits_error = _apply_limits()
+    if limits_error:
+        print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
+        return 2
     if not _die_with_parent():
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1

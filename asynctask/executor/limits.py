@@ -46,12 +46,12 @@ import re
 import resource
 import signal
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from asynctask.model import parse_duration, parse_size
+from asynctask.resources import MIN_MEMORY, Limits
 
 __all__ = [
     "Cgroup",
@@ -61,132 +61,6 @@ __all__ = [
     "classify_exit",
     "detect_cgroups",
 ]
-
-MIN_MEMORY: Final = 32 << 20
-MIN_OPEN_FILES: Final = 16
-
-_SIZE_KEYS: Final = frozenset({"memory", "file_size"})
-_MINIMUM_REASONS: Final = {
-    "memory": (MIN_MEMORY, "32 MiB: a Python worker needs about 24 MiB just to start"),
-    "open_files": (MIN_OPEN_FILES, "16: the worker itself holds stdio, its socket and imports"),
-    "processes": (1, "1"),
-    "file_size": (1, "1 byte"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What one attempt may use; ``None`` means no limit of that kind.
-
-    ``memory`` and ``file_size`` are bytes, ``cpu`` is CPU seconds (not wall time: a task that
-    sleeps never reaches it), ``processes`` counts processes and threads. Core dumps are always
-    off and not a field: a worker's core file is the task's memory, i.e. its users' data, and a
-    crash-looping task would fill the disk with them.
-
-    The constructor checks values too (not only ``from_wire``), so no code path can build a
-    limit that would stop the worker from starting.
-    """
-
-    memory: int | None = None
-    cpu: float | None = None
-    open_files: int | None = None
-    processes: int | None = None
-    file_size: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in _KEYS:
-            _check(name, getattr(self, name))
-
-    @classmethod
-    def from_wire(cls, raw: Mapping[str, Any]) -> Limits:
-        """Limits from a config file or a submit; ``ValueError`` naming the key for any mistake.
-
-        Strict on purpose: a misspelt key that was silently ignored would mean a task running
-        without the limit its author believes it has.
-        """
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"limits must be a table of key = value, got {raw!r}")
-        unknown = sorted(str(key) for key in raw if key not in _KEYS)
-        if unknown:
-            raise ValueError(
-                f"unknown limit {', '.join(map(repr, unknown))}; known: {', '.join(_KEYS)}"
-            )
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if value is not None:
-                values[key] = _parse(key, value)
-        return cls(**values)
-
-    def to_wire(self) -> dict[str, int | float]:
-        """Only the set fields, in the units ``from_wire`` reads back: bytes and seconds."""
-        wire: dict[str, int | float] = {}
-        for name in _KEYS:
-            value = getattr(self, name)
-            if value is not None:
-                wire[name] = float(value) if name == "cpu" else value
-        return wire
-
-    def merged(self, override: Limits) -> Limits:
-        """``override``'s set fields win: config default < function < submit, applied in turn.
-
-        An override cannot lift a limit (``None`` means "not said here"), so an operator's
-        config default holds unless something explicitly sets a different value.
-        """
-        changes = {n: v for n in _KEYS if (v := getattr(override, n)) is not None}
-        return replace(self, **changes) if changes else self
-
-    @property
-    def key(self) -> tuple[int | float | None, ...]:
-        """The limit profile: workers are sandboxed at start, so they serve one profile each."""
-        return (self.memory, self.cpu, self.open_files, self.processes, self.file_size)
-
-    @property
-    def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in _KEYS)
-
-
-_KEYS: Final = tuple(f.name for f in fields(Limits))
-
-
-def _parse(key: str, value: Any) -> int | float:
-    if key in _SIZE_KEYS:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(
-                f"limit {key!r} must be a number of bytes or a size such as '256M', got {value!r}"
-            )
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            raise ValueError(f"limit {key!r}: {exc}") from None
-    if key == "cpu":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(
-                f"limit 'cpu' must be CPU seconds or a duration such as '2s', got {value!r}"
-            )
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ValueError(f"limit 'cpu': {exc}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"limit {key!r} must be a whole number, got {value!r}")
-    return value
-
-
-def _check(key: str, value: object) -> None:
-    if value is None:
-        return
-    if key == "cpu":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"limit 'cpu' must be a number of seconds, got {value!r}")
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"limit 'cpu' must be more than 0 seconds and finite, got {value!r}")
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"limit {key!r} must be a whole number, got {value!r}")
-    minimum, reason = _MINIMUM_REASONS[key]
-    if value < minimum:
-        raise ValueError(f"limit {key!r} is {value}, below the minimum of {reason}")
-
 
 # --- rlimits, set by the worker on itself -----------------------------------------------------
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -59,8 +60,10 @@ from typing import Any, Final, cast
 
 from asynctask import protocol
 from asynctask.errors import ProtocolError
-from asynctask.executor.child import PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
+from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
+from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit
 from asynctask.model import ErrorKind, error_dict
+from asynctask.resources import Limits
 
 log = logging.getLogger("asynctask.executor")
 
@@ -71,6 +74,9 @@ _BACKOFF_MAX: Final = 5.0
 #: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
 #: even when the daemon runs from a source tree and ``cwd`` is the user's project.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
+
+
+NO_LIMITS: Final = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,8 @@ class PoolConfig:
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
     concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
     stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
+    limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
+    cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,7 @@ class Job:
     payload: bytes
     context: dict[str, Any]  # {"id", "tenant", "attempt", "labels"}
     timeout: float | None  # wall-clock seconds
+    limits: Limits | None = None  # None: the pool's default profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +140,14 @@ class _Worker:
         "accepting",
         "channel",
         "death_note",
+        "dedicated",
         "exited",
+        "group",
         "jobs",
         "kill_timer",
+        "lender",
+        "lent",
+        "limits",
         "pid",
         "process",
         "ready_timer",
@@ -145,8 +159,16 @@ class _Worker:
         "was_ready",
     )
 
-    def __init__(self, exited: asyncio.Future[None], shard: int) -> None:
+    def __init__(self, exited: asyncio.Future[None], shard: int, limits: Limits) -> None:
         self.state = _State.STARTING
+        self.limits = limits  # its profile, applied when it starts; fixed for its life
+        self.group: Cgroup | None = None
+        # A dedicated worker is started for one job whose limits differ from the pool's
+        # default (or that has a CPU limit: RLIMIT_CPU counts a process's whole life). It
+        # borrows a slot of ``lender``, a pool worker, so the pool's capacity stays the same.
+        self.dedicated = False
+        self.lender: _Worker | None = None
+        self.lent = 0  # slots of this worker lent to dedicated workers
         self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
         self.pid = 0
         self.process: asyncio.SubprocessTransport | None = None
@@ -295,7 +317,9 @@ class WorkerPool:
         replacements already are.
         """
         return sum(
-            1 for worker in self._workers if worker.accepting or worker.state is _State.STARTING
+            1
+            for worker in self._workers
+            if worker.accepting or (worker.state is _State.STARTING and not worker.dedicated)
         )
 
     @property
@@ -380,30 +404,62 @@ class WorkerPool:
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
         assert self._loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
-        frame = protocol.encode_frame(
-            {
-                "op": "run",
-                "aid": job.aid,
-                "func": job.func,
-                "payload": job.payload,
-                "ctx": job.context,
-            }
-        )
+        frame = _run_frame(job)
         worker = stack[-1]
+        self._free_slots[chosen] -= 1
+        self._idle_count -= 1
+        if job.limits is not None and self._needs_own_worker(job.limits):
+            worker.lent += 1  # its slot runs the job in a worker started with the job's limits
+            if len(worker.jobs) + worker.lent >= self._slots:
+                stack.pop()
+            own = self._new_dedicated(self._loop, job, worker)
+            own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
+            self._running[job.aid] = own
+            self._spawn_soon(own)
+            return
         channel = worker.channel
         assert channel is not None
         worker.state = _State.BUSY
         worker.jobs[job.aid] = job
-        self._free_slots[chosen] -= 1
-        self._idle_count -= 1
-        if len(worker.jobs) >= self._slots:
+        if len(worker.jobs) + worker.lent >= self._slots:
             stack.pop()
         self._running[job.aid] = worker
+        self._send_job(worker, job, frame)
+
+    def _send_job(self, worker: _Worker, job: Job, frame: bytes | None = None) -> None:
+        assert self._loop is not None
+        assert worker.channel is not None
+        if frame is None:
+            frame = _run_frame(job)
         if job.timeout is not None:
             worker.timers[job.aid] = self._loop.call_later(
                 job.timeout, self._on_timeout, worker, job
             )
-        channel.write(frame)
+        worker.channel.write(frame)
+
+    def _needs_own_worker(self, limits: Limits) -> bool:
+        """Limits other than the pool's run in a worker started with them, never by loosening
+        or tightening a shared one; so does any CPU limit, which counts a process's life."""
+        return limits != self._config.limits or limits.cpu is not None
+
+    def _new_dedicated(self, loop: asyncio.AbstractEventLoop, job: Job, lender: _Worker) -> _Worker:
+        assert job.limits is not None
+        worker = _Worker(loop.create_future(), lender.shard, job.limits)
+        worker.dedicated = True
+        worker.lender = lender
+        self._workers.add(worker)
+        return worker
+
+    def _return_slot(self, worker: _Worker) -> None:
+        """A dedicated worker is done: its lender's slot is free again (if it still takes work)."""
+        lender = worker.lender
+        if lender is None:
+            return
+        worker.lender = None
+        lender.lent -= 1
+        if lender.accepting:
+            self._slot_freed(lender)
+            self._notify_idle()
 
     def cancel(self, aid: int) -> bool:
         """Stop the attempt ``aid`` by killing its worker; ``False`` if it is not running.
@@ -444,8 +500,8 @@ class WorkerPool:
         for worker in list(self._workers):
             if worker.state is _State.IDLE:
                 self._retire(worker)
-            elif worker.state is _State.STARTING:
-                self._kill(worker)
+            elif worker.state is _State.STARTING and not worker.jobs:
+                self._kill(worker)  # a dedicated one starting for a job may finish it in time
             elif worker.state is _State.BUSY:
                 self._stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
@@ -481,9 +537,9 @@ class WorkerPool:
         """
         sizes = [0] * len(self._free)
         for other in self._workers:  # O(workers), once per process start: noise beside a fork
-            if other.accepting or other.state is _State.STARTING:
+            if other.accepting or (other.state is _State.STARTING and not other.dedicated):
                 sizes[other.shard] += 1
-        worker = _Worker(loop.create_future(), sizes.index(min(sizes)))
+        worker = _Worker(loop.create_future(), sizes.index(min(sizes)), self._config.limits)
         self._workers.add(worker)
         return worker
 
@@ -523,7 +579,7 @@ class WorkerPool:
                     pass_fds=(fd,),
                     start_new_session=True,
                     cwd=config.cwd,
-                    env=self._env,
+                    env=self._env_for(worker),
                 )
             except BaseException:
                 if worker.channel is None:
@@ -537,8 +593,60 @@ class WorkerPool:
         if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
             worker.process = process
             worker.pid = process.get_pid()
+        self._confine(worker)
         if _state(worker) is _State.KILLING:  # stop() came while it was spawning
             self._signal_group(worker, signal.SIGKILL)
+
+    def _env_for(self, worker: _Worker) -> dict[str, str]:
+        if worker.limits.is_empty:
+            return self._env
+        wire: dict[str, Any] = dict(worker.limits.to_wire())
+        support = self._config.cgroups
+        if support is not None and support.memory and worker.limits.memory is not None:
+            wire["address_space"] = False  # the memory cgroup holds it, counting real memory
+        return {**self._env, LIMITS_ENV: json.dumps(wire)}
+
+    def _confine(self, worker: _Worker) -> None:
+        """Put a new worker in a cgroup of its own with its memory and process limits, before
+        it is ready for work; without usable cgroups its rlimits alone hold it."""
+        support = self._config.cgroups
+        if support is None or worker.limits.is_empty or worker.pid <= 0:
+            return
+        try:
+            worker.group = support.create(f"worker-{worker.pid}", worker.limits)
+            if worker.group is not None:
+                worker.group.add(worker.pid)
+        except OSError as exc:
+            log.warning("worker %d runs on rlimits alone: its cgroup failed: %s", worker.pid, exc)
+            if worker.group is not None:
+                worker.group.remove()
+                worker.group = None
+
+    def _limit_error(self, worker: _Worker, returncode: int | None) -> dict[str, Any] | None:
+        """The error of an attempt whose worker a limit killed; ``None`` if none did."""
+        group = worker.group
+        limits = worker.limits
+        if group is not None and group.oom_killed():
+            return error_dict(
+                ErrorKind.MEMORY_LIMIT,
+                "MemoryLimit",
+                f"the attempt went over its memory limit of {_mib(limits.memory)}",
+            )
+        used = group.cpu_seconds() if group is not None else None
+        why = classify_exit(returncode, limits, used)
+        if why == "cpu_limit":
+            return error_dict(
+                ErrorKind.CPU_LIMIT,
+                "CpuLimit",
+                f"the attempt used up its CPU limit of {limits.cpu:g}s",
+            )
+        if why == "file_size_limit":
+            return error_dict(
+                ErrorKind.FILE_SIZE_LIMIT,
+                "FileSizeLimit",
+                f"the attempt wrote past its file size limit of {_mib(limits.file_size)}",
+            )
+        return None
 
     def _discard_unspawned(self, worker: _Worker) -> None:
         """Forget a worker whose process never started."""
@@ -547,17 +655,28 @@ class WorkerPool:
         if not worker.exited.done():
             worker.exited.set_result(None)
 
-    def _spawn_soon(self) -> None:
-        """Start one replacement in the background; failures count towards the backoff."""
+    def _spawn_soon(self, worker: _Worker | None = None) -> None:
+        """Start one replacement (or ``worker``, a dedicated one) in the background; failures
+        count towards the backoff."""
         assert self._loop is not None
-        worker = self._new_worker(self._loop)
+        if worker is None:
+            worker = self._new_worker(self._loop)
+        started = worker
 
         async def spawn() -> None:
             try:
-                await self._spawn(worker)
+                await self._spawn(started)
             except Exception as exc:
-                self._failures += 1
                 log.error("cannot start a worker with %r: %s", self._config.python, exc)
+                if started.dedicated:
+                    error = error_dict(
+                        ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
+                    )
+                    for outcome in self._take_jobs(started, {}, error, report=True):
+                        self._emit(outcome)
+                    self._return_slot(started)
+                    return
+                self._failures += 1
                 self._refill()
 
         task = self._loop.create_task(spawn())
@@ -609,6 +728,11 @@ class WorkerPool:
         worker.ready_timer = None
         worker.was_ready = True
         self._failures = 0
+        if worker.dedicated:
+            worker.state = _State.BUSY
+            for job in list(worker.jobs.values()):
+                self._send_job(worker, job)
+            return
         if self._closing:
             self._retire(worker)
             return
@@ -636,7 +760,7 @@ class WorkerPool:
             worker.runs += 1
             outcome = _outcome(job.aid, message, worker.pid)
         limit = self._config.max_tasks_per_worker
-        drain = self._closing or (limit is not None and worker.runs >= limit)
+        drain = self._closing or worker.dedicated or (limit is not None and worker.runs >= limit)
         if drain:
             self._stop_accepting(worker)  # before the job ends: its slot is not free to count
         self._end_job(worker, job)
@@ -644,11 +768,7 @@ class WorkerPool:
             self._refill()  # drain, then retire; a replacement starts now
         freed = worker.accepting
         if freed:
-            self._free_slots[worker.shard] += 1
-            self._idle_count += 1
-            stack = self._free[worker.shard]
-            if len(worker.jobs) == self._slots - 1:  # it was full, so off its stack
-                stack.append(worker)
+            self._slot_freed(worker)
         if not worker.jobs and worker.state is _State.BUSY:
             if worker.accepting:
                 worker.state = _State.IDLE
@@ -659,6 +779,13 @@ class WorkerPool:
             self._emit(outcome)
         if freed:
             self._notify_idle()
+
+    def _slot_freed(self, worker: _Worker) -> None:
+        """One slot of an accepting worker is free again (a job ended, a loan came back)."""
+        self._free_slots[worker.shard] += 1
+        self._idle_count += 1
+        if len(worker.jobs) + worker.lent == self._slots - 1:  # it was full, so off its stack
+            self._free[worker.shard].append(worker)
 
     def _on_log_frame(self, worker: _Worker, message: dict[str, Any]) -> None:
         aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
@@ -751,9 +878,16 @@ class WorkerPool:
         outcomes: list[Outcome] = []
         if worker.jobs:
             note = worker.death_note or f"worker {worker.pid} {how} while running the task"
-            died = error_dict(ErrorKind.WORKER_DIED, "WorkerDied", note)
+            died = self._limit_error(worker, returncode) or error_dict(
+                ErrorKind.WORKER_DIED, "WorkerDied", note
+            )
             outcomes = self._take_jobs(worker, {}, died, report=True)
             self._wake_stop()
+        if worker.group is not None:
+            worker.group.remove()
+            worker.group = None
+        if worker.dedicated:
+            self._return_slot(worker)
         elif previous is _State.STARTING and not self._closing:
             note = (
                 worker.death_note or f"worker {worker.pid} {how} before it was ready{self._hint()}"
@@ -873,7 +1007,7 @@ class WorkerPool:
         if not worker.accepting:
             return
         worker.accepting = False
-        free = self._slots - len(worker.jobs)
+        free = self._slots - len(worker.jobs) - worker.lent
         self._free_slots[worker.shard] -= free
         self._idle_count -= free
         stack = self._free[worker.shard]
@@ -947,6 +1081,16 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
     return env
+
+
+def _mib(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1048576:g} MiB"
+
+
+def _run_frame(job: Job) -> bytes:
+    return protocol.encode_frame(
+        {"op": "run", "aid": job.aid, "func": job.func, "payload": job.payload, "ctx": job.context}
+    )
 
 
 def _outcome(aid: int, message: dict[str, Any], pid: int) -> Outcome:

@@ -37,6 +37,7 @@ from asynctask.model import (
     is_name,
     is_task_id,
 )
+from asynctask.resources import Limits
 
 MAX_TASKS_PER_SUBMIT = 10_000
 MAX_LIST_LIMIT = 10_000
@@ -59,6 +60,7 @@ _SPEC_KEYS = frozenset(
         "on_success",
         "on_failure",
         "limits",
+        "resources",
     }
 )
 
@@ -111,7 +113,20 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
         on_success=_optional_function(raw, "on_success"),
         on_failure=_optional_function(raw, "on_failure"),
         limits=parse_function_limits(raw.get("limits")),
+        resources=parse_resources(raw.get("resources")),
     )
+
+
+def parse_resources(raw: Any) -> dict[str, int | float] | None:
+    """``resources`` of a spec: the attempt's memory, cpu, open_files, processes, file_size."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise UsageError("resources must be a map of memory, cpu, open_files, processes, file_size")
+    try:
+        return Limits.from_wire(raw).to_wire() or None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_function_limits(raw: Any) -> dict[str, float] | None:
@@ -262,7 +277,17 @@ def _parse_selector(
 
 
 _CRON_TASK_KEYS = frozenset(
-    {"function", "payload", "queue", "priority", "retries", "timeout", "labels", "limits"}
+    {
+        "function",
+        "payload",
+        "queue",
+        "priority",
+        "retries",
+        "timeout",
+        "labels",
+        "limits",
+        "resources",
+    }
 )
 
 
@@ -304,6 +329,8 @@ def parse_cron_add(
         task["labels"] = spec.labels
     if spec.limits:
         task["limits"] = spec.limits
+    if spec.resources:
+        task["resources"] = spec.resources
     return tenant, name, schedule, catch_up, task
 
 

@@ -90,13 +90,14 @@ class Harness:
         timeout: float | None = None,
         context: dict[str, Any] | None = None,
         payload: bytes | None = None,
+        limits: Any = None,
         **kwargs: Any,
     ) -> int:
         aid = next(self._aids)
         func = name if ":" in name else f"{TASKS}:{name}"
         if payload is None:
             payload = protocol.pack([list(args), kwargs])
-        self.pool.run(Job(aid, func, payload, context or DEFAULT_CONTEXT, timeout))
+        self.pool.run(Job(aid, func, payload, context or DEFAULT_CONTEXT, timeout, limits))
         return aid
 
     async def outcome(self, aid: int, timeout: float = 10.0) -> Outcome:

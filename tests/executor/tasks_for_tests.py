@@ -188,3 +188,48 @@ async def async_chatty(tag: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
     print(f"{tag} after")
     return tag
+
+
+def hog_memory(megabytes: int) -> int:
+    """Allocates and touches ``megabytes`` MiB, a chunk at a time."""
+    chunks = []
+    for _ in range(megabytes):
+        chunks.append(bytearray(1 << 20))  # zero-filled: the pages are touched
+    return len(chunks)
+
+
+def spin() -> None:
+    """Burns CPU until something stops it."""
+    while True:
+        pass
+
+
+def fork_many(count: int) -> int:
+    """Forks up to ``count`` sleeping children; returns how many it could."""
+    made = 0
+    try:
+        for _ in range(count):
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            made += 1
+    except OSError:
+        pass
+    return made
+
+
+def write_bytes(path: str, size: int) -> int:
+    with open(path, "wb") as handle:
+        chunk = b"x" * (1 << 20)
+        for _ in range(size // len(chunk)):
+            handle.write(chunk)
+    return size
+
+
+def rlimits() -> list[int]:
+    import resource
+
+    return [
+        resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        resource.getrlimit(resource.RLIMIT_CORE)[0],
+    ]
