@@ -48,7 +48,7 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable
 from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
-from asynctask.executor.limits import detect_cgroups
+from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
@@ -193,6 +193,9 @@ class Daemon:
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
+        stale = sweep_stale(self.cgroups)
+        if stale:
+            log.info("removed %d worker cgroups left by a daemon that died", stale)
         if workers.sandbox == "rlimits" or self.cgroups.version == "none":
             log.warning("sandbox: %s", self.cgroups.description)
         else:

@@ -355,6 +355,44 @@ def _empty_and_remove(path: str, deadline: float) -> bool:
             time.sleep(0.01)
 
 
+def worker_group_name(daemon_pid: int, worker_pid: int) -> str:
+    """The group of one worker, named after its daemon too: daemons on one machine share the
+    ``asynctask`` parent, and ``sweep_stale`` must only touch groups of daemons that are gone."""
+    return f"d{daemon_pid}-w{worker_pid}"
+
+
+_WORKER_GROUP_RE: Final = re.compile(r"d(\d+)-w\d+")
+
+
+def sweep_stale(support: CgroupSupport) -> int:
+    """Remove worker groups left by daemons that died without cleaning up (``kill -9``);
+    returns how many. A group whose daemon still runs is left alone."""
+    removed = 0
+    deadline = time.monotonic() + _REMOVE_WITHIN
+    for _, parent in support.parents:
+        try:
+            entries = os.listdir(parent)
+        except OSError:
+            continue
+        for entry in entries:
+            match = _WORKER_GROUP_RE.fullmatch(entry)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if _empty_and_remove(os.path.join(parent, entry), deadline):
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # --- detection ---------------------------------------------------------------------------------
 
 

@@ -61,7 +61,7 @@ from typing import Any, Final, cast
 from asynctask import protocol
 from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
-from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit
+from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
 
@@ -613,7 +613,8 @@ class WorkerPool:
         if support is None or worker.limits.is_empty or worker.pid <= 0:
             return
         try:
-            worker.group = support.create(f"worker-{worker.pid}", worker.limits)
+            name = worker_group_name(os.getpid(), worker.pid)
+            worker.group = support.create(name, worker.limits)
             if worker.group is not None:
                 worker.group.add(worker.pid)
         except OSError as exc:

@@ -15,6 +15,7 @@ import pytest
 
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
+from asynctask.executor.limits import detect_cgroups, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,6 +113,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(10)
+    sweep_stale(detect_cgroups())  # the groups of workers the kill -9 above left behind
 
 
 @pytest.fixture

@@ -98,3 +98,21 @@ async def test_a_dedicated_worker_is_gone_after_a_timeout(pool: Harness) -> None
     assert outcome.error["kind"] == "timeout"
     await eventually(lambda: not alive(outcome.pid), what="the worker to be killed")
     await pool.full()
+
+
+@pytest.mark.skipif(not SUPPORT.pids, reason=f"no pids cgroup: {SUPPORT.description}")
+def test_sweep_removes_only_the_groups_of_daemons_that_are_gone() -> None:
+    from asynctask.executor.limits import sweep_stale, worker_group_name
+
+    dead = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000  # no such pid
+    mine = SUPPORT.create(worker_group_name(os.getpid(), 1), Limits(processes=8))
+    gone = SUPPORT.create(worker_group_name(dead, 2), Limits(processes=8))
+    assert mine is not None
+    assert gone is not None
+    try:
+        assert sweep_stale(SUPPORT) == 1
+        assert [os.path.isdir(d) for d in gone.directories] == [False] * len(gone.directories)
+        assert all(os.path.isdir(d) for d in mine.directories)
+    finally:
+        mine.remove()
+        gone.remove()
