@@ -60,6 +60,8 @@ class WorkersConfig:
     paths: tuple[str, ...] = ()
     concurrency: int = 1  # attempts one worker process runs at once
     max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
+    idle_timeout: float = 60.0  # workers above min_workers idle this long are retired
+    memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
     limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
 
@@ -164,6 +166,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "paths",
             "concurrency",
             "max_log_bytes",
+            "idle_timeout",
+            "memory_budget",
             "sandbox",
             *RESOURCE_KEYS,
         },
@@ -199,6 +203,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         concurrency=_get(workers, "workers.concurrency", w.concurrency, _int(1, 1024)),
         max_log_bytes=_get(workers, "workers.max_log_bytes", w.max_log_bytes, _size(0)),
         limits=_limits(workers),
+        idle_timeout=_get(workers, "workers.idle_timeout", w.idle_timeout, _duration),
+        memory_budget=_get(workers, "workers.memory_budget", w.memory_budget, _size(0)),
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:

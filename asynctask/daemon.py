@@ -105,7 +105,8 @@ class Daemon:
             random.Random(),
             replace(
                 config.scheduler,
-                capacity=workers * config.workers.concurrency,  # attempts at once, not processes
+                # attempts at once, not processes: the pool may grow to max_workers
+                capacity=max(workers, config.workers.max_workers) * config.workers.concurrency,
                 sharding=sharding,
             ),
         )
@@ -215,6 +216,9 @@ class Daemon:
                 stack_dir=str(run_dir),
                 limits=workers.limits,
                 cgroups=self.cgroups,
+                max_workers=workers.max_workers,
+                idle_timeout=workers.idle_timeout,
+                memory_budget=workers.memory_budget,
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,
@@ -347,6 +351,8 @@ class Daemon:
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
         self._perform(self.scheduler.dispatch(now, free))
+        if pool.idle == 0 and self.scheduler.has_eligible():
+            pool.grow(self.scheduler.queued)  # work waits and every slot is taken
         wakeup = self.scheduler.next_wakeup()
         cron_at = self.crons.next_at()
         if cron_at is not None and (wakeup is None or cron_at < wakeup):
@@ -594,6 +600,9 @@ class Daemon:
             "workers": {
                 "size": self.pool.size if self.pool else 0,
                 "idle": self.pool.idle if self.pool else 0,
+                "busy": self.pool.busy if self.pool else 0,
+                "target": self.pool.target if self.pool else 0,
+                "max": self.pool.max_size if self.pool else 0,
             },
             "store": {
                 "transactions": self.store.transactions if self.store else 0,

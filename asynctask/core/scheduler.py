@@ -390,6 +390,11 @@ class Scheduler:
 
     # -- dispatch ---------------------------------------------------------------------------------
 
+    def has_eligible(self) -> bool:
+        """Whether some tenant has work it could start if a slot were free (the pool grows
+        on it: paused, rate-held or concurrency-held work does not count)."""
+        return len(self._fair) > 0
+
     def dispatch(self, now: float, free_slots: int | list[int]) -> list[Action]:
         """Promote due timers, release token waits, then hand out up to ``free_slots`` tasks.
 

@@ -93,6 +93,9 @@ class PoolConfig:
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
     concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
     stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
+    max_workers: int | None = None  # autoscaling ceiling (None: ``workers``, no scaling)
+    idle_timeout: float = 60.0  # a worker above ``workers`` idle this long is retired
+    memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
     limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
     cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
 
@@ -143,6 +146,7 @@ class _Worker:
         "dedicated",
         "exited",
         "group",
+        "idle_since",
         "jobs",
         "kill_timer",
         "lender",
@@ -167,6 +171,7 @@ class _Worker:
         # default (or that has a CPU limit: RLIMIT_CPU counts a process's whole life). It
         # borrows a slot of ``lender``, a pool worker, so the pool's capacity stays the same.
         self.dedicated = False
+        self.idle_since = 0.0  # loop time it last became idle (for scaling down)
         self.lender: _Worker | None = None
         self.lent = 0  # slots of this worker lent to dedicated workers
         self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
@@ -281,6 +286,10 @@ class WorkerPool:
         self._start_waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._env = _worker_env(config)
+        # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
+        self._max = max(config.workers, config.max_workers or config.workers)
+        self._target = config.workers
+        self._scale_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._free) > 1 else ""
@@ -461,6 +470,70 @@ class WorkerPool:
             self._slot_freed(lender)
             self._notify_idle()
 
+    @property
+    def max_size(self) -> int:
+        return self._max
+
+    @property
+    def target(self) -> int:
+        """The size the pool is kept at now (``workers`` up to ``max_workers``)."""
+        return self._target
+
+    def grow(self, wanted: int) -> int:
+        """Start up to ``wanted`` more workers, within ``max_workers``; how many it starts.
+
+        The daemon calls it when work waits and every slot is taken. Workers still starting
+        count as growth already, so repeated calls while they boot do not overshoot."""
+        if self._closing or not self._started or self._failures:
+            return 0
+        room = self._max - self._target
+        count = max(0, min(wanted - self.starting, room))
+        if count and self._config.memory_budget:
+            count = min(count, self._room_in_budget())
+        if count:
+            self._target += count
+            log.info("scaling up by %d to %d workers", count, self._target)
+            self._refill()
+            self._arm_scale_down()
+        return count
+
+    def _room_in_budget(self) -> int:
+        """Workers that fit in ``memory_budget`` beside the ones running, each costing what
+        they cost on average now."""
+        sizes = [_rss(worker.pid) for worker in self._workers if worker.pid > 0]
+        used = sum(sizes)
+        each = max(used // max(len(sizes), 1), 1)
+        room = (self._config.memory_budget - used) // each
+        if room <= 0:
+            log.warning(
+                "not scaling up: workers hold %d MiB of the %d MiB memory budget",
+                used >> 20, self._config.memory_budget >> 20,
+            )  # fmt: skip
+        return max(0, int(room))
+
+    def _arm_scale_down(self) -> None:
+        if self._scale_timer is None and self._loop is not None and not self._closing:
+            period = max(0.05, min(1.0, self._config.idle_timeout / 4))
+            self._scale_timer = self._loop.call_later(period, self._scale_down)
+
+    def _scale_down(self) -> None:
+        """Retire workers above ``workers`` that have been idle for ``idle_timeout``."""
+        self._scale_timer = None
+        assert self._loop is not None
+        if self._closing:
+            return
+        cutoff = self._loop.time() - self._config.idle_timeout
+        for worker in sorted(self._workers, key=lambda w: w.idle_since):
+            if self._target <= self._config.workers:
+                break
+            if worker.state is _State.IDLE and worker.accepting and worker.idle_since <= cutoff:
+                self._target -= 1
+                self._retire(worker)
+                log.info("scaling down to %d workers (idle for %gs)", self._target,
+                         self._config.idle_timeout)  # fmt: skip
+        if self._target > self._config.workers:
+            self._arm_scale_down()
+
     def cancel(self, aid: int) -> bool:
         """Stop the attempt ``aid`` by killing its worker; ``False`` if it is not running.
 
@@ -494,6 +567,9 @@ class WorkerPool:
             return []
         loop = self._loop
         self._closing = True
+        if self._scale_timer is not None:
+            self._scale_timer.cancel()
+            self._scale_timer = None
         if self._backoff is not None:
             self._backoff.cancel()
             self._backoff = None
@@ -688,7 +764,7 @@ class WorkerPool:
         """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
         if not self._started or self._closing or self._backoff is not None:
             return
-        missing = self._config.workers - self.size
+        missing = self._target - self.size
         if missing <= 0:
             return
         if self._failures == 0:
@@ -706,7 +782,7 @@ class WorkerPool:
 
     def _after_backoff(self) -> None:
         self._backoff = None
-        if not self._closing and self.size < self._config.workers:
+        if not self._closing and self.size < self._target:
             self._spawn_soon()
 
     # -- events from the workers -----------------------------------------------------------------
@@ -773,6 +849,8 @@ class WorkerPool:
         if not worker.jobs and worker.state is _State.BUSY:
             if worker.accepting:
                 worker.state = _State.IDLE
+                assert self._loop is not None
+                worker.idle_since = self._loop.time()
             else:
                 self._retire(worker)
         self._wake_stop()
@@ -997,6 +1075,8 @@ class WorkerPool:
         )
 
     def _make_ready(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        worker.idle_since = self._loop.time()
         worker.state = _State.IDLE
         worker.accepting = True
         self._free[worker.shard].append(worker)
@@ -1082,6 +1162,14 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
     return env
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _mib(size: int | None) -> str:

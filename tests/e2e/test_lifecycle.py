@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tests.e2e.conftest import poll
@@ -61,3 +62,17 @@ def test_one_worker_runs_many_io_bound_attempts_at_once(make_daemon) -> None:
     finished = [status.finished_at for status in done]
     assert max(started) < min(finished)  # all eight were running at one instant
     assert client.ping()["workers"]["size"] == 1
+
+
+def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(make_daemon) -> None:
+    daemon = make_daemon(
+        '[workers]\nmin_workers = 1\nmax_workers = 3\nidle_timeout = "500ms"\n'
+    ).start()
+    client = daemon.client()
+    handles = [client.submit("tests.e2e.tasks:nap", 1.0) for _ in range(6)]
+    started = time.monotonic()
+    poll(lambda: client.ping()["workers"]["size"] == 3)
+    assert time.monotonic() - started < 5
+    for handle in handles:
+        assert handle.wait(timeout=30).state.value == "succeeded"
+    poll(lambda: client.ping()["workers"]["size"] == 1)
