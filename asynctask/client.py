@@ -854,6 +854,12 @@ class Client:
         """A running task's worker; see ``AsyncClient.inspect``."""
         return dict(self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
 
+    def stop(self, drain: float | str | None = None) -> dict[str, Any]:
+        """Ask the daemon to stop (admins only): running attempts may finish for ``drain``
+        (default: its ``[daemon] drain``); what does not is queued again, never lost."""
+        fields = {} if drain is None else {"drain": _seconds(drain, "drain")}
+        return dict(self._call("stop", **fields))
+
 
 def _report(reply: Mapping[str, Any]) -> dict[str, Any]:
     return {key: reply[key] for key in ("tenants", "queues", "functions")}

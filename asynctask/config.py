@@ -61,6 +61,7 @@ class WorkersConfig:
     concurrency: int = 1  # attempts one worker process runs at once
     max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
     idle_timeout: float = 60.0  # workers above min_workers idle this long are retired
+    max_worker_rss: int = 0  # a worker above this RSS after an attempt is replaced; 0: never
     memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
     limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
@@ -168,6 +169,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "max_log_bytes",
             "idle_timeout",
             "memory_budget",
+            "max_worker_rss",
             "sandbox",
             *RESOURCE_KEYS,
         },
@@ -205,6 +207,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         limits=_limits(workers),
         idle_timeout=_get(workers, "workers.idle_timeout", w.idle_timeout, _duration),
         memory_budget=_get(workers, "workers.memory_budget", w.memory_budget, _size(0)),
+        max_worker_rss=_get(workers, "workers.max_worker_rss", w.max_worker_rss, _size(0)),
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:

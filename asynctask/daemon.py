@@ -113,6 +113,7 @@ class Daemon:
         self._sharded = sharding.sharded
         self.attempt_logs = AttemptLogs(home / LOG_DIR / "attempts", config.workers.max_log_bytes)
         self._interner = Interner()  # equal names, options and labels of tasks share one object
+        self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
@@ -157,9 +158,19 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.shutdown()
 
-    def request_stop(self) -> None:
-        log.info("stop requested: draining for up to %.1fs", self.config.daemon.drain)
+    def request_stop(self, drain: float | None = None) -> None:
+        """Begin shutdown: running attempts may finish for ``drain`` seconds (default: the
+        config's ``[daemon] drain``); what does not is queued again for the next start."""
+        if drain is not None:
+            self._drain = drain
+        log.info("stop requested: draining for up to %.1fs", self._drain)
         self._stop.set()
+
+    def stop(self, drain: float | None) -> dict[str, Any]:
+        """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
+        assert self._loop is not None
+        self._loop.call_soon(self.request_stop, drain)
+        return {"stopping": True, "drain": self._drain if drain is None else drain}
 
     async def start(self) -> None:
         began = time.perf_counter()
@@ -219,6 +230,7 @@ class Daemon:
                 max_workers=workers.max_workers,
                 idle_timeout=workers.idle_timeout,
                 memory_budget=workers.memory_budget,
+                max_worker_rss=workers.max_worker_rss,
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,
@@ -262,7 +274,7 @@ class Daemon:
             self._timer.cancel()
         if self.pool is not None:
             loop = asyncio.get_running_loop()
-            unfinished = await self.pool.stop(loop.time() + self.config.daemon.drain)
+            unfinished = await self.pool.stop(loop.time() + self._drain)
             now = self.clock()
             for aid in unfinished:
                 task = self._running.pop(aid, None)

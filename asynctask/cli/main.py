@@ -21,6 +21,7 @@ from asynctask.client import COMMAND_REF, Client, TaskStatus
 from asynctask.errors import (
     EXIT_TASK_NOT_SUCCEEDED,
     EXIT_USAGE,
+    EXIT_WAIT_TIMEOUT,
     AsynctaskError,
     DaemonUnavailable,
     UsageError,
@@ -785,6 +786,39 @@ def inspect(
     typer.echo(f"{'children':<12} {' '.join(map(str, info['children'])) or '-'}")
     typer.echo("stack:")
     typer.echo(info["stack"].rstrip("\n"))
+
+
+@app.command()
+def stop(
+    drain: Annotated[
+        str | None,
+        typer.Option(
+            "--drain", help="Let running attempts finish for up to this long (default: config)."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Return once the daemon has exited.")
+    ] = True,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+) -> None:
+    """Stop the daemon: no new work; running attempts finish within --drain, the rest are
+    queued again for the next start (never lost)."""
+    client = client_for(home, socket)
+    seconds = _duration(drain, "--drain")
+    reply = run_client(lambda: client.stop(seconds))
+    typer.echo(f"stopping (draining for up to {reply['drain']:g}s)")
+    if not wait:
+        return
+    deadline = time.monotonic() + float(reply["drain"]) + 60
+    while time.monotonic() < deadline:
+        try:
+            client_for(home, socket).ping()
+        except DaemonUnavailable:
+            typer.echo("stopped")
+            return
+        time.sleep(0.1)  # polling a process that is draining; nothing to wake us
+    fail("the daemon did not stop in time", EXIT_WAIT_TIMEOUT)
 
 
 @app.command()

@@ -91,6 +91,7 @@ class PoolConfig:
     output_path: str | None = None  # append workers' stdout/stderr here (None: inherit)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
+    max_worker_rss: int = 0  # recycle a worker whose RSS is above this after an attempt; 0: never
     concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
     stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
     max_workers: int | None = None  # autoscaling ceiling (None: ``workers``, no scaling)
@@ -837,7 +838,12 @@ class WorkerPool:
             worker.runs += 1
             outcome = _outcome(job.aid, message, worker.pid)
         limit = self._config.max_tasks_per_worker
-        drain = self._closing or worker.dedicated or (limit is not None and worker.runs >= limit)
+        drain = (
+            self._closing
+            or worker.dedicated
+            or (limit is not None and worker.runs >= limit)
+            or self._too_big(worker)
+        )
         if drain:
             self._stop_accepting(worker)  # before the job ends: its slot is not free to count
         self._end_job(worker, job)
@@ -858,6 +864,14 @@ class WorkerPool:
             self._emit(outcome)
         if freed:
             self._notify_idle()
+
+    def _too_big(self, worker: _Worker) -> bool:
+        """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
+        limit = self._config.max_worker_rss
+        if not limit or _rss(worker.pid) <= limit:
+            return False
+        log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
+        return True
 
     def _slot_freed(self, worker: _Worker) -> None:
         """One slot of an accepting worker is free again (a job ended, a loan came back)."""

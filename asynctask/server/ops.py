@@ -22,6 +22,7 @@ from asynctask.server.requests import (
     parse_cron_add,
     parse_cron_ref,
     parse_delete,
+    parse_drain,
     parse_hold,
     parse_list,
     parse_log_offsets,
@@ -72,6 +73,8 @@ class Backend(Protocol):
 
     def inspect(self, tenant: str, task_id: str) -> Awaitable[dict[str, Any]]: ...
 
+    def stop(self, drain: float | None) -> dict[str, Any]: ...
+
 
 OPS = (
     "ping",
@@ -90,6 +93,7 @@ OPS = (
     "queues",
     "logs",
     "inspect",
+    "stop",
 )
 
 
@@ -153,6 +157,10 @@ class Ops:
             if op == "inspect":
                 return self._backend.inspect(tenant, task_id)
             return self._backend.logs(tenant, task_id, parse_log_offsets(message))
+        if op == "stop":
+            if not self._auth.is_admin(peer.uid):
+                raise Unauthorized("only an admin may stop the daemon")
+            return self._backend.stop(parse_drain(message))
         if op == "queues":
             return self._backend.queues(self._auth.tenants_of(peer.uid))
         if op == "ping":

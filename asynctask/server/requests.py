@@ -181,6 +181,11 @@ def parse_log_offsets(message: dict[str, Any]) -> dict[int, int]:
     return dict(raw)
 
 
+def parse_drain(message: dict[str, Any]) -> float | None:
+    """``stop``: ``{"drain"?: seconds}``, how long running attempts may still take."""
+    return _seconds(message, "drain")
+
+
 def parse_wait_timeout(message: dict[str, Any]) -> float | None:
     return _seconds(message, "timeout")
 

@@ -76,3 +76,25 @@ def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(make_daemon) -> No
     for handle in handles:
         assert handle.wait(timeout=30).state.value == "succeeded"
     poll(lambda: client.ping()["workers"]["size"] == 1)
+
+
+def test_stop_with_drain_lets_short_attempts_finish_and_requeues_the_rest(
+    make_daemon, tmp_path: Path
+) -> None:
+    daemon = make_daemon().start()
+    client = daemon.client()
+    short = client.submit("tests.e2e.tasks:nap", 0.5)
+    long = client.submit("tests.e2e.tasks:nap", 60)
+    poll(lambda: client.ping()["tasks"]["running"] == 2)
+    started = time.monotonic()
+    cli = daemon.cli("stop", "--drain", "2s")
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.splitlines() == ["stopping (draining for up to 2s)", "stopped"]
+    assert time.monotonic() - started < 15
+    assert daemon.proc is not None
+    assert daemon.proc.wait(10) == 0
+    daemon.start()
+    client = daemon.client()
+    assert client.status(short.id).state.value == "succeeded"
+    again = client.status(long.id)
+    assert (again.state.value, again.attempts) in {("queued", 1), ("running", 2)}

@@ -33,3 +33,15 @@ async def test_the_memory_budget_stops_growth() -> None:
         assert harness.pool.target == 1
     finally:
         await stop_and_check(harness)
+
+
+async def test_a_worker_past_max_worker_rss_is_replaced_after_its_attempt() -> None:
+    harness = Harness(workers=1, max_worker_rss=1 << 20)  # every worker is bigger than 1 MiB
+    await harness.pool.start()
+    try:
+        first = value(await harness.run("pid"))
+        await harness.full()
+        second = value(await harness.run("pid"))
+        assert first != second
+    finally:
+        await stop_and_check(harness)
