@@ -339,7 +339,7 @@ class SubmitSpec:
     #: "burst"?: tokens}, from ``@asynctask.task(concurrency=..., rate=..., burst=...)``.
     limits: dict[str, float] | None = None
     #: The attempt's resource limits (``resources.Limits`` in wire form), over the daemon's.
-    resources: dict[str, int | float] | None = None
+    resources: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

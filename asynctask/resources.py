@@ -44,6 +44,13 @@ class Limits:
     open_files: int | None = None
     processes: int | None = None
     file_size: int | None = None
+    # Hardening, applied by the worker to itself before any task code (``executor/limits.py``
+    # ``isolate``): ``network=False`` gives it a network namespace of its own with no
+    # interfaces but loopback; ``private_tmp=True`` a mount namespace with an empty tmpfs on
+    # /tmp; ``user`` (config only) the account it runs as when the daemon runs as root.
+    network: bool | None = None
+    private_tmp: bool | None = None
+    user: str | None = None
 
     def __post_init__(self) -> None:
         for name in _KEYS:
@@ -69,9 +76,9 @@ class Limits:
                 values[key] = _parse(key, value)
         return cls(**values)
 
-    def to_wire(self) -> dict[str, int | float]:
+    def to_wire(self) -> dict[str, Any]:
         """Only the set fields, in the units ``from_wire`` reads back: bytes and seconds."""
-        wire: dict[str, int | float] = {}
+        wire: dict[str, Any] = {}
         for name in _KEYS:
             value = getattr(self, name)
             if value is not None:
@@ -88,9 +95,14 @@ class Limits:
         return replace(self, **changes) if changes else self
 
     @property
-    def key(self) -> tuple[int | float | None, ...]:
+    def key(self) -> tuple[Any, ...]:
         """The limit profile: workers are sandboxed at start, so they serve one profile each."""
-        return (self.memory, self.cpu, self.open_files, self.processes, self.file_size)
+        return tuple(getattr(self, name) for name in _KEYS)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the worker must enter namespaces or change user at start."""
+        return self.network is False or bool(self.private_tmp) or self.user is not None
 
     @property
     def is_empty(self) -> bool:
@@ -102,7 +114,18 @@ _KEYS: Final = tuple(f.name for f in fields(Limits))
 RESOURCE_KEYS: Final = frozenset(_KEYS)
 
 
-def _parse(key: str, value: Any) -> int | float:
+_FLAGS: Final = frozenset({"network", "private_tmp"})
+
+
+def _parse(key: str, value: Any) -> Any:
+    if key in _FLAGS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key!r} must be true or false, got {value!r}")
+        return value
+    if key == "user":
+        if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+            raise ValueError(f"'user' must be a user name or uid, got {value!r}")
+        return str(value)
     if key in _SIZE_KEYS:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(
@@ -128,6 +151,14 @@ def _parse(key: str, value: Any) -> int | float:
 
 def _check(key: str, value: object) -> None:
     if value is None:
+        return
+    if key in _FLAGS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key!r} must be true or false, got {value!r}")
+        return
+    if key == "user":
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"'user' must be a user name or uid, got {value!r}")
         return
     if key == "cpu":
         if isinstance(value, bool) or not isinstance(value, int | float):

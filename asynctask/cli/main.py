@@ -283,6 +283,12 @@ def submit(
     file_size: Annotated[
         str | None, typer.Option("--file-size", help="Largest file an attempt may write.")
     ] = None,
+    no_network: Annotated[
+        bool, typer.Option("--no-network", help="Run in a network namespace of its own.")
+    ] = False,
+    private_tmp: Annotated[
+        bool, typer.Option("--private-tmp", help="Give the attempt an empty /tmp of its own.")
+    ] = False,
     cmd: Annotated[
         bool,
         typer.Option(
@@ -340,6 +346,8 @@ def submit(
         "open_files": open_files,
         "processes": processes,
         "file_size": file_size,
+        "network": False if no_network else None,
+        "private_tmp": True if private_tmp else None,
     }
     client = client_for(home, socket, tenant)
     status = run_client(lambda: client.submit_status(func, *args, kwargs=kwargs, **options))

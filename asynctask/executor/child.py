@@ -587,13 +587,15 @@ def _apply_limits() -> str | None:
         return None
     import json
 
-    from asynctask.executor.limits import apply_rlimits
+    from asynctask.executor.limits import apply_rlimits, isolate
     from asynctask.resources import Limits
 
     try:
         wire = json.loads(raw)
         address_space = bool(wire.pop("address_space", True))
-        apply_rlimits(Limits.from_wire(wire), address_space=address_space)
+        limits = Limits.from_wire(wire)
+        apply_rlimits(limits, address_space=address_space)
+        isolate(limits)  # last: it may give up root
     except (ValueError, TypeError, OSError) as exc:
         return f"cannot apply its limits {raw}: {exc}"
     return None
@@ -636,17 +638,17 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m asynctask.executor.child FD [CONCURRENCY]", file=sys.stderr)
         return 2
     slots = int(args[1]) if len(args) == 2 else 1
-    limits_error = _apply_limits()
-    if limits_error:
-        print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
-        return 2
-    if not _die_with_parent():
-        print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
-        return 1
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()
-    _dump_stacks_on_sigusr1()
+    _dump_stacks_on_sigusr1()  # opens its file in the daemon's run dir while it still can
+    limits_error = _apply_limits()  # may give up root: after what needs it
+    if limits_error:
+        print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
+        return 2
+    if not _die_with_parent():  # after a setuid, which clears the parent-death signal
+        print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
+        return 1
     if slots > 1:
         concurrent = ConcurrentWorker(sock, slots)
         concurrent.capture.install()

@@ -104,6 +104,77 @@ def apply_rlimits(limits: Limits, *, address_space: bool = True) -> None:
         _lower(resource.RLIMIT_FSIZE, limits.file_size, limits.file_size)
 
 
+_CLONE_NEWNS: Final = 0x00020000
+_CLONE_NEWUSER: Final = 0x10000000
+_CLONE_NEWNET: Final = 0x40000000
+_MS_NOSUID: Final = 2
+_MS_NODEV: Final = 4
+_MS_REC: Final = 16384
+_MS_PRIVATE: Final = 1 << 18
+
+
+def isolate(limits: Limits) -> None:
+    """The hardening of ``limits``, applied by the worker to itself after ``apply_rlimits``:
+    ``OSError`` if the machine does not allow it, and the worker then refuses to start -
+    a worker that was asked for no network must never run with one.
+
+    * ``network=False``: a network namespace of its own (no interfaces up, not even loopback).
+    * ``private_tmp``: a mount namespace whose mounts do not propagate back, with an empty
+      tmpfs on /tmp.
+    * ``user``: setgroups/setgid/setuid to that account, last (it needs root for the rest).
+
+    As root the namespaces need nothing else; as another user a user namespace comes first
+    (mapping the user to itself), which gives the capabilities the rest needs inside it.
+    Python 3.11 has no ``os.unshare``, hence ``ctypes``.
+    """
+    if not limits.isolated:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = (_CLONE_NEWNET if limits.network is False else 0) | (
+        _CLONE_NEWNS if limits.private_tmp else 0
+    )
+    if flags:
+        uid, gid = os.getuid(), os.getgid()
+        if os.geteuid() != 0:
+            flags |= _CLONE_NEWUSER
+        if libc.unshare(flags) != 0:
+            _fail(ctypes.get_errno(), "unshare")
+        if flags & _CLONE_NEWUSER:
+            _write_file("/proc/self/setgroups", "deny")
+            _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+            _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+    if limits.private_tmp:
+        if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+            _fail(ctypes.get_errno(), "making / private")
+        options = b"mode=1777,size=25%"
+        if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+            _fail(ctypes.get_errno(), "mounting a private /tmp")
+    if limits.user is not None:
+        import pwd
+
+        try:
+            entry = (
+                pwd.getpwuid(int(limits.user)) if limits.user.isdigit()
+                else pwd.getpwnam(limits.user)
+            )  # fmt: skip
+        except KeyError:
+            raise OSError(f"no such user {limits.user!r}") from None
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+
+def _fail(errno_value: int, doing: str) -> None:
+    raise OSError(errno_value, f"{doing}: {os.strerror(errno_value)}")
+
+
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
 def _lower(which: int, soft: int, hard: int) -> None:
     _, current = resource.getrlimit(which)
     if current != resource.RLIM_INFINITY:

@@ -117,12 +117,14 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
     )
 
 
-def parse_resources(raw: Any) -> dict[str, int | float] | None:
+def parse_resources(raw: Any) -> dict[str, Any] | None:
     """``resources`` of a spec: the attempt's memory, cpu, open_files, processes, file_size."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise UsageError("resources must be a map of memory, cpu, open_files, processes, file_size")
+    if "user" in raw:
+        raise UsageError("resources: 'user' can only be set in the daemon's [workers] config")
     try:
         return Limits.from_wire(raw).to_wire() or None
     except ValueError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from asynctask.errors import UsageError
 from asynctask.executor.limits import detect_cgroups
 from tests.e2e import tasks
 
@@ -78,3 +79,24 @@ def test_bad_limits_are_refused_and_change_nothing(make_daemon) -> None:
         assert cli.returncode == 2, (flag, value, cli.stdout)
         assert message in cli.stderr, (flag, cli.stderr)
     assert daemon.client().ping()["tasks"]["live"] == 0
+
+
+def test_hardening_flags_from_the_command_line(make_daemon) -> None:
+    import socket
+
+    daemon = make_daemon().start()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = str(server.getsockname()[1])
+    try:
+        free = daemon.cli("submit", "--wait", "--json", "tests.executor.tasks_for_tests:connect",
+                          f"[{port}]")  # fmt: skip
+        assert '"result": "connected"' in free.stdout, free.stderr
+        cut = daemon.cli("submit", "--no-network", "--wait", "--json",
+                         "tests.executor.tasks_for_tests:connect", f"[{port}]")  # fmt: skip
+        assert '"result": "failed' in cut.stdout, cut.stderr
+    finally:
+        server.close()
+    with pytest.raises(UsageError, match="only be set in the daemon"):  # not from a client
+        daemon.client().submit("tests.e2e.tasks:add", 1, 2, user="nobody")

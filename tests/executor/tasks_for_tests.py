@@ -233,3 +233,25 @@ def rlimits() -> list[int]:
         resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         resource.getrlimit(resource.RLIMIT_CORE)[0],
     ]
+
+
+def connect(port: int) -> str:
+    """Tries a TCP connection to 127.0.0.1:``port``; says how it went."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        return f"failed: {exc}"
+    return "connected"
+
+
+def tmp_listing(name: str) -> list[str]:
+    """Writes /tmp/``name`` and lists /tmp."""
+    with open(f"/tmp/{name}", "w") as handle:
+        handle.write("x")
+    return sorted(os.listdir("/tmp"))
+
+
+def whoami() -> list[int]:
+    return [os.getuid(), os.getgid()]

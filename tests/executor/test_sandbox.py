@@ -116,3 +116,47 @@ def test_sweep_removes_only_the_groups_of_daemons_that_are_gone() -> None:
     finally:
         mine.remove()
         gone.remove()
+
+
+async def test_no_network_profile_cannot_connect_but_the_pool_can(pool: Harness) -> None:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        assert value(await pool.run("connect", port)) == "connected"
+        isolated = pool.submit("connect", port, limits=Limits(open_files=256, network=False))
+        assert value(await pool.outcome(isolated)).startswith("failed")
+    finally:
+        server.close()
+
+
+async def test_private_tmp_is_empty_and_leaves_the_host_tmp_alone(pool: Harness) -> None:
+    name = f"asynctask-private-{os.getpid()}"
+    aid = pool.submit("tmp_listing", name, limits=Limits(open_files=256, private_tmp=True))
+    assert value(await pool.outcome(aid)) == [name]
+    assert not Path(f"/tmp/{name}").exists()  # noqa: ASYNC240 - a stat, in a test
+
+
+def _readable_by_others(path: str) -> bool:
+    """Whether a user other than the owner can reach and read ``path`` (every directory up)."""
+    parts = Path(path).resolve().parents
+    return all(os.stat(p).st_mode & 0o001 for p in parts) and bool(os.stat(path).st_mode & 0o004)
+
+
+_STDLIB = os.path.dirname(os.__file__)
+
+
+@pytest.mark.skipif(not ROOT, reason="changing user needs root")
+@pytest.mark.skipif(
+    not _readable_by_others(os.path.join(_STDLIB, "os.py")),
+    reason=f"this Python's standard library ({_STDLIB}) is not readable by other users",
+)
+async def test_a_profile_can_run_as_an_unprivileged_user(pool: Harness) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    aid = pool.submit("whoami", limits=Limits(open_files=256, user="nobody"))
+    assert value(await pool.outcome(aid)) == [nobody.pw_uid, nobody.pw_gid]
