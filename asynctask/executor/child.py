@@ -638,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m asynctask.executor.child FD [CONCURRENCY]", file=sys.stderr)
         return 2
     slots = int(args[1]) if len(args) == 2 else 1
+    if not _die_with_parent():
+        print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
+        return 1
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()
@@ -646,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     if limits_error:
         print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
         return 2
-    if not _die_with_parent():  # after a setuid, which clears the parent-death signal
+    if not _die_with_parent():  # again: a setuid clears the parent-death signal
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
     if slots > 1:
