@@ -246,12 +246,5 @@ def connect(port: int) -> str:
     return "connected"
 
 
-def tmp_listing(name: str) -> list[str]:
-    """Writes /tmp/``name`` and lists /tmp."""
-    with open(f"/tmp/{name}", "w") as handle:
-        handle.write("x")
-    return sorted(os.listdir("/tmp"))
-
-
 def whoami() -> list[int]:
     return [os.getuid(), os.getgid()]
