@@ -817,14 +817,7 @@ class Daemon:
         holds only what waits now, not later submits. Returns how many changed."""
         assert self.store is not None
         now = self.clock()
-        matching = [
-            t
-            for t in self._live.values()
-            if t.state in WAITING_STATES
-            and t.seq not in self._retrying
-            and (task_id is None or t.id == task_id)
-            and _selected(t, query)
-        ]
+        matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
             await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
         scheduler = self.scheduler
@@ -839,6 +832,20 @@ class Daemon:
             await self.store.flush()  # the reply says it is done only once it is stored
         return len(changed)
 
+    def _live_matching(
+        self, query: ListQuery, task_id: str | None, states: frozenset[TaskState]
+    ) -> list[LiveTask]:
+        """The live tasks in ``states`` that the selector (and ``task_id``, if given) matches,
+        leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
+        return [
+            t
+            for t in self._live.values()
+            if t.state in states
+            and t.seq not in self._retrying
+            and (task_id is None or t.id == task_id)
+            and _selected(t, query)
+        ]
+
     async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
         """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
@@ -849,16 +856,15 @@ class Daemon:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
         bytes in one reply (ask again from the new offsets for more); ``done`` once the task
         has ended and everything was read."""
-        view = await self.status(tenant, task_id)  # NotFound for an unknown ID
         live = self._live.get((tenant, task_id))
         if live is not None:
-            seq = live.seq
+            seq, view = live.seq, _view(live)
         else:
             assert self.store is not None
             row = await self.store.get(tenant, task_id)
             if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-            seq = row.seq
+            seq, view = row.seq, _row_view(row)
         budget = LOG_CHUNK
         attempts = []
         complete = True
@@ -899,14 +905,7 @@ class Daemon:
         assert self.store is not None
         assert self.pool is not None
         now = self.clock()
-        chosen = [
-            t
-            for t in self._live.values()
-            if t.state in LIVE_STATES
-            and t.seq not in self._retrying
-            and (task_id is None or t.id == task_id)
-            and _selected(t, query)
-        ]
+        chosen = self._live_matching(query, task_id, LIVE_STATES)
         with self.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:

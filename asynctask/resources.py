@@ -118,14 +118,11 @@ _FLAGS: Final = frozenset({"network", "private_tmp"})
 
 
 def _parse(key: str, value: Any) -> Any:
-    if key in _FLAGS:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key!r} must be true or false, got {value!r}")
+    if key in _FLAGS or key == "user":
+        if key == "user" and type(value) is int:
+            value = str(value)  # a uid
+        _check(key, value)
         return value
-    if key == "user":
-        if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-            raise ValueError(f"'user' must be a user name or uid, got {value!r}")
-        return str(value)
     if key in _SIZE_KEYS:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(

@@ -96,19 +96,32 @@ class Worker:
                 return 0  # the daemon side is gone: nobody is left to answer
             if not data:
                 return 0
-            try:
-                messages = self._decoder.feed(data)
-            except ProtocolError as exc:
-                print(f"asynctask worker {os.getpid()}: {exc.message}", file=sys.stderr)
-                return 2
-            for message in messages:
-                op = message.get("op")
-                if op == "run":
-                    self._reply(self.run(message))
-                elif op == "exit":
-                    return 0
-                else:
-                    print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
+            status = self._dispatch(data)
+            if status is not None:
+                return status
+
+    def _dispatch(self, data: bytes) -> int | None:
+        """Decode what arrived and act on each frame; an exit status when the worker is done
+        (``exit``, or bytes that are not frames)."""
+        try:
+            messages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            print(f"asynctask worker {os.getpid()}: {exc.message}", file=sys.stderr)
+            return 2
+        for message in messages:
+            op = message.get("op")
+            if op == "exit":
+                return 0
+            if not self._on_frame(op, message):
+                print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
+        return None
+
+    def _on_frame(self, op: Any, message: dict[str, Any]) -> bool:
+        """Act on one frame other than ``exit``; ``False`` for an op this worker does not know."""
+        if op == "run":
+            self._reply(self.run(message))
+            return True
+        return False
 
     def _send(self, message: dict[str, Any]) -> None:
         self._write_frame(protocol.encode_frame(message))
@@ -251,8 +264,7 @@ class ConcurrentWorker(Worker):
 
         self._sock.setblocking(False)
         reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
-        self._writer.write(protocol.encode_frame({"op": "ready", "pid": os.getpid()}))
-        loop = asyncio.get_running_loop()
+        self._send({"op": "ready", "pid": os.getpid()})
         while True:
             try:
                 data = await reader.read(_RECV_SIZE)
@@ -260,22 +272,19 @@ class ConcurrentWorker(Worker):
                 return 0
             if not data:
                 return 0
-            try:
-                messages = self._decoder.feed(data)
-            except ProtocolError as exc:
-                print(f"asynctask worker {os.getpid()}: {exc.message}", file=sys.stderr)
-                return 2
-            for message in messages:
-                op = message.get("op")
-                if op == "run":
-                    aid = message.get("aid")
-                    self._tasks[aid] = loop.create_task(self._run_one(message))
-                elif op == "cancel":
-                    self._cancel(message.get("aid"))
-                elif op == "exit":
-                    return 0
-                else:
-                    print(f"asynctask worker: ignoring unknown op {op!r}", file=sys.stderr)
+            status = self._dispatch(data)
+            if status is not None:
+                return status
+
+    def _on_frame(self, op: Any, message: dict[str, Any]) -> bool:
+        if op == "run":
+            assert self._loop is not None
+            self._tasks[message.get("aid")] = self._loop.create_task(self._run_one(message))
+            return True
+        if op == "cancel":
+            self._cancel(message.get("aid"))
+            return True
+        return False
 
     def _cancel(self, aid: Any) -> None:
         task = self._tasks.get(aid)

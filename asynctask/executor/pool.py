@@ -488,6 +488,8 @@ class WorkerPool:
         if self._closing or not self._started or self._failures:
             return 0
         room = self._max - self._target
+        if room <= 0:
+            return 0  # the common case under load: checked on every step, so kept cheap
         count = max(0, min(wanted - self.starting, room))
         if count and self._config.memory_budget:
             count = min(count, self._room_in_budget())
