@@ -174,37 +174,6 @@ def flood(size: int) -> None:
         print(chunk, end="")
 
 
-def hog(megabytes: int) -> int:
-    """Allocates and touches ``megabytes`` MiB."""
-    return len([bytearray(1 << 20) for _ in range(megabytes)])
-
-
-def spin() -> None:
-    while True:
-        pass
-
-
-def fork_many(count: int) -> int:
-    """Forks up to ``count`` sleeping children; returns how many it could."""
-    made = 0
-    try:
-        for _ in range(count):
-            if os.fork() == 0:
-                time.sleep(30)
-                os._exit(0)
-            made += 1
-    except OSError:
-        pass
-    return made
-
-
-def write_bytes(path: str, size: int) -> int:
-    with open(path, "wb") as handle:
-        for _ in range(size >> 20):
-            handle.write(b"x" * (1 << 20))
-    return size
-
-
 @asynctask.task(memory="200M")
 def declared_hog(megabytes: int) -> int:
     return len([bytearray(1 << 20) for _ in range(megabytes)])

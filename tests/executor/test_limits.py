@@ -168,6 +168,11 @@ def run_limited(
         f"apply_rlimits(Limits.from_wire({limits!r}))\n"
         "print('LIMITED', flush=True)\n" + textwrap.dedent(body)
     )
+    return run_python(code, timeout)
+
+
+def run_python(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter that imports this checkout's ``asynctask``."""
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -209,14 +214,7 @@ def test_core_dumps_are_off_even_without_limits() -> None:
         "apply_rlimits(Limits())\n"
         "print(before, resource.getrlimit(CORE))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     before, after = ast.literal_eval(result.stdout.strip().replace(") (", "), ("))
     if before == (0, 0):
@@ -233,14 +231,7 @@ def test_a_lower_hard_limit_is_never_raised() -> None:
         "apply_rlimits(Limits(open_files=1000, cpu=100))\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_CPU))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(30, 30) (50, 50)"
 
