@@ -69,6 +69,12 @@ class TaskStatus:
     due_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: The caller's trace ID given at submit, if any.
+    trace_id: str | None = None
+    #: Each ended attempt's stages, oldest first: ``attempt``, ``submitted``, ``eligible``,
+    #: ``dispatched``, ``started`` (in the worker), ``finished`` (epoch seconds), and
+    #: ``queue_wait`` and ``run_time`` (seconds).
+    trace: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -98,6 +104,8 @@ class TaskStatus:
             "due_at": format_time(self.due_at),
             "started_at": format_time(self.started_at),
             "finished_at": format_time(self.finished_at),
+            "trace_id": self.trace_id,
+            "trace": [_stage_json(entry) for entry in self.trace],
         }
 
     @classmethod
@@ -121,7 +129,17 @@ class TaskStatus:
             due_at=raw.get("due_at"),
             started_at=raw.get("started_at"),
             finished_at=raw.get("finished_at"),
+            trace_id=raw.get("trace_id"),
+            trace=list(raw.get("trace") or []),
         )
+
+
+_STAGES = ("submitted", "eligible", "dispatched", "started", "finished")
+
+
+def _stage_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``trace`` entry with its stage times as ISO 8601 (durations stay seconds)."""
+    return {key: format_time(value) if key in _STAGES else value for key, value in entry.items()}
 
 
 def _error_json(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +194,7 @@ _OPTION_NAMES = frozenset(
         "labels",
         "on_success",
         "on_failure",
+        "trace_id",
         *RESOURCE_KEYS,
     }
 )
@@ -315,6 +334,9 @@ class _Calls:
 
 #: The built-in task function that runs a command (``asynctask.executor.command``).
 COMMAND_REF = "asynctask.executor.command:run_command"
+
+#: A ``list_page`` answer: the page's tasks, and the cursor of the next page (None: the last).
+Page = tuple[list[TaskStatus], str | None]
 
 
 def _command_args(argv: Sequence[str], final_exit_codes: Sequence[int]) -> tuple[Any, ...]:
@@ -544,6 +566,13 @@ class AsyncClient:
         ``until``, ``labels``, ``limit``; newest first."""
         return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
 
+    async def list_page(self, *, cursor: str | None = None, **filters: Any) -> Page:
+        """One page of ``list``: its tasks and the cursor of the next page (``None`` after the
+        last). Pass that cursor back with the same filters; tasks submitted meanwhile do not
+        shift the pages (they sort before the first), so each task comes once."""
+        reply = await self._call("list", **self._calls.list_fields(cursor=cursor, **filters))
+        return self._calls.tasks(reply), reply.get("cursor")
+
     async def retry(self, **selector: Any) -> int:
         """Queue failed tasks (the dead-letter queue) again: ``task_id=`` for one, or the
         selector fields of ``cancel``; their attempt count goes on. Returns how many."""
@@ -618,6 +647,15 @@ class AsyncClient:
     async def queues(self) -> dict[str, Any]:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(await self._call("queues"))
+
+    async def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        """Per tenant, queue and function: per-minute counts for the last hour, backlog and
+        running, recent queue-wait and run-time percentiles; the pool; the last failures."""
+        return dict(await self._call("stats", tenant=tenant))
+
+    async def metrics(self) -> str:
+        """Every metric in the Prometheus text format (admins only)."""
+        return str((await self._call("metrics"))["text"])
 
     async def logs(
         self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
@@ -777,6 +815,11 @@ class Client:
         """History query; the filters of ``AsyncClient.list``."""
         return self._calls.tasks(self._call("list", **self._calls.list_fields(**filters)))
 
+    def list_page(self, *, cursor: str | None = None, **filters: Any) -> Page:
+        """One page and the next page's cursor; see ``AsyncClient.list_page``."""
+        reply = self._call("list", **self._calls.list_fields(cursor=cursor, **filters))
+        return self._calls.tasks(reply), reply.get("cursor")
+
     def retry(self, **selector: Any) -> int:
         """Queue failed tasks again; see ``AsyncClient.retry``."""
         reply = self._call("retry", **self._calls.selector_fields(**_id_field(selector)))
@@ -840,6 +883,14 @@ class Client:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(self._call("queues"))
 
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        """See ``AsyncClient.stats``."""
+        return dict(self._call("stats", tenant=tenant))
+
+    def metrics(self) -> str:
+        """Every metric in the Prometheus text format (admins only)."""
+        return str(self._call("metrics")["text"])
+
     def logs(
         self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
     ) -> dict[str, Any]:
@@ -863,6 +914,13 @@ class Client:
 
 def _report(reply: Mapping[str, Any]) -> dict[str, Any]:
     return {key: reply[key] for key in ("tenants", "queues", "functions")}
+
+
+def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """The wire spec ``submit_many`` would send for one call (``func``, ``args``, ``kwargs``
+    and submit options), or the ``UsageError`` it would raise. For a caller that checks a whole
+    input before sending any of it, as ``asynctask submit --from-file`` does."""
+    return _spec_of(_Calls(tenant), call)
 
 
 def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:

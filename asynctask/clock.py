@@ -28,5 +28,9 @@ class SteadyClock:
     def __call__(self) -> float:
         return self._mono() + self._offset
 
+    def at_monotonic(self, mono: float) -> float:
+        """This clock's time at a ``time.monotonic()`` reading (taken in any process)."""
+        return mono + self._offset
+
     def __repr__(self) -> str:
         return f"<SteadyClock now={self():.3f}>"

@@ -39,6 +39,9 @@ from asynctask.resources import RESOURCE_KEYS, Limits
 
 T = TypeVar("T")
 
+#: Seconds in a day: ``history_days`` is in days, ``retention`` (its older spelling) a duration.
+DAY = 86400.0
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
@@ -46,8 +49,10 @@ class DaemonConfig:
     drain: float = 30.0
     max_frame: int = 16 * 1024 * 1024
     max_payload: int = 1024 * 1024
-    retention: float = 7 * 86400.0  # finished tasks older than this are deleted; 0: never
+    history_days: float = 7.0  # finished tasks created longer ago are deleted; 0: never
+    history_max: int = 1_000_000  # finished tasks kept at most (the oldest go); 0: no cap
     log_level: str = "info"
+    log_format: str = "text"  # "json": one object a line (asynctask.logs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,14 @@ class FunctionDefaults:
 
 
 @dataclass(frozen=True, slots=True)
+class ObserveConfig:
+    """``[metrics]`` and ``[tracing]``."""
+
+    http: tuple[str, int] | None = None  # loopback host and port of the /metrics listener
+    opentelemetry: str = "off"  # "otlp" or "console": export a span per attempt
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
@@ -98,6 +111,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     source: str | None = None
 
 
@@ -144,6 +158,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "tenants",
             "queues",
             "functions",
+            "metrics",
+            "tracing",
         },
     )
     daemon = _section(data, "daemon")
@@ -153,7 +169,17 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     _only(
         daemon,
         "daemon.",
-        {"durability", "drain", "max_frame", "max_payload", "log_level", "retention"},
+        {
+            "durability",
+            "drain",
+            "max_frame",
+            "max_payload",
+            "log_level",
+            "log_format",
+            "history_days",
+            "history_max",
+            "retention",
+        },
     )
     _only(
         workers,
@@ -184,10 +210,12 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         drain=_get(daemon, "daemon.drain", d.drain, _duration),
         max_frame=_get(daemon, "daemon.max_frame", d.max_frame, _size(1024)),
         max_payload=_get(daemon, "daemon.max_payload", d.max_payload, _size(1)),
-        retention=_get(daemon, "daemon.retention", d.retention, _duration),
+        history_days=_history_days(daemon, d.history_days),
+        history_max=_get(daemon, "daemon.history_max", d.history_max, _int(0, 2**62)),
         log_level=_get(
             daemon, "daemon.log_level", d.log_level, _choice("debug", "info", "warning", "error")
         ),
+        log_format=_get(daemon, "daemon.log_format", d.log_format, _choice("text", "json")),
     )
     if daemon_cfg.max_payload >= daemon_cfg.max_frame:
         raise ConfigError("daemon.max_payload must be smaller than daemon.max_frame")
@@ -242,8 +270,37 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         auth=AuthConfig(admins=admins, users=users),
         scheduler=scheduler_cfg,
         functions=function_defaults,
+        observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
         source=source,
     )
+
+
+def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveConfig:
+    _only(metrics, "metrics.", {"http"})
+    _only(tracing, "tracing.", {"opentelemetry"})
+    return ObserveConfig(
+        http=_get(metrics, "metrics.http", None, _loopback_address),
+        opentelemetry=_get(
+            tracing, "tracing.opentelemetry", "off", _choice("off", "otlp", "console")
+        ),
+    )
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _loopback_address(raw: Any) -> tuple[str, int]:
+    """``host:port`` on loopback (``[::1]:port`` for IPv6): the listener has no access control
+    of its own, so it must not be reachable from another machine."""
+    if not isinstance(raw, str):
+        raise TypeError("expected host:port, e.g. 127.0.0.1:9464")
+    host, sep, port_text = raw.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:9464")
+    if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+        raise ValueError("the metrics listener binds to loopback only (127.0.0.1, ::1)")
+    return host, int(port_text)
 
 
 _SCHEDULER_KEYS = {
@@ -453,6 +510,18 @@ def _get(table: Mapping[str, Any], path: str, default: T, convert: Callable[[Any
         return convert(raw)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"bad value for {path}: {raw!r}: {exc}") from None
+
+
+def _history_days(daemon: Mapping[str, Any], default: float) -> float:
+    """``history_days``, or ``retention``: its older spelling, a duration (``"7d"``) that
+    existing files still use. Setting both is refused rather than one silently winning."""
+    if "history_days" in daemon and "retention" in daemon:
+        raise ConfigError(
+            "daemon.retention is the older spelling of daemon.history_days: set only one"
+        )
+    if "retention" in daemon:
+        return _get(daemon, "daemon.retention", default * DAY, _duration) / DAY
+    return _get(daemon, "daemon.history_days", default, _number(0, 1e6))
 
 
 def _duration(raw: Any) -> float:

@@ -27,11 +27,12 @@ import contextlib
 import fcntl
 import gc
 import logging
+import math
 import os
 import random
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -40,14 +41,16 @@ from typing import IO, Any, TypeVar
 from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
-from asynctask.config import Config, FunctionDefaults
+from asynctask.config import DAY, Config, FunctionDefaults
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable
-from asynctask.errors import NotFound, ShuttingDown, UsageError, WaitTimeout
+from asynctask.cursor import encode_cursor
+from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError, WaitTimeout
+from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.inspection import dump_stack, process_info, stack_path
@@ -66,9 +69,27 @@ from asynctask.model import (
     TaskState,
     new_task_id,
 )
+from asynctask.observe.metrics import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    MINUTES,
+    REFUSED,
+    RETRIED,
+    RUNNING,
+    SUBMITTED,
+    Metrics,
+)
+from asynctask.observe.prometheus import render as render_prometheus
+from asynctask.observe.readout import exposition
+from asynctask.observe.readout import stats as observe_stats
+from asynctask.observe.tracing import queue_wait, record_attempt, run_time, stage_views
+from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.resources import Limits
 from asynctask.server.auth import AuthPolicy
+from asynctask.server.http import MetricsHttp
 from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
@@ -134,6 +155,16 @@ class Daemon:
         self._stop = asyncio.Event()
         self.clock = SteadyClock()
         self._started_at = self.clock()
+        self._events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
+            self.scheduler,
+            self.clock,
+            lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
+        )
+        self.metrics = Metrics()
+        self.metrics_http: MetricsHttp | None = None
+        self.spans: SpanExporter | None = None
+        #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
+        self._failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
 
@@ -163,7 +194,11 @@ class Daemon:
         config's ``[daemon] drain``); what does not is queued again for the next start."""
         if drain is not None:
             self._drain = drain
-        log.info("stop requested: draining for up to %.1fs", self._drain)
+        log.info(
+            "stop requested: draining for up to %.1fs",
+            self._drain,
+            extra={"event": "stopping", "drain": self._drain},
+        )
         self._stop.set()
 
     def stop(self, drain: float | None) -> dict[str, Any]:
@@ -246,9 +281,12 @@ class Daemon:
             shared=bool(self.config.auth.users),
         )
         await self.listener.start()
+        await self._start_observers()
         self.accepting = True
-        if self.config.daemon.retention > 0:
-            self._background_task(self._purge_history(self.config.daemon.retention))
+        self._background_task(self._sample_loop())
+        history = self.config.daemon
+        if history.history_days > 0 or history.history_max > 0:
+            self._background_task(self._purge_history(history.history_days, history.history_max))
         for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
             self._fire(entry, slot)
         self._missed_slots.clear()
@@ -263,11 +301,42 @@ class Daemon:
             recovered,
             (recovered_at - began) * 1000,
             (time.perf_counter() - began) * 1000,
+            extra={
+                "event": "started",
+                "pid": os.getpid(),
+                "version": __version__,
+                "socket": str(self.socket_path),
+                "home": str(self.home),
+                "workers": workers.min_workers,
+                "max_workers": workers.max_workers,
+                "recovered": recovered,
+                "recover_seconds": round(recovered_at - began, 3),
+                "seconds": round(time.perf_counter() - began, 3),
+            },
         )
         self._wake()
 
+    async def _start_observers(self) -> None:
+        """The /metrics listener and the span exporter, when configured."""
+        observe = self.config.observe
+        if observe.http is not None:
+            http = MetricsHttp(*observe.http, self.prometheus)
+            try:
+                await http.start()
+            except OSError as exc:
+                host, port = observe.http
+                raise UsageError(f"metrics.http: cannot listen on {host}:{port}: {exc}") from None
+            self.metrics_http = http
+            log.info("metrics: http://%s:%d/metrics", *_url_host(http.address))
+        if observe.opentelemetry != "off":
+            self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
+
     async def shutdown(self) -> None:
         self.accepting = False
+        if self.metrics_http is not None:
+            await self.metrics_http.close()
+        if self.spans is not None:
+            self.spans.close()
         if self.listener is not None:
             self.listener.stop_accepting()
         if self._timer is not None:
@@ -302,7 +371,7 @@ class Daemon:
             (self.home / PID_NAME).unlink()
         if self._lock_file is not None:
             self._lock_file.close()
-        log.info("stopped")
+        log.info("stopped", extra={"event": "stopped"})
 
     async def _recover(self) -> int:
         """Load the live tasks back. The cyclic collector is off meanwhile and the result is
@@ -341,8 +410,12 @@ class Daemon:
                 else:
                     self.scheduler.add(task, now)
         self._perform(interrupted)
-        if interrupted:
-            log.info("recovered %d interrupted attempts", len(interrupted))
+        if loaded:
+            log.info(
+                "recovered %d live tasks, %d of them interrupted attempts",
+                loaded, len(interrupted),
+                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted)},
+            )  # fmt: skip
         return loaded
 
     # -- the step -------------------------------------------------------------------------------
@@ -363,6 +436,7 @@ class Daemon:
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
         self._perform(self.scheduler.dispatch(now, free))
+        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, pool.busy, now)  # peak per minute
         if pool.idle == 0 and self.scheduler.has_eligible():
             pool.grow(self.scheduler.queued)  # work waits and every slot is taken
         wakeup = self.scheduler.next_wakeup()
@@ -440,12 +514,16 @@ class Daemon:
                 due_at=task.due_at,
                 errors=task.errors,
                 held=task.held,
+                trace=task.trace,
             )
         )
         future.add_done_callback(_log_store_failure)
         return future
 
     def _finish(self, task: LiveTask) -> None:
+        counter = _FINAL_COUNTERS.get(task.state)
+        if counter is not None:
+            self.metrics.count((task.tenant, task.queue, task.function), counter, self.clock())
         key = (task.tenant, task.id)
         destination = self._destination_of(task)
         if destination is None:
@@ -479,32 +557,57 @@ class Daemon:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _purge_history(self, retention: float) -> None:
-        """Delete finished tasks created more than ``retention`` ago, a batch per transaction,
-        checking again every ``min(retention / 10, 60 s)``; live tasks are never touched."""
+    async def _purge_history(self, days: float, keep: int) -> None:
+        """History retention, in the background: delete the finished tasks created more than
+        ``days`` ago and, past ``keep`` finished tasks (0: no cap), the oldest ones, with
+        their attempt logs. Live tasks are never touched.
+
+        Why batches: a delete transaction holds the one writer, and submits and state changes
+        queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
+        (5,000 took 65 ms with the history indexes), and each batch waits for its commit
+        before the next is read, so the writer serves other transactions in between and a
+        purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
+        """
         assert self.store is not None
+        interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
         while self.accepting:
-            cutoff = self.clock() - retention
             try:
-                rows = await self.store.old_finished(cutoff, PURGE_BATCH)
+                excess = max(0, await self.store.count_finished() - keep) if keep > 0 else 0
+                deleted = -1
+                while deleted != 0 and self.accepting:
+                    if excess > 0:  # the count cap: the oldest finished, whatever their age
+                        rows = await self.store.old_finished(math.inf, min(excess, PURGE_BATCH))
+                    elif days > 0:
+                        rows = await self.store.old_finished(self.clock() - days * DAY, PURGE_BATCH)
+                    else:
+                        break
+                    deleted = await self._purge(rows)
+                    excess -= deleted
             except StoreError as exc:  # a bad moment for the disk: try again next round
                 log.warning("history retention: %s", exc)
-                rows = []
-            chosen = [
-                (seq, attempts)
-                for seq, tenant, task_id, attempts in rows
-                if (tenant, task_id) not in self._live
-            ]
-            if chosen:
-                with self.store.one_transaction():
-                    commits = [self.store.put(DeleteTask(seq)) for seq, _ in chosen]
-                results = await asyncio.gather(*commits, return_exceptions=True)
-                if not any(isinstance(result, BaseException) for result in results):
-                    for seq, attempts in chosen:
-                        self.attempt_logs.delete(seq, attempts)
-                    log.info("history retention: deleted %d finished tasks", len(chosen))
-            if len(rows) < PURGE_BATCH:
-                await asyncio.sleep(min(retention / 10, 60.0))
+            await asyncio.sleep(interval)
+
+    async def _purge(self, rows: list[tuple[int, str, str, int]]) -> int:
+        """Delete these finished tasks in one transaction, then their attempt logs (in a
+        thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
+        assert self.store is not None
+        chosen = []
+        for seq, tenant, task_id, attempts in rows:
+            live = self._live.get((tenant, task_id))
+            if live is None or live.seq != seq:  # a retried task is live again: keep it
+                chosen.append((seq, attempts))
+        if not chosen:
+            return 0
+        with self.store.one_transaction():
+            commits = [self.store.put(DeleteTask(seq)) for seq, _ in chosen]
+        await asyncio.gather(*commits)  # StoreError: nothing of the batch was deleted
+        logs = self.attempt_logs
+        for seq, _ in chosen:
+            logs.finish(seq)
+        paths = [logs.path(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
+        await asyncio.to_thread(_unlink_all, paths)
+        log.info("history retention: deleted %d finished tasks", len(chosen))
+        return len(chosen)
 
     def _fire(self, entry: CronEntry, slot: float) -> None:
         """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
@@ -574,7 +677,9 @@ class Daemon:
         if key in self._live:
             return
         self._live[key] = task
-        self.scheduler.add(task, self.clock())
+        now = self.clock()
+        self.scheduler.add(task, now)
+        self.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
         self._wake()
 
     def _on_log(self, aid: int, stream: str, text: str) -> None:
@@ -588,11 +693,23 @@ class Daemon:
         if task is None:
             return
         now = self.clock()
+        started = None if outcome.started is None else self.clock.at_monotonic(outcome.started)
+        stages = record_attempt(task, started, now)
+        key = (task.tenant, task.queue, task.function)
+        self.metrics.attempt(key, queue_wait(stages), run_time(stages), now)
         if outcome.ok:
             self._perform([self.scheduler.succeeded(task, outcome.result, now)])
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
-            self._perform([self.scheduler.attempt_failed(task, error, now)])
+            action = self.scheduler.attempt_failed(task, error, now)
+            self._failures.append(_failure_view(task, error, now))
+            if task.state is not TaskState.FAILED:
+                self.metrics.count(key, RETRIED, now)
+            self._perform([action])
+        if self.spans is not None:
+            outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
+            self.spans.attempt(task, stages, outcome_name)
+        self._events.outcome(task, None if outcome.ok else error, outcome.pid, now)
         self._wake()
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
@@ -616,6 +733,9 @@ class Daemon:
                 "target": self.pool.target if self.pool else 0,
                 "max": self.pool.max_size if self.pool else 0,
             },
+            "metrics_url": None
+            if self.metrics_http is None
+            else "http://{}:{}/metrics".format(*_url_host(self.metrics_http.address)),
             "store": {
                 "transactions": self.store.transactions if self.store else 0,
                 "ops_committed": self.store.ops_committed if self.store else 0,
@@ -628,7 +748,15 @@ class Daemon:
         assert self.store is not None
         now = self.clock()
         for tenant, count in Counter(spec.tenant for spec in specs).items():
-            self.scheduler.admit(tenant, count, now)
+            try:
+                self.scheduler.admit(tenant, count, now)
+            except SubmitThrottled as refusal:
+                self._events.refused(tenant, count, refusal, now)
+                for spec in specs:
+                    if spec.tenant == tenant:
+                        where = (spec.tenant, self._queue_of(spec), spec.function)
+                        self.metrics.count(where, REFUSED, now)
+                raise
         for spec in specs:
             self._declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -670,11 +798,13 @@ class Daemon:
             if commits:
                 await asyncio.gather(*commits)
             added = set()
+            metrics = self.metrics
             for index, task in created:
                 if task.seq not in added:
                     added.add(task.seq)
                     self._live[(task.tenant, task.id)] = task
                     self.scheduler.add(task, now)
+                    metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
                 views[index] = _view(task)
         finally:
             for key, claim in own_claims.items():
@@ -725,9 +855,7 @@ class Daemon:
         retries = _first(spec.retries, defaults.retries, self.config.retry.retries)
         timeout = _first(spec.timeout, defaults.timeout, self.config.workers.timeout)
         priority = _first(spec.priority, defaults.priority, PRIORITY_DEFAULT)
-        queue = _first(spec.queue, defaults.queue, spec.tenant)
-        if queue == "exclusive":
-            queue = spec.function
+        queue = self._queue_of(spec)
         options["retries"] = retries
         options["timeout"] = timeout
         expires_at = now + spec.ttl if spec.ttl is not None else None
@@ -754,7 +882,13 @@ class Daemon:
             created_at=now,
             due_at=due if scheduled else None,
             expires_at=expires_at,
+            trace_id=spec.trace_id,
         )
+
+    def _queue_of(self, spec: SubmitSpec) -> str:
+        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
+        queue = _first(spec.queue, defaults.queue, spec.tenant)
+        return spec.function if queue == "exclusive" else queue
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
         task = self._live.get((tenant, task_id))
@@ -898,6 +1032,67 @@ class Daemon:
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, self.clock(), tenants)
 
+    def _sample_gauges(self, report: dict[str, Any], now: float) -> None:
+        sample = self.metrics.sample
+        for row in report["tenants"]:
+            sample(("tenant", row["tenant"], ""), row["backlog"], row["running"], now)
+        for row in report["queues"]:
+            sample(("queue", row["tenant"], row["queue"]), row["backlog"], row["running"], now)
+        for row in report["functions"]:
+            sample(("function", row["function"], ""), row["queued"], row["running"], now)
+        busy = self.pool.busy if self.pool else 0
+        sample(POOL_ENTITY, self.scheduler.queued, busy, now)
+
+    async def _sample_loop(self) -> None:
+        """Per-minute peaks of backlog and running need samples between requests; every
+        ``GAUGE_SAMPLE`` seconds costs one pass over the tenants, queues and functions."""
+        while True:
+            await asyncio.sleep(GAUGE_SAMPLE)
+            now = self.clock()
+            self._sample_gauges(queue_report(self.scheduler, now), now)
+
+    def _pool_view(self, now: float | None = None) -> dict[str, Any]:
+        """The pool now; with ``now``, also its busy slots' peak per minute (``occupied``)."""
+        pool = self.pool
+        view: dict[str, Any] = {
+            "size": pool.size if pool else 0,
+            "idle": pool.idle if pool else 0,
+            "busy": pool.busy if pool else 0,
+            "target": pool.target if pool else 0,
+            "max": pool.max_size if pool else 0,
+            "slots": (pool.size if pool else 0) * self.config.workers.concurrency,
+        }
+        ring = self.metrics.gauges(POOL_ENTITY)
+        if now is not None:
+            view["occupied"] = ring.per_minute(RUNNING, now) if ring else [0] * MINUTES
+        return view
+
+    def stats(self, tenants: frozenset[str] | None, tenant: str | None) -> dict[str, Any]:
+        now = self.clock()
+        report = queue_report(self.scheduler, now)
+        self._sample_gauges(report, now)
+        visible: frozenset[str] | None = tenants
+        if tenant is not None:
+            visible = frozenset({tenant}) if tenants is None else tenants & {tenant}
+        if visible is not None:
+            report = queue_report(self.scheduler, now, visible)
+        failures = [f for f in reversed(self._failures)]
+        pool = self._pool_view(now)
+        return observe_stats(self.metrics, report, pool, failures, now, visible)
+
+    def prometheus(self) -> str:
+        now = self.clock()
+        report = queue_report(self.scheduler, now)
+        self._sample_gauges(report, now)
+        extra: dict[str, float] = {
+            "uptime_seconds": now - self._started_at,
+            "live_tasks": len(self._live),
+            "store_transactions_total": self.store.transactions if self.store else 0,
+            "store_ops_total": self.store.ops_committed if self.store else 0,
+        }
+        families = exposition(self.metrics, report, self._pool_view(), extra, now)
+        return render_prometheus(families)
+
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
         transaction; running attempts have their workers stopped (their late reports are
@@ -987,17 +1182,23 @@ class Daemon:
             raise UsageError(f"task {task_id!r} is {row.state}: {refusal}")
         return [row]
 
-    async def list_tasks(self, query: ListQuery) -> list[dict[str, Any]]:
+    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
+        """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
+        this is the last (one row more than the page is read to know)."""
         assert self.store is not None
         await self.store.flush()
-        rows = await self.store.list_tasks(TaskFilter.from_query(query), query.limit)
+        rows = await self.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
+        more = len(rows) > query.limit
+        del rows[query.limit :]
         views = []
         for row in rows:
             live = self._live.get((row.tenant, row.id))
             views.append(
                 _view(live) if live is not None and live.seq == row.seq else _row_view(row)
             )
-        return views
+        last = rows[-1] if more else None
+        cursor = None if last is None else encode_cursor(last.created_at, last.seq)
+        return {"tasks": views, "cursor": cursor}
 
 
 def _selected(task: LiveTask, query: ListQuery) -> bool:
@@ -1011,6 +1212,7 @@ def _selected(task: LiveTask, query: ListQuery) -> bool:
         and (query.since is None or task.created_at >= query.since)
         and (query.until is None or task.created_at < query.until)
         and all(task.labels.get(k) == v for k, v in query.labels.items())
+        and (query.trace_id is None or task.trace_id == query.trace_id)
     )
 
 
@@ -1020,8 +1222,18 @@ _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failur
 LOG_CHUNK = 4 * 1024 * 1024
 FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
-#: Finished tasks one retention pass deletes in one transaction.
-PURGE_BATCH = 5_000
+#: Finished tasks history retention deletes in one transaction (see ``_purge_history``).
+PURGE_BATCH = 500
+
+#: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
+PURGE_INTERVAL = 60.0
+
+
+def _unlink_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
 
 #: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
 MAX_SELECTED = 1_000_000
@@ -1040,6 +1252,41 @@ def _first(explicit: T | None, configured: T | None, default: T) -> T:
 def _log_store_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("store write failed: %s", future.exception())
+
+
+def _url_host(address: tuple[str, int]) -> tuple[str, int]:
+    host, port = address
+    return (f"[{host}]" if ":" in host else host), port
+
+
+def _failure_view(task: LiveTask, error: dict[str, Any], now: float) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "tenant": task.tenant,
+        "queue": task.queue,
+        "function": task.function,
+        "state": str(task.state),
+        "attempts": task.attempts,
+        "kind": error.get("kind"),
+        "type": error.get("type"),
+        "message": error.get("message"),
+        "finished_at": now,
+    }
+
+
+_FINAL_COUNTERS = {
+    TaskState.SUCCEEDED: COMPLETED,
+    TaskState.FAILED: FAILED,
+    TaskState.EXPIRED: EXPIRED,
+    TaskState.CANCELLED: CANCELLED,
+}
+
+#: Failed attempts ``stats`` keeps for ``top``'s failure list.
+FAILURES_KEPT = 20
+#: The gauges of the whole pool: queued tasks and busy slots.
+POOL_ENTITY = ("pool", "", "")
+#: Seconds between samples of the backlog and running gauges.
+GAUGE_SAMPLE = 5.0
 
 
 def _row_of(task: LiveTask) -> TaskRow:
@@ -1063,6 +1310,8 @@ def _row_of(task: LiveTask) -> TaskRow:
         finished_at=task.finished_at,
         errors=task.errors,
         held=task.held,
+        trace_id=task.trace_id,
+        trace=task.trace,
     )
 
 
@@ -1092,6 +1341,8 @@ def _task_from_row(row: TaskRow) -> LiveTask:
         row.error,
         row.errors,
         row.held,
+        row.trace_id,
+        row.trace,
     )
 
 
@@ -1114,6 +1365,8 @@ def _view(task: LiveTask) -> dict[str, Any]:
         "due_at": task.due_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
+        "trace_id": task.trace_id,
+        "trace": stage_views(task.created_at, task.trace),
     }
 
 

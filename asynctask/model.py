@@ -250,6 +250,8 @@ class LiveTask:
         "state",
         "tenant",
         "timeout",
+        "trace",
+        "trace_id",
     )
 
     def __init__(  # positional too: recovery builds a million, and keywords cost 4x the call
@@ -276,6 +278,8 @@ class LiveTask:
         error: dict[str, Any] | None = None,
         errors: list[dict[str, Any]] | None = None,
         held: bool = False,
+        trace_id: str | None = None,
+        trace: list[list[float | None]] | None = None,
     ) -> None:
         self.seq = seq
         self.tenant = tenant
@@ -300,6 +304,10 @@ class LiveTask:
         self.errors = errors  # every failed attempt's error, oldest first (see record_error)
         self.held = held  # paused by selector: waiting, but out of the scheduler's queues
         self.queued_at = 0.0  # when it last became ready; set by the scheduler (aging)
+        self.trace_id = trace_id  # the client's, for joining its own traces; never changes
+        # One [attempt, eligible, dispatched, started, finished] per ended attempt (see
+        # ``observe.tracing``); None until the first ends, so a queued task carries nothing.
+        self.trace = trace
 
     def __repr__(self) -> str:
         return (
@@ -340,6 +348,8 @@ class SubmitSpec:
     limits: dict[str, float] | None = None
     #: The attempt's resource limits (``resources.Limits`` in wire form), over the daemon's.
     resources: dict[str, Any] | None = None
+    #: The caller's trace ID (e.g. a W3C trace-id), stored so its tasks can be found by it.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,3 +365,7 @@ class ListQuery:
     until: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
     limit: int = 100
+    trace_id: str | None = None
+    #: Where the page starts: the (created_at, seq) of the previous page's last task, from
+    #: the opaque ``cursor`` of a ``list`` request (``asynctask.cursor``); None: the newest.
+    before: tuple[float, int] | None = None

@@ -128,3 +128,29 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:0", ("::1", 0)),
+     ("localhost:80", ("localhost", 80))],
+)  # fmt: skip
+def test_the_metrics_listener_takes_a_loopback_address(value, expected) -> None:
+    assert parse_config({"metrics": {"http": value}}).observe.http == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0.0.0.0:9464", "loopback only"), ("10.1.2.3:80", "loopback only"),
+     ("127.0.0.1", "host:port"), ("127.0.0.1:70000", "host:port"), (9464, "host:port")],
+)  # fmt: skip
+def test_a_bad_metrics_address_is_refused(value, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"metrics": {"http": value}})
+
+
+def test_tracing_export_is_one_of_the_known_modes() -> None:
+    assert parse_config({}).observe.opentelemetry == "off"
+    assert parse_config({"tracing": {"opentelemetry": "otlp"}}).observe.opentelemetry == "otlp"
+    with pytest.raises(ConfigError, match=r"tracing\.opentelemetry"):
+        parse_config({"tracing": {"opentelemetry": "zipkin"}})

@@ -80,7 +80,7 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
         typer.echo(json.dumps(status.to_json()))
         return
     data = status.to_json()
-    hidden = ("error", "errors", "result")
+    hidden = ("error", "errors", "result", "trace")
     lines = [f"{key:<12} {value}" for key, value in data.items() if key not in hidden]
     if status.succeeded:
         lines.append(f"{'result':<12} {json.dumps(data['result'])}")
@@ -91,7 +91,29 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
             f"{'attempt ' + str(entry.get('attempt')):<12} {entry.get('kind')} "
             f"{entry.get('type')}: {entry.get('message')} (ended {entry.get('finished_at')})"
         )
+    lines += [_stage_line(entry) for entry in status.trace]
     typer.echo("\n".join(lines))
+
+
+def _stage_line(entry: dict[str, Any]) -> str:
+    """One attempt's stages as offsets from the submit, then its queue wait and run time."""
+    submitted = entry.get("submitted")
+
+    def offset(stage: str) -> str:
+        value = entry.get(stage)
+        if value is None or submitted is None:
+            return f"{stage} ?"
+        return f"{stage} +{value - submitted:.3f}s"
+
+    stages = "  ".join(offset(s) for s in ("eligible", "dispatched", "started", "finished"))
+    return (
+        f"{'trace ' + str(entry.get('attempt')):<12} {stages}  "
+        f"(queue wait {_ms(entry.get('queue_wait'))}, run {_ms(entry.get('run_time'))})"
+    )
+
+
+def _ms(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
 def _labels(values: list[str] | None) -> dict[str, str]:
@@ -145,6 +167,14 @@ def daemon(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="text (a sentence, then k=v fields) or json (one object a line); "
+            "default: [daemon] log_format.",
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground (or --detach it); the socket exists once it serves."""
     from asynctask.config import default_config_path, load_config
@@ -156,20 +186,28 @@ def daemon(
         cfg = load_config(config_path)
     except AsynctaskError as exc:
         fail(exc.message)
+    if log_format not in (None, "text", "json"):
+        fail(f"--log-format must be text or json, not {log_format!r}")
     if detach:
-        _detach(home_dir, socket_path, config_path, log_level)
+        _detach(home_dir, socket_path, config_path, log_level, log_format)
         return
     from asynctask.daemon import run_daemon
     from asynctask.logs import setup_logging
 
-    setup_logging(log_level or cfg.daemon.log_level)
+    setup_logging(log_level or cfg.daemon.log_level, log_format or cfg.daemon.log_format)
     try:
         run_daemon(cfg, home_dir, socket_path)
     except AsynctaskError as exc:
         fail(exc.message)
 
 
-def _detach(home: Path, socket_path: Path, config: Path | None, log_level: str | None) -> None:
+def _detach(
+    home: Path,
+    socket_path: Path,
+    config: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / LOG_DIR).mkdir(exist_ok=True)
     log_path = home / LOG_DIR / "daemon.log"
@@ -179,6 +217,8 @@ def _detach(home: Path, socket_path: Path, config: Path | None, log_level: str |
         argv += ["--config", str(config)]
     if log_level:
         argv += ["--log-level", log_level]
+    if log_format:
+        argv += ["--log-format", log_format]
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(
             argv,
@@ -221,11 +261,12 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
 def submit(
     ctx: typer.Context,
     func: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="The task function, package.module:function (with --cmd: the program)."
+            metavar="FUNC",
+            help="The task function, package.module:function (with --cmd: the program).",
         ),
-    ],
+    ] = None,
     args_json: Annotated[
         str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
     ] = None,
@@ -265,6 +306,10 @@ def submit(
     on_failure: Annotated[
         str | None, typer.Option("--on-failure", help="Function to submit when it fails.")
     ] = None,
+    trace_id: Annotated[
+        str | None,
+        typer.Option("--trace-id", help="Your trace ID, stored with the task; `list --trace-id`."),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the task to end; exit as `wait` does.")
     ] = False,
@@ -303,11 +348,34 @@ def submit(
             "--final-exit-code", help="With --cmd: an exit code not worth retrying; repeatable."
         ),
     ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            metavar="FILE",
+            help='Submit each line of a JSON Lines file (- for stdin): {"function": "m:f", '
+            '"args": [...], "kwargs": {...}} plus any submit option by its Client.submit name '
+            "(id, tenant, queue, priority, delay, run_at, ttl, retries, timeout, labels, ...). "
+            "Every line is checked first: one bad line refuses the file. Prints the IDs; the "
+            "options given here apply to every line that does not set its own.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Submit a task; prints its ID (or the task, with --json)."""
+    """Submit a task; prints its ID (or the task, with --json).
+
+    With --from-file, submit many in batches (a progress bar shows on stderr when it is a
+    terminal) and print their IDs, one a line (--json: an array); with --wait, wait for all
+    and exit as `wait ID...` does."""
+    if from_file is not None:
+        if func is not None or args_json is not None or kwargs_json is not None or cmd:
+            fail("--from-file takes no FUNC, ARGS_JSON, --kwargs or --cmd: each line has its own")
+        if task_id is not None:
+            fail("--id does not apply to --from-file (give each line its own id)")
+    elif func is None:
+        fail("submit needs FUNC, package.module:function (or --from-file FILE)")
     if cmd:
         argv = [func, *([args_json] if args_json is not None else []), *ctx.args]
         if kwargs_json is not None:
@@ -341,6 +409,7 @@ def submit(
         "labels": _labels(label) or None,
         "on_success": on_success,
         "on_failure": on_failure,
+        "trace_id": trace_id,
         "memory": memory,
         "cpu": cpu,
         "open_files": open_files,
@@ -350,6 +419,15 @@ def submit(
         "private_tmp": True if private_tmp else None,
     }
     client = client_for(home, socket, tenant)
+    if from_file is not None:
+        from asynctask.cli.bulk import submit_file
+
+        source = ctx.get_parameter_source("priority")
+        if source is None or source.name != "COMMANDLINE":
+            options["priority"] = None  # a line's function may have a configured default
+        run_client(lambda: submit_file(client, tenant, from_file, options, wait=wait,
+                                       as_json=as_json))  # fmt: skip
+        return
     status = run_client(lambda: client.submit_status(func, *args, kwargs=kwargs, **options))
     if wait:
         _wait_and_exit(client, status.id, tenant, None, as_json)
@@ -381,7 +459,9 @@ def _wait_and_exit(
 
 @app.command()
 def wait(
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    task_ids: Annotated[
+        list[str], typer.Argument(metavar="ID", help="Task IDs; - reads more from stdin.")
+    ],
     tenant: TenantOpt = "default",
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Give up after this long (exit 4).")
@@ -390,9 +470,23 @@ def wait(
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Block until the task ends; exit 0 only if it succeeded."""
+    """Block until the task ends; exit 0 only if it succeeded.
+
+    With several IDs (or -), wait for all of them at once and print a line per task, ID and
+    state (--json: an array of tasks; one still going at --timeout is shown as it is); exit 0
+    if all succeeded, 1 if any ended otherwise, else 4 if the timeout ran out. A progress bar
+    shows on stderr when it is a terminal."""
     limit = _duration(timeout, "--timeout")
-    _wait_and_exit(client_for(home, socket), task_id, tenant, limit, as_json)
+    if len(task_ids) == 1 and task_ids[0] != "-":
+        _wait_and_exit(client_for(home, socket), task_ids[0], tenant, limit, as_json)
+    from asynctask.cli import bulk
+
+    ids = run_client(lambda: bulk.read_ids(task_ids, sys.stdin))
+    tasks = [(tenant, task_id) for task_id in ids]
+    where = resolve_socket(socket, home)
+    progress = bulk.progress_enabled(as_json)
+    statuses = run_client(lambda: bulk.wait_all(where, tasks, limit, progress))
+    raise typer.Exit(bulk.echo_statuses(statuses, as_json))
 
 
 @app.command()
@@ -572,12 +666,22 @@ def list_tasks(
         str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")] = None,
+    trace_id: Annotated[
+        str | None, typer.Option("--trace-id", help="Submitted with this trace ID.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", help="Start after the page that printed this cursor."),
+    ] = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """History query, newest first."""
+    """History query, newest first, a page of --limit tasks at a time.
+
+    When more tasks match, "next page: --cursor C" goes to stderr (stdout stays the table, or
+    the JSON array with --json); run the same command with --cursor C for the next page."""
     states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
     filters: dict[str, Any] = {
         "state": states,
@@ -588,15 +692,21 @@ def list_tasks(
         "since": _moment(since, "--since"),
         "until": _moment(until, "--until"),
         "labels": _labels(label),
+        "trace_id": trace_id,
         "limit": limit,
     }
-    tasks = run_client(lambda: client_for(home, socket).list(**filters))
+    tasks, after = run_client(lambda: client_for(home, socket).list_page(cursor=cursor, **filters))
     if as_json:
         typer.echo(json.dumps([t.to_json() for t in tasks]))
-        return
-    if not tasks:
+    elif not tasks:
         typer.echo("no tasks")
-        return
+    else:
+        _print_task_table(tasks)
+    if after is not None:
+        typer.echo(f"next page: --cursor {after}", err=True)
+
+
+def _print_task_table(tasks: list[TaskStatus]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -830,6 +940,46 @@ def stop(
 
 
 @app.command()
+def stats(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant (default: all you may see).")
+    ] = None,
+    minutes: Annotated[
+        int, typer.Option("--minutes", min=1, max=60, help="Sum the counts of the last N minutes.")
+    ] = 60,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per tenant, queue and function: submitted, completed, failed, retried, expired and
+    refused per minute (the last hour), backlog and running, queue-wait and run-time p50/p99
+    (the last 5 minutes); the worker pool; the last failures. --json has the per-minute
+    series (oldest minute first)."""
+    reply = run_client(lambda: client_for(home, socket).stats(tenant=tenant))
+    reply.pop("rid", None)
+    reply.pop("ok", None)
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    from rich.console import Console
+
+    from asynctask.cli.statsview import render_stats
+
+    render_stats(reply, minutes, Console(width=200))
+
+
+@app.command()
+def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
+    """Every metric in the Prometheus text exposition format (admins only); the same text the
+    optional HTTP listener serves at /metrics (`[metrics] listen` in the config)."""
+    text = run_client(lambda: client_for(home, socket).metrics())
+    if as_json:
+        typer.echo(json.dumps({"content_type": "text/plain; version=0.0.4", "text": text}))
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
 def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Tenants (refused submits, worker faults, shard confinement), queues (paused, backlog,
     running, limits, rate tokens) and functions (AIMD limit)."""
@@ -879,6 +1029,36 @@ def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
                 str(f["running"]), show(f["concurrency"]), show(f["aimd_limit"]), show(f["rate"]),
             )  # fmt: skip
         console.print(functions)
+
+
+@app.command()
+def top(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Show only this tenant at first (`t` cycles).")
+    ] = None,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Refresh period, a duration (500ms, 2s).")
+    ] = "1s",
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame and exit (no terminal needed).")
+    ] = False,
+    home: HomeOpt = None,
+    socket: SocketOpt = None,
+) -> None:
+    """The live view: per tenant, queue and function the backlog, running, submitted /
+    completed / failed per minute, queue wait p50/p99 and limits; the worker pool; the last
+    failures. Keys: up/down or j/k pick a queue, p pauses it, r resumes, space toggles,
+    t cycles the tenant filter, q quits. Needs a terminal unless --once."""
+    from asynctask.tui import run_top
+
+    seconds = _duration(interval, "--interval")
+    client = client_for(home, socket)
+    run_client(
+        lambda: run_top(
+            client, tenant=tenant, interval=seconds or 0.0, once=once,
+            source=str(client.socket_path),
+        )
+    )  # fmt: skip
 
 
 cron_app = typer.Typer(

@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -148,6 +149,7 @@ class Worker:
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         """Run one ``run`` frame and build its ``done`` frame; never raises."""
         aid = message.get("aid")
+        started = time.monotonic()
         capture = self.capture
         capture.only = aid if isinstance(aid, int) else None
         try:
@@ -169,7 +171,7 @@ class Worker:
             if capture.only is not None:
                 capture.finish(capture.only)
             capture.only = None
-        return {"op": "done", "aid": aid, **reply}
+        return {"op": "done", "aid": aid, "t0": started, **reply}
 
     def _prepare(
         self, message: dict[str, Any]
@@ -302,6 +304,7 @@ class ConcurrentWorker(Worker):
         import asyncio
 
         aid = message.get("aid")
+        started = time.monotonic()
         self._started.add(aid)
         ATTEMPT.set(aid if isinstance(aid, int) else None)  # this asyncio task's own context
         try:
@@ -328,7 +331,7 @@ class ConcurrentWorker(Worker):
             self._cancelled.discard(aid)
             if isinstance(aid, int):
                 self.capture.finish(aid)
-        self._reply({"op": "done", "aid": aid, **reply})
+        self._reply({"op": "done", "aid": aid, "t0": started, **reply})
 
     async def _call_async(
         self,

@@ -122,6 +122,9 @@ class Outcome:
     result: bytes | None
     error: dict[str, Any] | None
     pid: int  # the worker that ran it
+    #: ``time.monotonic()`` in the worker as it took the attempt up (None: it never said, e.g.
+    #: killed); CLOCK_MONOTONIC is one clock for every process, so the daemon can place it.
+    started: float | None = None
 
 
 class _State(Enum):
@@ -495,7 +498,12 @@ class WorkerPool:
             count = min(count, self._room_in_budget())
         if count:
             self._target += count
-            log.info("scaling up by %d to %d workers", count, self._target)
+            log.info(
+                "scaling up by %d to %d workers",
+                count,
+                self._target,
+                extra={"event": "pool_grow", "workers": self._target, "added": count},
+            )
             self._refill()
             self._arm_scale_down()
         return count
@@ -533,7 +541,8 @@ class WorkerPool:
                 self._target -= 1
                 self._retire(worker)
                 log.info("scaling down to %d workers (idle for %gs)", self._target,
-                         self._config.idle_timeout)  # fmt: skip
+                         self._config.idle_timeout,
+                         extra={"event": "pool_shrink", "workers": self._target})  # fmt: skip
         if self._target > self._config.workers:
             self._arm_scale_down()
 
@@ -1201,14 +1210,17 @@ def _run_frame(job: Job) -> bytes:
 def _outcome(aid: int, message: dict[str, Any], pid: int) -> Outcome:
     """An ``Outcome`` from a ``done`` frame, tolerating a worker that sent nonsense."""
     result = message.get("result")
+    started = message.get("t0")
+    if not isinstance(started, float):
+        started = None
     if message.get("ok") is True and isinstance(result, bytes):
-        return Outcome(aid, True, result, None, pid)
+        return Outcome(aid, True, result, None, pid, started)
     error = message.get("error")
     if not isinstance(error, dict) or "kind" not in error:
         error = error_dict(
             ErrorKind.EXCEPTION, "ProtocolError", f"worker {pid} sent a malformed done frame"
         )
-    return Outcome(aid, False, None, error, pid)
+    return Outcome(aid, False, None, error, pid, started)
 
 
 def _describe_exit(returncode: int | None) -> str:

@@ -30,6 +30,7 @@ from asynctask.server.requests import (
     parse_retry,
     parse_submit,
     parse_task_ref,
+    parse_tenant,
     parse_wait_timeout,
 )
 
@@ -45,7 +46,9 @@ class Backend(Protocol):
         self, tenant: str, task_id: str, timeout: float | None
     ) -> Awaitable[dict[str, Any]]: ...
 
-    def list_tasks(self, query: ListQuery) -> Awaitable[list[dict[str, Any]]]: ...
+    def list_tasks(self, query: ListQuery) -> Awaitable[dict[str, Any]]:
+        """``{"tasks": [...], "cursor": str | None}``: a page and where the next one starts."""
+        ...
 
     def set_paused(self, target: tuple[str, str, str], paused: bool) -> Awaitable[bool]: ...
 
@@ -75,6 +78,10 @@ class Backend(Protocol):
 
     def stop(self, drain: float | None) -> dict[str, Any]: ...
 
+    def stats(self, tenants: frozenset[str] | None, tenant: str | None) -> dict[str, Any]: ...
+
+    def prometheus(self) -> str: ...
+
 
 OPS = (
     "ping",
@@ -94,6 +101,8 @@ OPS = (
     "logs",
     "inspect",
     "stop",
+    "stats",
+    "metrics",
 )
 
 
@@ -118,7 +127,7 @@ class Ops:
             return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
         if op == "list":
             query = self._visible(peer, parse_list(message))
-            return _wrap(self._backend.list_tasks(query), "tasks")
+            return self._backend.list_tasks(query)
         if op == "cancel":
             query, one_id = parse_cancel(message)
             return _wrap(self._backend.cancel(self._visible(peer, query), one_id), "cancelled")
@@ -163,6 +172,15 @@ class Ops:
             return self._backend.stop(parse_drain(message))
         if op == "queues":
             return self._backend.queues(self._auth.tenants_of(peer.uid))
+        if op == "stats":
+            only = None if message.get("tenant") is None else parse_tenant(message)
+            if only is not None:
+                self._auth.check(peer.uid, only)
+            return self._backend.stats(self._auth.tenants_of(peer.uid), only)
+        if op == "metrics":
+            if not self._auth.is_admin(peer.uid):
+                raise Unauthorized("only an admin may read the metrics of every tenant")
+            return {"text": self._backend.prometheus()}
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")

@@ -12,7 +12,8 @@ Wire shapes (protocol version 1):
   "on_success"?, "on_failure"?}``.
 * ``status`` / ``wait``: ``{"tenant"?, "id", "timeout"? (wait only)}``.
 * ``list``: ``{"tenant"?, "state"? [..], "queue"?, "function"?, "prefix"?, "since"?, "until"?,
-  "labels"?, "limit"?}``.
+  "labels"?, "limit"?, "cursor"?}``; the reply is ``{"tasks": [...], "cursor": str | None}``,
+  the cursor (``asynctask.cursor``) naming the next page, None after the last.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from asynctask.core.cron import CATCH_UP, CronSchedule
+from asynctask.cursor import decode_cursor
 from asynctask.errors import UsageError
 from asynctask.model import (
     DEFAULT_TENANT,
@@ -61,8 +63,12 @@ _SPEC_KEYS = frozenset(
         "on_failure",
         "limits",
         "resources",
+        "trace_id",
     }
 )
+
+#: Longest ``trace_id``: a W3C traceparent is 55 characters; room for other schemes' IDs.
+MAX_TRACE_ID = 128
 
 
 def parse_submit(message: dict[str, Any], max_payload: int) -> list[SubmitSpec]:
@@ -114,7 +120,21 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
         on_failure=_optional_function(raw, "on_failure"),
         limits=parse_function_limits(raw.get("limits")),
         resources=parse_resources(raw.get("resources")),
+        trace_id=parse_trace_id(raw.get("trace_id")),
     )
+
+
+def parse_trace_id(raw: Any) -> str | None:
+    """Any printable ASCII text up to ``MAX_TRACE_ID`` characters (the daemon never reads it)."""
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, str)
+        or not 0 < len(raw) <= MAX_TRACE_ID
+        or not (raw.isascii() and raw.isprintable())
+    ):
+        raise UsageError(f"trace_id must be 1-{MAX_TRACE_ID} printable ASCII characters")
+    return raw
 
 
 def parse_resources(raw: Any) -> dict[str, Any] | None:
@@ -227,6 +247,8 @@ def parse_list(message: dict[str, Any]) -> ListQuery:
         until=_epoch(message, "until"),
         labels=parse_labels(message.get("labels")),
         limit=limit,
+        trace_id=parse_trace_id(message.get("trace_id")),
+        before=None if message.get("cursor") is None else decode_cursor(message["cursor"]),
     )
 
 
@@ -262,7 +284,18 @@ def _parse_selector(
 ) -> tuple[ListQuery, str | None]:
     """The ``list`` fields (no ``limit``) and ``id`` (one task), at least one of them, and
     only ``allowed`` states."""
-    fields = ("id", "tenant", "state", "queue", "function", "prefix", "since", "until", "labels")
+    fields = (
+        "id",
+        "tenant",
+        "state",
+        "queue",
+        "function",
+        "prefix",
+        "since",
+        "until",
+        "labels",
+        "trace_id",
+    )
     if not any(message.get(name) not in (None, "", [], {}) for name in fields):
         raise UsageError(
             f"{op} needs a selector: --tenant, --queue, --function, --state, --prefix, "
@@ -270,6 +303,8 @@ def _parse_selector(
         )
     if "limit" in message:
         raise UsageError(f"{op} takes no limit: it touches every task the selector matches")
+    if "cursor" in message:
+        raise UsageError(f"{op} takes no cursor: it touches every task the selector matches")
     task_id = message.get("id")
     if task_id is not None and (not isinstance(task_id, str) or not is_task_id(task_id)):
         raise UsageError(f"not a task ID: {task_id!r}")
@@ -409,6 +444,11 @@ def parse_labels(raw: Any) -> dict[str, str]:
         if not key or len(key) > 128 or len(value) > 1024:
             raise UsageError(f"label {key!r}: keys are 1-128 and values up to 1024 characters")
     return dict(raw)
+
+
+def parse_tenant(message: dict[str, Any]) -> str:
+    """The request's ``tenant`` (default ``default``), checked to be a tenant name."""
+    return _tenant(message)
 
 
 def _tenant(message: dict[str, Any]) -> str:

@@ -53,11 +53,12 @@ _json_loads = json.loads
 _CACHE_LIMIT: Final = 1_024
 _IMMUTABLE: Final = (str, int, float, bool, bytes, type(None))
 _unpackb = msgpack.unpackb
+_packb = msgpack.packb
 #: Payloads up to this size are shared by ``row_decoder(shared=True)``.
 _SMALL_PAYLOAD: Final = 64
 
 
-def _dump_json(value: dict[str, Any] | list[dict[str, Any]]) -> str:
+def _dump_json(value: dict[str, Any] | list[Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -68,6 +69,7 @@ def row_params(row: TaskRow) -> Params:
         labels = _dump_json(row.labels) if row.labels else _EMPTY_MAP_JSON
         error = None if row.error is None else _dump_json(row.error)
         errors = None if row.errors is None else _dump_json(row.errors)
+        trace = None if row.trace is None else _packb(row.trace)
     except (TypeError, ValueError, OverflowError) as exc:
         raise StoreError(f"cannot encode task {row.tenant}/{row.id}: {exc}") from exc
     return (
@@ -90,6 +92,8 @@ def row_params(row: TaskRow) -> Params:
         row.finished_at,
         errors,
         row.held,
+        row.trace_id,
+        trace,
     )
 
 
@@ -98,6 +102,7 @@ def update_params(op: UpdateTask) -> Params:
     try:
         error = None if op.error is None else _dump_json(op.error)
         errors = None if op.errors is None else _dump_json(op.errors)
+        trace = None if op.trace is None else _packb(op.trace)
     except (TypeError, ValueError, OverflowError) as exc:
         raise StoreError(f"cannot encode the error of task seq={op.seq}: {exc}") from exc
     return (
@@ -110,6 +115,7 @@ def update_params(op: UpdateTask) -> Params:
         op.due_at,
         errors,
         op.held,
+        trace,
         op.seq,
     )
 
@@ -174,6 +180,8 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
             finished_at,
             errors,
             held,
+            trace_id,
+            trace,
         ) = row
         options = options_cache.get(options_blob)
         if options is None:
@@ -213,6 +221,8 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
             finished_at,
             None if errors is None else _json_loads(errors),
             bool(held),
+            trace_id,
+            None if trace is None else _unpackb(trace),
         )
 
     return decode

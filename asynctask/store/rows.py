@@ -46,6 +46,8 @@ class TaskRow:
     finished_at: float | None
     errors: list[dict[str, Any]] | None = None
     held: bool = False
+    trace_id: str | None = None
+    trace: list[list[float | None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class UpdateTask:
     due_at: float | None
     errors: list[dict[str, Any]] | None = None
     held: bool = False
+    trace: list[list[float | None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +153,9 @@ class TaskFilter:
     ``tenants=None`` means every tenant, ``()`` means none (the caller may see no tenant).
     ``id_prefix`` matches literally: ``%``, ``_``, ``*`` and ``[`` are ordinary characters.
     ``since`` is inclusive and ``until`` exclusive, both on ``created_at``, so consecutive
-    windows never count a task twice. ``before_seq`` is the pagination cursor: pass the smallest
-    ``seq`` of the previous page to get the next (older) one.
+    windows never count a task twice. Pages come newest first: by ``created_at``, then ``seq``
+    (``seq`` breaks ties). ``before`` is the pagination cursor: the (``created_at``, ``seq``)
+    of the last row of the previous page, to get the next (older) page.
     """
 
     tenants: tuple[str, ...] | None = None
@@ -162,10 +166,11 @@ class TaskFilter:
     since: float | None = None
     until: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    before_seq: int | None = None
+    before: tuple[float, int] | None = None
+    trace_id: str | None = None
 
     @classmethod
-    def from_query(cls, query: ListQuery, before_seq: int | None = None) -> TaskFilter:
+    def from_query(cls, query: ListQuery) -> TaskFilter:
         """The filter of a validated ``list`` request (its ``limit`` goes to ``list_tasks``)."""
         return cls(
             tenants=query.tenants,
@@ -176,5 +181,6 @@ class TaskFilter:
             since=query.since,
             until=query.until,
             labels=dict(query.labels),
-            before_seq=before_seq,
+            before=query.before,
+            trace_id=query.trace_id,
         )

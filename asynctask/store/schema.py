@@ -12,10 +12,13 @@ access path and no more:
 
 * ``tasks_tenant_id`` (UNIQUE): ``get`` and the (tenant, id) de-duplication safety net; with a
   tenant it also serves ``id_prefix`` ranges.
-* ``tasks_state_seq``, ``tasks_tenant_seq``, ``tasks_tenant_queue_seq``, ``tasks_function_seq``:
-  history pages newest first (``ORDER BY seq DESC``) filtered by state, tenant, queue, function;
-  the trailing ``seq`` lets SQLite walk them in order and stop at ``LIMIT`` without sorting.
-* ``tasks_created_at``: ``since``/``until`` windows far back in history.
+* ``tasks_created_at``, ``tasks_state_created``, ``tasks_tenant_state_created``,
+  ``tasks_tenant_queue_created``, ``tasks_function_created``, ``tasks_tenant_function_created``:
+  history pages newest first (``ORDER BY created_at DESC, seq DESC``) filtered by nothing,
+  state, tenant (and state), tenant and queue, function, tenant and function. Each ends with
+  ``created_at`` and the implicit rowid (``seq``), so a walk yields page order, ``since``,
+  ``until`` and the cursor bound it, and it stops at ``LIMIT`` without sorting; ``plan.py``
+  picks one per query. ``tasks_created_at`` also finds the oldest finished tasks (retention).
 * ``tasks_live`` (partial): start-up recovery reads only the live tasks, which are few next to
   the history, in ``seq`` order, without touching finished rows.
 """
@@ -59,6 +62,8 @@ COLUMNS: Final = (
     "finished_at",
     "errors",
     "held",
+    "trace_id",
+    "trace",
 )
 
 
@@ -121,6 +126,29 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE tasks ADD COLUMN errors TEXT",
         "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
     ),
+    # 5: tracing: the client's ``trace_id`` (a partial index, so a task without one costs no
+    # index entry) and each attempt's stage times (msgpack, not JSON: it is written at every
+    # finish, and packing floats costs a tenth of printing them; NULL until an attempt ends).
+    (
+        "ALTER TABLE tasks ADD COLUMN trace_id TEXT",
+        "ALTER TABLE tasks ADD COLUMN trace BLOB",
+        "CREATE INDEX tasks_trace_id ON tasks (trace_id, seq) WHERE trace_id IS NOT NULL",
+    ),
+    # 6: history pages ordered by (created_at, seq), so that since/until and the page cursor
+    # are ranges of the walked index (store/plan.py); a tenant's function and state get an
+    # index of their own. Built from the table in this step's transaction: seconds for a
+    # million rows, once.
+    (
+        "DROP INDEX tasks_state_seq",
+        "DROP INDEX tasks_tenant_seq",
+        "DROP INDEX tasks_tenant_queue_seq",
+        "DROP INDEX tasks_function_seq",
+        "CREATE INDEX tasks_state_created ON tasks (state, created_at)",
+        "CREATE INDEX tasks_tenant_state_created ON tasks (tenant, state, created_at)",
+        "CREATE INDEX tasks_tenant_queue_created ON tasks (tenant, queue, created_at)",
+        "CREATE INDEX tasks_function_created ON tasks (function, created_at)",
+        "CREATE INDEX tasks_tenant_function_created ON tasks (tenant, function, created_at)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -139,7 +167,7 @@ INSERT: Final = (
 )
 UPDATE: Final = (
     "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, "
-    "started_at = ?, finished_at = ?, due_at = ?, errors = ?, held = ? WHERE seq = ?"
+    "started_at = ?, finished_at = ?, due_at = ?, errors = ?, held = ?, trace = ? WHERE seq = ?"
 )
 _UPDATE_COLUMNS: Final = (
     "state",
@@ -151,6 +179,7 @@ _UPDATE_COLUMNS: Final = (
     "due_at",
     "errors",
     "held",
+    "trace",
 )
 
 
@@ -175,26 +204,44 @@ def update_rows(count: int) -> str:
 DELETE: Final = "DELETE FROM tasks WHERE seq = ?"
 SET_PAUSE: Final = "INSERT OR IGNORE INTO pauses (kind, tenant, name) VALUES (?, ?, ?)"
 CLEAR_PAUSE: Final = "DELETE FROM pauses WHERE kind = ? AND tenant = ? AND name = ?"
-#: Retention: the oldest finished tasks first, along the created_at index (a range scan from
-#: the oldest row, so a pass costs its batch, not the whole history).
+#: Retention: the oldest finished tasks first. One walk per final state along
+#: ``tasks_state_created``, merged: a pass reads its batch, never the live tasks (a paused
+#: backlog of old queued tasks would otherwise be read again by every pass).
 SELECT_OLD_FINISHED: Final = (
-    "SELECT seq, tenant, id, attempts FROM tasks INDEXED BY tasks_created_at WHERE created_at < ? "
-    f"AND state IN ({_state_list(FINAL_STATES)}) ORDER BY created_at LIMIT ?"
+    "SELECT seq, tenant, id, attempts FROM ("
+    + " UNION ALL ".join(
+        "SELECT * FROM (SELECT seq, tenant, id, attempts, created_at FROM tasks "
+        f"INDEXED BY tasks_state_created WHERE state = '{state.value}' "
+        "AND created_at < :before ORDER BY created_at, seq LIMIT :limit)"
+        for state in TaskState
+        if state in FINAL_STATES
+    )
+    + ") ORDER BY created_at, seq LIMIT :limit"
+)
+#: The distinct tenants, smallest first, up to ``?``: a skip scan of ``tasks_tenant_id`` (each
+#: step one descent to the next tenant), so its cost grows with the tenants, not the tasks.
+SELECT_TENANTS: Final = (
+    "WITH RECURSIVE t(tenant) AS (SELECT min(tenant) FROM tasks UNION ALL "
+    "SELECT (SELECT min(tenant) FROM tasks WHERE tenant > t.tenant) FROM t "
+    "WHERE t.tenant IS NOT NULL) SELECT tenant FROM t WHERE tenant IS NOT NULL LIMIT ?"
+)
+#: How many finished tasks there are (the ``history_max`` cap): a count of index entries.
+COUNT_FINISHED: Final = (
+    "SELECT count(*) FROM tasks INDEXED BY tasks_state_created "
+    f"WHERE state IN ({_state_list(FINAL_STATES)})"
 )
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
 
-#: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers ``tasks_state_seq`` and then
+#: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers a state index and then
 #: sorts a million rows in a temporary B-tree (measured 5.2 s against 1.8 s for 1M live rows);
 #: the partial index yields exactly the live rows already in ``seq`` order.
 SELECT_LIVE: Final = f"{_SELECT} INDEXED BY tasks_live WHERE {LIVE_CONDITION} ORDER BY seq"
 SELECT_BY_KEY: Final = f"{_SELECT} WHERE tenant = ? AND id = ?"
 SELECT_BY_SEQ: Final = f"{_SELECT} WHERE seq = ?"
 SELECT_MAX_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM tasks"
-#: ``list_tasks`` appends `` WHERE ... ORDER BY seq DESC LIMIT ?``.
-SELECT_ALL: Final = _SELECT
 
 
 def connection_pragmas(durability: Durability) -> tuple[str, ...]:

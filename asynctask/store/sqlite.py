@@ -20,6 +20,7 @@ import gc
 import os
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +29,8 @@ import aiosqlite
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, map_errors
-from asynctask.store.query import list_sql
+from asynctask.store.plan import MAX_ARMS
+from asynctask.store.query import NARROW_PREFIX_ROWS, list_sql, prefix_probe_sql
 from asynctask.store.rows import Op, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
 from asynctask.store.writeconn import WriteConnection
@@ -208,14 +210,23 @@ class Store:
 
     async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str, int]]:
         """``(seq, tenant, id, attempts)`` of up to ``limit`` finished tasks created before
-        ``before``, oldest first (history retention; ``attempts`` names their log files)."""
+        ``before`` (``math.inf``: any), oldest first (history retention; ``attempts`` names
+        their log files)."""
         self._check_open()
         with map_errors("finding old finished tasks"):
             async with self._read_conn.execute(
-                schema.SELECT_OLD_FINISHED, (before, limit)
+                schema.SELECT_OLD_FINISHED, {"before": before, "limit": limit}
             ) as cursor:
                 rows = await cursor.fetchall()
         return [(int(seq), str(tenant), str(task_id), int(n)) for seq, tenant, task_id, n in rows]
+
+    async def count_finished(self) -> int:
+        """How many finished tasks are stored (history retention's count cap)."""
+        self._check_open()
+        with map_errors("counting finished tasks"):
+            async with self._read_conn.execute(schema.COUNT_FINISHED) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
 
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
         """Every cron entry as ``(tenant, name, definition)``, for start-up."""
@@ -236,12 +247,41 @@ class Store:
         return rows[0] if rows else None
 
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
-        """Tasks matching ``f``, newest (highest ``seq``) first, at most ``limit`` of them."""
+        """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``.
+
+        An ID prefix within tenants is probed first (a bounded count on ``tasks_tenant_id``):
+        ``plan.choose`` reads a narrow prefix's range and sorts it, and walks a wide one in page
+        order instead, where sorting it would cost more than filtering it.
+        """
         if limit <= 0 or f.tenants == ():
             self._check_open()
             return []
-        sql, params = list_sql(f, limit)
+        named = f
+        if f.tenants is None and (f.queue is not None or f.id_prefix) and f.function is None:
+            # Queues and IDs are per tenant: with the tenants named, their indexes serve.
+            tenants = await self._tenants(MAX_ARMS + 1)
+            if not tenants:
+                return []
+            if len(tenants) <= MAX_ARMS:
+                named = replace(f, tenants=tuple(tenants))
+        narrow = False
+        probe = prefix_probe_sql(named)
+        if probe is not None:
+            with map_errors("listing tasks"):
+                async with self._read_conn.execute(*probe) as cursor:
+                    row = await cursor.fetchone()
+            narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
+        if f.tenants is not None or f.queue is not None or narrow:
+            f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
+        sql, params = list_sql(f, limit, narrow)
         return await self._fetch_rows("listing tasks", sql, params)
+
+    async def _tenants(self, most: int) -> list[str]:
+        """The distinct tenants stored, up to ``most``: one index descent per tenant."""
+        with map_errors("listing tenants"):
+            async with self._read_conn.execute(schema.SELECT_TENANTS, (most,)) as cursor:
+                rows = await cursor.fetchall()
+        return [str(tenant) for (tenant,) in rows]
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database (``schema.SCHEMA_VERSION`` once open)."""

@@ -99,10 +99,16 @@ def matches(row: TaskRow, f: TaskFilter) -> bool:
         and (f.since is None or row.created_at >= f.since)
         and (f.until is None or row.created_at < f.until)
         and all(row.labels.get(key) == value for key, value in f.labels.items())
-        and (f.before_seq is None or row.seq < f.before_seq)
+        and (f.before is None or (row.created_at, row.seq) < f.before)
     )
 
 
 def expected(rows: list[TaskRow], f: TaskFilter, limit: int) -> list[int]:
-    """The ``seq``s ``list_tasks(f, limit)`` must return, newest first."""
-    return sorted((row.seq for row in rows if matches(row, f)), reverse=True)[:limit]
+    """The ``seq``s ``list_tasks(f, limit)`` must return, newest (created_at, seq) first."""
+    chosen = sorted((row for row in rows if matches(row, f)), key=page_key, reverse=True)
+    return [row.seq for row in chosen[:limit]]
+
+
+def page_key(row: TaskRow) -> tuple[float, int]:
+    """A task's place in history pages, and what a page cursor holds."""
+    return row.created_at, row.seq

@@ -28,7 +28,15 @@ from asynctask.store import (
     UpdateTask,
 )
 from tests.store.conftest import Opener
-from tests.store.helpers import ALL_STATES, LIVE, TRICKY_IDS, expected, make_row, seeded_rows
+from tests.store.helpers import (
+    ALL_STATES,
+    LIVE,
+    TRICKY_IDS,
+    expected,
+    make_row,
+    page_key,
+    seeded_rows,
+)
 
 S = TaskState
 Seeded = tuple[TaskStore, list[TaskRow]]
@@ -428,8 +436,13 @@ SINGLE_FIELD_FILTERS = [
     TaskFilter(labels={'q"k': "v"}),
     TaskFilter(labels={"env": "%"}),
     TaskFilter(labels={"missing": "x"}),
-    TaskFilter(before_seq=100),
-    TaskFilter(tenants=("acme",), states=(S.SUCCEEDED, S.FAILED), function="app:a", before_seq=250),
+    TaskFilter(before=(1_700_000_200.0, 100)),
+    TaskFilter(
+        tenants=("acme",),
+        states=(S.SUCCEEDED, S.FAILED),
+        function="app:a",
+        before=(1_700_000_300.0, 250),
+    ),
     TaskFilter(
         tenants=("globex",), queue="exclusive", labels={"env": "dev"}, since=1_700_000_050.0
     ),
@@ -466,33 +479,35 @@ async def test_list_random_combinations_agree_with_brute_force(seeded: Seeded) -
             since=rng.choice((None, 1_700_000_000.0 + rng.randint(0, 50) * 10)),
             until=rng.choice((None, 1_700_000_000.0 + rng.randint(0, 50) * 10)),
             labels=rng.choice(({}, {}, {"env": "prod"}, {"k.x": "1", 'q"k': "v"})),
-            before_seq=rng.choice((None, rng.randint(1, 320))),
+            before=rng.choice(
+                (None, (1_700_000_000.0 + rng.randint(0, 50) * 10, rng.randint(1, 320)))
+            ),
         )
         limit = rng.choice((1, 10, 1000))
         assert seqs(await store.list_tasks(f, limit)) == expected(rows, f, limit), f
 
 
-async def test_list_pages_with_before_seq(seeded: Seeded) -> None:
+async def test_list_pages_with_a_cursor(seeded: Seeded) -> None:
     store, rows = seeded
     f = TaskFilter(tenants=("acme", "default"), states=(S.SUCCEEDED, S.FAILED, S.QUEUED))
     pages: list[list[int]] = []
     cursor = None
     while True:
-        page = seqs(await store.list_tasks(TaskFilter(**{**_fields(f), "before_seq": cursor}), 13))
+        page = await store.list_tasks(TaskFilter(**{**_fields(f), "before": cursor}), 13)
         if not page:
             break
-        pages.append(page)
-        cursor = page[-1]
+        pages.append(seqs(page))
+        cursor = page_key(page[-1])
     assert all(len(page) == 13 for page in pages[:-1])
     assert [seq for page in pages for seq in page] == expected(rows, f, 10_000)
 
 
 async def test_list_edge_limits(seeded: Seeded) -> None:
-    store, _ = seeded
+    store, rows = seeded
     assert await store.list_tasks(TaskFilter(), 0) == []
     assert await store.list_tasks(TaskFilter(tenants=()), 100) == []
     newest = await store.list_tasks(TaskFilter(), 1)
-    assert seqs(newest) == [300]
+    assert seqs(newest) == expected(rows, TaskFilter(), 1)
 
 
 async def test_list_returns_whole_rows(seeded: Seeded) -> None:
