@@ -18,6 +18,11 @@ of at most ``arms x n`` rows.
 The rules, in order (the first that applies):
 
 1. ``trace_id``: the trace's few tasks by ``tasks_trace_id``, then sorted.
+1b. a label the store found to be carried by few tasks (``narrow_label``, fewer than
+   ``NARROW_LABEL_ROWS``): the label's rows of ``task_labels`` (key, value, created_at, seq),
+   already in page order, each joined to its task by ``seq``. A label carried by many tasks
+   stays a filter of the rules below: then it matches often enough for their walks to stop
+   soon.
 2. tenants and an ID prefix that the store found to cover few rows (``prefix_is_narrow``):
    the prefix's range of ``tasks_tenant_id`` per tenant, then sorted.
 3. tenants and a function: ``tasks_tenant_function_created`` per tenant.
@@ -36,11 +41,11 @@ scan, one index descent per tenant) and, when there are at most ``MAX_ARMS``, na
 rules 2 and 4 serve.
 
 What stays a scan: a filter left to rule 8 reads rows newest first until ``n`` match, so a
-label, and a queue or prefix without tenants when there are more than ``MAX_ARMS`` tenants,
-read up to every row in the ``since``/``until`` window when they match rarely or not at all
-(a label that matches nothing: about 0.6 s warm, 3 s cold, at a million rows). So does any
-other filter the walked index cannot check (a state within a function, a label within a
-tenant) when it matches few of the walked rows. ``benchmarks/bench_history.py`` measures them.
+queue or prefix without tenants when there are more than ``MAX_ARMS`` tenants,
+read up to every row in the ``since``/``until`` window when they match rarely or not at all.
+So does any other filter the walked index cannot check (a state within a function, a common
+label within a rare tenant) when it matches few of the walked rows.
+``benchmarks/bench_history.py`` measures them.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ MAX_ARMS: Final = 32
 ORDER: Final = "ORDER BY created_at DESC, seq DESC"
 
 _COLUMNS: Final = ", ".join(schema.COLUMNS)
+_QUALIFIED: Final = ", ".join(f"tasks.{column}" for column in schema.COLUMNS)
+
+#: Tasks carrying a label up to which its ``task_labels`` rows are walked (rule 1b): a
+#: label on fewer tasks than this bounds the walk; one on more matches often enough to be
+#: a filter.
+NARROW_LABEL_ROWS: Final = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +84,21 @@ class Plan:
 
     index: str
     arms: tuple[tuple[tuple[str, Any], ...], ...]
+    #: Walk ``task_labels`` (alias ``l``) for the label in ``arms`` and join each task.
+    by_label: bool = False
 
     def sql(self, where: list[str], params: list[Any], limit: int) -> tuple[str, list[Any]]:
         """The statement: each arm's equalities and the filter's ``where``, newest first."""
         selects: list[str] = []
         all_params: list[Any] = []
+        if self.by_label:
+            ((key, value),) = self.arms
+            conditions = ["l.key = ?", "l.value = ?", *where]
+            select = (
+                f"SELECT {_QUALIFIED} FROM task_labels AS l CROSS JOIN tasks ON tasks.seq = l.seq "
+                f"WHERE {' AND '.join(conditions)} ORDER BY l.created_at DESC, l.seq DESC LIMIT ?"
+            )
+            return select, [key[1], value[1], *params, limit]
         for arm in self.arms:
             conditions = [f"{column} = ?" for column, _ in arm] + where
             select = f"SELECT {_COLUMNS} FROM tasks INDEXED BY {self.index}"
@@ -93,12 +114,17 @@ class Plan:
         return f"{merged} {ORDER} LIMIT ?", [*all_params, limit]
 
 
-def choose(f: TaskFilter, prefix_is_narrow: bool = False) -> Plan:
+def choose(
+    f: TaskFilter, prefix_is_narrow: bool = False, narrow_label: tuple[str, str] | None = None
+) -> Plan:
     """The plan of ``f`` (see the module docstring for the rules). ``f.tenants`` is not ``()``:
     the store answers that without a query."""
     states = tuple(f.states)
     if f.trace_id is not None:
         return Plan("tasks_trace_id", ((),))
+    if narrow_label is not None:
+        key, value = narrow_label
+        return Plan("task_labels", ((("key", key), ("value", value)),), by_label=True)
     tenants = f.tenants
     if tenants is not None:
         if f.id_prefix and prefix_is_narrow:

@@ -48,10 +48,21 @@ def prefix_successor(prefix: str) -> str | None:
     return None
 
 
-def list_sql(f: TaskFilter, limit: int, prefix_is_narrow: bool = False) -> tuple[str, list[Any]]:
+def list_sql(
+    f: TaskFilter,
+    limit: int,
+    prefix_is_narrow: bool = False,
+    narrow_label: tuple[str, str] | None = None,
+) -> tuple[str, list[Any]]:
     """The query and parameters of ``list_tasks``: newest first (``created_at``, then ``seq``),
     at most ``limit`` rows, along the index ``plan.choose`` picks. ``prefix_is_narrow``: the
-    answer of ``prefix_probe_sql``."""
+    answer of ``prefix_probe_sql``; ``narrow_label``: the label ``label_probe_sql`` found rare.
+
+    A walk of ``task_labels`` compares the times and the cursor on the label rows (``l.``,
+    equal to the task's for every joined pair), so they bound the walk itself.
+    """
+    plan_ = plan.choose(f, prefix_is_narrow, narrow_label)
+    at = "l." if plan_.by_label else ""
     where: list[str] = []
     params: list[Any] = []
     if f.tenants is not None:
@@ -74,12 +85,14 @@ def list_sql(f: TaskFilter, limit: int, prefix_is_narrow: bool = False) -> tuple
             where.append("id < ?")
             params.append(upper)
     if f.since is not None:
-        where.append("created_at >= ?")
+        where.append(f"{at}created_at >= ?")
         params.append(f.since)
     if f.until is not None:
-        where.append("created_at < ?")
+        where.append(f"{at}created_at < ?")
         params.append(f.until)
     for key, value in f.labels.items():
+        if narrow_label == (key, value):
+            continue  # the walked label
         where.append(_LABEL_MATCH)
         params.extend((key, value))
     if f.trace_id is not None:
@@ -88,9 +101,17 @@ def list_sql(f: TaskFilter, limit: int, prefix_is_narrow: bool = False) -> tuple
     if f.before is not None:
         # The walk's range is ``created_at <= ?``; the OR only sorts out ties on created_at.
         created_at, seq = f.before
-        where.append("created_at <= ? AND (created_at < ? OR seq < ?)")
+        where.append(f"{at}created_at <= ? AND ({at}created_at < ? OR {at}seq < ?)")
         params.extend((created_at, created_at, seq))
-    return plan.choose(f, prefix_is_narrow).sql(where, params, limit)
+    return plan_.sql(where, params, limit)
+
+
+def label_probe_sql(key: str, value: str) -> tuple[str, list[Any]]:
+    """How many tasks (up to ``plan.NARROW_LABEL_ROWS``) carry the label ``key=value``."""
+    return (
+        "SELECT count(*) FROM (SELECT 1 FROM task_labels WHERE key = ? AND value = ? LIMIT ?)",
+        [key, value, plan.NARROW_LABEL_ROWS],
+    )
 
 
 #: Rows of an ID prefix's range up to which ``list_tasks`` reads the range and sorts it

@@ -149,6 +149,24 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX tasks_function_created ON tasks (function, created_at)",
         "CREATE INDEX tasks_tenant_function_created ON tasks (tenant, function, created_at)",
     ),
+    # 7: labels as rows, so that ``list --label`` walks the tasks carrying a label newest first
+    # instead of reading every task (store/plan.py). Triggers keep it in step with ``tasks``
+    # in the same statement: labels never change after insert, and a task without labels
+    # (stored as '{}') costs only the trigger's WHEN test.
+    (
+        "CREATE TABLE task_labels (key TEXT NOT NULL, value TEXT NOT NULL, "
+        "created_at REAL NOT NULL, seq INTEGER NOT NULL, "
+        "PRIMARY KEY (key, value, created_at, seq)) WITHOUT ROWID",
+        "INSERT INTO task_labels SELECT j.key, j.value, t.created_at, t.seq "
+        "FROM tasks AS t, json_each(t.labels) AS j WHERE t.labels != '{}' AND j.type = 'text'",
+        "CREATE TRIGGER tasks_labels_insert AFTER INSERT ON tasks WHEN new.labels != '{}' BEGIN "
+        "INSERT INTO task_labels SELECT key, value, new.created_at, new.seq "
+        "FROM json_each(new.labels) WHERE type = 'text'; END",
+        "CREATE TRIGGER tasks_labels_delete AFTER DELETE ON tasks WHEN old.labels != '{}' BEGIN "
+        "DELETE FROM task_labels WHERE (key, value, created_at, seq) IN "
+        "(SELECT key, value, old.created_at, old.seq FROM json_each(old.labels) "
+        "WHERE type = 'text'); END",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -29,8 +29,8 @@ import aiosqlite
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, map_errors
-from asynctask.store.plan import MAX_ARMS
-from asynctask.store.query import NARROW_PREFIX_ROWS, list_sql, prefix_probe_sql
+from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
+from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
 from asynctask.store.rows import Op, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
 from asynctask.store.writeconn import WriteConnection
@@ -273,8 +273,22 @@ class Store:
             narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
         if f.tenants is not None or f.queue is not None or narrow:
             f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
-        sql, params = list_sql(f, limit, narrow)
+        label = await self._rarest_label(f) if f.labels and f.trace_id is None else None
+        sql, params = list_sql(f, limit, narrow, label)
         return await self._fetch_rows("listing tasks", sql, params)
+
+    async def _rarest_label(self, f: TaskFilter) -> tuple[str, str] | None:
+        """The filter's label carried by the fewest tasks, if fewer than
+        ``NARROW_LABEL_ROWS`` carry it (one bounded count per label)."""
+        best: tuple[int, tuple[str, str]] | None = None
+        for key, value in f.labels.items():
+            with map_errors("listing tasks"):
+                async with self._read_conn.execute(*label_probe_sql(key, value)) as cursor:
+                    row = await cursor.fetchone()
+            count = int(row[0]) if row is not None else 0
+            if count < NARROW_LABEL_ROWS and (best is None or count < best[0]):
+                best = (count, (key, value))
+        return None if best is None else best[1]
 
     async def _tenants(self, most: int) -> list[str]:
         """The distinct tenants stored, up to ``most``: one index descent per tenant."""

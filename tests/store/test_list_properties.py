@@ -80,14 +80,21 @@ filters = st.builds(
 
 
 @settings(max_examples=200, deadline=None)
-@given(f=filters, limit=st.integers(0, 400), wide_prefix=st.booleans())
+@given(f=filters, limit=st.integers(0, 400), wide_prefix=st.booleans(), wide_label=st.booleans())
 def test_list_tasks_agrees_with_brute_force(
-    seeded: tuple[asyncio.Runner, TaskStore], f: TaskFilter, limit: int, wide_prefix: bool
+    seeded: tuple[asyncio.Runner, TaskStore],
+    f: TaskFilter,
+    limit: int,
+    wide_prefix: bool,
+    wide_label: bool,
 ) -> None:
     runner, store = seeded
-    # wide_prefix: the store takes every ID prefix for a wide one (plan rule 2 off), so both
-    # ways of reading a prefix are checked on the same small history.
-    with mock.patch.object(sqlite_store, "NARROW_PREFIX_ROWS", 0 if wide_prefix else 2_000):
+    # wide_prefix / wide_label: the store takes every ID prefix (label) for a wide one (plan
+    # rule 2, 1b off), so both ways of reading each are checked on the same small history.
+    with (
+        mock.patch.object(sqlite_store, "NARROW_PREFIX_ROWS", 0 if wide_prefix else 2_000),
+        mock.patch.object(sqlite_store, "NARROW_LABEL_ROWS", 0 if wide_label else 20_000),
+    ):
         got = runner.run(store.list_tasks(f, limit))
     assert [row.seq for row in got] == expected(ROWS, f, limit)
 

@@ -90,6 +90,19 @@ def test_every_walk_uses_the_chosen_index(
     assert (not sorted_walks) == ordered, rows
 
 
+def test_a_rare_label_walks_its_rows_in_page_order_and_joins_each_task(db: str) -> None:
+    f = TaskFilter(tenants=("a",), labels={"k": "v", "other": "x"}, since=1.0, before=(5.0, 9))
+    sql, params = list_sql(f, 100, narrow_label=("k", "v"))
+    rows = _plan_rows(db, sql, params)
+    details = [detail for _, _, detail in rows]
+    label_walk = "SEARCH l USING PRIMARY KEY (key=? AND value=? AND created_at"
+    task_lookup = "SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)"
+    assert any(d.startswith(label_walk) for d in details), details
+    assert any(d.startswith(task_lookup) for d in details), details
+    assert not any("TEMP B-TREE" in d for d in details), details  # already in page order
+    assert sql.count("EXISTS") == 1  # the other label stays a filter; the walked one does not
+
+
 def test_a_split_plan_has_one_walk_per_tenant_and_state() -> None:
     chosen = plan_module.choose(TaskFilter(tenants=FEW_TENANTS, states=(S.FAILED, S.EXPIRED)))
     assert chosen.index == "tasks_tenant_state_created"

@@ -320,3 +320,28 @@ async def test_old_finished_returns_the_oldest_finished_tasks_only(db_path: str)
         assert [row[0] for row in await store.old_finished(before=7.0, limit=2)] == [1, 3]
     finally:
         await store.close()
+
+
+async def test_label_rows_follow_their_tasks_in_and_out(tmp_path: Path) -> None:
+    """The triggers of schema 7: inserting a labelled task adds its label rows, replacing and
+    deleting it removes them, and an unlabelled task adds none."""
+    from asynctask.store import DeleteTask, InsertTask, ReplaceTask
+    from tests.store.helpers import make_row
+
+    path = tmp_path / "t.db"
+    store = await Store.open(str(path))
+    try:
+        await store.put(InsertTask(make_row(1, labels={"env": "prod", "team": "x"})))
+        await store.put(InsertTask(make_row(2)))
+        await store.put(InsertTask(make_row(3, labels={"env": "dev"})))
+        await store.put(ReplaceTask(3, make_row(4, id="task-000003", labels={"env": "qa"})))
+        await store.put(DeleteTask(1))
+        await store.flush()
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT key, value, seq FROM task_labels ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("env", "qa", 4)]
