@@ -1,0 +1,100 @@
+"""A/B of two checkouts on W1 bulk and the W2 drain, interleaved rep by rep.
+
+    python benchmarks/ab_w2.py /path/to/base-checkout /path/to/new-checkout [--reps 3]
+
+(e.g. ``git worktree add /tmp/base <rev>``). Each rep starts a daemon from each checkout in
+turn (durability full, 2 workers), submits 20,000 no-op tasks by ``submit_many`` of 100, all
+due 3 s later, and times the drain from the stored start and finish times. Interleaving
+keeps a noisy machine's drift out of the comparison; prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asynctask.client import Client  # noqa: E402
+from asynctask.errors import DaemonUnavailable  # noqa: E402
+
+
+def one(root: str, n: int) -> tuple[float, float]:
+    """(bulk submits per second, W2 tasks per second) of the daemon in checkout ``root``."""
+    with tempfile.TemporaryDirectory(prefix="asynctask-ab-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        (home / "asynctask.toml").write_text(
+            '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
+            cwd=root,
+            env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client = Client(home / "asynctask.sock", connect_timeout=0.5)
+            for _ in range(600):
+                try:
+                    client.ping()
+                    break
+                except DaemonUnavailable:
+                    time.sleep(0.05)
+            due = time.time() + 3
+            began = time.perf_counter()
+            for _ in range(n // 100):
+                client.submit_many(
+                    {"func": "benchmarks.tasks:noop", "run_at": due} for _ in range(100)
+                )
+            bulk = n / (time.perf_counter() - began)
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                db = sqlite3.connect(f"file:{home}/asynctask.db?mode=ro", uri=True)
+                try:
+                    done, last = db.execute(
+                        "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
+                    ).fetchone()
+                finally:
+                    db.close()
+                if done == n:
+                    return bulk, n / (last - due)
+                time.sleep(0.2)
+            raise SystemExit(f"{root}: {n} tasks did not finish within 300 s")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("base")
+    parser.add_argument("new")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--n", type=int, default=20_000)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {"base": [], "new": []}
+    for _ in range(args.reps):
+        for name, root in (("base", args.base), ("new", args.new)):
+            results[name].append(one(root, args.n))
+    for name, reps in results.items():
+        bulk = [b for b, _ in reps]
+        drain = [w for _, w in reps]
+        reps_bulk = ", ".join(f"{b:,.0f}" for b in bulk)
+        reps_drain = ", ".join(f"{w:,.0f}" for w in drain)
+        print(
+            f"{name}: bulk {statistics.median(bulk):,.0f}/s ({reps_bulk})"
+            f"  W2 {statistics.median(drain):,.0f}/s ({reps_drain})"
+        )
+
+
+if __name__ == "__main__":
+    main()
