@@ -280,9 +280,11 @@ class Daemon:
             self.config.daemon.max_frame,
             shared=bool(self.config.auth.users),
         )
-        await self.listener.start()
+        # Observers first, and accepting before the socket listens: a client that connects
+        # during any await of start-up must find the daemon taking tasks, not "shutting down".
         await self._start_observers()
         self.accepting = True
+        await self.listener.start()
         self._background_task(self._sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:

@@ -62,6 +62,8 @@ class DaemonProcess:
                 time.sleep(0.02)
                 continue
             if info["pid"] == self.proc.pid:
+                # A daemon that answers must take tasks: clients submit right after a ping.
+                assert info["accepting"], f"daemon answered before accepting tasks: {info}"
                 return self
         raise AssertionError(f"daemon did not answer within 30s:\n{self.log.read_text()}")
 
