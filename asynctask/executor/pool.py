@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from asynctask import protocol
+from asynctask.core.slots import place
 from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
@@ -163,6 +164,7 @@ class _Worker:
         "shard",
         "state",
         "stopping",
+        "tenant",
         "timers",
         "was_ready",
     )
@@ -191,13 +193,21 @@ class _Worker:
         self.kill_timer: asyncio.TimerHandle | None = None
         self.ready_timer: asyncio.TimerHandle | None = None
         self.runs = 0
+        # The tenant it serves for its whole life: set by its first attempt (or at its start,
+        # when it replaces another tenant's worker); never changed (``core/slots.py``).
+        self.tenant: str | None = None
         self.was_ready = False
         self.death_note: str | None = None  # overrides "exited with code N" in reports
         self.exited = exited
 
+    @property
+    def busy(self) -> int:
+        """Slots taken: attempts on it and slots lent (``core.slots.SlotHolder``)."""
+        return len(self.jobs) + self.lent
+
     def __repr__(self) -> str:
         return (
-            f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} "
+            f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} tenant={self.tenant} "
             f"jobs={len(self.jobs)} runs={self.runs}>"
         )
 
@@ -394,13 +404,14 @@ class WorkerPool:
         log.info("worker pool started: %r", self)
 
     def run(self, job: Job, shard: int | None = None) -> None:
-        """Hand ``job`` to an idle worker now (one frame write); ``RuntimeError`` if none is.
+        """Hand ``job`` to a worker with a free slot now; ``RuntimeError`` if none has one.
 
-        With ``shard``, the worker is the most recently used idle one of that shard
-        (``RuntimeError`` if it has none, ``ValueError`` if there is no such shard). Without,
-        it is the most recently used idle one of the shard with the most idle workers (lowest
-        index on ties), which leaves the scarce shards' workers to callers that need them. A
-        refused call changes nothing.
+        The shard is ``shard`` (``RuntimeError`` if it has no free slot, ``ValueError`` if
+        there is no such shard), else the one with the most free slots (lowest index on ties),
+        which leaves the scarce shards' workers to callers that need them. Within it,
+        ``core.slots.place`` chooses by the job's tenant: the tenant's own warmest worker, else
+        a fresh one, else another tenant's idle worker is replaced by one started for this
+        tenant (the job waits for it to be ready). A refused call changes nothing.
         """
         if shard is not None and not 0 <= shard < len(self._free):
             raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._free) - 1}")
@@ -418,26 +429,58 @@ class WorkerPool:
         assert self._loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
         frame = _run_frame(job)
-        worker = stack[-1]
-        self._free_slots[chosen] -= 1
-        self._idle_count -= 1
+        tenant = str(job.context.get("tenant", ""))
         if job.limits is not None and self._needs_own_worker(job.limits):
-            worker.lent += 1  # its slot runs the job in a worker started with the job's limits
-            if len(worker.jobs) + worker.lent >= self._slots:
-                stack.pop()
-            own = self._new_dedicated(self._loop, job, worker)
-            own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
-            self._running[job.aid] = own
-            self._spawn_soon(own)
+            self._lend(stack[-1], job, job.limits, tenant)
+            return
+        placement = place(tenant, stack)
+        if placement is None:  # every free slot is on another tenant's busy worker
+            self._lend(stack[-1], job, self._config.limits, tenant)
+            return
+        worker = stack[placement.index]
+        if placement.replace:
+            self._replace(worker, job, tenant)
             return
         channel = worker.channel
         assert channel is not None
+        self._free_slots[chosen] -= 1
+        self._idle_count -= 1
+        worker.tenant = tenant
         worker.state = _State.BUSY
         worker.jobs[job.aid] = job
         if len(worker.jobs) + worker.lent >= self._slots:
-            stack.pop()
+            del stack[placement.index]
         self._running[job.aid] = worker
         self._send_job(worker, job, frame)
+
+    def _lend(self, lender: _Worker, job: Job, limits: Limits, tenant: str) -> None:
+        """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
+        assert self._loop is not None
+        self._free_slots[lender.shard] -= 1
+        self._idle_count -= 1
+        lender.lent += 1
+        if len(lender.jobs) + lender.lent >= self._slots:
+            self._free[lender.shard].remove(lender)
+        own = _Worker(self._loop.create_future(), lender.shard, limits)
+        own.dedicated = True
+        own.lender = lender
+        own.tenant = tenant
+        self._workers.add(own)
+        own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
+        self._running[job.aid] = own
+        self._spawn_soon(own)
+
+    def _replace(self, idle: _Worker, job: Job, tenant: str) -> None:
+        """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
+        ``job`` waiting for it: capacity moves between tenants, workers never do."""
+        assert self._loop is not None
+        self._retire(idle)  # its free slots leave the count; the new one's join when ready
+        fresh = _Worker(self._loop.create_future(), idle.shard, self._config.limits)
+        fresh.tenant = tenant
+        self._workers.add(fresh)
+        fresh.jobs[job.aid] = job
+        self._running[job.aid] = fresh
+        self._spawn_soon(fresh)
 
     def _send_job(self, worker: _Worker, job: Job, frame: bytes | None = None) -> None:
         assert self._loop is not None
@@ -454,14 +497,6 @@ class WorkerPool:
         """Limits other than the pool's run in a worker started with them, never by loosening
         or tightening a shared one; so does any CPU limit, which counts a process's life."""
         return limits != self._config.limits or limits.cpu is not None
-
-    def _new_dedicated(self, loop: asyncio.AbstractEventLoop, job: Job, lender: _Worker) -> _Worker:
-        assert job.limits is not None
-        worker = _Worker(loop.create_future(), lender.shard, job.limits)
-        worker.dedicated = True
-        worker.lender = lender
-        self._workers.add(worker)
-        return worker
 
     def _return_slot(self, worker: _Worker) -> None:
         """A dedicated worker is done: its lender's slot is free again (if it still takes work)."""
@@ -822,6 +857,9 @@ class WorkerPool:
             for job in list(worker.jobs.values()):
                 self._send_job(worker, job)
             return
+        if worker.jobs:  # it replaced another tenant's worker, and its first job waits for it
+            self._start_waiting_jobs(worker)
+            return
         if self._closing:
             self._retire(worker)
             return
@@ -833,6 +871,23 @@ class WorkerPool:
             return  # start() is still running: no callbacks before it returns
         self._refill()
         self._notify_idle()
+
+    def _start_waiting_jobs(self, worker: _Worker) -> None:
+        """A replacement is ready: it joins the pool and runs the jobs that waited for it."""
+        self._make_ready(worker)
+        for job in list(worker.jobs.values()):
+            self._free_slots[worker.shard] -= 1
+            self._idle_count -= 1
+            self._send_job(worker, job)
+        worker.state = _State.BUSY
+        if len(worker.jobs) + worker.lent >= self._slots:
+            self._free[worker.shard].remove(worker)
+        if self._closing:
+            self._stop_accepting(worker)  # it retires once its jobs are done
+            return
+        self._refill()
+        if worker.accepting and len(worker.jobs) < self._slots:
+            self._notify_idle()
 
     def _on_done(self, worker: _Worker, message: dict[str, Any]) -> None:
         aid = message.get("aid")
