@@ -305,6 +305,7 @@ def _loopback_address(raw: Any) -> tuple[str, int]:
 
 _SCHEDULER_KEYS = {
     "priority_aging",
+    "affinity",
     "reserve",
     "caps",
     "shards",
@@ -385,6 +386,7 @@ def _scheduler(
         )
     settings = SchedulerSettings(
         aging=_get(scheduler, "scheduler.priority_aging", 2.0, _duration),
+        affinity=_get(scheduler, "scheduler.affinity", 16, _int(0, 1_000_000)),
         reserve=_get(scheduler, "scheduler.reserve", {}, _priority_table("scheduler.reserve")),
         caps=_get(scheduler, "scheduler.caps", {}, _priority_table("scheduler.caps")),
         capacity=capacity,

@@ -437,7 +437,7 @@ class Daemon:
             self._fire(entry, slot)
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
-        self._perform(self.scheduler.dispatch(now, free))
+        self._perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
         self.metrics.sample(POOL_ENTITY, self.scheduler.queued, pool.busy, now)  # peak per minute
         if pool.idle == 0 and self.scheduler.has_eligible():
             pool.grow(self.scheduler.queued)  # work waits and every slot is taken
@@ -734,6 +734,7 @@ class Daemon:
                 "busy": self.pool.busy if self.pool else 0,
                 "target": self.pool.target if self.pool else 0,
                 "max": self.pool.max_size if self.pool else 0,
+                "spawns": self.pool.spawn_stats() if self.pool else {},
             },
             "metrics_url": None
             if self.metrics_http is None

@@ -60,6 +60,7 @@ from asynctask.core.limits import FunctionLimits, SchedulerSettings
 from asynctask.core.queues import ready_key
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.sharding import ALWAYS, FAULTS, PROBATION, FaultRecord, shard_set
+from asynctask.core.slots import WarmSlots
 from asynctask.core.timers import Timers
 from asynctask.errors import SubmitThrottled
 from asynctask.model import (
@@ -395,12 +396,17 @@ class Scheduler:
         on it: paused, rate-held or concurrency-held work does not count)."""
         return len(self._fair) > 0
 
-    def dispatch(self, now: float, free_slots: int | list[int]) -> list[Action]:
+    def dispatch(
+        self, now: float, free_slots: int | list[int], warm: WarmSlots | None = None
+    ) -> list[Action]:
         """Promote due timers, release token waits, then hand out up to ``free_slots`` tasks.
 
         ``free_slots`` is either a count of idle workers (any task may take any of them) or,
         with a sharded pool, the idle workers of each shard: then every ``Dispatch`` names its
-        shard, and a confined tenant gets only its own (``sharding.py``)."""
+        shard, and a confined tenant gets only its own (``sharding.py``). ``warm`` says whose
+        workers the free slots are on (one tenant per worker, ``slots.py``): a tenant whose
+        turn it is but who has no worker free may be passed over for one that has, within
+        ``settings.affinity`` of fairness."""
         actions: list[Action] = []
         free: list[int] | None = None
         if not isinstance(free_slots, int):
@@ -438,13 +444,15 @@ class Scheduler:
             tenant = fair.pop()
             if tenant is None:
                 break
+            if warm is not None and not warm.serves(tenant.name):
+                tenant = self._warm_instead(tenant, warm)
             block = self._tenant_block(tenant, now)
             if block is not None:
                 tenant.parked = block
                 continue
             shard = -1
             if free is not None:
-                shard = self._shard_for(tenant, free, now)
+                shard = self._shard_for(tenant, free, now, warm)
                 if shard < 0:
                     tenant.parked = SHARDS
                     continue
@@ -483,6 +491,8 @@ class Scheduler:
             self._running_by_priority[task.priority] += 1
             self._running[task.seq] = task
             actions.append(Dispatch(task, shard))
+            if warm is not None:
+                warm.take(tenant.name, shard)
             free_slots -= 1
             if free is not None:
                 free[shard] -= 1
@@ -495,6 +505,30 @@ class Scheduler:
         for tenant in deferred:
             fair.push_back(tenant)
         return actions
+
+    def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
+        """The eligible tenant with an idle worker of its own and the smallest pass, if that
+        pass is within ``affinity`` of ``popped``'s; else ``popped``. ``popped`` goes back to
+        the heap uncharged when passed over, so it keeps its turn for the next slot.
+
+        This bends the stride bound by ``affinity``: over any interval, a tenant runs at most
+        ``affinity`` attempts (at weight 1) ahead of its share (tests/core/test_affinity.py).
+        """
+        limit = popped.vpass + self.settings.affinity
+        best: TenantState | None = None
+        for name, free in warm.own.items():
+            if free <= 0:
+                continue
+            other = self._tenants.get(name)
+            if other is None or not other.in_heap or other.vpass > limit:
+                continue
+            if best is None or other.vpass < best.vpass:
+                best = other
+        if best is None:
+            return popped
+        self._fair.push_back(popped)
+        self._fair.remove(best)
+        return best
 
     def _requeue_head(self, queue: QueueState) -> None:
         head = queue.fifo.head()
@@ -521,16 +555,24 @@ class Scheduler:
                 return RATE
         return None
 
-    def _shard_for(self, tenant: TenantState, free: list[int], now: float) -> int:
+    def _shard_for(
+        self, tenant: TenantState, free: list[int], now: float, warm: WarmSlots | None = None
+    ) -> int:
         """The shard the tenant's next attempt runs on, or -1 (then it waits on its shards).
 
-        An unconfined tenant takes the shard with the most idle workers; a confined one the
-        best of its own."""
+        A shard where no worker need be replaced comes first (``WarmSlots.shard_of``), where
+        the tenant may use it; else an unconfined tenant takes the shard with the most
+        idle workers, and a confined one the best of its own."""
+        home = warm.shard_of(tenant.name) if warm is not None else None
         if not self.confined(tenant, now):
+            if home is not None and free[home] > 0:
+                return home
             return max(range(len(free)), key=free.__getitem__)
         own = tenant.shards
         if own is None:
             own = tenant.shards = self.shards_of(tenant.name)
+        if home is not None and home in own and free[home] > 0:
+            return home
         best = max(own, key=free.__getitem__)
         if free[best] > 0:
             return best

@@ -28,7 +28,7 @@ a replaced worker is never used again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -72,3 +72,43 @@ def place(tenant: str, candidates: Sequence[SlotHolder]) -> Placement | None:
         if candidate.busy == 0:
             return Placement(index, replace=True)
     return None
+
+
+@dataclass(slots=True)
+class WarmSlots:
+    """Free slots by whom they serve without starting a worker, for ``Scheduler.dispatch``.
+
+    Starting a worker for a tenant costs a fork and the tenant's imports; running on one it
+    already has costs nothing. So the scheduler may let a tenant with an idle worker of its own
+    go before the tenant whose turn it is, by at most ``[scheduler] affinity`` attempts of its
+    fair share (``Scheduler._warm_instead``). Dispatch consumes these counts as it goes.
+    """
+
+    own: dict[str, int] = field(default_factory=dict)  # tenant -> free slots on its workers
+    fresh: int = 0  # free slots on workers bound to no tenant yet
+    shards: dict[str, int] = field(default_factory=dict)  # tenant -> a shard holding them
+    fresh_shards: dict[int, int] = field(default_factory=dict)  # shard -> its fresh slots
+
+    def shard_of(self, tenant: str) -> int | None:
+        """The shard to prefer for ``tenant``: one where it has a free slot on a worker of its
+        own, else one with a fresh worker; ``None`` when every free slot means a replacement."""
+        if self.own.get(tenant, 0) > 0:
+            return self.shards.get(tenant)
+        for shard, free in self.fresh_shards.items():
+            if free > 0:
+                return shard
+        return None
+
+    def serves(self, tenant: str) -> bool:
+        """Whether an attempt of ``tenant`` can start now without replacing a worker."""
+        return self.fresh > 0 or self.own.get(tenant, 0) > 0
+
+    def take(self, tenant: str, shard: int = -1) -> None:
+        """One attempt of ``tenant`` was dispatched (to ``shard``, -1: unsharded): the slot
+        ``place`` will choose there is gone."""
+        if self.own.get(tenant, 0) > 0:
+            self.own[tenant] -= 1
+        elif self.fresh > 0:
+            self.fresh -= 1
+            if self.fresh_shards.get(shard, 0) > 0:
+                self.fresh_shards[shard] -= 1

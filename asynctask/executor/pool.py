@@ -52,6 +52,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -59,9 +60,10 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from asynctask import protocol
-from asynctask.core.slots import place
+from asynctask.core.slots import WarmSlots, place
 from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
+from asynctask.executor.forkserver import ForkServer, ForkServerError
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
@@ -72,6 +74,7 @@ log = logging.getLogger("asynctask.executor")
 START_TIMEOUT: Final = 15.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_MAX: Final = 5.0
+_FORK_SERVER_RETRY: Final = 5.0
 #: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
 #: even when the daemon runs from a source tree and ``cwd`` is the user's project.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
@@ -100,6 +103,7 @@ class PoolConfig:
     memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
     limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
     cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
+    fork_server: bool = True  # fork workers from a zygote (``zygote.py``) instead of exec'ing
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +164,10 @@ class _Worker:
         "pid",
         "process",
         "ready_timer",
+        "returncode",
         "runs",
         "shard",
+        "spawned_at",
         "state",
         "stopping",
         "tenant",
@@ -193,6 +199,8 @@ class _Worker:
         self.kill_timer: asyncio.TimerHandle | None = None
         self.ready_timer: asyncio.TimerHandle | None = None
         self.runs = 0
+        self.returncode: int | None = None  # as the fork server reported it (forked workers)
+        self.spawned_at = 0.0  # loop time its process was asked for (spawn-to-ready figures)
         # The tenant it serves for its whole life: set by its first attempt (or at its start,
         # when it replaces another tenant's worker); never changed (``core/slots.py``).
         self.tenant: str | None = None
@@ -304,6 +312,10 @@ class WorkerPool:
         self._max = max(config.workers, config.max_workers or config.workers)
         self._target = config.workers
         self._scale_timer: asyncio.TimerHandle | None = None
+        self._forkserver: ForkServer | None = None
+        self._fork_server_retry_at = 0.0
+        self._started_count = 0  # workers that became ready, ever
+        self._ready_seconds: deque[float] = deque(maxlen=4096)  # spawn to ready, newest
 
     def __repr__(self) -> str:
         shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._free) > 1 else ""
@@ -327,6 +339,35 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         return len(self._running)
+
+    def spawn_stats(self) -> dict[str, float]:
+        """Workers started so far and their spawn-to-ready time (ms, over the newest 4,096):
+        the price of moving a slot between tenants (``ping``, ``benchmarks/bench_tenants.py``)."""
+        times = sorted(self._ready_seconds)
+        if not times:
+            return {"started": self._started_count}
+        return {
+            "started": self._started_count,
+            "ready_p50_ms": round(times[len(times) // 2] * 1000, 2),
+            "ready_p99_ms": round(times[min(len(times) - 1, len(times) * 99 // 100)] * 1000, 2),
+        }
+
+    def warm_slots(self) -> WarmSlots:
+        """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
+        warm = WarmSlots()
+        own = warm.own
+        slots = self._slots
+        shards = warm.shards
+        for shard, stack in enumerate(self._free):
+            for worker in stack:
+                free = slots - len(worker.jobs) - worker.lent
+                if worker.tenant is None:
+                    warm.fresh += free
+                    warm.fresh_shards[shard] = warm.fresh_shards.get(shard, 0) + free
+                else:
+                    own[worker.tenant] = own.get(worker.tenant, 0) + free
+                    shards[worker.tenant] = shard
+        return warm
 
     @property
     def starting(self) -> int:
@@ -355,6 +396,12 @@ class WorkerPool:
         """Every worker process not yet reaped, including those being stopped."""
         return tuple(worker.pid for worker in self._workers if worker.pid > 0)
 
+    @property
+    def fork_server_pid(self) -> int | None:
+        """The fork server's pid while it serves (None: workers start as interpreters)."""
+        server = self._forkserver
+        return server.pid if server is not None and server.alive else None
+
     def pid_of(self, aid: int) -> int | None:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
@@ -377,6 +424,8 @@ class WorkerPool:
         if self._loop is not None:
             raise RuntimeError("WorkerPool.start() can be called only once")
         loop = self._loop = asyncio.get_running_loop()
+        if self._config.fork_server:
+            await self._start_fork_server()
         waiter = self._start_waiter = loop.create_future()
         # All records first: "every worker is ready" must not be true while one is unborn.
         workers = [self._new_worker(loop) for _ in range(self._config.workers)]
@@ -402,6 +451,38 @@ class WorkerPool:
             self._start_waiter = None
         self._started = True
         log.info("worker pool started: %r", self)
+
+    async def _start_fork_server(self) -> None:
+        """Without a fork server every worker is an interpreter start: slower, never wrong."""
+        config = self._config
+        server = ForkServer()
+        output = None if config.output_path is None else _open_output(config.output_path)
+        try:
+            await server.start(config.python, self._env, config.cwd, output)
+        except ForkServerError as exc:
+            log.warning("workers start as new interpreters: %s", exc)
+            return
+        finally:
+            if output is not None:
+                os.close(output)
+        if self._closing:
+            await server.close()
+            return
+        old, self._forkserver = self._forkserver, server
+        if old is not None:
+            await old.close()
+
+    def _restart_fork_server(self) -> None:
+        """The fork server died (its workers with it): start another in the background, at
+        most once per ``_FORK_SERVER_RETRY`` seconds; workers start as interpreters meanwhile."""
+        loop = self._loop
+        if loop is None or self._closing or loop.time() < self._fork_server_retry_at:
+            return
+        self._fork_server_retry_at = loop.time() + _FORK_SERVER_RETRY
+        log.warning("the fork server is gone; starting another")
+        task = loop.create_task(self._start_fork_server())
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
 
     def run(self, job: Job, shard: int | None = None) -> None:
         """Hand ``job`` to a worker with a free slot now; ``RuntimeError`` if none has one.
@@ -456,6 +537,9 @@ class WorkerPool:
     def _lend(self, lender: _Worker, job: Job, limits: Limits, tenant: str) -> None:
         """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
         assert self._loop is not None
+        log.debug(
+            "attempt %d of tenant %r borrows a slot of worker %d", job.aid, tenant, lender.pid
+        )
         self._free_slots[lender.shard] -= 1
         self._idle_count -= 1
         lender.lent += 1
@@ -474,6 +558,9 @@ class WorkerPool:
         """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
         ``job`` waiting for it: capacity moves between tenants, workers never do."""
         assert self._loop is not None
+        log.debug(
+            "replacing idle worker %d of tenant %r for tenant %r", idle.pid, idle.tenant, tenant
+        )
         self._retire(idle)  # its free slots leave the count; the new one's join when ready
         fresh = _Worker(self._loop.create_future(), idle.shard, self._config.limits)
         fresh.tenant = tenant
@@ -647,6 +734,8 @@ class WorkerPool:
             _, late = await asyncio.wait(pending, timeout=self._config.kill_grace + 10.0)
             if late:
                 log.error("%d worker(s) did not exit even after SIGKILL", len(late))
+        if self._forkserver is not None:
+            await self._forkserver.close()
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
 
@@ -689,21 +778,8 @@ class WorkerPool:
                     output = _open_output(config.output_path)
                 fd = theirs.fileno()
                 worker.ready_timer = loop.call_later(START_TIMEOUT, self._on_ready_timeout, worker)
-                process, _ = await loop.subprocess_exec(
-                    lambda: _ProcessProtocol(self, worker),
-                    config.python,
-                    "-m",
-                    "asynctask.executor.child",
-                    str(fd),
-                    *([str(config.concurrency)] if config.concurrency > 1 else []),
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=output,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                    cwd=config.cwd,
-                    env=self._env_for(worker),
-                )
+                worker.spawned_at = loop.time()
+                await self._start_process(worker, fd, output)
             except BaseException:
                 if worker.channel is None:
                     ours.close()  # otherwise the channel owns it and _release closes it
@@ -713,12 +789,57 @@ class WorkerPool:
                 theirs.close()
                 if output is not None:
                     os.close(output)
-        if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
-            worker.process = process
-            worker.pid = process.get_pid()
+        if _state(worker) is _State.DEAD:  # a forked worker that exited at once
+            return
         self._confine(worker)
         if _state(worker) is _State.KILLING:  # stop() came while it was spawning
             self._signal_group(worker, signal.SIGKILL)
+
+    async def _start_process(self, worker: _Worker, fd: int, output: int | None) -> None:
+        """Fork the worker from the fork server (a few ms), else start an interpreter for it
+        (tens of ms); either way ``worker.pid`` is set and its exit reaches ``_on_exit``."""
+        config = self._config
+        args = [str(config.concurrency)] if config.concurrency > 1 else []
+        server = self._forkserver
+        if server is not None and not server.alive:
+            self._restart_fork_server()
+        if server is not None and server.alive:
+            try:
+                worker.pid = await server.fork(
+                    self._env_for(worker),
+                    config.cwd or os.getcwd(),
+                    args,
+                    [fd] if output is None else [fd, output],
+                    lambda pid, code: self._on_forked_exit(worker, pid, code),
+                )
+                return
+            except ForkServerError as exc:
+                log.warning("starting a worker without the fork server: %s", exc)
+        process, _ = await asyncio.get_running_loop().subprocess_exec(
+            lambda: _ProcessProtocol(self, worker),
+            config.python,
+            "-m",
+            "asynctask.executor.child",
+            str(fd),
+            *args,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            pass_fds=(fd,),
+            start_new_session=True,
+            cwd=config.cwd,
+            env=self._env_for(worker),
+        )
+        if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
+            worker.process = process
+            worker.pid = process.get_pid()
+
+    def _on_forked_exit(self, worker: _Worker, pid: int, code: int | None) -> None:
+        """The fork server reaped ``worker`` (``code`` None: the fork server died, and the
+        worker with it)."""
+        worker.pid = worker.pid or pid
+        worker.returncode = code
+        self._on_exit(worker)
 
     def _env_for(self, worker: _Worker) -> dict[str, str]:
         if worker.limits.is_empty:
@@ -851,6 +972,9 @@ class WorkerPool:
         _cancel(worker.ready_timer)
         worker.ready_timer = None
         worker.was_ready = True
+        assert self._loop is not None
+        self._started_count += 1
+        self._ready_seconds.append(self._loop.time() - worker.spawned_at)
         self._failures = 0
         if worker.dedicated:
             worker.state = _State.BUSY
@@ -1025,7 +1149,7 @@ class WorkerPool:
         if worker.state is _State.DEAD:
             return
         process = worker.process
-        returncode = process.get_returncode() if process is not None else None
+        returncode = process.get_returncode() if process is not None else worker.returncode
         self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
         if self._config.stack_dir is not None and worker.pid > 0:
             with contextlib.suppress(OSError):

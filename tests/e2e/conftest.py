@@ -82,13 +82,21 @@ class DaemonProcess:
         return self.proc.wait(timeout)
 
     def worker_pids(self) -> list[int]:
-        """PIDs of processes whose parent is the daemon."""
+        """PIDs of every process below the daemon: its workers (children of its fork server,
+        or its own children when started as interpreters) and what they started."""
         assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        try:
-            return [int(p) for p in children.read_text().split()]
-        except FileNotFoundError:
-            return []
+        found: list[int] = []
+        parents = [self.proc.pid]
+        while parents:
+            parent = parents.pop()
+            children = Path(f"/proc/{parent}/task/{parent}/children")
+            try:
+                pids = [int(p) for p in children.read_text().split()]
+            except FileNotFoundError:
+                continue
+            found.extend(pids)
+            parents.extend(pids)
+        return found
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

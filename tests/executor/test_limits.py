@@ -288,7 +288,9 @@ def test_cpu_limit_ignored_sigxcpu_is_followed_by_sigkill_a_second_later() -> No
     process.returncode = returncode = os.waitstatus_to_exitcode(status)
     used = usage.ru_utime + usage.ru_stime
     assert returncode == -signal.SIGKILL
-    assert 1.9 <= used < 3.5
+    # Past the soft limit (1 s), so SIGXCPU was ignored; rusage is sampled from ticks and
+    # reads up to a few tenths low on a loaded machine, hence not 2.0.
+    assert 1.5 <= used < 3.5
     assert classify_exit(returncode, Limits(cpu=1), used) == "cpu_limit"
 
 

@@ -208,6 +208,7 @@ async def test_configured_paths_are_importable(tmp_path: Path) -> None:
 
 
 async def test_worker_os_exit_is_reported_and_replaced(harness: Harness) -> None:
+    idle_calls = harness.idle_calls  # a forked replacement may be ready before run() returns
     outcome = await harness.run("hard_exit", 3)
     assert outcome.error is not None
     assert outcome.error["kind"] == "worker_died"
@@ -215,7 +216,6 @@ async def test_worker_os_exit_is_reported_and_replaced(harness: Harness) -> None
         f"worker {outcome.pid} exited with code 3 while running the task"
     )
     assert not alive(outcome.pid)
-    idle_calls = harness.idle_calls
     await harness.full()
     await eventually(lambda: harness.idle_calls > idle_calls, what="on_idle for the replacement")
     assert outcome.pid not in harness.pool.pids
@@ -415,7 +415,8 @@ async def test_crashing_replacements_back_off(tmp_path: Path) -> None:
         f'echo x >> "{counter}"\nexit 9\n'
     )
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
-    harness = Harness(workers=1, python=str(python))
+    # Interpreter starts are what fail here: no fork server, which would not notice.
+    harness = Harness(workers=1, python=str(python), fork_server=False)
     await harness.pool.start()
     try:
         switch.unlink()

@@ -1,0 +1,148 @@
+"""The price of one tenant per worker: a 100-tenant drain against the one-tenant W2 drain.
+
+    python benchmarks/bench_tenants.py [--reps 3] [--n 20000] [--tenants 100] [--affinity N]
+
+Each rep starts a fresh daemon from this checkout (durability full, 2 workers) twice: W2
+submits ``n`` no-op tasks for one tenant, MT submits them for ``tenants`` tenants round-robin
+(task i belongs to tenant i mod tenants), in ``submit_many`` batches of 100, all due 3 s later.
+The drain rate is ``n / (last finish - due)`` from the stored times, as ``ab_w2.py`` does. For
+MT it also prints the workers started, their spawn-to-ready p50/p99 (``ping``), and the peak
+summed RSS of the daemon's worker processes. Reps interleave W2 and MT to keep a noisy
+machine's drift out of the ratio. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asynctask.client import Client  # noqa: E402
+from asynctask.errors import DaemonUnavailable  # noqa: E402
+
+
+def descendants_rss(pid: int) -> int:
+    """Summed RSS (bytes) of every process below ``pid``."""
+    total = 0
+    stack = [pid]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while stack:
+        parent = stack.pop()
+        try:
+            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for kid in map(int, kids):
+            stack.append(kid)
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int(Path(f"/proc/{kid}/statm").read_text().split()[1]) * page
+    return total
+
+
+def drain(n: int, tenants: int, affinity: int | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="asynctask-tenants-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        config = '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
+        if affinity is not None:
+            config += f"[scheduler]\naffinity = {affinity}\n"
+        (home / "asynctask.toml").write_text(config)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        peak = [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.1):
+                peak[0] = max(peak[0], descendants_rss(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        try:
+            client = Client(home / "asynctask.sock", connect_timeout=0.5)
+            for _ in range(600):
+                try:
+                    client.ping()
+                    break
+                except DaemonUnavailable:
+                    time.sleep(0.05)
+            before = client.ping()["workers"]["spawns"].get("started", 0)
+            due = time.time() + 3
+            names = [f"tenant-{i}" for i in range(tenants)]
+            for start in range(0, n, 100):
+                client.submit_many(
+                    {"func": "benchmarks.tasks:noop", "run_at": due, "tenant": names[i % tenants]}
+                    for i in range(start, min(start + 100, n))
+                )
+            sampler.start()
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                db = sqlite3.connect(f"file:{home}/asynctask.db?mode=ro", uri=True)
+                try:
+                    done, last = db.execute(
+                        "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
+                    ).fetchone()
+                finally:
+                    db.close()
+                if done == n:
+                    spawns = client.ping()["workers"]["spawns"]
+                    return {
+                        "rate": n / (last - due),
+                        "started": spawns.get("started", 0) - before,
+                        "p50": spawns.get("ready_p50_ms"),
+                        "p99": spawns.get("ready_p99_ms"),
+                        "rss": peak[0],
+                    }
+                time.sleep(0.2)
+            raise SystemExit(f"{n} tasks did not finish within 600 s")
+        finally:
+            stop.set()
+            proc.terminate()
+            proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--affinity", type=int, default=None)
+    args = parser.parse_args()
+    w2: list[float] = []
+    mt: list[dict[str, Any]] = []
+    for rep in range(args.reps):
+        w2.append(drain(args.n, 1, args.affinity)["rate"])
+        mt.append(drain(args.n, args.tenants, args.affinity))
+        last = mt[-1]
+        print(
+            f"rep {rep + 1}: W2 {w2[-1]:,.0f}/s  MT {last['rate']:,.0f}/s  "
+            f"workers started {last['started']}  spawn-to-ready p50 {last['p50']} ms "
+            f"p99 {last['p99']} ms  workers' peak RSS {last['rss'] / 2**20:,.0f} MiB",
+            flush=True,
+        )
+    w2_median = statistics.median(w2)
+    mt_median = statistics.median(m["rate"] for m in mt)
+    print(
+        f"W2 (1 tenant) {w2_median:,.0f}/s; MT ({args.tenants} tenants) {mt_median:,.0f}/s; "
+        f"MT / W2 = {mt_median / w2_median:.2f} (medians of {args.reps})"
+    )
+
+
+if __name__ == "__main__":
+    main()
