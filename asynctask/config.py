@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from asynctask.core.allowlist import RunPolicy, TenantRights, pattern_problem
 from asynctask.core.limits import (
     AimdSettings,
     FunctionLimits,
@@ -112,6 +113,8 @@ class Config:
     scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    #: What each tenant may run in multi-user mode (``core/allowlist.py``).
+    run_policy: RunPolicy = field(default_factory=RunPolicy)
     source: str | None = None
 
 
@@ -271,8 +274,38 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         scheduler=scheduler_cfg,
         functions=function_defaults,
         observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
+        run_policy=_run_policy(_section(data, "tenants"), bool(users), function_defaults),
         source=source,
     )
+
+
+def _run_policy(
+    tenants: Mapping[str, Any], multi_user: bool, declared: Mapping[str, object]
+) -> RunPolicy:
+    """``[tenants.<t>] functions`` and ``commands``, and the ``[functions]`` sections: what each
+    tenant may run in multi-user mode (accepted, and without effect, in single-user mode)."""
+    rights = {str(name): _rights(_section(tenants, name), f"tenants.{name}") for name in tenants}
+    default = rights.pop("*", TenantRights())
+    return RunPolicy(
+        multi_user=multi_user, declared=frozenset(declared), default=default, tenants=rights
+    )
+
+
+def _rights(raw: Mapping[str, Any], path: str) -> TenantRights:
+    return TenantRights(
+        functions=_get(raw, f"{path}.functions", None, _patterns),
+        commands=_get(raw, f"{path}.commands", None, _bool),
+    )
+
+
+def _patterns(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise TypeError('expected a list of patterns such as ["myapp.tasks:*", "pkg.mod:fn"]')
+    for pattern in raw:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(problem)
+    return tuple(raw)
 
 
 def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveConfig:
@@ -316,7 +349,7 @@ _SCHEDULER_KEYS = {
     "fault_backoff_max",
     "shard_probation",
 }
-_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
+_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog", "functions", "commands"}
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
     "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"

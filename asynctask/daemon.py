@@ -273,7 +273,13 @@ class Daemon:
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
-        ops = Ops(self, AuthPolicy(admins, self.config.auth.users), self.config.daemon.max_payload)
+        ops = Ops(
+            self,
+            AuthPolicy(admins, self.config.auth.users),
+            self.config.daemon.max_payload,
+            policy=self.config.run_policy,
+            clock=self.clock,
+        )
         self.listener = Listener(
             self.socket_path,
             ops,
