@@ -101,6 +101,7 @@ class ObserveConfig:
     """``[metrics]`` and ``[tracing]``."""
 
     http: tuple[str, int] | None = None  # loopback host and port of the /metrics listener
+    token_file: str | None = None  # the listener's bearer token; None: <home>/metrics.token
     opentelemetry: str = "off"  # "otlp" or "console": export a span per attempt
 
 
@@ -309,22 +310,32 @@ def _patterns(raw: Any) -> tuple[str, ...]:
 
 
 def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveConfig:
-    _only(metrics, "metrics.", {"http"})
+    _only(metrics, "metrics.", {"http", "token_file"})
     _only(tracing, "tracing.", {"opentelemetry"})
     return ObserveConfig(
         http=_get(metrics, "metrics.http", None, _loopback_address),
+        token_file=_get(metrics, "metrics.token_file", None, _absolute_path),
         opentelemetry=_get(
             tracing, "tracing.opentelemetry", "off", _choice("off", "otlp", "console")
         ),
     )
 
 
+def _absolute_path(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise TypeError("expected an absolute file path")
+    path = os.path.expanduser(raw)
+    if not os.path.isabs(path):
+        raise ValueError("expected an absolute file path (it must not depend on the cwd)")
+    return os.path.normpath(path)
+
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def _loopback_address(raw: Any) -> tuple[str, int]:
-    """``host:port`` on loopback (``[::1]:port`` for IPv6): the listener has no access control
-    of its own, so it must not be reachable from another machine."""
+    """``host:port`` on loopback (``[::1]:port`` for IPv6): a bearer token is the listener's
+    only access control, so it must not be reachable from another machine either."""
     if not isinstance(raw, str):
         raise TypeError("expected host:port, e.g. 127.0.0.1:9464")
     host, sep, port_text = raw.rpartition(":")
