@@ -9,11 +9,18 @@ policy holds for admins too, since the function would run as the tenant.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from asynctask.client import Client
 from asynctask.errors import UsageError
 from tests.e2e.conftest import DaemonProcess, daemon, make_daemon
 
@@ -155,3 +162,75 @@ def test_single_user_mode_runs_any_importable_function(daemon: DaemonProcess) ->
     it guards against the policy leaking into single-user mode)."""
     assert daemon.client().submit("os:getpid").result(timeout=30) > 0
     assert daemon.client().submit_cmd(["true"]).result(timeout=30) == {"exit_code": 0}
+
+
+@pytest.fixture
+def local_user() -> Iterator[pwd.struct_passwd]:
+    """A throwaway system user, removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a throwaway user needs root")
+    name = f"atsp{os.getpid() % 100000}"
+    created = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True,
+        text=True,
+    )
+    if created.returncode != 0:
+        pytest.skip(f"useradd failed: {created.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def _as_user(user: pwd.struct_passwd, call: Callable[[], Any]) -> dict[str, Any]:
+    """``call()`` in a forked child running as ``user`` (the interpreter lives under /root, so
+    that user could not start this venv's Python: the child uses what is already imported)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            outcome = {"value": call()}
+        except BaseException as exc:
+            outcome = {"error": type(exc).__name__, "message": str(exc)}
+        finally:
+            os.write(write, json.dumps(outcome, default=str).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_a_mapped_user_that_is_not_an_admin_is_refused_too(
+    make_daemon: Callable[..., DaemonProcess], local_user: pwd.struct_passwd
+) -> None:
+    """Issue 13's attack as it was found: a user in [auth.users], not an admin, submits
+    ``os:system`` for its own tenant."""
+    top = Path(tempfile.mkdtemp(prefix="asynctask-allowlist-", dir="/tmp"))
+    try:
+        top.chmod(0o711)  # the user must reach the socket inside
+        config = (
+            f'[auth.users]\n{local_user.pw_name} = ["acme"]\n\n'
+            '[tenants.acme]\nfunctions = ["tests.e2e.tasks:*"]\n'
+        )
+        daemon = make_daemon(config, home=top / "home").start()
+        socket_path = daemon.socket
+
+        def submit(function: str, *args: Any) -> str:
+            return Client(socket_path, tenant="acme").submit(function, *args).id
+
+        refused = _as_user(local_user, lambda: submit("os:system", f"id > {top}/owned"))
+        assert refused.get("error") == "UsageError", refused
+        assert "may not run" in refused["message"]
+        allowed = _as_user(local_user, lambda: submit("tests.e2e.tasks:add", 1, 2))
+        assert "value" in allowed, allowed
+        assert daemon.client("acme").result(allowed["value"], timeout=30) == 3
+        assert [t.function for t in daemon.client("acme").list(limit=10)] == ["tests.e2e.tasks:add"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
