@@ -23,7 +23,8 @@ function part is matched one dotted name at a time, and a wildcard there never m
 starting with ``_`` unless the pattern's own name does: the worker resolves ``mod:a.b`` with
 ``getattr``, so if ``*`` could span a dot, ``myapp.tasks:*`` would allow
 ``myapp.tasks:os.system`` whenever ``myapp.tasks`` imports ``os``. A name the module imports
-(``from os import system``) is still one of its names: list functions by name for such modules.
+(``from os import system``) is still one of its names, and ``myapp.tasks:*.*`` reaches the
+functions of every module it imports: for such modules, list functions or classes by name.
 
 Prior art: cloud function platforms deploy a fixed set of entry points per tenant; Celery's
 ``CELERY_IMPORTS``/``include`` is the same idea (only registered tasks are accepted). Pure: no

@@ -158,3 +158,42 @@ def test_a_bad_token_file_is_a_config_error(value) -> None:
 
     with pytest.raises(ConfigError, match=r"bad value for metrics\.token_file"):
         parse_config({"metrics": {"http": "127.0.0.1:0", "token_file": value}})
+
+
+@pytest.mark.parametrize(
+    ("mode", "kept"), [(0o600, True), (0o640, True), (0o400, True), (0o660, False), (0o604, False)]
+)
+def test_an_existing_token_is_kept_only_when_private(tmp_path: Path, mode: int, kept: bool) -> None:
+    from asynctask.server.http import ensure_token
+
+    path = tmp_path / "metrics.token"
+    old = "a" * 43
+    path.write_text(old + "\n")
+    path.chmod(mode)
+    token = ensure_token(str(path))
+    assert (token == old) is kept
+    assert path.read_text() == f"{token}\n"
+    if not kept:
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600
+
+
+def test_a_token_file_someone_else_owns_is_replaced(tmp_path: Path) -> None:
+    from asynctask.server.http import ensure_token
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    path = tmp_path / "metrics.token"
+    path.write_text("b" * 43 + "\n")
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    token = ensure_token(str(path))
+    assert token != "b" * 43
+    assert os.lstat(path).st_uid == os.geteuid()
+
+
+def test_a_token_path_that_is_a_directory_stops_the_start(make_daemon, tmp_path: Path) -> None:
+    (tmp_path / "home" / "metrics.token").mkdir(parents=True)
+    daemon = make_daemon(CONFIG)
+    with pytest.raises(AssertionError, match=r"metrics\.token_file: cannot write the token"):
+        daemon.start()
+    assert (tmp_path / "home" / "metrics.token").is_dir()
