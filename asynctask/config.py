@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from asynctask.core.allowlist import RunPolicy, TenantRights, pattern_problem
 from asynctask.core.limits import (
     AimdSettings,
     FunctionLimits,
@@ -100,6 +101,7 @@ class ObserveConfig:
     """``[metrics]`` and ``[tracing]``."""
 
     http: tuple[str, int] | None = None  # loopback host and port of the /metrics listener
+    token_file: str | None = None  # the listener's bearer token; None: <home>/metrics.token
     opentelemetry: str = "off"  # "otlp" or "console": export a span per attempt
 
 
@@ -112,6 +114,8 @@ class Config:
     scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    #: What each tenant may run in multi-user mode (``core/allowlist.py``).
+    run_policy: RunPolicy = field(default_factory=RunPolicy)
     source: str | None = None
 
 
@@ -271,27 +275,67 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         scheduler=scheduler_cfg,
         functions=function_defaults,
         observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
+        run_policy=_run_policy(_section(data, "tenants"), bool(users), function_defaults),
         source=source,
     )
 
 
+def _run_policy(
+    tenants: Mapping[str, Any], multi_user: bool, declared: Mapping[str, object]
+) -> RunPolicy:
+    """``[tenants.<t>] functions`` and ``commands``, and the ``[functions]`` sections: what each
+    tenant may run in multi-user mode (accepted, and without effect, in single-user mode)."""
+    rights = {str(name): _rights(_section(tenants, name), f"tenants.{name}") for name in tenants}
+    default = rights.pop("*", TenantRights())
+    return RunPolicy(
+        multi_user=multi_user, declared=frozenset(declared), default=default, tenants=rights
+    )
+
+
+def _rights(raw: Mapping[str, Any], path: str) -> TenantRights:
+    return TenantRights(
+        functions=_get(raw, f"{path}.functions", None, _patterns),
+        commands=_get(raw, f"{path}.commands", None, _bool),
+    )
+
+
+def _patterns(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise TypeError('expected a list of patterns such as ["myapp.tasks:*", "pkg.mod:fn"]')
+    for pattern in raw:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(problem)
+    return tuple(raw)
+
+
 def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveConfig:
-    _only(metrics, "metrics.", {"http"})
+    _only(metrics, "metrics.", {"http", "token_file"})
     _only(tracing, "tracing.", {"opentelemetry"})
     return ObserveConfig(
         http=_get(metrics, "metrics.http", None, _loopback_address),
+        token_file=_get(metrics, "metrics.token_file", None, _absolute_path),
         opentelemetry=_get(
             tracing, "tracing.opentelemetry", "off", _choice("off", "otlp", "console")
         ),
     )
 
 
+def _absolute_path(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise TypeError("expected an absolute file path")
+    path = os.path.expanduser(raw)
+    if not os.path.isabs(path):
+        raise ValueError("expected an absolute file path (it must not depend on the cwd)")
+    return os.path.normpath(path)
+
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def _loopback_address(raw: Any) -> tuple[str, int]:
-    """``host:port`` on loopback (``[::1]:port`` for IPv6): the listener has no access control
-    of its own, so it must not be reachable from another machine."""
+    """``host:port`` on loopback (``[::1]:port`` for IPv6): a bearer token is the listener's
+    only access control, so it must not be reachable from another machine either."""
     if not isinstance(raw, str):
         raise TypeError("expected host:port, e.g. 127.0.0.1:9464")
     host, sep, port_text = raw.rpartition(":")
@@ -317,7 +361,7 @@ _SCHEDULER_KEYS = {
     "fault_backoff_max",
     "shard_probation",
 }
-_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
+_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog", "functions", "commands"}
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
     "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"

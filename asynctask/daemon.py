@@ -89,7 +89,7 @@ from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.resources import Limits
 from asynctask.server.auth import AuthPolicy
-from asynctask.server.http import MetricsHttp
+from asynctask.server.http import TOKEN_NAME, MetricsHttp
 from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
@@ -273,7 +273,13 @@ class Daemon:
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
-        ops = Ops(self, AuthPolicy(admins, self.config.auth.users), self.config.daemon.max_payload)
+        ops = Ops(
+            self,
+            AuthPolicy(admins, self.config.auth.users),
+            self.config.daemon.max_payload,
+            policy=self.config.run_policy,
+            clock=self.clock,
+        )
         self.listener = Listener(
             self.socket_path,
             ops,
@@ -322,14 +328,19 @@ class Daemon:
         """The /metrics listener and the span exporter, when configured."""
         observe = self.config.observe
         if observe.http is not None:
-            http = MetricsHttp(*observe.http, self.prometheus)
+            token_file = observe.token_file or str(self.home / TOKEN_NAME)
+            http = MetricsHttp(*observe.http, self.prometheus, token_file)
             try:
                 await http.start()
             except OSError as exc:
                 host, port = observe.http
                 raise UsageError(f"metrics.http: cannot listen on {host}:{port}: {exc}") from None
             self.metrics_http = http
-            log.info("metrics: http://%s:%d/metrics", *_url_host(http.address))
+            log.info(
+                "metrics: http://%s:%d/metrics (bearer token in %s)",
+                *_url_host(http.address),
+                token_file,
+            )
         if observe.opentelemetry != "off":
             self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
 

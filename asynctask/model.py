@@ -16,6 +16,7 @@ turns them into the ISO 8601 UTC strings of the ``--json`` output.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -97,24 +98,26 @@ PRIORITY_MAX: Final = 9
 PRIORITY_DEFAULT: Final = 5
 DEFAULT_TENANT: Final = "default"
 
-_FUNCTION_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
-_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+# Checked with ``fullmatch``: ``$`` also matches before a final newline, which once let
+# "dup" and "dup\n" be two tasks.
+_FUNCTION_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
+_ID_RE = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def is_function_ref(ref: str) -> bool:
     """``package.module:function`` (a dotted attribute path after the colon is allowed)."""
-    return bool(_FUNCTION_RE.match(ref))
+    return _FUNCTION_RE.fullmatch(ref) is not None
 
 
 def is_name(name: str) -> bool:
     """Tenant and queue names: short, printable, no spaces."""
-    return bool(_NAME_RE.match(name))
+    return _NAME_RE.fullmatch(name) is not None
 
 
 def is_task_id(task_id: str) -> bool:
     """Task IDs: 1-200 printable ASCII characters without spaces."""
-    return bool(_ID_RE.match(task_id))
+    return _ID_RE.fullmatch(task_id) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,18 +129,30 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECAS
 _SIZE_UNITS: Final = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+#: The longest duration anything accepts (a delay, timeout, TTL, CPU limit, backoff): 100
+#: years. Past it a time no longer fits a date (1e308 seconds once crashed ``status``).
+MAX_SECONDS: Final = 100 * 365.25 * 86400.0
+
+
 def parse_duration(text: str | float | int) -> float:
-    """``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` or a bare number of seconds; never negative."""
+    """``500ms``, ``2s``, ``5m``, ``1h``, ``1d`` or a bare number of seconds; never negative,
+    never more than ``MAX_SECONDS`` (100 years)."""
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
     if isinstance(text, int | float):
         if text < 0 or text != text:
             raise ValueError(f"a duration cannot be negative or NaN: {text!r}")
-        return float(text)
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (write e.g. 500ms, 2s, 5m, 1h, 1d)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        seconds = float(text)
+    else:
+        match = _DURATION_RE.fullmatch(text)
+        if not match:
+            raise ValueError(f"not a duration: {text!r} (write e.g. 500ms, 2s, 5m, 1h, 1d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not seconds <= MAX_SECONDS:
+        raise ValueError(
+            f"a duration is at most 100 years ({MAX_SECONDS:.0f} seconds), got {text!r}"
+        )
+    return seconds
 
 
 def parse_size(text: str | int) -> int:
@@ -148,11 +163,14 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text!r}")
         return text
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
         raise ValueError(f"not a size: {text!r} (write e.g. 256M, 2G)")
     unit = (match.group(2) or "").upper()[:1]
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    size = float(match.group(1)) * _SIZE_UNITS[unit]
+    if not math.isfinite(size):
+        raise ValueError(f"not a size: {text!r} (too large)")
+    return int(size)
 
 
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
@@ -163,16 +181,16 @@ def parse_rate(text: str | float | int) -> float:
     if isinstance(text, bool):
         raise ValueError(f"not a rate: {text!r}")
     if isinstance(text, int | float):
-        if not text > 0 or text != text:
-            raise ValueError(f"a rate must be positive: {text!r}")
+        if not (text > 0 and math.isfinite(text)):
+            raise ValueError(f"a rate must be positive and finite: {text!r}")
         return float(text)
-    match = _RATE_RE.match(text)
+    match = _RATE_RE.fullmatch(text)
     if not match:
         raise ValueError(f"not a rate: {text!r} (write e.g. 100/s, 5/m, 1000/h)")
     count = float(match.group(1))
     period = float(match.group(2) or 1) * _DURATION_UNITS[match.group(3)]
-    if count <= 0 or period <= 0:
-        raise ValueError(f"a rate must be positive: {text!r}")
+    if count <= 0 or period <= 0 or not math.isfinite(count / period):
+        raise ValueError(f"a rate must be positive and finite: {text!r}")
     return count / period
 
 

@@ -22,8 +22,8 @@ from asynctask.model import LiveTask
 
 log = logging.getLogger(__name__)
 
-_TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
-_TRACE_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
 #: File (under the daemon's log directory) the ``console`` exporter appends spans to.
 SPANS_FILE: Final = "spans.jsonl"
 
@@ -39,10 +39,10 @@ def parent_ids(trace_id: str | None) -> tuple[int, int] | None:
     if trace_id is None:
         return None
     text = trace_id.lower()
-    match = _TRACEPARENT.match(text)
+    match = _TRACEPARENT.fullmatch(text)
     if match:
         trace, span = int(match.group(1), 16), int(match.group(2), 16)
-    elif _TRACE_ID.match(text):
+    elif _TRACE_ID.fullmatch(text):
         trace, span = int(text, 16), 1  # no parent span given: a placeholder, never exported
     else:
         return None

@@ -12,17 +12,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-from asynctask.model import parse_duration, parse_size
+from asynctask.model import MAX_SECONDS, parse_duration, parse_size
 
 MIN_MEMORY: Final = 32 << 20
 MIN_OPEN_FILES: Final = 16
+#: The largest size limit (memory, file_size): 1 PiB, far past any machine, and well inside
+#: the kernel's 63-bit rlimits and cgroup values (2**63 once killed the worker at start).
+MAX_SIZE: Final = 1 << 50
+#: The most open files: Linux's default ``fs.nr_open``; past it ``setrlimit`` fails.
+MAX_OPEN_FILES: Final = 1 << 20
+#: The most processes: Linux's ``PID_MAX_LIMIT``.
+MAX_PROCESSES: Final = 1 << 22
+#: The largest CPU limit, in seconds: 100 years, as every duration (``model.MAX_SECONDS``).
+MAX_CPU: Final = MAX_SECONDS
 
 _SIZE_KEYS: Final = frozenset({"memory", "file_size"})
-_MINIMUM_REASONS: Final = {
-    "memory": (MIN_MEMORY, "32 MiB: a Python worker needs about 24 MiB just to start"),
-    "open_files": (MIN_OPEN_FILES, "16: the worker itself holds stdio, its socket and imports"),
-    "processes": (1, "1"),
-    "file_size": (1, "1 byte"),
+_RANGES: Final = {
+    "memory": (
+        (MIN_MEMORY, "32 MiB: a Python worker needs about 24 MiB just to start"),
+        (MAX_SIZE, "1024T (1 PiB)"),
+    ),
+    "open_files": (
+        (MIN_OPEN_FILES, "16: the worker itself holds stdio, its socket and imports"),
+        (MAX_OPEN_FILES, "1048576 (the kernel's default fs.nr_open)"),
+    ),
+    "processes": ((1, "1"), (MAX_PROCESSES, "4194304 (the kernel's pid limit)")),
+    "file_size": ((1, "1 byte"), (MAX_SIZE, "1024T (1 PiB)")),
 }
 
 
@@ -160,11 +175,16 @@ def _check(key: str, value: object) -> None:
     if key == "cpu":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"limit 'cpu' must be a number of seconds, got {value!r}")
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"limit 'cpu' must be more than 0 seconds and finite, got {value!r}")
+        if not (value > 0 and math.isfinite(value) and value <= MAX_CPU):
+            raise ValueError(
+                f"limit 'cpu' must be more than 0 and at most {MAX_CPU:.0f} seconds "
+                f"(100 years), got {value!r}"
+            )
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"limit {key!r} must be a whole number, got {value!r}")
-    minimum, reason = _MINIMUM_REASONS[key]
+    (minimum, reason), (maximum, most) = _RANGES[key]
     if value < minimum:
         raise ValueError(f"limit {key!r} is {value}, below the minimum of {reason}")
+    if value > maximum:
+        raise ValueError(f"limit {key!r} is {value}, above the maximum of {most}")

@@ -19,6 +19,8 @@ def test_the_documented_file_is_exactly_the_defaults():
     assert dict(loaded.functions) == {}
     assert loaded.auth.admins == ()
     assert dict(loaded.auth.users) == {}
+    assert loaded.observe == Config().observe
+    assert loaded.run_policy == Config().run_policy
 
 
 def test_values_are_parsed():

@@ -10,8 +10,8 @@ Hypothesis example replays exactly, and it never reads a clock.
 
 Invariants (checked by ``tests/core/test_retry.py``): a task makes at most ``retries + 1``
 attempts; a delay is never negative and never above ``cap`` (or the task's own ``retry_after``
-hint, when that is larger); only retryable error kinds are retried; limit kills are retried only
-when the function opted in.
+hint, when that is larger, itself at most ``MAX_SECONDS``: task code chooses it); only
+retryable error kinds are retried; limit kills are retried only when the function opted in.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from asynctask.model import RETRYABLE_KINDS, ErrorKind
+from asynctask.model import MAX_SECONDS, RETRYABLE_KINDS, ErrorKind
 
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_BASE = 0.5
@@ -64,5 +64,5 @@ class RetryPolicy:
         window = min(self.cap, self.base * (2.0 ** min(exponent, 64)))
         chosen = rng.uniform(0.0, window)
         if retry_after is not None and retry_after > chosen:
-            return float(retry_after)
+            return min(float(retry_after), MAX_SECONDS)  # 1e308 would be no date at all
         return chosen

@@ -2,18 +2,32 @@
 
 A few dozen lines of HTTP/1.1 rather than a web framework: it serves one read-only path to one
 kind of client, answers every request with ``Connection: close``, and never reads a body.
-It binds to loopback only (the config refuses other hosts): the metrics name every tenant,
-and the daemon's access control lives on the Unix socket, not here. A slow or malformed client
-gets a timeout or a 400 and costs the daemon nothing else.
+A slow or malformed client gets a timeout or a 400 and costs the daemon nothing else.
+
+Access control: the metrics name every tenant and queue, which on the Unix socket only an admin
+may read, while any local user can connect to a loopback port. So every request must carry
+``Authorization: Bearer <token>`` (else 401 and ``WWW-Authenticate: Bearer``), the token being
+random and kept in a file only the daemon's user can read (``token_file``, default
+``<home>/metrics.token``), which a Prometheus scrape job names in ``authorization:
+credentials_file:``. The file is made without following a symlink (``O_NOFOLLOW | O_EXCL``
+after unlinking whatever was there), and kept across restarts when it is a regular file the
+daemon's user owns that no one else can write or read (0600, or 0640 to give a group access).
+The listener still binds to loopback only (the config refuses other hosts): the token travels
+in clear text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
+import secrets
+import stat
 from collections.abc import Callable
 from typing import Final
 
+from asynctask.errors import UsageError
 from asynctask.observe.prometheus import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -22,18 +36,34 @@ log = logging.getLogger(__name__)
 MAX_HEAD: Final = 8192
 #: Seconds a client has to send its request head.
 READ_TIMEOUT: Final = 5.0
+#: The token file's name in the home, unless ``[metrics] token_file`` names another.
+TOKEN_NAME: Final = "metrics.token"
+#: Characters of a token (``secrets.token_urlsafe``) and the fewest a kept token must have.
+_TOKEN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_MIN_TOKEN: Final = 32
 
 
 class MetricsHttp:
-    """Serves ``GET /metrics`` (and ``HEAD``) with the text ``render()`` returns."""
+    """Serves ``GET /metrics`` (and ``HEAD``) with the text ``render()`` returns, to requests
+    that carry the bearer token kept in ``token_file``."""
 
-    def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
+    def __init__(self, host: str, port: int, render: Callable[[], str], token_file: str) -> None:
         self._host = host
         self._port = port
         self._render = render
+        self._token_file = token_file
+        self._expected = b""
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        try:
+            token = ensure_token(self._token_file)
+        except OSError as exc:
+            raise UsageError(
+                f"metrics.token_file: cannot write the token to {self._token_file}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        self._expected = f"Bearer {token}".encode()
         self._server = await asyncio.start_server(
             self._serve, self._host, self._port, limit=MAX_HEAD
         )
@@ -69,9 +99,12 @@ class MetricsHttp:
             writer.close()
 
     def _answer(self, head: bytes) -> tuple[int, str]:
-        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             return 400, "bad request\n"
+        if not self._authorized(lines[1:]):
+            return 401, "a bearer token is required (see [metrics] token_file)\n"
         method, target = parts[0], parts[1]
         if method not in (b"GET", b"HEAD"):
             return 405, "only GET and HEAD\n"
@@ -79,13 +112,33 @@ class MetricsHttp:
             return 404, "only /metrics is served here\n"
         return 200, self._render()
 
+    def _authorized(self, headers: list[bytes]) -> bool:
+        """Exactly one ``Authorization`` header, equal to ``Bearer <token>`` (compared in
+        constant time; the scheme's case is not checked, the token's is)."""
+        values = [
+            value.strip()
+            for name, sep, value in (line.partition(b":") for line in headers)
+            if sep and name.strip().lower() == b"authorization"
+        ]
+        if len(values) != 1 or not self._expected:
+            return False
+        given = values[0]
+        scheme, _, credentials = given.partition(b" ")
+        if scheme.lower() == b"bearer":
+            given = b"Bearer " + credentials.strip()
+        return hmac.compare_digest(given, self._expected)
+
     async def _reply(
         self, writer: asyncio.StreamWriter, status: int, body: str, head_only: bool = False
     ) -> None:
         data = body.encode()
         content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+        challenge = (
+            'WWW-Authenticate: Bearer realm="asynctask metrics"\r\n' if status == 401 else ""
+        )
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+            f"{challenge}"
             f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(data)}\r\n"
             "Connection: close\r\n\r\n"
@@ -97,7 +150,58 @@ class MetricsHttp:
 _REASONS: Final = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
 }
+
+
+def ensure_token(path: str) -> str:
+    """The token in ``path``: kept if the file is private (see the module's docstring), else
+    a new random one written to a new 0600 file; ``OSError`` if neither can be done."""
+    kept = _private_token(path)
+    if kept is not None:
+        return kept
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "is a directory", path)
+        os.unlink(path)  # a symlink is removed, never followed
+    token = secrets.token_urlsafe(32)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return token
+
+
+def _private_token(path: str) -> str | None:
+    """The token of an existing regular file the daemon's user owns that others cannot read
+    and no one else can write; ``None`` when there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # missing, a symlink (ELOOP), or unreadable: make a new one
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & 0o037  # group write, anything for others
+            or info.st_size > 1024
+        ):
+            return None
+        text = os.read(fd, 1024).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    if len(text) < _MIN_TOKEN or not set(text) <= _TOKEN_CHARS:
+        return None
+    return text

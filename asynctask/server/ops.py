@@ -7,10 +7,12 @@ parses, ``Ops`` routes).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from asynctask.core.allowlist import RunPolicy
 from asynctask.core.cron import CronSchedule
 from asynctask.errors import Unauthorized, UsageError
 from asynctask.model import ListQuery, SubmitSpec
@@ -107,16 +109,33 @@ OPS = (
 
 
 class Ops:
-    def __init__(self, backend: Backend, auth: AuthPolicy, max_payload: int) -> None:
+    """``policy`` says what each tenant may run (multi-user mode); ``clock`` gives the epoch
+    seconds ``run_at`` is bounded from (the daemon's own clock)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        auth: AuthPolicy,
+        max_payload: int,
+        *,
+        policy: RunPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._backend = backend
         self._auth = auth
         self._max_payload = max_payload
+        self._policy = policy or RunPolicy()
+        self._clock = clock
 
     def __call__(self, peer: Peer, op: str, message: dict[str, Any]) -> Reply:
         if op == "submit":
-            specs = parse_submit(message, self._max_payload)
+            specs = parse_submit(message, self._max_payload, self._clock())
             for spec in specs:
                 self._auth.check(peer.uid, spec.tenant)
+            for index, spec in enumerate(specs):
+                where = f"task {index}: " if len(specs) > 1 else ""
+                for function in (spec.function, spec.on_success, spec.on_failure):
+                    self._may_run(spec.tenant, function, where)
             return _wrap(self._backend.submit(specs), "tasks")
         if op == "status" or op == "wait":
             tenant, task_id = parse_task_ref(message)
@@ -135,8 +154,11 @@ class Ops:
             query, one_id = parse_retry(message)
             return _wrap(self._backend.retry(self._visible(peer, query), one_id), "retried")
         if op == "cron_add":
-            tenant, name, schedule, catch_up, task = parse_cron_add(message, self._max_payload)
+            tenant, name, schedule, catch_up, task = parse_cron_add(
+                message, self._max_payload, self._clock()
+            )
             self._auth.check(peer.uid, tenant)
+            self._may_run(tenant, task["function"], f"cron entry {name!r}: ")
             return _wrap(self._backend.cron_add(tenant, name, schedule, catch_up, task), "cron")
         if op == "cron_list":
             return {"crons": self._backend.cron_list(self._auth.tenants_of(peer.uid))}
@@ -184,6 +206,13 @@ class Ops:
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+
+    def _may_run(self, tenant: str, function: str | None, where: str) -> None:
+        """Refuse a request naming a function its tenant may not run, before anything is
+        stored, so no worker ever imports it."""
+        refusal = None if function is None else self._policy.refusal(tenant, function)
+        if refusal is not None:
+            raise UsageError(f"{where}{refusal}")
 
     def _visible(self, peer: Peer, query: ListQuery) -> ListQuery:
         """Check the tenants a query names, or narrow it to the ones the caller may see."""

@@ -19,6 +19,7 @@ Wire shapes (protocol version 1):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from asynctask.model import (
     DEFAULT_TENANT,
     FINAL_STATES,
     LIVE_STATES,
+    MAX_SECONDS,
     PRIORITY_MAX,
     PRIORITY_MIN,
     WAITING_STATES,
@@ -71,7 +73,11 @@ _SPEC_KEYS = frozenset(
 MAX_TRACE_ID = 128
 
 
-def parse_submit(message: dict[str, Any], max_payload: int) -> list[SubmitSpec]:
+def parse_submit(
+    message: dict[str, Any], max_payload: int, now: float | None = None
+) -> list[SubmitSpec]:
+    """The specs of a ``submit``; ``now`` (epoch seconds, default the wall clock) bounds
+    ``run_at``."""
     tasks = message.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise UsageError("submit needs a non-empty list 'tasks'")
@@ -80,14 +86,14 @@ def parse_submit(message: dict[str, Any], max_payload: int) -> list[SubmitSpec]:
     specs = []
     for index, raw in enumerate(tasks):
         try:
-            specs.append(parse_spec(raw, max_payload))
+            specs.append(parse_spec(raw, max_payload, now))
         except UsageError as exc:
             where = f"task {index}: " if len(tasks) > 1 else ""
             raise UsageError(f"{where}{exc.message}") from None
     return specs
 
 
-def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
+def parse_spec(raw: Any, max_payload: int, now: float | None = None) -> SubmitSpec:
     if not isinstance(raw, dict):
         raise UsageError("a task spec must be a map")
     unknown = set(raw) - _SPEC_KEYS
@@ -111,7 +117,7 @@ def parse_spec(raw: Any, max_payload: int) -> SubmitSpec:
         queue=_optional_name(raw, "queue"),
         priority=_priority(raw["priority"]) if raw.get("priority") is not None else None,
         delay=_seconds(raw, "delay"),
-        run_at=_epoch(raw, "run_at"),
+        run_at=_run_at(raw, now),
         ttl=_seconds(raw, "ttl"),
         retries=_count(raw, "retries"),
         timeout=_seconds(raw, "timeout", positive=True),
@@ -334,7 +340,7 @@ _CRON_TASK_KEYS = frozenset(
 
 
 def parse_cron_add(
-    message: dict[str, Any], max_payload: int
+    message: dict[str, Any], max_payload: int, now: float | None = None
 ) -> tuple[str, str, CronSchedule, str, dict[str, Any]]:
     """``cron_add``: ``{"tenant"?, "name", "expr", "tz"?, "catch_up"?, "task": {...}}``; the
     task takes ``submit``'s function, payload and options, but no ID or timing of its own."""
@@ -361,7 +367,7 @@ def parse_cron_add(
             f"a cron task cannot have {', '.join(sorted(map(str, extra)))} "
             "(its ID and time come from the schedule)"
         )
-    spec = parse_spec({**raw, "tenant": tenant}, max_payload)
+    spec = parse_spec({**raw, "tenant": tenant}, max_payload, now)
     task: dict[str, Any] = {"function": spec.function, "payload": spec.payload}
     for key in ("queue", "priority", "retries", "timeout"):
         value = getattr(spec, key)
@@ -502,14 +508,33 @@ def _number(message: dict[str, Any], key: str) -> float | None:
 
 
 def _seconds(message: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    """A duration in seconds, at most ``MAX_SECONDS`` (100 years): a time past that no longer
+    fits a date, and reading the task back would fail."""
     value = _number(message, key)
-    if value is not None and (value < 0 or (positive and value == 0)):
-        raise UsageError(f"{key} must be {'positive' if positive else 'zero or more'} seconds")
+    if value is not None and (value < 0 or (positive and value == 0) or value > MAX_SECONDS):
+        raise UsageError(
+            f"{key} must be {'more than 0' if positive else '0 or more'} and at most "
+            f"{MAX_SECONDS:.0f} seconds (100 years), got {value!r}"
+        )
     return value
 
 
 def _epoch(message: dict[str, Any], key: str) -> float | None:
     return _number(message, key)
+
+
+def _run_at(message: dict[str, Any], now: float | None) -> float | None:
+    """``run_at``: epoch seconds from 0 (the past means now) to 100 years from ``now``."""
+    value = _number(message, "run_at")
+    if value is None:
+        return None
+    latest = (time.time() if now is None else now) + MAX_SECONDS
+    if not 0 <= value <= latest:
+        raise UsageError(
+            "run_at must be a time from 1970 to 100 years from now "
+            f"(epoch seconds 0 to {latest:.0f}), got {value!r}"
+        )
+    return value
 
 
 def _count(message: dict[str, Any], key: str) -> int | None:

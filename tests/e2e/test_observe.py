@@ -170,15 +170,21 @@ def test_metrics_http_listener_serves_prometheus_text_on_loopback(make_daemon) -
     client.submit("tests.e2e.tasks:add", 1, 2).wait(timeout=30)
     url = client.ping()["metrics_url"]
     assert url.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(url, timeout=10) as response:
+    # The bearer token the daemon wrote (tests/security/test_metrics_token.py: without it, 401).
+    token = (daemon.home / "metrics.token").read_text().strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=bearer), timeout=10
+    ) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         samples = _samples(response.read().decode())
     assert samples["asynctask_tasks_completed_total"] == [
         ({"tenant": "default", "queue": "default", "function": "tests.e2e.tasks:add"}, 1.0)
     ]
+    other = urllib.request.Request(url.replace("/metrics", "/other"), headers=bearer)
     with pytest.raises(urllib.error.HTTPError) as missing:
-        urllib.request.urlopen(url.replace("/metrics", "/other"), timeout=10)
+        urllib.request.urlopen(other, timeout=10)
     assert missing.value.code == 404
     missing.value.close()
     assert daemon.client().ping()["pid"] == daemon.proc.pid  # still serving
