@@ -163,6 +163,7 @@ class _Worker:
         "shard",
         "state",
         "stopping",
+        "tenant",
         "timers",
         "was_ready",
     )
@@ -194,6 +195,9 @@ class _Worker:
         self.was_ready = False
         self.death_note: str | None = None  # overrides "exited with code N" in reports
         self.exited = exited
+        # The tenant of the last job handed to it (None: none yet); its processes are clients
+        # of this tenant only (``worker_tenants``, ``lineage.py``).
+        self.tenant: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -345,6 +349,11 @@ class WorkerPool:
         """Every worker process not yet reaped, including those being stopped."""
         return tuple(worker.pid for worker in self._workers if worker.pid > 0)
 
+    def worker_tenants(self) -> dict[int, str | None]:
+        """pid -> the tenant of the last job handed to it (None: none yet), for every worker
+        process not yet reaped: who a connection from a worker's process may act for."""
+        return {worker.pid: worker.tenant for worker in self._workers if worker.pid > 0}
+
     def pid_of(self, aid: int) -> int | None:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
@@ -426,6 +435,7 @@ class WorkerPool:
             if len(worker.jobs) + worker.lent >= self._slots:
                 stack.pop()
             own = self._new_dedicated(self._loop, job, worker)
+            own.tenant = job.context.get("tenant")
             own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
             self._running[job.aid] = own
             self._spawn_soon(own)
@@ -433,6 +443,7 @@ class WorkerPool:
         channel = worker.channel
         assert channel is not None
         worker.state = _State.BUSY
+        worker.tenant = job.context.get("tenant")
         worker.jobs[job.aid] = job
         if len(worker.jobs) + worker.lent >= self._slots:
             stack.pop()
