@@ -21,6 +21,7 @@ table (``tests/executor/test_lineage.py``: cycles, missing pids, the depth bound
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -40,24 +41,32 @@ class Stat(NamedTuple):
 StatReader = Callable[[int], Stat | None]
 
 
-def parse_stat(line: str) -> Stat:
+def parse_stat(line: bytes) -> Stat:
     """``/proc/<pid>/stat``'s ppid, pgrp and session (fields 4, 5 and 6).
 
     Field 2 (``comm``, in parentheses) is the program's name and may hold spaces and
     parentheses of its own, so the fields after it start after the *last* ``)``.
     """
-    close = line.rindex(")")
+    close = line.rindex(b")")
     _state, ppid, pgrp, session = line[close + 1 :].split(maxsplit=4)[:4]
     return Stat(int(ppid), int(pgrp), int(session))
 
 
 def read_proc_stat(pid: int) -> Stat | None:
-    """The live process's ``Stat`` from ``/proc``; None when it is gone or unreadable."""
+    """The live process's ``Stat`` from ``/proc``; None when it is gone or unreadable.
+
+    Plain ``os`` calls, not ``open()``: about half the cost, and a walk makes several.
+    """
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-            return parse_stat(handle.read())
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return parse_stat(os.read(fd, 4096))
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 def worker_of(

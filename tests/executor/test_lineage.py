@@ -93,8 +93,9 @@ def test_any_table_ends_and_finds_only_an_ancestor(
 
 
 def test_parse_stat_with_spaces_and_parentheses_in_the_name() -> None:
-    assert parse_stat("42 (a b) c)) R 7 8 9 0 -1 4194304") == Stat(7, 8, 9)
-    assert parse_stat("42 (x) S 1 42 42 0") == Stat(1, 42, 42)
+    assert parse_stat(b"42 (a b) c)) R 7 8 9 0 -1 4194304") == Stat(7, 8, 9)
+    assert parse_stat(b"42 (x) S 1 42 42 0") == Stat(1, 42, 42)
+    assert parse_stat(b"42 ()) 1 2 3) Z 0 0 0 0") == Stat(0, 0, 0)
 
 
 def test_real_processes() -> None:
@@ -104,9 +105,17 @@ def test_real_processes() -> None:
     assert me.session == os.getsid(0)
     assert me.pgrp == os.getpgrp()
     assert read_proc_stat(2**22 + 1) is None  # above pid_max: never exists
-    code = "import sys; sys.stdin.read()"
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    # A name with spaces and parentheses, as a hostile task would pick to confuse the parser.
+    code = "import sys; open('/proc/self/comm', 'w').write(') 1 1 1 ('); print(); sys.stdin.read()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
+        assert child.stdout is not None
+        child.stdout.readline()  # renamed
+        with open(f"/proc/{child.pid}/comm") as comm:
+            assert comm.read() == ") 1 1 1 (\n"
+        assert read_proc_stat(child.pid) == Stat(os.getpid(), me.pgrp, me.session)
         assert worker_of(child.pid, {os.getpid(): "a"}) == os.getpid()
         assert worker_of(os.getpid(), {child.pid: "a"}) is None
     finally:
