@@ -2,8 +2,8 @@
 
 A task runs as the daemon's uid, which is an admin on the socket; these tests submit real tasks
 for tenant ``a`` that use ``asynctask.Client`` against the daemon running them and check that
-they can act only for ``a``: tenant ``b``'s IDs are "not found", admin operations are refused,
-and so are the task's children and orphaned grandchildren.
+they can act only for ``a``: tenant ``b``'s IDs are "not found" and admin operations are
+refused, for the task and for the processes it starts (a child, an orphaned grandchild).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def own_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(10)
+        sweep_stale(detect_cgroups())
 
 
 def _like_unknown(answer: dict[str, Any], unknown: dict[str, Any], task_id: str) -> None:
