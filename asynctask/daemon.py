@@ -52,6 +52,7 @@ from asynctask.cursor import encode_cursor
 from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError, WaitTimeout
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
@@ -88,7 +89,8 @@ from asynctask.observe.tracing import queue_wait, record_attempt, run_time, stag
 from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.resources import Limits
-from asynctask.server.auth import AuthPolicy
+from asynctask.server.auth import AuthPolicy, Principal
+from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
 from asynctask.server.listener import Listener, claim_socket_path
 from asynctask.server.ops import Ops
@@ -222,6 +224,15 @@ class Daemon:
             await self.shutdown()
             raise
 
+    def _identify(self, peer: Peer) -> Principal:
+        """Who a new connection acts as: a task of its worker's tenant when the peer is one of
+        the pool's workers or a process one started (``lineage.worker_of``), else a user."""
+        tenants = self.pool.worker_tenants() if self.pool is not None else {}
+        worker = worker_of(peer.pid, tenants)
+        if worker is None:
+            return Principal(uid=peer.uid, pid=peer.pid)
+        return Principal(uid=peer.uid, pid=peer.pid, is_worker=True, worker_tenant=tenants[worker])
+
     def _lock_home(self) -> None:
         """One daemon per home: a second one would share the database and the workers' fate."""
         handle = open(self.home / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process's life
@@ -285,6 +296,7 @@ class Daemon:
             ops,
             self.config.daemon.max_frame,
             shared=bool(self.config.auth.users),
+            identify=self._identify,
         )
         # Observers first, and accepting before the socket listens: a client that connects
         # during any await of start-up must find the daemon taking tasks, not "shutting down".

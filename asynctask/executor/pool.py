@@ -402,6 +402,11 @@ class WorkerPool:
         server = self._forkserver
         return server.pid if server is not None and server.alive else None
 
+    def worker_tenants(self) -> dict[int, str | None]:
+        """pid -> the tenant it serves (None: none yet), for every worker
+        process not yet reaped: who a connection from a worker's process may act for."""
+        return {worker.pid: worker.tenant for worker in self._workers if worker.pid > 0}
+
     def pid_of(self, aid: int) -> int | None:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)

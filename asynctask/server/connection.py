@@ -1,5 +1,9 @@
 """One client connection: handshake, peer credentials, request dispatch, replies.
 
+Who the peer is (its ``Principal``: uid, and whether it is one of the daemon's workers) is
+decided once, when the connection is accepted, by the ``identify`` callable the daemon supplies;
+requests then pass it to the dispatcher with no further cost.
+
 An ``asyncio.Protocol`` rather than a stream coroutine: bytes are fed to the sans-I/O
 ``FrameDecoder`` in ``data_received`` and each request is dispatched at once, with no coroutine
 per message. Ops that answer from memory reply synchronously; ops that wait (a submit waits for
@@ -24,6 +28,7 @@ from typing import Any, cast
 
 from asynctask.errors import AsynctaskError, ProtocolError, UsageError
 from asynctask.protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, error_reply, ok_reply
+from asynctask.server.auth import Principal
 
 log = logging.getLogger("asynctask.server")
 
@@ -43,8 +48,15 @@ class Peer:
     gid: int
 
 
-#: ``dispatch(peer, op, message) -> reply fields``, supplied by the daemon.
-Dispatcher = Callable[[Peer, str, dict[str, Any]], Reply]
+#: ``dispatch(principal, op, message) -> reply fields``, supplied by the daemon.
+Dispatcher = Callable[[Principal, str, dict[str, Any]], Reply]
+#: ``identify(peer) -> principal``, called once per connection, supplied by the daemon.
+Identify = Callable[[Peer], Principal]
+
+
+def as_user(peer: Peer) -> Principal:
+    """The ``identify`` of a daemon without workers: every peer is a user, by its uid."""
+    return Principal(uid=peer.uid, pid=peer.pid)
 
 
 def peer_of(sock: socket.socket | None) -> Peer:
@@ -57,9 +69,14 @@ def peer_of(sock: socket.socket | None) -> Peer:
 
 class Connection(asyncio.Protocol):
     def __init__(
-        self, dispatch: Dispatcher, max_frame: int, on_close: Callable[[Connection], None]
+        self,
+        dispatch: Dispatcher,
+        max_frame: int,
+        on_close: Callable[[Connection], None],
+        identify: Identify = as_user,
     ) -> None:
         self._dispatch = dispatch
+        self._identify = identify
         self._decoder = FrameDecoder(max_frame)
         self._max_frame = max_frame
         self._on_close = on_close
@@ -68,9 +85,10 @@ class Connection(asyncio.Protocol):
         self._in_flight = 0
         self._paused = False
         self.peer = Peer(0, -1, -1)
+        self.principal = Principal(uid=-1)
 
     def __repr__(self) -> str:
-        return f"<Connection peer={self.peer} in_flight={self._in_flight}>"
+        return f"<Connection peer={self.peer} as={self.principal} in_flight={self._in_flight}>"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they implement its interface.
@@ -79,7 +97,15 @@ class Connection(asyncio.Protocol):
             self.peer = peer_of(transport.get_extra_info("socket"))
         except OSError as exc:
             log.warning("cannot read peer credentials: %s", exc)
-        log.debug("connection from pid=%d uid=%d", self.peer.pid, self.peer.uid)
+        try:
+            self.principal = self._identify(self.peer)
+        except Exception:  # refuse the connection rather than guess who it is
+            log.exception("cannot identify the peer pid=%d uid=%d", self.peer.pid, self.peer.uid)
+            self.close()
+            return
+        log.debug(
+            "connection from pid=%d uid=%d as %s", self.peer.pid, self.peer.uid, self.principal
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -112,7 +138,7 @@ class Connection(asyncio.Protocol):
             self._send(error_reply(rid, UsageError("a request needs an 'op' string").to_wire()))
             return
         try:
-            reply = self._dispatch(self.peer, op, message)
+            reply = self._dispatch(self.principal, op, message)
         except AsynctaskError as exc:
             self._send(error_reply(rid, exc.to_wire()))
             return

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from asynctask.errors import UsageError
-from asynctask.server.connection import Connection, Dispatcher
+from asynctask.server.connection import Connection, Dispatcher, Identify, as_user
 
 log = logging.getLogger("asynctask.server")
 
@@ -44,10 +44,17 @@ def claim_socket_path(path: Path) -> None:
 
 class Listener:
     def __init__(
-        self, path: Path, dispatch: Dispatcher, max_frame: int, *, shared: bool = False
+        self,
+        path: Path,
+        dispatch: Dispatcher,
+        max_frame: int,
+        *,
+        shared: bool = False,
+        identify: Identify = as_user,
     ) -> None:
         self.path = path
         self._dispatch = dispatch
+        self._identify = identify
         self._max_frame = max_frame
         self._shared = shared
         self._server: asyncio.AbstractServer | None = None
@@ -67,7 +74,9 @@ class Listener:
         os.chmod(self.path, 0o666 if self._shared else 0o600)
 
     def _connection(self) -> Connection:
-        connection = Connection(self._dispatch, self._max_frame, self.connections.discard)
+        connection = Connection(
+            self._dispatch, self._max_frame, self.connections.discard, self._identify
+        )
         self.connections.add(connection)
         return connection
 

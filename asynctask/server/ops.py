@@ -3,6 +3,12 @@
 The daemon implements ``Backend``; this module owns the wire names of ops and fields, so the
 daemon never sees an unvalidated map and the wire format lives in one place (``requests.py``
 parses, ``Ops`` routes).
+
+Authorization is ``AuthPolicy``'s, applied to the connection's ``Principal``. For a task acting
+as a client (a worker's process), another tenant's task ID is "not found", the very error an ID
+that does not exist gets, so a task cannot even learn that the ID exists; naming another tenant
+in any other way (a submit, a selector without an ID, ``list --tenant``) is ``Unauthorized``, as
+for any user.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from typing import Any, Protocol
 
 from asynctask.core.allowlist import RunPolicy
 from asynctask.core.cron import CronSchedule
-from asynctask.errors import Unauthorized, UsageError
+from asynctask.errors import NotFound, Unauthorized, UsageError
 from asynctask.model import ListQuery, SubmitSpec
-from asynctask.server.auth import AuthPolicy
-from asynctask.server.connection import Peer, Reply
+from asynctask.server.auth import AuthPolicy, Principal
+from asynctask.server.connection import Reply
 from asynctask.server.requests import (
     is_task_selector,
     parse_cancel,
@@ -127,11 +133,13 @@ class Ops:
         self._policy = policy or RunPolicy()
         self._clock = clock
 
-    def __call__(self, peer: Peer, op: str, message: dict[str, Any]) -> Reply:
+    def __call__(self, who: Principal, op: str, message: dict[str, Any]) -> Reply:
+        if who.is_worker and who.worker_tenant is None:
+            raise Unauthorized("a worker that has run no task may not use the daemon")
         if op == "submit":
             specs = parse_submit(message, self._max_payload, self._clock())
             for spec in specs:
-                self._auth.check(peer.uid, spec.tenant)
+                self._auth.check(who, spec.tenant)
             for index, spec in enumerate(specs):
                 where = f"task {index}: " if len(specs) > 1 else ""
                 for function in (spec.function, spec.on_success, spec.on_failure):
@@ -139,69 +147,73 @@ class Ops:
             return _wrap(self._backend.submit(specs), "tasks")
         if op == "status" or op == "wait":
             tenant, task_id = parse_task_ref(message)
-            self._auth.check(peer.uid, tenant)
+            self._check_ref(who, tenant, task_id)
             if op == "status":
                 return _wrap(self._backend.status(tenant, task_id), "task")
             timeout = parse_wait_timeout(message)
             return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
         if op == "list":
-            query = self._visible(peer, parse_list(message))
+            query = self._visible(who, parse_list(message))
             return self._backend.list_tasks(query)
         if op == "cancel":
             query, one_id = parse_cancel(message)
-            return _wrap(self._backend.cancel(self._visible(peer, query), one_id), "cancelled")
+            try:
+                query = self._visible(who, query, one_id)
+            except NotFound:  # another tenant's ID, to a task: answer as for an unknown ID,
+                return {"cancelled": 0}  # which names no live task
+            return _wrap(self._backend.cancel(query, one_id), "cancelled")
         if op == "retry":
             query, one_id = parse_retry(message)
-            return _wrap(self._backend.retry(self._visible(peer, query), one_id), "retried")
+            return _wrap(self._backend.retry(self._visible(who, query, one_id), one_id), "retried")
         if op == "cron_add":
             tenant, name, schedule, catch_up, task = parse_cron_add(
                 message, self._max_payload, self._clock()
             )
-            self._auth.check(peer.uid, tenant)
+            self._auth.check(who, tenant)
             self._may_run(tenant, task["function"], f"cron entry {name!r}: ")
             return _wrap(self._backend.cron_add(tenant, name, schedule, catch_up, task), "cron")
         if op == "cron_list":
-            return {"crons": self._backend.cron_list(self._auth.tenants_of(peer.uid))}
+            return {"crons": self._backend.cron_list(self._auth.tenants_of(who))}
         if op == "cron_remove":
             tenant, name = parse_cron_ref(message)
-            self._auth.check(peer.uid, tenant)
+            self._auth.check(who, tenant)
             return _wrap(self._backend.cron_remove(tenant, name), "removed")
         if op == "delete":
             query, one_id = parse_delete(message)
-            return _wrap(self._backend.delete(self._visible(peer, query), one_id), "deleted")
+            return _wrap(self._backend.delete(self._visible(who, query, one_id), one_id), "deleted")
         if (op == "pause" or op == "resume") and is_task_selector(message):
             query, one_id = parse_hold(message, op)
-            held = self._backend.hold(self._visible(peer, query), one_id, op == "pause")
+            held = self._backend.hold(self._visible(who, query, one_id), one_id, op == "pause")
             return _wrap(held, "tasks")
         if op == "pause" or op == "resume":
             target = parse_pause_target(message)
             kind, tenant, _ = target
             if kind == "function":
-                if not self._auth.is_admin(peer.uid):
-                    raise Unauthorized("only an admin may pause or resume a function")
+                if not self._auth.is_admin(who):
+                    raise Unauthorized(f"only an admin may pause or resume a function, not {who}")
             else:
-                self._auth.check(peer.uid, tenant)
+                self._auth.check(who, tenant)
             return _wrap(self._backend.set_paused(target, op == "pause"), "changed")
         if op == "logs" or op == "inspect":
             tenant, task_id = parse_task_ref(message)
-            self._auth.check(peer.uid, tenant)
+            self._check_ref(who, tenant, task_id)
             if op == "inspect":
                 return self._backend.inspect(tenant, task_id)
             return self._backend.logs(tenant, task_id, parse_log_offsets(message))
         if op == "stop":
-            if not self._auth.is_admin(peer.uid):
-                raise Unauthorized("only an admin may stop the daemon")
+            if not self._auth.is_admin(who):
+                raise Unauthorized(f"only an admin may stop the daemon, not {who}")
             return self._backend.stop(parse_drain(message))
         if op == "queues":
-            return self._backend.queues(self._auth.tenants_of(peer.uid))
+            return self._backend.queues(self._auth.tenants_of(who))
         if op == "stats":
             only = None if message.get("tenant") is None else parse_tenant(message)
             if only is not None:
-                self._auth.check(peer.uid, only)
-            return self._backend.stats(self._auth.tenants_of(peer.uid), only)
+                self._auth.check(who, only)
+            return self._backend.stats(self._auth.tenants_of(who), only)
         if op == "metrics":
-            if not self._auth.is_admin(peer.uid):
-                raise Unauthorized("only an admin may read the metrics of every tenant")
+            if not self._auth.is_admin(who):
+                raise Unauthorized(f"only an admin may read the metrics of every tenant, not {who}")
             return {"text": self._backend.prometheus()}
         if op == "ping":
             return self._backend.ping()
@@ -214,15 +226,25 @@ class Ops:
         if refusal is not None:
             raise UsageError(f"{where}{refusal}")
 
-    def _visible(self, peer: Peer, query: ListQuery) -> ListQuery:
+    def _visible(self, who: Principal, query: ListQuery, one_id: str | None = None) -> ListQuery:
         """Check the tenants a query names, or narrow it to the ones the caller may see."""
-        allowed = self._auth.tenants_of(peer.uid)
+        allowed = self._auth.tenants_of(who)
         if query.tenants is not None:
             for tenant in query.tenants:
-                self._auth.check(peer.uid, tenant)
+                if one_id is not None:
+                    self._check_ref(who, tenant, one_id)
+                else:
+                    self._auth.check(who, tenant)
         elif allowed is not None:
             query = replace(query, tenants=tuple(sorted(allowed)))
         return query
+
+    def _check_ref(self, who: Principal, tenant: str, task_id: str) -> None:
+        """May ``who`` name task ``task_id`` of ``tenant``? A task asking for another tenant's
+        ID gets the daemon's "not found" (``Daemon.status``'s words), as for an unknown ID."""
+        if who.is_worker and tenant != who.worker_tenant:
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        self._auth.check(who, tenant)
 
 
 async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
