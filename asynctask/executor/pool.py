@@ -52,8 +52,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final, cast
@@ -62,6 +62,7 @@ from asynctask import protocol
 from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
+from asynctask.executor.workerenv import home_of, minimal_environment
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
 
@@ -99,6 +100,9 @@ class PoolConfig:
     memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
     limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
     cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
+    socket_path: str | None = None  # the daemon's socket, told to workers (ASYNCTASK_SOCKET)
+    env_pass: tuple[str, ...] = ()  # names copied from this process's environment to workers'
+    env: Mapping[str, str] = field(default_factory=dict)  # set in workers' environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,7 +696,10 @@ class WorkerPool:
         support = self._config.cgroups
         if support is not None and support.memory and worker.limits.memory is not None:
             wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        return {**self._env, LIMITS_ENV: json.dumps(wire)}
+        env = {**self._env, LIMITS_ENV: json.dumps(wire)}
+        if worker.limits.user != self._config.limits.user and "HOME" not in self._config.env:
+            env["HOME"] = home_of(worker.limits.user)
+        return env
 
     def _confine(self, worker: _Worker) -> None:
         """Put a new worker in a cgroup of its own with its memory and process limits, before
@@ -1178,7 +1185,15 @@ def _open_output(path: str) -> int:
 
 
 def _worker_env(config: PoolConfig) -> dict[str, str]:
-    env = dict(os.environ)
+    """A minimal environment (``workerenv.py``), never this process's whole one, plus the
+    pool's own variables."""
+    env = minimal_environment(
+        os.environ,
+        user=config.limits.user,
+        socket_path=config.socket_path,
+        passed=config.env_pass,
+        extra=config.env,
+    )
     env[PARENT_PID_ENV] = str(os.getpid())
     env[PATHS_ENV] = os.pathsep.join(config.paths)
     if config.stack_dir is not None:
