@@ -269,6 +269,7 @@ class Daemon:
                 socket_path=str(self.socket_path),
                 env_pass=workers.env_pass,
                 env=workers.env,
+                reap_orphans=True,
             ),
             on_outcome=self._on_outcome,
             on_idle=self._wake,

@@ -35,9 +35,16 @@ while time.monotonic() < end:
 """
 
 
-def leave_grandchild(pid_file: str, then_sleep: float = 0.0, then_exit: int | None = None) -> int:
+def leave_grandchild(
+    pid_file: str, then_sleep: float = 0.0, then_exit: int | None = None, unreap: bool = False
+) -> int:
     """Double-fork a ``setsid`` grandchild that writes its pid to ``pid_file`` and sleeps; then
-    sleep ``then_sleep`` seconds and return its pid (or end the worker with ``then_exit``)."""
+    sleep ``then_sleep`` seconds and return its pid (or end the worker with ``then_exit``).
+    ``unreap`` first turns the worker's child-subreaper flag off, as hostile code could."""
+    if unreap:
+        import ctypes
+
+        assert ctypes.CDLL(None).prctl(36, 0, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
     subprocess.run(
         [sys.executable, "-c", _DOUBLE_FORK, pid_file],
         start_new_session=True,
