@@ -292,7 +292,10 @@ class OrphanReaper:
 
         self._timer = None
         workers = self._workers()
-        killed, left = (0, 1) if workers is None else reap_strays(workers)
+        if workers is None:  # a spawn is under way: judge no child until its pid is known
+            self._timer = asyncio.get_running_loop().call_later(_SWEEP_DELAYS[2], self._pass)
+            return
+        killed, left = reap_strays(workers)
         log = logging.getLogger("asynctask.executor")
         if killed:
             log.info("killed and reaped %d process(es) left behind by workers", killed)
