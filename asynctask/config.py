@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class WorkersConfig:
     memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
     limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
+    env_pass: tuple[str, ...] = ()  # names copied from the daemon's environment to workers'
+    env: Mapping[str, str] = field(default_factory=dict)  # [workers.env]: set in workers'
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "memory_budget",
             "max_worker_rss",
             "sandbox",
+            "env_pass",
+            "env",
             *RESOURCE_KEYS,
         },
     )
@@ -241,6 +246,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         memory_budget=_get(workers, "workers.memory_budget", w.memory_budget, _size(0)),
         max_worker_rss=_get(workers, "workers.max_worker_rss", w.max_worker_rss, _size(0)),
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
+        env_pass=_get(workers, "workers.env_pass", w.env_pass, _env_names),
+        env=_env_table(workers.get("env", {})),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
@@ -638,3 +645,38 @@ def _uid(user: Any, path: str) -> int:
         except KeyError:
             raise ConfigError(f"{path}: no such user {user!r}") from None
     raise ConfigError(f"{path}: expected a user name or uid, not {user!r}")
+
+
+#: A name a shell could export: what ``env_pass`` and ``[workers.env]`` accept.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The pool's own variables (``ASYNCTASK_SOCKET``, ``ASYNCTASK_PARENT_PID``, ...): not settable.
+_ENV_RESERVED = "ASYNCTASK_"
+
+
+def _env_name(name: Any, path: str) -> str:
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        raise ConfigError(f"{path}: {name!r} is not a valid environment variable name")
+    if name.upper().startswith(_ENV_RESERVED):
+        raise ConfigError(f"{path}: {name} is reserved: ASYNCTASK_* variables are set by the pool")
+    return name
+
+
+def _env_names(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise TypeError("expected a list of environment variable names")
+    return tuple(_env_name(name, "workers.env_pass") for name in raw)
+
+
+def _env_table(raw: Any) -> dict[str, str]:
+    """``[workers.env]``: ``NAME = "value"`` pairs set in every worker's environment."""
+    if not isinstance(raw, dict):
+        raise ConfigError('[workers.env] must be a table of NAME = "value"')
+    env: dict[str, str] = {}
+    for name, value in raw.items():
+        _env_name(name, "workers.env")
+        if not isinstance(value, str):
+            raise ConfigError(f"workers.env.{name} must be a string, not {value!r}")
+        if "\0" in value:
+            raise ConfigError(f"workers.env.{name} must not contain a NUL character")
+        env[name] = value
+    return env

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 from asynctask import protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
 from asynctask.executor.capture import ATTEMPT, Capture
+from asynctask.executor.reaper import become_subreaper, kill_descendants
 from asynctask.executor.taskcontext import CURRENT, TaskContext
 from asynctask.model import ErrorKind, error_dict, is_function_ref
 
@@ -168,6 +169,7 @@ class Worker:
             reply = {"ok": False, "error": _describe(exc)}
         finally:
             _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
+            kill_descendants()  # nothing the attempt started outlives it (reaper.py)
             if capture.only is not None:
                 capture.finish(capture.only)
             capture.only = None
@@ -329,6 +331,8 @@ class ConcurrentWorker(Worker):
             self._tasks.pop(aid, None)
             self._started.discard(aid)
             self._cancelled.discard(aid)
+            if not self._tasks:  # whose a process is cannot be told: only when none runs
+                kill_descendants()
             if isinstance(aid, int):
                 self.capture.finish(aid)
         self._reply({"op": "done", "aid": aid, "t0": started, **reply})
@@ -653,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _die_with_parent():
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
+    become_subreaper()  # orphans of the task's processes stay below us (reaper.py)
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()

@@ -58,6 +58,11 @@ class ForkServer:
     def __repr__(self) -> str:
         return f"<ForkServer pid={self.pid} alive={self.alive} children={len(self._children)}>"
 
+    @property
+    def running(self) -> bool:
+        """Whether its process may still exist (started, and not reaped by ``close``)."""
+        return self._process is not None and self._process.get_returncode() is None
+
     async def start(
         self, python: str, env: Mapping[str, str], cwd: str | None, output: int | None
     ) -> None:

@@ -8,9 +8,14 @@ many jobs as there are idle workers, and learns the rest through two callbacks: 
 once per finished job, ``on_idle`` whenever a worker becomes free.
 
 Each worker is ``python -m asynctask.executor.child FD`` (see ``child.py``), started in a session
-of its own so that its process group holds every process the task forks: killing a worker means
+of its own so that its process group holds the processes the task forks: killing a worker means
 ``killpg`` - first SIGTERM, then SIGKILL after ``kill_grace`` - and a worker that exits for any
-reason gets one SIGKILL to its group, so no grandchild outlives the attempt that started it.
+reason gets one SIGKILL to its group. What leaves the group (``setsid``, a double fork) is
+contained by the process tree instead (``reaper.py``): the worker is a child subreaper that kills
+its descendants after each attempt, and with ``reap_orphans`` (the daemon's setting) the pool's
+process is one too, so a dead worker's descendants become its children, which the pool kills and
+reaps on every worker exit. A CPU limit counts the attempt's children: the pool polls the
+worker's cgroup (or, without one, its process tree in ``/proc``) every ``CPU_POLL`` seconds.
 
 The daemon's end of each socketpair is an asyncio ``Protocol`` feeding a ``FrameDecoder``: a
 result is handled in the callback that delivered its bytes, with no coroutine per message. Process
@@ -53,8 +58,8 @@ import socket
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final, cast
@@ -65,6 +70,8 @@ from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.executor.forkserver import ForkServer, ForkServerError
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
+from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
+from asynctask.executor.workerenv import home_of, minimal_environment
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
 
@@ -75,6 +82,8 @@ START_TIMEOUT: Final = 15.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_MAX: Final = 5.0
 _FORK_SERVER_RETRY: Final = 5.0
+#: Seconds between reads of the CPU time of an attempt with a CPU limit, children included.
+CPU_POLL: Final = 0.25
 #: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
 #: even when the daemon runs from a source tree and ``cwd`` is the user's project.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
@@ -104,6 +113,13 @@ class PoolConfig:
     limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
     cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
     fork_server: bool = True  # fork workers from a zygote (``zygote.py``) instead of exec'ing
+    socket_path: str | None = None  # the daemon's socket, told to workers (ASYNCTASK_SOCKET)
+    env_pass: tuple[str, ...] = ()  # names copied from this process's environment to workers'
+    env: Mapping[str, str] = field(default_factory=dict)  # set in workers' environment
+    #: Make this process a child subreaper and kill every child of it that is not a worker
+    #: when a worker exits (``reaper.py``): only for a process whose children are all the
+    #: pool's, as the daemon's are.
+    reap_orphans: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +324,7 @@ class WorkerPool:
         self._start_waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._env = _worker_env(config)
+        self._orphans = OrphanReaper(self._worker_pids) if config.reap_orphans else None
         # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
         self._max = max(config.workers, config.max_workers or config.workers)
         self._target = config.workers
@@ -429,6 +446,10 @@ class WorkerPool:
         if self._loop is not None:
             raise RuntimeError("WorkerPool.start() can be called only once")
         loop = self._loop = asyncio.get_running_loop()
+        if self._orphans is not None:
+            if not become_subreaper():
+                log.warning("not a subreaper: a dead worker's setsid descendants may outlive it")
+            self._orphans.start()
         if self._config.fork_server:
             await self._start_fork_server()
         waiter = self._start_waiter = loop.create_future()
@@ -461,21 +482,23 @@ class WorkerPool:
         """Without a fork server every worker is an interpreter start: slower, never wrong."""
         config = self._config
         server = ForkServer()
-        output = None if config.output_path is None else _open_output(config.output_path)
-        try:
-            await server.start(config.python, self._env, config.cwd, output)
-        except ForkServerError as exc:
-            log.warning("workers start as new interpreters: %s", exc)
-            return
-        finally:
-            if output is not None:
-                os.close(output)
-        if self._closing:
-            await server.close()
-            return
-        old, self._forkserver = self._forkserver, server
-        if old is not None:
-            await old.close()
+        # Under the spawn lock: the orphan reaper spares only children whose pids it knows.
+        async with self._spawn_lock:
+            output = None if config.output_path is None else _open_output(config.output_path)
+            try:
+                await server.start(config.python, self._env, config.cwd, output)
+            except ForkServerError as exc:
+                log.warning("workers start as new interpreters: %s", exc)
+                return
+            finally:
+                if output is not None:
+                    os.close(output)
+            if self._closing:
+                await server.close()
+                return
+            old, self._forkserver = self._forkserver, server
+            if old is not None:
+                await old.close()
 
     def _restart_fork_server(self) -> None:
         """The fork server died (its workers with it): start another in the background, at
@@ -583,7 +606,30 @@ class WorkerPool:
             worker.timers[job.aid] = self._loop.call_later(
                 job.timeout, self._on_timeout, worker, job
             )
+        if worker.limits.cpu is not None:
+            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
         worker.channel.write(frame)
+
+    def _watch_cpu(self, worker: _Worker, job: Job) -> None:
+        """Kill a worker whose CPU time, its children's included, passed its limit.
+
+        RLIMIT_CPU counts each process alone, so work split over child processes would pass
+        it many times over. The cgroup's accounting counts them all; without a cgroup, the
+        worker's process tree in /proc does (``tree_cpu_seconds``)."""
+        limit = worker.limits.cpu
+        if limit is None or worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
+            return
+        used = worker.group.cpu_seconds() if worker.group is not None else None
+        if used is None:
+            used = tree_cpu_seconds(worker.pid)
+        if used is None or used < limit:
+            assert self._loop is not None
+            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
+            return
+        message = f"the attempt used up its CPU limit of {limit:g}s (its child processes too)"
+        error = error_dict(ErrorKind.CPU_LIMIT, "CpuLimit", message)
+        for outcome in self._abandon(worker, {job.aid: error}, report=True):
+            self._emit(outcome)
 
     def _needs_own_worker(self, limits: Limits) -> bool:
         """Limits other than the pool's run in a worker started with them, never by loosening
@@ -741,6 +787,9 @@ class WorkerPool:
                 log.error("%d worker(s) did not exit even after SIGKILL", len(late))
         if self._forkserver is not None:
             await self._forkserver.close()
+        if self._orphans is not None:
+            await self._orphans.wait(timeout=5.0)
+            self._orphans.close()
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
 
@@ -853,7 +902,20 @@ class WorkerPool:
         support = self._config.cgroups
         if support is not None and support.memory and worker.limits.memory is not None:
             wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        return {**self._env, LIMITS_ENV: json.dumps(wire)}
+        env = {**self._env, LIMITS_ENV: json.dumps(wire)}
+        if worker.limits.user != self._config.limits.user and "HOME" not in self._config.env:
+            env["HOME"] = home_of(worker.limits.user)
+        return env
+
+    def _worker_pids(self) -> set[int] | None:
+        """The pids of the workers, the children ``_orphans`` spares; ``None`` while one is being
+        spawned: its pid is not known yet."""
+        if self._spawn_lock.locked():
+            return None
+        pids = {worker.pid for worker in self._workers if worker.pid > 0}
+        if self._forkserver is not None and self._forkserver.running:
+            pids.add(self._forkserver.pid)
+        return pids
 
     def _confine(self, worker: _Worker) -> None:
         """Put a new worker in a cgroup of its own with its memory and process limits, before
@@ -1191,6 +1253,8 @@ class WorkerPool:
             log.warning("idle worker %d %s; replacing it", worker.pid, how)
         if not worker.exited.done():
             worker.exited.set_result(None)
+        if self._orphans is not None:
+            self._orphans.sweep()  # what it left behind is ours now: kill and reap it
         self._refill()
         for outcome in outcomes:
             self._emit(outcome)
@@ -1362,7 +1426,15 @@ def _open_output(path: str) -> int:
 
 
 def _worker_env(config: PoolConfig) -> dict[str, str]:
-    env = dict(os.environ)
+    """A minimal environment (``workerenv.py``), never this process's whole one, plus the
+    pool's own variables."""
+    env = minimal_environment(
+        os.environ,
+        user=config.limits.user,
+        socket_path=config.socket_path,
+        passed=config.env_pass,
+        extra=config.env,
+    )
     env[PARENT_PID_ENV] = str(os.getpid())
     env[PATHS_ENV] = os.pathsep.join(config.paths)
     if config.stack_dir is not None:

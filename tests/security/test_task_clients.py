@@ -222,11 +222,6 @@ def test_an_orphaned_grandchild_acts_for_the_same_tenant(tenants: Tenants) -> No
     _check_descendant(answer, tenants)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a grandchild in a session of its own is reparented to init, out of the worker's "
-    "lineage, until workers are child subreapers (issue 13, containment)",
-)
 def test_a_grandchild_in_its_own_session_acts_for_the_same_tenant(tenants: Tenants) -> None:
     socket = str(tenants.daemon.socket)
     answer = tenants.daemon.client("a").submit(f"{TASKS}:descendant", socket, "orphan_setsid")
