@@ -53,6 +53,7 @@ from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
+from asynctask.home import UMASK, open_private, prepare_home, verify_home
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
 from asynctask.liveindex import LiveIndex
@@ -210,11 +211,18 @@ class Daemon:
     async def start(self) -> None:
         began = time.perf_counter()
         self._loop = asyncio.get_running_loop()
-        self.home.mkdir(parents=True, exist_ok=True)
-        if not self.config.auth.users:
-            os.chmod(self.home, 0o700)
-        (self.home / LOG_DIR).mkdir(exist_ok=True)
-        self._lock_home()
+        os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
+        verify_home(self.home)
+        self._lock_home()  # before any mode changes: another daemon may be serving from it
+        tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
+        if tightened:
+            log.warning(
+                "tightened %d path(s) in the home that others could read (an older version's "
+                "modes): %s%s",
+                len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
+                " ..." if len(tightened) > TIGHTENED_LISTED else "",
+                extra={"event": "tightened", "paths": len(tightened)},
+            )  # fmt: skip
         claim_socket_path(self.socket_path)
         try:
             await self._start_parts(began)
@@ -224,7 +232,11 @@ class Daemon:
 
     def _lock_home(self) -> None:
         """One daemon per home: a second one would share the database and the workers' fate."""
-        handle = open(self.home / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process's life
+        path = self.home / LOCK_NAME
+        try:  # held for the process's life; never through a symlink (home.py)
+            handle = os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT), "a+")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot open the lock file: {exc}; remove it") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -247,8 +259,7 @@ class Daemon:
             log.warning("sandbox: %s", self.cgroups.description)
         else:
             log.info("sandbox: %s", self.cgroups.description)
-        run_dir = self.home / RUN_DIR
-        run_dir.mkdir(mode=0o700, exist_ok=True)
+        run_dir = self.home / RUN_DIR  # made and checked by prepare_home
         self.pool = WorkerPool(
             PoolConfig(
                 workers=workers.min_workers,
@@ -292,7 +303,11 @@ class Daemon:
         for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
             self._fire(entry, slot)
         self._missed_slots.clear()
-        (self.home / PID_NAME).write_text(f"{os.getpid()}\n")
+        pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(pid_fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(pid_fd)
         log.info(
             "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
             "%.0f ms, start-up %.0f ms",
@@ -606,8 +621,8 @@ class Daemon:
         logs = self.attempt_logs
         for seq, _ in chosen:
             logs.finish(seq)
-        paths = [logs.path(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
-        await asyncio.to_thread(_unlink_all, paths)
+        names = [(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
+        await asyncio.to_thread(logs.unlink, names)
         log.info("history retention: deleted %d finished tasks", len(chosen))
         return len(chosen)
 
@@ -1224,17 +1239,14 @@ _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failur
 LOG_CHUNK = 4 * 1024 * 1024
 FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
+#: Paths named in the start-up line about modes tightened (the count is always complete).
+TIGHTENED_LISTED = 10
+
 #: Finished tasks history retention deletes in one transaction (see ``_purge_history``).
 PURGE_BATCH = 500
 
 #: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
 PURGE_INTERVAL = 60.0
-
-
-def _unlink_all(paths: Iterable[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 #: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).

@@ -624,10 +624,13 @@ def _dump_stacks_on_sigusr1() -> None:
 
     try:
         # Kept open for the worker's life: faulthandler holds the descriptor, not the object.
-        stack_file = open(  # noqa: SIM115
-            os.path.join(directory, f"stack-{os.getpid()}.txt"), "ab", buffering=0
+        # Private, and never through a symlink: the run dir is the daemon's (home.py).
+        fd = os.open(
+            os.path.join(directory, f"stack-{os.getpid()}.txt"),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+            0o600,
         )
-        os.set_inheritable(stack_file.fileno(), False)
+        stack_file = open(fd, "ab", buffering=0)  # noqa: SIM115
         faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True, chain=False)
         _KEEP.append(stack_file)
     except OSError as exc:
