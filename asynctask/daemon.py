@@ -266,6 +266,7 @@ class Daemon:
                 cwd=os.getcwd(),
                 paths=workers.paths,
                 output_path=str(self.home / LOG_DIR / "workers.log"),
+                max_output=workers.max_worker_output,
                 kill_grace=workers.kill_grace,
                 max_tasks_per_worker=workers.max_tasks_per_worker or None,
                 shards=self.scheduler.settings.sharding.shards,
