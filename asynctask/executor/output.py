@@ -52,6 +52,12 @@ def escape(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace").translate(_ESCAPES)
 
 
+def _pieces(line: bytes) -> list[bytes]:
+    if len(line) <= MAX_LINE:
+        return [line]
+    return [line[start : start + MAX_LINE] for start in range(0, len(line), MAX_LINE)]
+
+
 class _Reader(asyncio.Protocol):
     """The daemon's end of one worker's output pipe."""
 
@@ -122,10 +128,11 @@ class WorkerOutput:
     def _feed(self, reader: _Reader, data: bytes) -> None:
         lines = (reader.partial + data).split(b"\n")
         reader.partial = lines.pop()
-        while len(reader.partial) >= MAX_LINE:
-            lines.append(reader.partial[:MAX_LINE])
-            reader.partial = reader.partial[MAX_LINE:]
-        self._write(reader, lines)
+        cut = len(reader.partial) - len(reader.partial) % MAX_LINE
+        if cut:  # an unended line fills whole lines: write those now
+            lines.append(reader.partial[:cut])
+            reader.partial = reader.partial[cut:]
+        self._write(reader, [piece for line in lines for piece in _pieces(line)])
 
     def _ended(self, reader: _Reader) -> None:
         if reader.done.done():

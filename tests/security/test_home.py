@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from asynctask.errors import UsageError
-from asynctask.executor.output import escape
 from asynctask.home import open_private, prepare_home
 
 
@@ -172,17 +171,3 @@ def test_open_private_refuses_a_fifo_and_a_hard_link(tmp_path: Path) -> None:
     os.link(tmp_path / "file", tmp_path / "hard")
     with pytest.raises(OSError, match="one link"):
         open_private(tmp_path / "hard", os.O_WRONLY | os.O_APPEND)
-
-
-@pytest.mark.parametrize(
-    ("raw", "text"),
-    [
-        (b"plain\ttabbed", "plain\ttabbed"),
-        (b"cr\rnew", "cr\\x0dnew"),
-        (b"\x1b[2Jclear", "\\x1b[2Jclear"),
-        ("c1\x85 and\u2028sep".encode(), "c1\\x85 and\\u2028sep"),
-        (b"bad \xff utf-8", "bad \\xff utf-8"),
-    ],
-)
-def test_worker_output_lines_are_escaped(raw: bytes, text: str) -> None:
-    assert escape(raw) == text
