@@ -56,8 +56,9 @@ class AttemptLog:
 
 
 class AttemptLogs:
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, home: Path | None = None) -> None:
         self.root = root
+        self.home = home  # no directory between it and ``root`` is followed if a symlink
         self.max_bytes = max_bytes
         self._open: dict[int, _Open] = {}  # by seq: a task runs one attempt at a time
         self._dir_fd: int | None = None
@@ -142,7 +143,7 @@ class AttemptLogs:
         """Remove these (seq, attempt) logs. It may run in a thread, so it opens the directory
         for itself (``close`` may close the shared descriptor meanwhile)."""
         try:
-            dir_fd = open_dir(self.root)
+            dir_fd = open_dir(self.root, under=self.home)
         except FileNotFoundError:
             return
         try:
@@ -159,11 +160,15 @@ class AttemptLogs:
             os.close(self._dir_fd)
             self._dir_fd = None
 
+    def open(self) -> None:
+        """Take the directory now (the daemon does at start-up, before any task runs)."""
+        self._dir()
+
     def _dir(self) -> int:
         """The directory, opened once without following a symlink: a link planted at its
         path later is never followed (``home.py`` refused one there at start-up)."""
         if self._dir_fd is None:
-            self._dir_fd = open_dir(self.root)
+            self._dir_fd = open_dir(self.root, under=self.home)
         return self._dir_fd
 
     def _size(self, seq: int, state: _Open) -> int:

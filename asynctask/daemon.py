@@ -133,7 +133,9 @@ class Daemon:
             ),
         )
         self._sharded = sharding.sharded
-        self.attempt_logs = AttemptLogs(home / LOG_DIR / "attempts", config.workers.max_log_bytes)
+        self.attempt_logs = AttemptLogs(
+            home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
+        )
         self._interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
@@ -223,6 +225,7 @@ class Daemon:
                 " ..." if len(tightened) > TIGHTENED_LISTED else "",
                 extra={"event": "tightened", "paths": len(tightened)},
             )  # fmt: skip
+        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         claim_socket_path(self.socket_path)
         try:
             await self._start_parts(began)
@@ -1043,7 +1046,7 @@ class Daemon:
             info = process_info(pid)
         except ProcessLookupError:
             raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
-        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid))
+        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid), self.home)
         info["attempt"] = task.attempts
         return info
 

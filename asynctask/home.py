@@ -135,10 +135,21 @@ def open_private(path: str | Path, flags: int, *, dir_fd: int | None = None) -> 
     return fd
 
 
-def open_dir(path: Path) -> int:
+def open_dir(path: Path, *, under: Path | None = None) -> int:
     """A directory of the home, opened without following a symlink, for ``dir_fd`` use;
-    raises ``OSError`` (``ELOOP`` or ``ENOTDIR`` for a symlink)."""
-    return os.open(path, _DIR_FLAGS)
+    raises ``OSError`` (``ELOOP`` or ``ENOTDIR`` for a symlink). With ``under`` (the home),
+    no component below it is followed either - ``O_NOFOLLOW`` alone covers only the last."""
+    if under is None:
+        return os.open(path, _DIR_FLAGS)
+    fd = os.open(under, _DIR_FLAGS)
+    try:
+        for part in path.relative_to(under).parts:
+            fd, parent = os.open(part, _DIR_FLAGS, dir_fd=fd), fd
+            os.close(parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_dir(path: Path, dir_fd: int | None, name: str) -> int:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from asynctask.home import open_private
+from asynctask.home import open_dir, open_private
 
 #: ``faulthandler`` writes the dump in one go; it has ended when the file stops growing.
 STACK_TIMEOUT: Final = 2.0
@@ -82,13 +82,18 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-async def dump_stack(pid: int, path: Path) -> str:
+async def dump_stack(pid: int, path: Path, home: Path | None = None) -> str:
     """Every thread's Python stack in worker ``pid``, via its ``faulthandler`` file.
 
-    The file is opened without following a symlink (``open_private``): the worker runs task
-    code, which could have replaced its file with a link to one the daemon must not empty."""
+    The file is opened without following a symlink, nor one at a directory below ``home``
+    (``home.py``): the worker runs task code, which could have replaced its file with a link
+    to one the daemon must not empty."""
     try:
-        fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)  # empty; the worker appends
+        dir_fd = open_dir(path.parent, under=home)
+        try:  # empty it; the worker appends
+            fd = open_private(path.name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         return f"(no stack: {exc})"
     try:

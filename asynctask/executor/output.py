@@ -26,7 +26,6 @@ the pool closes as soon as the worker exits).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -99,15 +98,13 @@ class WorkerOutput:
         loop = asyncio.get_running_loop()
         self._file()  # the file exists once a worker does, as it did when workers wrote it
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        read_end = os.fdopen(read_fd, "rb", buffering=0)  # the transport closes it
         try:
             reader = _Reader(self, pid)
-            transport, _ = await loop.connect_read_pipe(
-                lambda: reader, os.fdopen(read_fd, "rb", buffering=0)
-            )
+            transport, _ = await loop.connect_read_pipe(lambda: reader, read_end)
         except BaseException:
             os.close(write_fd)
-            with contextlib.suppress(OSError):
-                os.close(read_fd)
+            read_end.close()
             raise
         self._readers[reader] = transport
         return write_fd

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from asynctask.errors import UsageError
-from asynctask.home import open_private, prepare_home
+from asynctask.home import open_dir, open_private, prepare_home
 
 
 def mode(path: Path) -> int:
@@ -171,3 +171,17 @@ def test_open_private_refuses_a_fifo_and_a_hard_link(tmp_path: Path) -> None:
     os.link(tmp_path / "file", tmp_path / "hard")
     with pytest.raises(OSError, match="one link"):
         open_private(tmp_path / "hard", os.O_WRONLY | os.O_APPEND)
+
+
+def test_open_dir_under_the_home_follows_no_component(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    prepare_home(home, shared=False)
+    fd = open_dir(home / "logs" / "attempts", under=home)
+    os.close(fd)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "attempts").mkdir(parents=True)
+    shutil.rmtree(home / "logs")
+    (home / "logs").symlink_to(elsewhere)  # a directory above the last one
+    os.close(open_dir(home / "logs" / "attempts"))  # O_NOFOLLOW alone covers the last only
+    with pytest.raises(OSError, match="Not a directory: 'logs'"):  # O_DIRECTORY|O_NOFOLLOW
+        open_dir(home / "logs" / "attempts", under=home)
