@@ -21,6 +21,8 @@ creates the log):
   tightened, and the caller logs what was. ``logs/attempts/`` may hold a million files, so it
   is walked only when the directory itself was looser than 0700 (an older version's): once it
   is 0700, nobody else can reach a file in it whatever its mode;
+* the home's config (``asynctask.toml``) must not be writable by anyone but the daemon's user
+  (or root): it names the code the daemon runs;
 * the database is created empty at 0600 if missing: SQLite gives the WAL and SHM files it
   creates later the database file's mode.
 
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import Final
 
 from asynctask.errors import UsageError
-from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
+from asynctask.paths import CONFIG_NAME, DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 
 PRIVATE_FILE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
@@ -95,6 +97,7 @@ def prepare_home(home: Path, *, shared: bool) -> list[str]:
         _set_mode(fd, home, SHARED_HOME if shared else PRIVATE_DIR, tightened)
         for name in TOP_FILES:
             _check_file(fd, name, home / name, tightened)
+        _check_config(fd, home / CONFIG_NAME)
         _create_private(fd, DATABASE_NAME)
         for relative in DIRECTORIES:
             path = home / relative
@@ -217,6 +220,20 @@ def _check_file(dir_fd: int, name: str, path: Path, tightened: list[str]) -> Non
         finally:
             os.close(fd)
         tightened.append(f"{path} {was:#o} -> {was & PRIVATE_FILE:#o}")
+
+
+def _check_config(dir_fd: int, path: Path) -> None:
+    """The home's config decides what the daemon imports and runs (``[workers] paths``): one
+    another user can write is refused. It is only read, so a symlink (to /etc, say) is fine."""
+    try:
+        info = os.stat(path.name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(
+            f"{path} can be changed by users other than the daemon's (owner uid {info.st_uid}, "
+            f"mode {stat.S_IMODE(info.st_mode):o}): chown it to the daemon's user, chmod go-w"
+        )
 
 
 def _create_private(dir_fd: int, name: str) -> None:

@@ -185,3 +185,16 @@ def test_open_dir_under_the_home_follows_no_component(tmp_path: Path) -> None:
     os.close(open_dir(home / "logs" / "attempts"))  # O_NOFOLLOW alone covers the last only
     with pytest.raises(OSError, match="Not a directory: 'logs'"):  # O_DIRECTORY|O_NOFOLLOW
         open_dir(home / "logs" / "attempts", under=home)
+
+
+@pytest.mark.parametrize("loose", [0o666, 0o620])
+def test_a_config_others_can_write_is_refused(tmp_path: Path, loose: int) -> None:
+    home = tmp_path / "home"
+    prepare_home(home, shared=False)
+    (home / "asynctask.toml").write_text("[workers]\npaths = []\n")
+    (home / "asynctask.toml").chmod(loose)
+    with pytest.raises(UsageError, match="chmod go-w") as refused:
+        prepare_home(home, shared=False)
+    assert str(home / "asynctask.toml") in refused.value.message
+    (home / "asynctask.toml").chmod(0o644)  # readable by others is the operator's choice
+    assert prepare_home(home, shared=False) == []
