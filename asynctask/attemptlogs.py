@@ -12,15 +12,27 @@ tenant or ID. A file exists only for an attempt that wrote something.
 
 Each attempt keeps at most ``max_bytes``; past it one marker line says how much was dropped
 (written when the attempt ends, so it has the total).
+
+Private and never through a symlink (``home.py``): every file is opened relative to the
+directory's descriptor, taken once without following a symlink, with ``O_NOFOLLOW`` and mode
+0600. Task code runs as the daemon's uid (and may plant a link at the next attempt's file name),
+so an open that fails is logged once for the attempt and its output dropped; it never stops
+the daemon, and reading a task's logs never reads through a link either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
+
+from asynctask.home import open_dir, open_private
+
+log = logging.getLogger("asynctask.daemon")
 
 #: Open files kept for running attempts: beyond it the oldest is closed (and reopened on its
 #: next write), so a pool with thousands of concurrent attempts cannot run out of descriptors.
@@ -30,9 +42,10 @@ MAX_OPEN: Final = 256
 @dataclass(slots=True)
 class _Open:
     attempt: int
-    file: IO[bytes] | None
+    fd: int | None
     size: int
     dropped: int
+    failed: bool = False  # its file could not be opened: its output is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +56,18 @@ class AttemptLog:
 
 
 class AttemptLogs:
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, home: Path | None = None) -> None:
         self.root = root
+        self.home = home  # no directory between it and ``root`` is followed if a symlink
         self.max_bytes = max_bytes
         self._open: dict[int, _Open] = {}  # by seq: a task runs one attempt at a time
+        self._dir_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"<AttemptLogs {str(self.root)!r} open={len(self._open)}>"
 
-    def path(self, seq: int, attempt: int) -> Path:
-        return self.root / f"{seq}.{attempt}.log"
+    def name(self, seq: int, attempt: int) -> str:
+        return f"{seq}.{attempt}.log"
 
     def append(self, seq: int, attempt: int, text: str) -> None:
         if self.max_bytes <= 0:
@@ -62,20 +77,20 @@ class AttemptLogs:
             self.finish(seq)
             state = None
         if state is None:
-            path = self.path(seq, attempt)
-            size = path.stat().st_size if path.exists() else 0
-            state = self._open[seq] = _Open(attempt, None, size, 0)
+            state = self._open[seq] = _Open(attempt, None, 0, 0)
+            state.size = self._size(seq, state)
         data = text.encode("utf-8", "replace")
         room = self.max_bytes - state.size
-        if room <= 0:
+        if room <= 0 or state.failed:
             state.dropped += len(data)
             return
         if len(data) > room:
             state.dropped += len(data) - room
             data = data[:room]
-        file = self._file(seq, state)
-        file.write(data)
-        file.flush()  # readers (logs --follow) see it at once; still no fsync
+        fd = self._fd(seq, state)
+        if fd is None:
+            return
+        os.write(fd, data)  # readers (logs --follow) see it at once; still no fsync
         state.size += len(data)
 
     def finish(self, seq: int) -> None:
@@ -83,50 +98,104 @@ class AttemptLogs:
         state = self._open.pop(seq, None)
         if state is None:
             return
-        if state.dropped:
-            file = self._file(seq, state)
-            file.write(
-                f"\n[asynctask: output truncated: {state.dropped} more bytes after the "
-                f"first {self.max_bytes}]\n".encode()
-            )
-        if state.file is not None:
-            state.file.close()
+        if state.dropped and not state.failed:
+            fd = self._fd(seq, state)
+            if fd is not None:
+                os.write(
+                    fd,
+                    f"\n[asynctask: output truncated: {state.dropped} more bytes after the "
+                    f"first {self.max_bytes}]\n".encode(),
+                )
+        if state.fd is not None:
+            os.close(state.fd)
 
     def read(self, seq: int, attempts: int, offsets: dict[int, int]) -> list[AttemptLog]:
         """Each attempt's output that has a file, from ``offsets[attempt]`` (default 0)."""
-        logs = []
+        logs: list[AttemptLog] = []
+        try:
+            dir_fd = self._dir()
+        except OSError as exc:
+            log.warning("cannot open the attempt logs %s: %s", self.root, exc)
+            return logs
         for attempt in range(1, attempts + 1):
-            path = self.path(seq, attempt)
             try:
-                with path.open("rb") as file:
-                    size = os.fstat(file.fileno()).st_size
-                    start = min(max(0, offsets.get(attempt, 0)), size)
-                    file.seek(start)
-                    data = file.read(size - start)
+                fd = open_private(self.name(seq, attempt), os.O_RDONLY, dir_fd=dir_fd)
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                log.warning("cannot read the log of attempt %d of task %d: %s", attempt, seq, exc)
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                start = min(max(0, offsets.get(attempt, 0)), size)
+                data = os.pread(fd, size - start, start)
+            finally:
+                os.close(fd)
             logs.append(AttemptLog(attempt, size, data))
         return logs
 
     def delete(self, seq: int, attempts: int) -> None:
         """Remove a deleted task's logs (its attempts 1 to ``attempts``)."""
         self.finish(seq)
-        for attempt in range(1, attempts + 1):
-            with contextlib.suppress(FileNotFoundError):
-                self.path(seq, attempt).unlink()
+        self.unlink((seq, attempt) for attempt in range(1, attempts + 1))
+
+    def unlink(self, attempts: Iterable[tuple[int, int]]) -> None:
+        """Remove these (seq, attempt) logs. It may run in a thread, so it opens the directory
+        for itself (``close`` may close the shared descriptor meanwhile)."""
+        try:
+            dir_fd = open_dir(self.root, under=self.home)
+        except FileNotFoundError:
+            return
+        try:
+            for seq, attempt in attempts:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.name(seq, attempt), dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def close(self) -> None:
         for seq in list(self._open):
             self.finish(seq)
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
-    def _file(self, seq: int, state: _Open) -> IO[bytes]:
-        if state.file is None:
-            if sum(1 for s in self._open.values() if s.file is not None) >= MAX_OPEN:
+    def open(self) -> None:
+        """Take the directory now (the daemon does at start-up, before any task runs)."""
+        self._dir()
+
+    def _dir(self) -> int:
+        """The directory, opened once without following a symlink: a link planted at its
+        path later is never followed (``home.py`` refused one there at start-up)."""
+        if self._dir_fd is None:
+            self._dir_fd = open_dir(self.root, under=self.home)
+        return self._dir_fd
+
+    def _size(self, seq: int, state: _Open) -> int:
+        try:
+            info = os.stat(self.name(seq, state.attempt), dir_fd=self._dir(), follow_symlinks=False)
+        except OSError:
+            return 0  # none yet; or the directory is unusable, which opening it will log
+        return info.st_size
+
+    def _fd(self, seq: int, state: _Open) -> int | None:
+        if state.fd is None and not state.failed:
+            if sum(1 for s in self._open.values() if s.fd is not None) >= MAX_OPEN:
                 for other in self._open.values():
-                    if other.file is not None:
-                        other.file.close()
-                        other.file = None
+                    if other.fd is not None:
+                        os.close(other.fd)
+                        other.fd = None
                         break
-            self.root.mkdir(parents=True, exist_ok=True)  # the home exists (and is 0700) by now
-            state.file = self.path(seq, state.attempt).open("ab")
-        return state.file
+            name = self.name(seq, state.attempt)
+            try:
+                state.fd = open_private(
+                    name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd=self._dir()
+                )
+            except OSError as exc:
+                state.failed = True
+                log.warning(
+                    "attempt %d of task %d: cannot open its log %s (%s); its output is dropped",
+                    state.attempt, seq, self.root / name, exc,
+                    extra={"event": "log_refused", "seq": seq, "attempt": state.attempt},
+                )  # fmt: skip
+        return state.fd

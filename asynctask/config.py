@@ -69,6 +69,7 @@ class WorkersConfig:
     max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
     idle_timeout: float = 60.0  # workers above min_workers idle this long are retired
     max_worker_rss: int = 0  # a worker above this RSS after an attempt is replaced; 0: never
+    max_worker_output: int = 1024 * 1024  # fd 1/2 output kept per worker in logs/workers.log
     memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
     limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
@@ -203,6 +204,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "idle_timeout",
             "memory_budget",
             "max_worker_rss",
+            "max_worker_output",
             "sandbox",
             "env_pass",
             "env",
@@ -245,6 +247,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         idle_timeout=_get(workers, "workers.idle_timeout", w.idle_timeout, _duration),
         memory_budget=_get(workers, "workers.memory_budget", w.memory_budget, _size(0)),
         max_worker_rss=_get(workers, "workers.max_worker_rss", w.max_worker_rss, _size(0)),
+        max_worker_output=_get(workers, "workers.max_worker_output", w.max_worker_output, _size(0)),
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
         env_pass=_get(workers, "workers.env_pass", w.env_pass, _env_names),
         env=_env_table(workers.get("env", {})),

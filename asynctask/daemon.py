@@ -54,6 +54,7 @@ from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
+from asynctask.home import UMASK, open_private, prepare_home, verify_home
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
 from asynctask.liveindex import LiveIndex
@@ -134,7 +135,9 @@ class Daemon:
             ),
         )
         self._sharded = sharding.sharded
-        self.attempt_logs = AttemptLogs(home / LOG_DIR / "attempts", config.workers.max_log_bytes)
+        self.attempt_logs = AttemptLogs(
+            home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
+        )
         self._interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
@@ -212,11 +215,19 @@ class Daemon:
     async def start(self) -> None:
         began = time.perf_counter()
         self._loop = asyncio.get_running_loop()
-        self.home.mkdir(parents=True, exist_ok=True)
-        if not self.config.auth.users:
-            os.chmod(self.home, 0o700)
-        (self.home / LOG_DIR).mkdir(exist_ok=True)
-        self._lock_home()
+        os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
+        verify_home(self.home)
+        self._lock_home()  # before any mode changes: another daemon may be serving from it
+        tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
+        if tightened:
+            log.warning(
+                "tightened %d path(s) in the home that others could read (an older version's "
+                "modes): %s%s",
+                len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
+                " ..." if len(tightened) > TIGHTENED_LISTED else "",
+                extra={"event": "tightened", "paths": len(tightened)},
+            )  # fmt: skip
+        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         claim_socket_path(self.socket_path)
         try:
             await self._start_parts(began)
@@ -235,7 +246,11 @@ class Daemon:
 
     def _lock_home(self) -> None:
         """One daemon per home: a second one would share the database and the workers' fate."""
-        handle = open(self.home / LOCK_NAME, "a+")  # noqa: SIM115 - held for the process's life
+        path = self.home / LOCK_NAME
+        try:  # held for the process's life; never through a symlink (home.py)
+            handle = os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT), "a+")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot open the lock file: {exc}; remove it") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -258,14 +273,14 @@ class Daemon:
             log.warning("sandbox: %s", self.cgroups.description)
         else:
             log.info("sandbox: %s", self.cgroups.description)
-        run_dir = self.home / RUN_DIR
-        run_dir.mkdir(mode=0o700, exist_ok=True)
+        run_dir = self.home / RUN_DIR  # made and checked by prepare_home
         self.pool = WorkerPool(
             PoolConfig(
                 workers=workers.min_workers,
                 cwd=os.getcwd(),
                 paths=workers.paths,
                 output_path=str(self.home / LOG_DIR / "workers.log"),
+                max_output=workers.max_worker_output,
                 kill_grace=workers.kill_grace,
                 max_tasks_per_worker=workers.max_tasks_per_worker or None,
                 shards=self.scheduler.settings.sharding.shards,
@@ -314,7 +329,11 @@ class Daemon:
         for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
             self._fire(entry, slot)
         self._missed_slots.clear()
-        (self.home / PID_NAME).write_text(f"{os.getpid()}\n")
+        pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(pid_fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(pid_fd)
         log.info(
             "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
             "%.0f ms, start-up %.0f ms",
@@ -633,8 +652,8 @@ class Daemon:
         logs = self.attempt_logs
         for seq, _ in chosen:
             logs.finish(seq)
-        paths = [logs.path(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
-        await asyncio.to_thread(_unlink_all, paths)
+        names = [(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
+        await asyncio.to_thread(logs.unlink, names)
         log.info("history retention: deleted %d finished tasks", len(chosen))
         return len(chosen)
 
@@ -1055,7 +1074,7 @@ class Daemon:
             info = process_info(pid)
         except ProcessLookupError:
             raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
-        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid))
+        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid), self.home)
         info["attempt"] = task.attempts
         return info
 
@@ -1252,17 +1271,14 @@ _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failur
 LOG_CHUNK = 4 * 1024 * 1024
 FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
+#: Paths named in the start-up line about modes tightened (the count is always complete).
+TIGHTENED_LISTED = 10
+
 #: Finished tasks history retention deletes in one transaction (see ``_purge_history``).
 PURGE_BATCH = 500
 
 #: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
 PURGE_INTERVAL = 60.0
-
-
-def _unlink_all(paths: Iterable[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 #: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).

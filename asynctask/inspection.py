@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from asynctask.home import open_dir, open_private
+
 #: ``faulthandler`` writes the dump in one go; it has ended when the file stops growing.
 STACK_TIMEOUT: Final = 2.0
 _SETTLE: Final = 0.05
@@ -80,35 +82,32 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-async def dump_stack(pid: int, path: Path) -> str:
-    """Every thread's Python stack in worker ``pid``, via its ``faulthandler`` file."""
+async def dump_stack(pid: int, path: Path, home: Path | None = None) -> str:
+    """Every thread's Python stack in worker ``pid``, via its ``faulthandler`` file.
+
+    The file is opened without following a symlink, nor one at a directory below ``home``
+    (``home.py``): the worker runs task code, which could have replaced its file with a link
+    to one the daemon must not empty."""
     try:
-        with path.open("wb"):
-            pass  # empty it; the worker appends
+        dir_fd = open_dir(path.parent, under=home)
+        try:  # empty it; the worker appends
+            fd = open_private(path.name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         return f"(no stack: {exc})"
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + STACK_TIMEOUT
-    size = -1
-    while time.monotonic() < deadline:
-        await asyncio.sleep(_SETTLE)
-        current = _size(path)
-        if current and current == size:
-            break
-        size = current
-    return _read(path) or "(the worker wrote no stack in time)"
-
-
-# A few hundred bytes in the page cache: these block for microseconds, not worth a thread.
-def _size(path: Path) -> int:
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + STACK_TIMEOUT
+        size = -1
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_SETTLE)
+            # A few hundred bytes in the page cache: microseconds, not worth a thread.
+            current = os.fstat(fd).st_size
+            if current and current == size:
+                break
+            size = current
+        text = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+    finally:
+        os.close(fd)
+    return text or "(the worker wrote no stack in time)"

@@ -14,10 +14,12 @@ handed to the daemon.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
+from asynctask.home import open_private
 from asynctask.model import LiveTask
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,8 @@ def make_span_exporter(mode: str, log_dir: Path) -> SpanExporter | None:
         out = None
     else:
         path = log_dir / SPANS_FILE
-        out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        private = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # home.py
+        out = open(private, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         exporter = ConsoleSpanExporter(
             out=out, formatter=lambda span: span.to_json(indent=None) + "\n"
         )

@@ -9,6 +9,7 @@ never a traceback. Only ``asynctask daemon`` imports the daemon; everything else
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -189,7 +190,7 @@ def daemon(
     if log_format not in (None, "text", "json"):
         fail(f"--log-format must be text or json, not {log_format!r}")
     if detach:
-        _detach(home_dir, socket_path, config_path, log_level, log_format)
+        _detach(home_dir, socket_path, config_path, log_level, log_format, bool(cfg.auth.users))
         return
     from asynctask.daemon import run_daemon
     from asynctask.logs import setup_logging
@@ -207,9 +208,17 @@ def _detach(
     config: Path | None,
     log_level: str | None,
     log_format: str | None,
+    shared: bool,
 ) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / LOG_DIR).mkdir(exist_ok=True)
+    from asynctask.home import open_private, prepare_home
+
+    try:  # before the log is written in it: the daemon would refuse the home anyway
+        prepare_home(home, shared=shared)  # the daemon logs what it tightened
+        log_fd = open_private(home / LOG_DIR / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except AsynctaskError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        fail(f"cannot open the daemon log: {exc}")
     log_path = home / LOG_DIR / "daemon.log"
     argv = [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)]
     argv += ["--socket", str(socket_path)]
@@ -219,7 +228,7 @@ def _detach(
         argv += ["--log-level", log_level]
     if log_format:
         argv += ["--log-format", log_format]
-    with open(log_path, "ab") as log_file:
+    with open(log_fd, "ab") as log_file:
         child = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

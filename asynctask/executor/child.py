@@ -628,10 +628,15 @@ def _dump_stacks_on_sigusr1() -> None:
 
     try:
         # Kept open for the worker's life: faulthandler holds the descriptor, not the object.
-        stack_file = open(  # noqa: SIM115
-            os.path.join(directory, f"stack-{os.getpid()}.txt"), "ab", buffering=0
-        )
-        os.set_inheritable(stack_file.fileno(), False)
+        # Private, and never through a symlink: the run dir is the daemon's (home.py).
+        nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+        try:
+            append = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK  # a FIFO: no block
+            fd = os.open(f"stack-{os.getpid()}.txt", append | nofollow, 0o600, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        stack_file = open(fd, "ab", buffering=0)  # noqa: SIM115
         faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True, chain=False)
         _KEEP.append(stack_file)
     except OSError as exc:

@@ -70,6 +70,7 @@ from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.executor.forkserver import ForkServer, ForkServerError
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
+from asynctask.executor.output import WorkerOutput
 from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
 from asynctask.executor.workerenv import home_of, minimal_environment
 from asynctask.model import ErrorKind, error_dict
@@ -101,7 +102,8 @@ class PoolConfig:
     python: str = sys.executable
     cwd: str | None = None  # workers' working directory (the daemon's if None)
     paths: tuple[str, ...] = ()  # extra sys.path entries for task modules
-    output_path: str | None = None  # append workers' stdout/stderr here (None: inherit)
+    output_path: str | None = None  # append workers' fd 1/2 output here (None: inherit)
+    max_output: int = 1024 * 1024  # bytes of it kept per worker (``output.py``)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
     max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
     max_worker_rss: int = 0  # recycle a worker whose RSS is above this after an attempt; 0: never
@@ -325,6 +327,8 @@ class WorkerPool:
         self._drained: asyncio.Future[None] | None = None
         self._env = _worker_env(config)
         self._orphans = OrphanReaper(self._worker_pids) if config.reap_orphans else None
+        output = config.output_path
+        self._output = None if output is None else WorkerOutput(output, config.max_output)
         # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
         self._max = max(config.workers, config.max_workers or config.workers)
         self._target = config.workers
@@ -484,7 +488,9 @@ class WorkerPool:
         server = ForkServer()
         # Under the spawn lock: the orphan reaper spares only children whose pids it knows.
         async with self._spawn_lock:
-            output = None if config.output_path is None else _open_output(config.output_path)
+            output = None
+            if self._output is not None:
+                output = await self._output.pipe(lambda: server.pid)
             try:
                 await server.start(config.python, self._env, config.cwd, output)
             except ForkServerError as exc:
@@ -790,6 +796,8 @@ class WorkerPool:
         if self._orphans is not None:
             await self._orphans.wait(timeout=5.0)
             self._orphans.close()
+        if self._output is not None:
+            await self._output.close(timeout=1.0)
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
 
@@ -817,7 +825,6 @@ class WorkerPool:
         in the daemon while another child is forked.
         """
         loop = asyncio.get_running_loop()
-        config = self._config
         async with self._spawn_lock:
             if worker.state is not _State.STARTING:  # stop() came while it waited for the lock
                 self._discard_unspawned(worker)
@@ -828,8 +835,8 @@ class WorkerPool:
                 worker.channel, _ = await loop.connect_accepted_socket(
                     lambda: _ChannelProtocol(self, worker), ours
                 )
-                if config.output_path is not None:
-                    output = _open_output(config.output_path)
+                if self._output is not None:  # a pipe of its own, read by the daemon
+                    output = await self._output.pipe(lambda: worker.pid)
                 fd = theirs.fileno()
                 worker.ready_timer = loop.call_later(START_TIMEOUT, self._on_ready_timeout, worker)
                 worker.spawned_at = loop.time()
@@ -1417,12 +1424,6 @@ class WorkerPool:
     def _hint(self) -> str:
         where = self._config.output_path
         return f" (its output is in {where})" if where else " (its stderr is the daemon's)"
-
-
-def _open_output(path: str) -> int:
-    """The workers' shared stdout/stderr, opened for append so that concurrent writers'
-    lines interleave but never overwrite each other."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _worker_env(config: PoolConfig) -> dict[str, str]:

@@ -3,8 +3,8 @@
 A stale socket file (left by a daemon that was killed) is removed; a socket where another daemon
 still answers is not, and start-up fails with a clear message instead of stealing it.
 Permissions follow PRODUCT.md: with no ``[auth.users]`` the socket is 0600 (its directory is
-0700); when other users are configured it is 0666 and every request is authorized by the
-caller's ``SO_PEERCRED``.
+0700); when other users are configured it is 0666 (the home 0711) and every request is
+authorized by the caller's ``SO_PEERCRED``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ def claim_socket_path(path: Path) -> None:
     raise UsageError(f"another daemon is already serving on {path}")
 
 
+def _chmod_socket(path: Path, mode: int) -> None:
+    """chmod the socket we just bound, never what a symlink put in its place points at: the
+    socket may live outside the home (``--socket``), in a directory others can write."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise UsageError(f"{path} was replaced while the daemon bound it; refusing to serve")
+        os.chmod(f"/proc/self/fd/{fd}", mode)  # the inode of fd itself (Linux has no lchmod)
+    finally:
+        os.close(fd)
+
+
 class Listener:
     def __init__(
         self,
@@ -66,12 +78,15 @@ class Listener:
     async def start(self) -> None:
         claim_socket_path(self.path)
         loop = asyncio.get_running_loop()
-        old_umask = os.umask(0o177 if not self._shared else 0o111)
+        # Bound 0600 whatever the mode: a wider umask, even for a moment, would apply to files
+        # other threads create meanwhile (the daemon's umask is 0o077, home.py).
+        old_umask = os.umask(0o177)
         try:
             self._server = await loop.create_unix_server(self._connection, path=str(self.path))
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, 0o666 if self._shared else 0o600)
+        if self._shared:
+            _chmod_socket(self.path, 0o666)
 
     def _connection(self) -> Connection:
         connection = Connection(
