@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from asynctask import protocol
-from asynctask.core.slots import WarmSlots, place
+from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.errors import ProtocolError
 from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
 from asynctask.executor.forkserver import ForkServer, ForkServerError
@@ -534,9 +534,11 @@ class WorkerPool:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
             raise RuntimeError(f"attempt {job.aid} is already running")
+        tenant = str(job.context.get("tenant", ""))
         chosen = shard
-        if chosen is None:  # the shard with the most free slots, the lowest on ties
-            chosen = max(range(len(self._free)), key=self._free_slots.__getitem__)
+        placement: Placement | None = None
+        if chosen is None:
+            chosen, placement = self._best_shard(tenant)
         stack = self._free[chosen]
         if not stack:
             where = "" if shard is None else f" in shard {shard}"
@@ -544,11 +546,11 @@ class WorkerPool:
         assert self._loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
         frame = _run_frame(job)
-        tenant = str(job.context.get("tenant", ""))
         if job.limits is not None and self._needs_own_worker(job.limits):
             self._lend(stack[-1], job, job.limits, tenant)
             return
-        placement = place(tenant, stack)
+        if placement is None:
+            placement = place(tenant, stack)
         if placement is None:  # every free slot is on another tenant's busy worker
             self._lend(stack[-1], job, self._config.limits, tenant)
             return
@@ -567,6 +569,23 @@ class WorkerPool:
             del stack[placement.index]
         self._running[job.aid] = worker
         self._send_job(worker, job, frame)
+
+    def _best_shard(self, tenant: str) -> tuple[int, Placement | None]:
+        """With no shard asked for: a shard where ``tenant`` has an idle worker of its own, else
+        of the shards with a fresh worker, else of all, the one with the most free slots (the
+        lowest on ties): no worker is replaced that need not be, and load stays spread."""
+        fresh: tuple[int, Placement] | None = None
+        for index, stack in enumerate(self._free):
+            placement = place(tenant, stack) if stack else None
+            if placement is None or placement.replace:
+                continue
+            if stack[placement.index].tenant == tenant:
+                return index, placement
+            if fresh is None or self._free_slots[index] > self._free_slots[fresh[0]]:
+                fresh = index, placement
+        if fresh is not None:
+            return fresh
+        return max(range(len(self._free)), key=self._free_slots.__getitem__), None
 
     def _lend(self, lender: _Worker, job: Job, limits: Limits, tenant: str) -> None:
         """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""

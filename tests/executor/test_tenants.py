@@ -64,3 +64,17 @@ async def test_with_several_slots_a_busy_worker_of_another_tenant_lends_a_slot()
         assert value(await harness.run("pid", context=ctx("a"))) == a_pid
     finally:
         await stop_and_check(harness)
+
+
+async def test_without_a_shard_the_tenants_own_idle_worker_is_found_in_any_shard():
+    harness = Harness(workers=2, shards=2)
+    await harness.pool.start()
+    try:
+        a = value(await harness.run("pid", context=ctx("a")))
+        b = value(await harness.run("pid", context=ctx("b")))
+        assert a != b
+        # Both shards have one idle worker; b's is not in the lowest-numbered shard.
+        assert value(await harness.run("pid", context=ctx("b"))) == b
+        assert value(await harness.run("pid", context=ctx("a"))) == a
+    finally:
+        await stop_and_check(harness)
