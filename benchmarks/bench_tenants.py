@@ -82,7 +82,7 @@ def drain(n: int, tenants: int, affinity: int | None) -> dict[str, Any]:
                     break
                 except DaemonUnavailable:
                     time.sleep(0.05)
-            before = client.ping()["workers"]["spawns"].get("started", 0)
+            before = client.ping()["workers"].get("spawns", {}).get("started", 0)
             due = time.time() + 3
             names = [f"tenant-{i}" for i in range(tenants)]
             for start in range(0, n, 100):
@@ -101,7 +101,7 @@ def drain(n: int, tenants: int, affinity: int | None) -> dict[str, Any]:
                 finally:
                     db.close()
                 if done == n:
-                    spawns = client.ping()["workers"]["spawns"]
+                    spawns = client.ping()["workers"].get("spawns", {})
                     return {
                         "rate": n / (last - due),
                         "started": spawns.get("started", 0) - before,

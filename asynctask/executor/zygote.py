@@ -32,6 +32,7 @@ every child (CPython registers that at fork), and ``os.urandom``/``secrets`` are
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     control = socket.socket(fileno=int(args[0]))
     control.set_inheritable(False)
+    _preload()
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd is what we want
@@ -89,6 +91,21 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             _fork(control, request, fds, private)
         _reap(control)
+
+
+def _preload() -> None:
+    """Import what every worker needs at start-up, then move every object the fork server has
+    into the GC's permanent generation: a child's collections then never touch (and so never
+    copy) the pages it shares with the fork server - the bulk of a fork's real cost."""
+    import ctypes  # noqa: F401 - child._die_with_parent, reaper: every worker uses them
+    import faulthandler  # noqa: F401 - child._dump_stacks_on_sigusr1
+    import json  # noqa: F401 - child._apply_limits
+
+    import asynctask.executor.limits  # noqa: F401
+    import asynctask.executor.reaper  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 def _reap(control: socket.socket) -> None:
