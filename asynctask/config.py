@@ -70,6 +70,8 @@ class WorkersConfig:
     memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
     limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
+    python: str = ""  # the workers' interpreter; "": the daemon's
+    uids: tuple[int, int] = (61000, 61999)  # per-tenant worker uids (``isolation.py``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "memory_budget",
             "max_worker_rss",
             "sandbox",
+            "python",
+            "uids",
             *RESOURCE_KEYS,
         },
     )
@@ -237,6 +241,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         memory_budget=_get(workers, "workers.memory_budget", w.memory_budget, _size(0)),
         max_worker_rss=_get(workers, "workers.max_worker_rss", w.max_worker_rss, _size(0)),
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
+        python=_get(workers, "workers.python", w.python, _python),
+        uids=_get(workers, "workers.uids", w.uids, _uid_range),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
@@ -573,6 +579,28 @@ def _paths(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise TypeError("expected a list of directory paths")
     return tuple(os.path.abspath(os.path.expanduser(p)) for p in raw)
+
+
+def _python(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError("expected the path of a Python interpreter")
+    if raw and not os.path.isabs(os.path.expanduser(raw)):
+        raise ValueError("expected an absolute path (or '' for the daemon's interpreter)")
+    return os.path.expanduser(raw)
+
+
+def _uid_range(raw: Any) -> tuple[int, int]:
+    if not isinstance(raw, str):
+        raise TypeError("expected a range of uids such as '61000-61999'")
+    first, sep, last = raw.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ValueError("a uid range is written FIRST-LAST, e.g. '61000-61999'")
+    low, high = int(first), int(last)
+    if not low <= high < 2**31 - 1:
+        raise ValueError("the range must be increasing and end below 2^31-1")
+    if low < 1000:
+        raise ValueError("the range must start at 1000 or above: below are system accounts")
+    return low, high
 
 
 def _users(raw: Any) -> tuple[int, ...]:

@@ -31,6 +31,8 @@ import math
 import os
 import random
 import signal
+import socket
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine, Iterable
@@ -55,6 +57,8 @@ from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
+from asynctask.isolation import Isolation
+from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     DEDUP_STATES,
@@ -90,7 +94,7 @@ from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.resources import Limits
 from asynctask.server.auth import AuthPolicy
 from asynctask.server.http import MetricsHttp
-from asynctask.server.listener import Listener, claim_socket_path
+from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
     ClearPause,
@@ -138,6 +142,8 @@ class Daemon:
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
+        self.isolation: Isolation | None = None
+        self._bound_socket: socket.socket | None = None
         self.accepting = False
         self._live = LiveIndex()
         self._running: dict[int, LiveTask] = {}
@@ -249,8 +255,28 @@ class Daemon:
             log.info("sandbox: %s", self.cgroups.description)
         run_dir = self.home / RUN_DIR
         run_dir.mkdir(mode=0o700, exist_ok=True)
+        python = workers.python or sys.executable
+        # Bound before the workers start, so that their sandbox can show them the socket.
+        self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
+        self.isolation = choose_isolation(
+            python=python,
+            cwd=os.getcwd(),
+            paths=workers.paths,
+            home=str(self.home),
+            socket=str(self.socket_path),
+            uids=workers.uids,
+            multi_user=bool(self.config.auth.users),
+        )
+        log.log(
+            logging.WARNING if self.isolation.mode == "minimal" else logging.INFO,
+            "isolation: %s",
+            self.isolation.description,
+            extra={"event": "isolation", "mode": self.isolation.mode},
+        )
         self.pool = WorkerPool(
             PoolConfig(
+                python=python,
+                sandbox=self.isolation.spec_for,
                 workers=workers.min_workers,
                 cwd=os.getcwd(),
                 paths=workers.paths,
@@ -284,7 +310,8 @@ class Daemon:
         # during any await of start-up must find the daemon taking tasks, not "shutting down".
         await self._start_observers()
         self.accepting = True
-        await self.listener.start()
+        bound, self._bound_socket = self._bound_socket, None
+        await self.listener.start(bound)
         self._background_task(self._sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
@@ -367,6 +394,10 @@ class Daemon:
                 future.cancel()
         if self.listener is not None:
             await self.listener.close()
+        if self._bound_socket is not None:  # start-up failed before the listener took it
+            self._bound_socket.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
         if self.store is not None:
             await self.store.close()
         with contextlib.suppress(FileNotFoundError):

@@ -60,7 +60,13 @@ from typing import Any, Final, cast
 
 from asynctask import protocol
 from asynctask.errors import ProtocolError
-from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
+from asynctask.executor.child import (
+    LIMITS_ENV,
+    PARENT_PID_ENV,
+    PATHS_ENV,
+    SANDBOX_ENV,
+    STACK_DIR_ENV,
+)
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
@@ -99,6 +105,9 @@ class PoolConfig:
     memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
     limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
     cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
+    #: The worker sandbox (``executor/sandbox.py``): the JSON spec for a worker of a tenant
+    #: (``None`` while workers are not bound to one). ``None``: workers are not sandboxed.
+    sandbox: Callable[[str | None], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +172,7 @@ class _Worker:
         "shard",
         "state",
         "stopping",
+        "task_pid",
         "timers",
         "was_ready",
     )
@@ -180,6 +190,9 @@ class _Worker:
         self.lent = 0  # slots of this worker lent to dedicated workers
         self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
         self.pid = 0
+        # The process that runs tasks, as its ``ready`` frame says: in a sandbox it is not
+        # ``pid`` (the process the pool started) but a child in a pid namespace of its own.
+        self.task_pid = 0
         self.process: asyncio.SubprocessTransport | None = None
         self.channel: asyncio.Transport | None = None
         self.jobs: dict[int, Job] = {}  # running on it, reported to nobody yet
@@ -348,7 +361,7 @@ class WorkerPool:
     def pid_of(self, aid: int) -> int | None:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
-        return worker.pid if worker is not None else None
+        return (worker.task_pid or worker.pid) if worker is not None else None
 
     def shard_of(self, aid: int) -> int | None:
         """The shard of the worker running ``aid``, if it runs."""
@@ -511,7 +524,7 @@ class WorkerPool:
     def _room_in_budget(self) -> int:
         """Workers that fit in ``memory_budget`` beside the ones running, each costing what
         they cost on average now."""
-        sizes = [_rss(worker.pid) for worker in self._workers if worker.pid > 0]
+        sizes = [_rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
         used = sum(sizes)
         each = max(used // max(len(sizes), 1), 1)
         room = (self._config.memory_budget - used) // each
@@ -686,13 +699,17 @@ class WorkerPool:
             self._signal_group(worker, signal.SIGKILL)
 
     def _env_for(self, worker: _Worker) -> dict[str, str]:
+        sandbox = self._config.sandbox
+        env = self._env
+        if sandbox is not None:
+            env = {**env, SANDBOX_ENV: sandbox(getattr(worker, "tenant", None))}
         if worker.limits.is_empty:
-            return self._env
+            return env
         wire: dict[str, Any] = dict(worker.limits.to_wire())
         support = self._config.cgroups
         if support is not None and support.memory and worker.limits.memory is not None:
             wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        return {**self._env, LIMITS_ENV: json.dumps(wire)}
+        return {**env, LIMITS_ENV: json.dumps(wire)}
 
     def _confine(self, worker: _Worker) -> None:
         """Put a new worker in a cgroup of its own with its memory and process limits, before
@@ -806,6 +823,9 @@ class WorkerPool:
         elif op == "done":
             self._on_done(worker, message)
         elif op == "ready":
+            reported = message.get("pid")
+            if type(reported) is int and reported > 0:
+                worker.task_pid = reported
             self._on_ready(worker)
         else:
             log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
@@ -879,7 +899,7 @@ class WorkerPool:
     def _too_big(self, worker: _Worker) -> bool:
         """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
         limit = self._config.max_worker_rss
-        if not limit or _rss(worker.pid) <= limit:
+        if not limit or _rss(worker.task_pid or worker.pid) <= limit:
             return False
         log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
         return True
@@ -974,7 +994,8 @@ class WorkerPool:
         self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
         if self._config.stack_dir is not None and worker.pid > 0:
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._config.stack_dir, f"stack-{worker.pid}.txt"))
+                name = f"stack-{worker.task_pid or worker.pid}.txt"
+                os.unlink(os.path.join(self._config.stack_dir, name))
         previous = worker.state
         worker.state = _State.DEAD
         self._release(worker)

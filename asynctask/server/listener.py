@@ -42,6 +42,24 @@ def claim_socket_path(path: Path) -> None:
     raise UsageError(f"another daemon is already serving on {path}")
 
 
+def bind_socket(path: Path, *, shared: bool) -> socket.socket:
+    """The daemon's socket, bound but not listening: its file exists from here on (clients get
+    "connection refused" until ``Listener.start``), so sandboxed workers started before that can
+    bind-mount it into their view of the home (``executor/sandbox.py``)."""
+    claim_socket_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177 if not shared else 0o111)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o666 if shared else 0o600)
+    return sock
+
+
 class Listener:
     def __init__(
         self, path: Path, dispatch: Dispatcher, max_frame: int, *, shared: bool = False
@@ -56,15 +74,12 @@ class Listener:
     def __repr__(self) -> str:
         return f"<Listener {self.path} connections={len(self.connections)}>"
 
-    async def start(self) -> None:
-        claim_socket_path(self.path)
+    async def start(self, bound: socket.socket | None = None) -> None:
+        """Listen; on ``bound`` (from ``bind_socket``) if given, else on a socket made now."""
         loop = asyncio.get_running_loop()
-        old_umask = os.umask(0o177 if not self._shared else 0o111)
-        try:
-            self._server = await loop.create_unix_server(self._connection, path=str(self.path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o666 if self._shared else 0o600)
+        if bound is None:
+            bound = bind_socket(self.path, shared=self._shared)
+        self._server = await loop.create_unix_server(self._connection, sock=bound)
 
     def _connection(self) -> Connection:
         connection = Connection(self._dispatch, self._max_frame, self.connections.discard)
