@@ -72,6 +72,8 @@ class WorkersConfig:
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
     python: str = ""  # the workers' interpreter; "": the daemon's
     uids: tuple[int, int] = (61000, 61999)  # per-tenant worker uids (``isolation.py``)
+    #: ``[tenants.<t>] user``: the uid a tenant's workers run as, instead of one from ``uids``.
+    tenant_users: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
         python=_get(workers, "workers.python", w.python, _python),
         uids=_get(workers, "workers.uids", w.uids, _uid_range),
+        tenant_users=_tenant_users(_section(data, "tenants")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
@@ -322,7 +325,7 @@ _SCHEDULER_KEYS = {
     "fault_backoff_max",
     "shard_probation",
 }
-_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog"}
+_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog", "user"}
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
     "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"
@@ -579,6 +582,22 @@ def _paths(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise TypeError("expected a list of directory paths")
     return tuple(os.path.abspath(os.path.expanduser(p)) for p in raw)
+
+
+def _tenant_users(tenants: Mapping[str, Any]) -> dict[str, int]:
+    """``[tenants.<t>] user`` of each tenant: never root, and one tenant's own (not ``*``)."""
+    found: dict[str, int] = {}
+    for name, section in tenants.items():
+        if not isinstance(section, dict) or "user" not in section:
+            continue
+        path = f"tenants.{name}.user"
+        if name == "*":
+            raise ConfigError(f"{path}: a user is one tenant's; every tenant cannot share it")
+        uid = _uid(section["user"], path)
+        if uid == 0:
+            raise ConfigError(f"{path}: tasks never run as root")
+        found[str(name)] = uid
+    return found
 
 
 def _python(raw: Any) -> str:

@@ -97,6 +97,7 @@ from asynctask.server.http import MetricsHttp
 from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
+    AssignUid,
     ClearPause,
     DeleteCron,
     DeleteTask,
@@ -238,6 +239,19 @@ class Daemon:
             raise UsageError(f"another daemon is already running with home {self.home}") from None
         self._lock_file = handle
 
+    def _record_uid(self, tenant: str, uid: int) -> None:
+        """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
+        restart."""
+        assert self.store is not None
+        log.info("tenant %s: workers run as uid %d", tenant, uid,
+                 extra={"event": "tenant_uid", "tenant": tenant, "uid": uid})  # fmt: skip
+
+        def stored(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("cannot store the uid of tenant %s: %s", tenant, done.exception())
+
+        self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
+
     async def _start_parts(self, began: float) -> None:
         self.store = await Store.open(
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
@@ -266,7 +280,9 @@ class Daemon:
             socket=str(self.socket_path),
             uids=workers.uids,
             multi_user=bool(self.config.auth.users),
-        )
+            known_uids=await self.store.load_tenant_uids(),
+            tenant_users=workers.tenant_users,
+        ).with_record(self._record_uid)
         log.log(
             logging.WARNING if self.isolation.mode == "minimal" else logging.INFO,
             "isolation: %s",

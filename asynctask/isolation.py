@@ -29,7 +29,7 @@ import logging
 import os
 import pwd
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
@@ -49,29 +49,32 @@ Mode = Literal["uids", "capabilities", "minimal"]
 
 class UidAllocator:
     """Per-tenant uids from a range: stable once given (``known`` comes from the store), never
-    root, the daemon's uid or an account's uid (``taken``). Pure: the caller stores ``new``."""
+    root, the daemon's uid or an account's uid (``taken``); ``fixed`` are the tenants'
+    configured users (``[tenants.<t>] user``), which win. Pure: the caller stores what
+    ``allocate`` says is new."""
 
     def __init__(
         self,
         uids: tuple[int, int],
         known: Mapping[str, int] = {},
         taken: Iterable[int] = (),
+        fixed: Mapping[str, int] = {},
     ) -> None:
         self.range = uids
+        self._fixed = dict(fixed)
         self._by_tenant = dict(known)
         self._used = set(self._by_tenant.values())
-        self._taken = {0, os.getuid(), *taken}
+        self._taken = {0, os.getuid(), *taken, *self._fixed.values()}
 
     def __repr__(self) -> str:
         low, high = self.range
         return f"<UidAllocator {low}-{high} assigned={len(self._by_tenant)}>"
 
-    def get(self, tenant: str) -> int | None:
-        return self._by_tenant.get(tenant)
-
     def allocate(self, tenant: str) -> tuple[int, bool]:
         """The tenant's uid and whether it is new (to be stored); ``RuntimeError`` when the
         range is used up."""
+        if tenant in self._fixed:
+            return self._fixed[tenant], False
         known = self._by_tenant.get(tenant)
         if known is not None:
             return known, False
@@ -98,15 +101,30 @@ class Isolation:
     description: str
     base: Spec
     allocator: UidAllocator | None = field(default=None, compare=False)
+    #: Called with (tenant, uid) for a uid given for the first time: the daemon stores it.
+    record: Callable[[str, int], object] | None = field(default=None, compare=False)
 
     def spec_for(self, tenant: str | None) -> str:
         """The worker's ``ASYNCTASK_SANDBOX``. In uid mode a worker bound to a tenant runs as
-        the tenant's uid; one not bound to a tenant (pre-started) runs as in capability mode."""
+        the tenant's uid (allocated now if it has none); one not bound to a tenant (pre-started
+        before the pool binds workers to tenants) runs as in capability mode."""
         if self.mode == "uids" and tenant is not None and self.allocator is not None:
-            uid = self.allocator.get(tenant)
-            if uid is not None:
-                return replace(self.base, uid=uid, gid=uid).to_json()
+            uid, new = self.allocator.allocate(tenant)
+            if new and self.record is not None:
+                self.record(tenant, uid)
+            return replace(self.base, uid=uid, gid=_primary_gid(uid)).to_json()
         return self.base.to_json()
+
+    def with_record(self, record: Callable[[str, int], object]) -> Isolation:
+        return replace(self, record=record)
+
+
+def _primary_gid(uid: int) -> int:
+    """An account's own group; a uid of the range has no account, and gets the same gid."""
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +187,7 @@ def probe_uid(python: str, cwd: str, env: Mapping[str, str], uid: int) -> Probe:
             check=False,
         )
     except PermissionError:
-        return Probe(False, f"{python} is not executable by uid {uid}")
+        return Probe(False, f"{os.path.realpath(python)} is not executable by uid {uid}")
     except (OSError, subprocess.SubprocessError) as exc:
         return Probe(False, f"{python} cannot be run as uid {uid}: {exc}")
     if done.returncode != 0:
@@ -188,9 +206,16 @@ def choose(
     uids: tuple[int, int] = DEFAULT_UIDS,
     multi_user: bool = False,
     known_uids: Mapping[str, int] = {},
+    tenant_users: Mapping[str, int] = {},
 ) -> Isolation:
     """Probe and choose (see the module docstring); ``UsageError`` in multi-user mode when the
-    per-tenant uids cannot run the workers."""
+    per-tenant uids cannot run the workers, or when a tenant's user is the daemon's."""
+    for tenant, uid in tenant_users.items():
+        if uid in (0, os.getuid()):
+            raise UsageError(
+                f"[tenants.{tenant}] user is uid {uid}, the daemon's own or root: tasks must "
+                "not run with the daemon's authority; name another user or leave it unset"
+            )
     env = worker_env(paths, PACKAGE_ROOT)
     base = Spec(hide=(home,), socket=socket)
     namespaces = probe_namespaces(python, cwd, env, base)
@@ -205,7 +230,7 @@ def choose(
             "made with /usr/bin/python3 -m venv outside /root"
         )
     if uid_probe.ok and namespaces.ok:
-        allocator = UidAllocator(uids, known_uids, account_uids())
+        allocator = UidAllocator(uids, known_uids, account_uids(), tenant_users)
         text = f"per-tenant uids {low}-{high}, own pid+mount namespace, no_new_privs"
         return Isolation("uids", text, base, allocator)
     if namespaces.ok:

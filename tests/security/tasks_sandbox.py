@@ -113,3 +113,7 @@ def wait_for(path: str, seconds: float = 60.0) -> str:
 
 def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_own_status() -> str:
+    return Path("/proc/self/status").read_text()
