@@ -56,6 +56,9 @@ LIMITS_ENV: Final = "ASYNCTASK_LIMITS"
 STACK_DIR_ENV: Final = "ASYNCTASK_STACK_DIR"
 #: The worker sandbox (``executor/sandbox.py``), JSON; entered right after the rlimits.
 SANDBOX_ENV: Final = "ASYNCTASK_SANDBOX"
+#: Set by a sandboxed worker for its tasks: its pid as the daemon (and ``inspect``) know it;
+#: in the sandbox's pid namespace ``os.getpid()`` is 2.
+WORKER_PID_ENV: Final = "ASYNCTASK_WORKER_PID"
 
 _PR_SET_PDEATHSIG: Final = 1
 _SIGKILL: Final = 9
@@ -643,6 +646,7 @@ def _enter_sandbox(spec_text: str, limits: Any, frame_fd: int) -> None:
         before_drop=before_drop,
     )
     _HOST_PID = entered.host_pid
+    os.environ[WORKER_PID_ENV] = str(entered.host_pid)
 
 
 _HOST_PID: int | None = None

@@ -3,6 +3,7 @@ storage, and per-tenant uid mode at the executor level with a system-Python venv
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from asynctask import isolation
 from asynctask.config import ConfigError, parse_config
 from asynctask.errors import UsageError
 from asynctask.executor.sandbox import Spec
-from asynctask.isolation import UidAllocator, choose, probe_uid, worker_env
+from asynctask.isolation import Probe, UidAllocator, choose, probe_uid, worker_env
 from asynctask.store import AssignUid, Store, StoreError
 from tests.executor.conftest import Harness, stop_and_check, value
 
@@ -219,3 +221,62 @@ async def test_a_tenant_uid_cannot_open_root_files_its_view_shows(uid_pool: Harn
         )
     finally:
         secret.close()
+
+
+def test_a_daemon_that_is_not_root_gets_the_same_sandbox_through_a_user_namespace(
+    readable_python: tuple[str, str],
+) -> None:
+    python, code = readable_python
+    nobody = pwd.getpwnam("nobody")
+    entered = subprocess.run(
+        [python, "-m", "asynctask.executor.sandbox"],
+        cwd=code,
+        env={**worker_env((), code), "ASYNCTASK_SANDBOX": Spec(hide=("/root",)).to_json()},
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if "cannot enter the sandbox" in entered.stdout:  # the probe says why: a fallback, not open
+        pytest.skip(f"no unprivileged user namespaces here: {entered.stdout.strip()}")
+    assert entered.returncode == 0, entered.stderr
+    seen = json.loads(entered.stdout)
+    assert (seen["pid"], seen["caps"], seen["uid"]) == (2, 0, nobody.pw_uid)
+
+
+# --- no namespaces at all --------------------------------------------------------------------
+
+
+def test_without_namespaces_the_choice_says_what_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        isolation, "probe_namespaces", lambda *_: Probe(False, "unshare: Operation not permitted")
+    )
+    chosen = choose(python=sys.executable, cwd=str(REPO), paths=(), home=str(tmp_path),
+                    socket=str(tmp_path / "s"))  # fmt: skip
+    assert chosen.mode == "minimal"
+    assert "no_new_privs only" in chosen.description
+    assert "unshare: Operation not permitted" in chosen.description
+    assert "the home included" in chosen.description  # says what tasks can then reach
+    assert Spec.from_json(chosen.spec_for(None)).namespaces is False
+    with pytest.raises(UsageError):
+        choose(python=sys.executable, cwd=str(REPO), paths=(), home=str(tmp_path),
+               socket=str(tmp_path / "s"), multi_user=True)  # fmt: skip
+
+
+async def test_a_worker_without_namespaces_still_has_no_capabilities() -> None:
+    spec = Spec(namespaces=False).to_json()
+    harness = Harness(workers=1, sandbox=lambda tenant: spec)
+    await harness.pool.start()
+    try:
+        status = value(await harness.run(f"{TASKS}:read_own_status"))
+        assert "CapEff:\t0000000000000000" in status
+        assert "CapBnd:\t0000000000000000" in status or not ROOT
+        assert "NoNewPrivs:\t1" in status
+        assert value(await harness.run("os:getpid")) == harness.pool.pids[0]
+    finally:
+        await stop_and_check(harness)
