@@ -728,6 +728,20 @@ class WorkerPool:
                 worker.group.remove()
                 worker.group = None
 
+    def _confine_task_process(self, worker: _Worker) -> bool:
+        """A sandboxed worker forks the process that runs tasks, maybe before ``_confine``
+        moved its parent into the group: move it too, before it gets work. ``False``: it could
+        not be, and the worker is killed rather than run without its limits."""
+        if worker.group is None:
+            return True
+        try:
+            worker.group.add(worker.task_pid)
+        except OSError as exc:
+            worker.death_note = f"worker {worker.pid} could not be put in its cgroup: {exc}"
+            self._signal_group(worker, signal.SIGKILL)
+            return False
+        return True
+
     def _limit_error(self, worker: _Worker, returncode: int | None) -> dict[str, Any] | None:
         """The error of an attempt whose worker a limit killed; ``None`` if none did."""
         group = worker.group
@@ -824,8 +838,10 @@ class WorkerPool:
             self._on_done(worker, message)
         elif op == "ready":
             reported = message.get("pid")
-            if type(reported) is int and reported > 0:
-                worker.task_pid = reported
+            if type(reported) is int and reported > 0 and reported != worker.pid:
+                worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
+                if not self._confine_task_process(worker):
+                    return
             self._on_ready(worker)
         else:
             log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)

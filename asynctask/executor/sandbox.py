@@ -17,19 +17,21 @@ So the view of the system changes too. The steps, in this order, and why that or
 1. **Before any namespace** (the "outer" process, the one the pool started): with
    ``network = false``, every bound path socket in ``/proc/net/unix``, read while still in the
    host's network namespace.
-2. ``unshare(CLONE_NEWNS | CLONE_NEWPID [| CLONE_NEWNET] [| CLONE_NEWUSER])``. A user namespace
-   only when the daemon is not root (it maps the uid to itself and gives the capabilities the
-   mounts need, inside it only). Then ``mount("/", MS_REC | MS_PRIVATE)``: nothing we mount
-   propagates back to the host. Then an ``O_PATH`` descriptor on what will be hidden but must
-   stay reachable: the daemon's socket, the safe device nodes (``null``, ``zero``, ``full``,
-   ``random``, ``urandom``, ``tty``), ``/dev/pts`` and ``/dev/shm``. After the unshare, not
-   before: a bind mount's source must be a mount of the caller's namespace.
+2. ``unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC [| CLONE_NEWNET] [| CLONE_NEWUSER])``
+   (IPC: System V shared memory and queues of the host's uid-0 processes would be the worker's
+   to read and write too). A user namespace only when the daemon is not root (it maps the uid
+   to itself and gives the capabilities the mounts need, inside it only). Then
+   ``mount("/", MS_REC | MS_PRIVATE)``: nothing we mount propagates back to the host. Then an
+   ``O_PATH`` descriptor on what will be hidden but must stay reachable: the daemon's socket,
+   the safe device nodes (``null``, ``zero``, ``full``, ``random``, ``urandom``, ``tty``),
+   ``/dev/pts`` and ``/dev/shm``. After the unshare, not before: a bind mount's source must be
+   a mount of the caller's namespace.
 3. **Mounts** (still with every capability):
 
    * ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are bind-mounted onto themselves, so that they are
-     mounts of their own whose read-only flag can be cleared in step 4; they stay the host's
-     directories (shared with the host and other workers, as before). ``private_tmp`` mounts an
-     empty tmpfs on ``/tmp`` instead.
+     mounts of their own whose read-only flag can be cleared again (last bullet); they stay the
+     host's directories (shared with the host and other workers, as before). ``private_tmp``
+     mounts an empty tmpfs on ``/tmp`` instead.
    * Each hidden directory (the home) gets an empty tmpfs over it; the daemon's socket, when it
      lives there, is bind-mounted back at its own path from the descriptor of step 1, so a task
      can still be a client of its daemon (the daemon decides what it may do). Nothing else of
@@ -99,6 +101,7 @@ __all__ = ["SANDBOX_ENV", "SandboxError", "Spec", "enter", "listening_socket_pat
 SANDBOX_ENV: Final = "ASYNCTASK_SANDBOX"
 
 _CLONE_NEWNS: Final = 0x00020000
+_CLONE_NEWIPC: Final = 0x08000000
 _CLONE_NEWPID: Final = 0x20000000
 _CLONE_NEWUSER: Final = 0x10000000
 _CLONE_NEWNET: Final = 0x40000000
@@ -417,7 +420,7 @@ def enter(
     if not spec.namespaces:
         return _without_namespaces(set(keep_fds), uid, gid, before_drop)
     sockets = [] if network else listening_socket_paths()
-    flags = _CLONE_NEWNS | _CLONE_NEWPID | (0 if network else _CLONE_NEWNET)
+    flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | (0 if network else _CLONE_NEWNET)
     if not root:
         flags |= _CLONE_NEWUSER
     real_uid, real_gid = os.getuid(), os.getgid()

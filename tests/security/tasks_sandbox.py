@@ -117,3 +117,19 @@ def kill_self() -> None:
 
 def read_own_status() -> str:
     return Path("/proc/self/status").read_text()
+
+
+def read_own_cgroups() -> str:
+    return Path("/proc/self/cgroup").read_text()
+
+
+def escape_and_sleep(namespace_file: str, seconds: float) -> None:
+    """A double-forked, setsid grandchild that outlives its parent, then sleep: the worker's
+    process group kill misses the grandchild; its pid namespace does not."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(seconds)
+        os._exit(0)
+    Path(namespace_file).write_text(os.readlink("/proc/self/ns/pid"))
+    time.sleep(seconds)
