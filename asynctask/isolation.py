@@ -7,8 +7,10 @@ kernel version or the uid:
 1. **The namespaces probe.** ``[workers] python -m asynctask.executor.sandbox`` enters the very
    sandbox a worker would (home hidden, pid and mount namespaces, capabilities dropped) and
    reports its capabilities. When it fails (no namespaces for this user, no user namespaces for
-   a non-root daemon), workers get what is left - no capabilities and ``no_new_privs`` - and the
-   daemon logs a warning that tasks can then reach what its uid owns. Never silently less.
+   a non-root daemon), workers get what is left - no capabilities and ``no_new_privs``, and
+   Landlock where the kernel has it (``executor/landlock.py``; with ABI 6 the same outcomes
+   but for path sockets) - probed the same way. Without Landlock the daemon logs a warning
+   that tasks can reach what its uid owns. Never silently less.
 2. **The per-tenant uid probe** (root only). ``[workers] python -c "import
    asynctask.executor.child"`` run as the first uid of ``[workers] uids``, with the workers'
    ``sys.path`` and working directory. It fails where that uid cannot run the interpreter or read
@@ -44,7 +46,7 @@ PROBE_TIMEOUT: Final = 20.0
 #: Where the ``asynctask`` package lives; workers import it from there (``executor/pool.py``).
 PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[1])
 
-Mode = Literal["uids", "capabilities", "minimal"]
+Mode = Literal["uids", "capabilities", "landlock", "minimal"]
 
 
 class UidAllocator:
@@ -131,6 +133,7 @@ def _primary_gid(uid: int) -> int:
 class Probe:
     ok: bool
     detail: str
+    landlock: int = 0  # the Landlock ABI the probe's sandbox used (without namespaces only)
 
 
 def worker_env(paths: Iterable[str], package_root: str) -> dict[str, str]:
@@ -166,7 +169,8 @@ def probe_namespaces(python: str, cwd: str, env: Mapping[str, str], spec: Spec) 
         return Probe(False, f"unexpected probe output {lines[-1]!r}")
     if seen.get("caps") != 0:
         return Probe(False, f"capabilities left in the sandbox: {seen.get('caps')!r}")
-    return Probe(True, "")
+    landlock = seen.get("landlock")
+    return Probe(True, "", landlock if type(landlock) is int else 0)
 
 
 def probe_uid(python: str, cwd: str, env: Mapping[str, str], uid: int) -> Probe:
@@ -238,9 +242,21 @@ def choose(
         return Isolation("capabilities", f"{text} (per-tenant uids unavailable: "
                          f"{uid_probe.detail})", base)  # fmt: skip
     minimal = replace(base, namespaces=False)
+    fallback = probe_namespaces(python, cwd, env, minimal)
+    if not fallback.ok:
+        raise UsageError(f"workers cannot even drop their capabilities: {fallback.detail}")
+    if fallback.landlock >= 6:
+        text = (
+            f"daemon uid without capabilities, no_new_privs and Landlock ABI {fallback.landlock}"
+            f" (no pid or mount namespace: {namespaces.detail}): the home unreadable, the system "
+            "read-only, the daemon and other workers out of reach; path Unix sockets stay "
+            "reachable even with network = false"
+        )
+        return Isolation("landlock", text, minimal)
+    landlock = f"Landlock ABI {fallback.landlock}" if fallback.landlock else "no Landlock"
     text = (
-        "daemon uid without capabilities and no_new_privs only: no pid or mount namespace "
-        f"({namespaces.detail}), so tasks can read and write what the daemon's uid owns, the "
-        "home included"
+        f"daemon uid without capabilities and no_new_privs only ({landlock}; no pid or mount "
+        f"namespace: {namespaces.detail}), so tasks can reach much of what the daemon's uid "
+        "owns, and signal the daemon"
     )
     return Isolation("minimal", text, minimal)

@@ -75,6 +75,10 @@ So the view of the system changes too. The steps, in this order, and why that or
    gain a capability back (a setuid binary included). Then every inherited descriptor but the
    worker's own is closed.
 
+**Without namespaces** (the daemon's probe found none usable, ``Spec.namespaces`` false): no
+fork, no mounts; step 6, then Landlock where the kernel has it (``landlock.py``), which gives
+the same outcomes by access rules but for path Unix sockets.
+
 A task could still create a user namespace of its own and hold capabilities inside it; they do
 not reach anything above: the mounts it inherited are locked (it cannot unmount the tmpfs over
 the home, nor make a read-only mount writable again), and the daemon is not in its pid namespace.
@@ -207,6 +211,7 @@ class Entered:
     """What the worker learns from ``enter``: its pid as the daemon sees it."""
 
     host_pid: int
+    landlock: int = 0  # the Landlock ABI restricting it (without namespaces only)
 
 
 # --- ctypes ------------------------------------------------------------------------------------
@@ -418,7 +423,7 @@ def enter(
         uid, gid = _resolve_user(user)
     root = os.geteuid() == 0
     if not spec.namespaces:
-        return _without_namespaces(set(keep_fds), uid, gid, before_drop)
+        return _without_namespaces(spec, set(keep_fds), uid, gid, before_drop)
     sockets = [] if network else listening_socket_paths()
     flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | (0 if network else _CLONE_NEWNET)
     if not root:
@@ -468,12 +473,16 @@ def enter(
 
 
 def _without_namespaces(
+    spec: Spec,
     keep: set[int],
     uid: int | None,
     gid: int | None,
     before_drop: Callable[[int], Iterable[int]] | None,
 ) -> Entered:
-    """What is left without namespaces: no capabilities, no_new_privs, no inherited fds."""
+    """What is left without namespaces: no capabilities, no_new_privs, Landlock where the
+    kernel has it (``landlock.py``: the same outcomes by access rules), no inherited fds."""
+    from asynctask.executor import landlock
+
     pid = os.getpid()
     keep |= {0, 1, 2}
     if before_drop is not None:
@@ -485,8 +494,9 @@ def _without_namespaces(
         os.setresgid(*(3 * [gid if gid is not None else uid]))
         os.setresuid(uid, uid, uid)
     drop_capabilities()
+    version = landlock.restrict(spec.hide, spec.writable)
     _close_all_but(keep)
-    return Entered(pid)
+    return Entered(pid, version)
 
 
 def _resolve_user(user: str) -> tuple[int, int]:
@@ -660,8 +670,8 @@ def probe() -> int:
     except OSError as exc:
         print(f"cannot enter the sandbox: {exc}", flush=True)
         return 1
-    print(json.dumps({"host_pid": entered.host_pid, "pid": os.getpid(),
-                      "caps": capabilities(), "uid": os.getuid()}), flush=True)  # fmt: skip
+    print(json.dumps({"host_pid": entered.host_pid, "pid": os.getpid(), "caps": capabilities(),
+                      "uid": os.getuid(), "landlock": entered.landlock}), flush=True)  # fmt: skip
     return 0
 
 

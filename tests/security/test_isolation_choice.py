@@ -250,18 +250,26 @@ def test_a_daemon_that_is_not_root_gets_the_same_sandbox_through_a_user_namespac
 # --- no namespaces at all --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("landlock", "mode"), [(7, "landlock"), (3, "minimal"), (0, "minimal")])
 def test_without_namespaces_the_choice_says_what_is_left(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landlock: int, mode: str
 ) -> None:
-    monkeypatch.setattr(
-        isolation, "probe_namespaces", lambda *_: Probe(False, "unshare: Operation not permitted")
-    )
+    def probe(python: str, cwd: str, env: object, spec: Spec) -> Probe:
+        if spec.namespaces:
+            return Probe(False, "unshare: Operation not permitted")
+        return Probe(True, "", landlock)
+
+    monkeypatch.setattr(isolation, "probe_namespaces", probe)
     chosen = choose(python=sys.executable, cwd=str(REPO), paths=(), home=str(tmp_path),
                     socket=str(tmp_path / "s"))  # fmt: skip
-    assert chosen.mode == "minimal"
-    assert "no_new_privs only" in chosen.description
+    assert chosen.mode == mode
     assert "unshare: Operation not permitted" in chosen.description
-    assert "the home included" in chosen.description  # says what tasks can then reach
+    if mode == "minimal":  # says what tasks can then reach
+        assert "no_new_privs only" in chosen.description
+        assert "signal the daemon" in chosen.description
+    else:
+        assert f"Landlock ABI {landlock}" in chosen.description
+        assert "path Unix sockets stay reachable" in chosen.description
     assert Spec.from_json(chosen.spec_for(None)).namespaces is False
     with pytest.raises(UsageError):
         choose(python=sys.executable, cwd=str(REPO), paths=(), home=str(tmp_path),

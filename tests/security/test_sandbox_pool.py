@@ -3,13 +3,16 @@ kills the process that runs the tasks, which is a grandchild of the one it start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from asynctask.executor import landlock
 from asynctask.executor.limits import detect_cgroups, worker_group_name
 from asynctask.executor.sandbox import Spec
 from asynctask.resources import Limits
@@ -123,3 +126,38 @@ def _in_namespace(namespace: str) -> bool:
         except OSError:
             continue
     return False
+
+
+@pytest.mark.skipif(landlock.abi() < 6, reason=f"Landlock ABI {landlock.abi()} has no scopes")
+async def test_without_namespaces_landlock_gives_the_same_outcomes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    database = home / "asynctask.db"
+    database.write_text("secret")
+    etc = f"/etc/asynctask-test-{uuid.uuid4().hex}"
+    spec = Spec(hide=(str(home),), namespaces=False).to_json()
+    harness = Harness(workers=1, sandbox=lambda tenant: spec)
+    await harness.pool.start()
+    try:
+        me = os.getpid()  # the daemon's stand-in: the pool's own process
+        for attack, args in [
+            ("open_read_write", (str(database),)),
+            ("create_file", (etc,)),
+            ("send_signal", (me, 0)),
+            ("read_environ", (me,)),
+            ("ptrace_attach", (me,)),
+            ("write_cgroup_procs", ()),
+        ]:
+            outcome = value(await harness.run(f"{TASKS}:{attack}", *args))
+            results = outcome.values() if isinstance(outcome, dict) else [outcome]
+            assert all(r.startswith("denied") for r in results), (attack, outcome)
+        listing = await harness.run("os:listdir", str(home))
+        assert listing.error is not None
+        assert listing.error["type"] == "PermissionError"
+        scratch = f"/var/tmp/asynctask-test-{uuid.uuid4().hex}"
+        assert value(await harness.run(f"{TASKS}:write_and_read", scratch, "ok")) == "ok"
+        os.unlink(scratch)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(etc)
+        await stop_and_check(harness)
