@@ -83,6 +83,11 @@ A task could still create a user namespace of its own and hold capabilities insi
 not reach anything above: the mounts it inherited are locked (it cannot unmount the tmpfs over
 the home, nor make a read-only mount writable again), and the daemon is not in its pid namespace.
 
+Cost (2 cores, measured 2026-12-07): a worker is ready in 62 ms instead of 49 (median of 40
+starts; importing ``ctypes`` is 5 ms of it, the namespaces and mounts 3-5 ms, the two forks
+the rest), and holds about 4 MiB more (PSS): the outer process and init are forks sharing the
+worker's pages, with about 1 MiB of their own each.
+
 This module is stdlib only (``ctypes``), because the worker child imports it at start-up.
 """
 
