@@ -272,7 +272,9 @@ class Daemon:
         python = workers.python or sys.executable
         # Bound before the workers start, so that their sandbox can show them the socket.
         self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
-        self.isolation = choose_isolation(
+        known_uids = await self.store.load_tenant_uids()
+        chosen = await asyncio.to_thread(  # two interpreter starts: not on the loop
+            choose_isolation,
             python=python,
             cwd=os.getcwd(),
             paths=workers.paths,
@@ -280,9 +282,10 @@ class Daemon:
             socket=str(self.socket_path),
             uids=workers.uids,
             multi_user=bool(self.config.auth.users),
-            known_uids=await self.store.load_tenant_uids(),
+            known_uids=known_uids,
             tenant_users=workers.tenant_users,
-        ).with_record(self._record_uid)
+        )
+        self.isolation = chosen.with_record(self._record_uid)
         log.log(
             logging.WARNING if self.isolation.mode == "minimal" else logging.INFO,
             "isolation: %s",

@@ -32,6 +32,7 @@ import os
 import pwd
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
@@ -222,8 +223,10 @@ def choose(
             )
     env = worker_env(paths, PACKAGE_ROOT)
     base = Spec(hide=(home,), socket=socket)
-    namespaces = probe_namespaces(python, cwd, env, base)
-    uid_probe = probe_uid(python, cwd, env, uids[0])
+    with ThreadPoolExecutor(2, thread_name_prefix="asynctask-probe") as probes:
+        both = probes.submit(probe_namespaces, python, cwd, env, base)
+        uid_probe = probe_uid(python, cwd, env, uids[0])  # meanwhile: two interpreter starts
+        namespaces = both.result()
     low, high = uids
     if multi_user and not (uid_probe.ok and namespaces.ok):
         why = uid_probe.detail if not uid_probe.ok else f"no namespaces: {namespaces.detail}"

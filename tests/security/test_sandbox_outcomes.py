@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,3 +190,23 @@ def test_inspect_shows_the_workers_pid_and_stack(sandboxed: DaemonProcess, tmp_p
     assert info["rss"] > 1024 * 1024
     release.write_text("go")
     assert handle.result(timeout=60) == "released"
+
+
+def test_multi_user_mode_refuses_to_start_without_per_tenant_uids(tmp_path: Path) -> None:
+    from asynctask.isolation import PACKAGE_ROOT, probe_uid, worker_env
+
+    if os.geteuid() != 0:
+        pytest.skip("per-tenant uids need a root daemon")
+    if probe_uid(sys.executable, PACKAGE_ROOT, worker_env((), PACKAGE_ROOT), 61000).ok:
+        pytest.skip("this interpreter can be run by uid 61000: multi-user mode would start")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "asynctask.toml").write_text('[auth.users]\nnobody = ["a"]\n')
+    started = subprocess.run(
+        [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
+        cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode == 2, started.stderr
+    assert "Set [workers] python to an interpreter" in started.stderr
+    assert "uid 61000" in started.stderr
+    assert not (home / "asynctask.sock").exists()
