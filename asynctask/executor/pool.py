@@ -838,7 +838,12 @@ class WorkerPool:
             self._on_done(worker, message)
         elif op == "ready":
             reported = message.get("pid")
-            if type(reported) is int and reported > 0 and reported != worker.pid:
+            if (
+                worker.state is _State.STARTING  # once, before any task code: never a task's
+                and type(reported) is int
+                and reported != worker.pid
+                and _grandchild(reported, worker.pid)
+            ):
                 worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
                 if not self._confine_task_process(worker):
                     return
@@ -1224,6 +1229,18 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
     return env
+
+
+def _grandchild(pid: int, ancestor: int) -> bool:
+    """Whether ``pid`` is a child's child of ``ancestor`` (the sandbox's worker of the process
+    the pool started): a pid a worker reports is believed only then."""
+    for _ in range(2):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return pid == ancestor
 
 
 def _rss(pid: int) -> int:

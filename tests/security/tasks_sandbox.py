@@ -133,3 +133,15 @@ def escape_and_sleep(namespace_file: str, seconds: float) -> None:
         os._exit(0)
     Path(namespace_file).write_text(os.readlink("/proc/self/ns/pid"))
     time.sleep(seconds)
+
+
+def forge_ready(pid: int) -> str:
+    """Write a ``ready`` frame naming ``pid`` on the worker's frame socket, as if the worker
+    process were that one."""
+    import sys
+
+    from asynctask import protocol
+
+    with socket.socket(fileno=os.dup(int(sys.argv[1]))) as frames:
+        frames.sendall(protocol.encode_frame({"op": "ready", "pid": pid}))
+    return "sent"

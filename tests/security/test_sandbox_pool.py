@@ -3,6 +3,7 @@ kills the process that runs the tasks, which is a grandchild of the one it start
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -161,3 +162,30 @@ async def test_without_namespaces_landlock_gives_the_same_outcomes(tmp_path: Pat
         with contextlib.suppress(FileNotFoundError):
             os.unlink(etc)
         await stop_and_check(harness)
+
+
+def _cgroups(pid: int) -> str:
+    return Path(f"/proc/{pid}/cgroup").read_text()
+
+
+@pytest.mark.skipif(not SUPPORT.pids, reason=f"no pids cgroup: {SUPPORT.description}")
+async def test_a_task_cannot_make_the_pool_adopt_another_process(pool: Harness) -> None:
+    """A forged ``ready`` frame naming a stranger would have the pool move it into the
+    worker's cgroup (killed with the group), signal it for stacks and read its RSS."""
+    stranger = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        groups = _cgroups(stranger.pid)
+        forged = pool.submit(f"{TASKS}:forge_ready", stranger.pid, limits=Limits(processes=50))
+        assert value(await pool.outcome(forged)) == "sent"
+        await pool.full()
+        aid = pool.submit("sleep", 30)
+        await eventually(lambda: pool.pool.pid_of(aid), what="the attempt to start")
+        assert pool.pool.pid_of(aid) != stranger.pid
+        assert pool.pool.cancel(aid)
+        await pool.outcome(aid)
+        await pool.full()
+        assert _cgroups(stranger.pid) == groups
+        assert stranger.returncode is None
+    finally:
+        stranger.kill()
+        await stranger.wait()
