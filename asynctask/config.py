@@ -75,6 +75,10 @@ class WorkersConfig:
     sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
     env_pass: tuple[str, ...] = ()  # names copied from the daemon's environment to workers'
     env: Mapping[str, str] = field(default_factory=dict)  # [workers.env]: set in workers'
+    python: str = ""  # the workers' interpreter; "": the daemon's
+    uids: tuple[int, int] = (61000, 61999)  # per-tenant worker uids (``isolation.py``)
+    #: ``[tenants.<t>] user``: the uid a tenant's workers run as, instead of one from ``uids``.
+    tenant_users: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             "sandbox",
             "env_pass",
             "env",
+            "python",
+            "uids",
             *RESOURCE_KEYS,
         },
     )
@@ -251,6 +257,9 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         sandbox=_get(workers, "workers.sandbox", w.sandbox, _choice("auto", "rlimits")),
         env_pass=_get(workers, "workers.env_pass", w.env_pass, _env_names),
         env=_env_table(workers.get("env", {})),
+        python=_get(workers, "workers.python", w.python, _python),
+        uids=_get(workers, "workers.uids", w.uids, _uid_range),
+        tenant_users=_tenant_users(_section(data, "tenants")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
@@ -371,7 +380,9 @@ _SCHEDULER_KEYS = {
     "fault_backoff_max",
     "shard_probation",
 }
-_TENANT_KEYS = {"weight", "concurrency", "rate", "burst", "max_backlog", "functions", "commands"}
+_TENANT_KEYS = {
+    "weight", "concurrency", "rate", "burst", "max_backlog", "functions", "commands", "user",
+}  # fmt: skip
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
     "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"
@@ -629,6 +640,44 @@ def _paths(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise TypeError("expected a list of directory paths")
     return tuple(os.path.abspath(os.path.expanduser(p)) for p in raw)
+
+
+def _tenant_users(tenants: Mapping[str, Any]) -> dict[str, int]:
+    """``[tenants.<t>] user`` of each tenant: never root, and one tenant's own (not ``*``)."""
+    found: dict[str, int] = {}
+    for name, section in tenants.items():
+        if not isinstance(section, dict) or "user" not in section:
+            continue
+        path = f"tenants.{name}.user"
+        if name == "*":
+            raise ConfigError(f"{path}: a user is one tenant's; every tenant cannot share it")
+        uid = _uid(section["user"], path)
+        if uid == 0:
+            raise ConfigError(f"{path}: tasks never run as root")
+        found[str(name)] = uid
+    return found
+
+
+def _python(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError("expected the path of a Python interpreter")
+    if raw and not os.path.isabs(os.path.expanduser(raw)):
+        raise ValueError("expected an absolute path (or '' for the daemon's interpreter)")
+    return os.path.expanduser(raw)
+
+
+def _uid_range(raw: Any) -> tuple[int, int]:
+    if not isinstance(raw, str):
+        raise TypeError("expected a range of uids such as '61000-61999'")
+    first, sep, last = raw.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ValueError("a uid range is written FIRST-LAST, e.g. '61000-61999'")
+    low, high = int(first), int(last)
+    if not low <= high < 2**31 - 1:
+        raise ValueError("the range must be increasing and end below 2^31-1")
+    if low < 1000:
+        raise ValueError("the range must start at 1000 or above: below are system accounts")
+    return low, high
 
 
 def _users(raw: Any) -> tuple[int, ...]:

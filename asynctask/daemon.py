@@ -31,6 +31,8 @@ import math
 import os
 import random
 import signal
+import socket
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine, Iterable
@@ -57,6 +59,8 @@ from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.home import UMASK, open_private, prepare_home, verify_home
 from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
+from asynctask.isolation import Isolation
+from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     DEDUP_STATES,
@@ -93,9 +97,10 @@ from asynctask.resources import Limits
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
-from asynctask.server.listener import Listener, claim_socket_path
+from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
+    AssignUid,
     ClearPause,
     DeleteCron,
     DeleteTask,
@@ -143,6 +148,8 @@ class Daemon:
         self.store: Store | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
+        self.isolation: Isolation | None = None
+        self._bound_socket: socket.socket | None = None
         self.accepting = False
         self._live = LiveIndex()
         self._running: dict[int, LiveTask] = {}
@@ -258,6 +265,19 @@ class Daemon:
             raise UsageError(f"another daemon is already running with home {self.home}") from None
         self._lock_file = handle
 
+    def _record_uid(self, tenant: str, uid: int) -> None:
+        """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
+        restart."""
+        assert self.store is not None
+        log.info("tenant %s: workers run as uid %d", tenant, uid,
+                 extra={"event": "tenant_uid", "tenant": tenant, "uid": uid})  # fmt: skip
+
+        def stored(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("cannot store the uid of tenant %s: %s", tenant, done.exception())
+
+        self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
+
     async def _start_parts(self, began: float) -> None:
         self.store = await Store.open(
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
@@ -274,8 +294,34 @@ class Daemon:
         else:
             log.info("sandbox: %s", self.cgroups.description)
         run_dir = self.home / RUN_DIR  # made and checked by prepare_home
+        python = workers.python or sys.executable
+        # Bound before the workers start, so that their sandbox can show them the socket.
+        self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
+        known_uids = await self.store.load_tenant_uids()
+        chosen = await asyncio.to_thread(  # two interpreter starts: not on the loop
+            choose_isolation,
+            python=python,
+            cwd=os.getcwd(),
+            paths=workers.paths,
+            home=str(self.home),
+            socket=str(self.socket_path),
+            uids=workers.uids,
+            multi_user=bool(self.config.auth.users),
+            known_uids=known_uids,
+            tenant_users=workers.tenant_users,
+        )
+        self.isolation = chosen.with_record(self._record_uid)
+        log.log(
+            logging.WARNING if self.isolation.mode == "minimal" else logging.INFO,
+            "isolation: %s",
+            self.isolation.description,
+            extra={"event": "isolation", "mode": self.isolation.mode},
+        )
         self.pool = WorkerPool(
             PoolConfig(
+                python=python,
+                sandbox=self.isolation.spec_for,
+                bind_at_start=self.isolation.mode == "uids",
                 workers=workers.min_workers,
                 cwd=os.getcwd(),
                 paths=workers.paths,
@@ -321,7 +367,8 @@ class Daemon:
         # during any await of start-up must find the daemon taking tasks, not "shutting down".
         await self._start_observers()
         self.accepting = True
-        await self.listener.start()
+        bound, self._bound_socket = self._bound_socket, None
+        await self.listener.start(bound)
         self._background_task(self._sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
@@ -413,6 +460,10 @@ class Daemon:
                 future.cancel()
         if self.listener is not None:
             await self.listener.close()
+        if self._bound_socket is not None:  # start-up failed before the listener took it
+            self._bound_socket.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
         if self.store is not None:
             await self.store.close()
         with contextlib.suppress(FileNotFoundError):

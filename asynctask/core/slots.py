@@ -53,18 +53,22 @@ class Placement:
     replace: bool = False
 
 
-def place(tenant: str, candidates: Sequence[SlotHolder]) -> Placement | None:
+def place(
+    tenant: str, candidates: Sequence[SlotHolder], *, fresh_ok: bool = True
+) -> Placement | None:
     """Choose a worker for one attempt of ``tenant`` among workers with a free slot.
 
     ``candidates`` are ordered coldest first, warmest (most recently used) last, as the
-    pool's free stacks are. ``None`` when no candidate may take it (rule 4 above).
+    pool's free stacks are. ``None`` when no candidate may take it (rule 4 above). Without
+    ``fresh_ok`` (a worker's identity is fixed when it starts: per-tenant uids), rule 2 is
+    skipped and a fresh worker is replaced like another tenant's.
     """
     fresh = -1
     for index in range(len(candidates) - 1, -1, -1):  # warmest first
         owner = candidates[index].tenant
         if owner == tenant:
             return Placement(index)
-        if owner is None and fresh < 0:
+        if owner is None and fresh < 0 and fresh_ok:
             fresh = index
     if fresh >= 0:
         return Placement(fresh)

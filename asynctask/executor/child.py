@@ -55,6 +55,11 @@ PATHS_ENV: Final = "ASYNCTASK_PATHS"
 LIMITS_ENV: Final = "ASYNCTASK_LIMITS"
 #: Where ``SIGUSR1`` makes the worker dump its threads' stacks (``asynctask inspect``).
 STACK_DIR_ENV: Final = "ASYNCTASK_STACK_DIR"
+#: The worker sandbox (``executor/sandbox.py``), JSON; entered right after the rlimits.
+SANDBOX_ENV: Final = "ASYNCTASK_SANDBOX"
+#: Set by a sandboxed worker for its tasks: its pid as the daemon (and ``inspect``) know it;
+#: in the sandbox's pid namespace ``os.getpid()`` is 2.
+WORKER_PID_ENV: Final = "ASYNCTASK_WORKER_PID"
 
 _PR_SET_PDEATHSIG: Final = 1
 _SIGKILL: Final = 9
@@ -88,7 +93,7 @@ class Worker:
 
     def serve(self) -> int:
         """Answer ``run`` frames until ``exit`` or EOF; the return value is the exit status."""
-        self._send({"op": "ready", "pid": os.getpid()})
+        self._send({"op": "ready", "pid": _reported_pid()})
         while True:
             try:
                 data = self._sock.recv(_RECV_SIZE)
@@ -268,7 +273,7 @@ class ConcurrentWorker(Worker):
 
         self._sock.setblocking(False)
         reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
-        self._send({"op": "ready", "pid": os.getpid()})
+        self._send({"op": "ready", "pid": _reported_pid()})
         while True:
             try:
                 data = await reader.read(_RECV_SIZE)
@@ -596,10 +601,13 @@ def _die_with_parent() -> bool:
     return not (expected and expected.isdigit() and os.getppid() != int(expected))
 
 
-def _apply_limits() -> str | None:
-    """rlimits from ``LIMITS_ENV``; the reason it cannot, which ends the worker unstarted."""
+def _apply_limits(frame_fd: int) -> str | None:
+    """rlimits from ``LIMITS_ENV``, then the sandbox of ``SANDBOX_ENV`` (or, without one, the
+    limits' own hardening); the reason it cannot, which ends the worker unstarted."""
     raw = os.environ.get(LIMITS_ENV)
-    if not raw:
+    spec_text = os.environ.get(SANDBOX_ENV)
+    if not raw and not spec_text:
+        _dump_stacks_on_sigusr1()
         return None
     import json
 
@@ -607,40 +615,84 @@ def _apply_limits() -> str | None:
     from asynctask.resources import Limits
 
     try:
-        wire = json.loads(raw)
+        wire = json.loads(raw or "{}")
         address_space = bool(wire.pop("address_space", True))
         limits = Limits.from_wire(wire)
         apply_rlimits(limits, address_space=address_space)
-        isolate(limits)  # last: it may give up root
+        if not spec_text:
+            _dump_stacks_on_sigusr1()  # opens its file in the daemon's run dir while it can
+            isolate(limits)  # last: it may give up root
+            return None
+        _enter_sandbox(spec_text, limits, frame_fd)
     except (ValueError, TypeError, OSError) as exc:
-        return f"cannot apply its limits {raw}: {exc}"
+        return f"cannot apply its limits {raw} and sandbox {spec_text}: {exc}"
     return None
 
 
-def _dump_stacks_on_sigusr1() -> None:
+def _enter_sandbox(spec_text: str, limits: Any, frame_fd: int) -> None:
+    """``executor/sandbox.py``; returns in the process that runs tasks, as its host pid is
+    known, and with the stack file opened from a descriptor taken before the home was hidden."""
+    from asynctask.executor import sandbox
+
+    global _HOST_PID
+    directory = os.environ.get(STACK_DIR_ENV)
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY) if directory else None
+
+    def before_drop(host_pid: int) -> list[int]:
+        return [] if dir_fd is None else _dump_stacks_on_sigusr1(host_pid, dir_fd)
+
+    entered = sandbox.enter(
+        sandbox.Spec.from_json(spec_text),
+        network=limits.network is not False,
+        private_tmp=bool(limits.private_tmp),
+        user=limits.user,
+        keep_fds=[frame_fd],
+        before_drop=before_drop,
+    )
+    _HOST_PID = entered.host_pid
+    os.environ[WORKER_PID_ENV] = str(entered.host_pid)
+
+
+_HOST_PID: int | None = None
+
+
+def _reported_pid() -> int:
+    """The pid the daemon knows this process by: inside the sandbox's pid namespace
+    ``os.getpid()`` is 2."""
+    return _HOST_PID if _HOST_PID is not None else os.getpid()
+
+
+def _dump_stacks_on_sigusr1(pid: int | None = None, dir_fd: int | None = None) -> list[int]:
     """``asynctask inspect``: SIGUSR1 appends every thread's stack to the daemon's file for this
-    worker. faulthandler writes from a C signal handler, so the task runs on undisturbed."""
+    worker. faulthandler writes from a C signal handler, so the task runs on undisturbed.
+    Returns the file's descriptor, which the worker keeps."""
     directory = os.environ.get(STACK_DIR_ENV)
     if not directory:
-        return
+        return []
     import faulthandler
     import signal
 
+    name = f"stack-{os.getpid() if pid is None else pid}.txt"
     try:
         # Kept open for the worker's life: faulthandler holds the descriptor, not the object.
         # Private, and never through a symlink: the run dir is the daemon's (home.py).
         nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+        append = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK  # a FIFO: no block
+        own_dir = dir_fd is None
+        if dir_fd is None:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | nofollow)
         try:
-            append = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK  # a FIFO: no block
-            fd = os.open(f"stack-{os.getpid()}.txt", append | nofollow, 0o600, dir_fd=dir_fd)
+            fd = os.open(name, append | nofollow, 0o600, dir_fd=dir_fd)
         finally:
-            os.close(dir_fd)
+            if own_dir:
+                os.close(dir_fd)
         stack_file = open(fd, "ab", buffering=0)  # noqa: SIM115
         faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True, chain=False)
         _KEEP.append(stack_file)
     except OSError as exc:
         print(f"asynctask worker {os.getpid()}: no stack dumps: {exc}", file=sys.stderr)
+        return []
+    return [fd]
 
 
 _KEEP: list[Any] = []
@@ -666,12 +718,11 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
     _extend_sys_path()
-    _dump_stacks_on_sigusr1()  # opens its file in the daemon's run dir while it still can
-    limits_error = _apply_limits()  # may give up root: after what needs it
+    limits_error = _apply_limits(sock.fileno())  # may give up root: after what needs it
     if limits_error:
         print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
         return 2
-    if not _die_with_parent():  # again: a setuid clears the parent-death signal
+    if _HOST_PID is None and not _die_with_parent():  # again: a setuid clears it
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
     if slots > 1:

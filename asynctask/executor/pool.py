@@ -67,7 +67,13 @@ from typing import Any, Final, cast
 from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.errors import ProtocolError
-from asynctask.executor.child import LIMITS_ENV, PARENT_PID_ENV, PATHS_ENV, STACK_DIR_ENV
+from asynctask.executor.child import (
+    LIMITS_ENV,
+    PARENT_PID_ENV,
+    PATHS_ENV,
+    SANDBOX_ENV,
+    STACK_DIR_ENV,
+)
 from asynctask.executor.forkserver import ForkServer, ForkServerError
 from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
 from asynctask.executor.output import WorkerOutput
@@ -122,6 +128,12 @@ class PoolConfig:
     #: when a worker exits (``reaper.py``): only for a process whose children are all the
     #: pool's, as the daemon's are.
     reap_orphans: bool = False
+    #: The worker sandbox (``executor/sandbox.py``): the JSON spec for a worker of a tenant
+    #: (``None`` while workers are not bound to one). ``None``: workers are not sandboxed.
+    sandbox: Callable[[str | None], str] | None = None
+    #: Workers get their identity (a tenant's uid) when they start, so a pre-started worker,
+    #: bound to no tenant, is replaced rather than bound by its first attempt.
+    bind_at_start: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +200,7 @@ class _Worker:
         "spawned_at",
         "state",
         "stopping",
+        "task_pid",
         "tenant",
         "timers",
         "was_ready",
@@ -206,6 +219,9 @@ class _Worker:
         self.lent = 0  # slots of this worker lent to dedicated workers
         self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
         self.pid = 0
+        # The process that runs tasks, as its ``ready`` frame says: in a sandbox it is not
+        # ``pid`` (the process the pool started) but a child in a pid namespace of its own.
+        self.task_pid = 0
         self.process: asyncio.SubprocessTransport | None = None
         self.channel: asyncio.Transport | None = None
         self.jobs: dict[int, Job] = {}  # running on it, reported to nobody yet
@@ -334,6 +350,7 @@ class WorkerPool:
         self._target = config.workers
         self._scale_timer: asyncio.TimerHandle | None = None
         self._forkserver: ForkServer | None = None
+        self._fresh_ok = not config.bind_at_start
         self._fork_server_retry_at = 0.0
         self._started_count = 0  # workers that became ready, ever
         self._ready_seconds: deque[float] = deque(maxlen=4096)  # spawn to ready, newest
@@ -383,6 +400,8 @@ class WorkerPool:
             for worker in stack:
                 free = slots - len(worker.jobs) - worker.lent
                 if worker.tenant is None:
+                    if not self._fresh_ok:
+                        continue
                     warm.fresh += free
                     warm.fresh_shards[shard] = warm.fresh_shards.get(shard, 0) + free
                 else:
@@ -431,7 +450,7 @@ class WorkerPool:
     def pid_of(self, aid: int) -> int | None:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
-        return worker.pid if worker is not None else None
+        return (worker.task_pid or worker.pid) if worker is not None else None
 
     def shard_of(self, aid: int) -> int | None:
         """The shard of the worker running ``aid``, if it runs."""
@@ -550,7 +569,7 @@ class WorkerPool:
             self._lend(stack[-1], job, job.limits, tenant)
             return
         if placement is None:
-            placement = place(tenant, stack)
+            placement = place(tenant, stack, fresh_ok=self._fresh_ok)
         if placement is None:  # every free slot is on another tenant's busy worker
             self._lend(stack[-1], job, self._config.limits, tenant)
             return
@@ -576,7 +595,7 @@ class WorkerPool:
         lowest on ties): no worker is replaced that need not be, and load stays spread."""
         fresh: tuple[int, Placement] | None = None
         for index, stack in enumerate(self._free):
-            placement = place(tenant, stack) if stack else None
+            placement = place(tenant, stack, fresh_ok=self._fresh_ok) if stack else None
             if placement is None or placement.replace:
                 continue
             if stack[placement.index].tenant == tenant:
@@ -709,7 +728,7 @@ class WorkerPool:
     def _room_in_budget(self) -> int:
         """Workers that fit in ``memory_budget`` beside the ones running, each costing what
         they cost on average now."""
-        sizes = [_rss(worker.pid) for worker in self._workers if worker.pid > 0]
+        sizes = [_rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
         used = sum(sizes)
         each = max(used // max(len(sizes), 1), 1)
         room = (self._config.memory_budget - used) // each
@@ -922,13 +941,17 @@ class WorkerPool:
         self._on_exit(worker)
 
     def _env_for(self, worker: _Worker) -> dict[str, str]:
+        sandbox = self._config.sandbox
+        env = self._env
+        if sandbox is not None:
+            env = {**env, SANDBOX_ENV: sandbox(getattr(worker, "tenant", None))}
         if worker.limits.is_empty:
-            return self._env
+            return env
         wire: dict[str, Any] = dict(worker.limits.to_wire())
         support = self._config.cgroups
         if support is not None and support.memory and worker.limits.memory is not None:
             wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        env = {**self._env, LIMITS_ENV: json.dumps(wire)}
+        env = {**env, LIMITS_ENV: json.dumps(wire)}
         if worker.limits.user != self._config.limits.user and "HOME" not in self._config.env:
             env["HOME"] = home_of(worker.limits.user)
         return env
@@ -959,6 +982,20 @@ class WorkerPool:
             if worker.group is not None:
                 worker.group.remove()
                 worker.group = None
+
+    def _confine_task_process(self, worker: _Worker) -> bool:
+        """A sandboxed worker forks the process that runs tasks, maybe before ``_confine``
+        moved its parent into the group: move it too, before it gets work. ``False``: it could
+        not be, and the worker is killed rather than run without its limits."""
+        if worker.group is None:
+            return True
+        try:
+            worker.group.add(worker.task_pid)
+        except OSError as exc:
+            worker.death_note = f"worker {worker.pid} could not be put in its cgroup: {exc}"
+            self._signal_group(worker, signal.SIGKILL)
+            return False
+        return True
 
     def _limit_error(self, worker: _Worker, returncode: int | None) -> dict[str, Any] | None:
         """The error of an attempt whose worker a limit killed; ``None`` if none did."""
@@ -1055,6 +1092,16 @@ class WorkerPool:
         elif op == "done":
             self._on_done(worker, message)
         elif op == "ready":
+            reported = message.get("pid")
+            if (
+                worker.state is _State.STARTING  # once, before any task code: never a task's
+                and type(reported) is int
+                and reported != worker.pid
+                and _grandchild(reported, worker.pid)
+            ):
+                worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
+                if not self._confine_task_process(worker):
+                    return
             self._on_ready(worker)
         else:
             log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
@@ -1151,7 +1198,7 @@ class WorkerPool:
     def _too_big(self, worker: _Worker) -> bool:
         """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
         limit = self._config.max_worker_rss
-        if not limit or _rss(worker.pid) <= limit:
+        if not limit or _rss(worker.task_pid or worker.pid) <= limit:
             return False
         log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
         return True
@@ -1246,7 +1293,8 @@ class WorkerPool:
         self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
         if self._config.stack_dir is not None and worker.pid > 0:
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._config.stack_dir, f"stack-{worker.pid}.txt"))
+                name = f"stack-{worker.task_pid or worker.pid}.txt"
+                os.unlink(os.path.join(self._config.stack_dir, name))
         previous = worker.state
         worker.state = _State.DEAD
         self._release(worker)
@@ -1463,6 +1511,18 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
     return env
+
+
+def _grandchild(pid: int, ancestor: int) -> bool:
+    """Whether ``pid`` is a child's child of ``ancestor`` (the sandbox's worker of the process
+    the pool started): a pid a worker reports is believed only then."""
+    for _ in range(2):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return pid == ancestor
 
 
 def _rss(pid: int) -> int:

@@ -101,7 +101,7 @@ def _preload() -> None:
     import faulthandler  # noqa: F401 - child._dump_stacks_on_sigusr1
     import json  # noqa: F401 - child._apply_limits
 
-    import asynctask.executor.limits  # noqa: F401
+    import asynctask.executor.limits
     import asynctask.executor.reaper  # noqa: F401
 
     gc.collect()

@@ -54,6 +54,33 @@ def _chmod_socket(path: Path, mode: int) -> None:
         os.close(fd)
 
 
+def bind_socket(path: Path, *, shared: bool) -> socket.socket:
+    """The daemon's socket, bound but not listening: its file exists from here on (clients get
+    "connection refused" until ``Listener.start``), so sandboxed workers started before that can
+    bind-mount it into their view of the home (``executor/sandbox.py``).
+
+    Bound 0600 whatever the mode: a wider umask, even for a moment, would apply to files other
+    threads create meanwhile (the daemon's umask is 0o077, home.py); a shared socket is then
+    opened to 0666 through a handle on the socket itself."""
+    claim_socket_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    if shared:
+        try:
+            _chmod_socket(path, 0o666)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
 class Listener:
     def __init__(
         self,
@@ -75,18 +102,12 @@ class Listener:
     def __repr__(self) -> str:
         return f"<Listener {self.path} connections={len(self.connections)}>"
 
-    async def start(self) -> None:
-        claim_socket_path(self.path)
+    async def start(self, bound: socket.socket | None = None) -> None:
+        """Listen; on ``bound`` (from ``bind_socket``) if given, else on a socket made now."""
         loop = asyncio.get_running_loop()
-        # Bound 0600 whatever the mode: a wider umask, even for a moment, would apply to files
-        # other threads create meanwhile (the daemon's umask is 0o077, home.py).
-        old_umask = os.umask(0o177)
-        try:
-            self._server = await loop.create_unix_server(self._connection, path=str(self.path))
-        finally:
-            os.umask(old_umask)
-        if self._shared:
-            _chmod_socket(self.path, 0o666)
+        if bound is None:
+            bound = bind_socket(self.path, shared=self._shared)
+        self._server = await loop.create_unix_server(self._connection, sock=bound)
 
     def _connection(self) -> Connection:
         connection = Connection(

@@ -11,6 +11,7 @@ policy: which ops to write, and when, is the daemon's business.
 from asynctask.store.errors import StoreError
 from asynctask.store.interface import TaskStore
 from asynctask.store.rows import (
+    AssignUid,
     ClearPause,
     DeleteCron,
     DeleteTask,
@@ -28,6 +29,7 @@ from asynctask.store.sqlite import Store
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AssignUid",
     "ClearPause",
     "DeleteCron",
     "DeleteTask",

@@ -27,6 +27,7 @@ import msgpack
 from asynctask.model import TaskState
 from asynctask.store.errors import StoreError
 from asynctask.store.rows import (
+    AssignUid,
     ClearPause,
     DeleteCron,
     DeleteTask,
@@ -139,6 +140,8 @@ def encode(op: Op) -> tuple[type[Op], Params]:
         return PutCron, (op.tenant, op.name, op.definition)
     if isinstance(op, DeleteCron):
         return DeleteCron, (op.tenant, op.name)
+    if isinstance(op, AssignUid):
+        return AssignUid, (op.tenant, op.uid)
     raise StoreError(f"not a store operation: {op!r}")
 
 

@@ -134,6 +134,15 @@ class DeleteCron:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class AssignUid:
+    """Record the uid a tenant's workers run as (``isolation.py``): given once, kept forever.
+    The uid column is UNIQUE, so two tenants can never be given the same uid."""
+
+    tenant: str
+    uid: int
+
+
 Op = (
     InsertTask
     | UpdateTask
@@ -143,6 +152,7 @@ Op = (
     | ClearPause
     | PutCron
     | DeleteCron
+    | AssignUid
 )
 
 

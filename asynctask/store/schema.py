@@ -167,6 +167,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "(SELECT key, value, old.created_at, old.seq FROM json_each(old.labels) "
         "WHERE type = 'text'); END",
     ),
+    # 8: the uid each tenant's workers run as in per-tenant uid mode (isolation.py), kept so
+    # that a tenant has the same uid after a restart (and owns what it left in /tmp).
+    (
+        "CREATE TABLE tenant_uids (tenant TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE) "
+        "WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -252,6 +258,8 @@ PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUE
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
+ASSIGN_UID: Final = "INSERT INTO tenant_uids (tenant, uid) VALUES (?, ?)"
+SELECT_TENANT_UIDS: Final = "SELECT tenant, uid FROM tenant_uids ORDER BY uid"
 
 #: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers a state index and then
 #: sorts a million rows in a temporary B-tree (measured 5.2 s against 1.8 s for 1M live rows);

@@ -208,6 +208,14 @@ class Store:
                 rows = await cursor.fetchall()
         return [(str(kind), str(tenant), str(name)) for kind, tenant, name in rows]
 
+    async def load_tenant_uids(self) -> dict[str, int]:
+        """The uid given to each tenant's workers (``AssignUid``), for start-up."""
+        self._check_open()
+        with map_errors("reading the tenants' uids"):
+            async with self._read_conn.execute(schema.SELECT_TENANT_UIDS) as cursor:
+                rows = await cursor.fetchall()
+        return {str(tenant): int(uid) for tenant, uid in rows}
+
     async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str, int]]:
         """``(seq, tenant, id, attempts)`` of up to ``limit`` finished tasks created before
         ``before`` (``math.inf``: any), oldest first (history retention; ``attempts`` names

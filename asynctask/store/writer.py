@@ -45,6 +45,7 @@ from asynctask.store import schema
 from asynctask.store.codec import Params, encode
 from asynctask.store.errors import StoreError, describe
 from asynctask.store.rows import (
+    AssignUid,
     ClearPause,
     DeleteCron,
     DeleteTask,
@@ -266,6 +267,8 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
             yield schema.PUT_CRON, params
         elif kind is DeleteCron:
             yield schema.DELETE_CRON, params
+        elif kind is AssignUid:
+            yield schema.ASSIGN_UID, params
         else:
             assert kind is ReplaceTask
             yield from _replace_statements(params)

@@ -43,11 +43,17 @@ def touch(path: str) -> str:
     return path
 
 
+def _host_pid() -> int:
+    """This worker's pid as the host sees it (``os.getpid()`` is of the worker sandbox's pid
+    namespace)."""
+    return int(os.environ.get("ASYNCTASK_WORKER_PID") or os.getpid())
+
+
 def sleep_first_attempt(seconds: float, marker: str) -> int:
     """On attempt 1: record the pid in ``marker`` and sleep; later attempts return at once."""
     attempt = asynctask.current_task().attempt
     if attempt == 1:
-        Path(marker).write_text(str(os.getpid()))
+        Path(marker).write_text(str(_host_pid()))
         time.sleep(seconds)
     return attempt
 
@@ -129,7 +135,10 @@ def fork_and_sleep(pid_file: str, seconds: float) -> None:
             time.sleep(seconds)
         finally:
             os._exit(0)
-    Path(pid_file + ".tmp").write_text(f"{os.getpid()} {child}")
+    # In the worker sandbox the grandchild's pid is one of the worker's pid namespace, which
+    # the host cannot look up; the namespace itself it can: it is gone when all in it are.
+    namespace = os.readlink("/proc/self/ns/pid")
+    Path(pid_file + ".tmp").write_text(f"{_host_pid()} {child} {namespace}")
     os.replace(pid_file + ".tmp", pid_file)
     time.sleep(seconds)
 
@@ -137,13 +146,13 @@ def fork_and_sleep(pid_file: str, seconds: float) -> None:
 async def async_nap(seconds: float) -> int:
     """I/O-bound: waits on the worker's loop; returns its worker's pid."""
     await asyncio.sleep(seconds)
-    return os.getpid()
+    return _host_pid()
 
 
 def nap(seconds: float) -> int:
     """I/O-bound, sync: sleeps in its thread; returns its worker's pid."""
     time.sleep(seconds)
-    return os.getpid()
+    return _host_pid()
 
 
 def talk(lines: int, marker: str, seconds: float) -> str:
