@@ -174,7 +174,9 @@ class Worker:
             reply = {"ok": False, "error": _describe(exc)}
         finally:
             _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
-            kill_descendants()  # nothing the attempt started outlives it (reaper.py)
+            kill_descendants(
+                whole_namespace=_HOST_PID is not None
+            )  # nothing the attempt started outlives it (reaper.py)
             if capture.only is not None:
                 capture.finish(capture.only)
             capture.only = None
@@ -337,7 +339,7 @@ class ConcurrentWorker(Worker):
             self._started.discard(aid)
             self._cancelled.discard(aid)
             if not self._tasks:  # whose a process is cannot be told: only when none runs
-                kill_descendants()
+                kill_descendants(whole_namespace=_in_own_pid_namespace())
             if isinstance(aid, int):
                 self.capture.finish(aid)
         self._reply({"op": "done", "aid": aid, "t0": started, **reply})
@@ -656,6 +658,13 @@ def _enter_sandbox(spec_text: str, limits: Any, frame_fd: int) -> None:
 _HOST_PID: int | None = None
 
 
+def _in_own_pid_namespace() -> bool:
+    """Whether the sandbox put this worker in a pid namespace of its own (its pid there differs
+    from the host's, and its parent is that namespace's init): only then is ``kill(-1)`` the
+    attempt's leftovers and nothing else."""
+    return _HOST_PID is not None and os.getpid() != _HOST_PID and os.getppid() == 1
+
+
 def _reported_pid() -> int:
     """The pid the daemon knows this process by: inside the sandbox's pid namespace
     ``os.getpid()`` is 2."""
@@ -725,6 +734,9 @@ def main(argv: list[str] | None = None) -> int:
     if _HOST_PID is None and not _die_with_parent():  # again: a setuid clears it
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
+    if _HOST_PID is not None:
+        # The sandbox forked us (pid 2 of its namespace); a fork does not inherit the flag.
+        become_subreaper()
     if slots > 1:
         concurrent = ConcurrentWorker(sock, slots)
         concurrent.capture.install()

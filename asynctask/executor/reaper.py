@@ -163,9 +163,17 @@ def _signal_checked(pid: int, start_time: str, signum: signal.Signals) -> None:
         os.close(pidfd)
 
 
-def kill_descendants(within: float = _KILL_WITHIN) -> int:
+def kill_descendants(within: float = _KILL_WITHIN, *, whole_namespace: bool = False) -> int:
     """In a subreaper: SIGKILL every descendant of this process and reap them; how many there
-    were. Returns once none is left, or after ``within`` seconds. Never raises."""
+    were. Returns once none is left, or after ``within`` seconds. Never raises.
+
+    ``whole_namespace``: this process is the worker of a sandbox's pid namespace (pid 2, under
+    its init), so everything else in the namespace but init is the attempt's - including an
+    orphan that reached init because the task turned our subreaper flag off. ``kill(-1)``
+    takes them all at once; init reaps what is not ours."""
+    if whole_namespace:
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
     try:
         # WNOWAIT: only asks. ECHILD, the usual case, means no child and so no descendant.
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)

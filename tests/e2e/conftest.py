@@ -33,7 +33,8 @@ def poll(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 
 
 
 class DaemonProcess:
-    def __init__(self, home: Path, config: str | None = None) -> None:
+    def __init__(self, home: Path, config: str | None = None, root: Path = ROOT) -> None:
+        self.root = root  # the daemon's working directory and PYTHONPATH: where code is
         self.home = home
         self.socket = home / "asynctask.sock"
         self.log = home / "daemon-test.log"
@@ -47,10 +48,10 @@ class DaemonProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "asynctask", "daemon", "--home", str(self.home)],
-                cwd=ROOT,
+                cwd=self.root,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env={**os.environ, "PYTHONPATH": str(self.root)},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -101,11 +102,11 @@ class DaemonProcess:
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "asynctask", *args],
-            cwd=ROOT,
+            cwd=self.root,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, "ASYNCTASK_HOME": str(self.home), "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "ASYNCTASK_HOME": str(self.home), "PYTHONPATH": str(self.root)},
         )
 
 
@@ -113,8 +114,10 @@ class DaemonProcess:
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def factory(config: str | None = None, home: Path | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(home or tmp_path / "home", config)
+    def factory(
+        config: str | None = None, home: Path | None = None, root: Path = ROOT
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(home or tmp_path / "home", config, root)
         started.append(daemon)
         return daemon
 

@@ -23,6 +23,7 @@ import pytest
 from asynctask.client import Client
 from asynctask.errors import UsageError
 from tests.e2e.conftest import DaemonProcess, daemon, make_daemon
+from tests.security.conftest import SharedCode
 
 __all__ = ["daemon", "make_daemon"]  # the e2e fixtures, shared with this directory
 
@@ -53,14 +54,17 @@ def run():
 
 
 @pytest.fixture
-def multi_user(make_daemon: Callable[..., DaemonProcess], tmp_path: Path) -> DaemonProcess:
-    modules = tmp_path / "modules"
-    modules.mkdir()
+def multi_user(
+    make_shared_daemon: Callable[..., DaemonProcess], shared_code: SharedCode, tmp_path: Path
+) -> DaemonProcess:
+    # The workers run as the tenant's own uid: the modules must be readable by it.
+    modules = Path(tempfile.mkdtemp(dir=shared_code.public))
+    modules.chmod(0o755)
     (modules / "tripwire.py").write_text(SIDE_EFFECT.format(marker=str(tmp_path / "imported")))
     (modules / "allowed_mod.py").write_text("def run():\n    return 'ran'\n")
     config = MULTI_USER.format(module="allowed_mod")
     config = f'[workers]\npaths = ["{modules}"]\n' + config
-    return make_daemon(config).start()
+    return make_shared_daemon(config).start()
 
 
 def _refused(result, *words: str) -> None:
@@ -208,7 +212,7 @@ def _as_user(user: pwd.struct_passwd, call: Callable[[], Any]) -> dict[str, Any]
 
 
 def test_a_mapped_user_that_is_not_an_admin_is_refused_too(
-    make_daemon: Callable[..., DaemonProcess], local_user: pwd.struct_passwd
+    make_shared_daemon: Callable[..., DaemonProcess], local_user: pwd.struct_passwd
 ) -> None:
     """Issue 13's attack as it was found: a user in [auth.users], not an admin, submits
     ``os:system`` for its own tenant."""
@@ -219,7 +223,7 @@ def test_a_mapped_user_that_is_not_an_admin_is_refused_too(
             f'[auth.users]\n{local_user.pw_name} = ["acme"]\n\n'
             '[tenants.acme]\nfunctions = ["tests.e2e.tasks:*"]\n'
         )
-        daemon = make_daemon(config, home=top / "home").start()
+        daemon = make_shared_daemon(config, home=top / "home").start()
         socket_path = daemon.socket
 
         def submit(function: str, *args: Any) -> str:

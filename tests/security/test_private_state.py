@@ -36,23 +36,6 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def factory(config: str | None = None, home: Path | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(home or tmp_path / "home", config)
-        started.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
-    sweep_stale(detect_cgroups())
-
-
-@pytest.fixture
 def other_user() -> Iterator[pwd.struct_passwd]:
     """A throwaway system user, removed afterwards (needs root: CI runs as root)."""
     if os.geteuid() != 0:
@@ -151,7 +134,7 @@ def as_user(user: pwd.struct_passwd, *argv: str) -> subprocess.CompletedProcess[
 
 
 def test_shared_home_is_0711_and_every_file_0600(
-    make_daemon: Callable[..., DaemonProcess],
+    make_shared_daemon: Callable[..., DaemonProcess],
     other_user: pwd.struct_passwd,
     public_dir: Path,
 ) -> None:
@@ -161,7 +144,7 @@ def test_shared_home_is_0711_and_every_file_0600(
         # Multi-user mode runs only what a tenant is allowed (tests/security/test_allowlist.py).
         + '\n[tenants.default]\nfunctions = ["builtins:print", "os:write"]\n'
     )
-    daemon = make_daemon(config, home=public_dir / "home").start()
+    daemon = make_shared_daemon(config, home=public_dir / "home").start()
     run_output_tasks(daemon)
     assert mode(daemon.home) == 0o711  # others may reach the socket, not list or read
     assert mode(daemon.socket) == 0o666  # every request is authorized by peer credentials
