@@ -79,6 +79,7 @@ class TenantState:
         "queue_order",
         "queues",
         "refused",
+        "run_avg",
         "running",
         "shards",
         "successes",
@@ -92,6 +93,7 @@ class TenantState:
         self.weight = limits.weight
         self.bucket = _bucket(limits.rate, limits.burst, now)
         self.running = 0
+        self.run_avg: float | None = None  # seconds: its attempts' run time, a moving average
         self.backlog = 0  # queued + scheduled
         self.completed = 0
         self.refused = 0

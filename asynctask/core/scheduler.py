@@ -75,6 +75,12 @@ from asynctask.model import (
 S = TaskState
 T = TypeVar("T")
 
+#: Weight of the newest attempt in a tenant's average run time (an EWMA over ~20 attempts).
+_RUN_WEIGHT = 0.05
+#: Shortest run time the affinity budget divides by, and the most attempts it may allow.
+_RUN_FLOOR = 1e-4
+_AHEAD_MAX = 1000.0
+
 
 @dataclass(frozen=True, slots=True)
 class Persist:
@@ -281,7 +287,7 @@ class Scheduler:
         the caller stops its worker and ignores whatever the attempt reports later."""
         if task.state is not S.RUNNING:
             return self.remove(task, S.CANCELLED, now)
-        function = self._release(task)
+        function = self._release(task, now)
         if function is not None:
             self._wake_function_waiters(function)
         self._tenants[task.tenant].completed += 1
@@ -507,20 +513,31 @@ class Scheduler:
         return actions
 
     def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
-        """The eligible tenant with an idle worker of its own and the smallest pass, if that
-        pass is within ``affinity`` of ``popped``'s; else ``popped``. ``popped`` goes back to
-        the heap uncharged when passed over, so it keeps its turn for the next slot.
+        """The eligible tenant with an idle worker of its own and the smallest pass, if it is
+        ahead of ``popped`` by at most ``affinity`` seconds of its own typical attempt (an
+        average of its recent run times, and at most ``_AHEAD_MAX`` attempts); else
+        ``popped``. ``popped`` goes back to the heap uncharged when passed over, so it keeps its
+        turn for the next slot.
 
-        This bends the stride bound by ``affinity``: over any interval, a tenant runs at most
-        ``affinity`` attempts (at weight 1) ahead of its share (tests/core/test_affinity.py).
+        This bends the stride bound by that much: over any interval, a tenant runs at most
+        ``affinity`` seconds of work ahead of its share (tests/core/test_affinity.py). Replacing
+        a worker costs a few ms, so short tasks gain much from it and long ones need none.
         """
-        limit = popped.vpass + self.settings.affinity
+        budget = self.settings.affinity
         best: TenantState | None = None
         for name, free in warm.own.items():
             if free <= 0:
                 continue
             other = self._tenants.get(name)
-            if other is None or not other.in_heap or other.vpass > limit:
+            if other is None or not other.in_heap:
+                continue
+            # ``affinity`` seconds of this tenant's typical attempts, in passes (1 / weight
+            # each): a tenant of short tasks may run many ahead, one of long tasks few, and one
+            # with none finished yet only ties.
+            typical = other.run_avg
+            ahead = 0.0 if typical is None else min(budget / max(typical, _RUN_FLOOR), _AHEAD_MAX)
+            ahead /= other.weight
+            if other.vpass > popped.vpass + ahead:
                 continue
             if best is None or other.vpass < best.vpass:
                 best = other
@@ -695,11 +712,15 @@ class Scheduler:
 
     # -- attempts ending --------------------------------------------------------------------------
 
-    def _release(self, task: LiveTask) -> FunctionState | None:
+    def _release(self, task: LiveTask, now: float) -> FunctionState | None:
         """Give back the running slot of a dispatched task; wake whatever it held back."""
         if self._running.pop(task.seq, None) is None:
             return None  # recovered as running: never dispatched by this scheduler
         tenant = self._tenants[task.tenant]
+        if task.started_at is not None:  # the tenant's typical attempt, for _warm_instead
+            ran = max(0.0, now - task.started_at)
+            average = tenant.run_avg
+            tenant.run_avg = ran if average is None else average + (ran - average) * _RUN_WEIGHT
         queue = tenant.queues[task.queue]
         function = self._functions[task.function]
         tenant.running -= 1
@@ -713,7 +734,7 @@ class Scheduler:
         return function
 
     def succeeded(self, task: LiveTask, result: bytes | None, now: float) -> Finished:
-        function = self._release(task)
+        function = self._release(task, now)
         tenant = self._tenants[task.tenant]
         if function is not None:
             if function.aimd is not None:
@@ -735,7 +756,7 @@ class Scheduler:
     ) -> Action:
         """An attempt ended without success: back off and retry, or dead-letter the task."""
         kind = _kind_of(error)
-        function = self._release(task)
+        function = self._release(task, now)
         if function is not None:
             if function.aimd is not None:
                 if kind is ErrorKind.THROTTLED:
@@ -775,7 +796,7 @@ class Scheduler:
     def interrupted(self, task: LiveTask, reason: str, now: float) -> Action:
         """The daemon itself stopped the attempt (shutdown, crash): it counts, and the task is
         queued again at once if it has retries left."""
-        function = self._release(task)
+        function = self._release(task, now)
         if function is not None:
             self._wake_function_waiters(function)
         record_error(task, error_dict(ErrorKind.INTERRUPTED, "Interrupted", reason), now)

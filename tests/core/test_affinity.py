@@ -21,13 +21,17 @@ def scheduler(affinity: float) -> Scheduler:
     return Scheduler(RetryPolicy(base=0.5, cap=60.0), random.Random(0), settings)
 
 
+RUN = 1.0  # every attempt runs a second: ``affinity`` seconds are that many attempts
+
+
 def one_slot(core: Scheduler, warm: WarmSlots | None, now: float) -> LiveTask | None:
+    """One free slot at ``now``; what it runs finishes ``RUN`` seconds later."""
     actions = core.dispatch(now, 1, warm)
     started = [a.task for a in actions if isinstance(a, Dispatch)]
     assert len(started) <= 1
     if not started:
         return None
-    core.succeeded(started[0], None, now)  # the slot is free again for the next call
+    core.succeeded(started[0], None, now + RUN)  # the slot is free again for the next call
     return started[0]
 
 
@@ -38,11 +42,11 @@ def test_the_tenant_with_an_idle_worker_goes_before_a_cold_one_within_the_bound(
         core.add(make_task(tenant="warm"))
     order = []
     for step in range(12):
-        task = one_slot(core, WarmSlots(own={"warm": 1}), float(step))
+        task = one_slot(core, WarmSlots(own={"warm": 1}), 2.0 * step)
         assert task is not None
         order.append(task.tenant)
-    # Without affinity they would alternate; with it "warm" runs ahead by the bound (its pass
-    # may reach cold's + 4), then they take turns.
+    # Without affinity they would alternate; with it "warm" (first served on a tie, before any
+    # run time is known) runs ahead by the bound - 4 s of 1 s attempts - then they take turns.
     assert order[:6] == ["warm"] * 5 + ["cold"]
     assert order.count("warm") - order.count("cold") <= 4 + 2
 
@@ -52,7 +56,7 @@ def test_without_affinity_a_warm_tenant_only_wins_ties():
     for _ in range(10):
         core.add(make_task(tenant="cold"))
         core.add(make_task(tenant="warm"))
-    order = [one_slot(core, WarmSlots(own={"warm": 1}), float(i)) for i in range(8)]
+    order = [one_slot(core, WarmSlots(own={"warm": 1}), 2.0 * i) for i in range(8)]
     tenants = [task.tenant for task in order if task is not None]
     assert abs(tenants.count("warm") - tenants.count("cold")) <= 2
 
@@ -62,7 +66,7 @@ def test_a_fresh_worker_serves_whoever_is_next():
     for _ in range(4):
         core.add(make_task(tenant="cold"))
         core.add(make_task(tenant="warm"))
-    order = [one_slot(core, WarmSlots(own={"warm": 1}, fresh=1), float(i)) for i in range(4)]
+    order = [one_slot(core, WarmSlots(own={"warm": 1}, fresh=1), 2.0 * i) for i in range(4)]
     assert [task.tenant for task in order if task is not None] == ["cold", "warm"] * 2
 
 
@@ -72,15 +76,31 @@ def test_a_fresh_worker_serves_whoever_is_next():
     st.lists(st.sets(st.sampled_from("abcd")), min_size=1, max_size=150),
 )
 def test_no_tenant_runs_more_than_affinity_ahead_of_an_always_eligible_one(affinity, warmth):
-    """Four always-backlogged tenants of weight 1, any pattern of who has an idle worker at
-    each step: every pair's counts stay within the stride bound (2) plus ``affinity``."""
+    """Four always-backlogged tenants of weight 1 with 1 s attempts, any pattern of who has an
+    idle worker at each step: every pair's counts stay within the stride bound (2) plus
+    ``affinity`` seconds' worth of attempts."""
     core = scheduler(affinity=affinity)
     for _ in range(200):
         for tenant in "abcd":
             core.add(make_task(tenant=tenant))
     counts = dict.fromkeys("abcd", 0)
     for step, warm_tenants in enumerate(warmth):
-        task = one_slot(core, WarmSlots(own=dict.fromkeys(warm_tenants, 1)), float(step))
+        task = one_slot(core, WarmSlots(own=dict.fromkeys(warm_tenants, 1)), 2.0 * step)
         assert task is not None
         counts[task.tenant] += 1
         assert max(counts.values()) - min(counts.values()) <= affinity + 2, counts
+
+
+def test_the_budget_is_time_so_long_attempts_get_little_affinity():
+    """10 s attempts against a 4 s budget: less than one attempt ahead, so only ties."""
+    core = scheduler(affinity=4)
+    for _ in range(10):
+        core.add(make_task(tenant="cold"))
+        core.add(make_task(tenant="warm"))
+    order = []
+    for step in range(8):
+        actions = core.dispatch(20.0 * step, 1, WarmSlots(own={"warm": 1}))
+        (task,) = [a.task for a in actions if isinstance(a, Dispatch)]
+        core.succeeded(task, None, 20.0 * step + 10.0)
+        order.append(task.tenant)
+    assert abs(order.count("warm") - order.count("cold")) <= 2
