@@ -451,7 +451,7 @@ def _scheduler(
         )
     settings = SchedulerSettings(
         aging=_get(scheduler, "scheduler.priority_aging", 2.0, _duration),
-        affinity=_get(scheduler, "scheduler.affinity", 0.25, _duration),
+        affinity=_get(scheduler, "scheduler.affinity", 1.0, _duration),
         reserve=_get(scheduler, "scheduler.reserve", {}, _priority_table("scheduler.reserve")),
         caps=_get(scheduler, "scheduler.caps", {}, _priority_table("scheduler.caps")),
         capacity=capacity,

@@ -1,6 +1,6 @@
 """The price of one tenant per worker: a 100-tenant drain against the one-tenant W2 drain.
 
-    python benchmarks/bench_tenants.py [--reps 3] [--n 20000] [--tenants 100] [--affinity N]
+    python benchmarks/bench_tenants.py [--reps 3] [--n 20000] [--tenants 100] [--affinity 250ms]
 
 Each rep starts a fresh daemon from this checkout (durability full, 2 workers) twice: W2
 submits ``n`` no-op tasks for one tenant, MT submits them for ``tenants`` tenants round-robin
@@ -51,13 +51,13 @@ def descendants_rss(pid: int) -> int:
     return total
 
 
-def drain(n: int, tenants: int, affinity: int | None) -> dict[str, Any]:
+def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="asynctask-tenants-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         config = '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
         if affinity is not None:
-            config += f"[scheduler]\naffinity = {affinity}\n"
+            config += f'[scheduler]\naffinity = "{affinity}"\n'
         (home / "asynctask.toml").write_text(config)
         proc = subprocess.Popen(
             [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--tenants", type=int, default=100)
-    parser.add_argument("--affinity", type=int, default=None)
+    parser.add_argument("--affinity", default=None, help='[scheduler] affinity, e.g. "250ms"')
     args = parser.parse_args()
     w2: list[float] = []
     mt: list[dict[str, Any]] = []

@@ -79,7 +79,7 @@ T = TypeVar("T")
 _RUN_WEIGHT = 0.05
 #: Shortest run time the affinity budget divides by, and the most attempts it may allow.
 _RUN_FLOOR = 1e-4
-_AHEAD_MAX = 1000.0
+_AHEAD_MAX = 256.0
 
 
 @dataclass(frozen=True, slots=True)
