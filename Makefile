@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sandbox.py
 	$(BIN)/python benchmarks/bench_history.py
 	$(BIN)/python benchmarks/bench_top.py
+	$(BIN)/python benchmarks/bench_tenants.py
 
 ## The peer task queues (Huey, Celery, Dramatiq, RQ, arq, taskiq, SAQ) on this machine, same
 ## workloads; prints a table (~20 min with 3 reps). Installs redis-server and .venv-peers* if
