@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from asynctask.executor.sandbox import Spec
 from asynctask.isolation import Probe, UidAllocator, choose, probe_uid, worker_env
 from asynctask.store import AssignUid, Store, StoreError
 from tests.executor.conftest import Harness, stop_and_check, value
+from tests.security.conftest import SharedCode
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
@@ -130,43 +131,11 @@ def test_a_tenant_user_that_is_the_daemons_own_is_refused(tmp_path: Path) -> Non
 # --- per-tenant uid mode with a system-Python venv ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def readable_python() -> Iterator[tuple[str, str]]:
+@pytest.fixture
+def readable_python(shared_code: SharedCode) -> tuple[str, str]:
     """(interpreter, code dir) that uid 61000 can run and read: a venv of the system Python and
-    a copy of asynctask, msgpack and the test tasks, outside any 0700 directory."""
-    if not ROOT:
-        pytest.skip("per-tenant uids need a root daemon")
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip(f"no system Python at {SYSTEM_PYTHON} to build a venv other users can run")
-    base = tempfile.mkdtemp(prefix="asynctask-uidmode-", dir="/tmp")
-    try:
-        os.chmod(base, 0o755)
-        made = subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", f"{base}/venv"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        if made.returncode != 0:
-            pytest.skip(f"cannot make a venv with {SYSTEM_PYTHON}: {made.stderr.strip()}")
-        code = Path(base, "code")
-        ignore = shutil.ignore_patterns("__pycache__")
-        shutil.copytree(REPO / "asynctask", code / "asynctask", ignore=ignore)
-        import msgpack
-
-        shutil.copytree(Path(msgpack.__file__).parent, code / "msgpack", ignore=ignore)
-        (code / "tests" / "security").mkdir(parents=True)
-        for name in ("__init__.py", "security/__init__.py", "security/tasks_sandbox.py"):
-            shutil.copy(REPO / "tests" / name, code / "tests" / name)
-        for directory, dirs, files in os.walk(base):
-            for entry in dirs:
-                os.chmod(os.path.join(directory, entry), 0o755)
-            for entry in files:
-                path = os.path.join(directory, entry)
-                if not os.path.islink(path):
-                    os.chmod(path, os.stat(path).st_mode | 0o444)
-        python = f"{base}/venv/bin/python"
-        if not probe_uid(python, str(code), worker_env((), str(code)), FIRST).ok:
-            pytest.skip(f"uid {FIRST} cannot run {python} even so")
-        yield python, str(code)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    a world-readable copy of the code (``conftest.shared_code``)."""
+    return shared_code.python, str(shared_code.root)
 
 
 def test_a_readable_interpreter_gives_per_tenant_uid_mode(
