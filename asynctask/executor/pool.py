@@ -1043,12 +1043,13 @@ class WorkerPool:
                 await self._spawn(started)
             except Exception as exc:
                 log.error("cannot start a worker with %r: %s", self._config.python, exc)
+                # A dedicated worker, or a replacement, had a job waiting for it: report it.
+                error = error_dict(
+                    ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
+                )
+                for outcome in self._take_jobs(started, {}, error, report=True):
+                    self._emit(outcome)
                 if started.dedicated:
-                    error = error_dict(
-                        ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
-                    )
-                    for outcome in self._take_jobs(started, {}, error, report=True):
-                        self._emit(outcome)
                     self._return_slot(started)
                     return
                 self._failures += 1

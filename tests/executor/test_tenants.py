@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tests.executor.conftest import (
@@ -76,5 +77,26 @@ async def test_without_a_shard_the_tenants_own_idle_worker_is_found_in_any_shard
         # Both shards have one idle worker; b's is not in the lowest-numbered shard.
         assert value(await harness.run("pid", context=ctx("b"))) == b
         assert value(await harness.run("pid", context=ctx("a"))) == a
+    finally:
+        await stop_and_check(harness)
+
+
+async def test_a_replacement_that_cannot_start_reports_its_waiting_job(tmp_path):
+    """Another tenant's attempt waits for a worker that never starts: it must still end."""
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    harness = Harness(workers=1, python=str(python), fork_server=False)
+    await harness.pool.start()
+    try:
+        value(await harness.run("pid", context=ctx("a")))
+        python.unlink()  # every interpreter start fails (ENOENT) from now on
+        outcome = await harness.run("pid", context=ctx("b"))
+        assert outcome.error is not None
+        assert outcome.error["kind"] == "worker_died"
+        assert "cannot start a worker" in outcome.error["message"]
+        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        python.chmod(0o755)
+        assert value(await harness.run("add", 1, 2, context=ctx("b"))) == 3
     finally:
         await stop_and_check(harness)
