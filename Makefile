@@ -18,9 +18,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	@$(BIN)/python examples/demo.py --start-daemon
 
-## Stop the daemon that `make run` started (SIGTERM: it drains, then exits).
+## Stop the daemon that `make run` started: it drains, and this returns once it has exited
+## (`asynctask stop`), so `make stop && make run` works.
 stop: $(STAMP)
-	@if [ -f $(ASYNCTASK_HOME)/daemon.pid ]; then kill -TERM $$(cat $(ASYNCTASK_HOME)/daemon.pid) && echo "stopping daemon $$(cat $(ASYNCTASK_HOME)/daemon.pid)"; else echo "no daemon running in $(ASYNCTASK_HOME)"; fi
+	@if [ -f $(ASYNCTASK_HOME)/daemon.pid ]; then $(BIN)/python -m asynctask stop; else echo "no daemon running in $(ASYNCTASK_HOME)"; fi
 
 ## Lint, type-check, architecture contracts, then the whole suite except `slow` tests.
 test: lint test-fast

@@ -39,7 +39,14 @@ from asynctask.model import (
     parse_time,
 )
 from asynctask.paths import resolve_socket
-from asynctask.protocol import PROTOCOL_VERSION, FrameDecoder, encode_frame, pack, unpack
+from asynctask.protocol import (
+    DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    encode_frame,
+    pack,
+    unpack,
+)
 from asynctask.resources import RESOURCE_KEYS, Limits
 
 C = TypeVar("C")
@@ -206,9 +213,29 @@ class _Calls:
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
         self._rids = itertools.count(1)
+        self.max_frame = DEFAULT_MAX_FRAME  # the daemon's, once its ``hello`` reply says
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return {"op": op, "rid": next(self._rids), **fields}
+
+    def frame(self, request: dict[str, Any]) -> bytes:
+        """``request`` as a frame; ``UsageError`` if it is over the daemon's frame limit, which
+        would close the connection (the caller would see only a broken pipe)."""
+        data = encode_frame(request)
+        size = len(data) - 4  # the header is not counted
+        if size > self.max_frame:
+            raise UsageError(
+                f"request too large: {size:,} bytes, over the daemon's frame limit of "
+                f"{self.max_frame:,} bytes ([daemon] max_frame); pass big data by reference "
+                "(a path or URL), not in the arguments"
+            )
+        return data
+
+    def greeted(self, reply: Mapping[str, Any]) -> None:
+        """Take the frame limit from the daemon's ``hello`` reply."""
+        limit = reply.get("max_frame")
+        if type(limit) is int and limit > 0:
+            self.max_frame = limit
 
     def spec(
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
@@ -460,7 +487,7 @@ class AsyncClient:
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read(reader))
             hello = self._calls.hello()
-            self._calls.reply(await self._roundtrip(hello))
+            self._calls.greeted(self._calls.reply(await self._roundtrip(hello)))
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -501,9 +528,10 @@ class AsyncClient:
         writer = self._writer
         if writer is None:
             raise DaemonUnavailable("not connected to the daemon")
+        data = self._calls.frame(request)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request["rid"]] = future
-        writer.write(encode_frame(request))
+        writer.write(data)
         return await future
 
     async def _call(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -657,6 +685,11 @@ class AsyncClient:
         """Every metric in the Prometheus text format (admins only)."""
         return str((await self._call("metrics"))["text"])
 
+    async def reload(self) -> dict[str, Any]:
+        """Replace the daemon's workers so the next attempts import task code anew (admins
+        only); running attempts finish on the old code. ``{"workers": N}``: how many go."""
+        return dict(await self._call("reload"))
+
     async def logs(
         self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
     ) -> dict[str, Any]:
@@ -725,7 +758,7 @@ class Client:
         sock.settimeout(None)
         self._sock = sock
         self._decoder = FrameDecoder()
-        self._calls.reply(self._roundtrip(self._calls.hello()))
+        self._calls.greeted(self._calls.reply(self._roundtrip(self._calls.hello())))
 
     def close(self) -> None:
         with self._lock:
@@ -736,8 +769,9 @@ class Client:
     def _roundtrip(self, request: dict[str, Any]) -> dict[str, Any]:
         sock = self._sock
         assert sock is not None
+        data = self._calls.frame(request)  # refused before anything is sent
         try:
-            sock.sendall(encode_frame(request))
+            sock.sendall(data)
             while True:
                 data = sock.recv(1 << 16)
                 if not data:
@@ -910,6 +944,10 @@ class Client:
         (default: its ``[daemon] drain``); what does not is queued again, never lost."""
         fields = {} if drain is None else {"drain": _seconds(drain, "drain")}
         return dict(self._call("stop", **fields))
+
+    def reload(self) -> dict[str, Any]:
+        """See ``AsyncClient.reload``."""
+        return dict(self._call("reload"))
 
 
 def _report(reply: Mapping[str, Any]) -> dict[str, Any]:

@@ -194,12 +194,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
         try:
             await self._stop.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            await self.shutdown()
+            await self.shutdown()  # a SIGHUP while it drains is logged, never fatal
+            loop.remove_signal_handler(signal.SIGHUP)
 
     def request_stop(self, drain: float | None = None) -> None:
         """Begin shutdown: running attempts may finish for ``drain`` seconds (default: the
@@ -217,7 +219,21 @@ class Daemon:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
         assert self._loop is not None
         self._loop.call_soon(self.request_stop, drain)
-        return {"stopping": True, "drain": self._drain if drain is None else drain}
+        drain = self._drain if drain is None else drain
+        return {"stopping": True, "drain": drain, "pid": os.getpid()}
+
+    def reload(self, why: str = "reload") -> dict[str, Any]:
+        """SIGHUP and the ``reload`` request: replace the workers so the next attempts import
+        task code anew (idle ones now, busy ones once their attempts end on the old code). The
+        config is read only at start: changing it needs a restart, and the log says so."""
+        replaced = self.pool.reload() if self.pool is not None and not self._stop.is_set() else 0
+        log.info(
+            "%s: replacing %d worker(s) so task code is imported anew; the config file is read "
+            "only at start (restart the daemon to apply its changes)",
+            why, replaced,
+            extra={"event": "reload", "workers": replaced},
+        )  # fmt: skip
+        return {"workers": replaced}
 
     async def start(self) -> None:
         began = time.perf_counter()
@@ -819,6 +835,7 @@ class Daemon:
             "version": __version__,
             "uptime": self.clock() - self._started_at,
             "accepting": self.accepting,
+            "stopping": self._stop.is_set(),
             "tasks": {
                 "live": len(self._live),
                 "running": len(self._running),
@@ -1201,6 +1218,11 @@ class Daemon:
         assert self.pool is not None
         now = self.clock()
         chosen = self._live_matching(query, task_id, LIVE_STATES)
+        if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
+            await self.store.flush()
+            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+            if await self.store.get(tenant, task_id) is None:
+                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
         with self.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:

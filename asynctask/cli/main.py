@@ -34,7 +34,7 @@ from asynctask.model import (
     parse_duration,
     parse_time,
 )
-from asynctask.paths import LOG_DIR, resolve_home, resolve_socket
+from asynctask.paths import LOG_DIR, PID_NAME, resolve_home, resolve_socket
 
 app = typer.Typer(
     name="asynctask",
@@ -86,14 +86,32 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
     if status.succeeded:
         lines.append(f"{'result':<12} {json.dumps(data['result'])}")
     if status.error:
-        lines.append(f"{'error':<12} {status.error.get('type')}: {status.error.get('message')}")
+        lines.append(f"{'error':<12} {_error_text(status.error)}")
+        trace = status.error.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            tail = trace.rstrip("\n").splitlines()[-TRACEBACK_LINES:]
+            lines.append(f"{'traceback':<12} (its last {len(tail)} lines; status --json has all)")
+            lines += [f"  {_printable(line)}" for line in tail]
     for entry in data["errors"]:
         lines.append(
             f"{'attempt ' + str(entry.get('attempt')):<12} {entry.get('kind')} "
-            f"{entry.get('type')}: {entry.get('message')} (ended {entry.get('finished_at')})"
+            f"{_error_text(entry)} (ended {entry.get('finished_at')})"
         )
     lines += [_stage_line(entry) for entry in status.trace]
     typer.echo("\n".join(lines))
+
+
+#: Lines of a failed task's traceback ``status`` shows.
+TRACEBACK_LINES = 8
+
+
+def _printable(text: str) -> str:
+    """Text from a task, for a terminal: control characters as escapes (PRODUCT.md)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    return _printable(f"{error.get('type')}: {error.get('message')}")
 
 
 def _stage_line(entry: dict[str, Any]) -> str:
@@ -200,6 +218,13 @@ def daemon(
         run_daemon(cfg, home_dir, socket_path)
     except AsynctaskError as exc:
         fail(exc.message)
+    except OSError as exc:  # a read-only or unwritable home: one line, not a traceback
+        fail(_os_error(exc, f"the home {home_dir}"))
+
+
+def _os_error(exc: OSError, where: str) -> str:
+    """One line for an ``OSError``: the file it names (else ``where``) and why."""
+    return f"{exc.filename or where}: {exc.strerror or exc}"
 
 
 def _detach(
@@ -214,11 +239,16 @@ def _detach(
 
     try:  # before the log is written in it: the daemon would refuse the home anyway
         prepare_home(home, shared=shared)  # the daemon logs what it tightened
+    except AsynctaskError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        fail(f"cannot prepare the home: {_os_error(exc, str(home))}")
+    try:
         log_fd = open_private(home / LOG_DIR / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     except AsynctaskError as exc:
         fail(exc.message)
     except OSError as exc:
-        fail(f"cannot open the daemon log: {exc}")
+        fail(f"cannot open the daemon log: {_os_error(exc, str(home / LOG_DIR))}")
     log_path = home / LOG_DIR / "daemon.log"
     argv = [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)]
     argv += ["--socket", str(socket_path)]
@@ -256,14 +286,57 @@ def _detach(
 
 @app.command()
 def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
-    """Exit 0 when the daemon answers (for scripts and readiness checks)."""
-    info = run_client(lambda: client_for(home, socket).ping())
+    """Exit 0 when the daemon answers (for scripts and readiness checks); 3 when none does,
+    saying so when the home's daemon is still there (starting, or stopping after `stop`)."""
+    try:
+        info = client_for(home, socket).ping()
+    except DaemonUnavailable as exc:
+        pid = _home_daemon_pid(home)
+        if pid is not None:
+            fail(
+                f"the daemon (pid {pid}) is not answering: it is stopping or starting",
+                exc.exit_code,
+            )
+        fail(exc.message, exc.exit_code)
+    except AsynctaskError as exc:
+        fail(exc.message, exc.exit_code)
     info.pop("rid", None)
     info.pop("ok", None)
     if as_json:
         typer.echo(json.dumps(info))
     else:
-        typer.echo(f"pong: pid {info['pid']}, version {info['version']}, up {info['uptime']:.0f}s")
+        stopping = ", stopping" if info.get("stopping") else ""
+        typer.echo(
+            f"pong: pid {info['pid']}, version {info['version']}, up {info['uptime']:.0f}s"
+            f"{stopping}"
+        )
+
+
+def _home_daemon_pid(home: Path | None) -> int | None:
+    """The pid in the home's pid file, if that process is alive (it is removed last)."""
+    try:
+        pid = int((resolve_home(home) / PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has: its parent, say a
+    test harness, has not reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: the signal 0 probe (a zombie counts as alive there)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -378,6 +451,8 @@ def submit(
     With --from-file, submit many in batches (a progress bar shows on stderr when it is a
     terminal) and print their IDs, one a line (--json: an array); with --wait, wait for all
     and exit as `wait ID...` does."""
+    if delay is not None and at is not None:
+        fail("give --delay or --at, not both")
     if from_file is not None:
         if func is not None or args_json is not None or kwargs_json is not None or cmd:
             fail("--from-file takes no FUNC, ARGS_JSON, --kwargs or --cmd: each line has its own")
@@ -720,12 +795,17 @@ def _print_task_table(tasks: list[TaskStatus]) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
+    errors = any(t.error for t in tasks)  # `list --state failed`: why each one failed
     for column in ("ID", "STATE", "TENANT", "FUNCTION", "ATTEMPTS", "CREATED"):
         table.add_column(column)
+    if errors:
+        table.add_column("ERROR", max_width=60, no_wrap=True, overflow="ellipsis")
     for t in tasks:
-        table.add_row(
-            t.id, t.state.value, t.tenant, t.function, str(t.attempts), format_time(t.created_at)
-        )
+        row = [t.id, t.state.value, t.tenant, t.function, str(t.attempts)]
+        row.append(format_time(t.created_at) or "")
+        if errors:
+            row.append(_error_text(t.error) if t.error else "")
+        table.add_row(*row)
     Console(width=200).print(table)
 
 
@@ -930,22 +1010,49 @@ def stop(
     socket: SocketOpt = None,
 ) -> None:
     """Stop the daemon: no new work; running attempts finish within --drain, the rest are
-    queued again for the next start (never lost)."""
+    queued again for the next start (never lost). Returns once the daemon's process has
+    exited (so `stop && asynctask daemon --detach` works); exit 4 if it has not within
+    --drain plus 30s."""
     client = client_for(home, socket)
     seconds = _duration(drain, "--drain")
+    pid = run_client(client.ping).get("pid")  # an older daemon's stop reply has no pid
     reply = run_client(lambda: client.stop(seconds))
+    pid = reply.get("pid", pid)
     typer.echo(f"stopping (draining for up to {reply['drain']:g}s)")
     if not wait:
         return
-    deadline = time.monotonic() + float(reply["drain"]) + 60
+    limit = float(reply["drain"]) + STOP_MARGIN
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        try:
-            client_for(home, socket).ping()
-        except DaemonUnavailable:
+        if not (_alive(pid) if isinstance(pid, int) else _answers(home, socket)):
             typer.echo("stopped")
             return
-        time.sleep(0.1)  # polling a process that is draining; nothing to wake us
-    fail("the daemon did not stop in time", EXIT_WAIT_TIMEOUT)
+        time.sleep(0.05)  # polling a process that is draining; nothing to wake us
+    fail(f"the daemon (pid {pid}) did not exit within {limit:g}s", EXIT_WAIT_TIMEOUT)
+
+
+#: Seconds ``stop`` waits beyond ``--drain`` for the daemon to exit (store flush, workers).
+STOP_MARGIN = 30.0
+
+
+def _answers(home: Path | None, socket: Path | None) -> bool:
+    try:
+        client_for(home, socket).ping()
+    except DaemonUnavailable:
+        return False
+    return True
+
+
+@app.command()
+def reload(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
+    """Replace the daemon's workers so edited task code is picked up (admins only; SIGHUP
+    does the same): idle workers now, busy ones once their running attempts finish on the
+    old code. The config file is read only at start: restart for its changes."""
+    reply = run_client(lambda: client_for(home, socket).reload())
+    if as_json:
+        typer.echo(json.dumps({"workers": reply["workers"]}))
+    else:
+        typer.echo(f"replacing {reply['workers']} worker(s)")
 
 
 @app.command()
@@ -980,7 +1087,7 @@ def stats(
 @app.command()
 def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Every metric in the Prometheus text exposition format (admins only); the same text the
-    optional HTTP listener serves at /metrics (`[metrics] listen` in the config)."""
+    optional HTTP listener serves at /metrics (`[metrics] http` in the config)."""
     text = run_client(lambda: client_for(home, socket).metrics())
     if as_json:
         typer.echo(json.dumps({"content_type": "text/plain; version=0.0.4", "text": text}))
@@ -1184,6 +1291,8 @@ def main() -> None:
         app(prog_name="asynctask")
     except UsageError as exc:  # pragma: no cover - commands turn these into exits
         fail(exc.message)
+    except OSError as exc:  # pragma: no cover - an unwritable home or file a command missed
+        fail(_os_error(exc, "asynctask"))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

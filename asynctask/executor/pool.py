@@ -744,6 +744,24 @@ class WorkerPool:
             period = max(0.05, min(1.0, self._config.idle_timeout / 4))
             self._scale_timer = self._loop.call_later(period, self._scale_down)
 
+    def reload(self) -> int:
+        """Replace the workers so the next attempts import task code anew (``asynctask
+        reload``, SIGHUP): idle ones retire now; busy ones take no new job and retire once
+        their running attempts end, which finish on the old code. Replacements start at once
+        (``_refill``). Workers still starting have imported no task code and stay; so do
+        dedicated workers (gone after their one job) and lenders (back in rotation soon).
+        Returns how many workers were asked to go."""
+        if not self._started or self._closing:
+            return 0
+        chosen = [w for w in self._workers if w.accepting and not w.dedicated and not w.lent]
+        for worker in chosen:
+            if worker.jobs:
+                self._stop_accepting(worker)  # ``_on_done`` retires it after its last job
+            else:
+                self._retire(worker)
+        self._refill()
+        return len(chosen)
+
     def _scale_down(self) -> None:
         """Retire workers above ``workers`` that have been idle for ``idle_timeout``."""
         self._scale_timer = None

@@ -54,6 +54,7 @@ class MetricsHttp:
         self._token_file = token_file
         self._expected = b""
         self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         try:
@@ -67,13 +68,17 @@ class MetricsHttp:
         self._server = await asyncio.start_server(
             self._serve, self._host, self._port, limit=MAX_HEAD
         )
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self._address = str(host), int(port)
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound host and port (the port is chosen by the system when configured as 0)."""
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        """The bound host and port (the port is chosen by the system when configured as 0).
+
+        Kept from ``start``: once ``close`` has begun the server has no sockets left, and a
+        ``ping`` answered during shutdown still names the address it served."""
+        assert self._address is not None
+        return self._address
 
     async def close(self) -> None:
         if self._server is not None:

@@ -86,6 +86,8 @@ class Backend(Protocol):
 
     def stop(self, drain: float | None) -> dict[str, Any]: ...
 
+    def reload(self) -> dict[str, Any]: ...
+
     def stats(self, tenants: frozenset[str] | None, tenant: str | None) -> dict[str, Any]: ...
 
     def prometheus(self) -> str: ...
@@ -109,6 +111,7 @@ OPS = (
     "logs",
     "inspect",
     "stop",
+    "reload",
     "stats",
     "metrics",
 )
@@ -156,12 +159,10 @@ class Ops:
             query = self._visible(who, parse_list(message))
             return self._backend.list_tasks(query)
         if op == "cancel":
-            query, one_id = parse_cancel(message)
-            try:
-                query = self._visible(who, query, one_id)
-            except NotFound:  # another tenant's ID, to a task: answer as for an unknown ID,
-                return {"cancelled": 0}  # which names no live task
-            return _wrap(self._backend.cancel(query, one_id), "cancelled")
+            query, one_id = parse_cancel(message)  # another tenant's ID, to a task: not found
+            return _wrap(
+                self._backend.cancel(self._visible(who, query, one_id), one_id), "cancelled"
+            )
         if op == "retry":
             query, one_id = parse_retry(message)
             return _wrap(self._backend.retry(self._visible(who, query, one_id), one_id), "retried")
@@ -204,6 +205,10 @@ class Ops:
             if not self._auth.is_admin(who):
                 raise Unauthorized(f"only an admin may stop the daemon, not {who}")
             return self._backend.stop(parse_drain(message))
+        if op == "reload":
+            if not self._auth.is_admin(who):
+                raise Unauthorized(f"only an admin may reload the workers, not {who}")
+            return self._backend.reload()
         if op == "queues":
             return self._backend.queues(self._auth.tenants_of(who))
         if op == "stats":

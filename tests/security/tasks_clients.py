@@ -68,6 +68,7 @@ ACTIONS: dict[str, Callable[[Client, Any], Any]] = {
     "pause": lambda c, task_id: c.pause(task_id=task_id),
     "pause_tenant": lambda c, tenant: c.pause(tenant=tenant),
     "pause_function": lambda c, _: c.pause(function="tests.e2e.tasks:boom"),
+    "reload": lambda c, _: c.reload(),
     "submit": lambda c, _: c.submit("tests.e2e.tasks:add", 1, 2).id,
     "submit_and_status": lambda c, _: c.submit("tests.e2e.tasks:add", 1, 2).wait(10).result,
     "queues": lambda c, _: _report(c.queues()),
