@@ -8,6 +8,7 @@ and a burst of connects the daemon has not accepted yet.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -166,20 +167,20 @@ def test_unread_replies_stop_the_daemon_reading(make_daemon: Callable[..., Daemo
             answered += len(decoder.feed(flood.recv(1 << 20)))
 
 
+def _served(daemon: DaemonProcess) -> socket.socket | None:
+    """A new connection that said hello, or None if the daemon refused it."""
+    sock = _connect(daemon)
+    sock.sendall(HELLO)
+    if _read_frame(sock)["ok"]:
+        return sock
+    sock.close()
+    return None
+
+
 def test_connections_per_user_are_capped(make_daemon: Callable[..., DaemonProcess]) -> None:
     daemon = make_daemon("[server]\nmax_connections_per_user = 5\n").start()
-    held: list[socket.socket] = []
-
-    def one_more() -> socket.socket | None:
-        sock = _connect(daemon)
-        sock.sendall(HELLO)
-        if _read_frame(sock)["ok"]:
-            return sock
-        sock.close()  # the start-up ping's connection may not be gone yet
-        return None
-
-    for _ in range(5):
-        held.append(poll(one_more, timeout=10))
+    # Polled: the start-up ping's connection may not be gone yet.
+    held = [poll(lambda: _served(daemon), timeout=10) for _ in range(5)]
     with _connect(daemon) as sixth:
         refusal = _read_frame(sixth)  # said before any request
         assert refusal["rid"] is None
@@ -190,8 +191,29 @@ def test_connections_per_user_are_capped(make_daemon: Callable[..., DaemonProces
     with pytest.raises(TooManyConnections, match="max_connections_per_user"):
         daemon.client().ping()  # the Python client raises the daemon's reason
     held.pop().close()
-    held.append(poll(one_more, timeout=10))  # a place freed is a place to take
+    held.append(poll(lambda: _served(daemon), timeout=10))  # a place freed is a place to take
     for sock in held:
+        sock.close()
+
+
+def test_tasks_have_their_own_connection_cap(
+    make_daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """Workers run as the daemon's uid (an admin's) where the sandbox keeps it: a task's
+    connections count per tenant, so a task cannot lock the admin out, nor the admin a task."""
+    daemon = make_daemon("[server]\nmax_connections_per_user = 3\n").start()
+    start, out = tmp_path / "start", tmp_path / "out"
+    with daemon.client("a") as client:
+        client.submit(
+            "tests.e2e.tasks_connections:open_connections", str(daemon.socket), 4, str(start),
+            str(out),
+        )  # fmt: skip
+    admin = [poll(lambda: _served(daemon), timeout=10) for _ in range(3)]
+    assert _served(daemon) is None  # the admin's uid is at its cap
+    start.touch()
+    poll(out.exists, timeout=30)
+    assert json.loads(out.read_text()) == ["ok", "ok", "ok", "TooManyConnections"]
+    for sock in admin:
         sock.close()
 
 
