@@ -7,6 +7,7 @@ and a burst of connects the daemon has not accepted yet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from asynctask.client import AsyncClient
 from asynctask.errors import TooManyConnections
 from asynctask.protocol import FrameDecoder, encode_frame
 from tests.e2e.conftest import DaemonProcess, poll
@@ -134,6 +136,27 @@ def test_an_idle_connection_is_closed_but_a_long_wait_is_not_idle(
         assert reply["ok"], reply
         assert reply["task"]["state"] == "succeeded"
         assert _closed_within(waiting, 5) < 3  # and idle afterwards
+
+
+def test_clients_connect_again_after_an_idle_close(
+    make_daemon: Callable[..., DaemonProcess],
+) -> None:
+    """A program that keeps a Client for hours is not told "daemon unavailable" because its
+    connection idled out: the request had not been sent, so it goes on a new connection."""
+    daemon = make_daemon(FAST).start()
+    with daemon.client() as client:
+        assert client.ping()["pid"] == daemon.proc.pid
+        sock = client._sock  # the daemon closing it makes it readable (EOF)
+        poll(lambda: select.select([sock], [], [], 0)[0], timeout=5)
+        assert client.ping()["pid"] == daemon.proc.pid
+
+    async def idle_async_client() -> None:
+        async with AsyncClient(daemon.socket) as client:
+            assert (await client.ping())["pid"] == daemon.proc.pid
+            await client._reader_task  # it ends when the daemon closes the connection
+            assert (await client.ping())["pid"] == daemon.proc.pid
+
+    asyncio.run(asyncio.wait_for(idle_async_client(), 10))
 
 
 def test_unread_replies_stop_the_daemon_reading(make_daemon: Callable[..., DaemonProcess]) -> None:
