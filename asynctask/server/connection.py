@@ -28,6 +28,10 @@ of the daemon's memory, and only for a bounded time.
   ``WRITE_HIGH``: ``pause_writing``) or ``MAX_IN_FLIGHT`` requests wait for an answer, and the
   frames already read stay undecoded in the decoder meanwhile (``feed(..., limit=1)``): the
   daemon holds at most one read chunk of requests, and the replies of those already in flight.
+  A reply that completes while the peer does not read is kept as the daemon's dict, not encoded
+  (a live task's view shares the daemon's objects), and written when the peer reads again; of
+  the ops that copy rows out of the store (``READ_OPS``) at most ``MAX_READS_IN_FLIGHT`` are in
+  flight or unwritten at once. So a peer that never reads costs at most a few replies.
 * Who may connect at all (``max_connections_per_user``) is the ``Listener``'s ``admit``; a
   refused peer gets the error at once and is closed on its first bytes.
 * Lines a peer can cause (bad frames, refusals, handshake timeouts) go through a ``LogLimiter``.
@@ -36,6 +40,7 @@ of the daemon's memory, and only for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import struct
@@ -66,6 +71,11 @@ HELLO_MAX_FRAME = 64 * 1024
 #: (``WRITE_LOW``) it reads again.
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
+#: Ops whose reply is read from the store and may be large (a task's arguments and result, a
+#: page of tasks, logs): at most ``MAX_READS_IN_FLIGHT`` of them per connection are being
+#: answered or wait to be written, whatever the client pipelines.
+READ_OPS = frozenset({"status", "list", "logs", "inspect"})
+MAX_READS_IN_FLIGHT = 4
 
 Reply = dict[str, Any] | Awaitable[dict[str, Any]]
 
@@ -139,6 +149,8 @@ class Connection(asyncio.Protocol):
         self._in_flight = 0
         self._in_flight_full = False  # MAX_IN_FLIGHT reached; cleared below half of it
         self._writing_paused = False  # the peer does not read its replies
+        self._reads = 0  # READ_OPS requests answered or being answered, not yet written
+        self._unwritten: collections.deque[tuple[dict[str, Any], bool]] = collections.deque()
         self._reading_paused = False
         self._last_request = 0.0
         self.peer = Peer(0, -1, -1)
@@ -244,11 +256,12 @@ class Connection(asyncio.Protocol):
             if not messages:
                 return
             self._handle(messages[0])
-        if data:  # stopped before this chunk: keep it, undecoded (reading is paused)
+        if data:  # stopped before this chunk: keep it, undecoded (reading is paused below)
             self._decoder.feed(data, limit=0)
+        self._update_reading()
 
     def _blocked(self) -> bool:
-        return self._writing_paused or self._in_flight_full
+        return self._writing_paused or self._in_flight_full or self._reads >= MAX_READS_IN_FLIGHT
 
     def _update_reading(self) -> None:
         transport = self._transport
@@ -270,6 +283,11 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        unwritten = self._unwritten
+        while unwritten and not self._writing_paused:
+            reply, read = unwritten.popleft()
+            self._send(reply)
+            self._reads -= read
         self._update_reading()
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -297,30 +315,35 @@ class Connection(asyncio.Protocol):
             return
         future = asyncio.ensure_future(reply)
         self._in_flight += 1
-        if self._in_flight >= MAX_IN_FLIGHT and not self._in_flight_full:
-            self._in_flight_full = True
-            self._update_reading()
-        future.add_done_callback(lambda done: self._finish(rid, op, done))
+        read = op in READ_OPS
+        self._reads += read
+        if self._in_flight >= MAX_IN_FLIGHT:
+            self._in_flight_full = True  # reading pauses as _pump stops
+        future.add_done_callback(lambda done: self._finish(rid, op, read, done))
 
-    def _finish(self, rid: Any, op: str, done: asyncio.Future[dict[str, Any]]) -> None:
+    def _finish(self, rid: Any, op: str, read: bool, done: asyncio.Future[dict[str, Any]]) -> None:
         self._in_flight -= 1
         if self._loop is not None:
             self._last_request = self._loop.time()  # idle from the last answer, not the ask
         if done.cancelled():
-            self._send(error_reply(rid, {"code": "shutting_down", "message": "daemon stopping"}))
+            reply = error_reply(rid, {"code": "shutting_down", "message": "daemon stopping"})
         else:
             exc = done.exception()
             if exc is None:
-                self._send(ok_reply(rid, **done.result()))
+                reply = ok_reply(rid, **done.result())
             elif isinstance(exc, AsynctaskError):
-                self._send(error_reply(rid, exc.to_wire()))
+                reply = error_reply(rid, exc.to_wire())
             else:
                 log.error("internal error handling %r", op, exc_info=exc)
-                fallback = {"code": "internal", "message": "internal daemon error"}
-                self._send(error_reply(rid, fallback))
+                reply = error_reply(rid, {"code": "internal", "message": "internal daemon error"})
+        if self._writing_paused and self._transport is not None:
+            self._unwritten.append((reply, read))  # written by resume_writing
+        else:
+            self._send(reply)
+            self._reads -= read
         if self._in_flight_full and self._in_flight < MAX_IN_FLIGHT // 2:
             self._in_flight_full = False
-            self._update_reading()
+        self._update_reading()
 
     def _greet(self, rid: Any, op: Any, message: dict[str, Any]) -> None:
         if op != "hello":

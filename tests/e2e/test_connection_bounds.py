@@ -16,7 +16,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,6 +75,16 @@ def _rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def _peak_rss(pid: int, seconds: float) -> int:
+    """The largest RSS of ``pid`` seen over ``seconds``."""
+    peak = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, _rss(pid))
+        time.sleep(0.05)
+    return peak
 
 
 def _log_lines(daemon: DaemonProcess, needle: str) -> int:
@@ -190,9 +200,19 @@ def test_unread_replies_stop_the_daemon_reading(make_daemon: Callable[..., Daemo
             answered += len(decoder.feed(flood.recv(1 << 20)))
 
 
-def _served(daemon: DaemonProcess) -> socket.socket | None:
+@pytest.fixture
+def opened() -> Iterator[list[socket.socket]]:
+    """Sockets a test opens, closed however it ends."""
+    socks: list[socket.socket] = []
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+def _served(daemon: DaemonProcess, opened: list[socket.socket]) -> socket.socket | None:
     """A new connection that said hello, or None if the daemon refused it."""
     sock = _connect(daemon)
+    opened.append(sock)
     sock.sendall(HELLO)
     if _read_frame(sock)["ok"]:
         return sock
@@ -200,10 +220,30 @@ def _served(daemon: DaemonProcess) -> socket.socket | None:
     return None
 
 
-def test_connections_per_user_are_capped(make_daemon: Callable[..., DaemonProcess]) -> None:
+def test_large_replies_not_read_stay_bounded(make_daemon: Callable[..., DaemonProcess]) -> None:
+    """200 pipelined ``status`` requests for a task with a 900 KB result, never read: the
+    daemon neither reads them all nor holds 200 encoded copies (180 MB) of the reply."""
+    daemon = make_daemon().start()
+    with daemon.client() as client:
+        task = client.submit("tests.e2e.tasks:echo", "x" * 900_000)
+        task.result(timeout=30)
+    status = encode_frame({"op": "status", "rid": 1, "id": task.id})
+    with _hello(daemon) as flood:
+        before = _rss(daemon.proc.pid)
+        flood.settimeout(5)
+        with contextlib.suppress(TimeoutError):  # the daemon may stop reading before the end
+            flood.sendall(status * 200)
+        grown = _peak_rss(daemon.proc.pid, 1.5) - before  # what it took in is answered
+        assert grown < 48 << 20, f"daemon RSS grew by {grown >> 20} MiB"
+        assert daemon.client().ping()["pid"] == daemon.proc.pid
+
+
+def test_connections_per_user_are_capped(
+    make_daemon: Callable[..., DaemonProcess], opened: list[socket.socket]
+) -> None:
     daemon = make_daemon("[server]\nmax_connections_per_user = 5\n").start()
     # Polled: the start-up ping's connection may not be gone yet.
-    held = [poll(lambda: _served(daemon), timeout=10) for _ in range(5)]
+    held = [poll(lambda: _served(daemon, opened), timeout=10) for _ in range(5)]
     with _connect(daemon) as sixth:
         refusal = _read_frame(sixth)  # said before any request
         assert refusal["rid"] is None
@@ -214,13 +254,11 @@ def test_connections_per_user_are_capped(make_daemon: Callable[..., DaemonProces
     with pytest.raises(TooManyConnections, match="max_connections_per_user"):
         daemon.client().ping()  # the Python client raises the daemon's reason
     held.pop().close()
-    held.append(poll(lambda: _served(daemon), timeout=10))  # a place freed is a place to take
-    for sock in held:
-        sock.close()
+    assert poll(lambda: _served(daemon, opened), timeout=10)  # a place freed is a place to take
 
 
 def test_tasks_have_their_own_connection_cap(
-    make_daemon: Callable[..., DaemonProcess], tmp_path: Path
+    make_daemon: Callable[..., DaemonProcess], tmp_path: Path, opened: list[socket.socket]
 ) -> None:
     """Workers run as the daemon's uid (an admin's) where the sandbox keeps it: a task's
     connections count per tenant, so a task cannot lock the admin out, nor the admin a task."""
@@ -231,13 +269,12 @@ def test_tasks_have_their_own_connection_cap(
             "tests.e2e.tasks_connections:open_connections", str(daemon.socket), 4, str(start),
             str(out),
         )  # fmt: skip
-    admin = [poll(lambda: _served(daemon), timeout=10) for _ in range(3)]
-    assert _served(daemon) is None  # the admin's uid is at its cap
+    for _ in range(3):
+        poll(lambda: _served(daemon, opened), timeout=10)
+    assert _served(daemon, opened) is None  # the admin's uid is at its cap
     start.touch()
     poll(out.exists, timeout=30)
     assert json.loads(out.read_text()) == ["ok", "ok", "ok", "TooManyConnections"]
-    for sock in admin:
-        sock.close()
 
 
 def test_bad_frames_write_a_bounded_number_of_log_lines(

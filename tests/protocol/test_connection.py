@@ -7,6 +7,7 @@ unread (as a real transport does past its high-water mark) and ``resume_writing`
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -144,3 +145,36 @@ def test_the_log_limiter_lets_one_line_a_uid_through_per_interval() -> None:
     for uid in range(2000, 2010):  # more uids than max_keys: memory stays bounded
         limiter.allow(uid)
     assert len(limiter._windows) <= 3
+
+
+async def test_large_replies_wait_unencoded_and_few_reads_run_at_once() -> None:
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def read(message: dict[str, Any]) -> dict[str, Any]:
+        started.append(message["rid"])
+        await gate.wait()
+        return {"task": {"result": "r" * 1000}}
+
+    def dispatch(principal: Principal, op: str, message: dict[str, Any]) -> Any:
+        return read(message) if op == "status" else {"pong": True}
+
+    connection = Connection(dispatch, Bounds(), lambda _: None)
+    transport = FakeTransport(connection)
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    statuses = [{"op": "status", "rid": n} for n in range(1, 21)]
+    connection.data_received(encode_frames([HELLO, *statuses]))
+    await asyncio.sleep(0)
+    assert started == [1, 2, 3, 4]  # MAX_READS_IN_FLIGHT; the rest wait undecoded
+    assert not transport.reading
+    transport.read_all()  # the hello reply
+    gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(transport.unread) < 3000  # one reply over the mark, the others kept unencoded
+    answered: list[int] = []
+    for _ in range(200):  # the client reads; more is written, more read, and so on
+        answered += [m["rid"] for m in transport.read_all()]
+        await asyncio.sleep(0)
+    assert sorted(answered) == list(range(1, 21))
+    assert transport.reading
