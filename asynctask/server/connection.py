@@ -25,13 +25,14 @@ of the daemon's memory, and only for a bounded time.
   long ``wait``) is not idle. One timer per connection, re-armed lazily when it fires, so a
   request costs a clock read, not a timer.
 * Reading stops while the peer does not read its replies (the transport's write buffer is above
-  ``WRITE_HIGH``: ``pause_writing``) or ``MAX_IN_FLIGHT`` requests wait for an answer, and the
-  frames already read stay undecoded in the decoder meanwhile (``feed(..., limit=1)``): the
-  daemon holds at most one read chunk of requests, and the replies of those already in flight.
-  A reply that completes while the peer does not read is kept as the daemon's dict, not encoded
-  (a live task's view shares the daemon's objects), and written when the peer reads again; of
-  the ops that copy rows out of the store (``READ_OPS``) at most ``MAX_READS_IN_FLIGHT`` are in
-  flight or unwritten at once. So a peer that never reads costs at most a few replies.
+  ``WRITE_HIGH``: ``pause_writing``) or ``MAX_IN_FLIGHT`` requests wait for an answer. Frames
+  already read wait in the decoder meanwhile, at most ``DECODE_BATCH`` of them decoded
+  (``feed(data, limit=...)``): the daemon holds at most one read chunk of requests, and the
+  replies of those already in flight. A reply that completes while the peer does not read is
+  kept as the daemon's dict, not encoded (a live task's view shares the daemon's objects), and
+  written when the peer reads again; of the ops that copy rows out of the store (``READ_OPS``)
+  at most ``MAX_READS_IN_FLIGHT`` are in flight or unwritten at once. So a peer that never
+  reads costs at most a few replies.
 * Who may connect at all (``max_connections_per_user``) is the ``Listener``'s ``admit``; a
   refused peer gets the error at once and is closed on its first bytes.
 * Lines a peer can cause (bad frames, refusals, handshake timeouts) go through a ``LogLimiter``.
@@ -71,6 +72,8 @@ HELLO_MAX_FRAME = 64 * 1024
 #: (``WRITE_LOW``) it reads again.
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
+#: Frames decoded at once; those not handled yet when the connection blocks wait, decoded.
+DECODE_BATCH = 32
 #: Ops whose reply is read from the store and may be large (a task's arguments and result, a
 #: page of tasks, logs): at most ``MAX_READS_IN_FLIGHT`` of them per connection are being
 #: answered or wait to be written, whatever the client pipelines.
@@ -149,6 +152,7 @@ class Connection(asyncio.Protocol):
         self._in_flight = 0
         self._in_flight_full = False  # MAX_IN_FLIGHT reached; cleared below half of it
         self._writing_paused = False  # the peer does not read its replies
+        self._ready: collections.deque[dict[str, Any]] = collections.deque()  # decoded, not handled
         self._reads = 0  # READ_OPS requests answered or being answered, not yet written
         self._unwritten: collections.deque[tuple[dict[str, Any], bool]] = collections.deque()
         self._reading_paused = False
@@ -244,9 +248,13 @@ class Connection(asyncio.Protocol):
         self._pump(data)
 
     def _pump(self, data: bytes = b"") -> None:
+        ready = self._ready
         while self._transport is not None and not self._blocked():
-            try:
-                messages = self._decoder.feed(data, limit=1)
+            if ready:
+                self._handle(ready.popleft())
+                continue
+            try:  # one frame at a time until hello, when max_frame changes
+                messages = self._decoder.feed(data, limit=DECODE_BATCH if self._greeted else 1)
             except ProtocolError as exc:
                 self._log("closing connection from pid %d: %s", exc.message)
                 self._send(error_reply(None, exc.to_wire()))
@@ -255,7 +263,7 @@ class Connection(asyncio.Protocol):
             data = b""
             if not messages:
                 return
-            self._handle(messages[0])
+            ready.extend(messages)
         if data:  # stopped before this chunk: keep it, undecoded (reading is paused below)
             self._decoder.feed(data, limit=0)
         self._update_reading()
@@ -274,7 +282,7 @@ class Connection(asyncio.Protocol):
         elif not blocked and self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
-            if self._decoder.buffered:
+            if self._decoder.buffered or self._ready:
                 self._pump()
 
     def pause_writing(self) -> None:

@@ -165,7 +165,7 @@ async def test_large_replies_wait_unencoded_and_few_reads_run_at_once() -> None:
     statuses = [{"op": "status", "rid": n} for n in range(1, 21)]
     connection.data_received(encode_frames([HELLO, *statuses]))
     await asyncio.sleep(0)
-    assert started == [1, 2, 3, 4]  # MAX_READS_IN_FLIGHT; the rest wait undecoded
+    assert started == [1, 2, 3, 4]  # MAX_READS_IN_FLIGHT; the rest wait
     assert not transport.reading
     transport.read_all()  # the hello reply
     gate.set()
