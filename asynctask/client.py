@@ -518,7 +518,9 @@ class AsyncClient:
         except OSError as exc:
             reason = DaemonUnavailable(f"connection to the daemon failed: {exc}")
         finally:
-            self._writer = None
+            writer, self._writer = self._writer, None
+            if writer is not None:  # the daemon closed it (idle_timeout, or it stopped)
+                writer.close()
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(reason)
@@ -707,6 +709,16 @@ class AsyncClient:
         return dict(await self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
 
 
+def _closed_by_daemon(sock: socketlib.socket) -> bool:
+    """Whether the daemon has closed ``sock`` (EOF waiting to be read): one non-blocking peek."""
+    try:
+        return sock.recv(1, socketlib.MSG_PEEK | socketlib.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 class Client:
     """Blocking client: one round trip at a time on a plain Unix socket; thread-safe."""
 
@@ -745,7 +757,12 @@ class Client:
 
     def _connect_locked(self) -> None:
         if self._sock is not None:
-            return
+            if not _closed_by_daemon(self._sock):
+                return
+            # Idle past ``[server] idle_timeout``: nothing was sent on it since, so the next
+            # request goes on a new connection rather than failing with a broken pipe.
+            self._sock.close()
+            self._sock = None
         sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
         sock.settimeout(self._connect_timeout)
         try:

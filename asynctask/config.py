@@ -58,6 +58,15 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: what a client connection may hold (PRODUCT.md "Robustness")."""
+
+    handshake_timeout: float = 5.0  # hello must come this soon after connecting
+    idle_timeout: float = 600.0  # a connection with no request this long is closed
+    max_connections_per_user: int = 256  # open at once per peer uid (tasks: per tenant)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkersConfig:
     min_workers: int = 2
     max_workers: int = 8
@@ -116,6 +125,7 @@ class ObserveConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -162,6 +172,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         "",
         {
             "daemon",
+            "server",
             "workers",
             "retry",
             "auth",
@@ -237,6 +248,19 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     if daemon_cfg.max_payload >= daemon_cfg.max_frame:
         raise ConfigError("daemon.max_payload must be smaller than daemon.max_frame")
 
+    server = _section(data, "server")
+    _only(server, "server.", {"handshake_timeout", "idle_timeout", "max_connections_per_user"})
+    sv = ServerConfig()
+    server_cfg = ServerConfig(
+        handshake_timeout=_get(
+            server, "server.handshake_timeout", sv.handshake_timeout, _positive_duration
+        ),
+        idle_timeout=_get(server, "server.idle_timeout", sv.idle_timeout, _positive_duration),
+        max_connections_per_user=_get(
+            server, "server.max_connections_per_user", sv.max_connections_per_user, _int(1, 10**6)
+        ),
+    )
+
     w = WorkersConfig()
     workers_cfg = WorkersConfig(
         min_workers=_get(workers, "workers.min_workers", w.min_workers, _int(1, 1024)),
@@ -288,6 +312,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     )
     return Config(
         daemon=daemon_cfg,
+        server=server_cfg,
         workers=workers_cfg,
         retry=retry_cfg,
         auth=AuthConfig(admins=admins, users=users),
@@ -595,6 +620,13 @@ def _duration(raw: Any) -> float:
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise TypeError("expected a duration such as 30s or 500ms")
     return parse_duration(raw)
+
+
+def _positive_duration(raw: Any) -> float:
+    value = _duration(raw)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
 
 
 def _limits(workers: Mapping[str, Any]) -> Limits:

@@ -378,6 +378,9 @@ class Daemon:
             self.config.daemon.max_frame,
             shared=bool(self.config.auth.users),
             identify=self._identify,
+            handshake_timeout=self.config.server.handshake_timeout,
+            idle_timeout=self.config.server.idle_timeout,
+            max_connections_per_user=self.config.server.max_connections_per_user,
         )
         # Observers first, and accepting before the socket listens: a client that connects
         # during any await of start-up must find the daemon taking tasks, not "shutting down".

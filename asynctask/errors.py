@@ -106,6 +106,14 @@ class ShuttingDown(AsynctaskError):
     exit_code = EXIT_NO_DAEMON
 
 
+class TooManyConnections(AsynctaskError):
+    """The caller's user already has ``[server] max_connections_per_user`` connections open to
+    the daemon (a task's connections count per tenant). Close some, or raise the cap."""
+
+    code = "too_many_connections"
+    exit_code = EXIT_NO_DAEMON
+
+
 class DaemonUnavailable(AsynctaskError):
     """No daemon answers on the socket (not started, wrong ``--home``/``--socket``, or died)."""
 
@@ -149,6 +157,7 @@ _BY_CODE: dict[str, type[AsynctaskError]] = {
         NotFound,
         Unauthorized,
         ShuttingDown,
+        TooManyConnections,
         DaemonUnavailable,
         WaitTimeout,
     )

@@ -80,13 +80,26 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        """Change the cap for frames not yet decoded (the daemon raises it after ``hello``)."""
+        self._max_frame = value
+
+    def feed(self, data: bytes, limit: int | None = None) -> list[dict[str, Any]]:
+        """Buffer ``data`` and return the complete messages, at most ``limit`` of them: the
+        rest stay buffered, undecoded, for the next call (``feed(b"")`` to go on without new
+        bytes), so the caller can act on one message - or stop reading - before the next one
+        is even checked against ``max_frame``."""
         buffer = self._buffer
         buffer += data
         messages: list[dict[str, Any]] = []
         offset = 0
         end = len(buffer)
-        while end - offset >= _HEADER_SIZE:
+        while end - offset >= _HEADER_SIZE and (limit is None or len(messages) < limit):
             (length,) = _HEADER.unpack_from(buffer, offset)
             if length > self._max_frame:
                 raise ProtocolError(

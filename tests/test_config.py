@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctask.config import Config, load_config, parse_config
+from asynctask.config import Config, ServerConfig, load_config, parse_config
 from asynctask.errors import ConfigError
 
 DOCUMENTED = Path(__file__).resolve().parent.parent / "config" / "asynctask.toml"
@@ -13,6 +13,7 @@ DOCUMENTED = Path(__file__).resolve().parent.parent / "config" / "asynctask.toml
 def test_the_documented_file_is_exactly_the_defaults():
     loaded = load_config(DOCUMENTED)
     assert loaded.daemon == Config().daemon
+    assert loaded.server == Config().server
     assert loaded.workers == Config().workers
     assert loaded.retry == Config().retry
     assert loaded.scheduler == Config().scheduler
@@ -156,3 +157,26 @@ def test_tracing_export_is_one_of_the_known_modes() -> None:
     assert parse_config({"tracing": {"opentelemetry": "otlp"}}).observe.opentelemetry == "otlp"
     with pytest.raises(ConfigError, match=r"tracing\.opentelemetry"):
         parse_config({"tracing": {"opentelemetry": "zipkin"}})
+
+
+def test_server_bounds() -> None:
+    assert Config().server == ServerConfig(5.0, 600.0, 256)
+    cfg = parse_config(
+        {"server": {"handshake_timeout": "300ms", "idle_timeout": "2m",
+                    "max_connections_per_user": 5}}
+    )  # fmt: skip
+    assert cfg.server == ServerConfig(0.3, 120.0, 5)
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ({"handshake_timeout": 0}, "server.handshake_timeout"),
+        ({"idle_timeout": "soon"}, "server.idle_timeout"),
+        ({"max_connections_per_user": 0}, "server.max_connections_per_user"),
+        ({"max_connections": 5}, "unknown config key server.max_connections"),
+    ],
+)
+def test_bad_server_bounds_are_refused(server: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"server": server})

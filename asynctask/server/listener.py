@@ -5,6 +5,13 @@ still answers is not, and start-up fails with a clear message instead of stealin
 Permissions follow PRODUCT.md: with no ``[auth.users]`` the socket is 0600 (its directory is
 0700); when other users are configured it is 0666 (the home 0711) and every request is
 authorized by the caller's ``SO_PEERCRED``.
+
+Connections are counted per user: at most ``max_connections_per_user`` open at once for one
+peer uid, and one more is refused with ``TooManyConnections``. The daemon's own workers (and
+what their tasks start) are counted apart, per tenant of the task they run, with the same cap:
+they run as the daemon's uid - an admin's - in the sandbox modes that do not switch uids, so
+counting them as that uid would let one tenant's tasks lock the admin (and every other tenant's
+tasks) out of the daemon, and the admin's own clients starve tasks of connections.
 """
 
 from __future__ import annotations
@@ -15,12 +22,20 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Hashable
 from pathlib import Path
 
-from asynctask.errors import UsageError
-from asynctask.server.connection import Connection, Dispatcher, Identify, as_user
+from asynctask.errors import AsynctaskError, TooManyConnections, UsageError
+from asynctask.protocol import DEFAULT_MAX_FRAME
+from asynctask.server.auth import Principal
+from asynctask.server.connection import Bounds, Connection, Dispatcher, Identify, as_user
+from asynctask.server.loglimit import LogLimiter
 
 log = logging.getLogger("asynctask.server")
+
+#: Connections the kernel queues before the daemon accepts them (it truncates this to
+#: ``net.core.somaxconn``): with asyncio's default of 100, 21 of a burst of 500 connects failed.
+LISTEN_BACKLOG = max(1024, socket.SOMAXCONN)
 
 
 def claim_socket_path(path: Path) -> None:
@@ -81,40 +96,87 @@ def bind_socket(path: Path, *, shared: bool) -> socket.socket:
     return sock
 
 
+def counted_as(principal: Principal) -> Hashable:
+    """Whose connection count a connection adds to: its uid's, or its task's tenant's."""
+    if principal.is_worker:
+        return ("tenant", principal.worker_tenant)
+    return ("uid", principal.uid)
+
+
 class Listener:
     def __init__(
         self,
         path: Path,
         dispatch: Dispatcher,
-        max_frame: int,
+        max_frame: int = DEFAULT_MAX_FRAME,
         *,
         shared: bool = False,
         identify: Identify = as_user,
+        handshake_timeout: float = 5.0,
+        idle_timeout: float = 600.0,
+        max_connections_per_user: int = 256,
     ) -> None:
         self.path = path
         self._dispatch = dispatch
         self._identify = identify
-        self._max_frame = max_frame
+        self._bounds = Bounds(max_frame, handshake_timeout, idle_timeout)
+        self._max_per_user = max_connections_per_user
         self._shared = shared
         self._server: asyncio.AbstractServer | None = None
+        self._log_limit = LogLimiter()
         self.connections: set[Connection] = set()
+        self.per_user: dict[Hashable, int] = {}  # open connections by ``counted_as``
+        self._counted: dict[Connection, Hashable] = {}
 
     def __repr__(self) -> str:
-        return f"<Listener {self.path} connections={len(self.connections)}>"
+        return (
+            f"<Listener {self.path} connections={len(self.connections)} "
+            f"users={len(self.per_user)} busiest={max(self.per_user.values(), default=0)}>"
+        )
 
     async def start(self, bound: socket.socket | None = None) -> None:
         """Listen; on ``bound`` (from ``bind_socket``) if given, else on a socket made now."""
         loop = asyncio.get_running_loop()
         if bound is None:
             bound = bind_socket(self.path, shared=self._shared)
-        self._server = await loop.create_unix_server(self._connection, sock=bound)
+        self._server = await loop.create_unix_server(
+            self._connection, sock=bound, backlog=LISTEN_BACKLOG
+        )
 
     def _connection(self) -> Connection:
         connection = Connection(
-            self._dispatch, self._max_frame, self.connections.discard, self._identify
+            self._dispatch,
+            self._bounds,
+            self._closed,
+            self._identify,
+            admit=self._admit,
+            log_limit=self._log_limit,
         )
         self.connections.add(connection)
         return connection
+
+    def _admit(self, connection: Connection) -> AsynctaskError | None:
+        key = counted_as(connection.principal)
+        count = self.per_user.get(key, 0)
+        if count >= self._max_per_user:
+            return TooManyConnections(
+                f"{connection.principal} already has {count} connections open to the daemon, "
+                f"the most [server] max_connections_per_user allows"
+            )
+        self.per_user[key] = count + 1
+        self._counted[connection] = key
+        return None
+
+    def _closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        key = self._counted.pop(connection, None)
+        if key is None:  # refused, or closed before it was admitted
+            return
+        count = self.per_user.get(key, 0) - 1
+        if count > 0:
+            self.per_user[key] = count
+        else:
+            self.per_user.pop(key, None)
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open keep being served."""

@@ -63,3 +63,18 @@ def test_partial_frame_waits_for_the_rest():
     decoder = FrameDecoder()
     assert decoder.feed(frame[:-1]) == []
     assert decoder.feed(frame[-1:]) == [{"op": "ping", "rid": 1}]
+
+
+def test_limit_leaves_the_rest_undecoded_for_a_new_max_frame():
+    """The daemon reads ``hello`` under a 64 KiB cap, then raises it for what follows, even
+    when both came in one read; and it decodes nothing while it may not take requests."""
+    big = {"op": "submit", "pad": "x" * 100_000}
+    data = encode_frames([{"op": "hello"}, big])
+    decoder = FrameDecoder(max_frame=64 * 1024)
+    assert decoder.feed(data, limit=0) == []
+    assert decoder.feed(b"", limit=1) == [{"op": "hello"}]
+    with pytest.raises(ProtocolError, match="exceeds"):
+        FrameDecoder(max_frame=64 * 1024).feed(data)
+    decoder.max_frame = 1024 * 1024
+    assert decoder.feed(b"", limit=1) == [big]
+    assert decoder.buffered == 0
