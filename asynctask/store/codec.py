@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgpack
 
 from asynctask.model import TaskState
-from asynctask.store.errors import StoreError
+from asynctask.store.errors import StoreError, describe
 from asynctask.store.rows import (
     AssignUid,
     ClearPause,
@@ -36,6 +36,7 @@ from asynctask.store.rows import (
     PutCron,
     ReplaceTask,
     SetPause,
+    SkippedRow,
     TaskRow,
     UpdateTask,
 )
@@ -145,7 +146,9 @@ def encode(op: Op) -> tuple[type[Op], Params]:
     raise StoreError(f"not a store operation: {op!r}")
 
 
-def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
+def row_decoder(
+    shared: bool = False, skipped: list[SkippedRow] | None = None
+) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None]:
     """A cursor ``row_factory`` turning ``tasks`` rows (``schema.COLUMNS`` order) into ``TaskRow``.
 
     Make one per query. It remembers the decoded ``options`` and ``labels`` of the first
@@ -156,6 +159,10 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
     ``shared=True`` is for a backlog kept in memory (start-up recovery): equal ``options`` and
     ``labels`` are then the *same* dict, not copies, and equal names and small payloads the
     same object - a million queued tasks repeat a few of each. Such rows are read-only.
+
+    With ``skipped``, a row that cannot be decoded becomes ``None`` and its key and the reason
+    are appended there (start-up recovery: one bad row must not stop the daemon); without, its
+    error is raised.
     """
     options_cache: dict[bytes, dict[str, Any]] = {_EMPTY_MAP_MSGPACK: {}}
     labels_cache: dict[str, dict[str, str]] = {_EMPTY_MAP_JSON: {}}
@@ -228,7 +235,17 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
             None if trace is None else _unpackb(trace),
         )
 
-    return decode
+    if skipped is None:
+        return decode
+
+    def decode_or_skip(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow | None:
+        try:
+            return decode(cursor, row)
+        except Exception as exc:  # whatever a hand-written or foreign row makes decoding raise
+            skipped.append(SkippedRow(row[0], row[1], row[2], describe(exc)))
+            return None
+
+    return decode_or_skip
 
 
 def _is_flat(value: Any) -> bool:

@@ -31,7 +31,7 @@ from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, map_errors
 from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
 from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
-from asynctask.store.rows import Op, TaskFilter, TaskRow
+from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
 from asynctask.store.writeconn import WriteConnection
 from asynctask.store.writer import DEFAULT_MAX_BATCH, GroupCommitWriter
@@ -168,18 +168,23 @@ class Store:
             if was_enabled:
                 gc.enable()
 
-    async def load_live_batches(self, size: int = 10_000) -> AsyncIterator[list[TaskRow]]:
+    async def load_live_batches(
+        self, size: int = 10_000, skipped: list[SkippedRow] | None = None
+    ) -> AsyncIterator[list[TaskRow]]:
         """``load_live`` in batches of ``size`` rows, so that recovery turns each into tasks
         before the next is read and a million rows never exist at once beside their tasks.
         The garbage collector is paused while a batch is decoded, as in ``load_live``.
 
         For a backlog that stays in memory: equal names, options, labels and small payloads
         of the rows are shared objects (``row_decoder(shared=True)``), so treat them as
-        read-only."""
+        read-only.
+
+        With ``skipped``, rows that cannot be decoded are left out of the batches (and left
+        as they are in the database) and described there instead of failing the load."""
         self._check_open()
         with map_errors("loading the live tasks", DECODE_ERRORS):
             async with self._read_conn.execute(schema.SELECT_LIVE) as cursor:
-                cursor.row_factory = cast(Any, row_decoder(shared=True))
+                cursor.row_factory = cast(Any, row_decoder(shared=True, skipped=skipped))
                 while True:
                     was_enabled = gc.isenabled()
                     gc.disable()
@@ -190,6 +195,8 @@ class Store:
                             gc.enable()
                     if not rows:
                         return
+                    if skipped is not None:
+                        rows = [row for row in rows if row is not None]
                     yield cast(list[TaskRow], rows)
 
     async def max_seq(self) -> int:
