@@ -49,7 +49,7 @@ from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
-from asynctask.crontab import CronEntry, CronTable
+from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
 from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError, WaitTimeout
 from asynctask.eventlog import EventLog
@@ -108,14 +108,18 @@ from asynctask.store import (
     PutCron,
     ReplaceTask,
     SetPause,
+    SkippedRow,
     Store,
     StoreError,
     TaskFilter,
     TaskRow,
     UpdateTask,
 )
+from asynctask.store.errors import describe
 
 log = logging.getLogger("asynctask.daemon")
+#: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
+_SKIPPED_LOGGED = 100
 
 Key = tuple[str, str]
 
@@ -490,18 +494,30 @@ class Daemon:
             self.scheduler.pause(target)
         now = self.clock()
         for tenant, name, blob in await self.store.load_crons():
-            entry = CronEntry.from_definition(tenant, name, blob)
-            self._missed_slots += [(entry, slot) for slot in self.crons.load(entry, now)]
+            try:
+                self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
+            except UnusableCron as exc:  # listed with its error, so `cron remove` can drop it
+                log.error(
+                    "cron %s/%s cannot be used and is skipped (`cron remove %s` deletes it): %s",
+                    tenant, name, name, exc,
+                    extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
+                )  # fmt: skip
         interrupted: list[Action] = []
         loaded = 0
+        skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
         # In batches: each is turned into tasks (sharing equal values) before the next is read,
         # so the rows of a million-task backlog never all exist beside their tasks.
-        async for rows in self.store.load_live_batches():
+        async for rows in self.store.load_live_batches(skipped=skipped):
             now = self.clock()
             loaded += len(rows)
             for row in rows:
-                task = _task_from_row(row)  # the rows share equal values already
-                self._declare_limits(task.function, task.options.get("limits"), now)
+                try:
+                    task = _task_from_row(row)  # the rows share equal values already
+                    self._declare_limits(task.function, task.options.get("limits"), now)
+                except Exception as exc:  # decoded, but not a task this version can run
+                    skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
+                    loaded -= 1
+                    continue
                 self._live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
@@ -509,11 +525,15 @@ class Daemon:
                 else:
                     self.scheduler.add(task, now)
         self._perform(interrupted)
-        if loaded:
+        for bad in skipped[:_SKIPPED_LOGGED]:
+            log.error("skipped %s (left in the database as it is)", bad,
+                      extra={"event": "row_skipped"})  # fmt: skip
+        if loaded or skipped:
             log.info(
-                "recovered %d live tasks, %d of them interrupted attempts",
-                loaded, len(interrupted),
-                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted)},
+                "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
+                loaded, len(interrupted), len(skipped),
+                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted),
+                       "skipped": len(skipped)},
             )  # fmt: skip
         return loaded
 
@@ -728,6 +748,10 @@ class Daemon:
         assert self.store is not None
         now = self.clock()
         entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
+        try:
+            schedule.first_slot(now)  # checked by the request already; nothing stored if not
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         await self.store.put(PutCron(tenant, name, entry.definition()))
         self.crons.add(entry, now)
         self._wake()
