@@ -193,6 +193,15 @@ def row_decoder(
             trace_id,
             trace,
         ) = row
+        if not (  # SQLite keeps what it cannot convert ('x' in an INTEGER column) as it is
+            type(priority) is int
+            and type(attempts) is int
+            and type(created_at) is float
+            and (due_at is None or type(due_at) is float)
+            and (started_at is None or type(started_at) is float)
+            and (finished_at is None or type(finished_at) is float)
+        ):
+            raise TypeError(_mistyped(row))
         options = options_cache.get(options_blob)
         if options is None:
             options = _unpackb(options_blob, raw=False, strict_map_key=False)
@@ -246,6 +255,24 @@ def row_decoder(
             return None
 
     return decode_or_skip
+
+
+def _mistyped(row: tuple[Any, ...]) -> str:
+    """Which of a row's number columns holds something else (``decode`` found one)."""
+    columns = (
+        ("priority", 5, int, False),
+        ("attempts", 10, int, False),
+        ("created_at", 13, float, False),
+        ("due_at", 14, float, True),
+        ("started_at", 15, float, True),
+        ("finished_at", 16, float, True),
+    )
+    wrong = [
+        f"{name} is {row[index]!r}"
+        for name, index, kind, optional in columns
+        if not ((optional and row[index] is None) or type(row[index]) is kind)
+    ]
+    return f"not a number: {', '.join(wrong)}"
 
 
 def _is_flat(value: Any) -> bool:

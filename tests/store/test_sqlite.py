@@ -188,13 +188,15 @@ async def test_an_error_with_no_message_is_named_by_its_type(db_path: str) -> No
 async def test_recovery_skips_rows_it_cannot_decode_and_leaves_them_stored(db_path: str) -> None:
     store = await Store.open(db_path)
     try:
-        for seq in range(1, 8):
+        for seq in range(1, 10):
             await store.put(InsertTask(make_row(seq, id=f"t{seq}")))
         bad = {
             2: ("options", b"\xc1"),
             3: ("labels", "{not json"),
             4: ("options", b"\x92\x01"),  # a list cut short
             5: ("errors", "[oops"),
+            6: ("priority", "high"),  # SQLite keeps text it cannot make an INTEGER as text
+            7: ("due_at", "soon"),
         }
         with sqlite3.connect(db_path) as conn:
             for seq, (column, value) in bad.items():
@@ -204,12 +206,14 @@ async def test_recovery_skips_rows_it_cannot_decode_and_leaves_them_stored(db_pa
             [batch async for batch in store.load_live_batches(2)]
         skipped: list[SkippedRow] = []
         batches = [batch async for batch in store.load_live_batches(2, skipped=skipped)]
-        assert [row.seq for batch in batches for row in batch] == [1, 6, 7]
+        assert [row.seq for batch in batches for row in batch] == [1, 8, 9]
         assert [(s.seq, s.tenant, s.id) for s in skipped] == [
             (seq, "default", f"t{seq}") for seq in bad
         ]
         assert all(s.reason for s in skipped)
         assert str(skipped[0]) == "task seq=2 default/t2: FormatError"
+        assert skipped[4].reason == "TypeError: not a number: priority is 'high'"
+        assert skipped[5].reason == "TypeError: not a number: due_at is 'soon'"
         with sqlite3.connect(db_path) as conn:  # nothing was written
             for seq, (column, value) in bad.items():
                 ((stored,),) = conn.execute(f"SELECT {column} FROM tasks WHERE seq = ?", (seq,))
