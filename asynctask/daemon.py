@@ -286,6 +286,10 @@ class Daemon:
         self.store = await Store.open(
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
         )
+        loss = self.store.wal_loss
+        if loss is not None:  # nothing to undo; an operator must know
+            log.error("DATA LOSS in %s: %s", self.store.path, loss,
+                      extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
         recovered = await self._recover()
         recovered_at = time.perf_counter()
         workers = self.config.workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import struct
 from datetime import datetime
 
 import msgpack
@@ -109,3 +110,22 @@ def test_undecodable_task_rows_are_logged_and_skipped(make_daemon) -> None:
         for task_id, (column, value) in bad.items():
             ((stored,),) = db.execute(f"SELECT {column} FROM tasks WHERE id = ?", (task_id,))
             assert stored == value
+
+
+def test_a_damaged_wal_is_logged_loudly_and_the_daemon_starts(make_daemon) -> None:
+    daemon = make_daemon().start()
+    client = daemon.client()
+    for n in range(10):  # one commit each, left in the WAL by the kill
+        client.submit("tests.e2e.tasks:add", n, 1, delay=3600)
+    daemon.kill9()
+    wal = daemon.home / f"{DATABASE_NAME}-wal"
+    data = bytearray(wal.read_bytes())
+    (page_size,) = struct.unpack_from(">I", data, 8)
+    frames = (len(data) - 32) // (24 + page_size)
+    data[32 + frames // 2 * (24 + page_size) + 24 + 100] ^= 0xFF  # a byte in a middle frame
+    wal.write_bytes(bytes(data))
+    daemon.start()
+    line = next(line for line in daemon.log.read_text().splitlines() if "DATA LOSS" in line)
+    assert "committed transactions" in line
+    assert "event=wal_damaged" in line
+    assert daemon.client().submit("tests.e2e.tasks:add", 1, 2).wait(timeout=30).result == 3
