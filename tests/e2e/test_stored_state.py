@@ -70,6 +70,8 @@ def test_stored_cron_entries_that_cannot_run_are_logged_and_skipped(make_daemon)
     assert listed["tick"]["next_at"] is not None
     text = daemon.cli("cron", "list")
     assert text.returncode == 0, text.stderr
+    (feb30_line,) = [line for line in text.stdout.splitlines() if "feb30" in line]
+    assert "not scheduled: cron expression '0 3 30 2 *' never fires" in feb30_line
     for name in ("feb30", "junk"):  # the unusable ones can be removed without editing SQLite
         assert daemon.cli("cron", "remove", name).returncode == 0
     assert [e["name"] for e in json.loads(daemon.cli("cron", "list", "--json").stdout)] == ["tick"]
