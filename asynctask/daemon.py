@@ -517,6 +517,7 @@ class Daemon:
             for row in rows:
                 try:
                     task = _task_from_row(row)  # the rows share equal values already
+                    _check_recovered(task)
                     self._declare_limits(task.function, task.options.get("limits"), now)
                 except Exception as exc:  # decoded, but not a task this version can run
                     skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
@@ -1438,6 +1439,16 @@ def _row_of(task: LiveTask) -> TaskRow:
         trace_id=task.trace_id,
         trace=task.trace,
     )
+
+
+def _check_recovered(task: LiveTask) -> None:
+    """``ValueError`` for a recovered task the scheduler could not order or index (a row written
+    by hand or by another version): a non-number in a timer poisons a heap for every task."""
+    if type(task.labels) is not dict:
+        raise ValueError(f"labels are {task.labels!r}, not a map")
+    for name, value in (("timeout", task.timeout), ("expires_at", task.expires_at)):
+        if value is not None and type(value) not in (int, float):
+            raise ValueError(f"{name} is {value!r}, not a number")
 
 
 def _task_from_row(row: TaskRow) -> LiveTask:

@@ -83,13 +83,15 @@ def test_stored_cron_entries_that_cannot_run_are_logged_and_skipped(make_daemon)
 def test_undecodable_task_rows_are_logged_and_skipped(make_daemon) -> None:
     daemon = make_daemon().start()
     client = daemon.client()
-    handles = [client.submit("tests.e2e.tasks:add", n, 1, delay=3) for n in range(6)]
+    handles = [client.submit("tests.e2e.tasks:add", n, 1, delay=3) for n in range(8)]
     assert daemon.stop() == 0
     bad = {
         handles[0].id: ("options", b"\xc1"),  # msgpack's never-used byte: FormatError('')
         handles[1].id: ("labels", "{not json"),
         handles[2].id: ("options", msgpack.packb([1, 2])),  # decodes, but not a map
         handles[3].id: ("due_at", "soon"),  # text in a REAL column: it stays text
+        handles[4].id: ("options", msgpack.packb({"expires_at": "never"})),  # a timer heap
+        handles[5].id: ("labels", "[1]"),  # JSON, but not a map
     }
     with _db(daemon) as db:
         for task_id, (column, value) in bad.items():
@@ -102,9 +104,9 @@ def test_undecodable_task_rows_are_logged_and_skipped(make_daemon) -> None:
         assert f"seq={seqs[task_id]}" in line, line
         assert "default" in line, line
     assert "FormatError" in log  # an exception with no message is named by its type
-    assert "skipped 4" in log, log
+    assert "skipped 6" in log, log
     client = daemon.client()
-    for handle in handles[4:]:
+    for handle in handles[6:]:
         assert client.wait(handle.id, timeout=30).state.value == "succeeded"
     assert client.ping()["accepting"]
     assert daemon.stop() == 0
