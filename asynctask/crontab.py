@@ -5,16 +5,23 @@ Entries live in the store (``crons`` table) and in a heap by next slot here; the
 ``due(now)`` on every step and arms its timer for ``next_at()``, so waiting entries cost
 nothing. Each slot is submitted with the ID ``cron:<name>:<slot>`` (``core.cron.slot_id``), so
 de-duplication by ID makes a slot run once even when a restart fires it again.
+
+A stored entry that cannot be used (its definition does not decode, or its schedule has no next
+slot: written by an older version, or by hand) must not stop the daemon: ``set_aside`` keeps it
+out of the heap but listed, with its error and no next slot, so ``cron remove`` can delete it
+from the store without anyone editing SQLite.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from asynctask import protocol
 from asynctask.core.cron import CronSchedule, slot_id
+from asynctask.errors import AsynctaskError
 from asynctask.model import SubmitSpec
 
 
@@ -82,38 +89,97 @@ class CronEntry:
         }
 
 
+def _unusable_view(tenant: str, name: str, blob: bytes, reason: str) -> dict[str, Any]:
+    """What ``cron list`` shows of an entry set aside: what can still be read of it."""
+    try:
+        raw = protocol.unpack(blob)
+    except Exception:  # the definition itself is what is broken
+        raw = None
+    if not isinstance(raw, dict):
+        raw = {}
+    task = raw.get("task")
+    if not isinstance(task, dict):
+        task = {}
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else "?"
+
+    return {
+        "tenant": tenant,
+        "name": name,
+        "expr": text(raw.get("expr")),
+        "tz": text(raw.get("tz")),
+        "catch_up": text(raw.get("catch_up")),
+        "function": text(task.get("function")),
+        "last_slot": None,
+        "next_at": None,
+        "error": reason,
+    }
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one line that is never empty (msgpack's ``FormatError`` has no message)."""
+    text = str(exc)
+    if isinstance(exc, AsynctaskError | ValueError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class CronTable:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], CronEntry] = {}
         self._heap: list[tuple[float, str, str, int]] = []
         self._next: dict[tuple[str, str], float] = {}
+        self._unusable: dict[tuple[str, str], dict[str, Any]] = {}  # set aside: their views
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def load(self, entry: CronEntry, now: float) -> list[float]:
-        """Take an entry stored before a restart; returns the missed slots to fire now."""
+        """Take an entry stored before a restart; returns the missed slots to fire now.
+
+        ``ValueError`` (nothing taken) when its schedule has no slot after ``now``."""
+        first = entry.schedule.first_slot(now, within=math.inf)
         since = entry.last_slot if entry.last_slot is not None else entry.created_at
         missed = entry.schedule.missed(since, now, entry.catch_up)
-        self._put(entry, now)
+        self._put(entry, first)
         return missed
+
+    def load_stored(
+        self, tenant: str, name: str, definition: bytes, now: float
+    ) -> list[tuple[CronEntry, float]]:
+        """``load`` from the store's row: the (entry, missed slot) pairs to fire now. An entry
+        that cannot be used is set aside instead, and ``UnusableCron`` says why."""
+        try:
+            entry = CronEntry.from_definition(tenant, name, definition)
+            return [(entry, slot) for slot in self.load(entry, now)]
+        except Exception as exc:  # anything stored by anyone: never fatal at start-up
+            reason = describe(exc)
+            self._unusable[(tenant, name)] = _unusable_view(tenant, name, definition, reason)
+            raise UnusableCron(reason) from exc
 
     def add(self, entry: CronEntry, now: float) -> None:
         """Create or replace an entry; its first slot is the first after ``now``."""
-        old = self._entries.get((entry.tenant, entry.name))
+        first = entry.schedule.next_after(now)  # raises before anything changes
+        key = (entry.tenant, entry.name)
+        old = self._entries.get(key)
         if old is not None:
             entry.generation = old.generation + 1
-        self._put(entry, now)
+        self._unusable.pop(key, None)
+        self._put(entry, first)
 
     def remove(self, tenant: str, name: str) -> bool:
         self._next.pop((tenant, name), None)
-        return self._entries.pop((tenant, name), None) is not None  # heap entries go stale
+        unusable = self._unusable.pop((tenant, name), None) is not None
+        return self._entries.pop((tenant, name), None) is not None or unusable  # heap: stale
 
     def entries(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
+        views = {key: entry.view(self._next.get(key)) for key, entry in self._entries.items()}
+        views.update(self._unusable)
         return [
-            entry.view(self._next.get(key))
-            for key, entry in sorted(self._entries.items())
-            if tenants is None or entry.tenant in tenants
+            view
+            for key, view in sorted(views.items())
+            if tenants is None or view["tenant"] in tenants
         ]
 
     def due(self, now: float) -> list[tuple[CronEntry, float]]:
@@ -127,7 +193,10 @@ class CronTable:
                 continue  # removed or replaced
             fired.append((entry, slot))
             entry.last_slot = slot
-            self._schedule(entry, max(slot, now))
+            try:
+                self._schedule(entry, max(slot, now))
+            except Exception as exc:  # no slot after this one: it stays listed, never fires
+                self._set_aside_live(entry, describe(exc))
         return fired
 
     def next_at(self) -> float | None:
@@ -140,11 +209,24 @@ class CronTable:
             heapq.heappop(heap)
         return None
 
-    def _put(self, entry: CronEntry, now: float) -> None:
+    def _put(self, entry: CronEntry, first: float) -> None:
         self._entries[(entry.tenant, entry.name)] = entry
-        self._schedule(entry, now)
+        self._push(entry, first)
 
     def _schedule(self, entry: CronEntry, after: float) -> None:
-        slot = entry.schedule.next_after(after)
+        self._push(entry, entry.schedule.next_after(after))
+
+    def _push(self, entry: CronEntry, slot: float) -> None:
         self._next[(entry.tenant, entry.name)] = slot
         heapq.heappush(self._heap, (slot, entry.tenant, entry.name, entry.generation))
+
+    def _set_aside_live(self, entry: CronEntry, reason: str) -> None:
+        key = (entry.tenant, entry.name)
+        del self._entries[key]
+        self._next.pop(key, None)
+        self._unusable[key] = {**entry.view(None), "error": reason}
+
+
+class UnusableCron(Exception):
+    """Raised by ``CronTable.load_stored`` for a stored entry it set aside; the message says
+    why. The daemon logs it and starts without that entry."""

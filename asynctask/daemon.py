@@ -49,7 +49,7 @@ from asynctask.core.limits import FunctionLimits
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
-from asynctask.crontab import CronEntry, CronTable
+from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
 from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError, WaitTimeout
 from asynctask.eventlog import EventLog
@@ -108,14 +108,18 @@ from asynctask.store import (
     PutCron,
     ReplaceTask,
     SetPause,
+    SkippedRow,
     Store,
     StoreError,
     TaskFilter,
     TaskRow,
     UpdateTask,
 )
+from asynctask.store.errors import describe
 
 log = logging.getLogger("asynctask.daemon")
+#: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
+_SKIPPED_LOGGED = 100
 
 Key = tuple[str, str]
 
@@ -298,6 +302,10 @@ class Daemon:
         self.store = await Store.open(
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
         )
+        loss = self.store.wal_loss
+        if loss is not None:  # nothing to undo; an operator must know
+            log.error("DATA LOSS in %s: %s", self.store.path, loss,
+                      extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
         recovered = await self._recover()
         recovered_at = time.perf_counter()
         workers = self.config.workers
@@ -509,18 +517,31 @@ class Daemon:
             self.scheduler.pause(target)
         now = self.clock()
         for tenant, name, blob in await self.store.load_crons():
-            entry = CronEntry.from_definition(tenant, name, blob)
-            self._missed_slots += [(entry, slot) for slot in self.crons.load(entry, now)]
+            try:
+                self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
+            except UnusableCron as exc:  # listed with its error, so `cron remove` can drop it
+                log.error(
+                    "cron %s/%s cannot be used and is skipped (`cron remove %s` deletes it): %s",
+                    tenant, name, name, exc,
+                    extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
+                )  # fmt: skip
         interrupted: list[Action] = []
         loaded = 0
+        skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
         # In batches: each is turned into tasks (sharing equal values) before the next is read,
         # so the rows of a million-task backlog never all exist beside their tasks.
-        async for rows in self.store.load_live_batches():
+        async for rows in self.store.load_live_batches(skipped=skipped):
             now = self.clock()
             loaded += len(rows)
             for row in rows:
-                task = _task_from_row(row)  # the rows share equal values already
-                self._declare_limits(task.function, task.options.get("limits"), now)
+                try:
+                    task = _task_from_row(row)  # the rows share equal values already
+                    _check_recovered(task)
+                    self._declare_limits(task.function, task.options.get("limits"), now)
+                except Exception as exc:  # decoded, but not a task this version can run
+                    skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
+                    loaded -= 1
+                    continue
                 self._live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
@@ -528,11 +549,15 @@ class Daemon:
                 else:
                     self.scheduler.add(task, now)
         self._perform(interrupted)
-        if loaded:
+        for bad in skipped[:_SKIPPED_LOGGED]:
+            log.error("skipped %s (left in the database as it is)", bad,
+                      extra={"event": "row_skipped"})  # fmt: skip
+        if loaded or skipped:
             log.info(
-                "recovered %d live tasks, %d of them interrupted attempts",
-                loaded, len(interrupted),
-                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted)},
+                "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
+                loaded, len(interrupted), len(skipped),
+                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted),
+                       "skipped": len(skipped)},
             )  # fmt: skip
         return loaded
 
@@ -747,6 +772,10 @@ class Daemon:
         assert self.store is not None
         now = self.clock()
         entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
+        try:
+            schedule.first_slot(now)  # checked by the request already; nothing stored if not
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         await self.store.put(PutCron(tenant, name, entry.definition()))
         self.crons.add(entry, now)
         self._wake()
@@ -1435,6 +1464,16 @@ def _row_of(task: LiveTask) -> TaskRow:
         trace_id=task.trace_id,
         trace=task.trace,
     )
+
+
+def _check_recovered(task: LiveTask) -> None:
+    """``ValueError`` for a recovered task the scheduler could not order or index (a row written
+    by hand or by another version): a non-number in a timer poisons a heap for every task."""
+    if type(task.labels) is not dict:
+        raise ValueError(f"labels are {task.labels!r}, not a map")
+    for name, value in (("timeout", task.timeout), ("expires_at", task.expires_at)):
+        if value is not None and type(value) not in (int, float):
+            raise ValueError(f"{name} is {value!r}, not a number")
 
 
 def _task_from_row(row: TaskRow) -> LiveTask:

@@ -1255,8 +1255,13 @@ def cron_list(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt =
         typer.echo("no cron entries")
         return
     for e in entries:
+        when = (
+            f"next {format_time(e['next_at'])}"
+            if "error" not in e
+            else (f"not scheduled: {e['error']} (stored unusable; `cron remove` deletes it)")
+        )
         typer.echo(f"{e['tenant']}/{e['name']}  {e['expr']} ({e['tz']})  {e['function']}  "
-                   f"next {format_time(e['next_at'])}")  # fmt: skip
+                   f"{when}")  # fmt: skip
 
 
 @cron_app.command("remove")

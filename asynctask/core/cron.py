@@ -9,6 +9,11 @@ Every slot is an exact instant, so a slot's task gets the deterministic ID
 ``cron:<name>:<slot as ISO 8601>``: submitting it twice (a restart in between) finds the first.
 After downtime, ``catch_up`` decides what the missed slots become: ``"one"`` (the default)
 fires the latest missed slot once, ``"skip"`` fires none and waits for the next.
+
+A valid expression can still name a date that never comes (``0 3 30 2 *``, February 30):
+croniter then raises on every ``get_next``. ``first_slot`` is the check for it: a schedule with
+no slot within ``FIRES_WITHIN`` is refused when it is added, so the daemon never stores one
+(February 29 across 2100 is eight years apart, hence the horizon).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from croniter import croniter
 CATCH_UP: Final = ("one", "skip")
 #: Missed slots are looked for at most this far back (a year of per-second slots is too many).
 _MAX_LOOKBACK: Final = 10_000
+#: A schedule must have a slot this soon after it is added, or it "never fires".
+FIRES_WITHIN: Final = 8 * 366 * 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,22 @@ class CronSchedule:
         """The first slot strictly after ``moment`` (epoch seconds)."""
         start = datetime.fromtimestamp(moment, ZoneInfo(self.tz))
         return float(croniter(self.expr, start, second_at_beginning=True).get_next(float))
+
+    def first_slot(self, moment: float, within: float = FIRES_WITHIN) -> float:
+        """``next_after(moment)``, or ``ValueError`` saying the schedule never fires when it has
+        no slot within ``within`` seconds (croniter gives up on such dates with its own error,
+        which is reported too; any error of croniter's counts as "never fires")."""
+        try:
+            slot = self.next_after(moment)
+        except Exception as exc:  # croniter's own errors are not part of its documented API
+            reason = str(exc) or type(exc).__name__
+            raise ValueError(f"cron expression {self.expr!r} never fires ({reason})") from None
+        if slot > moment + within:
+            years = round(within / (366 * 86_400))
+            raise ValueError(
+                f"cron expression {self.expr!r} never fires (no slot in the next {years} years)"
+            )
+        return slot
 
     def missed(self, after: float, now: float, catch_up: str) -> list[float]:
         """Slots in ``(after, now]`` to fire now: the latest one (``"one"``) or none."""

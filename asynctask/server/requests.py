@@ -353,6 +353,7 @@ def parse_cron_add(
         raise UsageError("expr and tz must be strings")
     try:
         schedule = CronSchedule(expr, tz)
+        schedule.first_slot(time.time() if now is None else now)  # a date that never comes
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     catch_up = message.get("catch_up") or "one"

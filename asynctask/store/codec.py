@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgpack
 
 from asynctask.model import TaskState
-from asynctask.store.errors import StoreError
+from asynctask.store.errors import StoreError, describe
 from asynctask.store.rows import (
     AssignUid,
     ClearPause,
@@ -36,6 +36,7 @@ from asynctask.store.rows import (
     PutCron,
     ReplaceTask,
     SetPause,
+    SkippedRow,
     TaskRow,
     UpdateTask,
 )
@@ -145,7 +146,9 @@ def encode(op: Op) -> tuple[type[Op], Params]:
     raise StoreError(f"not a store operation: {op!r}")
 
 
-def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow]:
+def row_decoder(
+    shared: bool = False, skipped: list[SkippedRow] | None = None
+) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None]:
     """A cursor ``row_factory`` turning ``tasks`` rows (``schema.COLUMNS`` order) into ``TaskRow``.
 
     Make one per query. It remembers the decoded ``options`` and ``labels`` of the first
@@ -156,6 +159,10 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
     ``shared=True`` is for a backlog kept in memory (start-up recovery): equal ``options`` and
     ``labels`` are then the *same* dict, not copies, and equal names and small payloads the
     same object - a million queued tasks repeat a few of each. Such rows are read-only.
+
+    With ``skipped``, a row that cannot be decoded becomes ``None`` and its key and the reason
+    are appended there (start-up recovery: one bad row must not stop the daemon); without, its
+    error is raised.
     """
     options_cache: dict[bytes, dict[str, Any]] = {_EMPTY_MAP_MSGPACK: {}}
     labels_cache: dict[str, dict[str, str]] = {_EMPTY_MAP_JSON: {}}
@@ -186,6 +193,15 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
             trace_id,
             trace,
         ) = row
+        if not (  # SQLite keeps what it cannot convert ('x' in an INTEGER column) as it is
+            type(priority) is int
+            and type(attempts) is int
+            and type(created_at) is float
+            and (due_at is None or type(due_at) is float)
+            and (started_at is None or type(started_at) is float)
+            and (finished_at is None or type(finished_at) is float)
+        ):
+            raise TypeError(_mistyped(row))
         options = options_cache.get(options_blob)
         if options is None:
             options = _unpackb(options_blob, raw=False, strict_map_key=False)
@@ -228,7 +244,35 @@ def row_decoder(shared: bool = False) -> Callable[[sqlite3.Cursor, tuple[Any, ..
             None if trace is None else _unpackb(trace),
         )
 
-    return decode
+    if skipped is None:
+        return decode
+
+    def decode_or_skip(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow | None:
+        try:
+            return decode(cursor, row)
+        except Exception as exc:  # whatever a hand-written or foreign row makes decoding raise
+            skipped.append(SkippedRow(row[0], row[1], row[2], describe(exc)))
+            return None
+
+    return decode_or_skip
+
+
+def _mistyped(row: tuple[Any, ...]) -> str:
+    """Which of a row's number columns holds something else (``decode`` found one)."""
+    columns = (
+        ("priority", 5, int, False),
+        ("attempts", 10, int, False),
+        ("created_at", 13, float, False),
+        ("due_at", 14, float, True),
+        ("started_at", 15, float, True),
+        ("finished_at", 16, float, True),
+    )
+    wrong = [
+        f"{name} is {row[index]!r}"
+        for name, index, kind, optional in columns
+        if not ((optional and row[index] is None) or type(row[index]) is kind)
+    ]
+    return f"not a number: {', '.join(wrong)}"
 
 
 def _is_flat(value: Any) -> bool:

@@ -36,7 +36,7 @@ def describe(error: BaseException) -> str:
             return f"a task with the same (tenant, id) is already stored ({text})"
         if "tasks.seq" in text:
             return f"a task with the same seq is already stored ({text})"
-    return f"{type(error).__name__}: {text}"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 _MAPPED: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ValueError, OverflowError)

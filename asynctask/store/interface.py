@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from asynctask.store.rows import Op, TaskFilter, TaskRow
+from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
 
 
 class TaskStore(Protocol):
@@ -48,7 +48,12 @@ class TaskStore(Protocol):
 
     async def load_live(self) -> list[TaskRow]: ...
 
-    def load_live_batches(self, size: int = ...) -> AsyncIterator[list[TaskRow]]: ...
+    def load_live_batches(
+        self, size: int = ..., skipped: list[SkippedRow] | None = ...
+    ) -> AsyncIterator[list[TaskRow]]:
+        """The live rows in ``seq`` order; with ``skipped``, undecodable rows are described
+        there and left out (and left as they are in the store) instead of raising."""
+        ...
 
     async def max_seq(self) -> int: ...
 

@@ -51,6 +51,20 @@ class TaskRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A stored task row recovery could not use (garbage in a column, a state this version does
+    not know): its key as far as it can be read and why. It stays in the store as it is."""
+
+    seq: Any
+    tenant: Any
+    id: Any
+    reason: str
+
+    def __str__(self) -> str:
+        return f"task seq={self.seq} {self.tenant}/{self.id}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
 class InsertTask:
     """Store a new task. Fails its batch if ``seq`` or (``tenant``, ``id``) is already stored."""
 

@@ -31,8 +31,9 @@ from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, map_errors
 from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
 from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
-from asynctask.store.rows import Op, TaskFilter, TaskRow
+from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
+from asynctask.store.walcheck import WalLoss, ignored_commits
 from asynctask.store.writeconn import WriteConnection
 from asynctask.store.writer import DEFAULT_MAX_BATCH, GroupCommitWriter
 
@@ -55,6 +56,8 @@ class Store:
         self._read_conn = read_conn
         self._writer = writer
         self._closing: asyncio.Task[None] | None = None
+        #: Committed transactions SQLite dropped from a damaged WAL at open (``walcheck``).
+        self.wal_loss: WalLoss | None = None
 
     @classmethod
     async def open(
@@ -81,6 +84,7 @@ class Store:
                 write_conn = await WriteConnection.open(path)
                 opened.append(write_conn)
                 await write_conn.run(lambda conn: _configure_writer(conn, durability))
+                wal_loss = await write_conn.run(lambda conn: _wal_loss(conn, path))  # no write yet
                 await write_conn.run(_migrate)
                 read_conn = await aiosqlite.connect(path, isolation_level=None)
                 opened.append(read_conn)
@@ -92,7 +96,9 @@ class Store:
                 with contextlib.suppress(Exception):
                     await conn.close()
             raise
-        return cls(path, durability, write_conn, read_conn, writer)
+        store = cls(path, durability, write_conn, read_conn, writer)
+        store.wal_loss = wal_loss
+        return store
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -168,18 +174,23 @@ class Store:
             if was_enabled:
                 gc.enable()
 
-    async def load_live_batches(self, size: int = 10_000) -> AsyncIterator[list[TaskRow]]:
+    async def load_live_batches(
+        self, size: int = 10_000, skipped: list[SkippedRow] | None = None
+    ) -> AsyncIterator[list[TaskRow]]:
         """``load_live`` in batches of ``size`` rows, so that recovery turns each into tasks
         before the next is read and a million rows never exist at once beside their tasks.
         The garbage collector is paused while a batch is decoded, as in ``load_live``.
 
         For a backlog that stays in memory: equal names, options, labels and small payloads
         of the rows are shared objects (``row_decoder(shared=True)``), so treat them as
-        read-only."""
+        read-only.
+
+        With ``skipped``, rows that cannot be decoded are left out of the batches (and left
+        as they are in the database) and described there instead of failing the load."""
         self._check_open()
         with map_errors("loading the live tasks", DECODE_ERRORS):
             async with self._read_conn.execute(schema.SELECT_LIVE) as cursor:
-                cursor.row_factory = cast(Any, row_decoder(shared=True))
+                cursor.row_factory = cast(Any, row_decoder(shared=True, skipped=skipped))
                 while True:
                     was_enabled = gc.isenabled()
                     gc.disable()
@@ -190,6 +201,8 @@ class Store:
                             gc.enable()
                     if not rows:
                         return
+                    if skipped is not None:
+                        rows = [row for row in rows if row is not None]
                     yield cast(list[TaskRow], rows)
 
     async def max_seq(self) -> int:
@@ -373,6 +386,16 @@ def _configure_writer(conn: sqlite3.Connection, durability: Durability) -> None:
     _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone())
     for pragma in schema.connection_pragmas(durability):
         conn.execute(pragma)
+
+
+def _wal_loss(conn: sqlite3.Connection, path: str) -> WalLoss | None:
+    """Before anything is written (a write may restart the WAL over the evidence): the frames
+    SQLite kept when it replayed the WAL (a passive checkpoint reports them), then what it left.
+    """
+    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if row is None or int(row[1]) < 0:  # not in WAL mode
+        return None
+    return ignored_commits(f"{path}-wal", int(row[1]))
 
 
 def _check_wal(row: Any) -> None:

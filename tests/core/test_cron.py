@@ -63,3 +63,31 @@ def test_next_slot_is_strictly_later_and_ids_are_stable(moment, expr):
     assert schedule.next_after(slot) > slot
     assert slot_id("n", slot) == slot_id("n", slot)
     assert slot_id("n", slot).startswith("cron:n:")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "0 3 30 2 *",  # February 30
+        "0 0 31 4 *",  # April 31
+        "0 0 0 31 11 *",  # November 31, six fields
+        "0 0 30,31 2 *",
+    ],
+)
+def test_a_date_that_never_comes_never_fires(expr):
+    schedule = CronSchedule(expr)  # valid syntax: only its first slot tells
+    with pytest.raises(ValueError, match="never fires"):
+        schedule.first_slot(at("2026-12-07T10:00:00"))
+
+
+def test_first_slot_is_the_next_one_within_the_horizon():
+    now = at("2026-12-07T10:00:00")
+    assert CronSchedule("0 3 * * *").first_slot(now) == at("2026-12-08T03:00:00")
+    # February 29 is up to 8 years away (2096 -> 2104): still fires.
+    assert CronSchedule("0 0 29 2 *").first_slot(at("2096-03-01T00:00:00")) == at(
+        "2104-02-29T00:00:00"
+    )
+    # Either the day of month or the weekday (cron's rule): Mondays in February do come.
+    assert CronSchedule("0 0 30 2 1").first_slot(now) == at("2027-02-01T00:00:00")
+    with pytest.raises(ValueError, match="no slot in the next 1 years"):
+        CronSchedule("0 0 29 2 *").first_slot(at("2026-03-01T00:00:00"), within=366 * 86_400)

@@ -17,6 +17,7 @@ from asynctask.store import (
     SCHEMA_VERSION,
     Durability,
     InsertTask,
+    SkippedRow,
     Store,
     StoreError,
     UpdateTask,
@@ -167,6 +168,57 @@ async def test_a_row_this_code_did_not_write_is_a_store_error(db_path: str) -> N
         conn.close()
         with pytest.raises(StoreError, match="KeyError"):
             await store.get_by_seq(1)
+    finally:
+        await store.close()
+
+
+async def test_an_error_with_no_message_is_named_by_its_type(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        await store.put(InsertTask(make_row(1)))
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE tasks SET options = x'c1' WHERE seq = 1")  # FormatError('')
+        conn.close()
+        with pytest.raises(StoreError, match=r"FormatError$"):
+            await store.get_by_seq(1)
+    finally:
+        await store.close()
+
+
+async def test_recovery_skips_rows_it_cannot_decode_and_leaves_them_stored(db_path: str) -> None:
+    store = await Store.open(db_path)
+    try:
+        for seq in range(1, 10):
+            await store.put(InsertTask(make_row(seq, id=f"t{seq}")))
+        bad = {
+            2: ("options", b"\xc1"),
+            3: ("labels", "{not json"),
+            4: ("options", b"\x92\x01"),  # a list cut short
+            5: ("errors", "[oops"),
+            6: ("priority", "high"),  # SQLite keeps text it cannot make an INTEGER as text
+            7: ("due_at", "soon"),
+        }
+        with sqlite3.connect(db_path) as conn:
+            for seq, (column, value) in bad.items():
+                conn.execute(f"UPDATE tasks SET {column} = ? WHERE seq = ?", (value, seq))
+        conn.close()
+        with pytest.raises(StoreError, match="FormatError"):  # without ``skipped``: raises
+            [batch async for batch in store.load_live_batches(2)]
+        skipped: list[SkippedRow] = []
+        batches = [batch async for batch in store.load_live_batches(2, skipped=skipped)]
+        assert [row.seq for batch in batches for row in batch] == [1, 8, 9]
+        assert [(s.seq, s.tenant, s.id) for s in skipped] == [
+            (seq, "default", f"t{seq}") for seq in bad
+        ]
+        assert all(s.reason for s in skipped)
+        assert str(skipped[0]) == "task seq=2 default/t2: FormatError"
+        assert skipped[4].reason == "TypeError: not a number: priority is 'high'"
+        assert skipped[5].reason == "TypeError: not a number: due_at is 'soon'"
+        with sqlite3.connect(db_path) as conn:  # nothing was written
+            for seq, (column, value) in bad.items():
+                ((stored,),) = conn.execute(f"SELECT {column} FROM tasks WHERE seq = ?", (seq,))
+                assert stored == value
+        conn.close()
     finally:
         await store.close()
 
