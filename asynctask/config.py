@@ -406,7 +406,8 @@ _SCHEDULER_KEYS = {
     "shard_probation",
 }
 _TENANT_KEYS = {
-    "weight", "concurrency", "rate", "burst", "max_backlog", "functions", "commands", "user",
+    "weight", "concurrency", "rate", "burst", "max_backlog", "max_backlog_bytes", "max_queues",
+    "max_cron", "functions", "commands", "user",
 }  # fmt: skip
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
 _FUNCTION_KEYS = {
@@ -525,6 +526,9 @@ def _tenant_limits(raw: Mapping[str, Any], path: str, base: TenantLimits) -> Ten
         rate=_get(raw, f"{path}.rate", base.rate, _rate),
         burst=_get(raw, f"{path}.burst", base.burst, _number(1, 10**9)),
         max_backlog=_get(raw, f"{path}.max_backlog", base.max_backlog, _int(1, 10**9)),
+        max_backlog_bytes=_get(raw, f"{path}.max_backlog_bytes", base.max_backlog_bytes, _size(1)),
+        max_queues=_get(raw, f"{path}.max_queues", base.max_queues, _int(1, 10**6)),
+        max_cron=_get(raw, f"{path}.max_cron", base.max_cron, _int(0, 10**6)),
     )
 
 

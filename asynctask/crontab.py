@@ -15,6 +15,7 @@ from the store without anyone editing SQLite.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,16 @@ class CronTable:
             entry.generation = old.generation + 1
         self._unusable.pop(key, None)
         self._put(entry, first)
+
+    def has(self, tenant: str, name: str) -> bool:
+        """Whether ``tenant`` has an entry ``name``, usable or set aside."""
+        return (tenant, name) in self._entries or (tenant, name) in self._unusable
+
+    def count(self, tenant: str) -> int:
+        """The entries of ``tenant``, usable or set aside (``[tenants] max_cron`` bounds it).
+        A pass over every entry: it is asked only by ``cron add``."""
+        keys = itertools.chain(self._entries, self._unusable)
+        return sum(1 for owner, _ in keys if owner == tenant)
 
     def remove(self, tenant: str, name: str) -> bool:
         self._next.pop((tenant, name), None)

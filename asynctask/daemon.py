@@ -163,6 +163,7 @@ class Daemon:
         self._declared_limits: dict[str, dict[str, float]] = {}
         self._retrying: set[int] = set()
         self.crons = CronTable()
+        self._cron_adding: Counter[Key] = Counter()  # entries being stored count toward max_cron
         self._background: set[asyncio.Task[Any]] = set()
         self._missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self._step_pending = False
@@ -772,11 +773,27 @@ class Daemon:
         assert self.store is not None
         now = self.clock()
         entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
+        key = (tenant, name)
+        limit = self.scheduler.settings.tenant(tenant).max_cron
+        if not self.crons.has(tenant, name) and key not in self._cron_adding:  # not a replacement
+            adding = sum(1 for owner, _ in self._cron_adding if owner == tenant)
+            entries = self.crons.count(tenant) + adding
+            if entries >= limit:
+                raise UsageError(
+                    f"tenant {tenant!r} has {entries} cron entries, its limit ([tenants] "
+                    f"max_cron = {limit}); remove one first (asynctask cron remove NAME)"
+                )
         try:
             schedule.first_slot(now)  # checked by the request already; nothing stored if not
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        await self.store.put(PutCron(tenant, name, entry.definition()))
+        self._cron_adding[key] += 1
+        try:
+            await self.store.put(PutCron(tenant, name, entry.definition()))
+        finally:
+            self._cron_adding[key] -= 1
+            if not self._cron_adding[key]:
+                del self._cron_adding[key]
         self.crons.add(entry, now)
         self._wake()
         log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
@@ -896,9 +913,14 @@ class Daemon:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
         assert self.store is not None
         now = self.clock()
+        payload_bytes: Counter[str] = Counter()
+        queues: dict[str, set[str]] = {}
+        for spec in specs:
+            payload_bytes[spec.tenant] += len(spec.payload)
+            queues.setdefault(spec.tenant, set()).add(self._queue_of(spec))
         for tenant, count in Counter(spec.tenant for spec in specs).items():
             try:
-                self.scheduler.admit(tenant, count, now)
+                self.scheduler.admit(tenant, count, now, payload_bytes[tenant], queues[tenant])
             except SubmitThrottled as refusal:
                 self._events.refused(tenant, count, refusal, now)
                 for spec in specs:
@@ -1277,8 +1299,12 @@ class Daemon:
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = self.clock()
         chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
-        for tenant, count in Counter(r.tenant for r in chosen).items():
-            self.scheduler.admit(tenant, count, now)
+        by_tenant: dict[str, list[TaskRow]] = {}
+        for row in chosen:
+            by_tenant.setdefault(row.tenant, []).append(row)
+        for tenant, mine in by_tenant.items():
+            nbytes = sum(len(r.payload) for r in mine)
+            self.scheduler.admit(tenant, len(mine), now, nbytes, {r.queue for r in mine})
         tasks = []
         commits = []
         with self.store.one_transaction():

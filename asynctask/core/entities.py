@@ -65,6 +65,7 @@ def _bucket(rate: float | None, burst: float | None, now: float) -> TokenBucket 
 class TenantState:
     __slots__ = (
         "backlog",
+        "backlog_bytes",
         "bucket",
         "clean_successes",
         "completed",
@@ -95,6 +96,7 @@ class TenantState:
         self.running = 0
         self.run_avg: float | None = None  # seconds: its attempts' run time, a moving average
         self.backlog = 0  # queued + scheduled
+        self.backlog_bytes = 0  # the payload bytes of those tasks (``max_backlog_bytes``)
         self.completed = 0
         self.refused = 0
         self.paused = False

@@ -18,6 +18,9 @@ class TenantLimits:
     rate: float | None = None
     burst: float | None = None
     max_backlog: int = 100_000
+    max_backlog_bytes: int = 256 * 1024 * 1024  # payload bytes of its waiting tasks
+    max_queues: int = 1000  # queue names it may have at once
+    max_cron: int = 100  # cron entries it may have
 
 
 @dataclass(frozen=True, slots=True)

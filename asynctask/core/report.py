@@ -46,6 +46,8 @@ def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[s
         "rate": limits.rate,
         "tokens": _tokens(tenant.bucket, now),
         "max_backlog": limits.max_backlog,
+        "backlog_bytes": tenant.backlog_bytes,
+        "max_backlog_bytes": limits.max_backlog_bytes,
         "refused": tenant.refused,
         "completed": tenant.completed,
         "held_by": tenant.parked if tenant.parked not in (None, "idle") else None,

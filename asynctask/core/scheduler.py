@@ -39,7 +39,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,7 +62,7 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.sharding import ALWAYS, FAULTS, PROBATION, FaultRecord, shard_set
 from asynctask.core.slots import WarmSlots
 from asynctask.core.timers import Timers
-from asynctask.errors import SubmitThrottled
+from asynctask.errors import SubmitThrottled, UsageError
 from asynctask.model import (
     PRIORITY_MAX,
     WAITING_STATES,
@@ -213,21 +213,50 @@ class Scheduler:
 
     # -- admission --------------------------------------------------------------------------------
 
-    def admit(self, tenant_name: str, count: int, now: float) -> None:
-        """Back pressure: refuse ``count`` new tasks if they would overfill the tenant's backlog."""
+    def admit(
+        self,
+        tenant_name: str,
+        count: int,
+        now: float,
+        nbytes: int = 0,
+        queues: Collection[str] = (),
+    ) -> None:
+        """Back pressure: refuse ``count`` new tasks of ``nbytes`` payload bytes if they would
+        overfill the tenant's backlog (``SubmitThrottled``, retryable), or if their ``queues``
+        would give the tenant more than ``max_queues`` queue names (``UsageError``)."""
         tenant = self.tenant(tenant_name, now)
-        limit = tenant.limits.max_backlog
-        if tenant.backlog + count <= limit:
-            return
-        tenant.refused += count
-        running = max(tenant.running, 1)
-        retry_after = min(60.0, max(1.0, (tenant.backlog + count - limit) / running))
-        raise SubmitThrottled(
-            f"throttled: tenant {tenant_name!r} has {tenant.backlog} tasks waiting "
-            f"(limit {limit}); "
-            f"retry after {retry_after:.0f}s",
-            retry_after,
-        )
+        limits = tenant.limits
+        new_queues = {name for name in queues if name not in tenant.queues}
+        if len(tenant.queues) + len(new_queues) > limits.max_queues:
+            raise UsageError(
+                f"tenant {tenant_name!r} has {len(tenant.queues)} queues and this would add "
+                f"{len(new_queues)}: the limit is {limits.max_queues} ([tenants] max_queues); "
+                "use fewer queue names"
+            )
+        limit = limits.max_backlog
+        if tenant.backlog + count > limit:
+            tenant.refused += count
+            running = max(tenant.running, 1)
+            retry_after = min(60.0, max(1.0, (tenant.backlog + count - limit) / running))
+            raise SubmitThrottled(
+                f"throttled: tenant {tenant_name!r} has {tenant.backlog} tasks waiting "
+                f"(limit {limit}); "
+                f"retry after {retry_after:.0f}s",
+                retry_after,
+            )
+        byte_limit = limits.max_backlog_bytes
+        if tenant.backlog_bytes + nbytes > byte_limit:
+            tenant.refused += count
+            # tasks to run before it fits, at the tenant's mean payload size, per running slot
+            mean = tenant.backlog_bytes / tenant.backlog if tenant.backlog else nbytes or 1
+            over = (tenant.backlog_bytes + nbytes - byte_limit) / max(mean, 1)
+            retry_after = min(60.0, max(1.0, over / max(tenant.running, 1)))
+            raise SubmitThrottled(
+                f"throttled: tenant {tenant_name!r} has {tenant.backlog_bytes} payload bytes "
+                f"waiting and this submit adds {nbytes} (limit {byte_limit}, max_backlog_bytes); "
+                f"retry after {retry_after:.0f}s",
+                retry_after,
+            )
 
     def add(self, task: LiveTask, now: float = 0.0) -> None:
         """Take in a task that is ``queued`` or ``scheduled`` (new, or recovered at start-up)."""
@@ -235,6 +264,7 @@ class Scheduler:
         queue = self._queue(tenant, task.queue, now)
         self.function(task.function, now)
         tenant.backlog += 1
+        tenant.backlog_bytes += len(task.payload)
         if task.held and task.state in _WAITING:
             queue.held += 1
         elif task.state is S.QUEUED:
@@ -244,6 +274,7 @@ class Scheduler:
             self._timers.push(task)
         else:
             tenant.backlog -= 1
+            tenant.backlog_bytes -= len(task.payload)
             raise ValueError(f"only queued or scheduled tasks can be added, not {task.state}")
         if task.expires_at is not None:
             heapq.heappush(self._expiries, (task.expires_at, task.seq, task))
@@ -270,6 +301,7 @@ class Scheduler:
         task.finished_at = now
         tenant = self._tenants[task.tenant]
         tenant.backlog -= 1
+        tenant.backlog_bytes -= len(task.payload)
         if task.held:
             task.held = False
             tenant.queues[task.queue].held -= 1
@@ -478,6 +510,7 @@ class Scheduler:
             function.queued -= 1
             self._queued -= 1
             tenant.backlog -= 1
+            tenant.backlog_bytes -= len(task.payload)
             if task.expires_at is not None and task.expires_at <= now:
                 task.move(S.EXPIRED)
                 task.finished_at = now
@@ -814,6 +847,7 @@ class Scheduler:
         self._queue(tenant, task.queue, 0.0)
         self.function(task.function)
         tenant.backlog += 1
+        tenant.backlog_bytes += len(task.payload)
         if task.expires_at is not None:
             heapq.heappush(self._expiries, (task.expires_at, task.seq, task))
 

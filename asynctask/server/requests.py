@@ -105,9 +105,17 @@ def parse_spec(raw: Any, max_payload: int, now: float | None = None) -> SubmitSp
     payload = raw.get("payload")
     if not isinstance(payload, bytes):
         raise UsageError("payload must be msgpack bytes of [args, kwargs]")
-    if len(payload) > max_payload:
+    labels = parse_labels(raw.get("labels"))
+    label_bytes = labels_size(labels)
+    if len(payload) + label_bytes > max_payload:
+        if not label_bytes:
+            raise UsageError(
+                f"task arguments are {len(payload)} bytes, more than the limit of {max_payload}"
+            )
         raise UsageError(
-            f"task arguments are {len(payload)} bytes, more than the limit of {max_payload}"
+            f"task arguments ({len(payload)} bytes) and labels ({label_bytes} bytes) are "
+            f"{len(payload) + label_bytes} bytes, more than the limit of {max_payload} "
+            "([daemon] max_payload counts both)"
         )
     return SubmitSpec(
         function=function,
@@ -121,7 +129,7 @@ def parse_spec(raw: Any, max_payload: int, now: float | None = None) -> SubmitSp
         ttl=_seconds(raw, "ttl"),
         retries=_count(raw, "retries"),
         timeout=_seconds(raw, "timeout", positive=True),
-        labels=parse_labels(raw.get("labels")),
+        labels=labels,
         on_success=_optional_function(raw, "on_success"),
         on_failure=_optional_function(raw, "on_failure"),
         limits=parse_function_limits(raw.get("limits")),
@@ -451,6 +459,11 @@ def parse_labels(raw: Any) -> dict[str, str]:
         if not key or len(key) > 128 or len(value) > 1024:
             raise UsageError(f"label {key!r}: keys are 1-128 and values up to 1024 characters")
     return dict(raw)
+
+
+def labels_size(labels: dict[str, str]) -> int:
+    """The bytes ``labels`` count toward ``max_payload``: their keys and values in UTF-8."""
+    return sum(len(key.encode()) + len(value.encode()) for key, value in labels.items())
 
 
 def parse_tenant(message: dict[str, Any]) -> str:
