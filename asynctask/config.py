@@ -52,7 +52,7 @@ class DaemonConfig:
     max_frame: int = 16 * 1024 * 1024
     max_payload: int = 1024 * 1024
     history_days: float = 7.0  # finished tasks created longer ago are deleted; 0: never
-    history_max: int = 1_000_000  # finished tasks kept at most (the oldest go); 0: no cap
+    history_max: int = 1_000_000  # finished tasks kept per tenant (the oldest go); 0: no cap
     log_level: str = "info"
     log_format: str = "text"  # "json": one object a line (asynctask.logs)
 

@@ -703,8 +703,10 @@ class Daemon:
 
     async def _purge_history(self, days: float, keep: int) -> None:
         """History retention, in the background: delete the finished tasks created more than
-        ``days`` ago and, past ``keep`` finished tasks (0: no cap), the oldest ones, with
-        their attempt logs. Live tasks are never touched.
+        ``days`` ago and, past ``keep`` finished tasks of one tenant (0: no cap), that tenant's
+        oldest ones, with their attempt logs. Live tasks are never touched. The cap counts each
+        tenant's own tasks, so one tenant's flood never evicts another's results or the
+        records that de-duplicate its submits.
 
         Why batches: a delete transaction holds the one writer, and submits and state changes
         queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
@@ -716,17 +718,20 @@ class Daemon:
         interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
         while self.accepting:
             try:
-                excess = max(0, await self.store.count_finished() - keep) if keep > 0 else 0
+                counts = await self.store.count_finished_by_tenant() if keep > 0 else {}
+                for tenant, count in sorted(counts.items()):
+                    excess = count - keep  # the count cap: its oldest finished, whatever their age
+                    while excess > 0 and self.accepting:
+                        batch = min(excess, PURGE_BATCH)
+                        rows = await self.store.old_finished(math.inf, batch, tenant)
+                        deleted = await self._purge(rows)
+                        if deleted == 0:
+                            break
+                        excess -= deleted
                 deleted = -1
-                while deleted != 0 and self.accepting:
-                    if excess > 0:  # the count cap: the oldest finished, whatever their age
-                        rows = await self.store.old_finished(math.inf, min(excess, PURGE_BATCH))
-                    elif days > 0:
-                        rows = await self.store.old_finished(self.clock() - days * DAY, PURGE_BATCH)
-                    else:
-                        break
+                while deleted != 0 and days > 0 and self.accepting:
+                    rows = await self.store.old_finished(self.clock() - days * DAY, PURGE_BATCH)
                     deleted = await self._purge(rows)
-                    excess -= deleted
             except StoreError as exc:  # a bad moment for the disk: try again next round
                 log.warning("history retention: %s", exc)
             await asyncio.sleep(interval)

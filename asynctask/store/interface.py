@@ -67,8 +67,15 @@ class TaskStore(Protocol):
 
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]: ...
 
-    async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str, int]]:
-        """(seq, tenant, id, attempts) of the oldest finished tasks created before ``before``."""
+    async def old_finished(
+        self, before: float, limit: int, tenant: str | None = None
+    ) -> list[tuple[int, str, str, int]]:
+        """(seq, tenant, id, attempts) of the oldest finished tasks created before ``before``,
+        of ``tenant`` only if given."""
         ...
 
     async def count_finished(self) -> int: ...
+
+    async def count_finished_by_tenant(self) -> dict[str, int]:
+        """Each tenant's finished tasks; tenants with none are left out."""
+        ...

@@ -254,6 +254,25 @@ COUNT_FINISHED: Final = (
     "SELECT count(*) FROM tasks INDEXED BY tasks_state_created "
     f"WHERE state IN ({_state_list(FINAL_STATES)})"
 )
+#: History retention's per-tenant count cap: each tenant's finished tasks. One pass over the
+#: covering index ``tasks_tenant_state_created``, already grouped by tenant (no sort).
+COUNT_FINISHED_BY_TENANT: Final = (
+    "SELECT tenant, count(*) FROM tasks INDEXED BY tasks_tenant_state_created "
+    f"WHERE state IN ({_state_list(FINAL_STATES)}) GROUP BY tenant"
+)
+#: ``SELECT_OLD_FINISHED`` for one tenant (``:tenant``), on ``tasks_tenant_state_created``.
+SELECT_TENANT_OLD_FINISHED: Final = (
+    "SELECT seq, tenant, id, attempts FROM ("
+    + " UNION ALL ".join(
+        "SELECT * FROM (SELECT seq, tenant, id, attempts, created_at FROM tasks "
+        f"INDEXED BY tasks_tenant_state_created WHERE tenant = :tenant "
+        f"AND state = '{state.value}' AND created_at < :before ORDER BY created_at, seq "
+        "LIMIT :limit)"
+        for state in TaskState
+        if state in FINAL_STATES
+    )
+    + ") ORDER BY created_at, seq LIMIT :limit"
+)
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"

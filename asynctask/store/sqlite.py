@@ -229,15 +229,19 @@ class Store:
                 rows = await cursor.fetchall()
         return {str(tenant): int(uid) for tenant, uid in rows}
 
-    async def old_finished(self, before: float, limit: int) -> list[tuple[int, str, str, int]]:
+    async def old_finished(
+        self, before: float, limit: int, tenant: str | None = None
+    ) -> list[tuple[int, str, str, int]]:
         """``(seq, tenant, id, attempts)`` of up to ``limit`` finished tasks created before
-        ``before`` (``math.inf``: any), oldest first (history retention; ``attempts`` names
-        their log files)."""
+        ``before`` (``math.inf``: any), oldest first, of ``tenant`` only if given (history
+        retention; ``attempts`` names their log files)."""
         self._check_open()
+        query = schema.SELECT_OLD_FINISHED
+        params: dict[str, object] = {"before": before, "limit": limit}
+        if tenant is not None:
+            query, params["tenant"] = schema.SELECT_TENANT_OLD_FINISHED, tenant
         with map_errors("finding old finished tasks"):
-            async with self._read_conn.execute(
-                schema.SELECT_OLD_FINISHED, {"before": before, "limit": limit}
-            ) as cursor:
+            async with self._read_conn.execute(query, params) as cursor:
                 rows = await cursor.fetchall()
         return [(int(seq), str(tenant), str(task_id), int(n)) for seq, tenant, task_id, n in rows]
 
@@ -248,6 +252,14 @@ class Store:
             async with self._read_conn.execute(schema.COUNT_FINISHED) as cursor:
                 row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
+
+    async def count_finished_by_tenant(self) -> dict[str, int]:
+        """Each tenant's finished tasks (history retention's cap counts each tenant's own)."""
+        self._check_open()
+        with map_errors("counting finished tasks"):
+            async with self._read_conn.execute(schema.COUNT_FINISHED_BY_TENANT) as cursor:
+                rows = await cursor.fetchall()
+        return {str(tenant): int(count) for tenant, count in rows}
 
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
         """Every cron entry as ``(tenant, name, definition)``, for start-up."""
