@@ -923,7 +923,8 @@ class Daemon:
         for spec in specs:
             payload_bytes[spec.tenant] += len(spec.payload)
             queues.setdefault(spec.tenant, set()).add(self._queue_of(spec))
-        for tenant, count in Counter(spec.tenant for spec in specs).items():
+        counts = Counter(spec.tenant for spec in specs)
+        for tenant, count in counts.items():
             try:
                 self.scheduler.admit(tenant, count, now, payload_bytes[tenant], queues[tenant])
             except SubmitThrottled as refusal:
@@ -933,6 +934,16 @@ class Daemon:
                         where = (spec.tenant, self._queue_of(spec), spec.function)
                         self.metrics.count(where, REFUSED, now)
                 raise
+        for tenant, count in counts.items():  # until added: concurrent submits see them
+            self.scheduler.reserve(tenant, count, payload_bytes[tenant], queues[tenant], now)
+        try:
+            return await self._submit_admitted(specs, now)
+        finally:
+            for tenant, count in counts.items():
+                self.scheduler.unreserve(tenant, count, payload_bytes[tenant])
+
+    async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
+        assert self.store is not None
         for spec in specs:
             self._declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -1307,9 +1318,20 @@ class Daemon:
         by_tenant: dict[str, list[TaskRow]] = {}
         for row in chosen:
             by_tenant.setdefault(row.tenant, []).append(row)
-        for tenant, mine in by_tenant.items():
-            nbytes = sum(len(r.payload) for r in mine)
-            self.scheduler.admit(tenant, len(mine), now, nbytes, {r.queue for r in mine})
+        sizes = {t: (len(mine), sum(len(r.payload) for r in mine)) for t, mine in by_tenant.items()}
+        queues = {t: {r.queue for r in mine} for t, mine in by_tenant.items()}
+        for tenant, (count, nbytes) in sizes.items():
+            self.scheduler.admit(tenant, count, now, nbytes, queues[tenant])
+        for tenant, (count, nbytes) in sizes.items():  # until added: concurrent submits see them
+            self.scheduler.reserve(tenant, count, nbytes, queues[tenant], now)
+        try:
+            return await self._retry_admitted(chosen, now)
+        finally:
+            for tenant, (count, nbytes) in sizes.items():
+                self.scheduler.unreserve(tenant, count, nbytes)
+
+    async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
+        assert self.store is not None
         tasks = []
         commits = []
         with self.store.one_transaction():

@@ -80,6 +80,8 @@ class TenantState:
         "queue_order",
         "queues",
         "refused",
+        "reserved",
+        "reserved_bytes",
         "run_avg",
         "running",
         "shards",
@@ -97,6 +99,8 @@ class TenantState:
         self.run_avg: float | None = None  # seconds: its attempts' run time, a moving average
         self.backlog = 0  # queued + scheduled
         self.backlog_bytes = 0  # the payload bytes of those tasks (``max_backlog_bytes``)
+        self.reserved = 0  # tasks admitted but not added yet (their submit is being stored)
+        self.reserved_bytes = 0  # ... and their payload bytes
         self.completed = 0
         self.refused = 0
         self.paused = False

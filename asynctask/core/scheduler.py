@@ -234,29 +234,49 @@ class Scheduler:
                 "use fewer queue names"
             )
         limit = limits.max_backlog
-        if tenant.backlog + count > limit:
+        waiting = tenant.backlog + tenant.reserved
+        if waiting + count > limit:
             tenant.refused += count
             running = max(tenant.running, 1)
-            retry_after = min(60.0, max(1.0, (tenant.backlog + count - limit) / running))
+            retry_after = min(60.0, max(1.0, (waiting + count - limit) / running))
             raise SubmitThrottled(
-                f"throttled: tenant {tenant_name!r} has {tenant.backlog} tasks waiting "
+                f"throttled: tenant {tenant_name!r} has {waiting} tasks waiting "
                 f"(limit {limit}); "
                 f"retry after {retry_after:.0f}s",
                 retry_after,
             )
         byte_limit = limits.max_backlog_bytes
-        if tenant.backlog_bytes + nbytes > byte_limit:
+        waiting_bytes = tenant.backlog_bytes + tenant.reserved_bytes
+        if waiting_bytes + nbytes > byte_limit:
             tenant.refused += count
             # tasks to run before it fits, at the tenant's mean payload size, per running slot
-            mean = tenant.backlog_bytes / tenant.backlog if tenant.backlog else nbytes or 1
-            over = (tenant.backlog_bytes + nbytes - byte_limit) / max(mean, 1)
+            mean = waiting_bytes / waiting if waiting else nbytes or 1
+            over = (waiting_bytes + nbytes - byte_limit) / max(mean, 1)
             retry_after = min(60.0, max(1.0, over / max(tenant.running, 1)))
             raise SubmitThrottled(
-                f"throttled: tenant {tenant_name!r} has {tenant.backlog_bytes} payload bytes "
+                f"throttled: tenant {tenant_name!r} has {waiting_bytes} payload bytes "
                 f"waiting and this submit adds {nbytes} (limit {byte_limit}, max_backlog_bytes); "
                 f"retry after {retry_after:.0f}s",
                 retry_after,
             )
+
+    def reserve(
+        self, tenant_name: str, count: int, nbytes: int, queues: Collection[str], now: float
+    ) -> None:
+        """Count ``count`` admitted tasks of ``nbytes`` toward the tenant's bounds while their
+        submit is being stored (``admit`` sees them), so concurrent submits cannot all pass
+        one bound; their queues are made now. The caller ``unreserve``s once they are added
+        or refused (counted twice in between: on the safe side)."""
+        tenant = self.tenant(tenant_name, now)
+        for name in queues:
+            self._queue(tenant, name, now)
+        tenant.reserved += count
+        tenant.reserved_bytes += nbytes
+
+    def unreserve(self, tenant_name: str, count: int, nbytes: int) -> None:
+        tenant = self._tenants[tenant_name]
+        tenant.reserved -= count
+        tenant.reserved_bytes -= nbytes
 
     def add(self, task: LiveTask, now: float = 0.0) -> None:
         """Take in a task that is ``queued`` or ``scheduled`` (new, or recovered at start-up)."""

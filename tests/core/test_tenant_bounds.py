@@ -72,6 +72,22 @@ def test_payload_bytes_over_the_bound_are_throttled_for_that_tenant_only() -> No
     assert s.tenant("other").refused == 0
 
 
+def test_reserved_submits_count_until_unreserved() -> None:
+    """A submit being stored holds its place: a concurrent one sees it (``Scheduler.reserve``)."""
+    s = core(big=TenantLimits(max_backlog_bytes=1000, max_backlog=10, max_queues=1))
+    s.admit("big", 5, 0.0, 600, {"q"})
+    s.reserve("big", 5, 600, {"q"}, 0.0)
+    with pytest.raises(SubmitThrottled, match="600 payload bytes"):
+        s.admit("big", 1, 0.0, 401)
+    with pytest.raises(SubmitThrottled, match="has 5 tasks waiting"):
+        s.admit("big", 6, 0.0, 1)
+    with pytest.raises(UsageError, match="max_queues"):
+        s.admit("big", 1, 0.0, 1, {"r"})  # the reserved submit's queue exists already
+    s.unreserve("big", 5, 600)
+    s.admit("big", 10, 0.0, 1000, {"q"})
+    assert (s.tenant("big").reserved, s.tenant("big").reserved_bytes) == (0, 0)
+
+
 def test_bytes_are_released_when_the_task_leaves_waiting() -> None:
     s = core(big=TenantLimits(max_backlog_bytes=1000))
     running = task_of("big", 700)

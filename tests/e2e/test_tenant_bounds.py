@@ -45,6 +45,28 @@ def test_payload_bytes_waiting_are_bounded_per_tenant(make_daemon) -> None:
     assert big.submit(ADD, "x" * 600, "y").result(20) == "x" * 600 + "y"
 
 
+def test_concurrent_submits_stop_at_max_backlog_bytes(make_daemon) -> None:
+    """Admitted submits count while they are being stored, so concurrent ones cannot all
+    pass the bound (without that, 40 of these 40 tasks were accepted where 20 fit)."""
+    daemon = make_daemon('[tenants.big]\nmax_backlog_bytes = "20K"\n').start()
+    clients = [daemon.client(tenant="big") for _ in range(8)]
+    clients[0].pause(tenant="big")
+
+    def submit(index: int) -> int:
+        try:
+            clients[index].submit_many({"func": ADD, "args": ["x" * 1000, "y"]} for _ in range(5))
+        except SubmitThrottled:
+            return 0
+        return 5
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = sum(pool.map(submit, range(8)))
+    assert accepted == 20  # 4 submits of 5 tasks of about 1,008 bytes fit in 20K, 5 do not
+    row = _tenant_row(daemon, "big")
+    assert row["backlog"] == accepted
+    assert row["backlog_bytes"] <= 20 * 1024
+
+
 def test_a_new_queue_past_max_queues_is_refused(make_daemon) -> None:
     daemon = make_daemon("[tenants.many]\nmax_queues = 2\n").start()
     many = daemon.client(tenant="many")
