@@ -14,13 +14,12 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asynctask.executor.limits import detect_cgroups, sweep_stale
 from tests.e2e.conftest import DaemonProcess, poll
 
 TASKS = "tests.security.tasks_sandbox"
@@ -36,24 +35,6 @@ def run(
 
 def denied(outcome: str) -> bool:
     return outcome.startswith("denied")
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """Daemons in homes under ``tmp_path``, killed after the test (as in tests/e2e)."""
-    started: list[DaemonProcess] = []
-
-    def factory(config: str | None = None) -> DaemonProcess:
-        daemon = DaemonProcess(tmp_path / f"home{len(started)}", config)
-        started.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
-    sweep_stale(detect_cgroups())
 
 
 @pytest.fixture
