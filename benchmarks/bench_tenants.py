@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asynctask.client import Client  # noqa: E402
-from asynctask.errors import DaemonUnavailable  # noqa: E402
+from benchmarks.bench_daemon import _db_rows, start_daemon, stop_daemon  # noqa: E402
 
 
 def descendants_rss(pid: int) -> int:
@@ -54,18 +52,8 @@ def descendants_rss(pid: int) -> int:
 def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="asynctask-tenants-") as tmp:
         home = Path(tmp) / "home"
-        home.mkdir()
-        config = '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
-        if affinity is not None:
-            config += f'[scheduler]\naffinity = "{affinity}"\n'
-        (home / "asynctask.toml").write_text(config)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
-            cwd=ROOT,
-            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        extra = "" if affinity is None else f'[scheduler]\naffinity = "{affinity}"\n'
+        proc = start_daemon(home, "full", extra)  # 2 workers, growing to the default 8
         peak = [0]
         stop = threading.Event()
 
@@ -75,13 +63,7 @@ def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         try:
-            client = Client(home / "asynctask.sock", connect_timeout=0.5)
-            for _ in range(600):
-                try:
-                    client.ping()
-                    break
-                except DaemonUnavailable:
-                    time.sleep(0.05)
+            client = Client(home / "asynctask.sock")
             before = client.ping()["workers"].get("spawns", {}).get("started", 0)
             due = time.time() + 3
             names = [f"tenant-{i}" for i in range(tenants)]
@@ -93,13 +75,9 @@ def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
             sampler.start()
             deadline = time.time() + 600
             while time.time() < deadline:
-                db = sqlite3.connect(f"file:{home}/asynctask.db?mode=ro", uri=True)
-                try:
-                    done, last = db.execute(
-                        "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
-                    ).fetchone()
-                finally:
-                    db.close()
+                ((done, last),) = _db_rows(
+                    home, "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
+                )
                 if done == n:
                     spawns = client.ping()["workers"].get("spawns", {})
                     return {
@@ -113,8 +91,7 @@ def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
             raise SystemExit(f"{n} tasks did not finish within 600 s")
         finally:
             stop.set()
-            proc.terminate()
-            proc.wait(30)
+            stop_daemon(proc)
 
 
 def main() -> None:
