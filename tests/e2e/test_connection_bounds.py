@@ -25,33 +25,16 @@ from asynctask.client import AsyncClient
 from asynctask.errors import TooManyConnections
 from asynctask.protocol import FrameDecoder, encode_frame
 from tests.e2e.conftest import DaemonProcess, poll
+from tests.e2e.rawsocket import connect, read_frame
 
 FAST = '[server]\nhandshake_timeout = "300ms"\nidle_timeout = "600ms"\n'
 HELLO = encode_frame({"op": "hello", "rid": 0, "version": 1})
 
 
-def _connect(daemon: DaemonProcess, timeout: float = 10) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    sock.connect(str(daemon.socket))
-    return sock
-
-
-def _read_frame(sock: socket.socket) -> dict:
-    decoder = FrameDecoder()
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        messages = decoder.feed(data)
-        if messages:
-            return messages[0]
-
-
 def _hello(daemon: DaemonProcess) -> socket.socket:
-    sock = _connect(daemon)
+    sock = connect(daemon)
     sock.sendall(HELLO)
-    reply = _read_frame(sock)
+    reply = read_frame(sock)
     assert reply["ok"], reply
     return sock
 
@@ -95,29 +78,29 @@ def test_no_hello_is_closed_after_the_handshake_timeout(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = make_daemon(FAST).start()
-    with _connect(daemon) as silent, _connect(daemon) as half:
+    with connect(daemon) as silent, connect(daemon) as half:
         half.sendall(HELLO[:5])  # half a hello: it never completes
         assert _closed_within(silent, 5) < 3
         assert _closed_within(half, 5) < 3
     with _hello(daemon) as greeted:  # a hello in time is served
         greeted.sendall(encode_frame({"op": "ping", "rid": 1}))
-        assert _read_frame(greeted)["pid"] == daemon.proc.pid
+        assert read_frame(greeted)["pid"] == daemon.proc.pid
 
 
 def test_a_big_length_prefix_before_hello_closes_at_once(
     make_daemon: Callable[..., DaemonProcess],
 ) -> None:
     daemon = make_daemon().start()  # the default 5 s handshake: the close must not wait for it
-    with _connect(daemon) as sock:
+    with connect(daemon) as sock:
         sock.sendall(struct.pack(">I", 1 << 20))
-        reply = _read_frame(sock)
+        reply = read_frame(sock)
         assert reply["error"]["code"] == "protocol"
         assert "65536" in reply["error"]["message"]
         assert _closed_within(sock, 2) < 2
     # 20 connections that each start a 1 MiB frame: nothing of it is kept.
     before = _rss(daemon.proc.pid)
     body = b"\x00" * (1 << 20)
-    socks = [_connect(daemon) for _ in range(20)]
+    socks = [connect(daemon) for _ in range(20)]
     for sock in socks:
         with contextlib.suppress(OSError):  # closed under our feet: what should happen
             sock.sendall(struct.pack(">I", len(body) + 16) + body)
@@ -126,11 +109,11 @@ def test_a_big_length_prefix_before_hello_closes_at_once(
         sock.close()
     assert grown < 8 << 20, f"daemon RSS grew by {grown >> 20} MiB"
     # A hello under 64 KiB (padded) is still fine, and max_frame applies after it.
-    with _connect(daemon) as sock:
+    with connect(daemon) as sock:
         sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1, "pad": "x" * 60000}))
-        assert _read_frame(sock)["ok"]
+        assert read_frame(sock)["ok"]
         sock.sendall(encode_frame({"op": "ping", "rid": 1, "pad": "x" * 200_000}))
-        assert _read_frame(sock)["ok"]
+        assert read_frame(sock)["ok"]
 
 
 def test_an_idle_connection_is_closed_but_a_long_wait_is_not_idle(
@@ -142,7 +125,7 @@ def test_an_idle_connection_is_closed_but_a_long_wait_is_not_idle(
     task = daemon.client().submit("tests.e2e.tasks:sleep", 1.5).id
     with _hello(daemon) as waiting:
         waiting.sendall(encode_frame({"op": "wait", "rid": 1, "id": task, "timeout": 20}))
-        reply = _read_frame(waiting)  # 1.5 s, longer than idle_timeout: still answered
+        reply = read_frame(waiting)  # 1.5 s, longer than idle_timeout: still answered
         assert reply["ok"], reply
         assert reply["task"]["state"] == "succeeded"
         assert _closed_within(waiting, 5) < 3  # and idle afterwards
@@ -211,10 +194,10 @@ def opened() -> Iterator[list[socket.socket]]:
 
 def _served(daemon: DaemonProcess, opened: list[socket.socket]) -> socket.socket | None:
     """A new connection that said hello, or None if the daemon refused it."""
-    sock = _connect(daemon)
+    sock = connect(daemon)
     opened.append(sock)
     sock.sendall(HELLO)
-    if _read_frame(sock)["ok"]:
+    if read_frame(sock)["ok"]:
         return sock
     sock.close()
     return None
@@ -244,8 +227,8 @@ def test_connections_per_user_are_capped(
     daemon = make_daemon("[server]\nmax_connections_per_user = 5\n").start()
     # Polled: the start-up ping's connection may not be gone yet.
     held = [poll(lambda: _served(daemon, opened), timeout=10) for _ in range(5)]
-    with _connect(daemon) as sixth:
-        refusal = _read_frame(sixth)  # said before any request
+    with connect(daemon) as sixth:
+        refusal = read_frame(sixth)  # said before any request
         assert refusal["rid"] is None
         assert refusal["error"]["code"] == "too_many_connections"
         assert "max_connections_per_user" in refusal["error"]["message"]
@@ -282,9 +265,9 @@ def test_bad_frames_write_a_bounded_number_of_log_lines(
 ) -> None:
     daemon = make_daemon().start()
     for _ in range(300):
-        with _connect(daemon) as sock:
+        with connect(daemon) as sock:
             sock.sendall(b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1")  # not msgpack
-            assert _read_frame(sock)["error"]["code"] == "protocol"
+            assert read_frame(sock)["error"]["code"] == "protocol"
     assert daemon.client().ping()["pid"] == daemon.proc.pid
     assert _log_lines(daemon, "closing connection from pid") <= 3
 
@@ -313,7 +296,7 @@ def test_a_burst_of_connects_fits_the_listen_backlog(
             sock.setblocking(True)
             sock.settimeout(10)
             sock.sendall(HELLO)
-            assert _read_frame(sock)["ok"]
+            assert read_frame(sock)["ok"]
     finally:
         for sock in socks:
             sock.close()

@@ -8,26 +8,9 @@ import struct
 import msgpack
 import pytest
 
-from asynctask.protocol import FrameDecoder, encode_frame
+from asynctask.protocol import encode_frame
 from tests.e2e.conftest import DaemonProcess
-
-
-def _connect(daemon: DaemonProcess) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(str(daemon.socket))
-    return sock
-
-
-def _read_reply(sock: socket.socket) -> dict:
-    decoder = FrameDecoder()
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        messages = decoder.feed(data)
-        if messages:
-            return messages[0]
+from tests.e2e.rawsocket import connect, read_frame
 
 
 def _closed(sock: socket.socket) -> bool:
@@ -49,9 +32,9 @@ def _closed(sock: socket.socket) -> bool:
     ],
 )
 def test_garbage_gets_an_error_and_a_close(daemon: DaemonProcess, garbage: bytes) -> None:
-    with _connect(daemon) as sock:
+    with connect(daemon) as sock:
         sock.sendall(garbage)
-        reply = _read_reply(sock)
+        reply = read_frame(sock)
         assert reply["ok"] is False
         assert reply["error"]["code"] == "protocol"
         assert _closed(sock)
@@ -59,31 +42,31 @@ def test_garbage_gets_an_error_and_a_close(daemon: DaemonProcess, garbage: bytes
 
 
 def test_handshake_is_required_and_versions_checked(daemon: DaemonProcess) -> None:
-    with _connect(daemon) as sock:
+    with connect(daemon) as sock:
         sock.sendall(encode_frame({"op": "ping", "rid": 1}))
-        assert "hello" in _read_reply(sock)["error"]["message"]
-    with _connect(daemon) as sock:
+        assert "hello" in read_frame(sock)["error"]["message"]
+    with connect(daemon) as sock:
         sock.sendall(encode_frame({"op": "hello", "rid": 1, "version": 999}))
-        assert "not supported" in _read_reply(sock)["error"]["message"]
+        assert "not supported" in read_frame(sock)["error"]["message"]
 
 
 def test_unknown_op_and_bad_fields_keep_the_connection(daemon: DaemonProcess) -> None:
-    with _connect(daemon) as sock:
+    with connect(daemon) as sock:
         sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1}))
-        assert _read_reply(sock)["ok"] is True
+        assert read_frame(sock)["ok"] is True
         sock.sendall(encode_frame({"op": "launch-missiles", "rid": 1}))
-        reply = _read_reply(sock)
+        reply = read_frame(sock)
         assert (reply["rid"], reply["error"]["code"]) == (1, "usage")
         sock.sendall(encode_frame({"op": "submit", "rid": 2, "tasks": [{"function": 5}]}))
-        assert _read_reply(sock)["error"]["code"] == "usage"
+        assert read_frame(sock)["error"]["code"] == "usage"
         sock.sendall(encode_frame({"op": "status", "rid": 3, "id": ["x"]}))
-        assert _read_reply(sock)["error"]["code"] == "usage"
+        assert read_frame(sock)["error"]["code"] == "usage"
         sock.sendall(encode_frame({"op": "ping", "rid": 4}))
-        assert _read_reply(sock)["ok"] is True
+        assert read_frame(sock)["ok"] is True
 
 
 def test_client_hanging_up_mid_frame_is_harmless(daemon: DaemonProcess) -> None:
     for _ in range(20):
-        with _connect(daemon) as sock:
+        with connect(daemon) as sock:
             sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1})[:3])
     assert daemon.client().ping()["accepting"] is True
