@@ -35,7 +35,7 @@ import socket
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -51,7 +51,15 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
-from asynctask.errors import NotFound, ShuttingDown, SubmitThrottled, UsageError, WaitTimeout
+from asynctask.errors import (
+    EXIT_STORAGE_LOST,
+    NotFound,
+    ShuttingDown,
+    StorageError,
+    SubmitThrottled,
+    UsageError,
+    WaitTimeout,
+)
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
@@ -105,6 +113,7 @@ from asynctask.store import (
     DeleteCron,
     DeleteTask,
     InsertTask,
+    Op,
     PutCron,
     ReplaceTask,
     SetPause,
@@ -116,6 +125,7 @@ from asynctask.store import (
     UpdateTask,
 )
 from asynctask.store.errors import describe
+from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
 #: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
@@ -150,6 +160,10 @@ class Daemon:
         self._interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
+        self._guard: StoreGuard | None = None
+        #: The error that made the store stop taking writes; the daemon then exits with
+        #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
+        self.storage_lost: StoreError | None = None
         self.pool: WorkerPool | None = None
         self.listener: Listener | None = None
         self.isolation: Isolation | None = None
@@ -303,6 +317,9 @@ class Daemon:
         self.store = await Store.open(
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
         )
+        self.store.on_fatal(self._storage_lost)
+        self._guard = StoreGuard(self.store, _update_of, self.clock)
+        self._guard.start()
         loss = self.store.wal_loss
         if loss is not None:  # nothing to undo; an operator must know
             log.error("DATA LOSS in %s: %s", self.store.path, loss,
@@ -483,6 +500,15 @@ class Daemon:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.flush()
+        if self._guard is not None:
+            unstored = await self._guard.close()
+            if unstored:
+                log.warning(
+                    "%d task state change(s) could not be stored before the stop; the next "
+                    "start finds those tasks as the store last had them (a started attempt "
+                    "counts as interrupted and runs again)",
+                    unstored,
+                )
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
@@ -608,9 +634,10 @@ class Daemon:
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
-                self._persist(task)
                 self._running[task.seq] = task
                 assert self.pool is not None
+                # Placed now, started once the attempt's count is stored (the gate): a crash
+                # in between re-runs it as the next attempt, never as this one again.
                 self.pool.run(
                     Job(
                         aid=task.seq,
@@ -624,13 +651,33 @@ class Daemon:
                         },
                         timeout=task.timeout,
                         limits=self._limits_of(task),
+                        gate=self._record(task),
                     ),
                     shard=action.shard if action.shard >= 0 else None,
                 )
             elif isinstance(action, Persist):
-                self._persist(task)
+                self._record(task)
             elif isinstance(action, Finished):
                 self._finish(task)
+
+    def _record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
+        """Store a change that already happened (``StoreGuard``): resolves once stored."""
+        assert self._guard is not None
+        return self._guard.record(task, extra)
+
+    def _storage_lost(self, error: StoreError) -> None:
+        """The store took an I/O error and stopped: stop at once, without a drain (nothing
+        more can be stored), and exit non-zero so a supervisor restarts the daemon."""
+        if self.storage_lost is not None:
+            return
+        self.storage_lost = error
+        log.critical(
+            "%s. Stopping now: the daemon exits with code %d so that its supervisor starts it "
+            "again, which re-opens the database from what is on disk",
+            error, EXIT_STORAGE_LOST,
+            extra={"event": "storage_lost"},
+        )  # fmt: skip
+        self.request_stop(drain=0.0)
 
     def _limits_of(self, task: LiveTask) -> Limits | None:
         """The attempt's limits: the task's own over ``[workers]``; ``None`` when it has none
@@ -645,24 +692,10 @@ class Daemon:
             return None
 
     def _persist(self, task: LiveTask) -> asyncio.Future[None]:
+        """One write of the task's state, for a request that undoes its change if it fails
+        (``retry``); a change that already happened goes through ``_record``."""
         assert self.store is not None
-        future = self.store.put(
-            UpdateTask(
-                seq=task.seq,
-                state=task.state,
-                attempts=task.attempts,
-                result=task.result,
-                error=task.error,
-                started_at=task.started_at,
-                finished_at=task.finished_at,
-                due_at=task.due_at,
-                errors=task.errors,
-                held=task.held,
-                trace=task.trace,
-            )
-        )
-        future.add_done_callback(_log_store_failure)
-        return future
+        return self.store.put(_update_of(task))
 
     def _finish(self, task: LiveTask) -> None:
         counter = _FINAL_COUNTERS.get(task.state)
@@ -670,19 +703,17 @@ class Daemon:
             self.metrics.count((task.tenant, task.queue, task.function), counter, self.clock())
         key = (task.tenant, task.id)
         destination = self._destination_of(task)
-        if destination is None:
-            committed = self._persist(task)
-        else:
-            assert self.store is not None
-            # The end of the task and the submit of its destination commit together: after a
-            # crash either both happened or neither did, so the destination runs once.
-            with self.store.one_transaction():
-                committed = self._persist(task)
-                inserted = self.store.put(InsertTask(_row_of(destination)))
-            inserted.add_done_callback(lambda done: self._destination_stored(destination, done))
+        # The end of the task and the submit of its destination commit together: after a
+        # crash either both happened or neither did, so the destination runs once.
+        extra = () if destination is None else (InsertTask(_row_of(destination)),)
+        committed = self._record(task, extra)
+        if destination is not None:
+            committed.add_done_callback(lambda done: self._destination_stored(destination, done))
         self._claims[key] = committed
 
-        def released(_: asyncio.Future[None]) -> None:
+        def released(done: asyncio.Future[None]) -> None:
+            if done.cancelled():  # the daemon stopped first: the store has the task as it was
+                return
             if self._claims.get(key) is committed:
                 del self._claims[key]
             if self._live.get(key) is task:
@@ -911,6 +942,26 @@ class Daemon:
                 "transactions": self.store.transactions if self.store else 0,
                 "ops_committed": self.store.ops_committed if self.store else 0,
             },
+            "storage": self._storage_health(),
+        }
+
+    def _storage_health(self) -> dict[str, Any]:
+        """Whether the store takes writes: ``ok`` is false from a failed commit until one
+        succeeds (a probe retries it), with the error and for how long; ``unstored`` counts
+        tasks whose latest change waits to be stored."""
+        store, guard = self.store, self._guard
+        failure = None if store is None else store.failure
+        since = None if store is None else store.failing_since
+        failing_for = None if since is None else asyncio.get_running_loop().time() - since
+        if self.storage_lost is not None:
+            failure = self.storage_lost.message
+        return {
+            "ok": failure is None,
+            "error": failure,
+            "failing_for": None
+            if since is None
+            else round(asyncio.get_running_loop().time() - since, 3),
+            "unstored": 0 if guard is None else guard.unstored,
         }
 
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
@@ -948,15 +999,15 @@ class Daemon:
             self._declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
         created: list[tuple[int, LiveTask]] = []
-        commits: list[asyncio.Future[None]] = []
         own_claims: dict[Key, asyncio.Future[None]] = {}
         in_batch: dict[Key, LiveTask] = {}
         loop = asyncio.get_running_loop()
+        ops: list[Op] = []
         try:
             for index, spec in enumerate(specs):
                 if spec.id is None:
                     task = self._new_task(spec, new_task_id(now), now)
-                    commits.append(self.store.put(InsertTask(_row_of(task))))
+                    ops.append(InsertTask(_row_of(task)))
                     created.append((index, task))
                     continue
                 key = (spec.tenant, spec.id)
@@ -974,16 +1025,22 @@ class Daemon:
                     views[index] = _row_view(row)
                     continue
                 task = self._new_task(spec, spec.id, now)
-                op = (
+                ops.append(
                     InsertTask(_row_of(task))
                     if row is None
                     else ReplaceTask(row.seq, _row_of(task))
                 )
-                commits.append(self.store.put(op))
                 created.append((index, task))
                 in_batch[key] = task
-            if commits:
-                await asyncio.gather(*commits)
+            if ops:
+                # One request, one transaction, whatever its size: a submit_many is stored
+                # whole or not at all, across a failed commit and across a crash.
+                if len(ops) == 1:  # a lone op shares a batch with whatever else is queued
+                    await self.store.put(ops[0])
+                else:
+                    with self.store.one_transaction():
+                        commits = [self.store.put(op) for op in ops]
+                    await asyncio.gather(*commits)
             added = set()
             metrics = self.metrics
             for index, task in created:
@@ -1023,6 +1080,12 @@ class Daemon:
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
         while True:
             task = self._live.get(key)
+            if task is not None and self._guard is not None and self._guard.is_unstored(task.seq):
+                assert self.store is not None
+                raise StorageError(
+                    f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
+                    f"used: {self.store.failure or 'storage is failing'}"
+                )
             if task is not None and task.state in DEDUP_STATES:
                 return _view(task)
             claim = self._claims.get(key)
@@ -1453,9 +1516,21 @@ def _first(explicit: T | None, configured: T | None, default: T) -> T:
     return configured if configured is not None else default
 
 
-def _log_store_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("store write failed: %s", future.exception())
+def _update_of(task: LiveTask) -> UpdateTask:
+    """The op that writes every mutable column of ``task`` as it is now."""
+    return UpdateTask(
+        seq=task.seq,
+        state=task.state,
+        attempts=task.attempts,
+        result=task.result,
+        error=task.error,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        due_at=task.due_at,
+        errors=task.errors,
+        held=task.held,
+        trace=task.trace,
+    )
 
 
 def _url_host(address: tuple[str, int]) -> tuple[str, int]:
@@ -1589,7 +1664,12 @@ def _row_view(row: TaskRow) -> dict[str, Any]:
 
 
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
-    """Run a daemon in the foreground on uvloop until it is told to stop."""
+    """Run a daemon in the foreground on uvloop until it is told to stop. Exits with
+    ``EXIT_STORAGE_LOST`` if the store stopped taking writes (see ``Daemon._storage_lost``)."""
     import uvloop
 
-    uvloop.run(Daemon(config, home, socket_path).run())
+    daemon = Daemon(config, home, socket_path)
+    uvloop.run(daemon.run())
+    if daemon.storage_lost is not None:
+        sys.stderr.write(f"asynctask: stopped after a storage I/O error: {daemon.storage_lost}\n")
+        raise SystemExit(EXIT_STORAGE_LOST)

@@ -19,6 +19,8 @@ EXIT_TASK_NOT_SUCCEEDED = 1
 EXIT_USAGE = 2
 EXIT_NO_DAEMON = 3
 EXIT_WAIT_TIMEOUT = 4
+#: The daemon's own exit code after a storage I/O error (EX_TEMPFAIL): start it again.
+EXIT_STORAGE_LOST = 75
 
 
 class AsynctaskError(Exception):
@@ -114,6 +116,18 @@ class TooManyConnections(AsynctaskError):
     exit_code = EXIT_NO_DAEMON
 
 
+class StorageError(AsynctaskError):
+    """The daemon could not store the request (disk full, I/O error, read-only database).
+
+    Nothing of the request was acknowledged. After a disk-full or permission error nothing of
+    it was stored either; after an I/O error during a commit its fate is unknown (the message
+    says so), and the daemon restarts itself from what is on disk. Reads keep working, and the
+    daemon resumes storing, without a restart, once the disk recovers: retry later.
+    """
+
+    code = "storage"
+
+
 class DaemonUnavailable(AsynctaskError):
     """No daemon answers on the socket (not started, wrong ``--home``/``--socket``, or died)."""
 
@@ -158,6 +172,7 @@ _BY_CODE: dict[str, type[AsynctaskError]] = {
         Unauthorized,
         ShuttingDown,
         TooManyConnections,
+        StorageError,
         DaemonUnavailable,
         WaitTimeout,
     )

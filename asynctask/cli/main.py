@@ -55,7 +55,19 @@ SocketOpt = Annotated[
         "--socket", help="Socket path, overriding <home>/asynctask.sock. Env: ASYNCTASK_SOCKET."
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+_json_asked = False
+
+
+def _note_json(value: bool) -> bool:
+    """``--json``'s callback: errors are printed as JSON too (``run_client``)."""
+    global _json_asked
+    _json_asked = bool(value)
+    return value
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of text.", callback=_note_json)
+]
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant the task belongs to.")]
 
 
@@ -69,11 +81,19 @@ def client_for(home: Path | None, socket: Path | None, tenant: str = "default") 
 
 
 def run_client(action: Any) -> Any:
-    """Run a client call, turning errors into one line and the PRODUCT.md exit code."""
+    """Run a client call, turning errors into one line and the PRODUCT.md exit code; with
+    ``--json``, also ``{"error": {"code", "message"}}`` on stdout, so that a script can tell
+    a ``storage`` failure from a ``usage`` one without parsing the message."""
     try:
         return action()
     except AsynctaskError as exc:
+        if _json_output():
+            typer.echo(json.dumps({"error": exc.to_wire()}))
         fail(exc.message, exc.exit_code)
+
+
+def _json_output() -> bool:
+    return _json_asked
 
 
 def print_task(status: TaskStatus, as_json: bool) -> None:

@@ -146,6 +146,10 @@ class Job:
     context: dict[str, Any]  # {"id", "tenant", "attempt", "labels"}
     timeout: float | None  # wall-clock seconds
     limits: Limits | None = None  # None: the pool's default profile
+    #: The job is placed at once (its slot is taken) but sent to its worker only once this
+    #: resolves: the daemon's write of the attempt's start. Cancelled: never sent (the daemon
+    #: is stopping; ``stop`` returns its aid as unfinished).
+    gate: asyncio.Future[None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,6 +650,24 @@ class WorkerPool:
         self._spawn_soon(fresh)
 
     def _send_job(self, worker: _Worker, job: Job, frame: bytes | None = None) -> None:
+        gate = job.gate
+        if gate is not None and not gate.done():
+            gate.add_done_callback(lambda _: self._send_gated(worker, job, frame))
+            return
+        self._send_now(worker, job, frame)
+
+    def _send_gated(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
+        """The gate opened: send, unless the job was cancelled or its worker died meanwhile."""
+        assert job.gate is not None
+        if job.gate.cancelled() or job.gate.exception() is not None:
+            return
+        if worker.jobs.get(job.aid) is not job or worker.channel is None:
+            return
+        if job.aid in worker.stopping or self._running.get(job.aid) is not worker:
+            return
+        self._send_now(worker, job, frame)
+
+    def _send_now(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
         assert self._loop is not None
         assert worker.channel is not None
         if frame is None:

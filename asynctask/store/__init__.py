@@ -23,6 +23,7 @@ from asynctask.store.rows import (
     SkippedRow,
     TaskFilter,
     TaskRow,
+    Touch,
     UpdateTask,
 )
 from asynctask.store.schema import SCHEMA_VERSION, Durability
@@ -46,5 +47,6 @@ __all__ = [
     "TaskFilter",
     "TaskRow",
     "TaskStore",
+    "Touch",
     "UpdateTask",
 ]

@@ -38,6 +38,7 @@ from asynctask.store.rows import (
     SetPause,
     SkippedRow,
     TaskRow,
+    Touch,
     UpdateTask,
 )
 
@@ -143,6 +144,8 @@ def encode(op: Op) -> tuple[type[Op], Params]:
         return DeleteCron, (op.tenant, op.name)
     if isinstance(op, AssignUid):
         return AssignUid, (op.tenant, op.uid)
+    if isinstance(op, Touch):
+        return Touch, (op.at,)
     raise StoreError(f"not a store operation: {op!r}")
 
 

@@ -12,20 +12,19 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from asynctask.errors import AsynctaskError
+from asynctask.errors import StorageError
 
 
-class StoreError(AsynctaskError):
+class StoreError(StorageError):
     """The durable store could not do what was asked; nothing of the failed request is stored.
 
     Raised by ``Store`` methods and set on the futures of a write batch that did not commit (the
     whole batch, since a transaction is all or nothing). Causes: a disk or permission problem, a
     corrupt or too-new database, a write that broke a uniqueness rule (a daemon bug, since the
     daemon de-duplicates in memory first), or a use of a closed store. A client receiving it
-    should treat its request as not done; the operator should read the daemon's log.
+    should treat its request as not done; the operator should read the daemon's log. On the
+    wire it is a ``StorageError`` (code ``storage``).
     """
-
-    code = "store"
 
 
 def describe(error: BaseException) -> str:
@@ -36,7 +35,31 @@ def describe(error: BaseException) -> str:
             return f"a task with the same (tenant, id) is already stored ({text})"
         if "tasks.seq" in text:
             return f"a task with the same seq is already stored ({text})"
+    name = getattr(error, "sqlite_errorname", None)
+    if isinstance(name, str):
+        text = f"{name}: {text}"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+#: SQLite error names after which this process's view of the files cannot be trusted: an I/O
+#: error (a failed write or fsync: since Linux may drop the unwritten pages and report the
+#: error only once, later commits could "succeed" on top of lost data - the fsyncgate lesson),
+#: or a damaged file. Disk full (``SQLITE_FULL``), a read-only file or a busy lock are not among
+#: them: SQLite rolls the transaction back and the files stay as the last commit left them.
+_FATAL_PREFIXES: tuple[str, ...] = ("SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether the write connection must not be used again after ``error`` (see above)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:  # StoreError chains the sqlite3 error
+        seen.add(id(cause))
+        name = getattr(cause, "sqlite_errorname", None)
+        if isinstance(name, str) and name.startswith(_FATAL_PREFIXES):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 _MAPPED: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ValueError, OverflowError)

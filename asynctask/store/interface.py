@@ -11,14 +11,18 @@ The contract, beyond the signatures:
   of that transaction is stored). Ops commit in the order they were put.
 * A read issued after a put's future resolved sees that put.
 * Every error a store raises is a ``StoreError``.
+* After an error that leaves the files in doubt (an I/O error on write or fsync), the store
+  refuses every later write and calls the ``on_fatal`` callback once: the owner must re-open
+  the database from disk. A disk-full or read-only error only fails its own transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from asynctask.store.errors import StoreError
 from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
 
 
@@ -38,6 +42,20 @@ class TaskStore(Protocol):
     @property
     def pending(self) -> int:
         """Ops put and not yet committed or failed."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the latest transaction failed, until one commits again (None: healthy)."""
+        ...
+
+    @property
+    def failing_since(self) -> float | None:
+        """When (loop time) the current run of failures began."""
+        ...
+
+    def on_fatal(self, callback: Callable[[StoreError], None]) -> None:
+        """Call ``callback`` (once, from the loop) when the store stops taking writes for good."""
         ...
 
     def put(self, op: Op) -> asyncio.Future[None]: ...

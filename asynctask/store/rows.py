@@ -157,6 +157,14 @@ class AssignUid:
     uid: int
 
 
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Write the time into ``meta``: a real write, so its commit tells whether the disk takes
+    writes again (the daemon probes with it while storage is failing and nothing else waits)."""
+
+    at: float
+
+
 Op = (
     InsertTask
     | UpdateTask
@@ -167,6 +175,7 @@ Op = (
     | PutCron
     | DeleteCron
     | AssignUid
+    | Touch
 )
 
 

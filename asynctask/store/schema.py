@@ -278,6 +278,7 @@ DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
 ASSIGN_UID: Final = "INSERT INTO tenant_uids (tenant, uid) VALUES (?, ?)"
+TOUCH: Final = "INSERT OR REPLACE INTO meta (key, value) VALUES ('touched_at', ?)"
 SELECT_TENANT_UIDS: Final = "SELECT tenant, uid FROM tenant_uids ORDER BY uid"
 
 #: ``INDEXED BY``: without ``ANALYZE`` statistics SQLite prefers a state index and then

@@ -19,7 +19,7 @@ import contextlib
 import gc
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -134,6 +134,17 @@ class Store:
     @property
     def pending(self) -> int:
         return self._writer.pending
+
+    @property
+    def failure(self) -> str | None:
+        return self._writer.failure
+
+    @property
+    def failing_since(self) -> float | None:
+        return self._writer.failing_since
+
+    def on_fatal(self, callback: Callable[[StoreError], None]) -> None:
+        self._writer.on_fatal = callback
 
     @property
     def closed(self) -> bool:

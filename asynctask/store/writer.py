@@ -20,6 +20,13 @@ Rules:
 
 * A batch is all or nothing. If any statement or the commit fails, the transaction is rolled
   back and every future of the batch gets a ``StoreError``; the writer goes on with the next.
+* Except after an I/O error or a damaged file (``errors.is_fatal``): then the writer stops.
+  After a failed write or fsync, Linux may have dropped the unwritten pages and reports the
+  error once; a later commit on the same file could "succeed" on top of lost data (the
+  fsyncgate lesson). So every queued op fails, ``put`` refuses new ones, and ``on_fatal`` tells
+  the owner, which must re-open the files from disk (the daemon exits for its supervisor).
+* ``failure`` is the message of the latest failed batch until a batch commits again: the
+  store's health, which the daemon's ``ping`` reports.
 * Op order is kept. Consecutive ops of one kind run as one ``executemany``, which applies its
   rows in order; a run of ``ReplaceTask`` becomes a delete ``executemany`` then an insert one,
   cut where an op would delete a row inserted earlier in the same run.
@@ -43,7 +50,7 @@ from typing import Final
 
 from asynctask.store import schema
 from asynctask.store.codec import Params, encode
-from asynctask.store.errors import StoreError, describe
+from asynctask.store.errors import StoreError, describe, is_fatal
 from asynctask.store.rows import (
     AssignUid,
     ClearPause,
@@ -54,6 +61,7 @@ from asynctask.store.rows import (
     PutCron,
     ReplaceTask,
     SetPause,
+    Touch,
     UpdateTask,
 )
 from asynctask.store.writeconn import WriteConnection
@@ -96,10 +104,20 @@ class GroupCommitWriter:
         self.ops_failed = 0
         #: Ops put and not yet committed or failed (queued and in flight).
         self.pending = 0
+        #: The latest failed batch's message, until a batch commits (None: healthy), and when
+        #: (loop time) the failures began.
+        self.failure: str | None = None
+        self.failing_since: float | None = None
+        #: Set after a fatal error (see the module docstring); ``put`` raises it.
+        self.broken: StoreError | None = None
+        #: Called once, from the loop, with the fatal error.
+        self.on_fatal: Callable[[StoreError], None] | None = None
         self._task = self._loop.create_task(self._run(), name="asynctask-store-writer")
 
     def put(self, op: Op) -> asyncio.Future[None]:
         """Queue ``op`` for the next transaction; the future resolves when it has committed."""
+        if self.broken is not None:
+            raise self.broken
         if self._closing:
             raise StoreError("the store is closed")
         if self._task.done():
@@ -173,6 +191,9 @@ class GroupCommitWriter:
                 try:
                     await self._commit(batch)
                 except Exception as error:  # a failed batch fails its ops, never the writer
+                    if is_fatal(error):
+                        self._break(batch, error)
+                        return
                     self._finish(batch, error)
                 else:
                     self._finish(batch, None)
@@ -204,10 +225,28 @@ class GroupCommitWriter:
 
         await self._conn.run(transaction)  # one thread hop per transaction
 
+    def _break(self, batch: _Batch, error: BaseException) -> None:
+        """Stop for good after a fatal error: fail this batch and every queued one."""
+        broken = _chained(
+            StoreError(
+                f"storage I/O error ({describe(error)}): whether the last write was stored is "
+                "unknown, and nothing more can be stored until the database is re-opened from "
+                "disk"
+            ),
+            error,
+        )
+        self.broken = broken
+        self._finish(batch, broken)
+        while self._queue:
+            self._finish(self._queue.popleft(), broken)
+        if self.on_fatal is not None:
+            self.on_fatal(broken)
+
     def _finish(self, batch: _Batch, error: BaseException | None) -> None:
         count = len(batch.items)
         self.pending -= count
         if error is None:
+            self.failure = self.failing_since = None
             self.transactions += 1
             self.ops_committed += count
             for future in batch.futures:
@@ -219,8 +258,12 @@ class GroupCommitWriter:
             message = (
                 error.message
                 if isinstance(error, StoreError)
-                else f"a write batch of {count} ops was rolled back: {describe(error)}"
+                else f"a write batch of {count} ops was rolled back, nothing of it was stored: "
+                f"{describe(error)}"
             )
+            self.failure = message
+            if self.failing_since is None:
+                self.failing_since = self._loop.time()
             for future in batch.futures:
                 if not future.done():
                     future.set_exception(_chained(StoreError(message), error))
@@ -269,6 +312,8 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
             yield schema.DELETE_CRON, params
         elif kind is AssignUid:
             yield schema.ASSIGN_UID, params
+        elif kind is Touch:
+            yield schema.TOUCH, params[-1:]
         else:
             assert kind is ReplaceTask
             yield from _replace_statements(params)

@@ -186,3 +186,15 @@ def flood(size: int) -> None:
 @asynctask.task(memory="200M")
 def declared_hog(megabytes: int) -> int:
     return len([bytearray(1 << 20) for _ in range(megabytes)])
+
+
+def run_when(go: str, ledger: str) -> int:
+    """Append ``<attempt>`` to ``ledger`` as it starts, then wait (up to a minute) for the file
+    ``go`` and return the attempt: a test holds the task running while it breaks the disk."""
+    attempt = asynctask.current_task().attempt
+    with open(ledger, "a") as handle:
+        handle.write(f"{attempt}\n")
+    deadline = time.monotonic() + 60
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return attempt

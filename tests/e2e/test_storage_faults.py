@@ -1,0 +1,158 @@
+"""Storage faults with a real disk: the daemon's home on a small tmpfs that a test fills up.
+
+Disk full is the fault a real disk gives most (a write fails with ENOSPC, SQLite rolls the
+transaction back). The promises (PRODUCT.md, "Robustness"): the affected requests fail with the
+code ``storage``, nothing is acknowledged that was not committed, reads keep working, ``ping``
+says storage is failing, and service resumes without a restart once there is space again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asynctask.client import Client
+from asynctask.errors import StorageError
+from tests.e2e.conftest import DaemonProcess, poll
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="mounts a small tmpfs to fill up, which needs root"
+)
+
+CONFIG = "[workers]\nmin_workers = 1\nmax_workers = 2\n"
+
+
+class SmallDisk:
+    """A tmpfs of ``size`` bytes; ``fill`` leaves it full, ``free`` gives the space back."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._filler = root / "filler"
+
+    def fill(self) -> None:
+        chunk = b"\0" * (64 * 1024)
+        with open(self._filler, "ab", buffering=0) as handle:
+            while True:
+                try:
+                    handle.write(chunk)
+                except OSError as error:
+                    if error.errno != errno.ENOSPC:
+                        raise
+                    break
+        for small in (4096, 512, 1):  # the last pages too
+            with open(self._filler, "ab", buffering=0) as handle:
+                with contextlib.suppress(OSError):
+                    while True:
+                        handle.write(b"\0" * small)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    root = tmp_path / "disk"
+    root.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield SmallDisk(root)
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+@pytest.fixture
+def on_disk(make_daemon: object, disk: SmallDisk, tmp_path: Path) -> Iterator[DaemonProcess]:
+    daemon = make_daemon(CONFIG, home=disk.root / "home")  # type: ignore[operator]
+    daemon.log = tmp_path / "daemon.log"  # not on the disk that fills up
+    yield daemon.start()
+
+
+def _stored_state(daemon: DaemonProcess, task_id: str) -> tuple[str, int]:
+    with contextlib.closing(sqlite3.connect(daemon.home / "asynctask.db")) as db:
+        row = db.execute("SELECT state, attempts FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    assert row is not None, task_id
+    return row[0], row[1]
+
+
+def test_submits_fail_with_the_storage_code_and_service_resumes_without_a_restart(
+    on_disk: DaemonProcess, disk: SmallDisk
+) -> None:
+    client = on_disk.client()
+    before = client.submit("tests.e2e.tasks:add", 1, 2)
+    assert before.result(timeout=30) == 3
+    disk.fill()
+    with pytest.raises(StorageError, match="nothing of it was stored"):
+        client.submit("tests.e2e.tasks:add", 2, 3, task_id="while-full")
+    storage = poll(lambda: (s := client.ping()["storage"])["ok"] is False and s)
+    assert "SQLITE_FULL" in storage["error"]
+    assert client.status(before.id).state.value == "succeeded"  # reads keep working
+    cli = on_disk.cli("submit", "tests.e2e.tasks:add", "[1, 1]", "--json")
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert '"storage"' in cli.stdout + cli.stderr
+    disk.free()
+    poll(lambda: client.ping()["storage"]["ok"], timeout=20)  # a probe finds the space
+    after = client.submit("tests.e2e.tasks:add", 2, 3, task_id="while-full")
+    assert after.result(timeout=30) == 5
+    assert on_disk.proc is not None and on_disk.proc.poll() is None
+
+
+def test_an_attempt_whose_end_cannot_be_stored_is_held_until_it_is(
+    on_disk: DaemonProcess, disk: SmallDisk, tmp_path: Path
+) -> None:
+    """It stays live in its end state (``wait`` does not answer), and once space returns it
+    is stored as it ended: not re-run, not stuck in ``running``."""
+    go, ledger = tmp_path / "go", tmp_path / "ledger"
+    client = on_disk.client()
+    handle = client.submit("tests.e2e.tasks:run_when", str(go), str(ledger), task_id="held")
+    poll(lambda: ledger.exists() and ledger.read_text())
+    assert _stored_state(on_disk, "held") == ("running", 1)  # stored before it started
+    disk.fill()
+    go.touch()
+    poll(lambda: client.ping()["storage"]["unstored"] == 1)
+    with pytest.raises(Exception, match="did not finish"):
+        client.wait(handle.id, timeout=0.5)  # not answered with a state it does not have
+    with pytest.raises(StorageError):
+        client.submit("tests.e2e.tasks:add", 1, 1, task_id="held")  # its ID is not free
+    assert _stored_state(on_disk, "held") == ("running", 1)
+    disk.free()
+    assert handle.result(timeout=20) == 1
+    assert _stored_state(on_disk, "held") == ("succeeded", 1)
+    assert ledger.read_text() == "1\n"  # ran once
+    assert client.ping()["storage"] == {**client.ping()["storage"], "ok": True, "unstored": 0}
+
+
+def test_a_submit_many_is_stored_whole_or_not_at_all(
+    on_disk: DaemonProcess, disk: SmallDisk
+) -> None:
+    """10,000 tasks are more than one write batch (5,000 ops); the space left takes about half.
+    Before, the first batch committed and the client was told the request failed."""
+    client = on_disk.client()
+    disk.fill()
+    disk.free()  # measure: a fresh fill leaves room for ~half of the batch
+    filler = disk.root / "filler"
+    free = os.statvfs(disk.root).f_bavail * os.statvfs(disk.root).f_frsize
+    payload = "x" * 1500
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * max(0, free - 9 * 1024 * 1024))
+    with pytest.raises(StorageError):
+        client.submit_many(
+            {"func": "tests.e2e.tasks:add", "args": [payload, ""], "task_id": f"bulk-{n}"}
+            for n in range(10_000)
+        )
+    with contextlib.closing(sqlite3.connect(on_disk.home / "asynctask.db")) as db:
+        (stored,) = db.execute("SELECT count(*) FROM tasks WHERE id LIKE 'bulk-%'").fetchone()
+    assert stored == 0
+    assert client.ping()["tasks"]["live"] == 0
