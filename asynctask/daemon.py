@@ -952,15 +952,13 @@ class Daemon:
         store, guard = self.store, self._guard
         failure = None if store is None else store.failure
         since = None if store is None else store.failing_since
-        failing_for = None if since is None else asyncio.get_running_loop().time() - since
+        failing_for = None if since is None else round(asyncio.get_running_loop().time() - since, 3)
         if self.storage_lost is not None:
             failure = self.storage_lost.message
         return {
             "ok": failure is None,
             "error": failure,
-            "failing_for": None
-            if since is None
-            else round(asyncio.get_running_loop().time() - since, 3),
+            "failing_for": failing_for,
             "unstored": 0 if guard is None else guard.unstored,
         }
 

@@ -13,12 +13,11 @@ import errno
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from asynctask.client import Client
 from asynctask.errors import StorageError
 from tests.e2e.conftest import DaemonProcess, poll
 
@@ -47,10 +46,9 @@ class SmallDisk:
                         raise
                     break
         for small in (4096, 512, 1):  # the last pages too
-            with open(self._filler, "ab", buffering=0) as handle:
-                with contextlib.suppress(OSError):
-                    while True:
-                        handle.write(b"\0" * small)
+            with open(self._filler, "ab", buffering=0) as handle, contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * small)
 
     def free(self) -> None:
         self._filler.unlink(missing_ok=True)
@@ -74,10 +72,12 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 
 @pytest.fixture
-def on_disk(make_daemon: object, disk: SmallDisk, tmp_path: Path) -> Iterator[DaemonProcess]:
-    daemon = make_daemon(CONFIG, home=disk.root / "home")  # type: ignore[operator]
+def on_disk(
+    make_daemon: Callable[..., DaemonProcess], disk: SmallDisk, tmp_path: Path
+) -> DaemonProcess:
+    daemon = make_daemon(CONFIG, home=disk.root / "home")
     daemon.log = tmp_path / "daemon.log"  # not on the disk that fills up
-    yield daemon.start()
+    return daemon.start()
 
 
 def _stored_state(daemon: DaemonProcess, task_id: str) -> tuple[str, int]:
@@ -106,7 +106,8 @@ def test_submits_fail_with_the_storage_code_and_service_resumes_without_a_restar
     poll(lambda: client.ping()["storage"]["ok"], timeout=20)  # a probe finds the space
     after = client.submit("tests.e2e.tasks:add", 2, 3, task_id="while-full")
     assert after.result(timeout=30) == 5
-    assert on_disk.proc is not None and on_disk.proc.poll() is None
+    assert on_disk.proc is not None
+    assert on_disk.proc.poll() is None
 
 
 def test_an_attempt_whose_end_cannot_be_stored_is_held_until_it_is(
