@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from asynctask.home import open_dir, open_private
+from asynctask.server.loglimit import LogLimiter, held_back
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -62,6 +63,7 @@ class AttemptLogs:
         self.max_bytes = max_bytes
         self._open: dict[int, _Open] = {}  # by seq: a task runs one attempt at a time
         self._dir_fd: int | None = None
+        self._limiter = LogLimiter(10.0)
 
     def __repr__(self) -> str:
         return f"<AttemptLogs {str(self.root)!r} open={len(self._open)}>"
@@ -90,8 +92,24 @@ class AttemptLogs:
         fd = self._fd(seq, state)
         if fd is None:
             return
-        os.write(fd, data)  # readers (logs --follow) see it at once; still no fsync
+        try:
+            os.write(fd, data)  # readers (logs --follow) see it at once; still no fsync
+        except OSError as exc:  # a full disk: the line is dropped, and said so once in a while
+            state.dropped += len(data)
+            self._write_failed(seq, state, exc)
+            return
         state.size += len(data)
+
+    def _write_failed(self, seq: int, state: _Open, exc: OSError) -> None:
+        """Why a limiter: on a full disk every line a task prints fails, and a log line (with
+        a traceback) per printed line buried the daemon's log: 1,200 lines in a second."""
+        held = self._limiter.allow(exc.errno)
+        if held is not None:
+            log.warning(
+                "attempt %d of task %d: output dropped, its log cannot be written (%s)%s",
+                state.attempt, seq, exc, held_back(held),
+                extra={"event": "log_write_failed", "seq": seq, "attempt": state.attempt},
+            )  # fmt: skip
 
     def finish(self, seq: int) -> None:
         """The task's attempt ended: write the truncation marker if output was dropped; close."""
@@ -101,11 +119,15 @@ class AttemptLogs:
         if state.dropped and not state.failed:
             fd = self._fd(seq, state)
             if fd is not None:
-                os.write(
-                    fd,
-                    f"\n[asynctask: output truncated: {state.dropped} more bytes after the "
-                    f"first {self.max_bytes}]\n".encode(),
-                )
+                with contextlib.suppress(OSError):  # still full: the marker goes too
+                    os.write(
+                        fd,
+                        f"\n[asynctask: output truncated: {state.dropped} more bytes after "
+                        f"the first {self.max_bytes}]\n".encode()
+                        if state.size >= self.max_bytes
+                        else f"\n[asynctask: {state.dropped} bytes of output could not be "
+                        "written (disk full?)]\n".encode(),
+                    )
         if state.fd is not None:
             os.close(state.fd)
 

@@ -198,3 +198,11 @@ def run_when(go: str, ledger: str) -> int:
     while not Path(go).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return attempt
+
+
+def talk_when(go: str, ledger: str, lines: int) -> int:
+    """``run_when``, then print ``lines`` lines, flushing each (each is its own log write)."""
+    attempt = run_when(go, ledger)
+    for n in range(lines):
+        print(f"line {n}", flush=True)
+    return attempt

@@ -157,3 +157,21 @@ def test_a_submit_many_is_stored_whole_or_not_at_all(
         (stored,) = db.execute("SELECT count(*) FROM tasks WHERE id LIKE 'bulk-%'").fetchone()
     assert stored == 0
     assert client.ping()["tasks"]["live"] == 0
+
+
+def test_output_on_a_full_disk_is_dropped_with_a_few_log_lines(
+    on_disk: DaemonProcess, disk: SmallDisk, tmp_path: Path
+) -> None:
+    """Before, every line a task printed logged an error with a traceback."""
+    go, ledger = tmp_path / "go", tmp_path / "ledger"
+    client = on_disk.client()
+    handle = client.submit("tests.e2e.tasks:talk_when", str(go), str(ledger), 2000)
+    poll(lambda: ledger.exists() and ledger.read_text())
+    disk.fill()
+    go.touch()
+    poll(lambda: client.ping()["storage"]["unstored"] == 1)
+    disk.free()
+    assert handle.result(timeout=20) == 1
+    log = on_disk.log.read_text()
+    assert "Traceback" not in log
+    assert 1 <= log.count("its log cannot be written") <= 3
