@@ -125,6 +125,7 @@ from asynctask.store import (
     UpdateTask,
 )
 from asynctask.store.errors import describe
+from asynctask.store.starts import StartJournal, read_starts
 from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
@@ -161,6 +162,8 @@ class Daemon:
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
         self._guard: StoreGuard | None = None
+        self._starts: StartJournal | None = None
+        self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
         self.storage_lost: StoreError | None = None
@@ -320,11 +323,16 @@ class Daemon:
         self.store.on_fatal(self._storage_lost)
         self._guard = StoreGuard(self.store, _update_of, self.clock)
         self._guard.start()
+        if self.store.wal_unchecked is not None:
+            log.warning("the WAL could not be checked for damage at start-up: %s",
+                        self.store.wal_unchecked)  # fmt: skip
         loss = self.store.wal_loss
         if loss is not None:  # nothing to undo; an operator must know
             log.error("DATA LOSS in %s: %s", self.store.path, loss,
                       extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
         recovered = await self._recover()
+        self._starts = StartJournal(self.home)
+        await self._empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
@@ -500,6 +508,8 @@ class Daemon:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.flush()
+        if self._starts is not None:
+            self._starts.close()
         if self._guard is not None:
             unstored = await self._guard.close()
             if unstored:
@@ -537,8 +547,19 @@ class Daemon:
             gc.freeze()
             gc.enable()
 
+    async def _empty_start_journal(self) -> None:
+        """Once start-up's writes (the interrupted attempts it found) have committed, the
+        journal's lines are in the database; until then (a full disk) they are kept. A line
+        kept longer does no harm: one whose attempt the database already counts is ignored."""
+        assert self.store is not None
+        with contextlib.suppress(StoreError):
+            await self.store.flush()
+            if self._starts is not None and self._guard is not None and not self._guard.unstored:
+                self._starts.reset()
+
     async def _load_live(self) -> int:
         assert self.store is not None
+        started = await asyncio.to_thread(read_starts, self.home)
         self._next_seq = await self.store.max_seq() + 1
         for target in await self.store.load_pauses():
             self.scheduler.pause(target)
@@ -569,6 +590,9 @@ class Daemon:
                     skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
                     loaded -= 1
                     continue
+                if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
+                    task.attempts = started[task.seq]
+                    task.state = TaskState.RUNNING
                 self._live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
@@ -636,8 +660,17 @@ class Daemon:
             if isinstance(action, Dispatch):
                 self._running[task.seq] = task
                 assert self.pool is not None
-                # Placed now, started once the attempt's count is stored (the gate): a crash
-                # in between re-runs it as the next attempt, never as this one again.
+                stored = self._record(task)
+                # The attempt's number is on disk before it starts (store/starts.py), so a
+                # crash in between re-runs it as the next attempt, never as this one again;
+                # if the journal cannot be written, it starts once the database has it.
+                journal = self._starts
+                if journal is not None and journal.started(task.seq, task.attempts):
+                    gate = None
+                    if journal.switch_due():
+                        self._switch_start_journal()
+                else:
+                    gate = stored
                 self.pool.run(
                     Job(
                         aid=task.seq,
@@ -651,7 +684,7 @@ class Daemon:
                         },
                         timeout=task.timeout,
                         limits=self._limits_of(task),
-                        gate=self._record(task),
+                        gate=gate,
                     ),
                     shard=action.shard if action.shard >= 0 else None,
                 )
@@ -659,6 +692,25 @@ class Daemon:
                 self._record(task)
             elif isinstance(action, Finished):
                 self._finish(task)
+
+    def _switch_start_journal(self) -> None:
+        """Start journal lines go to its other file now; the first is emptied once every
+        "running" write put so far has committed."""
+        assert self._starts is not None
+        self._journal_left = self._starts.switch()
+        self._background_task(self._empty_journal_file())
+
+    async def _empty_journal_file(self) -> None:
+        assert self.store is not None
+        while self._journal_left is not None and self.accepting:
+            with contextlib.suppress(StoreError):
+                await self.store.flush()
+                if self._guard is not None and not self._guard.unstored:
+                    assert self._starts is not None
+                    self._starts.rotated(self._journal_left)
+                    self._journal_left = None
+                    return
+            await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
 
     def _record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
         """Store a change that already happened (``StoreGuard``): resolves once stored."""
@@ -941,6 +993,7 @@ class Daemon:
             "store": {
                 "transactions": self.store.transactions if self.store else 0,
                 "ops_committed": self.store.ops_committed if self.store else 0,
+                "pending": self.store.pending if self.store else 0,
             },
             "storage": self._storage_health(),
         }

@@ -46,7 +46,10 @@ def describe(error: BaseException) -> str:
 #: error only once, later commits could "succeed" on top of lost data - the fsyncgate lesson),
 #: or a damaged file. Disk full (``SQLITE_FULL``), a read-only file or a busy lock are not among
 #: them: SQLite rolls the transaction back and the files stay as the last commit left them.
+#: Nor is a failure to grow or map the ``-shm`` index (``SQLITE_IOERR_SHM*``, which is what a
+#: full tmpfs gives): that file holds no data and is rebuilt from the WAL.
 _FATAL_PREFIXES: tuple[str, ...] = ("SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTADB")
+_NOT_FATAL_PREFIXES: tuple[str, ...] = ("SQLITE_IOERR_SHM",)
 
 
 def is_fatal(error: BaseException) -> bool:
@@ -57,7 +60,7 @@ def is_fatal(error: BaseException) -> bool:
         seen.add(id(cause))
         name = getattr(cause, "sqlite_errorname", None)
         if isinstance(name, str) and name.startswith(_FATAL_PREFIXES):
-            return True
+            return not name.startswith(_NOT_FATAL_PREFIXES)
         cause = cause.__cause__
     return False
 

@@ -28,7 +28,7 @@ import aiosqlite
 
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
-from asynctask.store.errors import StoreError, map_errors
+from asynctask.store.errors import StoreError, describe, map_errors
 from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
 from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
 from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
@@ -58,6 +58,8 @@ class Store:
         self._closing: asyncio.Task[None] | None = None
         #: Committed transactions SQLite dropped from a damaged WAL at open (``walcheck``).
         self.wal_loss: WalLoss | None = None
+        #: Why the WAL could not be checked at open (its checkpoint could not write: disk full).
+        self.wal_unchecked: str | None = None
 
     @classmethod
     async def open(
@@ -84,7 +86,7 @@ class Store:
                 write_conn = await WriteConnection.open(path)
                 opened.append(write_conn)
                 await write_conn.run(lambda conn: _configure_writer(conn, durability))
-                wal_loss = await write_conn.run(lambda conn: _wal_loss(conn, path))  # no write yet
+                wal_loss, unchecked = await write_conn.run(lambda conn: _wal_loss(conn, path))
                 await write_conn.run(_migrate)
                 read_conn = await aiosqlite.connect(path, isolation_level=None)
                 opened.append(read_conn)
@@ -98,6 +100,7 @@ class Store:
             raise
         store = cls(path, durability, write_conn, read_conn, writer)
         store.wal_loss = wal_loss
+        store.wal_unchecked = unchecked
         return store
 
     # -- writes -------------------------------------------------------------------------------
@@ -411,14 +414,21 @@ def _configure_writer(conn: sqlite3.Connection, durability: Durability) -> None:
         conn.execute(pragma)
 
 
-def _wal_loss(conn: sqlite3.Connection, path: str) -> WalLoss | None:
+def _wal_loss(conn: sqlite3.Connection, path: str) -> tuple[WalLoss | None, str | None]:
     """Before anything is written (a write may restart the WAL over the evidence): the frames
     SQLite kept when it replayed the WAL (a passive checkpoint reports them), then what it left.
+
+    The checkpoint copies pages into the database file, so on a full disk it fails; the
+    daemon must start anyway (it serves reads and resumes writing once there is space), so the
+    check is skipped and the reason returned instead.
     """
-    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    try:
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.OperationalError as error:
+        return None, describe(error)
     if row is None or int(row[1]) < 0:  # not in WAL mode
-        return None
-    return ignored_commits(f"{path}-wal", int(row[1]))
+        return None, None
+    return ignored_commits(f"{path}-wal", int(row[1])), None
 
 
 def _check_wal(row: Any) -> None:

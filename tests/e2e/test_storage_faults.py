@@ -175,3 +175,72 @@ def test_output_on_a_full_disk_is_dropped_with_a_few_log_lines(
     log = on_disk.log.read_text()
     assert "Traceback" not in log
     assert 1 <= log.count("its log cannot be written") <= 3
+
+
+@pytest.fixture
+def shim_lib() -> Path:
+    from benchmarks.reliability import shim
+
+    try:
+        return shim.build()
+    except shim.ShimUnavailable as exc:
+        pytest.skip(f"faultshim unavailable: {exc}")
+
+
+@pytest.mark.parametrize("rule", ["fsync:1:EIO:always", "write:1:EIO:always"])
+def test_an_io_error_stops_the_daemon_for_a_restart_from_what_is_on_disk(
+    make_daemon: Callable[..., DaemonProcess],
+    shim_lib: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rule: str,
+) -> None:
+    """After a failed write or fsync the page cache cannot be trusted (fsyncgate): the daemon
+    must not go on committing on top of it. Before, it kept writing to the same files and a
+    submit it had reported as rolled back came back after a crash."""
+    from benchmarks.reliability import shim
+
+    home, control = tmp_path / "home", tmp_path / "faults"
+    env = shim.shim_env(shim_lib, home, control=control, report=tmp_path / "faults.log")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    daemon = make_daemon(CONFIG, home=home)
+    daemon.log = tmp_path / "daemon.log"  # its stderr: not a file the shim fails
+    daemon.start()
+    client = daemon.client()
+    kept = client.submit("tests.e2e.tasks:add", 1, 2, task_id="kept")
+    assert kept.result(timeout=30) == 3
+    shim.set_faults(control, rule)
+    with pytest.raises(StorageError, match="unknown"):
+        client.submit("tests.e2e.tasks:add", 2, 3, task_id="in-doubt")
+    assert daemon.proc is not None
+    assert daemon.proc.wait(30) == 75  # EX_TEMPFAIL: start me again
+    assert "re-opens the database from what is on disk" in daemon.log.read_text()
+    assert shim.injected(tmp_path / "faults.log")
+    shim.set_faults(control, "off")
+    again = make_daemon(CONFIG, home=home).start()
+    assert again.client().status("kept").state.value == "succeeded"
+
+
+def test_a_daemon_starts_and_serves_on_a_full_disk(
+    make_daemon: Callable[..., DaemonProcess], disk: SmallDisk, tmp_path: Path
+) -> None:
+    """With a task that was running at a kill -9 (so start-up has a write to make)."""
+    go, ledger = tmp_path / "go", tmp_path / "ledger"
+    first = make_daemon(CONFIG, home=disk.root / "home")
+    first.log = tmp_path / "first.log"
+    client = first.start().client()
+    done = client.submit("tests.e2e.tasks:add", 1, 2, task_id="done")
+    assert done.result(timeout=30) == 3
+    client.submit("tests.e2e.tasks:run_when", str(go), str(ledger), task_id="cut")
+    poll(lambda: ledger.exists() and ledger.read_text())
+    first.kill9()
+    disk.fill()
+    second = make_daemon(CONFIG, home=disk.root / "home")
+    second.log = tmp_path / "second.log"
+    client = second.start().client()
+    assert client.status("done").state.value == "succeeded"
+    go.touch()
+    disk.free()
+    assert client.result("cut", timeout=30) == 2  # the cut attempt counted
+    assert ledger.read_text() == "1\n2\n"
