@@ -115,6 +115,7 @@ from asynctask.store import (
     InsertTask,
     Op,
     PutCron,
+    Quarantine,
     ReplaceTask,
     SetPause,
     SkippedRow,
@@ -543,15 +544,17 @@ class Daemon:
         for target in await self.store.load_pauses():
             self.scheduler.pause(target)
         now = self.clock()
+        unusable: list[Quarantine] = []  # set aside once everything is loaded
         for tenant, name, blob in await self.store.load_crons():
             try:
                 self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
-            except UnusableCron as exc:  # listed with its error, so `cron remove` can drop it
+            except UnusableCron as exc:
                 log.error(
-                    "cron %s/%s cannot be used and is skipped (`cron remove %s` deletes it): %s",
-                    tenant, name, name, exc,
+                    "cron %s/%s cannot be used and is skipped: %s",
+                    tenant, name, exc,
                     extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
                 )  # fmt: skip
+                unusable.append(Quarantine("crons", (tenant, name), f"{tenant}/{name}", str(exc)))
         interrupted: list[Action] = []
         loaded = 0
         skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
@@ -575,10 +578,14 @@ class Daemon:
                     interrupted.append(self.scheduler.interrupted(task, reason, now))
                 else:
                     self.scheduler.add(task, now)
-        self._perform(interrupted)
         for bad in skipped[:_SKIPPED_LOGGED]:
-            log.error("skipped %s (left in the database as it is)", bad,
-                      extra={"event": "row_skipped"})  # fmt: skip
+            log.error("skipped %s", bad, extra={"event": "row_skipped"})
+        unusable += (
+            Quarantine("tasks", (bad.seq,), f"seq={bad.seq} {bad.tenant}/{bad.id}", bad.reason)
+            for bad in skipped
+        )
+        await self._set_aside(unusable)
+        self._perform(interrupted)
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
@@ -587,6 +594,31 @@ class Daemon:
                        "skipped": len(skipped)},
             )  # fmt: skip
         return loaded
+
+    async def _set_aside(self, rows: list[Quarantine]) -> None:
+        """Move the rows start-up skipped into the ``quarantine`` table (``asynctask doctor``
+        lists them), so that the next start does not meet them again. A store that cannot
+        write (read-only, full) leaves them where they are: they were skipped, the daemon
+        serves all the same, and the log says so."""
+        assert self.store is not None
+        if not rows:
+            return
+        try:
+            moved = await self.store.quarantine(rows, self.clock())
+        except StoreError as exc:
+            log.error(
+                "could not set aside %d unusable row(s), so the next start skips them again "
+                "(`asynctask cron remove NAME` deletes a cron entry): %s", len(rows), exc,
+                extra={"event": "quarantine_failed", "rows": len(rows)},
+            )  # fmt: skip
+            return
+        for row in rows:
+            if row.source == "crons":  # no longer stored: no longer listed by `cron list`
+                self.crons.remove(*row.key)
+        log.warning(
+            "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
+            "them", moved, extra={"event": "quarantined", "rows": moved},
+        )  # fmt: skip
 
     # -- the step -------------------------------------------------------------------------------
 
