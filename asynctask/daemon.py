@@ -43,9 +43,17 @@ from typing import IO, Any, TypeVar
 from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
-from asynctask.config import DAY, Config, FunctionDefaults
+from asynctask.config import (
+    DAY,
+    Config,
+    FunctionDefaults,
+    default_config_path,
+    load_config,
+    reconcile,
+)
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
+from asynctask.core.reconfigure import reconfigure
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
@@ -53,6 +61,7 @@ from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
+    ConfigError,
     NotFound,
     ShuttingDown,
     StorageError,
@@ -244,16 +253,58 @@ class Daemon:
 
     def reload(self, why: str = "reload") -> dict[str, Any]:
         """SIGHUP and the ``reload`` request: replace the workers so the next attempts import
-        task code anew (idle ones now, busy ones once their attempts end on the old code). The
-        config is read only at start: changing it needs a restart, and the log says so."""
-        replaced = self.pool.reload() if self.pool is not None and not self._stop.is_set() else 0
+        task code anew (idle ones now, busy ones once their attempts end on the old code), and
+        re-read the config file for its live keys (``_reread_config``). Never raises: a signal
+        handler that raised would stop the daemon."""
+        stopping = self._stop.is_set()
+        replaced = self.pool.reload() if self.pool is not None and not stopping else 0
         log.info(
-            "%s: replacing %d worker(s) so task code is imported anew; the config file is read "
-            "only at start (restart the daemon to apply its changes)",
-            why, replaced,
+            "%s: replacing %d worker(s) so task code is imported anew", why, replaced,
             extra={"event": "reload", "workers": replaced},
         )  # fmt: skip
-        return {"workers": replaced}
+        reply: dict[str, Any] = {"workers": replaced}
+        if not stopping:
+            reply.update(self._reread_config(why))
+        return reply
+
+    def _reread_config(self, why: str) -> dict[str, Any]:
+        """Take the config file's live keys (``config.reconcile``: limits, fairness knobs,
+        submit defaults, log level) and log every other changed key as needing a restart; it
+        keeps its old value. A file that does not load changes nothing and the daemon keeps
+        running on the config it has: the log and the reply say why."""
+        path = self.config.source or default_config_path(self.home)
+        where = str(path) if path is not None else "(no file: the defaults)"
+        try:
+            change = reconcile(self.config, load_config(path))
+        except ConfigError as exc:
+            log.error(
+                "%s: config %s not applied, the daemon keeps its current config: %s",
+                why, where, exc.message, extra={"event": "config_error"},
+            )  # fmt: skip
+            return {"config": where, "error": exc.message, "applied": [], "restart": []}
+        if change.applied:
+            self.config = change.config
+            declared = {name: _function_limits(d) for name, d in self._declared_limits.items()}
+            reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
+            if "daemon.log_level" in change.applied:
+                logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
+            self._wake()  # a raised limit may let something start now
+            log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
+                     extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
+        if change.restart:
+            log.warning(
+                "%s: config %s: changed, needs a restart (keeps its old value until then): %s",
+                why, where, ", ".join(change.restart),
+                extra={"event": "config_restart", "keys": list(change.restart)},
+            )  # fmt: skip
+        if not change.applied and not change.restart:
+            log.info("%s: config %s: no change", why, where, extra={"event": "config_same"})
+        return {
+            "config": where,
+            "error": None,
+            "applied": list(change.applied),
+            "restart": list(change.restart),
+        }
 
     async def start(self) -> None:
         began = time.perf_counter()
@@ -1544,6 +1595,17 @@ def _first(explicit: T | None, configured: T | None, default: T) -> T:
     if explicit is not None:
         return explicit
     return configured if configured is not None else default
+
+
+def _function_limits(limits: dict[str, float]) -> FunctionLimits:
+    """The limits a function declared in code (``options["limits"]``), as ``_declare_limits``
+    reads them, for ``reconfigure``."""
+    concurrency = limits.get("concurrency")
+    return FunctionLimits(
+        concurrency=int(concurrency) if concurrency is not None else None,
+        rate=limits.get("rate"),
+        burst=limits.get("burst"),
+    )
 
 
 def _update_of(task: LiveTask) -> UpdateTask:

@@ -1066,14 +1066,27 @@ def _answers(home: Path | None, socket: Path | None) -> bool:
 
 @app.command()
 def reload(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
-    """Replace the daemon's workers so edited task code is picked up (admins only; SIGHUP
-    does the same): idle workers now, busy ones once their running attempts finish on the
-    old code. The config file is read only at start: restart for its changes."""
+    """Replace the daemon's workers so edited task code is picked up, and re-read the config
+    file (admins only; SIGHUP does the same). Idle workers go now, busy ones once their
+    running attempts finish on the old code. Live keys (tenant, queue and function limits,
+    scheduler affinity/reserve/caps, retry.retries, workers.timeout, daemon.log_level) take
+    effect; other changed keys are listed as needing a restart and keep their old value. A
+    config file with an error changes nothing (exit 2); the daemon keeps running."""
     reply = run_client(lambda: client_for(home, socket).reload())
+    error = reply.get("error")
     if as_json:
-        typer.echo(json.dumps({"workers": reply["workers"]}))
+        typer.echo(json.dumps(reply))
     else:
         typer.echo(f"replacing {reply['workers']} worker(s)")
+        if "config" in reply:
+            where = _printable(str(reply["config"]))
+            for what, keys in (("applied", "applied"), ("needs a restart", "restart")):
+                if reply[keys]:
+                    typer.echo(f"config {where}: {what}: {', '.join(reply[keys])}")
+            if not error and not reply["applied"] and not reply["restart"]:
+                typer.echo(f"config {where}: no change")
+    if error:
+        fail(f"config not applied (the daemon keeps its current config): {_printable(error)}")
 
 
 @app.command()
