@@ -43,9 +43,17 @@ from typing import IO, Any, TypeVar
 from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
-from asynctask.config import DAY, Config, FunctionDefaults
+from asynctask.config import (
+    DAY,
+    Config,
+    FunctionDefaults,
+    default_config_path,
+    load_config,
+    reconcile,
+)
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
+from asynctask.core.reconfigure import reconfigure
 from asynctask.core.report import queue_report
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
@@ -53,6 +61,7 @@ from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
+    ConfigError,
     NotFound,
     ShuttingDown,
     StorageError,
@@ -115,6 +124,7 @@ from asynctask.store import (
     InsertTask,
     Op,
     PutCron,
+    Quarantine,
     ReplaceTask,
     SetPause,
     SkippedRow,
@@ -246,16 +256,58 @@ class Daemon:
 
     def reload(self, why: str = "reload") -> dict[str, Any]:
         """SIGHUP and the ``reload`` request: replace the workers so the next attempts import
-        task code anew (idle ones now, busy ones once their attempts end on the old code). The
-        config is read only at start: changing it needs a restart, and the log says so."""
-        replaced = self.pool.reload() if self.pool is not None and not self._stop.is_set() else 0
+        task code anew (idle ones now, busy ones once their attempts end on the old code), and
+        re-read the config file for its live keys (``_reread_config``). Never raises: a signal
+        handler that raised would stop the daemon."""
+        stopping = self._stop.is_set()
+        replaced = self.pool.reload() if self.pool is not None and not stopping else 0
         log.info(
-            "%s: replacing %d worker(s) so task code is imported anew; the config file is read "
-            "only at start (restart the daemon to apply its changes)",
-            why, replaced,
+            "%s: replacing %d worker(s) so task code is imported anew", why, replaced,
             extra={"event": "reload", "workers": replaced},
         )  # fmt: skip
-        return {"workers": replaced}
+        reply: dict[str, Any] = {"workers": replaced}
+        if not stopping:
+            reply.update(self._reread_config(why))
+        return reply
+
+    def _reread_config(self, why: str) -> dict[str, Any]:
+        """Take the config file's live keys (``config.reconcile``: limits, fairness knobs,
+        submit defaults, log level) and log every other changed key as needing a restart; it
+        keeps its old value. A file that does not load changes nothing and the daemon keeps
+        running on the config it has: the log and the reply say why."""
+        path = self.config.source or default_config_path(self.home)
+        where = str(path) if path is not None else "(no file: the defaults)"
+        try:
+            change = reconcile(self.config, load_config(path))
+        except ConfigError as exc:
+            log.error(
+                "%s: config %s not applied, the daemon keeps its current config: %s",
+                why, where, exc.message, extra={"event": "config_error"},
+            )  # fmt: skip
+            return {"config": where, "error": exc.message, "applied": [], "restart": []}
+        if change.applied:
+            self.config = change.config
+            declared = {name: _function_limits(d) for name, d in self._declared_limits.items()}
+            reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
+            if "daemon.log_level" in change.applied:
+                logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
+            self._wake()  # a raised limit may let something start now
+            log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
+                     extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
+        if change.restart:
+            log.warning(
+                "%s: config %s: changed, needs a restart (keeps its old value until then): %s",
+                why, where, ", ".join(change.restart),
+                extra={"event": "config_restart", "keys": list(change.restart)},
+            )  # fmt: skip
+        if not change.applied and not change.restart:
+            log.info("%s: config %s: no change", why, where, extra={"event": "config_same"})
+        return {
+            "config": where,
+            "error": None,
+            "applied": list(change.applied),
+            "restart": list(change.restart),
+        }
 
     async def start(self) -> None:
         began = time.perf_counter()
@@ -564,15 +616,17 @@ class Daemon:
         for target in await self.store.load_pauses():
             self.scheduler.pause(target)
         now = self.clock()
+        unusable: list[Quarantine] = []  # set aside once everything is loaded
         for tenant, name, blob in await self.store.load_crons():
             try:
                 self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
-            except UnusableCron as exc:  # listed with its error, so `cron remove` can drop it
+            except UnusableCron as exc:
                 log.error(
-                    "cron %s/%s cannot be used and is skipped (`cron remove %s` deletes it): %s",
-                    tenant, name, name, exc,
+                    "cron %s/%s cannot be used and is skipped: %s",
+                    tenant, name, exc,
                     extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
                 )  # fmt: skip
+                unusable.append(Quarantine("crons", (tenant, name), f"{tenant}/{name}", str(exc)))
         interrupted: list[Action] = []
         loaded = 0
         skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
@@ -599,10 +653,14 @@ class Daemon:
                     interrupted.append(self.scheduler.interrupted(task, reason, now))
                 else:
                     self.scheduler.add(task, now)
-        self._perform(interrupted)
         for bad in skipped[:_SKIPPED_LOGGED]:
-            log.error("skipped %s (left in the database as it is)", bad,
-                      extra={"event": "row_skipped"})  # fmt: skip
+            log.error("skipped %s", bad, extra={"event": "row_skipped"})
+        unusable += (
+            Quarantine("tasks", (bad.seq,), f"seq={bad.seq} {bad.tenant}/{bad.id}", bad.reason)
+            for bad in skipped
+        )
+        await self._set_aside(unusable)
+        self._perform(interrupted)
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
@@ -611,6 +669,31 @@ class Daemon:
                        "skipped": len(skipped)},
             )  # fmt: skip
         return loaded
+
+    async def _set_aside(self, rows: list[Quarantine]) -> None:
+        """Move the rows start-up skipped into the ``quarantine`` table (``asynctask doctor``
+        lists them), so that the next start does not meet them again. A store that cannot
+        write (read-only, full) leaves them where they are: they were skipped, the daemon
+        serves all the same, and the log says so."""
+        assert self.store is not None
+        if not rows:
+            return
+        try:
+            moved = await self.store.quarantine(rows, self.clock())
+        except StoreError as exc:
+            log.error(
+                "could not set aside %d unusable row(s), so the next start skips them again "
+                "(`asynctask cron remove NAME` deletes a cron entry): %s", len(rows), exc,
+                extra={"event": "quarantine_failed", "rows": len(rows)},
+            )  # fmt: skip
+            return
+        for row in rows:
+            if row.source == "crons":  # no longer stored: no longer listed by `cron list`
+                self.crons.remove(*row.key)
+        log.warning(
+            "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
+            "them", moved, extra={"event": "quarantined", "rows": moved},
+        )  # fmt: skip
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -1565,6 +1648,17 @@ def _first(explicit: T | None, configured: T | None, default: T) -> T:
     if explicit is not None:
         return explicit
     return configured if configured is not None else default
+
+
+def _function_limits(limits: dict[str, float]) -> FunctionLimits:
+    """The limits a function declared in code (``options["limits"]``), as ``_declare_limits``
+    reads them, for ``reconfigure``."""
+    concurrency = limits.get("concurrency")
+    return FunctionLimits(
+        concurrency=int(concurrency) if concurrency is not None else None,
+        rate=limits.get("rate"),
+        burst=limits.get("burst"),
+    )
 
 
 def _update_of(task: LiveTask) -> UpdateTask:

@@ -2,8 +2,9 @@
 
 Every command that prints data takes ``--json``. Exit codes (PRODUCT.md): 0 success; 1 the task
 ended other than ``succeeded`` (``wait``, ``result``); 2 bad usage or a request the daemon
-refused; 3 no daemon answering; 4 ``wait --timeout`` ran out. Errors are one line on stderr,
-never a traceback. Only ``asynctask daemon`` imports the daemon; everything else is a client.
+refused; 3 no daemon answering; 4 ``wait --timeout`` ran out; 5 ``doctor`` found a problem.
+Errors are one line on stderr, never a traceback. Only ``asynctask daemon`` imports the
+daemon; everything else is a client.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from asynctask.model import (
     parse_duration,
     parse_time,
 )
-from asynctask.paths import LOG_DIR, PID_NAME, resolve_home, resolve_socket
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, resolve_home, resolve_socket
 
 app = typer.Typer(
     name="asynctask",
@@ -1065,14 +1066,49 @@ def _answers(home: Path | None, socket: Path | None) -> bool:
 
 @app.command()
 def reload(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
-    """Replace the daemon's workers so edited task code is picked up (admins only; SIGHUP
-    does the same): idle workers now, busy ones once their running attempts finish on the
-    old code. The config file is read only at start: restart for its changes."""
+    """Replace the daemon's workers so edited task code is picked up, and re-read the config
+    file (admins only; SIGHUP does the same). Idle workers go now, busy ones once their
+    running attempts finish on the old code. Live keys (tenant, queue and function limits,
+    scheduler affinity/reserve/caps, retry.retries, workers.timeout, daemon.log_level) take
+    effect; other changed keys are listed as needing a restart and keep their old value. A
+    config file with an error changes nothing (exit 2); the daemon keeps running."""
     reply = run_client(lambda: client_for(home, socket).reload())
+    error = reply.get("error")
     if as_json:
-        typer.echo(json.dumps({"workers": reply["workers"]}))
+        typer.echo(json.dumps(reply))
     else:
         typer.echo(f"replacing {reply['workers']} worker(s)")
+        if "config" in reply:
+            where = _printable(str(reply["config"]))
+            for what, keys in (("applied", "applied"), ("needs a restart", "restart")):
+                if reply[keys]:
+                    typer.echo(f"config {where}: {what}: {', '.join(reply[keys])}")
+            if not error and not reply["applied"] and not reply["restart"]:
+                typer.echo(f"config {where}: no change")
+    if error:
+        fail(f"config not applied (the daemon keeps its current config): {_printable(error)}")
+
+
+@app.command()
+def doctor(
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="quick_check instead of integrity_check (large databases)."),
+    ] = False,
+) -> None:
+    """Check the stored state; works whether or not the daemon runs (it reads the database
+    read-only). Reports the rows set aside at start-up because they could not be used (table,
+    key, error, when) and SQLite's integrity check. Exit 0 when healthy, 5 when something is
+    found."""
+    from asynctask.cli.doctor import EXIT_FOUND, render
+    from asynctask.store.health import examine
+
+    health = examine(resolve_home(home) / DATABASE_NAME, quick=quick)
+    typer.echo(render(health, as_json))
+    if not health.healthy:
+        raise typer.Exit(EXIT_FOUND)
 
 
 @app.command()

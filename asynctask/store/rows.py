@@ -53,7 +53,8 @@ class TaskRow:
 @dataclass(frozen=True, slots=True)
 class SkippedRow:
     """A stored task row recovery could not use (garbage in a column, a state this version does
-    not know): its key as far as it can be read and why. It stays in the store as it is."""
+    not know): its key as far as it can be read and why. The daemon sets it aside
+    (``Quarantine``); reading it changes nothing."""
 
     seq: Any
     tenant: Any
@@ -62,6 +63,24 @@ class SkippedRow:
 
     def __str__(self) -> str:
         return f"task seq={self.seq} {self.tenant}/{self.id}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A stored row start-up could not use, to be moved out of the live tables
+    (``Store.quarantine``) so that it neither affects them nor trips the next start.
+
+    ``source`` is its table (a key of ``schema.QUARANTINE_KEYS``), ``key`` the values of that
+    table's key (``(seq,)`` for ``tasks``, ``(tenant, name)`` for ``crons``), ``label`` the key
+    as an operator reads it, ``error`` why it cannot be used."""
+
+    source: str
+    key: tuple[Any, ...]
+    label: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.source} row {self.label}: {self.error}"
 
 
 @dataclass(frozen=True, slots=True)

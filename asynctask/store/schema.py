@@ -173,6 +173,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE tenant_uids (tenant TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE) "
         "WITHOUT ROWID",
     ),
+    # 9: rows start-up could not use, set aside (``Store.quarantine``): out of the live tables,
+    # so they affect nothing and do not trip the next start, and kept whole for an operator
+    # (``asynctask doctor`` lists them; the row can be put back by hand). ``source`` is the
+    # table the row came from, ``key`` its key there as text, ``row`` every column as a JSON
+    # object (a blob as {"hex": ...}), ``error`` why it was set aside, ``at`` when (Unix time).
+    (
+        "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+        "key TEXT NOT NULL, row TEXT NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -277,6 +286,20 @@ PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUE
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
+#: Where each table that start-up loads finds one row by the key ``Quarantine.key`` holds.
+QUARANTINE_KEYS: Final[dict[str, str]] = {
+    "tasks": "seq = ?",
+    "crons": "tenant = ? AND name = ?",
+}
+#: Before a task row is set aside: labels its delete trigger cannot parse (the trigger would
+#: fail the delete) become none, and the label rows it may have left are dropped instead.
+#: A scan of ``task_labels``, but only for such a row, and only at start-up.
+CLEAR_BAD_LABELS: Final = "UPDATE tasks SET labels = '{}' WHERE seq = ? AND NOT json_valid(labels)"
+DELETE_LABELS_OF: Final = "DELETE FROM task_labels WHERE seq = ?"
+INSERT_QUARANTINE: Final = (
+    "INSERT INTO quarantine (source, key, row, error, at) VALUES (?, ?, ?, ?, ?)"
+)
+SELECT_QUARANTINE: Final = "SELECT id, source, key, error, at, row FROM quarantine ORDER BY id"
 ASSIGN_UID: Final = "INSERT INTO tenant_uids (tenant, uid) VALUES (?, ?)"
 TOUCH: Final = "INSERT OR REPLACE INTO meta (key, value) VALUES ('touched_at', ?)"
 SELECT_TENANT_UIDS: Final = "SELECT tenant, uid FROM tenant_uids ORDER BY uid"

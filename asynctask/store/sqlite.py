@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, describe, map_errors
 from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
 from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
-from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
+from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
 from asynctask.store.walcheck import WalLoss, ignored_commits
 from asynctask.store.writeconn import WriteConnection
@@ -169,6 +170,22 @@ class Store:
                     await self._write_conn.close()
                 finally:
                     await self._read_conn.close()
+
+    async def quarantine(self, rows: list[Quarantine], now: float) -> int:
+        """Move ``rows`` into the ``quarantine`` table, whole, in one transaction; return how
+        many were moved (a row no longer stored is passed over).
+
+        For start-up, before anything is put: the transaction runs in one hop of the write
+        connection's thread, as each of the writer's does, so the two never interleave. Not
+        through ``put``: what moves is whatever is stored, columns this version cannot decode
+        included, and nothing but this needs it. ``StoreError`` (a read-only or full disk)
+        means nothing moved; the rows are then still where they were.
+        """
+        self._check_open()
+        if not rows:
+            return 0
+        with map_errors("setting rows aside"):
+            return await self._write_conn.run(lambda conn: _quarantine(conn, rows, now))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -435,6 +452,47 @@ def _check_wal(row: Any) -> None:
     mode = str(row[0]).lower() if row is not None else None
     if mode != "wal":
         raise StoreError(f"the database cannot use WAL mode (journal_mode is {mode})")
+
+
+def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) -> int:
+    """``Store.quarantine``'s transaction. Text is read with ``surrogateescape`` meanwhile, so
+    a column of bytes that are not UTF-8 is kept exactly (as ``\\udcXX`` escapes) instead of
+    failing the read."""
+    factory = conn.text_factory
+    conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    moved = 0
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for row in rows:
+            where = schema.QUARANTINE_KEYS[row.source]
+            cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", row.key)
+            found = cursor.fetchone()
+            if found is None:
+                continue
+            names = [column[0] for column in cursor.description]
+            raw = json.dumps(
+                {name: _jsonable(value) for name, value in zip(names, found, strict=True)},
+                ensure_ascii=True,
+                separators=(",", ":"),
+            )
+            conn.execute(schema.INSERT_QUARANTINE, (row.source, row.label, raw, row.error, now))
+            if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, row.key).rowcount:
+                conn.execute(schema.DELETE_LABELS_OF, row.key)
+            conn.execute(f"DELETE FROM {row.source} WHERE {where}", row.key)
+            moved += 1
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.text_factory = factory
+    return moved
+
+
+def _jsonable(value: Any) -> Any:
+    """A column value as JSON can hold it: a blob as ``{"hex": ...}``, the rest as it is."""
+    return {"hex": value.hex()} if isinstance(value, bytes) else value
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
