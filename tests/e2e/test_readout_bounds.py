@@ -114,8 +114,7 @@ def test_readouts_of_20000_queues_do_not_stall_other_clients(
     print()
     for name, (took, worst) in figures.items():
         print(
-            f"{name}: {took * 1000:.0f} ms, worst ping {worst * 1000:.1f} ms, "
-            f"{sizes[name]} bytes"
+            f"{name}: {took * 1000:.0f} ms, worst ping {worst * 1000:.1f} ms, {sizes[name]} bytes"
         )
     for name, (_took, worst) in figures.items():
         assert worst < MAX_STALL, f"{name}: a ping waited {worst * 1000:.0f} ms"
