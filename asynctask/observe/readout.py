@@ -148,6 +148,14 @@ def _series_keys(
     ]
 
 
+def _entries(entries: Entries, kind: str, page: Page) -> Iterable[Entry]:
+    """A section's entries, with ``page.queue`` applied to the queues (the scheduler's side
+    applies it already; rows passed in whole may not)."""
+    if kind != "queues" or page.queue is None:
+        return entries[kind]()
+    return (entry for entry in entries[kind]() if entry[0][1] == page.queue)
+
+
 def _gather(
     metrics: Metrics,
     entries: Entries,
@@ -169,7 +177,7 @@ def _gather(
                     activity[ident] = activity.get(ident, 0) + sum(series.totals)
             yield
         load = section.load
-        for count, (group, backlog, running, _) in enumerate(entries[kind](), 1):
+        for count, (group, backlog, running, _) in enumerate(_entries(entries, kind, page), 1):
             load[_id(group)] = backlog + running
             if count % CHUNK == 0:
                 yield
@@ -208,7 +216,9 @@ def stats_steps(
         hidden = _empty_more()
         rows: dict[str, dict[str, Any]] = {}
         keys: dict[str, list[Key]] = {group: [] for group in shown}
-        for count, (group, backlog, running, make_row) in enumerate(entries[kind](), 1):
+        for count, (group, backlog, running, make_row) in enumerate(
+            _entries(entries, kind, page), 1
+        ):
             ident = _id(group)
             if ident in shown:
                 row = rows[ident] = make_row()
