@@ -678,10 +678,14 @@ class AsyncClient:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(await self._call("queues"))
 
-    async def stats(self, tenant: str | None = None) -> dict[str, Any]:
+    async def stats(
+        self, tenant: str | None = None, queue: str | None = None, top: int | None = None
+    ) -> dict[str, Any]:
         """Per tenant, queue and function: per-minute counts for the last hour, backlog and
-        running, recent queue-wait and run-time percentiles; the pool; the last failures."""
-        return dict(await self._call("stats", tenant=tenant))
+        running, recent queue-wait and run-time percentiles; the pool; the last failures.
+        Each section has its ``top`` rows by load (daemon default 50, at most 1000), the rest
+        summed in ``more``; ``queue`` shows only the queues of that name."""
+        return dict(await self._call("stats", tenant=tenant, queue=queue, top=top))
 
     async def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
@@ -934,9 +938,11 @@ class Client:
         """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
         return _report(self._call("queues"))
 
-    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+    def stats(
+        self, tenant: str | None = None, queue: str | None = None, top: int | None = None
+    ) -> dict[str, Any]:
         """See ``AsyncClient.stats``."""
-        return dict(self._call("stats", tenant=tenant))
+        return dict(self._call("stats", tenant=tenant, queue=queue, top=top))
 
     def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""

@@ -54,7 +54,7 @@ from asynctask.config import (
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
 from asynctask.core.reconfigure import reconfigure
-from asynctask.core.report import queue_report
+from asynctask.core.report import queue_report, report_entries
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
@@ -104,9 +104,11 @@ from asynctask.observe.metrics import (
     SUBMITTED,
     Metrics,
 )
-from asynctask.observe.prometheus import render as render_prometheus
-from asynctask.observe.readout import exposition
-from asynctask.observe.readout import stats as observe_stats
+from asynctask.observe.prometheus import render_steps
+from asynctask.observe.readout import DEFAULT_TOP as READOUT_TOP
+from asynctask.observe.readout import Page as ReadoutPage
+from asynctask.observe.readout import drive as drive_readout
+from asynctask.observe.readout import exposition_steps, stats_steps
 from asynctask.observe.tracing import queue_wait, record_attempt, run_time, stage_views
 from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
@@ -1451,31 +1453,47 @@ class Daemon:
             view["occupied"] = ring.per_minute(RUNNING, now) if ring else [0] * MINUTES
         return view
 
-    def stats(self, tenants: frozenset[str] | None, tenant: str | None) -> dict[str, Any]:
+    async def stats(
+        self,
+        tenants: frozenset[str] | None,
+        tenant: str | None,
+        queue: str | None = None,
+        top: int | None = None,
+    ) -> dict[str, Any]:
+        """The ``stats`` reply, built in chunks with the loop running in between: its cost is
+        what it shows (``top`` rows a section, ``queue``'s detail) plus one cheap scan."""
         now = self.clock()
-        report = queue_report(self.scheduler, now)
-        self._sample_gauges(report, now)
         visible: frozenset[str] | None = tenants
         if tenant is not None:
             visible = frozenset({tenant}) if tenants is None else tenants & {tenant}
-        if visible is not None:
-            report = queue_report(self.scheduler, now, visible)
         failures = [f for f in reversed(self._failures)]
+        busy = self.pool.busy if self.pool else 0
+        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, busy, now)
         pool = self._pool_view(now)
-        return observe_stats(self.metrics, report, pool, failures, now, visible)
+        page = ReadoutPage(top or READOUT_TOP, queue)
+        entries = report_entries(self.scheduler, now, visible, queue)
+        steps = stats_steps(self.metrics, entries, pool, failures, now, visible, page)
+        return await drive_readout(steps, lambda: asyncio.sleep(0))
 
-    def prometheus(self) -> str:
+    async def prometheus(self) -> str:
+        """The Prometheus text, built and written in chunks with the loop running in between;
+        bounded in size whatever the number of queues (``observe.readout.exposition_steps``)."""
         now = self.clock()
-        report = queue_report(self.scheduler, now)
-        self._sample_gauges(report, now)
+        busy = self.pool.busy if self.pool else 0
+        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, busy, now)
         extra: dict[str, float] = {
             "uptime_seconds": now - self._started_at,
             "live_tasks": len(self._live),
             "store_transactions_total": self.store.transactions if self.store else 0,
             "store_ops_total": self.store.ops_committed if self.store else 0,
         }
-        families = exposition(self.metrics, report, self._pool_view(), extra, now)
-        return render_prometheus(families)
+        entries = report_entries(self.scheduler, now, None)
+        steps = exposition_steps(self.metrics, entries, self._pool_view(), extra, now)
+        families = await drive_readout(steps, lambda: asyncio.sleep(0))
+        lines: list[str] = []
+        for _ in render_steps(families, lines):
+            await asyncio.sleep(0)
+        return "\n".join(lines)
 
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one

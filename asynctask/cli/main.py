@@ -1119,15 +1119,28 @@ def stats(
     minutes: Annotated[
         int, typer.Option("--minutes", min=1, max=60, help="Sum the counts of the last N minutes.")
     ] = 60,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Only the queues of this name (their detail).")
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            min=1,
+            max=1000,
+            help="Rows per section, the busiest first (default 50); the rest are summed.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per tenant, queue and function: submitted, completed, failed, retried, expired and
     refused per minute (the last hour), backlog and running, queue-wait and run-time p50/p99
-    (the last 5 minutes); the worker pool; the last failures. --json has the per-minute
-    series (oldest minute first)."""
-    reply = run_client(lambda: client_for(home, socket).stats(tenant=tenant))
+    (the last 5 minutes); the worker pool; the last failures. Each section shows its --top
+    rows by backlog plus running, then activity; the rest are one "N more" line (`more` in
+    --json). --json has the per-minute series (oldest minute first)."""
+    reply = run_client(lambda: client_for(home, socket).stats(tenant=tenant, queue=queue, top=top))
     reply.pop("rid", None)
     reply.pop("ok", None)
     if as_json:
@@ -1143,7 +1156,11 @@ def stats(
 @app.command()
 def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Every metric in the Prometheus text exposition format (admins only); the same text the
-    optional HTTP listener serves at /metrics (`[metrics] http` in the config)."""
+    optional HTTP listener serves at /metrics (`[metrics] http` in the config). Bounded
+    whatever the number of queues: each tenant's first 100 (tenant, queue, function) series
+    (500 in all) have their own labels, the rest are summed in {tenant=..., overflow="true"};
+    gauges cover the busiest 200 queues and functions (asynctask_readout_hidden_rows counts
+    the rest)."""
     text = run_client(lambda: client_for(home, socket).metrics())
     if as_json:
         typer.echo(json.dumps({"content_type": "text/plain; version=0.0.4", "text": text}))

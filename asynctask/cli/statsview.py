@@ -1,7 +1,8 @@
 """The text form of ``asynctask stats``: one table per tenants, queues and functions.
 
 Sums over the last ``minutes`` minutes of the per-minute series, the backlog and running now,
-and the queue-wait and run-time percentiles of the last five minutes. ``--json`` prints the
+and the queue-wait and run-time percentiles of the last five minutes; the rows the daemon
+did not send (past ``--top``) as one "N more" line per section. ``--json`` prints the
 whole reply instead, per-minute series included.
 """
 
@@ -53,6 +54,12 @@ def render_stats(stats: dict[str, Any], minutes: int, console: Console) -> None:
                 _ms(wait["p50"]), _ms(wait["p99"]), _ms(run["p50"]), _ms(run["p99"]),
             )  # fmt: skip
         console.print(table)
+        hidden = (stats.get("more") or {}).get(kind) or {}
+        if hidden.get("rows"):
+            console.print(
+                f"  {hidden['rows']} more {kind}: backlog {hidden['backlog']}, running "
+                f"{hidden['running']} (--top N for more rows, --queue NAME for one queue)"
+            )
     workers = stats.get("workers") or {}
     console.print(
         f"workers: {workers.get('size', 0)} (busy {workers.get('busy', 0)}, "

@@ -1,8 +1,18 @@
-"""What ``asynctask queues`` shows: the scheduler's state as plain rows (no decisions here)."""
+"""What ``asynctask queues`` shows: the scheduler's state as plain rows (no decisions here).
+
+``queue_report`` builds every row; ``report_entries`` is what ``stats`` and ``metrics`` read
+instead: per tenant, queue and function just the numbers a readout ranks by, and a callable
+that builds the row, so a readout builds only the rows it shows (a row costs microseconds, and
+a tenant may have tens of thousands of queues). The entries are lazy: a readout consumes them
+in chunks with the event loop running in between, so each tenant's queues are copied into a
+list when it is reached (the scheduler may add a queue meanwhile; a removed one reads as it
+was).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from asynctask.core.entities import FunctionState, QueueState, TenantState
@@ -25,6 +35,53 @@ def queue_report(
         [_function_row(f, now) for f in scheduler.functions()] if visible is None else []
     )
     return {"tenants": tenant_rows, "queues": queue_rows, "functions": function_rows}
+
+
+#: ``(group, backlog, running, row)``: the shape of ``observe.readout.Entry``.
+Entry = tuple[tuple[str, ...], int, int, Callable[[], dict[str, Any]]]
+
+
+def report_entries(
+    scheduler: Scheduler, now: float, tenants: Iterable[str] | None, queue: str | None = None
+) -> dict[str, Callable[[], Iterator[Entry]]]:
+    """Lazy entries of the visible tenants, their queues (only those named ``queue`` if
+    given) and, for an admin (``tenants`` is ``None``), the functions; each call iterates
+    them anew."""
+    visible = None if tenants is None else frozenset(tenants)
+
+    def tenant_states() -> list[TenantState]:
+        return [t for t in scheduler.tenants() if visible is None or t.name in visible]
+
+    def tenant_entries() -> Iterator[Entry]:
+        for t in tenant_states():
+            row = functools.partial(_tenant_row, scheduler, t, now)
+            yield (t.name,), t.backlog, t.running, row
+
+    def function_entries() -> Iterator[Entry]:
+        for f in list(scheduler.functions()) if visible is None else []:
+            yield (f.name,), f.queued, f.running, functools.partial(_function_row, f, now)
+
+    return {
+        "tenants": tenant_entries,
+        "queues": lambda: _queue_entries(tenant_states(), now, queue),
+        "functions": function_entries,
+    }
+
+
+def _queue_entries(tenants: list[TenantState], now: float, name: str | None) -> Iterator[Entry]:
+    for tenant in tenants:
+        if name is not None:
+            found = tenant.queues.get(name)
+            queues = [] if found is None else [found]
+        else:
+            queues = list(tenant.queues.values())
+        for q in queues:
+            yield (
+                (tenant.name, q.name),
+                len(q.fifo) + q.scheduled + q.held,
+                q.running,
+                functools.partial(_queue_row, q, now),
+            )
 
 
 def _tokens(bucket: Any, now: float) -> float | None:

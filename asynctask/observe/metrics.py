@@ -17,6 +17,17 @@ only touched when it has an event, and ``_advance`` clears the minutes it skippe
 whole ring) on its next touch, so an idle daemon does no work at all. Readers advance the
 series to the current minute first, so a quiet series reads as zeros, not as an hour-old slot.
 
+Cardinality (issue 14): every key has its own series, which ``stats`` reads, but only the
+first ``EXPOSED_PER_TENANT`` keys of each tenant (``EXPOSED_MAX`` in all) are *exposed*, i.e.
+given their own labels in the Prometheus text; each key after those also counts into its
+tenant's overflow series, which the exposition shows as ``{tenant="t", overflow="true"}``.
+This is OpenTelemetry's cardinality limit (the SDK's ``otel.metric.overflow`` series), chosen
+over "the top N by activity" because a key's membership never changes: a counter that moved
+between its own labels and the overflow would go backwards, which Prometheus reads as a
+reset. ``sum by (tenant)`` stays exact; a scrape costs the exposed series, not every key.
+Exposure is decided when a key is first counted, so after a restart it follows the order
+keys are seen again.
+
 Buckets follow Prometheus' defaults stretched to the task range (1 ms to 30 min); a percentile
 is interpolated inside its bucket, as ``histogram_quantile`` does, so it is an estimate within
 one bucket's width.
@@ -59,6 +70,10 @@ BUCKETS: Final = (
 )
 N_BUCKETS: Final = len(BUCKETS) + 1
 
+#: Keys per tenant, and in all, given their own labels in the exposition (see above).
+EXPOSED_PER_TENANT: Final = 100
+EXPOSED_MAX: Final = 500
+
 GAUGES: Final = ("backlog", "running")
 BACKLOG, RUNNING = range(len(GAUGES))
 
@@ -80,10 +95,11 @@ class Histogram:
 class Series:
     """Everything counted for one (tenant, queue, function)."""
 
-    __slots__ = ("minute", "minutes", "run", "totals", "wait")
+    __slots__ = ("minute", "minutes", "overflow", "run", "totals", "wait")
 
     def __init__(self, minute: int) -> None:
         self.minute = minute  # the newest minute the ring holds
+        self.overflow: Series | None = None  # the tenant's overflow series, when not exposed
         self.totals = [0] * N_COUNTERS
         self.minutes = [0] * (MINUTES * N_COUNTERS)
         self.wait = Histogram()
@@ -145,19 +161,57 @@ def _observe(histogram: Histogram, value: float, slot: int) -> None:
     histogram.count += 1
 
 
+def _observe_total(histogram: Histogram, value: float) -> None:
+    """``_observe`` without the per-minute ring: for the overflow series, scraped only."""
+    histogram.buckets[bisect_left(BUCKETS, value)] += 1
+    histogram.sum += value
+    histogram.count += 1
+
+
 class Metrics:
     """The daemon's counters; every method takes ``now`` (epoch seconds)."""
 
-    __slots__ = ("_gauges", "_series")
+    __slots__ = (
+        "_exposed",
+        "_exposed_max",
+        "_exposed_per_tenant",
+        "_gauges",
+        "_overflow",
+        "_per_tenant",
+        "_series",
+    )
 
-    def __init__(self) -> None:
+    def __init__(
+        self, exposed_per_tenant: int = EXPOSED_PER_TENANT, exposed_max: int = EXPOSED_MAX
+    ) -> None:
         self._series: dict[Key, Series] = {}
         self._gauges: dict[Key, GaugeRing] = {}
+        self._exposed_per_tenant = exposed_per_tenant
+        self._exposed_max = exposed_max
+        self._exposed: list[Key] = []  # in the order they were first counted
+        self._per_tenant: dict[str, int] = {}  # exposed keys per tenant
+        self._overflow: dict[str, Series] = {}  # per tenant, once it has a key past the cap
+
+    def __repr__(self) -> str:
+        return (
+            f"<Metrics series={len(self._series)} exposed={len(self._exposed)} "
+            f"overflowing_tenants={len(self._overflow)} gauges={len(self._gauges)}>"
+        )
 
     def _get(self, key: Key, minute: int) -> Series:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = Series(minute)
+            tenant = key[0]
+            count = self._per_tenant.get(tenant, 0)
+            if count < self._exposed_per_tenant and len(self._exposed) < self._exposed_max:
+                self._per_tenant[tenant] = count + 1
+                self._exposed.append(key)
+            else:
+                overflow = self._overflow.get(tenant)
+                if overflow is None:
+                    overflow = self._overflow[tenant] = Series(minute)
+                series.overflow = overflow
         elif minute != series.minute:
             _advance(series, minute)
         return series
@@ -167,16 +221,35 @@ class Metrics:
         series = self._get(key, minute)
         series.totals[counter] += n
         series.minutes[(minute % MINUTES) * N_COUNTERS + counter] += n
+        overflow = series.overflow
+        if overflow is not None:
+            overflow.totals[counter] += n  # the exposition reads only its totals
 
     def attempt(self, key: Key, wait: float | None, run: float | None, now: float) -> None:
         """An attempt ended: its queue wait and run time (``None``: unknown, not counted)."""
         minute = int(now // 60)
         series = self._get(key, minute)
         slot = minute % MINUTES
+        overflow = series.overflow
         if wait is not None:
             _observe(series.wait, wait, slot)
+            if overflow is not None:
+                _observe_total(overflow.wait, wait)
         if run is not None:
             _observe(series.run, run, slot)
+            if overflow is not None:
+                _observe_total(overflow.run, run)
+
+    def exposed(self) -> list[tuple[Key, Series]]:
+        """The exposed keys' series, in the order first counted (totals and cumulative
+        histograms only: for the exposition, which needs no minute rings)."""
+        series = self._series
+        return [(key, series[key]) for key in self._exposed]
+
+    def overflow(self) -> list[tuple[str, Series]]:
+        """Per tenant that has keys past the cap, the sum of those keys' totals and
+        cumulative histograms (its per-minute rings are not kept)."""
+        return sorted(self._overflow.items())
 
     def sample(self, entity: Key, backlog: int, running: int, now: float) -> None:
         """Record an entity's gauges (``entity``: ``("tenant", name, "")``, ``("queue", tenant,

@@ -14,7 +14,7 @@ equal to ``_count``; counters end in ``_total``; floats use Python's shortest re
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -73,7 +73,19 @@ def format_value(value: float) -> str:
 
 def render(families: Iterable[Family]) -> str:
     lines: list[str] = []
-    for family in families:
+    for _ in render_steps(families, lines):
+        pass
+    return "\n".join(lines)
+
+
+#: Families written between two ``yield``s of ``render_steps``.
+RENDER_CHUNK: Final = 4
+
+
+def render_steps(families: Iterable[Family], lines: list[str]) -> Iterator[None]:
+    """``render`` in steps, appending to ``lines``: a ``yield`` after every ``RENDER_CHUNK``
+    families, so the daemon can let its event loop run while a scrape is written."""
+    for count, family in enumerate(families, 1):
         help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {family.name} {help_text}")
         lines.append(f"# TYPE {family.name} {family.kind}")
@@ -83,5 +95,6 @@ def render(families: Iterable[Family]) -> str:
                 lines.append(f"{family.name}{suffix}{{{inner}}} {format_value(value)}")
             else:
                 lines.append(f"{family.name}{suffix} {format_value(value)}")
+        if count % RENDER_CHUNK == 0:
+            yield
     lines.append("")
-    return "\n".join(lines)

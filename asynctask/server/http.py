@@ -4,6 +4,15 @@ A few dozen lines of HTTP/1.1 rather than a web framework: it serves one read-on
 kind of client, answers every request with ``Connection: close``, and never reads a body.
 A slow or malformed client gets a timeout or a 400 and costs the daemon nothing else.
 
+Bounds, as on the socket (``connection.py``, PRODUCT.md "Robustness"): the request head must
+arrive within ``READ_TIMEOUT`` and fit in ``MAX_HEAD`` bytes (else the connection is closed, or
+answered 431); at most ``MAX_CONNECTIONS`` are served at once, and one more is answered 503 at
+once and closed without reading; a reply the client does not read is given ``WRITE_TIMEOUT``
+(the transport buffers at most ``WRITE_HIGH`` bytes before ``drain`` waits), then the
+connection is dropped. Scrapes that arrive while one is being rendered share that rendering
+(its text is bounded in size: ``observe.readout.exposition_steps``), so N concurrent scrapes
+cost one readout, not N.
+
 Access control: the metrics name every tenant and queue, which on the Unix socket only an admin
 may read, while any local user can connect to a loopback port. So every request must carry
 ``Authorization: Bearer <token>`` (else 401 and ``WWW-Authenticate: Bearer``), the token being
@@ -24,7 +33,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from asynctask.errors import UsageError
@@ -36,6 +45,12 @@ log = logging.getLogger(__name__)
 MAX_HEAD: Final = 8192
 #: Seconds a client has to send its request head.
 READ_TIMEOUT: Final = 5.0
+#: Seconds a client has to read the reply (a scrape is a few hundred KiB at most).
+WRITE_TIMEOUT: Final = 30.0
+#: Connections served at once; one more gets 503 and is closed.
+MAX_CONNECTIONS: Final = 16
+#: Unsent reply bytes above which ``drain`` waits for the client.
+WRITE_HIGH: Final = 256 * 1024
 #: The token file's name in the home, unless ``[metrics] token_file`` names another.
 TOKEN_NAME: Final = "metrics.token"
 #: Characters of a token (``secrets.token_urlsafe``) and the fewest a kept token must have.
@@ -47,14 +62,36 @@ class MetricsHttp:
     """Serves ``GET /metrics`` (and ``HEAD``) with the text ``render()`` returns, to requests
     that carry the bearer token kept in ``token_file``."""
 
-    def __init__(self, host: str, port: int, render: Callable[[], str], token_file: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        render: Callable[[], Awaitable[str]],
+        token_file: str,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._host = host
         self._port = port
         self._render = render
         self._token_file = token_file
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._max_connections = max_connections
         self._expected = b""
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
+        self.connections = 0  # being served now
+        self._rendering: asyncio.Future[str] | None = None
+
+    def __repr__(self) -> str:
+        rendering = self._rendering is not None and not self._rendering.done()
+        return (
+            f"<MetricsHttp {self._host}:{self._port} connections={self.connections}"
+            f"/{self._max_connections} rendering={rendering}>"
+        )
 
     async def start(self) -> None:
         try:
@@ -86,24 +123,35 @@ class MetricsHttp:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH)
+        if self.connections >= self._max_connections:
+            try:
+                await self._reply(writer, 503, "too many connections to /metrics\n")
+            except (ConnectionError, OSError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+            return
+        self.connections += 1
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
             except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 if isinstance(exc, asyncio.LimitOverrunError):
                     await self._reply(writer, 431, "request head too large\n")
                 return
-            status, body = self._answer(head)
+            status, body = await self._answer(head)
             method = head.split(b" ", 1)[0]
             await self._reply(writer, status, body, head_only=method == b"HEAD")
-        except (ConnectionError, OSError):
-            pass  # the client went away; nothing to tell it
+        except (ConnectionError, OSError, TimeoutError):
+            pass  # the client went away, or does not read; nothing to tell it
         except Exception:  # the daemon never dies of a client
             log.exception("metrics HTTP request failed")
         finally:
+            self.connections -= 1
             writer.close()
 
-    def _answer(self, head: bytes) -> tuple[int, str]:
+    async def _answer(self, head: bytes) -> tuple[int, str]:
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
@@ -115,7 +163,15 @@ class MetricsHttp:
             return 405, "only GET and HEAD\n"
         if target.split(b"?", 1)[0] != b"/metrics":
             return 404, "only /metrics is served here\n"
-        return 200, self._render()
+        return 200, await self._shared_render()
+
+    async def _shared_render(self) -> str:
+        """The text of the rendering in progress, or of a new one: concurrent scrapes share
+        one readout. Shielded, so a client that goes away does not cancel the others'."""
+        rendering = self._rendering
+        if rendering is None or rendering.done():
+            rendering = self._rendering = asyncio.ensure_future(self._render())
+        return await asyncio.shield(rendering)
 
     def _authorized(self, headers: list[bytes]) -> bool:
         """Exactly one ``Authorization`` header, equal to ``Bearer <token>`` (compared in
@@ -149,7 +205,7 @@ class MetricsHttp:
             "Connection: close\r\n\r\n"
         ).encode()
         writer.write(head if head_only else head + data)
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), self._write_timeout)
 
 
 _REASONS: Final = {
@@ -159,6 +215,7 @@ _REASONS: Final = {
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
 }
 
 

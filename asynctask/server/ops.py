@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from asynctask.core.allowlist import RunPolicy
 from asynctask.core.cron import CronSchedule
 from asynctask.errors import NotFound, Unauthorized, UsageError
-from asynctask.model import ListQuery, SubmitSpec
+from asynctask.model import ListQuery, SubmitSpec, is_name
+from asynctask.observe.readout import MAX_TOP
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Reply
 from asynctask.server.requests import (
@@ -88,9 +89,15 @@ class Backend(Protocol):
 
     def reload(self) -> dict[str, Any]: ...
 
-    def stats(self, tenants: frozenset[str] | None, tenant: str | None) -> dict[str, Any]: ...
+    def stats(
+        self,
+        tenants: frozenset[str] | None,
+        tenant: str | None,
+        queue: str | None = None,
+        top: int | None = None,
+    ) -> Awaitable[dict[str, Any]]: ...
 
-    def prometheus(self) -> str: ...
+    def prometheus(self) -> Awaitable[str]: ...
 
 
 OPS = (
@@ -215,11 +222,12 @@ class Ops:
             only = None if message.get("tenant") is None else parse_tenant(message)
             if only is not None:
                 self._auth.check(who, only)
-            return self._backend.stats(self._auth.tenants_of(who), only)
+            queue, top = parse_readout_page(message)
+            return self._backend.stats(self._auth.tenants_of(who), only, queue, top)
         if op == "metrics":
             if not self._auth.is_admin(who):
                 raise Unauthorized(f"only an admin may read the metrics of every tenant, not {who}")
-            return {"text": self._backend.prometheus()}
+            return _as_text(self._backend.prometheus())
         if op == "ping":
             return self._backend.ping()
         raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
@@ -254,3 +262,21 @@ class Ops:
 
 async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
     return {key: await result}
+
+
+def parse_readout_page(message: dict[str, Any]) -> tuple[str | None, int | None]:
+    """A ``stats`` request's ``queue`` (only queues of that name) and ``top`` (rows per
+    section, 1 to ``MAX_TOP``; ``None``: the daemon's default)."""
+    queue = message.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not is_name(queue)):
+        raise UsageError(f"not a queue name: {queue!r}")
+    top = message.get("top")
+    if top is not None and (
+        isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_TOP
+    ):
+        raise UsageError(f"top must be a whole number from 1 to {MAX_TOP}, not {top!r}")
+    return queue, top
+
+
+async def _as_text(text: Awaitable[str]) -> dict[str, Any]:
+    return {"text": await text}
