@@ -1418,24 +1418,25 @@ class Daemon:
     def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
         return queue_report(self.scheduler, self.clock(), tenants)
 
-    def _sample_gauges(self, report: dict[str, Any], now: float) -> None:
-        sample = self.metrics.sample
-        for row in report["tenants"]:
-            sample(("tenant", row["tenant"], ""), row["backlog"], row["running"], now)
-        for row in report["queues"]:
-            sample(("queue", row["tenant"], row["queue"]), row["backlog"], row["running"], now)
-        for row in report["functions"]:
-            sample(("function", row["function"], ""), row["queued"], row["running"], now)
-        busy = self.pool.busy if self.pool else 0
-        sample(POOL_ENTITY, self.scheduler.queued, busy, now)
-
     async def _sample_loop(self) -> None:
         """Per-minute peaks of backlog and running need samples between requests; every
-        ``GAUGE_SAMPLE`` seconds costs one pass over the tenants, queues and functions."""
+        ``GAUGE_SAMPLE`` seconds costs one pass over the tenants, queues and functions, taken
+        ``SAMPLE_CHUNK`` entries at a time with the loop running in between: one pass over a
+        tenant's 20,000 queues in one go held every other client for hundreds of ms."""
+        kinds = {"tenants": "tenant", "queues": "queue", "functions": "function"}
         while True:
             await asyncio.sleep(GAUGE_SAMPLE)
             now = self.clock()
-            self._sample_gauges(queue_report(self.scheduler, now), now)
+            sample = self.metrics.sample
+            for section, entries in report_entries(self.scheduler, now, None).items():
+                kind = kinds[section]
+                for count, (key, backlog, running, _) in enumerate(entries(), 1):
+                    entity = (kind, key[0], key[1] if len(key) > 1 else "")
+                    sample(entity, backlog, running, now)
+                    if count % SAMPLE_CHUNK == 0:
+                        await asyncio.sleep(0)
+            busy = self.pool.busy if self.pool else 0
+            sample(POOL_ENTITY, self.scheduler.queued, busy, now)
 
     def _pool_view(self, now: float | None = None) -> dict[str, Any]:
         """The pool now; with ``now``, also its busy slots' peak per minute (``occupied``)."""
@@ -1729,6 +1730,7 @@ FAILURES_KEPT = 20
 POOL_ENTITY = ("pool", "", "")
 #: Seconds between samples of the backlog and running gauges.
 GAUGE_SAMPLE = 5.0
+SAMPLE_CHUNK = 500
 
 
 def _row_of(task: LiveTask) -> TaskRow:
