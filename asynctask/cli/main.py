@@ -216,7 +216,10 @@ def daemon(
         ),
     ] = None,
 ) -> None:
-    """Run the daemon in the foreground (or --detach it); the socket exists once it serves."""
+    """Run the daemon in the foreground (or --detach it); the socket exists once it serves.
+
+    It exits 0 after a stop, and 75 after a storage I/O error (a failed write or fsync): start
+    it again, and it re-opens the database from what is on disk."""
     from asynctask.config import default_config_path, load_config
 
     home_dir = resolve_home(home)
@@ -307,7 +310,9 @@ def _detach(
 
 @app.command()
 def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
-    """Exit 0 when the daemon answers (for scripts and readiness checks); 3 when none does,
+    """Exit 0 when the daemon answers and can store (for scripts and readiness checks); 2 when
+    it answers but its storage is failing (disk full, I/O error: it serves reads, refuses
+    writes with `storage`, and recovers by itself once the disk does); 3 when none answers,
     saying so when the home's daemon is still there (starting, or stopping after `stop`)."""
     try:
         info = client_for(home, socket).ping()
@@ -323,6 +328,7 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
         fail(exc.message, exc.exit_code)
     info.pop("rid", None)
     info.pop("ok", None)
+    storage = info.get("storage") or {"ok": True}  # an older daemon does not say
     if as_json:
         typer.echo(json.dumps(info))
     else:
@@ -331,6 +337,10 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
             f"pong: pid {info['pid']}, version {info['version']}, up {info['uptime']:.0f}s"
             f"{stopping}"
         )
+    if not storage.get("ok", True):
+        for_ = storage.get("failing_for")
+        since = f" for {for_:.0f}s" if isinstance(for_, int | float) else ""
+        fail(f"storage failing{since}: {_printable(str(storage.get('error')))}", EXIT_USAGE)
 
 
 def _home_daemon_pid(home: Path | None) -> int | None:

@@ -102,8 +102,12 @@ def test_submits_fail_with_the_storage_code_and_service_resumes_without_a_restar
     cli = on_disk.cli("submit", "tests.e2e.tasks:add", "[1, 1]", "--json")
     assert cli.returncode == 2, cli.stdout + cli.stderr
     assert '"storage"' in cli.stdout + cli.stderr
+    pinged = on_disk.cli("ping")  # a readiness check fails while nothing can be stored
+    assert pinged.returncode == 2
+    assert "storage failing" in pinged.stderr
     disk.free()
     poll(lambda: client.ping()["storage"]["ok"], timeout=20)  # a probe finds the space
+    assert on_disk.cli("ping").returncode == 0
     after = client.submit("tests.e2e.tasks:add", 2, 3, task_id="while-full")
     assert after.result(timeout=30) == 5
     assert on_disk.proc is not None
