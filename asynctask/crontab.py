@@ -152,6 +152,7 @@ class CronTable:
         """``load`` from the store's row: the (entry, missed slot) pairs to fire now. An entry
         that cannot be used is set aside instead, and ``UnusableCron`` says why."""
         try:
+            tenant.encode(), name.encode()  # text read escaped: it is not UTF-8
             entry = CronEntry.from_definition(tenant, name, definition)
             return [(entry, slot) for slot in self.load(entry, now)]
         except Exception as exc:  # anything stored by anyone: never fatal at start-up

@@ -150,7 +150,7 @@ def encode(op: Op) -> tuple[type[Op], Params]:
 
 
 def row_decoder(
-    shared: bool = False, skipped: list[SkippedRow] | None = None
+    shared: bool = False, skipped: list[SkippedRow] | None = None, check_text: bool = False
 ) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None]:
     """A cursor ``row_factory`` turning ``tasks`` rows (``schema.COLUMNS`` order) into ``TaskRow``.
 
@@ -165,7 +165,8 @@ def row_decoder(
 
     With ``skipped``, a row that cannot be decoded becomes ``None`` and its key and the reason
     are appended there (start-up recovery: one bad row must not stop the daemon); without, its
-    error is raised.
+    error is raised. ``check_text`` refuses text that had to be escaped (read with the
+    ``surrogateescape`` text factory because it is not UTF-8).
     """
     options_cache: dict[bytes, dict[str, Any]] = {_EMPTY_MAP_MSGPACK: {}}
     labels_cache: dict[str, dict[str, str]] = {_EMPTY_MAP_JSON: {}}
@@ -252,6 +253,10 @@ def row_decoder(
 
     def decode_or_skip(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow | None:
         try:
+            if check_text:
+                for value in row:
+                    if type(value) is str:
+                        value.encode()  # UnicodeEncodeError: it held bytes that are not UTF-8
             return decode(cursor, row)
         except Exception as exc:  # whatever a hand-written or foreign row makes decoding raise
             skipped.append(SkippedRow(row[0], row[1], row[2], describe(exc)))

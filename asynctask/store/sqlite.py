@@ -217,24 +217,59 @@ class Store:
         read-only.
 
         With ``skipped``, rows that cannot be decoded are left out of the batches (and left
-        as they are in the database) and described there instead of failing the load."""
+        as they are in the database) and described there instead of failing the load.
+
+        Text that is not UTF-8 (a row written by hand) makes SQLite's fetch itself fail, for
+        the whole batch, before a row decoder sees it. Then the load goes on from the last row
+        it yielded, reading one batch with a text factory that cannot fail and skipping the
+        rows whose text it had to escape, and then fast again."""
         self._check_open()
-        with map_errors("loading the live tasks", DECODE_ERRORS):
-            async with self._read_conn.execute(schema.SELECT_LIVE) as cursor:
-                cursor.row_factory = cast(Any, row_decoder(shared=True, skipped=skipped))
+        after = 0
+        tolerant = False
+        while True:
+            with map_errors("loading the live tasks", DECODE_ERRORS):
+                try:
+                    async for rows in self._live_batch(after, size, skipped, tolerant):
+                        after = rows[-1]
+                        yield cast(list[TaskRow], rows[:-1])
+                        tolerant = False
+                    return
+                except sqlite3.OperationalError as error:
+                    if skipped is None or tolerant or "decode" not in str(error):
+                        raise
+                    tolerant = True  # again from ``after``, escaping what is not UTF-8
+
+    async def _live_batch(
+        self, after: int, size: int, skipped: list[SkippedRow] | None, tolerant: bool
+    ) -> AsyncIterator[list[Any]]:
+        """Batches of live rows with ``seq > after``, each followed by the last seq it read
+        (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
+        conn = self._read_conn
+        decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)
+        if tolerant:
+            conn.text_factory = _escaped_text
+        try:
+            async with conn.execute(schema.SELECT_LIVE_AFTER, (after,)) as cursor:
+                cursor.row_factory = cast(Any, _with_seq(decoder))
                 while True:
                     was_enabled = gc.isenabled()
                     gc.disable()
                     try:
-                        rows = await cursor.fetchmany(size)
+                        fetched = cast(
+                            list[tuple[TaskRow | None, int]], await cursor.fetchmany(size)
+                        )
                     finally:
                         if was_enabled:
                             gc.enable()
-                    if not rows:
+                    if not fetched:
                         return
-                    if skipped is not None:
-                        rows = [row for row in rows if row is not None]
-                    yield cast(list[TaskRow], rows)
+                    rows = [row for row, _ in fetched if row is not None]
+                    yield [*rows, fetched[-1][1]]
+                    if tolerant:
+                        return
+        finally:
+            if tolerant:
+                conn.text_factory = str
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
@@ -293,11 +328,18 @@ class Store:
         return {str(tenant): int(count) for tenant, count in rows}
 
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
-        """Every cron entry as ``(tenant, name, definition)``, for start-up."""
+        """Every cron entry as ``(tenant, name, definition)``, for start-up. Text that is not
+        UTF-8 (a row written by hand) comes back escaped (``surrogateescape``) rather than
+        failing the read of every entry; the daemon then finds that entry unusable."""
         self._check_open()
-        with map_errors("reading the cron entries"):
-            async with self._read_conn.execute(schema.SELECT_CRONS) as cursor:
-                rows = await cursor.fetchall()
+        conn = self._read_conn
+        conn.text_factory = _escaped_text
+        try:
+            with map_errors("reading the cron entries"):
+                async with conn.execute(schema.SELECT_CRONS) as cursor:
+                    rows = await cursor.fetchall()
+        finally:
+            conn.text_factory = str
         return [(str(tenant), str(name), bytes(definition)) for tenant, name, definition in rows]
 
     async def get(self, tenant: str, task_id: str) -> TaskRow | None:
@@ -417,6 +459,19 @@ class Store:
         )
 
 
+def _escaped_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _with_seq(
+    decoder: Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None],
+) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[TaskRow | None, int]]:
+    def decode(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[TaskRow | None, int]:
+        return decoder(cursor, row), row[0]
+
+    return decode
+
+
 async def _configure(conn: aiosqlite.Connection, durability: Durability) -> None:
     async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
         row = await cursor.fetchone()
@@ -465,7 +520,8 @@ def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) ->
         conn.execute("BEGIN IMMEDIATE")
         for row in rows:
             where = schema.QUARANTINE_KEYS[row.source]
-            cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", row.key)
+            key = tuple(_as_stored(value) for value in row.key)
+            cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", key)
             found = cursor.fetchone()
             if found is None:
                 continue
@@ -475,10 +531,11 @@ def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) ->
                 ensure_ascii=True,
                 separators=(",", ":"),
             )
-            conn.execute(schema.INSERT_QUARANTINE, (row.source, row.label, raw, row.error, now))
-            if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, row.key).rowcount:
-                conn.execute(schema.DELETE_LABELS_OF, row.key)
-            conn.execute(f"DELETE FROM {row.source} WHERE {where}", row.key)
+            label, error = _utf8(row.label), _utf8(row.error)
+            conn.execute(schema.INSERT_QUARANTINE, (row.source, label, raw, error, now))
+            if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, key).rowcount:
+                conn.execute(schema.DELETE_LABELS_OF, key)
+            conn.execute(f"DELETE FROM {row.source} WHERE {where}", key)
             moved += 1
         conn.execute("COMMIT")
     except BaseException:
@@ -488,6 +545,21 @@ def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) ->
     finally:
         conn.text_factory = factory
     return moved
+
+
+def _as_stored(value: object) -> object:
+    """A key's text as the bytes that are stored (a blob, which the ``CAST(? AS TEXT)`` of
+    ``schema.QUARANTINE_KEYS`` compares byte for byte), so that text read escaped because it
+    is not UTF-8 still finds its row."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _utf8(text: str) -> str:
+    """``text`` with what it escaped from bytes that are not UTF-8 (a key or message built from
+    such a row) shown as U+FFFD: SQLite takes only UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _jsonable(value: Any) -> Any:

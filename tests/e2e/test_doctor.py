@@ -118,3 +118,48 @@ def test_doctor_reports_a_corrupted_page(make_daemon) -> None:
     assert text.returncode == EXIT_FOUND
     assert "integrity: damaged" in text.stdout
     assert "Traceback" not in text.stdout + text.stderr
+
+
+def test_a_row_whose_text_is_not_utf8_is_set_aside_and_the_rest_loads(make_daemon) -> None:
+    """SQLite's fetch itself fails on such text, for the whole batch: before, the daemon did
+    not start. Rows before and after it in the same batch must still load."""
+    daemon = make_daemon().start()
+    client = daemon.client()
+    handles = [client.submit("tests.e2e.tasks:add", n, n, delay=2) for n in range(5)]
+    assert daemon.stop() == 0
+    with _db(daemon) as db:
+        db.execute(
+            "UPDATE tasks SET tenant = CAST(X'64656661756c74FF' AS TEXT) WHERE id = ?",
+            (handles[2].id,),
+        )
+    daemon.start()
+    assert "set aside 1 unusable row(s)" in daemon.log.read_text()
+    for n in (0, 1, 3, 4):
+        assert client.wait(handles[n].id, timeout=30).result == 2 * n
+    code, report = _doctor(daemon)
+    assert code == EXIT_FOUND
+    (row,) = report["quarantined"]
+    assert handles[2].id in row["key"]
+
+
+def test_a_cron_row_whose_name_is_not_utf8_is_set_aside(make_daemon) -> None:
+    daemon = make_daemon().start()
+    assert (
+        daemon.cli("cron", "add", "good", "0 3 * * *", "tests.e2e.tasks:add", "[1, 2]").returncode
+        == 0
+    )
+    assert daemon.stop() == 0
+    with _db(daemon) as db:
+        (definition,) = db.execute("SELECT definition FROM crons").fetchone()
+        db.execute(
+            "INSERT INTO crons (tenant, name, definition) VALUES "
+            "('default', CAST(X'6261645FFF' AS TEXT), ?)",
+            (definition,),
+        )
+    daemon.start()
+    assert "set aside 1 unusable row(s)" in daemon.log.read_text()
+    names = [entry["name"] for entry in json.loads(daemon.cli("cron", "list", "--json").stdout)]
+    assert names == ["good"]
+    code, report = _doctor(daemon)
+    assert code == EXIT_FOUND
+    assert [row["table"] for row in report["quarantined"]] == ["crons"]
