@@ -118,6 +118,7 @@ from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
 from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
+from asynctask.server.requests import PAUSE_KINDS
 from asynctask.store import (
     AssignUid,
     ClearPause,
@@ -401,7 +402,11 @@ class Daemon:
         python = workers.python or sys.executable
         # Bound before the workers start, so that their sandbox can show them the socket.
         self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
-        known_uids = await self.store.load_tenant_uids()
+        bad_uids: list[Quarantine] = []
+        known_uids = await self.store.load_tenant_uids(skipped=bad_uids)
+        for bad in bad_uids:
+            log.error("skipped %s", bad, extra={"event": "row_skipped"})
+        await self._set_aside(bad_uids)
         chosen = await asyncio.to_thread(  # two interpreter starts: not on the loop
             choose_isolation,
             python=python,
@@ -615,10 +620,20 @@ class Daemon:
         assert self.store is not None
         started = await asyncio.to_thread(read_starts, self.home)
         self._next_seq = await self.store.max_seq() + 1
-        for target in await self.store.load_pauses():
-            self.scheduler.pause(target)
-        now = self.clock()
         unusable: list[Quarantine] = []  # set aside once everything is loaded
+        for kind, tenant, name in await self.store.load_pauses():
+            try:
+                kind.encode(), tenant.encode(), name.encode()  # escaped: not UTF-8
+                if kind not in PAUSE_KINDS:
+                    raise ValueError(f"unknown pause kind {kind!r}")
+            except (ValueError, UnicodeError) as exc:
+                label = f"{kind} {tenant}/{name}"
+                log.error("pause %s cannot be used and is skipped: %s", label, describe(exc),
+                          extra={"event": "pause_skipped"})  # fmt: skip
+                unusable.append(Quarantine("pauses", (kind, tenant, name), label, describe(exc)))
+                continue
+            self.scheduler.pause((kind, tenant, name))
+        now = self.clock()
         for tenant, name, blob in await self.store.load_crons():
             try:
                 self._missed_slots += self.crons.load_stored(tenant, name, blob, now)

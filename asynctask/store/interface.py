@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from asynctask.store.errors import StoreError
-from asynctask.store.rows import Op, SkippedRow, TaskFilter, TaskRow
+from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 
 
 class TaskStore(Protocol):
@@ -77,7 +77,7 @@ class TaskStore(Protocol):
 
     async def load_pauses(self) -> list[tuple[str, str, str]]: ...
 
-    async def load_tenant_uids(self) -> dict[str, int]: ...
+    async def load_tenant_uids(self, skipped: list[Quarantine] | None = ...) -> dict[str, int]: ...
 
     async def get(self, tenant: str, task_id: str) -> TaskRow | None: ...
 

@@ -290,6 +290,8 @@ SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, ten
 QUARANTINE_KEYS: Final[dict[str, str]] = {
     "tasks": "seq = ?",
     "crons": "tenant = CAST(? AS TEXT) AND name = CAST(? AS TEXT)",
+    "pauses": "kind = CAST(? AS TEXT) AND tenant = CAST(? AS TEXT) AND name = CAST(? AS TEXT)",
+    "tenant_uids": "tenant = CAST(? AS TEXT)",
 }
 #: Before a task row is set aside: labels its delete trigger cannot parse (the trigger would
 #: fail the delete) become none, and the label rows it may have left are dropped instead.

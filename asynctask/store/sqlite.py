@@ -280,20 +280,40 @@ class Store:
         return int(row[0]) if row is not None else 0
 
     async def load_pauses(self) -> list[tuple[str, str, str]]:
-        """Every recorded pause as ``(kind, tenant, name)``, for start-up."""
-        self._check_open()
-        with map_errors("reading the pauses"):
-            async with self._read_conn.execute(schema.SELECT_PAUSES) as cursor:
-                rows = await cursor.fetchall()
+        """Every recorded pause as ``(kind, tenant, name)``, for start-up; text that is not
+        UTF-8 comes back escaped (``load_crons``), for the daemon to set aside."""
+        rows = await self._read_escaped("reading the pauses", schema.SELECT_PAUSES)
         return [(str(kind), str(tenant), str(name)) for kind, tenant, name in rows]
 
-    async def load_tenant_uids(self) -> dict[str, int]:
-        """The uid given to each tenant's workers (``AssignUid``), for start-up."""
+    async def load_tenant_uids(self, skipped: list[Quarantine] | None = None) -> dict[str, int]:
+        """The uid given to each tenant's workers (``AssignUid``), for start-up. With
+        ``skipped``, a row whose uid is not a uid, or whose tenant is not UTF-8, is described
+        there (to be set aside) instead of failing the load."""
+        rows = await self._read_escaped("reading the tenants' uids", schema.SELECT_TENANT_UIDS)
+        uids: dict[str, int] = {}
+        for tenant, uid in rows:
+            try:
+                str(tenant).encode()
+                if type(uid) is not int or not 0 <= uid < 2**32:
+                    raise ValueError(f"uid {uid!r} is not a uid")
+            except (ValueError, UnicodeError) as exc:
+                if skipped is None:
+                    raise StoreError(f"reading the tenants' uids failed: {exc}") from exc
+                skipped.append(Quarantine("tenant_uids", (tenant,), str(tenant), describe(exc)))
+                continue
+            uids[str(tenant)] = uid
+        return uids
+
+    async def _read_escaped(self, doing: str, sql: str) -> list[Any]:
         self._check_open()
-        with map_errors("reading the tenants' uids"):
-            async with self._read_conn.execute(schema.SELECT_TENANT_UIDS) as cursor:
-                rows = await cursor.fetchall()
-        return {str(tenant): int(uid) for tenant, uid in rows}
+        conn = self._read_conn
+        conn.text_factory = _escaped_text
+        try:
+            with map_errors(doing):
+                async with conn.execute(sql) as cursor:
+                    return list(await cursor.fetchall())
+        finally:
+            conn.text_factory = str
 
     async def old_finished(
         self, before: float, limit: int, tenant: str | None = None
@@ -331,15 +351,7 @@ class Store:
         """Every cron entry as ``(tenant, name, definition)``, for start-up. Text that is not
         UTF-8 (a row written by hand) comes back escaped (``surrogateescape``) rather than
         failing the read of every entry; the daemon then finds that entry unusable."""
-        self._check_open()
-        conn = self._read_conn
-        conn.text_factory = _escaped_text
-        try:
-            with map_errors("reading the cron entries"):
-                async with conn.execute(schema.SELECT_CRONS) as cursor:
-                    rows = await cursor.fetchall()
-        finally:
-            conn.text_factory = str
+        rows = await self._read_escaped("reading the cron entries", schema.SELECT_CRONS)
         return [(str(tenant), str(name), bytes(definition)) for tenant, name, definition in rows]
 
     async def get(self, tenant: str, task_id: str) -> TaskRow | None:

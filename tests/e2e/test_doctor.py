@@ -163,3 +163,23 @@ def test_a_cron_row_whose_name_is_not_utf8_is_set_aside(make_daemon) -> None:
     code, report = _doctor(daemon)
     assert code == EXIT_FOUND
     assert [row["table"] for row in report["quarantined"]] == ["crons"]
+
+
+def test_bad_pause_and_uid_rows_are_set_aside(make_daemon) -> None:
+    """Before, an unknown pause kind or a uid that is not a number stopped every start."""
+    daemon = make_daemon().start()
+    assert daemon.cli("pause", "--queue", "held").returncode == 0
+    assert daemon.stop() == 0
+    with _db(daemon) as db:
+        db.execute("INSERT INTO pauses (kind, tenant, name) VALUES ('bogus', 'default', 'x')")
+        db.execute("INSERT INTO tenant_uids (tenant, uid) VALUES ('someone', 'not a uid')")
+    daemon.start()
+    log = daemon.log.read_text()
+    assert "set aside 1 unusable row(s)" in log  # the uid, then the pause
+    assert "pause bogus default/x cannot be used" in log
+    code, report = _doctor(daemon)
+    assert code == EXIT_FOUND
+    assert sorted(row["table"] for row in report["quarantined"]) == ["pauses", "tenant_uids"]
+    report = json.loads(daemon.cli("queues", "--json").stdout)
+    held = [row for row in report["queues"] if row["queue"] == "held"]
+    assert [row["paused"] for row in held] == [True]  # the good pause still holds
