@@ -675,7 +675,8 @@ class AsyncClient:
         return int((await self._call("resume", **fields))[key])
 
     async def queues(self) -> dict[str, Any]:
-        """Tenants, queues and functions with backlog, running, limits, AIMD and tokens."""
+        """Tenants, queues and functions with backlog, running, limits, AIMD and tokens: at
+        most 10,000 rows a section, and ``more`` counts the rest per section."""
         return _report(await self._call("queues"))
 
     async def stats(
@@ -974,7 +975,8 @@ class Client:
 
 
 def _report(reply: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: reply[key] for key in ("tenants", "queues", "functions")}
+    """The ``queues`` reply's sections, and ``more`` (rows not shown, per section) if any."""
+    return {key: reply[key] for key in ("tenants", "queues", "functions", "more") if key in reply}
 
 
 def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:

@@ -1181,7 +1181,8 @@ def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = F
 @app.command()
 def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Tenants (refused submits, worker faults, shard confinement), queues (paused, backlog,
-    running, limits, rate tokens) and functions (AIMD limit)."""
+    running, limits, rate tokens) and functions (AIMD limit); at most 10,000 rows a section
+    (`more` in --json counts the rest)."""
     report = run_client(lambda: client_for(home, socket).queues())
     if as_json:
         typer.echo(json.dumps(report))
@@ -1228,6 +1229,8 @@ def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
                 str(f["running"]), show(f["concurrency"]), show(f["aimd_limit"]), show(f["rate"]),
             )  # fmt: skip
         console.print(functions)
+    for section, hidden in (report.get("more") or {}).items():
+        console.print(f"{hidden} more {section} not shown (`stats --queue NAME` shows one)")
 
 
 @app.command()

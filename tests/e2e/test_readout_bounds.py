@@ -97,7 +97,8 @@ def test_readouts_of_20000_queues_do_not_stall_other_clients(
     _fill(daemon)
     admin = daemon.client()
     many = daemon.client(tenant="many")
-    sizes: dict[str, int] = {"stats": -1, "metrics": -1, "http": -1}
+    sizes: dict[str, int] = {"stats": -1, "metrics": -1, "http": -1, "queues": -1}
+    shown: dict[str, object] = {}
 
     def stats() -> None:
         sizes["stats"] = len(json.dumps(many.stats(tenant="many")))
@@ -108,8 +109,14 @@ def test_readouts_of_20000_queues_do_not_stall_other_clients(
     def scrape() -> None:
         sizes["http"] = len(_scrape(daemon))
 
+    def queues() -> None:
+        report = many.queues()
+        sizes["queues"] = len(json.dumps(report))
+        shown.update(rows=len(report["queues"]), more=report.get("more"))
+
     figures = {}
-    for name, readout in (("stats", stats), ("metrics", metrics), ("http", scrape)):
+    readouts = (("stats", stats), ("metrics", metrics), ("http", scrape), ("queues", queues))
+    for name, readout in readouts:
         figures[name] = _while_pinging(daemon, readout)
     print()
     for name, (took, worst) in figures.items():
@@ -121,3 +128,4 @@ def test_readouts_of_20000_queues_do_not_stall_other_clients(
     assert 0 < sizes["stats"] < MAX_STATS_BYTES
     assert 0 < sizes["metrics"] < MAX_METRICS_BYTES
     assert 0 < sizes["http"] < MAX_METRICS_BYTES
+    assert shown == {"rows": 10_000, "more": {"queues": 10_000}}
