@@ -33,6 +33,9 @@ of the daemon's memory, and only for a bounded time.
   written when the peer reads again; of the ops that copy rows out of the store (``READ_OPS``)
   at most ``MAX_READS_IN_FLIGHT`` are in flight or unwritten at once. So a peer that never
   reads costs at most a few replies.
+* One connection handles at most ``TURN_BUDGET`` requests per turn of the event loop, then
+  lets the others (and the timers) run before it goes on: a flood on some connections delays
+  the rest by a turn, not by the whole flood.
 * Who may connect at all (``max_connections_per_user``) is the ``Listener``'s ``admit``; a
   refused peer gets the error at once and is closed on its first bytes.
 * Lines a peer can cause (bad frames, refusals, handshake timeouts) go through a ``LogLimiter``.
@@ -74,6 +77,10 @@ WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 #: Frames decoded at once; those not handled yet when the connection blocks wait, decoded.
 DECODE_BATCH = 32
+#: Requests one connection may handle in one turn of the loop before the others get theirs:
+#: 100 connections pouring pings, each handled until its 256 KiB of unread replies paused
+#: it, held a well-behaved client's ping for over a second.
+TURN_BUDGET = 32
 #: Ops whose reply is read from the store and may be large (a task's arguments and result, a
 #: page of tasks, logs): at most ``MAX_READS_IN_FLIGHT`` of them per connection are being
 #: answered or wait to be written, whatever the client pipelines.
@@ -151,6 +158,7 @@ class Connection(asyncio.Protocol):
         self._refused = False
         self._in_flight = 0
         self._in_flight_full = False  # MAX_IN_FLIGHT reached; cleared below half of it
+        self._yielded = False  # TURN_BUDGET used up: the rest waits for the next loop turn
         self._writing_paused = False  # the peer does not read its replies
         self._ready: collections.deque[dict[str, Any]] = collections.deque()  # decoded, not handled
         self._reads = 0  # READ_OPS requests answered or being answered, not yet written
@@ -249,8 +257,15 @@ class Connection(asyncio.Protocol):
 
     def _pump(self, data: bytes = b"") -> None:
         ready = self._ready
+        budget = TURN_BUDGET
         while self._transport is not None and not self._blocked():
             if ready:
+                if budget == 0:  # the other connections' turn first; reading pauses meanwhile
+                    self._yielded = True
+                    assert self._loop is not None
+                    self._loop.call_soon(self._next_turn)
+                    break
+                budget -= 1
                 self._handle(ready.popleft())
                 continue
             try:  # one frame at a time until hello, when max_frame changes
@@ -262,14 +277,23 @@ class Connection(asyncio.Protocol):
                 return
             data = b""
             if not messages:
-                return
+                break
             ready.extend(messages)
         if data:  # stopped before this chunk: keep it, undecoded (reading is paused below)
             self._decoder.feed(data, limit=0)
         self._update_reading()
 
+    def _next_turn(self) -> None:
+        self._yielded = False
+        self._pump()
+
     def _blocked(self) -> bool:
-        return self._writing_paused or self._in_flight_full or self._reads >= MAX_READS_IN_FLIGHT
+        return (
+            self._yielded
+            or self._writing_paused
+            or self._in_flight_full
+            or self._reads >= MAX_READS_IN_FLIGHT
+        )
 
     def _update_reading(self) -> None:
         transport = self._transport
