@@ -33,7 +33,7 @@ from pathlib import Path
 
 from asynctask.errors import NotFound
 from benchmarks.reliability import shim
-from benchmarks.reliability.common import Daemon, config_text
+from benchmarks.reliability.common import Daemon, config_text, sweep_cgroups
 
 #: The files a power cut is replayed for: the database and its WAL (the rest is rebuilt or
 #: not needed to start: logs, the pid file, the -shm index).
@@ -118,6 +118,7 @@ def record_run(
             acks.append((task_id, time.monotonic_ns()))
     finally:
         daemon.kill9()  # no clean close: nothing is checkpointed or synced on the way out
+        sweep_cgroups()
     return shim.read_journal(journal), acks
 
 

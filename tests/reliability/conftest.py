@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reliability import shim
-from benchmarks.reliability.common import Daemon
+from benchmarks.reliability.common import Daemon, sweep_cgroups
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +32,4 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield factory
     for daemon in made:
         daemon.kill9()
+    sweep_cgroups()
