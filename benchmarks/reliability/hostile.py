@@ -254,20 +254,34 @@ def idle_half_sent(daemon: Daemon, result: Pattern, scale: float) -> None:
 
 def queue_names(daemon: Daemon, result: Pattern, scale: float) -> None:
     count = max(1000, int(20_000 * scale))
-    flood = daemon.client(tenant="flood")
     run_at = time.time() + FAR
-    started = time.monotonic()
-    worst = 0.0
-    for first in range(0, count, 500):
-        t0 = time.monotonic()
-        flood.submit_many(
-            {"func": "benchmarks.tasks:noop", "queue": f"q{i}", "run_at": run_at}
-            for i in range(first, min(count, first + 500))
-        )
-        worst = max(worst, time.monotonic() - t0)
+
+    def submit(tenant: str, queue: Callable[[int], str]) -> tuple[float, float, float]:
+        """(seconds, slowest submit of 500, RSS growth MiB) for ``count`` tasks."""
+        client = daemon.client(tenant=tenant)
+        before = rss_mib(daemon.pid)
+        started = time.monotonic()
+        worst = 0.0
+        for first in range(0, count, 500):
+            t0 = time.monotonic()
+            client.submit_many(
+                {"func": "benchmarks.tasks:noop", "queue": queue(i), "run_at": run_at}
+                for i in range(first, min(count, first + 500))
+            )
+            worst = max(worst, time.monotonic() - t0)
+        return time.monotonic() - started, worst, rss_mib(daemon.pid) - before
+
+    # the control: as many tasks in one queue, so the growth per queue name can be told apart
+    _, _, one_queue = submit("control", lambda i: "only")
+    took, worst, many_queues = submit("flood", lambda i: f"q{i}")
+    result.figures.update(
+        kib_per_task=one_queue * 1024 / count,
+        kib_per_queue=(many_queues - one_queue) * 1024 / count,
+    )
     result.notes.append(
-        f"tenant flood: {count} queues in {time.monotonic() - started:.1f} s "
-        f"(slowest submit of 500: {worst * 1000:.0f} ms)"
+        f"tenant flood: {count} queues in {took:.1f} s (slowest submit of 500: "
+        f"{worst * 1000:.0f} ms), RSS +{many_queues:.0f} MiB vs +{one_queue:.0f} MiB for "
+        f"{count} tasks in one queue: ~{result.figures['kib_per_queue']:.0f} KiB per queue name"
     )
     bounded = daemon.client(tenant="bounded")
     refused = 0
