@@ -15,6 +15,9 @@ daemon whose home is on it, has it run some tasks, fills the disk, then:
    (``status``) with the database row and, after a restart, with the daemon's view again: an
    acknowledged task missing anywhere is lost, a disagreement is a memory/database split.
 
+``run_eio`` runs the same sequence with faultshim failing every fsync with EIO instead (no
+root needed): the "I/O error" half of the promise.
+
     .venv/bin/python -m benchmarks.reliability.diskfull [--size 24M]
 """
 
@@ -28,11 +31,12 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asynctask.errors import AsynctaskError, NotFound
+from benchmarks.reliability import shim
 from benchmarks.reliability.common import Daemon, config_text, poll, sweep_cgroups
 
 CONFIG = "[workers]\nmin_workers = 1\nmax_workers = 1\n"
@@ -97,6 +101,9 @@ class Report:
     lost: list[str] = field(default_factory=list)
     split: list[str] = field(default_factory=list)  # daemon and database disagree
     changed_by_restart: list[str] = field(default_factory=list)
+    #: refused submits that exist afterwards (allowed: a commit whose reply was lost; but the
+    #: client was told it failed, so it may submit again or give up on a task that runs)
+    refused_present: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -111,13 +118,16 @@ class Report:
             else "did NOT resume"
         )
         return (
-            f"tmpfs {self.size}, filler {self.filler_mib:.1f} MiB; {self.acked_before} acked "
+            f"{self.size}"
+            + (f", filler {self.filler_mib:.1f} MiB" if self.filler_mib else "")
+            + f"; {self.acked_before} acked "
             f"before full, {self.acked_while_full} acked while full, {self.refused} refused "
             f"(first: {self.refusal or 'none'}); typed storage error: "
             f"{'yes' if self.typed else 'NO'}; reads while full: "
             f"{'ok' if self.reads_ok else 'FAILED'}; {resumed}; lost {len(self.lost)}, "
             f"daemon/database disagree {len(self.split)}, changed by a restart "
-            f"{len(self.changed_by_restart)}" + (f"; error: {self.error}" if self.error else "")
+            f"{len(self.changed_by_restart)}, refused but present afterwards "
+            f"{len(self.refused_present)}" + (f"; error: {self.error}" if self.error else "")
         )
 
 
@@ -147,12 +157,17 @@ def run(
     max_submits: int = 3000,
     keep_log: Path | None = None,
 ) -> Report:
-    """The whole check; raises ``MountUnavailable`` when it cannot mount."""
-    report = Report(size=size)
+    """The whole check on a full tmpfs; raises ``MountUnavailable`` when it cannot mount."""
+    report = Report(size=f"tmpfs {size}")
     with tmpfs(size) as mount:
         daemon = Daemon(mount / "home", config=config_text("full", CONFIG))
         try:
-            _run(daemon, mount, report, before, running, max_submits)
+            filler = mount / "filler"
+
+            def fill_up() -> None:
+                report.filler_mib = fill(filler) / 2**20
+
+            _run(daemon, report, before, running, max_submits, fill_up, filler.unlink)
         except (AsynctaskError, RuntimeError, TimeoutError, OSError) as exc:
             report.error = f"{type(exc).__name__}: {exc}"[:500]
         finally:
@@ -165,8 +180,48 @@ def run(
     return report
 
 
+def run_eio(
+    lib: Path,
+    rules: str = "fsync:1:EIO:always",
+    before: int = 20,
+    running: int = 4,
+    max_submits: int = 3000,
+) -> Report:
+    """The same sequence with the disk failing by faultshim's ``rules`` instead of filling up
+    (no root needed): an I/O error on fsync, by default."""
+    report = Report(size=f"faultshim {rules}")
+    with tempfile.TemporaryDirectory(prefix="asynctask-eio-") as tmp:
+        work = Path(tmp)
+        control = work / "faults"
+        home = work / "home"
+        env = shim.shim_env(lib, home, control=control, report=work / "faults.log")
+        daemon = Daemon(home, config=config_text("full", CONFIG), env=env)
+        try:
+            _run(
+                daemon,
+                report,
+                before,
+                running,
+                max_submits,
+                fail=lambda: shim.set_faults(control, rules),
+                recover=lambda: shim.set_faults(control, "off"),
+            )
+        except (AsynctaskError, RuntimeError, TimeoutError, OSError) as exc:
+            report.error = f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            daemon.kill9()
+            sweep_cgroups()
+    return report
+
+
 def _run(
-    daemon: Daemon, mount: Path, report: Report, before: int, running: int, max_submits: int
+    daemon: Daemon,
+    report: Report,
+    before: int,
+    running: int,
+    max_submits: int,
+    fail: Callable[[], None],
+    recover: Callable[[], None],
 ) -> None:
     daemon.start()
     client = daemon.client()
@@ -180,16 +235,17 @@ def _run(
         client.submit("benchmarks.tasks:work", 0.3, task_id=f"running-{i}")
         acked.append(f"running-{i}")
     report.acked_before = len(acked)
-    filler = mount / "filler"
-    report.filler_mib = fill(filler) / 2**20
+    fail()
     full_since = time.monotonic()
     first_pid = daemon.pid
+    refused: list[str] = []
     for i in range(max_submits):
         task_id = f"full-{i}"
         try:
             client.submit("benchmarks.tasks:work", 0.0, PAYLOAD, task_id=task_id)
         except AsynctaskError as exc:
             report.refused += 1
+            refused.append(task_id)
             if not report.refusal:
                 report.refusal = f"{type(exc).__name__} code={exc.code}: {exc.message}"[:300]
                 report.refusal_code = exc.code
@@ -205,7 +261,7 @@ def _run(
         report.reads_ok = False
     # keep it full until the running tasks have had time to finish
     time.sleep(max(0.0, full_since + 0.3 * running + 1.0 - time.monotonic()))
-    filler.unlink()
+    recover()
     freed = time.monotonic()
 
     def submit_works() -> bool:
@@ -225,21 +281,28 @@ def _run(
         client = daemon.client()
     with contextlib.suppress(TimeoutError):
         poll(lambda: client.ping()["tasks"]["live"] == 0, 60, "the final drain")
-    seen = _states(daemon, acked)
+    # refused IDs too: the daemon must not remember a submit the database does not have
+    seen = _states(daemon, acked + refused)
     stored = _db_states(daemon.home)
-    for task_id in acked:
+    for task_id in acked + refused:
         if seen[task_id] == "not found" and task_id not in stored:
-            report.lost.append(task_id)
+            if task_id in acked:
+                report.lost.append(task_id)
         elif seen[task_id] != stored.get(task_id, "not found"):
             report.split.append(
                 f"{task_id}: daemon {seen[task_id]}, database {stored.get(task_id)}"
             )
+    report.refused_present = [
+        f"{task_id}: daemon {seen[task_id]}, database {stored.get(task_id)}"
+        for task_id in refused
+        if seen[task_id] != "not found" or task_id in stored
+    ]
     daemon.stop()
     daemon.start()
-    again = _states(daemon, acked)
+    again = _states(daemon, acked + refused)
     report.changed_by_restart = [
         f"{task_id}: {seen[task_id]} -> {again[task_id]}"
-        for task_id in acked
+        for task_id in acked + refused
         if again[task_id] != seen[task_id]
     ]
 
@@ -252,6 +315,7 @@ def main() -> None:
         print(run(args.size).summary())
     except MountUnavailable as exc:
         print(f"disk-full check skipped: {exc}")
+    print(run_eio(shim.build()).summary())
 
 
 if __name__ == "__main__":

@@ -298,7 +298,12 @@ def queue_reports(daemon: Daemon, result: Pattern, scale: float) -> None:
     admin = daemon.client()
     for name, call in (("stats", admin.stats), ("queues", admin.queues)):
         t0 = time.monotonic()
-        reply = call()
+        try:
+            reply = call()
+        except AsynctaskError as exc:  # e.g. a reply over the client's max frame
+            result.figures[f"{name}_failed"] = 1
+            result.notes.append(f"{name} FAILED after {time.monotonic() - t0:.1f} s: {exc}")
+            continue
         result.figures[f"{name}_ms"] = (time.monotonic() - t0) * 1000
         result.notes.append(
             f"{name}: {(time.monotonic() - t0) * 1000:.0f} ms, {len(repr(reply)) // 1024} KiB"
@@ -325,7 +330,11 @@ def run(scale: float = 1.0, patterns: tuple[str, ...] = tuple(PATTERNS)) -> list
                 result = Pattern(name)
                 results.append(result)
                 with Measure(daemon, result):
-                    PATTERNS[name](daemon, result, scale)
+                    try:
+                        PATTERNS[name](daemon, result, scale)
+                    except (AsynctaskError, OSError) as exc:  # reported; the next one runs
+                        result.notes.append(f"pattern FAILED: {type(exc).__name__}: {exc}")
+                        result.figures["failed"] = 1
                     # the clients are gone: wait until the daemon answers a fresh connection
                     poll(daemon.ping, 30, f"daemon answering after {name}")
                 time.sleep(0.3)

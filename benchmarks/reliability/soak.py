@@ -7,7 +7,8 @@ The checks (one module each in benchmarks/reliability/; short runs in tests/reli
   faultshim  the LD_PRELOAD storage-fault shim builds (the other storage checks need it)
   powerloss  power cuts replayed from the daemon's write journal, durability normal and full
   killnine   kill -9 of the daemon (30+ times) and of its workers under a steady submit load
-  diskfull   the home on a small tmpfs, filled up and freed (root only)
+  diskfull   the home on a small tmpfs, filled up and freed (root only); then every fsync
+             failing with EIO (faultshim) and recovering
   mixedload  minutes of tasks that raise, time out and os._exit; RSS, fds, threads, WAL sampled
   hostile    unread replies, pre-handshake floods, idle/half-sent connections, 20,000 queues
 
@@ -83,27 +84,43 @@ def _killnine(args: argparse.Namespace) -> Section:
     return Section("kill -9 (killnine.py)", "ok" if report.ok else "FINDING", "\n".join(lines))
 
 
-def _diskfull(args: argparse.Namespace) -> Section:
-    try:
-        report = diskfull.run(args.tmpfs_size)
-    except diskfull.MountUnavailable as exc:
-        return Section("Disk full (diskfull.py)", "skipped", f"- skipped: {exc}")
+def _storage_findings(report: diskfull.Report) -> list[str]:
     findings = []
     if not report.typed:
-        findings.append(f"a full disk is not a typed storage error: {report.refusal}")
+        findings.append(f"the refusal is not a typed storage error: {report.refusal}")
     if report.lost or report.split or report.changed_by_restart:
         findings.append(
-            f"lost {report.lost[:5]}, split {report.split[:5]}, "
-            f"changed by restart {report.changed_by_restart[:5]}"
+            f"lost {report.lost[:5]}, daemon/database split {report.split[:5]}, "
+            f"changed by a restart {report.changed_by_restart[:5]}"
         )
     if report.resumed_after_s is None or not report.same_process:
         findings.append("service did not resume without a restart")
     if not report.reads_ok:
-        findings.append("reads failed while the disk was full")
+        findings.append("reads failed while the disk was failing")
     if report.error:
         findings.append(f"the check itself failed: {report.error}")
-    body = "\n".join([f"- {report.summary()}", *[f"- FINDING: {f}" for f in findings]])
-    return Section("Disk full (diskfull.py)", "FINDING" if findings else "ok", body)
+    return findings
+
+
+def _diskfull(args: argparse.Namespace) -> Section:
+    lines = []
+    findings = []
+    try:
+        full = diskfull.run(args.tmpfs_size)
+    except diskfull.MountUnavailable as exc:
+        lines.append(f"- disk full: skipped: {exc}")
+    else:
+        lines.append(f"- disk full: {full.summary()}")
+        findings += [f"disk full: {f}" for f in _storage_findings(full)]
+    eio = diskfull.run_eio(shim.build())
+    lines.append(f"- fsync EIO: {eio.summary()}")
+    findings += [f"fsync EIO: {f}" for f in _storage_findings(eio)]
+    lines += [f"- FINDING: {f}" for f in findings]
+    return Section(
+        "Disk full and I/O errors (diskfull.py)",
+        "FINDING" if findings else "ok",
+        "\n".join(lines),
+    )
 
 
 def _mixedload(args: argparse.Namespace) -> Section:
@@ -142,6 +159,7 @@ def _hostile(args: argparse.Namespace) -> Section:
         if r.stall_max_ms > 50
     ]
     findings += [f"{r.name}: the daemon died" for r in results if not r.daemon_alive]
+    findings += [f"{r.name}: {note}" for r in results for note in r.notes if "FAILED" in note]
     lines += ["", *[f"- FINDING: {f}" for f in findings]]
     return Section(
         "Hostile clients (hostile.py)", "FINDING" if findings else "ok", "\n".join(lines)

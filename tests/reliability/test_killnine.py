@@ -4,7 +4,13 @@ acknowledged is lost or stuck, and every extra execution is an attempt a kill in
 
 from __future__ import annotations
 
-from benchmarks.reliability import killnine
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reliability import killnine, shim
+from benchmarks.reliability.common import Daemon, config_text, poll, sweep_cgroups
 
 
 def test_kill9_daemon_and_workers_loses_nothing_acknowledged() -> None:
@@ -12,14 +18,15 @@ def test_kill9_daemon_and_workers_loses_nothing_acknowledged() -> None:
     assert report.daemon_kills == 3
     assert report.acked > 0
     assert report.executed_ids >= report.acked
-    assert report.ok, (
-        report.summary()
-        + f"\nlost {report.lost[:5]} stuck {report.stuck[:5]} "
-        + (
-            f"failed {report.failed[:5]} unexplained {report.duplicates_unexplained[:5]} "
-            f"unexpected {report.unexpected[:5]}"
-        )
-    )
+    detail = report.summary()
+    assert report.lost == [], detail
+    assert report.stuck == [], detail
+    assert report.failed == [], detail
+    assert report.duplicates_unexplained == [], detail
+    assert report.unexpected == [], detail
+    assert report.orphans == 0, detail
+    # report.attempt_not_counted happens only when a kill lands in a ms-wide window: the
+    # deterministic test below covers it (xfail until fixed), the soak reports its count.
 
 
 def test_analysis_explains_only_duplicates_a_kill_interrupted() -> None:
@@ -36,3 +43,43 @@ def test_analysis_explains_only_duplicates_a_kill_interrupted() -> None:
     assert report.attempt_not_counted == ["b attempt 1 twice"]
     assert report.unexpected == ["c"]
     assert not report.ok
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding (killnine: 'attempt not counted'): the daemon starts an attempt before the "
+    "commit that counts it (daemon.py _perform: Dispatch calls _persist without awaiting it, "
+    "then pool.run); a daemon killed in between re-runs the same attempt number, so the "
+    "interrupted attempt does not count (PRODUCT.md 'At-least-once execution')",
+)
+def test_an_attempt_is_counted_before_it_starts(shim_lib: Path, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)  # workers may run as another uid and write the ledger here
+    ledger = tmp_path / "ledger.txt"
+    ledger.touch()
+    ledger.chmod(0o666)
+    home = tmp_path / "home"
+    control = tmp_path / "faults"
+    daemon = Daemon(
+        home,
+        config=config_text("full", killnine.CONFIG),
+        env=shim.shim_env(shim_lib, home, control=control),
+    )
+    try:
+        daemon.start()
+        daemon.client().submit(
+            killnine.FUNCTION, str(ledger), 0.5, task_id="t", run_at=time.time() + 1.0
+        )
+        # From now on every write to the home takes 2 s (a slow disk, not a failing one): the
+        # commit that marks the attempt running is still on its way when the attempt starts.
+        shim.set_faults(control, "write:1:delay2000:always")
+        poll(lambda: "start t " in ledger.read_text(), 20, "the attempt starting")
+        daemon.kill9()
+        shim.set_faults(control, "off")
+        daemon.start()
+        client = daemon.client()
+        poll(lambda: client.status("t").done, 30, "the task finishing after the restart")
+        attempts = [run.attempt for run in killnine.read_ledger(ledger)["t"]]
+        assert attempts == [1, 2], f"attempt numbers of the executions: {attempts}"
+    finally:
+        daemon.kill9()
+        sweep_cgroups()
