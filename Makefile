@@ -53,10 +53,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_top.py
 	$(BIN)/python benchmarks/bench_tenants.py
 
-## The reliability battery with full counts (~8 min): power cuts replayed from the daemon's
+## The reliability battery with full counts (~5 min): power cuts replayed from the daemon's
 ## write journal (durability normal vs full), 30 kill -9s of the daemon plus worker kills, a
-## disk-full tmpfs (root), minutes of a mixed failure load sampling RSS/fds/threads/WAL, and
-## hostile clients (peak RSS, event-loop stall). Writes benchmarks/RELIABILITY.md; exits 1 when
+## disk-full tmpfs (root) and an fsync-EIO run, 3 min of a mixed failure load sampling
+## RSS/fds/threads/WAL, and hostile clients (peak RSS, event-loop stall). Writes benchmarks/RELIABILITY.md; exits 1 when
 ## a check found a broken promise. Short runs of each are in `make test` (tests/reliability/).
 ## Smaller: make soak SOAK_ARGS="--kills 5 --mixed-duration 30 --hostile-scale 0.3"
 SOAK_ARGS ?=

@@ -194,7 +194,7 @@ def write(sections: list[Section], command: str, started: datetime.datetime, out
         "",
         f"- Date: {started:%Y-%m-%d %H:%M} UTC ({total / 60:.1f} min)",
         f"- Machine: {machine()}",
-        f"- Command: `{command}`",
+        f"- Command: {command}",
         "",
         "| check | verdict | time |",
         "|---|---|---|",
@@ -219,9 +219,11 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(CHECKS), help="these checks only")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    command = shlex.join([".venv/bin/python", "-m", "benchmarks.reliability.soak", *sys.argv[1:]])
+    command = (
+        f"`{shlex.join(['.venv/bin/python', '-m', 'benchmarks.reliability.soak', *sys.argv[1:]])}`"
+    )
     if os.environ.get("MAKELEVEL"):
-        command = f"make soak` (runs `{command}"
+        command = f"`make soak`, which runs {command}"
     started = datetime.datetime.now(datetime.UTC)
     sections = [_faultshim()]
     for name in args.only or list(CHECKS):
