@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 export ASYNCTASK_HOME ?= $(CURDIR)/.asynctask
 
-.PHONY: venv run stop test test-fast test-slow lint format bench bench-peers bench-compare clean
+.PHONY: venv run stop test test-fast test-slow lint format bench bench-peers bench-compare soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_history.py
 	$(BIN)/python benchmarks/bench_top.py
 	$(BIN)/python benchmarks/bench_tenants.py
+
+## The reliability battery with full counts (~5 min): power cuts replayed from the daemon's
+## write journal (durability normal vs full), 30 kill -9s of the daemon plus worker kills, a
+## disk-full tmpfs (root) and an fsync-EIO run, 3 min of a mixed failure load sampling
+## RSS/fds/threads/WAL, and hostile clients (peak RSS, event-loop stall). Writes benchmarks/RELIABILITY.md; exits 1 when
+## a check found a broken promise. Short runs of each are in `make test` (tests/reliability/).
+## Smaller: make soak SOAK_ARGS="--kills 5 --mixed-duration 30 --hostile-scale 0.3"
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.reliability.soak $(SOAK_ARGS)
 
 ## The peer task queues (Huey, Celery, Dramatiq, RQ, arq, taskiq, SAQ) on this machine, same
 ## workloads; prints a table (~20 min with 3 reps). Installs redis-server and .venv-peers* if

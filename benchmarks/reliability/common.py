@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
+from asynctask.executor.limits import detect_cgroups, sweep_stale
 from benchmarks.bench_daemon import rss_mib, stop_daemon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,11 @@ def poll(condition: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout}s")
         time.sleep(interval)
+
+
+def sweep_cgroups() -> None:
+    """Remove the worker cgroups that daemons killed with -9 left behind (as tests/e2e does)."""
+    sweep_stale(detect_cgroups())
 
 
 def config_text(durability: str = "full", extra: str = "") -> str:

@@ -16,11 +16,14 @@
  *                                 fsync  (fsync, fdatasync)
  *                          N      1-based: the N-th call of that class on an affected file since
  *                                 the rules were (re)loaded
- *                          ERRNO  EIO, ENOSPC, EDQUOT, EROFS, EFBIG, or a number
+ *                          ERRNO  EIO, ENOSPC, EDQUOT, EROFS, EFBIG, or a number; or
+ *                                 delayMS: the call is not failed but first sleeps MS
+ *                                 milliseconds (a slow disk), e.g. "fsync:1:delay300:always"
  *                          MODE   once   (default) only the N-th call fails
  *                                 always the N-th call and every later one fail
  *                          e.g. "fsync:1:EIO:always" or "write:3:ENOSPC,fsync:10:EIO".
  *                          A failed call does nothing and returns -1 with that errno.
+ *                          The first matching rule applies.
  *   FAULTSHIM_CONTROL      A file whose contents, once it exists, are the rules (same syntax;
  *                          empty or "off" means no faults). It is checked (one stat) before every
  *                          affected call and re-read when its inode, size or mtime changes; the
@@ -29,6 +32,7 @@
  *                          makes the disk "fail" and then "recover" without restarting anything.
  *   FAULTSHIM_REPORT       A file to which each injected fault appends one line:
  *                            fault op=<class> call=<function> n=<count> errno=<name> path=<file>
+ *                          (a delay: errno=delay<MS>)
  *   FAULTSHIM_JOURNAL      A file to which every successful write, ftruncate and fsync on an
  *                          affected file appends a record (the power-loss model reads it back):
  *                            header, 40 bytes little-endian:
@@ -78,6 +82,7 @@ struct rule {
     long n;
     int err;
     int always;
+    long delay_ms; /* > 0: sleep, then do the call */
 };
 
 static ssize_t (*real_write)(int, const void *, size_t);
@@ -176,7 +181,9 @@ static void parse_rules(const char *text) {
         else continue;
         r.n = atol(fields[1]);
         if (r.n < 1) continue;
-        r.err = parse_errno(fields[2]);
+        if (strncmp(fields[2], "delay", 5) == 0) r.delay_ms = atol(fields[2] + 5);
+        else r.err = parse_errno(fields[2]);
+        if (strncmp(fields[2], "delay", 5) == 0 && r.delay_ms < 1) continue;
         r.always = nf == 4 && strcmp(fields[3], "always") == 0;
         rules[nrules++] = r;
     }
@@ -283,22 +290,32 @@ static void journal(uint32_t op, const char *path, int64_t offset, const struct 
     }
 }
 
-static void report_fault(int class, const char *call, long n, int err, const char *path) {
-    journal(OP_FAULT, path, err, NULL, 0, 0);
+static void report_fault(int class, const char *call, long n, int err, long delay_ms,
+                         const char *path) {
+    if (err) journal(OP_FAULT, path, err, NULL, 0, 0);
     if (!report[0]) return;
     int fd = open(report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return;
+    char what[32];
+    if (err) snprintf(what, sizeof what, "%s", errno_name(err));
+    else snprintf(what, sizeof what, "delay%ld", delay_ms);
     char line[PATH_MAX + 128];
     int len = snprintf(line, sizeof line, "fault op=%s call=%s n=%ld errno=%s path=%s\n",
-                       CLASS_NAMES[class], call, n, errno_name(err), path);
+                       CLASS_NAMES[class], call, n, what, path);
     if (len > 0) real_write(fd, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
     real_close(fd);
 }
 
 /*
  * Start an affected call. Returns NULL when `fd` is not affected (or this is not the process
- * that loaded the shim): pass the call through, the lock is not held. Otherwise the lock is held
- * and the file's path is returned; *err is an errno to inject (lock already released) or 0.
+ * that loaded the shim, or the shim is already on this thread's stack): pass the call through.
+ * Otherwise returns the file's path (copied into `tmp`) and sets *err to an errno to inject, or
+ * 0; a delay rule has already slept. The caller must call end() after a non-NULL return.
+ *
+ * The lock covers the fd cache, the rules, the counters and each journal append, never the call
+ * itself: the daemon's other threads (the event loop writing to sockets) must not wait for a
+ * slow fsync. A file written by several threads at once may so be journaled out of order;
+ * SQLite writes each database file from one thread.
  */
 static const char *begin(int fd, int class, const char *call, int *err, char *tmp) {
     *err = 0;
@@ -311,24 +328,35 @@ static const char *begin(int fd, int class, const char *call, int *err, char *tm
         inside = 0;
         return NULL;
     }
+    if (path != tmp) snprintf(tmp, PATH_MAX, "%s", path);
     check_control();
     long n = ++counts[class];
+    long delay_ms = 0;
     for (int i = 0; i < nrules; i++) {
         struct rule *r = &rules[i];
         if (r->class == class && (n == r->n || (r->always && n > r->n))) {
+            report_fault(class, call, n, r->err, r->delay_ms, tmp);
             *err = r->err;
-            report_fault(class, call, n, r->err, path);
-            pthread_mutex_unlock(&lock);
-            inside = 0;
-            return path;
+            delay_ms = r->delay_ms;
+            break;
         }
     }
-    return path;
+    pthread_mutex_unlock(&lock);
+    if (delay_ms > 0) { /* a slow disk: sleep, then do the call */
+        struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    return tmp;
 }
 
-static void end(void) {
+static void end(void) { inside = 0; }
+
+static void journal_locked(uint32_t op, const char *path, int64_t offset,
+                           const struct iovec *data, int niov, int64_t length) {
+    pthread_mutex_lock(&lock);
+    journal(op, path, offset, data, niov, length);
     pthread_mutex_unlock(&lock);
-    inside = 0;
 }
 
 /* The offset a plain write() on `fd` lands at. */
@@ -349,13 +377,14 @@ static ssize_t do_write(int fd, const struct iovec *iov, int niov, off_t offset,
     const char *path = begin(fd, CLASS_WRITE, call, &err, tmp);
     if (path == NULL) return io(fd, iov, niov, offset);
     if (err) {
+        end();
         errno = err;
         return -1;
     }
     off_t at = positional ? offset : write_offset(fd);
     ssize_t wrote = io(fd, iov, niov, offset);
     int saved = errno;
-    if (wrote > 0) journal(OP_WRITE, path, at, iov, niov, wrote);
+    if (wrote > 0) journal_locked(OP_WRITE, path, at, iov, niov, wrote);
     end();
     errno = saved;
     return wrote;
@@ -416,12 +445,13 @@ static int do_sync(int fd, const char *call, int (*real)(int)) {
     const char *path = begin(fd, CLASS_FSYNC, call, &err, tmp);
     if (path == NULL) return real(fd);
     if (err) {
+        end();
         errno = err;
         return -1;
     }
     int rc = real(fd);
     int saved = errno;
-    if (rc == 0) journal(OP_SYNC, path, 0, NULL, 0, 0);
+    if (rc == 0) journal_locked(OP_SYNC, path, 0, NULL, 0, 0);
     end();
     errno = saved;
     return rc;
@@ -444,10 +474,11 @@ static int do_truncate(int fd, off_t length, int (*real)(int, off_t)) {
     inside = 1;
     pthread_mutex_lock(&lock);
     const char *path = affected(fd, tmp);
+    if (path != NULL && path != tmp) snprintf(tmp, sizeof tmp, "%s", path);
+    pthread_mutex_unlock(&lock);
     int rc = real(fd, length);
     int saved = errno;
-    if (rc == 0 && path != NULL) journal(OP_TRUNCATE, path, length, NULL, 0, 0);
-    pthread_mutex_unlock(&lock);
+    if (rc == 0 && path != NULL) journal_locked(OP_TRUNCATE, tmp, length, NULL, 0, 0);
     inside = 0;
     errno = saved;
     return rc;

@@ -23,8 +23,10 @@ Interface (the full contract is the comment at the top of ``faultshim.c``)::
 
 Rules: ``OP:N:ERRNO[:MODE]``, comma separated. OP is ``write`` (write, pwrite, pwrite64, writev,
 pwritev) or ``fsync`` (fsync, fdatasync); N counts that class's calls on affected files since the
-rules were loaded (1-based); ERRNO is EIO, ENOSPC, EDQUOT, EROFS, EFBIG or a number; MODE is
-``once`` (default: only the N-th call fails) or ``always`` (the N-th and every later one).
+rules were loaded (1-based); ERRNO is EIO, ENOSPC, EDQUOT, EROFS, EFBIG or a number, or
+``delayMS`` (the call succeeds after sleeping MS milliseconds: a slow disk); MODE is ``once``
+(default: only the N-th call fails) or ``always`` (the N-th and every later one). The first
+matching rule applies.
 
 ``build`` compiles ``faultshim.c`` with gcc into ``$XDG_CACHE_HOME/asynctask-faultshim`` (else
 ``~/.cache/...``), named by the source's hash, so an edited source is rebuilt and an unchanged

@@ -1,34 +1,19 @@
-"""Fixtures of the reliability battery: the fault shim (or a skip saying why not), and daemons
-that are always killed when a test ends, however it ends."""
+"""Fixtures of the reliability battery. Each check (benchmarks/reliability/) starts its own
+daemons and kills them, and sweeps their cgroups, however it ends."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks.reliability import shim
-from benchmarks.reliability.common import Daemon
 
 
 @pytest.fixture(scope="session")
 def shim_lib() -> Path:
+    """The built fault shim, or a skip that says why it cannot be built here."""
     try:
         return shim.build()
     except shim.ShimUnavailable as exc:
         pytest.skip(f"faultshim unavailable: {exc}")
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    made: list[Daemon] = []
-
-    def factory(home: Path | None = None, **kwargs: object) -> Daemon:
-        daemon = Daemon(home or tmp_path / "home", **kwargs)  # type: ignore[arg-type]
-        made.append(daemon)
-        return daemon
-
-    yield factory
-    for daemon in made:
-        daemon.kill9()

@@ -112,3 +112,31 @@ def test_journal_records_writes_syncs_in_order(shim_lib: Path, tmp_path: Path) -
     ]
     assert all(r.path.startswith(str((tmp_path / "home").resolve())) for r in records)
     assert [r.t_ns for r in records] == sorted(r.t_ns for r in records)
+
+
+def test_a_delay_rule_slows_the_call_without_failing_it(shim_lib: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = shim.shim_env(shim_lib, home, fail="fsync:2:delay300:always")
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+        for _ in range(3):
+            started = time.monotonic()
+            os.fsync(fd)
+            print(round(time.monotonic() - started, 2))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(home / "f")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    first, second, third = (float(x) for x in done.stdout.split())
+    assert first < 0.2
+    assert second >= 0.3
+    assert third >= 0.3
