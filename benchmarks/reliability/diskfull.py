@@ -104,6 +104,12 @@ class Report:
     #: refused submits that exist afterwards (allowed: a commit whose reply was lost; but the
     #: client was told it failed, so it may submit again or give up on a task that runs)
     refused_present: list[str] = field(default_factory=list)
+    #: An I/O error (not a full disk): the daemon must stop with EXIT_STORAGE_LOST (75) for its
+    #: supervisor, since the kernel may have dropped its unwritten pages (fsyncgate), and the
+    #: one request in flight is told its outcome is unknown. This is its exit code.
+    fatal: bool = False
+    exit_code: int | None = None
+    in_doubt: list[str] = field(default_factory=list)  # refused as "unknown"
     error: str = ""
 
     @property
@@ -123,11 +129,19 @@ class Report:
             + f"; {self.acked_before} acked "
             f"before full, {self.acked_while_full} acked while full, {self.refused} refused "
             f"(first: {self.refusal or 'none'}); typed storage error: "
-            f"{'yes' if self.typed else 'NO'}; reads while full: "
+            f"{'yes' if self.typed else 'NO'}; reads "
+            f"{'after the restart' if self.fatal else 'while full'}: "
             f"{'ok' if self.reads_ok else 'FAILED'}; {resumed}; lost {len(self.lost)}, "
             f"daemon/database disagree {len(self.split)}, changed by a restart "
             f"{len(self.changed_by_restart)}, refused but present afterwards "
-            f"{len(self.refused_present)}" + (f"; error: {self.error}" if self.error else "")
+            f"{len(self.refused_present)}"
+            + (
+                f"; stopped with exit code {self.exit_code} for a restart, "
+                f"{len(self.in_doubt)} refused as of unknown outcome"
+                if self.fatal
+                else ""
+            )
+            + (f"; error: {self.error}" if self.error else "")
         )
 
 
@@ -197,6 +211,7 @@ def run_eio(
         env = shim.shim_env(lib, home, control=control, report=work / "faults.log")
         daemon = Daemon(home, config=config_text("full", CONFIG), env=env)
         try:
+            report.fatal = True
             _run(
                 daemon,
                 report,
@@ -246,6 +261,8 @@ def _run(
         except AsynctaskError as exc:
             report.refused += 1
             refused.append(task_id)
+            if "unknown" in exc.message:
+                report.in_doubt.append(task_id)
             if not report.refusal:
                 report.refusal = f"{type(exc).__name__} code={exc.code}: {exc.message}"[:300]
                 report.refusal_code = exc.code
@@ -254,10 +271,18 @@ def _run(
             continue
         acked.append(task_id)
         report.acked_while_full += 1
+    if report.fatal:  # it stops for a restart: reads are served again by the next process
+        assert daemon.proc is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            report.exit_code = daemon.proc.wait(30)
     try:
+        if report.fatal:
+            recover()
+            daemon.start()
+            client = daemon.client()
         states = _states(daemon, acked)
         report.reads_ok = all(state != "not found" for state in states.values())
-    except AsynctaskError:
+    except (AsynctaskError, RuntimeError):
         report.reads_ok = False
     # keep it full until the running tasks have had time to finish
     time.sleep(max(0.0, full_since + 0.3 * running + 1.0 - time.monotonic()))
@@ -295,7 +320,7 @@ def _run(
     report.refused_present = [
         f"{task_id}: daemon {seen[task_id]}, database {stored.get(task_id)}"
         for task_id in refused
-        if seen[task_id] != "not found" or task_id in stored
+        if (seen[task_id] != "not found" or task_id in stored) and task_id not in report.in_doubt
     ]
     daemon.stop()
     daemon.start()

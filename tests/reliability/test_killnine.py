@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from benchmarks.reliability import killnine, shim
 from benchmarks.reliability.common import Daemon, config_text, poll, sweep_cgroups
 
@@ -26,7 +24,7 @@ def test_kill9_daemon_and_workers_loses_nothing_acknowledged() -> None:
     assert report.unexpected == [], detail
     assert report.orphans == 0, detail
     # report.attempt_not_counted happens only when a kill lands in a ms-wide window: the
-    # deterministic test below covers it (xfail until fixed), the soak reports its count.
+    # deterministic test below covers it, and the soak reports its count.
 
 
 def test_analysis_explains_only_duplicates_a_kill_interrupted() -> None:
@@ -45,13 +43,6 @@ def test_analysis_explains_only_duplicates_a_kill_interrupted() -> None:
     assert not report.ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (killnine: 'attempt not counted'): the daemon starts an attempt before the "
-    "commit that counts it (daemon.py _perform: Dispatch calls _persist without awaiting it, "
-    "then pool.run); a daemon killed in between re-runs the same attempt number, so the "
-    "interrupted attempt does not count (PRODUCT.md 'At-least-once execution')",
-)
 def test_an_attempt_is_counted_before_it_starts(shim_lib: Path, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)  # workers may run as another uid and write the ledger here
     ledger = tmp_path / "ledger.txt"
