@@ -177,3 +177,28 @@ def test_stats_rows_join_counters_with_the_report_and_respect_tenants() -> None:
     assert row["backlog"] == 4
     assert sorted(row["function"] for row in reply["functions"]) == ["m:f", "m:g"]
     assert reply["failures"] == []  # tenant b's failure is not a's to see
+
+
+def test_histograms_of_series_never_observed_share_nothing_once_one_is() -> None:
+    """A histogram's minute ring is shared (all zeros) until its first observation, so that a
+    queue whose tasks never ran costs 4 KiB, not 22 KiB; observing one series and letting the
+    minutes roll must leave every other series' percentiles empty."""
+    metrics = Metrics()
+    for key in KEYS:
+        metrics.count(key, SUBMITTED, T0)
+    metrics.attempt(KEYS[0], 0.2, 0.02, T0)
+    for later in (T0 + 60, T0 + 3 * 60 + 1):  # rolls the rings, zeroing old slots
+        metrics.attempt(KEYS[0], 0.2, 0.02, later)
+        for key in KEYS[1:]:
+            metrics.count(key, SUBMITTED, later)
+            series = metrics.series(key, later)
+            assert series is not None
+            rollup = Rollup(later)
+            rollup.add(series)
+            assert rollup.recent("wait") == {"count": 0, "p50": None, "p99": None}
+            assert rollup.recent("run")["count"] == 0
+    observed = metrics.series(KEYS[0], T0 + 3 * 60 + 1)
+    assert observed is not None
+    rollup = Rollup(T0 + 3 * 60 + 1)
+    rollup.add(observed)
+    assert rollup.recent("wait")["count"] >= 1
