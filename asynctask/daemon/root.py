@@ -59,6 +59,16 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
+from asynctask.daemon.views import (
+    check_recovered,
+    failure_view,
+    row_of,
+    selected,
+    task_from_row,
+    update_of,
+    view_of,
+    view_of_row,
+)
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
     ConfigError,
@@ -109,7 +119,7 @@ from asynctask.observe.readout import DEFAULT_TOP as READOUT_TOP
 from asynctask.observe.readout import Page as ReadoutPage
 from asynctask.observe.readout import drive as drive_readout
 from asynctask.observe.readout import exposition_steps, stats_steps
-from asynctask.observe.tracing import queue_wait, record_attempt, run_time, stage_views
+from asynctask.observe.tracing import queue_wait, record_attempt, run_time
 from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.resources import Limits
@@ -135,7 +145,6 @@ from asynctask.store import (
     StoreError,
     TaskFilter,
     TaskRow,
-    UpdateTask,
 )
 from asynctask.store.errors import describe
 from asynctask.store.starts import StartJournal, read_starts
@@ -376,7 +385,7 @@ class Daemon:
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
         )
         self.store.on_fatal(self._storage_lost)
-        self._guard = StoreGuard(self.store, _update_of, self.clock)
+        self._guard = StoreGuard(self.store, update_of, self.clock)
         self._guard.start()
         if self.store.wal_unchecked is not None:
             log.warning("the WAL could not be checked for damage at start-up: %s",
@@ -654,8 +663,8 @@ class Daemon:
             loaded += len(rows)
             for row in rows:
                 try:
-                    task = _task_from_row(row)  # the rows share equal values already
-                    _check_recovered(task)
+                    task = task_from_row(row)  # the rows share equal values already
+                    check_recovered(task)
                     self._declare_limits(task.function, task.options.get("limits"), now)
                 except Exception as exc:  # decoded, but not a task this version can run
                     skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
@@ -847,7 +856,7 @@ class Daemon:
         """One write of the task's state, for a request that undoes its change if it fails
         (``retry``); a change that already happened goes through ``_record``."""
         assert self.store is not None
-        return self.store.put(_update_of(task))
+        return self.store.put(update_of(task))
 
     def _finish(self, task: LiveTask) -> None:
         counter = _FINAL_COUNTERS.get(task.state)
@@ -857,7 +866,7 @@ class Daemon:
         destination = self._destination_of(task)
         # The end of the task and the submit of its destination commit together: after a
         # crash either both happened or neither did, so the destination runs once.
-        extra = () if destination is None else (InsertTask(_row_of(destination)),)
+        extra = () if destination is None else (InsertTask(row_of(destination)),)
         committed = self._record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
@@ -870,7 +879,7 @@ class Daemon:
                 del self._claims[key]
             if self._live.get(key) is task:
                 del self._live[key]
-            view = _view(task)
+            view = view_of(task)
             for waiter in self._waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(view)
@@ -1054,7 +1063,7 @@ class Daemon:
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self.scheduler.attempt_failed(task, error, now)
-            self._failures.append(_failure_view(task, error, now))
+            self._failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self.metrics.count(key, RETRIED, now)
             self._perform([action])
@@ -1158,7 +1167,7 @@ class Daemon:
             for index, spec in enumerate(specs):
                 if spec.id is None:
                     task = self._new_task(spec, new_task_id(now), now)
-                    ops.append(InsertTask(_row_of(task)))
+                    ops.append(InsertTask(row_of(task)))
                     created.append((index, task))
                     continue
                 key = (spec.tenant, spec.id)
@@ -1173,13 +1182,11 @@ class Daemon:
                 self._claims[key] = own_claims[key] = claim
                 row = await self.store.get(spec.tenant, spec.id)
                 if row is not None and row.state in DEDUP_STATES:
-                    views[index] = _row_view(row)
+                    views[index] = view_of_row(row)
                     continue
                 task = self._new_task(spec, spec.id, now)
                 ops.append(
-                    InsertTask(_row_of(task))
-                    if row is None
-                    else ReplaceTask(row.seq, _row_of(task))
+                    InsertTask(row_of(task)) if row is None else ReplaceTask(row.seq, row_of(task))
                 )
                 created.append((index, task))
                 in_batch[key] = task
@@ -1200,7 +1207,7 @@ class Daemon:
                     self._live[(task.tenant, task.id)] = task
                     self.scheduler.add(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-                views[index] = _view(task)
+                views[index] = view_of(task)
         finally:
             for key, claim in own_claims.items():
                 if self._claims.get(key) is claim:
@@ -1238,7 +1245,7 @@ class Daemon:
                     f"used: {self.store.failure or 'storage is failing'}"
                 )
             if task is not None and task.state in DEDUP_STATES:
-                return _view(task)
+                return view_of(task)
             claim = self._claims.get(key)
             if claim is None:
                 return None
@@ -1294,12 +1301,12 @@ class Daemon:
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
         task = self._live.get((tenant, task_id))
         if task is not None:
-            return _view(task)
+            return view_of(task)
         assert self.store is not None
         row = await self.store.get(tenant, task_id)
         if row is None:
             raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        return _row_view(row)
+        return view_of_row(row)
 
     async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
         key = (tenant, task_id)
@@ -1378,7 +1385,7 @@ class Daemon:
             if t.state in states
             and t.seq not in self._retrying
             and (task_id is None or t.id == task_id)
-            and _selected(t, query)
+            and selected(t, query)
         ]
 
     async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
@@ -1393,13 +1400,13 @@ class Daemon:
         has ended and everything was read."""
         live = self._live.get((tenant, task_id))
         if live is not None:
-            seq, view = live.seq, _view(live)
+            seq, view = live.seq, view_of(live)
         else:
             assert self.store is not None
             row = await self.store.get(tenant, task_id)
             if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-            seq, view = row.seq, _row_view(row)
+            seq, view = row.seq, view_of_row(row)
         budget = LOG_CHUNK
         attempts = []
         complete = True
@@ -1588,7 +1595,7 @@ class Daemon:
         commits = []
         with self.store.one_transaction():
             for row in chosen:
-                task = _task_from_row(row)
+                task = task_from_row(row)
                 task.move(TaskState.QUEUED)
                 task.finished_at = None
                 commits.append(self._persist(task))
@@ -1653,26 +1660,11 @@ class Daemon:
         for row in rows:
             live = self._live.get((row.tenant, row.id))
             views.append(
-                _view(live) if live is not None and live.seq == row.seq else _row_view(row)
+                view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
             )
         last = rows[-1] if more else None
         cursor = None if last is None else encode_cursor(last.created_at, last.seq)
         return {"tasks": views, "cursor": cursor}
-
-
-def _selected(task: LiveTask, query: ListQuery) -> bool:
-    """Whether a live task matches a selector (``ListQuery`` fields; no states: any live)."""
-    return (
-        (query.tenants is None or task.tenant in query.tenants)
-        and (not query.states or task.state in query.states)
-        and (query.queue is None or task.queue == query.queue)
-        and (query.function is None or task.function == query.function)
-        and (query.prefix is None or task.id.startswith(query.prefix))
-        and (query.since is None or task.created_at >= query.since)
-        and (query.until is None or task.created_at < query.until)
-        and all(task.labels.get(k) == v for k, v in query.labels.items())
-        and (query.trace_id is None or task.trace_id == query.trace_id)
-    )
 
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
@@ -1716,41 +1708,9 @@ def _function_limits(limits: dict[str, float]) -> FunctionLimits:
     )
 
 
-def _update_of(task: LiveTask) -> UpdateTask:
-    """The op that writes every mutable column of ``task`` as it is now."""
-    return UpdateTask(
-        seq=task.seq,
-        state=task.state,
-        attempts=task.attempts,
-        result=task.result,
-        error=task.error,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        due_at=task.due_at,
-        errors=task.errors,
-        held=task.held,
-        trace=task.trace,
-    )
-
-
 def _url_host(address: tuple[str, int]) -> tuple[str, int]:
     host, port = address
     return (f"[{host}]" if ":" in host else host), port
-
-
-def _failure_view(task: LiveTask, error: dict[str, Any], now: float) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "tenant": task.tenant,
-        "queue": task.queue,
-        "function": task.function,
-        "state": str(task.state),
-        "attempts": task.attempts,
-        "kind": error.get("kind"),
-        "type": error.get("type"),
-        "message": error.get("message"),
-        "finished_at": now,
-    }
 
 
 _FINAL_COUNTERS = {
@@ -1769,101 +1729,6 @@ GAUGE_SAMPLE = 5.0
 SAMPLE_CHUNK = 500
 #: Rows of each section of ``queues`` (the rest are counted in ``more``).
 QUEUES_SHOWN = 10_000
-
-
-def _row_of(task: LiveTask) -> TaskRow:
-    return TaskRow(
-        seq=task.seq,
-        tenant=task.tenant,
-        id=task.id,
-        function=task.function,
-        queue=task.queue,
-        priority=task.priority,
-        state=task.state,
-        payload=task.payload,
-        options=task.options,
-        labels=task.labels,
-        attempts=task.attempts,
-        result=task.result,
-        error=task.error,
-        created_at=task.created_at,
-        due_at=task.due_at,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        errors=task.errors,
-        held=task.held,
-        trace_id=task.trace_id,
-        trace=task.trace,
-    )
-
-
-def _check_recovered(task: LiveTask) -> None:
-    """``ValueError`` for a recovered task the scheduler could not order or index (a row written
-    by hand or by another version): a non-number in a timer poisons a heap for every task."""
-    if type(task.labels) is not dict:
-        raise ValueError(f"labels are {task.labels!r}, not a map")
-    for name, value in (("timeout", task.timeout), ("expires_at", task.expires_at)):
-        if value is not None and type(value) not in (int, float):
-            raise ValueError(f"{name} is {value!r}, not a number")
-
-
-def _task_from_row(row: TaskRow) -> LiveTask:
-    """Positional, in ``LiveTask``'s parameter order: start-up recovery makes a million."""
-    options = row.options
-    return LiveTask(
-        row.seq,
-        row.tenant,
-        row.id,
-        row.function,
-        row.queue,
-        row.priority,
-        row.state,
-        row.payload,
-        options,
-        row.labels,
-        int(options.get("retries", 0)),
-        options.get("timeout"),
-        row.created_at,
-        row.due_at,
-        options.get("expires_at"),
-        row.attempts,
-        row.started_at,
-        row.finished_at,
-        row.result,
-        row.error,
-        row.errors,
-        row.held,
-        row.trace_id,
-        row.trace,
-    )
-
-
-def _view(task: LiveTask) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "state": str(task.state),
-        "tenant": task.tenant,
-        "queue": task.queue,
-        "function": task.function,
-        "priority": task.priority,
-        "attempts": task.attempts,
-        "retries": task.retries,
-        "result": task.result,
-        "error": task.error,
-        "errors": task.errors or [],
-        "paused": task.held,
-        "labels": task.labels,
-        "created_at": task.created_at,
-        "due_at": task.due_at,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "trace_id": task.trace_id,
-        "trace": stage_views(task.created_at, task.trace),
-    }
-
-
-def _row_view(row: TaskRow) -> dict[str, Any]:
-    return _view(_task_from_row(row))
 
 
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
