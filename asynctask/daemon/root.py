@@ -54,11 +54,11 @@ from asynctask.config import (
 from asynctask.core.cron import CronSchedule, slot_id
 from asynctask.core.limits import FunctionLimits
 from asynctask.core.reconfigure import reconfigure
-from asynctask.core.report import report_entries
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
+from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
 from asynctask.daemon.views import (
     check_recovered,
     failure_view,
@@ -107,18 +107,11 @@ from asynctask.observe.metrics import (
     COMPLETED,
     EXPIRED,
     FAILED,
-    MINUTES,
     REFUSED,
     RETRIED,
-    RUNNING,
     SUBMITTED,
     Metrics,
 )
-from asynctask.observe.prometheus import render_steps
-from asynctask.observe.readout import DEFAULT_TOP as READOUT_TOP
-from asynctask.observe.readout import Page as ReadoutPage
-from asynctask.observe.readout import drive as drive_readout
-from asynctask.observe.readout import exposition_steps, stats_steps
 from asynctask.observe.tracing import queue_wait, record_attempt, run_time
 from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
@@ -183,7 +176,7 @@ class Daemon:
         self._interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
-        self._guard: StoreGuard | None = None
+        self.guard: StoreGuard | None = None
         self._starts: StartJournal | None = None
         self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The error that made the store stop taking writes; the daemon then exits with
@@ -194,8 +187,8 @@ class Daemon:
         self.isolation: Isolation | None = None
         self._bound_socket: socket.socket | None = None
         self.accepting = False
-        self._live = LiveIndex()
-        self._running: dict[int, LiveTask] = {}
+        self.live = LiveIndex()
+        self.running: dict[int, LiveTask] = {}
         self._claims: dict[Key, asyncio.Future[None]] = {}
         self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
         self._next_seq = 1
@@ -208,25 +201,26 @@ class Daemon:
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
-        self._stop = asyncio.Event()
+        self.stop_requested = asyncio.Event()
         self.clock = SteadyClock()
-        self._started_at = self.clock()
+        self.started_at = self.clock()
         self._events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
             self.scheduler,
             self.clock,
             lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
         )
         self.metrics = Metrics()
+        self.readout = Readout(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
-        self._failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
+        self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
 
     def __repr__(self) -> str:
         return (
-            f"<Daemon live={len(self._live)} running={len(self._running)} "
+            f"<Daemon live={len(self.live)} running={len(self.running)} "
             f"{self.scheduler!r} {self.pool!r}>"
         )
 
@@ -240,7 +234,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
         try:
-            await self._stop.wait()
+            await self.stop_requested.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -257,7 +251,7 @@ class Daemon:
             self._drain,
             extra={"event": "stopping", "drain": self._drain},
         )
-        self._stop.set()
+        self.stop_requested.set()
 
     def stop(self, drain: float | None) -> dict[str, Any]:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
@@ -271,7 +265,7 @@ class Daemon:
         task code anew (idle ones now, busy ones once their attempts end on the old code), and
         re-read the config file for its live keys (``_reread_config``). Never raises: a signal
         handler that raised would stop the daemon."""
-        stopping = self._stop.is_set()
+        stopping = self.stop_requested.is_set()
         replaced = self.pool.reload() if self.pool is not None and not stopping else 0
         log.info(
             "%s: replacing %d worker(s) so task code is imported anew", why, replaced,
@@ -385,8 +379,8 @@ class Daemon:
             str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
         )
         self.store.on_fatal(self._storage_lost)
-        self._guard = StoreGuard(self.store, update_of, self.clock)
-        self._guard.start()
+        self.guard = StoreGuard(self.store, update_of, self.clock)
+        self.guard.start()
         if self.store.wal_unchecked is not None:
             log.warning("the WAL could not be checked for damage at start-up: %s",
                         self.store.wal_unchecked)  # fmt: skip
@@ -490,7 +484,7 @@ class Daemon:
         self.accepting = True
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
-        self._background_task(self._sample_loop())
+        self._background_task(self.readout.sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
             self._background_task(self._purge_history(history.history_days, history.history_max))
@@ -532,7 +526,7 @@ class Daemon:
         observe = self.config.observe
         if observe.http is not None:
             token_file = observe.token_file or str(self.home / TOKEN_NAME)
-            http = MetricsHttp(*observe.http, self.prometheus, token_file)
+            http = MetricsHttp(*observe.http, self.readout.prometheus, token_file)
             try:
                 await http.start()
             except OSError as exc:
@@ -541,7 +535,7 @@ class Daemon:
             self.metrics_http = http
             log.info(
                 "metrics: http://%s:%d/metrics (bearer token in %s)",
-                *_url_host(http.address),
+                *url_host(http.address),
                 token_file,
             )
         if observe.opentelemetry != "off":
@@ -562,7 +556,7 @@ class Daemon:
             unfinished = await self.pool.stop(loop.time() + self._drain)
             now = self.clock()
             for aid in unfinished:
-                task = self._running.pop(aid, None)
+                task = self.running.pop(aid, None)
                 if task is not None:
                     reason = "the daemon stopped before the attempt finished"
                     self._perform([self.scheduler.interrupted(task, reason, now)])
@@ -578,8 +572,8 @@ class Daemon:
                 await self.store.flush()
         if self._starts is not None:
             self._starts.close()
-        if self._guard is not None:
-            unstored = await self._guard.close()
+        if self.guard is not None:
+            unstored = await self.guard.close()
             if unstored:
                 log.warning(
                     "%d task state change(s) could not be stored before the stop; the next "
@@ -622,7 +616,7 @@ class Daemon:
         assert self.store is not None
         with contextlib.suppress(StoreError):
             await self.store.flush()
-            if self._starts is not None and self._guard is not None and not self._guard.unstored:
+            if self._starts is not None and self.guard is not None and not self.guard.unstored:
                 self._starts.reset()
 
     async def _load_live(self) -> int:
@@ -673,7 +667,7 @@ class Daemon:
                 if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
                     task.attempts = started[task.seq]
                     task.state = TaskState.RUNNING
-                self._live[(task.tenant, task.id)] = task
+                self.live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
                     interrupted.append(self.scheduler.interrupted(task, reason, now))
@@ -767,7 +761,7 @@ class Daemon:
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
-                self._running[task.seq] = task
+                self.running[task.seq] = task
                 assert self.pool is not None
                 stored = self._record(task)
                 # The attempt's number is on disk before it starts (store/starts.py), so a
@@ -814,7 +808,7 @@ class Daemon:
         while self._journal_left is not None and self.accepting:
             with contextlib.suppress(StoreError):
                 await self.store.flush()
-                if self._guard is not None and not self._guard.unstored:
+                if self.guard is not None and not self.guard.unstored:
                     assert self._starts is not None
                     self._starts.rotated(self._journal_left)
                     self._journal_left = None
@@ -823,8 +817,8 @@ class Daemon:
 
     def _record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
         """Store a change that already happened (``StoreGuard``): resolves once stored."""
-        assert self._guard is not None
-        return self._guard.record(task, extra)
+        assert self.guard is not None
+        return self.guard.record(task, extra)
 
     def _storage_lost(self, error: StoreError) -> None:
         """The store took an I/O error and stopped: stop at once, without a drain (nothing
@@ -877,8 +871,8 @@ class Daemon:
                 return
             if self._claims.get(key) is committed:
                 del self._claims[key]
-            if self._live.get(key) is task:
-                del self._live[key]
+            if self.live.get(key) is task:
+                del self.live[key]
             view = view_of(task)
             for waiter in self._waiters.pop(key, ()):
                 if not waiter.done():
@@ -934,7 +928,7 @@ class Daemon:
         assert self.store is not None
         chosen = []
         for seq, tenant, task_id, attempts in rows:
-            live = self._live.get((tenant, task_id))
+            live = self.live.get((tenant, task_id))
             if live is None or live.seq != seq:  # a retried task is live again: keep it
                 chosen.append((seq, attempts))
         if not chosen:
@@ -1035,22 +1029,22 @@ class Daemon:
         if done.cancelled() or done.exception() is not None:
             return  # the failed commit is logged by _persist's callback on the same batch
         key = (task.tenant, task.id)
-        if key in self._live:
+        if key in self.live:
             return
-        self._live[key] = task
+        self.live[key] = task
         now = self.clock()
         self.scheduler.add(task, now)
         self.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
         self._wake()
 
     def _on_log(self, aid: int, stream: str, text: str) -> None:
-        task = self._running.get(aid)
+        task = self.running.get(aid)
         if task is not None:
             self.attempt_logs.append(task.seq, task.attempts, text)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self.attempt_logs.finish(outcome.aid)  # its log is complete (the aid is the task's seq)
-        task = self._running.pop(outcome.aid, None)
+        task = self.running.pop(outcome.aid, None)
         if task is None:
             return
         now = self.clock()
@@ -1063,7 +1057,7 @@ class Daemon:
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self.scheduler.attempt_failed(task, error, now)
-            self._failures.append(failure_view(task, error, now))
+            self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self.metrics.count(key, RETRIED, now)
             self._perform([action])
@@ -1076,53 +1070,22 @@ class Daemon:
     # -- requests (server.ops.Backend) ----------------------------------------------------------
 
     def ping(self) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "uptime": self.clock() - self._started_at,
-            "accepting": self.accepting,
-            "stopping": self._stop.is_set(),
-            "tasks": {
-                "live": len(self._live),
-                "running": len(self._running),
-                "queued": self.scheduler.queued,
-                "scheduled": self.scheduler.scheduled,
-            },
-            "workers": {
-                "size": self.pool.size if self.pool else 0,
-                "idle": self.pool.idle if self.pool else 0,
-                "busy": self.pool.busy if self.pool else 0,
-                "target": self.pool.target if self.pool else 0,
-                "max": self.pool.max_size if self.pool else 0,
-                "spawns": self.pool.spawn_stats() if self.pool else {},
-            },
-            "metrics_url": None
-            if self.metrics_http is None
-            else "http://{}:{}/metrics".format(*_url_host(self.metrics_http.address)),
-            "store": {
-                "transactions": self.store.transactions if self.store else 0,
-                "ops_committed": self.store.ops_committed if self.store else 0,
-                "pending": self.store.pending if self.store else 0,
-            },
-            "storage": self._storage_health(),
-        }
+        return self.readout.ping()
 
-    def _storage_health(self) -> dict[str, Any]:
-        """Whether the store takes writes: ``ok`` is false from a failed commit until one
-        succeeds (a probe retries it), with the error and for how long; ``unstored`` counts
-        tasks whose latest change waits to be stored."""
-        store, guard = self.store, self._guard
-        failure = None if store is None else store.failure
-        since = None if store is None else store.failing_since
-        failing_for = None if since is None else round(asyncio.get_running_loop().time() - since, 3)
-        if self.storage_lost is not None:
-            failure = self.storage_lost.message
-        return {
-            "ok": failure is None,
-            "error": failure,
-            "failing_for": failing_for,
-            "unstored": 0 if guard is None else guard.unstored,
-        }
+    async def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
+        return await self.readout.queues(tenants)
+
+    async def stats(
+        self,
+        tenants: frozenset[str] | None,
+        tenant: str | None,
+        queue: str | None = None,
+        top: int | None = None,
+    ) -> dict[str, Any]:
+        return await self.readout.stats(tenants, tenant, queue, top)
+
+    async def prometheus(self) -> str:
+        return await self.readout.prometheus()
 
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
         if not self.accepting:
@@ -1204,7 +1167,7 @@ class Daemon:
             for index, task in created:
                 if task.seq not in added:
                     added.add(task.seq)
-                    self._live[(task.tenant, task.id)] = task
+                    self.live[(task.tenant, task.id)] = task
                     self.scheduler.add(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
                 views[index] = view_of(task)
@@ -1237,8 +1200,8 @@ class Daemon:
         """The view of a live task holding ``key`` once no other submit or finish is in flight
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
         while True:
-            task = self._live.get(key)
-            if task is not None and self._guard is not None and self._guard.is_unstored(task.seq):
+            task = self.live.get(key)
+            if task is not None and self.guard is not None and self.guard.is_unstored(task.seq):
                 assert self.store is not None
                 raise StorageError(
                     f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
@@ -1299,7 +1262,7 @@ class Daemon:
         return spec.function if queue == "exclusive" else queue
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        task = self._live.get((tenant, task_id))
+        task = self.live.get((tenant, task_id))
         if task is not None:
             return view_of(task)
         assert self.store is not None
@@ -1310,17 +1273,17 @@ class Daemon:
 
     async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
         key = (tenant, task_id)
-        task = self._live.get(key)
+        task = self.live.get(key)
         if task is None:
             claim = self._claims.get(key)
             if claim is not None:
                 await asyncio.shield(claim)
-                task = self._live.get(key)
+                task = self.live.get(key)
         if task is None:
             view = await self.status(tenant, task_id)
             if view["state"] in FINAL_STATES or not self.accepting:
                 return view
-            task = self._live.get(key)
+            task = self.live.get(key)
             if task is None:  # finished while we read the store
                 return await self.status(tenant, task_id)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -1381,7 +1344,7 @@ class Daemon:
         leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
         return [
             t
-            for t in self._live.values()
+            for t in self.live.values()
             if t.state in states
             and t.seq not in self._retrying
             and (task_id is None or t.id == task_id)
@@ -1398,7 +1361,7 @@ class Daemon:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
         bytes in one reply (ask again from the new offsets for more); ``done`` once the task
         has ended and everything was read."""
-        live = self._live.get((tenant, task_id))
+        live = self.live.get((tenant, task_id))
         if live is not None:
             seq, view = live.seq, view_of(live)
         else:
@@ -1422,7 +1385,7 @@ class Daemon:
     async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
         """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and every thread's Python ``stack``."""
-        task = self._live.get((tenant, task_id))
+        task = self.live.get((tenant, task_id))
         if task is None:
             await self.status(tenant, task_id)  # NotFound for an unknown ID
         pid = self.pool.pid_of(task.seq) if task is not None and self.pool else None
@@ -1436,108 +1399,6 @@ class Daemon:
         info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid), self.home)
         info["attempt"] = task.attempts
         return info
-
-    async def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
-        """Every tenant, queue and function row, up to ``QUEUES_SHOWN`` a section (``more``
-        counts the rest), built ``SAMPLE_CHUNK`` rows at a time with the loop running in
-        between: one tenant's 20,000 queues in one go held every other client."""
-        now = self.clock()
-        report: dict[str, Any] = {}
-        more: dict[str, int] = {}
-        for section, entries in report_entries(self.scheduler, now, tenants).items():
-            rows: list[dict[str, Any]] = []
-            hidden = 0
-            for count, (_, _, _, row) in enumerate(entries(), 1):
-                if len(rows) < QUEUES_SHOWN:
-                    rows.append(row())
-                else:
-                    hidden += 1
-                if count % SAMPLE_CHUNK == 0:
-                    await asyncio.sleep(0)
-            report[section] = rows
-            if hidden:
-                more[section] = hidden
-        if more:
-            report["more"] = more
-        return report
-
-    async def _sample_loop(self) -> None:
-        """Per-minute peaks of backlog and running need samples between requests; every
-        ``GAUGE_SAMPLE`` seconds costs one pass over the tenants, queues and functions, taken
-        ``SAMPLE_CHUNK`` entries at a time with the loop running in between: one pass over a
-        tenant's 20,000 queues in one go held every other client for hundreds of ms."""
-        kinds = {"tenants": "tenant", "queues": "queue", "functions": "function"}
-        while True:
-            await asyncio.sleep(GAUGE_SAMPLE)
-            now = self.clock()
-            sample = self.metrics.sample
-            for section, entries in report_entries(self.scheduler, now, None).items():
-                kind = kinds[section]
-                for count, (key, backlog, running, _) in enumerate(entries(), 1):
-                    entity = (kind, key[0], key[1] if len(key) > 1 else "")
-                    sample(entity, backlog, running, now)
-                    if count % SAMPLE_CHUNK == 0:
-                        await asyncio.sleep(0)
-            busy = self.pool.busy if self.pool else 0
-            sample(POOL_ENTITY, self.scheduler.queued, busy, now)
-
-    def _pool_view(self, now: float | None = None) -> dict[str, Any]:
-        """The pool now; with ``now``, also its busy slots' peak per minute (``occupied``)."""
-        pool = self.pool
-        view: dict[str, Any] = {
-            "size": pool.size if pool else 0,
-            "idle": pool.idle if pool else 0,
-            "busy": pool.busy if pool else 0,
-            "target": pool.target if pool else 0,
-            "max": pool.max_size if pool else 0,
-            "slots": (pool.size if pool else 0) * self.config.workers.concurrency,
-        }
-        ring = self.metrics.gauges(POOL_ENTITY)
-        if now is not None:
-            view["occupied"] = ring.per_minute(RUNNING, now) if ring else [0] * MINUTES
-        return view
-
-    async def stats(
-        self,
-        tenants: frozenset[str] | None,
-        tenant: str | None,
-        queue: str | None = None,
-        top: int | None = None,
-    ) -> dict[str, Any]:
-        """The ``stats`` reply, built in chunks with the loop running in between: its cost is
-        what it shows (``top`` rows a section, ``queue``'s detail) plus one cheap scan."""
-        now = self.clock()
-        visible: frozenset[str] | None = tenants
-        if tenant is not None:
-            visible = frozenset({tenant}) if tenants is None else tenants & {tenant}
-        failures = [f for f in reversed(self._failures)]
-        busy = self.pool.busy if self.pool else 0
-        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, busy, now)
-        pool = self._pool_view(now)
-        page = ReadoutPage(top or READOUT_TOP, queue)
-        entries = report_entries(self.scheduler, now, visible, queue)
-        steps = stats_steps(self.metrics, entries, pool, failures, now, visible, page)
-        return await drive_readout(steps, lambda: asyncio.sleep(0))
-
-    async def prometheus(self) -> str:
-        """The Prometheus text, built and written in chunks with the loop running in between;
-        bounded in size whatever the number of queues (``observe.readout.exposition_steps``)."""
-        now = self.clock()
-        busy = self.pool.busy if self.pool else 0
-        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, busy, now)
-        extra: dict[str, float] = {
-            "uptime_seconds": now - self._started_at,
-            "live_tasks": len(self._live),
-            "store_transactions_total": self.store.transactions if self.store else 0,
-            "store_ops_total": self.store.ops_committed if self.store else 0,
-        }
-        entries = report_entries(self.scheduler, now, None)
-        steps = exposition_steps(self.metrics, entries, self._pool_view(), extra, now)
-        families = await drive_readout(steps, lambda: asyncio.sleep(0))
-        lines: list[str] = []
-        for _ in render_steps(families, lines):
-            await asyncio.sleep(0)
-        return "\n".join(lines)
 
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
@@ -1555,7 +1416,7 @@ class Daemon:
         with self.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:
-                    self._running.pop(task.seq, None)
+                    self.running.pop(task.seq, None)
                     self.pool.cancel(task.seq)
                 self._perform([self.scheduler.cancel(task, now)])
         if chosen:
@@ -1573,7 +1434,7 @@ class Daemon:
         await self.store.flush()  # failures still being written are found too
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = self.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
         by_tenant: dict[str, list[TaskRow]] = {}
         for row in chosen:
             by_tenant.setdefault(row.tenant, []).append(row)
@@ -1599,14 +1460,14 @@ class Daemon:
                 task.move(TaskState.QUEUED)
                 task.finished_at = None
                 commits.append(self._persist(task))
-                self._live[(task.tenant, task.id)] = task  # no second retry picks it meanwhile
+                self.live[(task.tenant, task.id)] = task  # no second retry picks it meanwhile
                 self._retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
                 tasks.append(task)
         try:
             await asyncio.gather(*commits)
         except BaseException:
             for task in tasks:
-                self._live.pop((task.tenant, task.id), None)
+                self.live.pop((task.tenant, task.id), None)
             raise
         finally:
             self._retrying.difference_update(task.seq for task in tasks)
@@ -1625,7 +1486,7 @@ class Daemon:
         rows = await self._rows_for(
             query, task_id, "only finished tasks can be deleted (cancel it first)"
         )
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
         with self.store.one_transaction():
             commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
         await asyncio.gather(*commits)
@@ -1658,7 +1519,7 @@ class Daemon:
         del rows[query.limit :]
         views = []
         for row in rows:
-            live = self._live.get((row.tenant, row.id))
+            live = self.live.get((row.tenant, row.id))
             views.append(
                 view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
             )
@@ -1708,11 +1569,6 @@ def _function_limits(limits: dict[str, float]) -> FunctionLimits:
     )
 
 
-def _url_host(address: tuple[str, int]) -> tuple[str, int]:
-    host, port = address
-    return (f"[{host}]" if ":" in host else host), port
-
-
 _FINAL_COUNTERS = {
     TaskState.SUCCEEDED: COMPLETED,
     TaskState.FAILED: FAILED,
@@ -1722,13 +1578,6 @@ _FINAL_COUNTERS = {
 
 #: Failed attempts ``stats`` keeps for ``top``'s failure list.
 FAILURES_KEPT = 20
-#: The gauges of the whole pool: queued tasks and busy slots.
-POOL_ENTITY = ("pool", "", "")
-#: Seconds between samples of the backlog and running gauges.
-GAUGE_SAMPLE = 5.0
-SAMPLE_CHUNK = 500
-#: Rows of each section of ``queues`` (the rest are counted in ``more``).
-QUEUES_SHOWN = 10_000
 
 
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:

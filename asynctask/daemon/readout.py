@@ -1,0 +1,204 @@
+"""What the daemon says about itself: ``ping`` (readiness, storage health), ``queues``,
+``stats`` and the Prometheus text, and the gauge sampler behind their per-minute peaks.
+
+Read-only over the daemon's state; each readout is built in chunks with the loop running in
+between, so its cost is what it shows and no client waits behind it (PRODUCT.md,
+"Robustness")."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from asynctask import __version__
+from asynctask.core.report import report_entries
+from asynctask.observe.metrics import MINUTES, RUNNING
+from asynctask.observe.prometheus import render_steps
+from asynctask.observe.readout import DEFAULT_TOP as READOUT_TOP
+from asynctask.observe.readout import Page as ReadoutPage
+from asynctask.observe.readout import drive as drive_readout
+from asynctask.observe.readout import exposition_steps, stats_steps
+
+if TYPE_CHECKING:
+    from asynctask.daemon.root import Daemon
+
+
+#: The gauges of the whole pool: queued tasks and busy slots.
+POOL_ENTITY = ("pool", "", "")
+
+
+def url_host(address: tuple[str, int]) -> tuple[str, int]:
+    host, port = address
+    return (f"[{host}]" if ":" in host else host), port
+
+
+#: Seconds between samples of the backlog and running gauges.
+GAUGE_SAMPLE = 5.0
+
+#: Entries walked between two yields to the loop (gauge samples, ``queues`` rows).
+SAMPLE_CHUNK = 500
+
+
+#: Rows of each section of ``queues`` (the rest are counted in ``more``).
+QUEUES_SHOWN = 10_000
+
+
+class Readout:
+    """The readouts of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def ping(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": self._daemon.clock() - self._daemon.started_at,
+            "accepting": self._daemon.accepting,
+            "stopping": self._daemon.stop_requested.is_set(),
+            "tasks": {
+                "live": len(self._daemon.live),
+                "running": len(self._daemon.running),
+                "queued": self._daemon.scheduler.queued,
+                "scheduled": self._daemon.scheduler.scheduled,
+            },
+            "workers": {
+                "size": self._daemon.pool.size if self._daemon.pool else 0,
+                "idle": self._daemon.pool.idle if self._daemon.pool else 0,
+                "busy": self._daemon.pool.busy if self._daemon.pool else 0,
+                "target": self._daemon.pool.target if self._daemon.pool else 0,
+                "max": self._daemon.pool.max_size if self._daemon.pool else 0,
+                "spawns": self._daemon.pool.spawn_stats() if self._daemon.pool else {},
+            },
+            "metrics_url": None
+            if self._daemon.metrics_http is None
+            else "http://{}:{}/metrics".format(*url_host(self._daemon.metrics_http.address)),
+            "store": {
+                "transactions": self._daemon.store.transactions if self._daemon.store else 0,
+                "ops_committed": self._daemon.store.ops_committed if self._daemon.store else 0,
+                "pending": self._daemon.store.pending if self._daemon.store else 0,
+            },
+            "storage": self.storage_health(),
+        }
+
+    def storage_health(self) -> dict[str, Any]:
+        """Whether the store takes writes: ``ok`` is false from a failed commit until one
+        succeeds (a probe retries it), with the error and for how long; ``unstored`` counts
+        tasks whose latest change waits to be stored."""
+        store, guard = self._daemon.store, self._daemon.guard
+        failure = None if store is None else store.failure
+        since = None if store is None else store.failing_since
+        failing_for = None if since is None else round(asyncio.get_running_loop().time() - since, 3)
+        if self._daemon.storage_lost is not None:
+            failure = self._daemon.storage_lost.message
+        return {
+            "ok": failure is None,
+            "error": failure,
+            "failing_for": failing_for,
+            "unstored": 0 if guard is None else guard.unstored,
+        }
+
+    async def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
+        """Every tenant, queue and function row, up to ``QUEUES_SHOWN`` a section (``more``
+        counts the rest), built ``SAMPLE_CHUNK`` rows at a time with the loop running in
+        between: one tenant's 20,000 queues in one go held every other client."""
+        now = self._daemon.clock()
+        report: dict[str, Any] = {}
+        more: dict[str, int] = {}
+        for section, entries in report_entries(self._daemon.scheduler, now, tenants).items():
+            rows: list[dict[str, Any]] = []
+            hidden = 0
+            for count, (_, _, _, row) in enumerate(entries(), 1):
+                if len(rows) < QUEUES_SHOWN:
+                    rows.append(row())
+                else:
+                    hidden += 1
+                if count % SAMPLE_CHUNK == 0:
+                    await asyncio.sleep(0)
+            report[section] = rows
+            if hidden:
+                more[section] = hidden
+        if more:
+            report["more"] = more
+        return report
+
+    async def sample_loop(self) -> None:
+        """Per-minute peaks of backlog and running need samples between requests; every
+        ``GAUGE_SAMPLE`` seconds costs one pass over the tenants, queues and functions, taken
+        ``SAMPLE_CHUNK`` entries at a time with the loop running in between: one pass over a
+        tenant's 20,000 queues in one go held every other client for hundreds of ms."""
+        kinds = {"tenants": "tenant", "queues": "queue", "functions": "function"}
+        while True:
+            await asyncio.sleep(GAUGE_SAMPLE)
+            now = self._daemon.clock()
+            sample = self._daemon.metrics.sample
+            for section, entries in report_entries(self._daemon.scheduler, now, None).items():
+                kind = kinds[section]
+                for count, (key, backlog, running, _) in enumerate(entries(), 1):
+                    entity = (kind, key[0], key[1] if len(key) > 1 else "")
+                    sample(entity, backlog, running, now)
+                    if count % SAMPLE_CHUNK == 0:
+                        await asyncio.sleep(0)
+            busy = self._daemon.pool.busy if self._daemon.pool else 0
+            sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
+
+    def pool_view(self, now: float | None = None) -> dict[str, Any]:
+        """The pool now; with ``now``, also its busy slots' peak per minute (``occupied``)."""
+        pool = self._daemon.pool
+        view: dict[str, Any] = {
+            "size": pool.size if pool else 0,
+            "idle": pool.idle if pool else 0,
+            "busy": pool.busy if pool else 0,
+            "target": pool.target if pool else 0,
+            "max": pool.max_size if pool else 0,
+            "slots": (pool.size if pool else 0) * self._daemon.config.workers.concurrency,
+        }
+        ring = self._daemon.metrics.gauges(POOL_ENTITY)
+        if now is not None:
+            view["occupied"] = ring.per_minute(RUNNING, now) if ring else [0] * MINUTES
+        return view
+
+    async def stats(
+        self,
+        tenants: frozenset[str] | None,
+        tenant: str | None,
+        queue: str | None = None,
+        top: int | None = None,
+    ) -> dict[str, Any]:
+        """The ``stats`` reply, built in chunks with the loop running in between: its cost is
+        what it shows (``top`` rows a section, ``queue``'s detail) plus one cheap scan."""
+        now = self._daemon.clock()
+        visible: frozenset[str] | None = tenants
+        if tenant is not None:
+            visible = frozenset({tenant}) if tenants is None else tenants & {tenant}
+        failures = [f for f in reversed(self._daemon.failures)]
+        busy = self._daemon.pool.busy if self._daemon.pool else 0
+        self._daemon.metrics.sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
+        pool = self.pool_view(now)
+        page = ReadoutPage(top or READOUT_TOP, queue)
+        entries = report_entries(self._daemon.scheduler, now, visible, queue)
+        steps = stats_steps(self._daemon.metrics, entries, pool, failures, now, visible, page)
+        return await drive_readout(steps, lambda: asyncio.sleep(0))
+
+    async def prometheus(self) -> str:
+        """The Prometheus text, built and written in chunks with the loop running in between;
+        bounded in size whatever the number of queues (``observe.readout.exposition_steps``)."""
+        now = self._daemon.clock()
+        busy = self._daemon.pool.busy if self._daemon.pool else 0
+        self._daemon.metrics.sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
+        extra: dict[str, float] = {
+            "uptime_seconds": now - self._daemon.started_at,
+            "live_tasks": len(self._daemon.live),
+            "store_transactions_total": self._daemon.store.transactions
+            if self._daemon.store
+            else 0,
+            "store_ops_total": self._daemon.store.ops_committed if self._daemon.store else 0,
+        }
+        entries = report_entries(self._daemon.scheduler, now, None)
+        steps = exposition_steps(self._daemon.metrics, entries, self.pool_view(), extra, now)
+        families = await drive_readout(steps, lambda: asyncio.sleep(0))
+        lines: list[str] = []
+        for _ in render_steps(families, lines):
+            await asyncio.sleep(0)
+        return "\n".join(lines)
