@@ -47,10 +47,12 @@ from asynctask.core.entities import (
     CONCURRENCY,
     FAULT,
     FUNCTION,
+    HELD,
     IDLE,
     PAUSED,
     RATE,
     SHARDS,
+    SLOW,
     FunctionState,
     QueueState,
     TenantState,
@@ -140,6 +142,9 @@ class Scheduler:
         self._queued = 0
         self._paused: set[PauseTarget] = set()
         self._shard_waiters: dict[int, dict[TenantState, None]] = {}
+        #: Tenants parked by their confinement alone (``HELD``), for the work-conserving pass
+        #: of ``dispatch``; entries of tenants parked otherwise since are dropped there.
+        self._held: dict[TenantState, None] = {}
 
     def __repr__(self) -> str:
         return (
@@ -418,7 +423,7 @@ class Scheduler:
 
     def _release_tenant(self, tenant: TenantState) -> None:
         """A parked tenant's own block may be gone: let it compete again."""
-        if tenant.parked in (CONCURRENCY, RATE, PAUSED, FAULT, SHARDS):
+        if tenant.parked in (CONCURRENCY, RATE, PAUSED, FAULT, SHARDS, SLOW):
             tenant.parked = None
             self._wake_tenant(tenant)
 
@@ -451,8 +456,9 @@ class Scheduler:
 
     def has_eligible(self) -> bool:
         """Whether some tenant has work it could start if a slot were free (the pool grows
-        on it: paused, rate-held or concurrency-held work does not count)."""
-        return len(self._fair) > 0
+        on it: paused, rate-held or concurrency-held work does not count; a tenant held only by
+        its confinement does, as ``dispatch`` gives it workers nobody else can use)."""
+        return len(self._fair) > 0 or any(t.parked in HELD for t in self._held)
 
     def dispatch(
         self, now: float, free_slots: int | list[int], warm: WarmSlots | None = None
@@ -498,21 +504,30 @@ class Scheduler:
                 self._release_tenant(entity)
         deferred: list[TenantState] = []
         fair = self._fair
-        while free_slots > 0:
+        spare = False  # the work-conserving pass: confinement lifted (see _spare_pass)
+        while True:
+            if free_slots <= 0:
+                break
             tenant = fair.pop()
             if tenant is None:
-                break
+                if spare or not self._spare_pass():
+                    break
+                spare = True
+                continue
             if warm is not None and not warm.serves(tenant.name):
                 tenant = self._warm_instead(tenant, warm)
-            block = self._tenant_block(tenant, now)
+            block = self._tenant_block(tenant, now, spare)
             if block is not None:
                 tenant.parked = block
+                if block in HELD:
+                    self._held[tenant] = None
                 continue
             shard = -1
             if free is not None:
-                shard = self._shard_for(tenant, free, now, warm)
+                shard = self._shard_for(tenant, free, now, warm, spare)
                 if shard < 0:
                     tenant.parked = SHARDS
+                    self._held[tenant] = None
                     continue
             floor = self._priority_floor(free_slots)
             picked = self._pick(tenant, now, floor)
@@ -565,6 +580,27 @@ class Scheduler:
             fair.push_back(tenant)
         return actions
 
+    def _spare_pass(self) -> bool:
+        """Every eligible tenant was served and workers are still idle: if the only tenant with
+        work (running, or queued and not paused) is one that its confinement alone holds, let
+        it compete for them with the confinement lifted (True if it may).
+
+        Only a *lone* tenant: while another tenant has work, even between its tasks, a
+        confined tenant stays on its shards, so a poison tenant never fills the gaps with
+        hangs that the other then waits behind. ``always`` is strict: never."""
+        if not self._held or self.settings.sharding.confinement == ALWAYS:
+            return False
+        held = [tenant for tenant in self._held if tenant.parked in HELD]
+        self._held = dict.fromkeys(held)
+        if len(held) != 1:
+            return False
+        (lone,) = held
+        for tenant in self._tenants.values():
+            if tenant is not lone and (tenant.running or (tenant.backlog and not tenant.paused)):
+                return False
+        self._release_tenant(lone)
+        return True
+
     def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
         """The eligible tenant with an idle worker of its own and the smallest pass, if it is
         ahead of ``popped`` by at most ``affinity`` seconds of its own typical attempt (an
@@ -605,18 +641,24 @@ class Scheduler:
         if head is not None and queue.parked is None:
             self._push_queue(queue, ready_key(head, self.settings.aging))
 
-    def _tenant_block(self, tenant: TenantState, now: float) -> str | None:
+    def _tenant_block(self, tenant: TenantState, now: float, spare: bool = False) -> str | None:
+        """What holds the tenant now, or ``None``; ``spare``: not its confinement (back-off,
+        slow start), as in the work-conserving pass."""
         if tenant.paused:
             return PAUSED
         faults = tenant.faults
-        if faults is not None and faults.backoff_until > now:
+        if not spare and faults is not None and faults.backoff_until > now:
             self._park_at(faults.backoff_until, tenant)
             return FAULT
         limit = tenant.limits.concurrency
         if limit is not None and tenant.running >= limit:
             return CONCURRENCY
-        if tenant.running > tenant.clean_successes and self._slow_started(tenant, now):
-            return CONCURRENCY
+        if (
+            not spare
+            and tenant.running > tenant.clean_successes
+            and self._slow_started(tenant, now)
+        ):
+            return SLOW
         bucket = tenant.bucket
         if bucket is not None:
             wait = bucket.wait_time(now)
@@ -626,15 +668,22 @@ class Scheduler:
         return None
 
     def _shard_for(
-        self, tenant: TenantState, free: list[int], now: float, warm: WarmSlots | None = None
+        self,
+        tenant: TenantState,
+        free: list[int],
+        now: float,
+        warm: WarmSlots | None = None,
+        spare: bool = False,
     ) -> int:
         """The shard the tenant's next attempt runs on, or -1 (then it waits on its shards).
 
         A shard where no worker need be replaced comes first (``WarmSlots.shard_of``), where
         the tenant may use it; else an unconfined tenant takes the shard with the most
-        idle workers, and a confined one the best of its own."""
+        idle workers, and a confined one the best of its own (in the work-conserving pass,
+        ``spare``, the best of its own if one is idle, else any)."""
         home = warm.shard_of(tenant.name) if warm is not None else None
-        if not self.confined(tenant, now):
+        confined = self.confined(tenant, now)
+        if not confined:
             if home is not None and free[home] > 0:
                 return home
             return max(range(len(free)), key=free.__getitem__)
@@ -646,6 +695,8 @@ class Scheduler:
         best = max(own, key=free.__getitem__)
         if free[best] > 0:
             return best
+        if spare:
+            return max(range(len(free)), key=free.__getitem__)
         for shard in own:
             self._shard_waiters.setdefault(shard, {})[tenant] = None
         return -1
@@ -676,7 +727,7 @@ class Scheduler:
         faults = tenant.faults
         if faults is not None and faults.confined_until > now:
             return FAULTS
-        if settings.sharded and tenant.successes < settings.probation:
+        if settings.sharded and tenant.clean_ends < settings.probation:
             return PROBATION
         return None
 
@@ -780,7 +831,7 @@ class Scheduler:
         queue.running -= 1
         function.running -= 1
         self._running_by_priority[task.priority] -= 1
-        if tenant.parked == CONCURRENCY:
+        if tenant.parked in (CONCURRENCY, SLOW):
             self._release_tenant(tenant)
         if queue.parked == CONCURRENCY:
             self._wake_queue(queue)
@@ -794,9 +845,11 @@ class Scheduler:
                 function.aimd.on_success(now, backlog=function.queued > 0)
             self._wake_function_waiters(function)
             tenant.successes += 1
+            tenant.clean_ends += 1
             tenant.clean_successes += 1
-            if tenant.faults is not None:
-                tenant.faults.on_success()
+            faults = self._fault_record(tenant)
+            faults.on_success()
+            faults.on_clean_end(self.settings.sharding, now)
         tenant.completed += 1
         task.move(S.SUCCEEDED)
         task.result = result
@@ -817,14 +870,16 @@ class Scheduler:
                 else:
                     function.aimd.on_other_end(now)
             self._wake_function_waiters(function)
+            tenant = self._tenants[task.tenant]
+            faults = self._fault_record(tenant)
             if kind in WORKER_FAULTS:
-                tenant = self._tenants[task.tenant]
-                if tenant.faults is None:
-                    tenant.faults = FaultRecord()
-                tenant.faults.on_fault(self.settings.sharding, now)
+                faults.on_fault(self.settings.sharding, now)
                 tenant.clean_successes = 0
                 if self.confinement(tenant, now) is not None:
-                    tenant.faults.back_off(self.settings.sharding, now)
+                    faults.back_off(self.settings.sharding, now)
+            else:  # a task error is the task's, not a broken worker: not a fault
+                tenant.clean_ends += 1
+                faults.on_clean_end(self.settings.sharding, now)
         record_error(task, error, now)
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
@@ -845,6 +900,13 @@ class Scheduler:
         task.move(S.FAILED)
         task.finished_at = now
         return Finished(task)
+
+    @staticmethod
+    def _fault_record(tenant: TenantState) -> FaultRecord:
+        """The tenant's record of recent attempts (every ending counts toward the ratio)."""
+        if tenant.faults is None:
+            tenant.faults = FaultRecord()
+        return tenant.faults
 
     def interrupted(self, task: LiveTask, reason: str, now: float) -> Action:
         """The daemon itself stopped the attempt (shutdown, crash): it counts, and the task is

@@ -36,6 +36,13 @@ def dispatches(actions):
     return [a for a in actions if isinstance(a, Dispatch)]
 
 
+def bystander(sched: Scheduler) -> None:
+    """Another tenant with an attempt running all along: someone for confinement to protect
+    (a lone tenant gets every idle worker whatever its confinement: test_confinement.py)."""
+    sched.add(task("bystander"))
+    assert len(dispatches(sched.dispatch(0.0, 1))) == 1
+
+
 @given(st.text(max_size=20), st.integers(1, 32), st.integers(1, 32))
 def test_a_tenants_shard_set_is_a_stable_k_subset(tenant, shards, per_tenant):
     own = shard_set(tenant, shards, per_tenant)
@@ -70,6 +77,7 @@ def test_unconfined_tenants_use_every_shard():
 
 def test_a_new_tenant_is_on_probation_until_enough_attempts_succeed():
     sched = core(shards=4, per_tenant=1, probation=3)
+    bystander(sched)
     (own,) = sched.shards_of("new")
     for _ in range(10):
         sched.add(task("new"))
@@ -85,6 +93,7 @@ def test_a_new_tenant_is_on_probation_until_enough_attempts_succeed():
 
 def test_a_tenant_whose_tasks_never_succeed_never_leaves_its_shards():
     sched = core(shards=4, per_tenant=2, probation=5, fault_backoff=0.01, fault_backoff_max=0.01)
+    bystander(sched)
     own = set(sched.shards_of("poison"))
     for _ in range(50):
         sched.add(task("poison"))
@@ -103,6 +112,7 @@ def test_a_tenant_whose_tasks_never_succeed_never_leaves_its_shards():
 
 def test_a_tenant_on_probation_starts_slowly_and_speeds_up_with_each_success():
     sched = core(shards=8, per_tenant=7, probation=10)
+    bystander(sched)
     for _ in range(100):
         sched.add(task("new"))
     running = []
@@ -130,6 +140,7 @@ def test_always_confinement_keeps_a_lone_tenant_on_its_own_shards():
 
 def test_faults_confine_a_tenant_and_back_it_off_until_it_calms():
     sched = core(shards=4, per_tenant=1, fault_threshold=3, fault_window=60.0, fault_backoff=1.0)
+    bystander(sched)
     (own,) = sched.shards_of("bad")
     now = 0.0
     for _ in range(10):
@@ -164,6 +175,7 @@ def test_faults_confine_a_tenant_and_back_it_off_until_it_calms():
 
 def test_a_success_resets_the_back_off_streak():
     sched = core(shards=2, per_tenant=1, fault_threshold=1, fault_backoff=1.0)
+    bystander(sched)
     for _ in range(6):
         sched.add(task("t", retries=0))
     (own,) = sched.shards_of("t")
@@ -192,7 +204,10 @@ def test_other_errors_are_not_faults():
     sched.add(task("t"))
     (d,) = dispatches(sched.dispatch(0.0, [1, 1]))
     sched.attempt_failed(d.task, error_dict(ErrorKind.EXCEPTION, "E", "boom"), 0.0)
-    assert sched.tenant("t").faults is None
+    faults = sched.tenant("t").faults
+    assert faults is not None
+    assert faults.recent(sched.settings.sharding, 0.0) == (1, 0)  # one attempt, no fault
+    assert sched.confinement(sched.tenant("t"), 0.0) is None
 
 
 def test_a_plain_count_of_free_slots_still_works_and_a_wrong_shard_count_is_refused():
