@@ -13,8 +13,11 @@ wakes it again. ``parked`` is one of:
 * ``SLOW`` - a confined tenant at its slow-start width (``1 + clean_successes`` running);
 * ``FAULT`` - a confined tenant backing off after an attempt that broke a worker.
 
-``SHARDS``, ``SLOW`` and ``FAULT`` (``HELD``) are the confinement's own: such a tenant still gets
-an idle worker nobody else can use (``Scheduler.dispatch``, work conservation).
+``SHARDS`` and ``SLOW`` (``HELD``) are the confinement's own bounds on *where* and *how widely*
+a tenant runs: a tenant parked on one would start an attempt if it were not confined. While it
+is the only such tenant, it still gets idle workers nobody else is waiting for, up to a bound
+its record earns (``Scheduler._spare_pass``, ``FaultRecord.spare``). ``FAULT`` is not lifted:
+a tenant backing off has had nothing but faults since its last success.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ FUNCTION: Final = "function"
 SHARDS: Final = "shards"
 FAULT: Final = "fault"
 SLOW: Final = "slow start"
-HELD: Final = frozenset({SHARDS, SLOW, FAULT})
+HELD: Final = frozenset({SHARDS, SLOW})
 
 
 def _aimd(
@@ -92,6 +95,7 @@ class TenantState:
         "run_avg",
         "running",
         "shards",
+        "spread",
         "successes",
         "vpass",
         "weight",
@@ -120,6 +124,7 @@ class TenantState:
         self.queue_order = 0
         self.faults: FaultRecord | None = None  # made when its first attempt ends
         self.shards: tuple[int, ...] | None = None  # its own worker shards, made when needed
+        self.spread = 0  # attempts running outside its own shards by the spare pass
         self.successes = 0  # attempts that succeeded
         self.clean_ends = 0  # attempts that ended without breaking their worker (probation)
         self.clean_successes = 0  # ... since its last worker-breaking attempt

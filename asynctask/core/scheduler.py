@@ -145,6 +145,8 @@ class Scheduler:
         #: Tenants parked by their confinement alone (``HELD``), for the work-conserving pass
         #: of ``dispatch``; entries of tenants parked otherwise since are dropped there.
         self._held: dict[TenantState, None] = {}
+        #: Attempts the spare pass started outside their tenant's own shards (``spread``).
+        self._outside: set[int] = set()
 
     def __repr__(self) -> str:
         return (
@@ -456,9 +458,10 @@ class Scheduler:
 
     def has_eligible(self) -> bool:
         """Whether some tenant has work it could start if a slot were free (the pool grows
-        on it: paused, rate-held or concurrency-held work does not count; a tenant held only by
-        its confinement does, as ``dispatch`` gives it workers nobody else can use)."""
-        return len(self._fair) > 0 or any(t.parked in HELD for t in self._held)
+        on it: paused, rate-held, concurrency-held or confinement-held work does not count; a
+        lone confined tenant that the spare pass served until the slots ran out is still in
+        the heap, so it does)."""
+        return len(self._fair) > 0
 
     def dispatch(
         self, now: float, free_slots: int | list[int], warm: WarmSlots | None = None
@@ -523,12 +526,17 @@ class Scheduler:
                     self._held[tenant] = None
                 continue
             shard = -1
+            outside = False
             if free is not None:
                 shard = self._shard_for(tenant, free, now, warm, spare)
                 if shard < 0:
                     tenant.parked = SHARDS
                     self._held[tenant] = None
                     continue
+                own = tenant.shards
+                outside = (
+                    spare and own is not None and shard not in own and self.confined(tenant, now)
+                )
             floor = self._priority_floor(free_slots)
             picked = self._pick(tenant, now, floor)
             if picked is None:
@@ -564,6 +572,9 @@ class Scheduler:
             function.running += 1
             self._running_by_priority[task.priority] += 1
             self._running[task.seq] = task
+            if outside:
+                self._outside.add(task.seq)
+                tenant.spread += 1
             actions.append(Dispatch(task, shard))
             if warm is not None:
                 warm.take(tenant.name, shard)
@@ -581,24 +592,22 @@ class Scheduler:
         return actions
 
     def _spare_pass(self) -> bool:
-        """Every eligible tenant was served and workers are still idle: if the only tenant with
-        work (running, or queued and not paused) is one that its confinement alone holds, let
-        it compete for them with the confinement lifted (True if it may).
+        """Every eligible tenant was served and workers are still idle: if exactly one tenant
+        is held back by its confinement alone (``HELD``: its shards busy, or at its slow-start
+        width), let it compete again with those bounds widened to its allowance (True if so;
+        ``sharding.py``, "Work conservation").
 
-        Only a *lone* tenant: while another tenant has work, even between its tasks, a
-        confined tenant stays on its shards, so a poison tenant never fills the gaps with
-        hangs that the other then waits behind. ``always`` is strict: never."""
+        A second held tenant is someone waiting, so neither is served beyond its bounds: the
+        spare pass never takes a worker another tenant could use now. Tenants held by their
+        own limits (pause, concurrency, rate) or backing off after faults wait for no worker.
+        ``always`` is strict: never."""
         if not self._held or self.settings.sharding.confinement == ALWAYS:
             return False
         held = [tenant for tenant in self._held if tenant.parked in HELD]
         self._held = dict.fromkeys(held)
         if len(held) != 1:
             return False
-        (lone,) = held
-        for tenant in self._tenants.values():
-            if tenant is not lone and (tenant.running or (tenant.backlog and not tenant.paused)):
-                return False
-        self._release_tenant(lone)
+        self._release_tenant(held[0])
         return True
 
     def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
@@ -642,23 +651,21 @@ class Scheduler:
             self._push_queue(queue, ready_key(head, self.settings.aging))
 
     def _tenant_block(self, tenant: TenantState, now: float, spare: bool = False) -> str | None:
-        """What holds the tenant now, or ``None``; ``spare``: not its confinement (back-off,
-        slow start), as in the work-conserving pass."""
+        """What holds the tenant now, or ``None``. In the spare pass (``spare``) its slow
+        start is widened to ``1 + max(clean_successes, allowance)``; its back-off holds."""
         if tenant.paused:
             return PAUSED
         faults = tenant.faults
-        if not spare and faults is not None and faults.backoff_until > now:
+        if faults is not None and faults.backoff_until > now:
             self._park_at(faults.backoff_until, tenant)
             return FAULT
         limit = tenant.limits.concurrency
         if limit is not None and tenant.running >= limit:
             return CONCURRENCY
-        if (
-            not spare
-            and tenant.running > tenant.clean_successes
-            and self._slow_started(tenant, now)
-        ):
-            return SLOW
+        if tenant.running > tenant.clean_successes and self._slow_started(tenant, now):
+            allowance = self._allowance(tenant, now) if spare else 0
+            if tenant.running > max(tenant.clean_successes, allowance):
+                return SLOW
         bucket = tenant.bucket
         if bucket is not None:
             wait = bucket.wait_time(now)
@@ -666,6 +673,11 @@ class Scheduler:
                 self._park_at(now + wait, tenant)
                 return RATE
         return None
+
+    def _allowance(self, tenant: TenantState, now: float) -> int:
+        """How far the spare pass may widen the tenant's bounds (``FaultRecord.spare``)."""
+        faults = tenant.faults
+        return 0 if faults is None else faults.spare(self.settings.sharding, now)
 
     def _shard_for(
         self,
@@ -678,12 +690,12 @@ class Scheduler:
         """The shard the tenant's next attempt runs on, or -1 (then it waits on its shards).
 
         A shard where no worker need be replaced comes first (``WarmSlots.shard_of``), where
-        the tenant may use it; else an unconfined tenant takes the shard with the most
-        idle workers, and a confined one the best of its own (in the work-conserving pass,
-        ``spare``, the best of its own if one is idle, else any)."""
+        the tenant may use it; else an unconfined tenant takes the shard with the most idle
+        workers, and a confined one the best of its own. In the spare pass (``spare``) a
+        confined tenant whose own shards are all busy may go outside them while fewer than its
+        allowance of its attempts run there (``spread``)."""
         home = warm.shard_of(tenant.name) if warm is not None else None
-        confined = self.confined(tenant, now)
-        if not confined:
+        if not self.confined(tenant, now):
             if home is not None and free[home] > 0:
                 return home
             return max(range(len(free)), key=free.__getitem__)
@@ -695,7 +707,9 @@ class Scheduler:
         best = max(own, key=free.__getitem__)
         if free[best] > 0:
             return best
-        if spare:
+        if spare and tenant.spread < self._allowance(tenant, now):
+            if home is not None and free[home] > 0:
+                return home  # a worker of its own (or a fresh one): nothing to replace
             return max(range(len(free)), key=free.__getitem__)
         for shard in own:
             self._shard_waiters.setdefault(shard, {})[tenant] = None
@@ -821,6 +835,9 @@ class Scheduler:
         if self._running.pop(task.seq, None) is None:
             return None  # recovered as running: never dispatched by this scheduler
         tenant = self._tenants[task.tenant]
+        if task.seq in self._outside:
+            self._outside.discard(task.seq)
+            tenant.spread -= 1
         if task.started_at is not None:  # the tenant's typical attempt, for _warm_instead
             ran = max(0.0, now - task.started_at)
             average = tenant.run_avg
@@ -850,6 +867,8 @@ class Scheduler:
             faults = self._fault_record(tenant)
             faults.on_success()
             faults.on_clean_end(self.settings.sharding, now)
+            if tenant.parked == FAULT:  # its back-off ended with the success, not at its timer
+                self._release_tenant(tenant)
         tenant.completed += 1
         task.move(S.SUCCEEDED)
         task.result = result

@@ -31,17 +31,30 @@ has shown it is healthy:
 * *faults*: a tenant whose attempts kill or hang workers (error kinds ``worker_died`` and
   ``timeout``) is confined when, within ``fault_window`` seconds, there were at least
   ``fault_threshold`` such attempts *and* they were at least ``fault_ratio`` of all its attempts
-  that ended (1 in 20 by default). Real work has the odd timeout and worker exit; a tenant whose
+  that ended (1 in 10 by default). Real work has the odd timeout and worker exit; a tenant whose
   attempts break workers at a low rate among many clean ones is not poison. The confinement
   lasts until a whole window passes without a fault that meets the same rule, so a release
   comes at most ``fault_window`` after the last one, whether or not the tenant got to run.
 
-Work conservation. Confinement exists to protect *other* tenants. In ``"faults"`` mode a
-tenant that its confinement alone holds back (its shards busy, its slow start, its back-off)
-still gets every idle worker when no other tenant has work (running, or queued and not paused):
-after the eligible tenants were served, it is served again with the confinement lifted. While
-another tenant has work, even between two of its tasks, the confinement holds, so a poison
-tenant cannot fill those gaps with hangs the other then waits behind. ``"always"`` stays strict.
+Work conservation, and taking it back. Confinement exists to protect *other* tenants, so in
+``"faults"`` mode it never idles a worker nobody else is waiting for. After the eligible tenants
+are served, if exactly one tenant is held back by its confinement alone (its shards busy, or at
+its slow-start width) and no other tenant is, it is served again (``Scheduler._spare_pass``)
+with two bounds lifted up to its *allowance* ``a = clean // (faults + 1)`` (``FaultRecord.spare``,
+attempts that ended in the window): it may run ``1 + max(s, a)`` attempts at once, and hold up
+to ``a`` of them on workers outside its shards. The allowance is what cannot hurt: with a fault
+rate ``p = faults / (clean + faults)``, ``a * p < 1``, so among its attempts outside its shards
+less than one is expected to hang a worker for its whole timeout. A poison tenant (every
+attempt a fault) has ``a = 0`` and stays where it is; a tenant with 3 % faults has
+``a`` of about 30, the whole pool. The back-off is not lifted: it holds only a tenant with
+nothing but faults since its last success.
+
+Take-back is immediate for new work: the spare pass runs only while no other tenant waits, so
+the moment another tenant has eligible work, the confined tenant is back on its shards for
+every further dispatch. Its *idle* workers outside its shards need no special step: the pool
+retires another tenant's idle worker and starts one for the tenant it needs it for
+(``slots.place`` rule 3), as for any move of capacity between tenants. Its *busy* ones end when
+their attempts do, and there are at most ``a`` of them. ``"always"`` stays strict.
 
 A tenant confined for either reason also *starts slowly*: it may run at most ``1 + s``
 attempts at once, where ``s`` counts its successes since its last fault. A healthy new tenant
@@ -74,7 +87,7 @@ class ShardSettings:
     per_tenant: int = 2  # k: shards each tenant owns
     confinement: str = FAULTS
     fault_threshold: int = 3
-    fault_ratio: float = 0.05
+    fault_ratio: float = 0.1
     fault_window: float = 60.0
     fault_backoff: float = 1.0
     fault_backoff_max: float = 30.0
@@ -173,6 +186,12 @@ class FaultRecord:
         attempts, faults = self.recent(settings, now)
         if faults >= settings.fault_threshold and faults >= settings.fault_ratio * attempts:
             self.confined_until = now + settings.fault_window
+
+    def spare(self, settings: ShardSettings, now: float) -> int:
+        """The allowance of the work-conserving pass: clean ends per fault in the window, as
+        ``clean // (faults + 1)`` (see the module docstring: ``a * p < 1``)."""
+        attempts, faults = self.recent(settings, now)
+        return (attempts - faults) // (faults + 1)
 
     def back_off(self, settings: ShardSettings, now: float) -> None:
         """Hold a confined tenant's next attempt: doubling per fault since its last success."""
