@@ -470,7 +470,9 @@ class Scheduler:
 
         ``free_slots`` is either a count of idle workers (any task may take any of them) or,
         with a sharded pool, the idle workers of each shard: then every ``Dispatch`` names its
-        shard, and a confined tenant gets only its own (``sharding.py``). ``warm`` says whose
+        shard, and a confined tenant gets only its own (``sharding.py``) - unless it is the
+        only tenant waiting: then a last pass gives it idle workers up to its allowance
+        (``_spare_pass``). ``warm`` says whose
         workers the free slots are on (one tenant per worker, ``slots.py``): a tenant whose
         turn it is but who has no worker free may be passed over for one that has, within
         ``settings.affinity`` of fairness."""
@@ -507,7 +509,7 @@ class Scheduler:
                 self._release_tenant(entity)
         deferred: list[TenantState] = []
         fair = self._fair
-        spare = False  # the work-conserving pass: confinement lifted (see _spare_pass)
+        spare = False  # the work-conserving pass: bounds widened to the allowance (_spare_pass)
         while True:
             if free_slots <= 0:
                 break

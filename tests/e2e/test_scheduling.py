@@ -202,3 +202,41 @@ def test_a_lone_tenant_with_ordinary_faults_is_not_starved(make_daemon) -> None:
     sleeps = sum(1 for i in range(count) if spec(i)["func"].endswith("sleep"))
     assert states.count("succeeded") == sleeps, states
     assert row()["confinement"] is None  # 12 faults in 320 attempts (4 %) are not poison
+
+
+def test_a_confined_tenant_gives_its_spread_back_when_another_tenant_has_work(make_daemon) -> None:
+    """Take-back: ``x`` is confined for a burst of worker deaths, then runs cleanly and, alone,
+    spreads over every worker as its record earns it. Once ``y`` has work queued, ``x`` is back
+    on its one shard within one of its attempts (0.3 s), and ``y`` gets the rest: ``x``'s idle
+    workers are replaced by ``y``'s."""
+    config = (
+        "[workers]\nmin_workers = 4\nmax_workers = 4\n"
+        "[scheduler]\nshards = 4\nshards_per_tenant = 1\nshard_probation = 0\n"
+        'fault_backoff = "10ms"\nfault_backoff_max = "20ms"\n'
+    )
+    daemon = make_daemon(config).start()
+    admin = daemon.client()
+    x = daemon.client(tenant="x")
+    crashes = x.submit_many({"func": "tests.e2e.tasks:crash", "retries": 0} for _ in range(3))
+    assert all(h.wait(timeout=20).state.value == "failed" for h in crashes)
+
+    def row(tenant: str) -> dict:
+        return next(t for t in admin.queues()["tenants"] if t["tenant"] == tenant)
+
+    assert row("x")["confinement"] == "faults"  # 3 faults in 3 attempts
+    x.submit_many({"func": "tests.e2e.tasks:sleep", "args": [0.3]} for _ in range(300))
+    # Alone, it earns one worker outside its shard per 4 clean ends (3 faults): all 4 after 12.
+    poll(lambda: row("x")["running"] == 4, timeout=20)
+    handles = daemon.client(tenant="y").submit_many(
+        {"func": "tests.e2e.tasks:sleep", "args": [0.05]} for _ in range(100)
+    )
+    grace = time.monotonic() + 0.6  # attempts x started before y came end within 0.3 s
+    samples = []
+    while row("y")["backlog"] > 0:
+        if time.monotonic() > grace:
+            samples.append(row("x")["running"])
+        assert time.monotonic() < grace + 30, "y's backlog did not drain"
+    assert samples, "y drained before x's earlier attempts ended: make y's work longer"
+    assert max(samples) <= 1, samples  # its own shard of one worker, while y waits
+    assert row("x")["confinement"] == "faults"
+    assert all(h.wait(timeout=30).state.value == "succeeded" for h in handles)
