@@ -472,10 +472,9 @@ class Scheduler:
         with a sharded pool, the idle workers of each shard: then every ``Dispatch`` names its
         shard, and a confined tenant gets only its own (``sharding.py``) - unless it is the
         only tenant waiting: then a last pass gives it idle workers up to its allowance
-        (``_spare_pass``). ``warm`` says whose
-        workers the free slots are on (one tenant per worker, ``slots.py``): a tenant whose
-        turn it is but who has no worker free may be passed over for one that has, within
-        ``settings.affinity`` of fairness."""
+        (``_spare_pass``). ``warm`` says whose workers the free slots are on (one tenant per
+        worker, ``slots.py``): a tenant whose turn it is but who has no worker free may be
+        passed over for one that has, within ``settings.affinity`` of fairness."""
         actions: list[Action] = []
         free: list[int] | None = None
         if not isinstance(free_slots, int):
@@ -510,9 +509,7 @@ class Scheduler:
         deferred: list[TenantState] = []
         fair = self._fair
         spare = False  # the work-conserving pass: bounds widened to the allowance (_spare_pass)
-        while True:
-            if free_slots <= 0:
-                break
+        while free_slots > 0:
             tenant = fair.pop()
             if tenant is None:
                 if spare or not self._spare_pass():
