@@ -520,6 +520,7 @@ _SCHEDULER_KEYS = {
     "shards_per_tenant",
     "shard_confinement",
     "fault_threshold",
+    "fault_ratio",
     "fault_window",
     "fault_backoff",
     "fault_backoff_max",
@@ -629,7 +630,8 @@ def _sharding(scheduler: Mapping[str, Any], workers: int) -> ShardSettings:
         fault_threshold=_get(
             scheduler, "scheduler.fault_threshold", d.fault_threshold, _int(1, 10**6)
         ),
-        fault_window=_get(scheduler, "scheduler.fault_window", d.fault_window, _duration),
+        fault_ratio=_get(scheduler, "scheduler.fault_ratio", d.fault_ratio, _number(0.0, 1.0)),
+        fault_window=_get(scheduler, "scheduler.fault_window", d.fault_window, _positive_duration),
         fault_backoff=_get(scheduler, "scheduler.fault_backoff", d.fault_backoff, _duration),
         fault_backoff_max=_get(
             scheduler, "scheduler.fault_backoff_max", d.fault_backoff_max, _duration

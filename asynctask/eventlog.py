@@ -66,7 +66,7 @@ class EventLog:
         self._probation = (
             sharding.probation if sharding.sharded and sharding.confinement == FAULTS else 0
         )
-        self._graduated: set[str] = set()  # tenants past probation (successes only grow)
+        self._graduated: set[str] = set()  # tenants past probation (clean_ends only grow)
 
     def __repr__(self) -> str:
         return (
@@ -76,13 +76,13 @@ class EventLog:
 
     def outcome(self, task: LiveTask, error: dict[str, Any] | None, pid: int, now: float) -> None:
         """After the scheduler took in an attempt's outcome (``error`` None: it succeeded)."""
+        kind = None if error is None else error.get("kind")
+        if self._probation and kind not in WORKER_FAULTS and task.tenant not in self._graduated:
+            self._check_probation(task.tenant, now)  # any attempt that spared its worker counts
         if error is None:
             if self._below_ceiling and task.function in self._below_ceiling:
                 self._check_aimd(task.function, now)
-            if self._probation and task.tenant not in self._graduated:
-                self._check_probation(task.tenant, now)
             return
-        kind = error.get("kind")
         if kind == ErrorKind.THROTTLED:
             self._check_aimd(task.function, now)
             return
@@ -143,7 +143,7 @@ class EventLog:
     def _check_probation(self, tenant_name: str, now: float) -> None:
         scheduler = self._scheduler
         tenant = scheduler.tenant(tenant_name, now)
-        if tenant.successes >= self._probation:
+        if tenant.clean_ends >= self._probation:
             self._graduated.add(tenant_name)
             self._released(tenant_name, PROBATION, scheduler.confinement(tenant, now))
 
@@ -168,11 +168,12 @@ class EventLog:
         sharded = scheduler.settings.sharding.sharded
         shards = list(scheduler.shards_of(tenant_name)) if sharded else None
         seconds = faults.confined_until - now
+        count = faults.recent(scheduler.settings.sharding, now)[1]
         log.warning(
             "tenant %s confined%s for %.0fs: %d worker faults in the window",
-            tenant_name, f" to shards {shards}" if shards else "", seconds, len(faults.times),
+            tenant_name, f" to shards {shards}" if shards else "", seconds, count,
             extra={"event": "confined", "tenant": tenant_name, "reason": FAULTS,
-                   "shards": shards, "faults": len(faults.times), "seconds": round(seconds, 3)},
+                   "shards": shards, "faults": count, "seconds": round(seconds, 3)},
         )  # fmt: skip
         self._later(seconds, lambda: self._check_release(tenant_name))
 

@@ -9,8 +9,11 @@ per rep, each on a fresh daemon with 8 workers (8 shards, 2 per tenant):
 * ``clean``    - the good tenants alone;
 * ``poison``   - plus a tenant that submits 2,000 tasks at the start, half calling
   ``os._exit`` and half hanging until their 1 s timeout (no retries), with the default
-  confinement (on probation until 20 attempts succeed, so on its own 2 shards, with a
-  doubling back-off after each fault);
+  confinement (on probation until 20 attempts end without breaking their worker, so on its own
+  2 shards, one attempt at a time, with a doubling back-off after each fault). It is alone for
+  a moment before the good tenants start, and between their tasks: every attempt a fault, it
+  earns no idle workers outside its shards (``FaultRecord.spare`` is 0), so it holds one worker
+  whether alone or not;
 * ``unguarded`` - the same poison with confinement off (no probation, ``fault_threshold`` of
   a million), to show what the mechanism buys.
 

@@ -71,6 +71,8 @@ def test_values_are_parsed():
         ({"scheduler": {"shards": 3}}, "cannot exceed workers.min_workers"),
         ({"scheduler": {"shard_confinement": "never"}}, "scheduler.shard_confinement"),
         ({"scheduler": {"fault_window": "soon"}}, "scheduler.fault_window"),
+        ({"scheduler": {"fault_window": "0s"}}, "scheduler.fault_window"),
+        ({"scheduler": {"fault_ratio": 1.5}}, "scheduler.fault_ratio"),
         ({"scheduler": {"shards_per_tenant": 0}}, "scheduler.shards_per_tenant"),
     ],
 )
@@ -112,6 +114,7 @@ def test_shard_settings():
                 "shards_per_tenant": 1,
                 "shard_confinement": "always",
                 "fault_threshold": 5,
+                "fault_ratio": 0.2,
                 "fault_window": "2m",
                 "fault_backoff": "250ms",
                 "fault_backoff_max": "10s",
@@ -122,6 +125,7 @@ def test_shard_settings():
     assert (cfg.shards, cfg.per_tenant, cfg.confinement, cfg.fault_threshold) == (4, 1, "always", 5)
     assert (cfg.fault_window, cfg.fault_backoff, cfg.fault_backoff_max) == (120.0, 0.25, 10.0)
     assert cfg.probation == 0
+    assert cfg.fault_ratio == 0.2
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -10,7 +10,14 @@ wakes it again. ``parked`` is one of:
 * ``PAUSED``, ``CONCURRENCY``, ``RATE`` - its own limit holds it;
 * ``FUNCTION`` - a queue whose head task's function is paused or at its concurrency limit;
 * ``SHARDS`` - a confined tenant none of whose worker shards has an idle worker;
+* ``SLOW`` - a confined tenant at its slow-start width (``1 + clean_successes`` running);
 * ``FAULT`` - a confined tenant backing off after an attempt that broke a worker.
+
+``SHARDS`` and ``SLOW`` (``HELD``) are the confinement's own bounds on *where* and *how widely*
+a tenant runs: a tenant parked on one would start an attempt if it were not confined. While it
+is the only such tenant, it still gets idle workers nobody else is waiting for, up to a bound
+its record earns (``Scheduler._spare_pass``, ``FaultRecord.spare``). ``FAULT`` is not lifted:
+a tenant backing off has had nothing but faults since its last success.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ RATE: Final = "rate"
 FUNCTION: Final = "function"
 SHARDS: Final = "shards"
 FAULT: Final = "fault"
+SLOW: Final = "slow start"
+HELD: Final = frozenset({SHARDS, SLOW})
 
 
 def _aimd(
@@ -67,6 +76,7 @@ class TenantState:
         "backlog",
         "backlog_bytes",
         "bucket",
+        "clean_ends",
         "clean_successes",
         "completed",
         "faults",
@@ -85,6 +95,7 @@ class TenantState:
         "run_avg",
         "running",
         "shards",
+        "spread",
         "successes",
         "vpass",
         "weight",
@@ -111,9 +122,11 @@ class TenantState:
         self.queues: dict[str, QueueState] = {}
         self.queue_heap: list[tuple[float, int, int, QueueState]] = []
         self.queue_order = 0
-        self.faults: FaultRecord | None = None  # made at the first worker-breaking attempt
+        self.faults: FaultRecord | None = None  # made when its first attempt ends
         self.shards: tuple[int, ...] | None = None  # its own worker shards, made when needed
-        self.successes = 0  # attempts that succeeded (probation: see sharding.py)
+        self.spread = 0  # attempts running outside its own shards by the spare pass
+        self.successes = 0  # attempts that succeeded
+        self.clean_ends = 0  # attempts that ended without breaking their worker (probation)
         self.clean_successes = 0  # ... since its last worker-breaking attempt
 
     def __repr__(self) -> str:

@@ -91,7 +91,6 @@ def _tokens(bucket: Any, now: float) -> float | None:
 def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[str, Any]:
     limits = tenant.limits
     faults = tenant.faults
-    window = scheduler.settings.sharding.fault_window
     confinement = scheduler.confinement(tenant, now)
     return {
         "tenant": tenant.name,
@@ -111,7 +110,7 @@ def _tenant_row(scheduler: Scheduler, tenant: TenantState, now: float) -> dict[s
         # Attempts that killed or timed out a worker within the fault window; why the tenant is
         # confined (always, faults, probation, or None) and to which worker shards (None: it
         # may use every shard).
-        "faults": 0 if faults is None else sum(1 for t in faults.times if t > now - window),
+        "faults": 0 if faults is None else faults.recent(scheduler.settings.sharding, now)[1],
         "confinement": confinement,
         "shards": list(scheduler.shards_of(tenant.name))
         if scheduler.confined(tenant, now)

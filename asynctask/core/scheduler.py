@@ -47,10 +47,12 @@ from asynctask.core.entities import (
     CONCURRENCY,
     FAULT,
     FUNCTION,
+    HELD,
     IDLE,
     PAUSED,
     RATE,
     SHARDS,
+    SLOW,
     FunctionState,
     QueueState,
     TenantState,
@@ -140,6 +142,11 @@ class Scheduler:
         self._queued = 0
         self._paused: set[PauseTarget] = set()
         self._shard_waiters: dict[int, dict[TenantState, None]] = {}
+        #: Tenants parked by their confinement alone (``HELD``), for the work-conserving pass
+        #: of ``dispatch``; entries of tenants parked otherwise since are dropped there.
+        self._held: dict[TenantState, None] = {}
+        #: Attempts the spare pass started outside their tenant's own shards (``spread``).
+        self._outside: set[int] = set()
 
     def __repr__(self) -> str:
         return (
@@ -418,7 +425,7 @@ class Scheduler:
 
     def _release_tenant(self, tenant: TenantState) -> None:
         """A parked tenant's own block may be gone: let it compete again."""
-        if tenant.parked in (CONCURRENCY, RATE, PAUSED, FAULT, SHARDS):
+        if tenant.parked in (CONCURRENCY, RATE, PAUSED, FAULT, SHARDS, SLOW):
             tenant.parked = None
             self._wake_tenant(tenant)
 
@@ -451,7 +458,9 @@ class Scheduler:
 
     def has_eligible(self) -> bool:
         """Whether some tenant has work it could start if a slot were free (the pool grows
-        on it: paused, rate-held or concurrency-held work does not count)."""
+        on it: paused, rate-held, concurrency-held or confinement-held work does not count; a
+        lone confined tenant that the spare pass served until the slots ran out is still in
+        the heap, so it does)."""
         return len(self._fair) > 0
 
     def dispatch(
@@ -461,10 +470,11 @@ class Scheduler:
 
         ``free_slots`` is either a count of idle workers (any task may take any of them) or,
         with a sharded pool, the idle workers of each shard: then every ``Dispatch`` names its
-        shard, and a confined tenant gets only its own (``sharding.py``). ``warm`` says whose
-        workers the free slots are on (one tenant per worker, ``slots.py``): a tenant whose
-        turn it is but who has no worker free may be passed over for one that has, within
-        ``settings.affinity`` of fairness."""
+        shard, and a confined tenant gets only its own (``sharding.py``) - unless it is the
+        only tenant waiting: then a last pass gives it idle workers up to its allowance
+        (``_spare_pass``). ``warm`` says whose workers the free slots are on (one tenant per
+        worker, ``slots.py``): a tenant whose turn it is but who has no worker free may be
+        passed over for one that has, within ``settings.affinity`` of fairness."""
         actions: list[Action] = []
         free: list[int] | None = None
         if not isinstance(free_slots, int):
@@ -498,22 +508,34 @@ class Scheduler:
                 self._release_tenant(entity)
         deferred: list[TenantState] = []
         fair = self._fair
+        spare = False  # the work-conserving pass: bounds widened to the allowance (_spare_pass)
         while free_slots > 0:
             tenant = fair.pop()
             if tenant is None:
-                break
+                if spare or not self._spare_pass():
+                    break
+                spare = True
+                continue
             if warm is not None and not warm.serves(tenant.name):
                 tenant = self._warm_instead(tenant, warm)
-            block = self._tenant_block(tenant, now)
+            block = self._tenant_block(tenant, now, spare)
             if block is not None:
                 tenant.parked = block
+                if block in HELD:
+                    self._held[tenant] = None
                 continue
             shard = -1
+            outside = False
             if free is not None:
-                shard = self._shard_for(tenant, free, now, warm)
+                shard = self._shard_for(tenant, free, now, warm, spare)
                 if shard < 0:
                     tenant.parked = SHARDS
+                    self._held[tenant] = None
                     continue
+                own = tenant.shards
+                outside = (
+                    spare and own is not None and shard not in own and self.confined(tenant, now)
+                )
             floor = self._priority_floor(free_slots)
             picked = self._pick(tenant, now, floor)
             if picked is None:
@@ -549,6 +571,9 @@ class Scheduler:
             function.running += 1
             self._running_by_priority[task.priority] += 1
             self._running[task.seq] = task
+            if outside:
+                self._outside.add(task.seq)
+                tenant.spread += 1
             actions.append(Dispatch(task, shard))
             if warm is not None:
                 warm.take(tenant.name, shard)
@@ -564,6 +589,25 @@ class Scheduler:
         for tenant in deferred:
             fair.push_back(tenant)
         return actions
+
+    def _spare_pass(self) -> bool:
+        """Every eligible tenant was served and workers are still idle: if exactly one tenant
+        is held back by its confinement alone (``HELD``: its shards busy, or at its slow-start
+        width), let it compete again with those bounds widened to its allowance (True if so;
+        ``sharding.py``, "Work conservation").
+
+        A second held tenant is someone waiting, so neither is served beyond its bounds: the
+        spare pass never takes a worker another tenant could use now. Tenants held by their
+        own limits (pause, concurrency, rate) or backing off after faults wait for no worker.
+        ``always`` is strict: never."""
+        if not self._held or self.settings.sharding.confinement == ALWAYS:
+            return False
+        held = [tenant for tenant in self._held if tenant.parked in HELD]
+        self._held = dict.fromkeys(held)
+        if len(held) != 1:
+            return False
+        self._release_tenant(held[0])
+        return True
 
     def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
         """The eligible tenant with an idle worker of its own and the smallest pass, if it is
@@ -605,7 +649,9 @@ class Scheduler:
         if head is not None and queue.parked is None:
             self._push_queue(queue, ready_key(head, self.settings.aging))
 
-    def _tenant_block(self, tenant: TenantState, now: float) -> str | None:
+    def _tenant_block(self, tenant: TenantState, now: float, spare: bool = False) -> str | None:
+        """What holds the tenant now, or ``None``. In the spare pass (``spare``) its slow
+        start is widened to ``1 + max(clean_successes, allowance)``; its back-off holds."""
         if tenant.paused:
             return PAUSED
         faults = tenant.faults
@@ -616,7 +662,9 @@ class Scheduler:
         if limit is not None and tenant.running >= limit:
             return CONCURRENCY
         if tenant.running > tenant.clean_successes and self._slow_started(tenant, now):
-            return CONCURRENCY
+            allowance = self._allowance(tenant, now) if spare else 0
+            if tenant.running > max(tenant.clean_successes, allowance):
+                return SLOW
         bucket = tenant.bucket
         if bucket is not None:
             wait = bucket.wait_time(now)
@@ -625,14 +673,26 @@ class Scheduler:
                 return RATE
         return None
 
+    def _allowance(self, tenant: TenantState, now: float) -> int:
+        """How far the spare pass may widen the tenant's bounds (``FaultRecord.spare``)."""
+        faults = tenant.faults
+        return 0 if faults is None else faults.spare(self.settings.sharding, now)
+
     def _shard_for(
-        self, tenant: TenantState, free: list[int], now: float, warm: WarmSlots | None = None
+        self,
+        tenant: TenantState,
+        free: list[int],
+        now: float,
+        warm: WarmSlots | None = None,
+        spare: bool = False,
     ) -> int:
         """The shard the tenant's next attempt runs on, or -1 (then it waits on its shards).
 
         A shard where no worker need be replaced comes first (``WarmSlots.shard_of``), where
-        the tenant may use it; else an unconfined tenant takes the shard with the most
-        idle workers, and a confined one the best of its own."""
+        the tenant may use it; else an unconfined tenant takes the shard with the most idle
+        workers, and a confined one the best of its own. In the spare pass (``spare``) a
+        confined tenant whose own shards are all busy may go outside them while fewer than its
+        allowance of its attempts run there (``spread``)."""
         home = warm.shard_of(tenant.name) if warm is not None else None
         if not self.confined(tenant, now):
             if home is not None and free[home] > 0:
@@ -646,6 +706,10 @@ class Scheduler:
         best = max(own, key=free.__getitem__)
         if free[best] > 0:
             return best
+        if spare and tenant.spread < self._allowance(tenant, now):
+            if home is not None and free[home] > 0:
+                return home  # a worker of its own (or a fresh one): nothing to replace
+            return max(range(len(free)), key=free.__getitem__)
         for shard in own:
             self._shard_waiters.setdefault(shard, {})[tenant] = None
         return -1
@@ -676,7 +740,7 @@ class Scheduler:
         faults = tenant.faults
         if faults is not None and faults.confined_until > now:
             return FAULTS
-        if settings.sharded and tenant.successes < settings.probation:
+        if settings.sharded and tenant.clean_ends < settings.probation:
             return PROBATION
         return None
 
@@ -770,6 +834,9 @@ class Scheduler:
         if self._running.pop(task.seq, None) is None:
             return None  # recovered as running: never dispatched by this scheduler
         tenant = self._tenants[task.tenant]
+        if task.seq in self._outside:
+            self._outside.discard(task.seq)
+            tenant.spread -= 1
         if task.started_at is not None:  # the tenant's typical attempt, for _warm_instead
             ran = max(0.0, now - task.started_at)
             average = tenant.run_avg
@@ -780,7 +847,7 @@ class Scheduler:
         queue.running -= 1
         function.running -= 1
         self._running_by_priority[task.priority] -= 1
-        if tenant.parked == CONCURRENCY:
+        if tenant.parked in (CONCURRENCY, SLOW):
             self._release_tenant(tenant)
         if queue.parked == CONCURRENCY:
             self._wake_queue(queue)
@@ -794,9 +861,13 @@ class Scheduler:
                 function.aimd.on_success(now, backlog=function.queued > 0)
             self._wake_function_waiters(function)
             tenant.successes += 1
+            tenant.clean_ends += 1
             tenant.clean_successes += 1
-            if tenant.faults is not None:
-                tenant.faults.on_success()
+            faults = self._fault_record(tenant)
+            faults.on_success()
+            faults.on_clean_end(self.settings.sharding, now)
+            if tenant.parked == FAULT:  # its back-off ended with the success, not at its timer
+                self._release_tenant(tenant)
         tenant.completed += 1
         task.move(S.SUCCEEDED)
         task.result = result
@@ -817,14 +888,16 @@ class Scheduler:
                 else:
                     function.aimd.on_other_end(now)
             self._wake_function_waiters(function)
+            tenant = self._tenants[task.tenant]
+            faults = self._fault_record(tenant)
             if kind in WORKER_FAULTS:
-                tenant = self._tenants[task.tenant]
-                if tenant.faults is None:
-                    tenant.faults = FaultRecord()
-                tenant.faults.on_fault(self.settings.sharding, now)
+                faults.on_fault(self.settings.sharding, now)
                 tenant.clean_successes = 0
                 if self.confinement(tenant, now) is not None:
-                    tenant.faults.back_off(self.settings.sharding, now)
+                    faults.back_off(self.settings.sharding, now)
+            else:  # a task error is the task's, not a broken worker: not a fault
+                tenant.clean_ends += 1
+                faults.on_clean_end(self.settings.sharding, now)
         record_error(task, error, now)
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
@@ -845,6 +918,13 @@ class Scheduler:
         task.move(S.FAILED)
         task.finished_at = now
         return Finished(task)
+
+    @staticmethod
+    def _fault_record(tenant: TenantState) -> FaultRecord:
+        """The tenant's record of recent attempts (every ending counts toward the ratio)."""
+        if tenant.faults is None:
+            tenant.faults = FaultRecord()
+        return tenant.faults
 
     def interrupted(self, task: LiveTask, reason: str, now: float) -> Action:
         """The daemon itself stopped the attempt (shutdown, crash): it counts, and the task is

@@ -70,7 +70,13 @@ def test_unconfined_tenants_use_every_shard():
 
 def test_a_new_tenant_is_on_probation_until_enough_attempts_succeed():
     sched = core(shards=4, per_tenant=1, probation=3)
+    # Someone waiting to protect (alone, a tenant gets idle workers its record earns:
+    # test_confinement.py): on probation too, one attempt running, one held by its slow start.
+    sched.add(task("other"))
+    sched.add(task("other"))
+    assert len(dispatches(sched.dispatch(0.0, 1))) == 1
     (own,) = sched.shards_of("new")
+    assert sched.shards_of("other") != (own,)
     for _ in range(10):
         sched.add(task("new"))
     tenant = sched.tenant("new")
@@ -192,7 +198,10 @@ def test_other_errors_are_not_faults():
     sched.add(task("t"))
     (d,) = dispatches(sched.dispatch(0.0, [1, 1]))
     sched.attempt_failed(d.task, error_dict(ErrorKind.EXCEPTION, "E", "boom"), 0.0)
-    assert sched.tenant("t").faults is None
+    faults = sched.tenant("t").faults
+    assert faults is not None
+    assert faults.recent(sched.settings.sharding, 0.0) == (1, 0)  # one attempt, no fault
+    assert sched.confinement(sched.tenant("t"), 0.0) is None
 
 
 def test_a_plain_count_of_free_slots_still_works_and_a_wrong_shard_count_is_refused():
