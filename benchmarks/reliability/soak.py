@@ -93,10 +93,19 @@ def _storage_findings(report: diskfull.Report) -> list[str]:
             f"lost {report.lost[:5]}, daemon/database split {report.split[:5]}, "
             f"changed by a restart {report.changed_by_restart[:5]}"
         )
-    if report.resumed_after_s is None or not report.same_process:
+    if report.fatal:  # an I/O error: it must stop (75) for its supervisor, then serve again
+        if report.exit_code != 75:
+            findings.append(f"the daemon did not stop with 75 (exit code {report.exit_code})")
+        if report.resumed_after_s is None:
+            findings.append("service did not resume after the restart")
+        if len(report.in_doubt) > 1:
+            findings.append(f"{len(report.in_doubt)} requests of unknown outcome (at most 1)")
+    elif report.resumed_after_s is None or not report.same_process:
         findings.append("service did not resume without a restart")
     if not report.reads_ok:
-        findings.append("reads failed while the disk was failing")
+        findings.append(
+            "reads failed after the restart" if report.fatal else "reads failed while full"
+        )
     if report.error:
         findings.append(f"the check itself failed: {report.error}")
     return findings
