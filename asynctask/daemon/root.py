@@ -58,12 +58,12 @@ from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.cursor import encode_cursor
+from asynctask.daemon.control import Control
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
 from asynctask.daemon.views import (
     check_recovered,
     failure_view,
     row_of,
-    selected,
     task_from_row,
     update_of,
     view_of,
@@ -91,11 +91,8 @@ from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     DEDUP_STATES,
-    DEFAULT_TENANT,
     FINAL_STATES,
-    LIVE_STATES,
     PRIORITY_DEFAULT,
-    WAITING_STATES,
     ListQuery,
     LiveTask,
     SubmitSpec,
@@ -124,7 +121,6 @@ from asynctask.server.ops import Ops
 from asynctask.server.requests import PAUSE_KINDS
 from asynctask.store import (
     AssignUid,
-    ClearPause,
     DeleteCron,
     DeleteTask,
     InsertTask,
@@ -132,12 +128,10 @@ from asynctask.store import (
     PutCron,
     Quarantine,
     ReplaceTask,
-    SetPause,
     SkippedRow,
     Store,
     StoreError,
     TaskFilter,
-    TaskRow,
 )
 from asynctask.store.errors import describe
 from asynctask.store.starts import StartJournal, read_starts
@@ -193,7 +187,7 @@ class Daemon:
         self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
         self._next_seq = 1
         self._declared_limits: dict[str, dict[str, float]] = {}
-        self._retrying: set[int] = set()
+        self.retrying: set[int] = set()
         self.crons = CronTable()
         self._cron_adding: Counter[Key] = Counter()  # entries being stored count toward max_cron
         self._background: set[asyncio.Task[Any]] = set()
@@ -211,6 +205,7 @@ class Daemon:
         )
         self.metrics = Metrics()
         self.readout = Readout(self)
+        self.control = Control(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
@@ -297,7 +292,7 @@ class Daemon:
             reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
             if "daemon.log_level" in change.applied:
                 logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
-            self._wake()  # a raised limit may let something start now
+            self.wake()  # a raised limit may let something start now
             log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
                      extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
         if change.restart:
@@ -456,7 +451,7 @@ class Daemon:
                 reap_orphans=True,
             ),
             on_outcome=self._on_outcome,
-            on_idle=self._wake,
+            on_idle=self.wake,
             on_log=self._on_log,
         )
         await self.pool.start()
@@ -519,7 +514,7 @@ class Daemon:
                 "seconds": round(time.perf_counter() - began, 3),
             },
         )
-        self._wake()
+        self.wake()
 
     async def _start_observers(self) -> None:
         """The /metrics listener and the span exporter, when configured."""
@@ -559,7 +554,7 @@ class Daemon:
                 task = self.running.pop(aid, None)
                 if task is not None:
                     reason = "the daemon stopped before the attempt finished"
-                    self._perform([self.scheduler.interrupted(task, reason, now)])
+                    self.perform([self.scheduler.interrupted(task, reason, now)])
             if unfinished:
                 log.info("re-queued %d unfinished attempts", len(unfinished))
             self.attempt_logs.close()
@@ -680,7 +675,7 @@ class Daemon:
             for bad in skipped
         )
         await self._set_aside(unusable)
-        self._perform(interrupted)
+        self.perform(interrupted)
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
@@ -717,7 +712,7 @@ class Daemon:
 
     # -- the step -------------------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         if not self._step_pending and self._loop is not None:
             self._step_pending = True
             self._loop.call_soon(self.step)
@@ -732,7 +727,7 @@ class Daemon:
             self._fire(entry, slot)
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
-        self._perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
+        self.perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
         self.metrics.sample(POOL_ENTITY, self.scheduler.queued, pool.busy, now)  # peak per minute
         if pool.idle == 0 and self.scheduler.has_eligible():
             pool.grow(self.scheduler.queued)  # work waits and every slot is taken
@@ -756,7 +751,7 @@ class Daemon:
         self._timer_due = None
         self.step()
 
-    def _perform(self, actions: Iterable[Action]) -> None:
+    def perform(self, actions: Iterable[Action]) -> None:
         assert self.store is not None
         for action in actions:
             task = action.task
@@ -846,7 +841,7 @@ class Daemon:
         except ValueError:  # checked at submit; a row from older code: the defaults hold
             return None
 
-    def _persist(self, task: LiveTask) -> asyncio.Future[None]:
+    def persist(self, task: LiveTask) -> asyncio.Future[None]:
         """One write of the task's state, for a request that undoes its change if it fails
         (``retry``); a change that already happened goes through ``_record``."""
         assert self.store is not None
@@ -986,7 +981,7 @@ class Daemon:
             if not self._cron_adding[key]:
                 del self._cron_adding[key]
         self.crons.add(entry, now)
-        self._wake()
+        self.wake()
         log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
         (view,) = [v for v in self.crons.entries(frozenset({tenant})) if v["name"] == name]
         return view
@@ -1035,7 +1030,7 @@ class Daemon:
         now = self.clock()
         self.scheduler.add(task, now)
         self.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-        self._wake()
+        self.wake()
 
     def _on_log(self, aid: int, stream: str, text: str) -> None:
         task = self.running.get(aid)
@@ -1053,21 +1048,36 @@ class Daemon:
         key = (task.tenant, task.queue, task.function)
         self.metrics.attempt(key, queue_wait(stages), run_time(stages), now)
         if outcome.ok:
-            self._perform([self.scheduler.succeeded(task, outcome.result, now)])
+            self.perform([self.scheduler.succeeded(task, outcome.result, now)])
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self.scheduler.attempt_failed(task, error, now)
             self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self.metrics.count(key, RETRIED, now)
-            self._perform([action])
+            self.perform([action])
         if self.spans is not None:
             outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
             self.spans.attempt(task, stages, outcome_name)
         self._events.outcome(task, None if outcome.ok else error, outcome.pid, now)
-        self._wake()
+        self.wake()
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
+
+    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.cancel(query, task_id)
+
+    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.retry(query, task_id)
+
+    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.delete(query, task_id)
+
+    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
+        return await self.control.set_paused(target, paused)
+
+    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
+        return await self.control.hold(query, task_id, paused)
 
     def ping(self) -> dict[str, Any]:
         return self.readout.ping()
@@ -1176,7 +1186,7 @@ class Daemon:
                 if self._claims.get(key) is claim:
                     del self._claims[key]
                 claim.set_result(None)
-        self._wake()
+        self.wake()
         return [view for view in views if view is not None]
 
     def _declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
@@ -1299,64 +1309,6 @@ class Daemon:
                 if not waiters:
                     del self._waiters[key]
 
-    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
-        """Pause or resume a tenant, queue or function; durable before the reply.
-
-        Returns whether anything changed (pausing twice is allowed and changes nothing)."""
-        assert self.store is not None
-        if self.scheduler.is_paused(target) == paused:
-            return False
-        op = SetPause(*target) if paused else ClearPause(*target)
-        await self.store.put(op)
-        if paused:
-            self.scheduler.pause(target)
-        else:
-            self.scheduler.resume(target)
-            self._wake()
-        log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
-        return True
-
-    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
-        """Pause (or resume) the waiting tasks a selector matches, one by one, in one
-        transaction; durable before the reply. Unlike a tenant, queue or function pause, it
-        holds only what waits now, not later submits. Returns how many changed."""
-        assert self.store is not None
-        now = self.clock()
-        matching = self._live_matching(query, task_id, WAITING_STATES)
-        if task_id is not None and not matching:
-            await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
-        scheduler = self.scheduler
-        changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
-        with self.store.one_transaction():
-            for task in changed:
-                self._persist(task)
-        if changed:
-            log.info("%s %d tasks", "paused" if paused else "resumed", len(changed))
-            if not paused:
-                self._wake()
-            await self.store.flush()  # the reply says it is done only once it is stored
-        return len(changed)
-
-    def _live_matching(
-        self, query: ListQuery, task_id: str | None, states: frozenset[TaskState]
-    ) -> list[LiveTask]:
-        """The live tasks in ``states`` that the selector (and ``task_id``, if given) matches,
-        leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
-        return [
-            t
-            for t in self.live.values()
-            if t.state in states
-            and t.seq not in self._retrying
-            and (task_id is None or t.id == task_id)
-            and selected(t, query)
-        ]
-
-    async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
-        """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
-        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        status = await self.status(tenant, task_id)  # raises NotFound for an unknown ID
-        raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
-
     async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
         bytes in one reply (ask again from the new offsets for more); ``done`` once the task
@@ -1400,115 +1352,6 @@ class Daemon:
         info["attempt"] = task.attempts
         return info
 
-    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Cancel every live task the selector (and ``task_id``, if given) matches, in one
-        transaction; running attempts have their workers stopped (their late reports are
-        ignored). Returns how many."""
-        assert self.store is not None
-        assert self.pool is not None
-        now = self.clock()
-        chosen = self._live_matching(query, task_id, LIVE_STATES)
-        if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
-            await self.store.flush()
-            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-            if await self.store.get(tenant, task_id) is None:
-                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        with self.store.one_transaction():
-            for task in chosen:
-                if task.state is TaskState.RUNNING:
-                    self.running.pop(task.seq, None)
-                    self.pool.cancel(task.seq)
-                self._perform([self.scheduler.cancel(task, now)])
-        if chosen:
-            log.info("cancelled %d tasks", len(chosen))
-            self._wake()
-            await self.store.flush()  # the reply says it is done only once it is stored
-        return len(chosen)
-
-    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
-        count goes on. Returns how many. ``task_id`` names one, which must have failed."""
-        assert self.store is not None
-        if not self.accepting:
-            raise ShuttingDown("the daemon is shutting down and accepts no retries")
-        await self.store.flush()  # failures still being written are found too
-        rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
-        now = self.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
-        by_tenant: dict[str, list[TaskRow]] = {}
-        for row in chosen:
-            by_tenant.setdefault(row.tenant, []).append(row)
-        sizes = {t: (len(mine), sum(len(r.payload) for r in mine)) for t, mine in by_tenant.items()}
-        queues = {t: {r.queue for r in mine} for t, mine in by_tenant.items()}
-        for tenant, (count, nbytes) in sizes.items():
-            self.scheduler.admit(tenant, count, now, nbytes, queues[tenant])
-        for tenant, (count, nbytes) in sizes.items():  # until added: concurrent submits see them
-            self.scheduler.reserve(tenant, count, nbytes, queues[tenant], now)
-        try:
-            return await self._retry_admitted(chosen, now)
-        finally:
-            for tenant, (count, nbytes) in sizes.items():
-                self.scheduler.unreserve(tenant, count, nbytes)
-
-    async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
-        assert self.store is not None
-        tasks = []
-        commits = []
-        with self.store.one_transaction():
-            for row in chosen:
-                task = task_from_row(row)
-                task.move(TaskState.QUEUED)
-                task.finished_at = None
-                commits.append(self._persist(task))
-                self.live[(task.tenant, task.id)] = task  # no second retry picks it meanwhile
-                self._retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
-                tasks.append(task)
-        try:
-            await asyncio.gather(*commits)
-        except BaseException:
-            for task in tasks:
-                self.live.pop((task.tenant, task.id), None)
-            raise
-        finally:
-            self._retrying.difference_update(task.seq for task in tasks)
-        for task in tasks:
-            self.scheduler.add(task, now)
-        if tasks:
-            log.info("retrying %d failed tasks", len(tasks))
-            self._wake()
-        return len(tasks)
-
-    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Remove finished tasks from the history, in one transaction; their IDs may be
-        submitted again. Returns how many. ``task_id`` names one, which must have finished."""
-        assert self.store is not None
-        await self.store.flush()  # tasks still being finished are found too
-        rows = await self._rows_for(
-            query, task_id, "only finished tasks can be deleted (cancel it first)"
-        )
-        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
-        with self.store.one_transaction():
-            commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
-        await asyncio.gather(*commits)
-        for row in chosen:
-            self.attempt_logs.delete(row.seq, row.attempts)
-        if chosen:
-            log.info("deleted %d finished tasks", len(chosen))
-        return len(chosen)
-
-    async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
-        """The stored rows a selector or one ID names; an ID must be in one of its states."""
-        assert self.store is not None
-        if task_id is None:
-            return await self.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
-        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        row = await self.store.get(tenant, task_id)
-        if row is None or (query.tenants is not None and row.tenant not in query.tenants):
-            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        if row.state not in query.states:
-            raise UsageError(f"task {task_id!r} is {row.state}: {refusal}")
-        return [row]
-
     async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
         """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
         this is the last (one row more than the page is read to know)."""
@@ -1543,9 +1386,6 @@ PURGE_BATCH = 500
 #: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
 PURGE_INTERVAL = 60.0
 
-
-#: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
-MAX_SELECTED = 1_000_000
 
 _NO_DEFAULTS = FunctionDefaults()
 T = TypeVar("T")
