@@ -57,8 +57,8 @@ from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
-from asynctask.cursor import encode_cursor
 from asynctask.daemon.control import Control
+from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
 from asynctask.daemon.views import (
     check_recovered,
@@ -72,26 +72,22 @@ from asynctask.daemon.views import (
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
     ConfigError,
-    NotFound,
     ShuttingDown,
     StorageError,
     SubmitThrottled,
     UsageError,
-    WaitTimeout,
 )
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.home import UMASK, open_private, prepare_home, verify_home
-from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     DEDUP_STATES,
-    FINAL_STATES,
     PRIORITY_DEFAULT,
     ListQuery,
     LiveTask,
@@ -131,7 +127,6 @@ from asynctask.store import (
     SkippedRow,
     Store,
     StoreError,
-    TaskFilter,
 )
 from asynctask.store.errors import describe
 from asynctask.store.starts import StartJournal, read_starts
@@ -183,8 +178,8 @@ class Daemon:
         self.accepting = False
         self.live = LiveIndex()
         self.running: dict[int, LiveTask] = {}
-        self._claims: dict[Key, asyncio.Future[None]] = {}
-        self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.claims: dict[Key, asyncio.Future[None]] = {}
+        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
         self._next_seq = 1
         self._declared_limits: dict[str, dict[str, float]] = {}
         self.retrying: set[int] = set()
@@ -206,6 +201,7 @@ class Daemon:
         self.metrics = Metrics()
         self.readout = Readout(self)
         self.control = Control(self)
+        self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
@@ -576,7 +572,7 @@ class Daemon:
                     "counts as interrupted and runs again)",
                     unstored,
                 )
-        for futures in self._waiters.values():
+        for futures in self.waiters.values():
             for future in futures:
                 future.cancel()
         if self.listener is not None:
@@ -859,17 +855,17 @@ class Daemon:
         committed = self._record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
-        self._claims[key] = committed
+        self.claims[key] = committed
 
         def released(done: asyncio.Future[None]) -> None:
             if done.cancelled():  # the daemon stopped first: the store has the task as it was
                 return
-            if self._claims.get(key) is committed:
-                del self._claims[key]
+            if self.claims.get(key) is committed:
+                del self.claims[key]
             if self.live.get(key) is task:
                 del self.live[key]
             view = view_of(task)
-            for waiter in self._waiters.pop(key, ()):
+            for waiter in self.waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(view)
 
@@ -1064,6 +1060,21 @@ class Daemon:
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
 
+    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
+        return await self.queries.status(tenant, task_id)
+
+    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
+        return await self.queries.wait(tenant, task_id, timeout)
+
+    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
+        return await self.queries.logs(tenant, task_id, offsets)
+
+    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
+        return await self.queries.inspect(tenant, task_id)
+
+    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
+        return await self.queries.list_tasks(query)
+
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         return await self.control.cancel(query, task_id)
 
@@ -1152,7 +1163,7 @@ class Daemon:
                     views[index] = existing
                     continue
                 claim = loop.create_future()
-                self._claims[key] = own_claims[key] = claim
+                self.claims[key] = own_claims[key] = claim
                 row = await self.store.get(spec.tenant, spec.id)
                 if row is not None and row.state in DEDUP_STATES:
                     views[index] = view_of_row(row)
@@ -1183,8 +1194,8 @@ class Daemon:
                 views[index] = view_of(task)
         finally:
             for key, claim in own_claims.items():
-                if self._claims.get(key) is claim:
-                    del self._claims[key]
+                if self.claims.get(key) is claim:
+                    del self.claims[key]
                 claim.set_result(None)
         self.wake()
         return [view for view in views if view is not None]
@@ -1219,7 +1230,7 @@ class Daemon:
                 )
             if task is not None and task.state in DEDUP_STATES:
                 return view_of(task)
-            claim = self._claims.get(key)
+            claim = self.claims.get(key)
             if claim is None:
                 return None
             await asyncio.shield(claim)
@@ -1271,111 +1282,9 @@ class Daemon:
         queue = _first(spec.queue, defaults.queue, spec.tenant)
         return spec.function if queue == "exclusive" else queue
 
-    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        task = self.live.get((tenant, task_id))
-        if task is not None:
-            return view_of(task)
-        assert self.store is not None
-        row = await self.store.get(tenant, task_id)
-        if row is None:
-            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        return view_of_row(row)
-
-    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
-        key = (tenant, task_id)
-        task = self.live.get(key)
-        if task is None:
-            claim = self._claims.get(key)
-            if claim is not None:
-                await asyncio.shield(claim)
-                task = self.live.get(key)
-        if task is None:
-            view = await self.status(tenant, task_id)
-            if view["state"] in FINAL_STATES or not self.accepting:
-                return view
-            task = self.live.get(key)
-            if task is None:  # finished while we read the store
-                return await self.status(tenant, task_id)
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[key]
-
-    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
-        """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
-        bytes in one reply (ask again from the new offsets for more); ``done`` once the task
-        has ended and everything was read."""
-        live = self.live.get((tenant, task_id))
-        if live is not None:
-            seq, view = live.seq, view_of(live)
-        else:
-            assert self.store is not None
-            row = await self.store.get(tenant, task_id)
-            if row is None:
-                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-            seq, view = row.seq, view_of_row(row)
-        budget = LOG_CHUNK
-        attempts = []
-        complete = True
-        for entry in self.attempt_logs.read(seq, view["attempts"], offsets):
-            data = entry.data[:budget]
-            budget -= len(data)
-            start = min(max(0, offsets.get(entry.attempt, 0)), entry.size)
-            complete = complete and start + len(data) == entry.size
-            attempts.append({"attempt": entry.attempt, "offset": start + len(data), "data": data})
-        finished = view["state"] in FINAL_STATES_TEXT
-        return {"state": view["state"], "attempts": attempts, "done": finished and complete}
-
-    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
-        """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
-        ``threads``, ``children`` and every thread's Python ``stack``."""
-        task = self.live.get((tenant, task_id))
-        if task is None:
-            await self.status(tenant, task_id)  # NotFound for an unknown ID
-        pid = self.pool.pid_of(task.seq) if task is not None and self.pool else None
-        if task is None or task.state is not TaskState.RUNNING or pid is None:
-            state = task.state if task is not None else "finished"
-            raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
-        try:
-            info = process_info(pid)
-        except ProcessLookupError:
-            raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
-        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid), self.home)
-        info["attempt"] = task.attempts
-        return info
-
-    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
-        """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
-        this is the last (one row more than the page is read to know)."""
-        assert self.store is not None
-        await self.store.flush()
-        rows = await self.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
-        more = len(rows) > query.limit
-        del rows[query.limit :]
-        views = []
-        for row in rows:
-            live = self.live.get((row.tenant, row.id))
-            views.append(
-                view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
-            )
-        last = rows[-1] if more else None
-        cursor = None if last is None else encode_cursor(last.created_at, last.seq)
-        return {"tasks": views, "cursor": cursor}
-
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
-#: The most log bytes one ``logs`` reply carries (the client asks again for more).
-LOG_CHUNK = 4 * 1024 * 1024
-FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
 #: Paths named in the start-up line about modes tightened (the count is always complete).
 TIGHTENED_LISTED = 10
