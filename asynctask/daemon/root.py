@@ -38,7 +38,7 @@ from collections import Counter, deque
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
@@ -46,35 +46,31 @@ from asynctask.clock import SteadyClock
 from asynctask.config import (
     DAY,
     Config,
-    FunctionDefaults,
     default_config_path,
     load_config,
     reconcile,
 )
 from asynctask.core.cron import CronSchedule, slot_id
-from asynctask.core.limits import FunctionLimits
 from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.daemon.control import Control
+from asynctask.daemon.intake import Intake, function_limits
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
 from asynctask.daemon.views import (
+    Key,
     check_recovered,
     failure_view,
     row_of,
     task_from_row,
     update_of,
     view_of,
-    view_of_row,
 )
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
     ConfigError,
-    ShuttingDown,
-    StorageError,
-    SubmitThrottled,
     UsageError,
 )
 from asynctask.eventlog import EventLog
@@ -87,20 +83,16 @@ from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
-    DEDUP_STATES,
-    PRIORITY_DEFAULT,
     ListQuery,
     LiveTask,
     SubmitSpec,
     TaskState,
-    new_task_id,
 )
 from asynctask.observe.metrics import (
     CANCELLED,
     COMPLETED,
     EXPIRED,
     FAILED,
-    REFUSED,
     RETRIED,
     SUBMITTED,
     Metrics,
@@ -123,7 +115,6 @@ from asynctask.store import (
     Op,
     PutCron,
     Quarantine,
-    ReplaceTask,
     SkippedRow,
     Store,
     StoreError,
@@ -135,8 +126,6 @@ from asynctask.storeguard import StoreGuard
 log = logging.getLogger("asynctask.daemon")
 #: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
 _SKIPPED_LOGGED = 100
-
-Key = tuple[str, str]
 
 
 class Daemon:
@@ -162,7 +151,7 @@ class Daemon:
         self.attempt_logs = AttemptLogs(
             home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
         )
-        self._interner = Interner()  # equal names, options and labels of tasks share one object
+        self.interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
         self.guard: StoreGuard | None = None
@@ -180,8 +169,8 @@ class Daemon:
         self.running: dict[int, LiveTask] = {}
         self.claims: dict[Key, asyncio.Future[None]] = {}
         self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
-        self._next_seq = 1
-        self._declared_limits: dict[str, dict[str, float]] = {}
+        self.next_seq = 1
+        self.declared_limits: dict[str, dict[str, float]] = {}
         self.retrying: set[int] = set()
         self.crons = CronTable()
         self._cron_adding: Counter[Key] = Counter()  # entries being stored count toward max_cron
@@ -193,7 +182,7 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.clock = SteadyClock()
         self.started_at = self.clock()
-        self._events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
+        self.events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
             self.scheduler,
             self.clock,
             lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
@@ -201,6 +190,7 @@ class Daemon:
         self.metrics = Metrics()
         self.readout = Readout(self)
         self.control = Control(self)
+        self.intake = Intake(self)
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
@@ -284,7 +274,7 @@ class Daemon:
             return {"config": where, "error": exc.message, "applied": [], "restart": []}
         if change.applied:
             self.config = change.config
-            declared = {name: _function_limits(d) for name, d in self._declared_limits.items()}
+            declared = {name: function_limits(d) for name, d in self.declared_limits.items()}
             reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
             if "daemon.log_level" in change.applied:
                 logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
@@ -613,7 +603,7 @@ class Daemon:
     async def _load_live(self) -> int:
         assert self.store is not None
         started = await asyncio.to_thread(read_starts, self.home)
-        self._next_seq = await self.store.max_seq() + 1
+        self.next_seq = await self.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self.store.load_pauses():
             try:
@@ -650,7 +640,7 @@ class Daemon:
                 try:
                     task = task_from_row(row)  # the rows share equal values already
                     check_recovered(task)
-                    self._declare_limits(task.function, task.options.get("limits"), now)
+                    self.intake.declare_limits(task.function, task.options.get("limits"), now)
                 except Exception as exc:  # decoded, but not a task this version can run
                     skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
                     loaded -= 1
@@ -939,7 +929,7 @@ class Daemon:
         """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
         assert self._loop is not None
         assert self.store is not None
-        submitted = self._background_task(self.submit([entry.spec(slot)]))
+        submitted = self._background_task(self.intake.submit([entry.spec(slot)]))
 
         def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
             if not task.cancelled() and task.exception() is not None:
@@ -1014,7 +1004,7 @@ class Daemon:
         spec = SubmitSpec(
             function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
         )
-        return self._new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
+        return self.intake.new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
 
     def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
         if done.cancelled() or done.exception() is not None:
@@ -1055,10 +1045,13 @@ class Daemon:
         if self.spans is not None:
             outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
             self.spans.attempt(task, stages, outcome_name)
-        self._events.outcome(task, None if outcome.ok else error, outcome.pid, now)
+        self.events.outcome(task, None if outcome.ok else error, outcome.pid, now)
         self.wake()
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
+
+    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
+        return await self.intake.submit(specs)
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
         return await self.queries.status(tenant, task_id)
@@ -1108,180 +1101,6 @@ class Daemon:
     async def prometheus(self) -> str:
         return await self.readout.prometheus()
 
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
-        if not self.accepting:
-            raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
-        assert self.store is not None
-        now = self.clock()
-        payload_bytes: Counter[str] = Counter()
-        queues: dict[str, set[str]] = {}
-        for spec in specs:
-            payload_bytes[spec.tenant] += len(spec.payload)
-            queues.setdefault(spec.tenant, set()).add(self._queue_of(spec))
-        counts = Counter(spec.tenant for spec in specs)
-        for tenant, count in counts.items():
-            try:
-                self.scheduler.admit(tenant, count, now, payload_bytes[tenant], queues[tenant])
-            except SubmitThrottled as refusal:
-                self._events.refused(tenant, count, refusal, now)
-                for spec in specs:
-                    if spec.tenant == tenant:
-                        where = (spec.tenant, self._queue_of(spec), spec.function)
-                        self.metrics.count(where, REFUSED, now)
-                raise
-        for tenant, count in counts.items():  # until added: concurrent submits see them
-            self.scheduler.reserve(tenant, count, payload_bytes[tenant], queues[tenant], now)
-        try:
-            return await self._submit_admitted(specs, now)
-        finally:
-            for tenant, count in counts.items():
-                self.scheduler.unreserve(tenant, count, payload_bytes[tenant])
-
-    async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
-        assert self.store is not None
-        for spec in specs:
-            self._declare_limits(spec.function, spec.limits, now)
-        views: list[dict[str, Any] | None] = [None] * len(specs)
-        created: list[tuple[int, LiveTask]] = []
-        own_claims: dict[Key, asyncio.Future[None]] = {}
-        in_batch: dict[Key, LiveTask] = {}
-        loop = asyncio.get_running_loop()
-        ops: list[Op] = []
-        try:
-            for index, spec in enumerate(specs):
-                if spec.id is None:
-                    task = self._new_task(spec, new_task_id(now), now)
-                    ops.append(InsertTask(row_of(task)))
-                    created.append((index, task))
-                    continue
-                key = (spec.tenant, spec.id)
-                if key in in_batch:
-                    created.append((index, in_batch[key]))
-                    continue
-                existing = await self._settled(key)
-                if existing is not None:
-                    views[index] = existing
-                    continue
-                claim = loop.create_future()
-                self.claims[key] = own_claims[key] = claim
-                row = await self.store.get(spec.tenant, spec.id)
-                if row is not None and row.state in DEDUP_STATES:
-                    views[index] = view_of_row(row)
-                    continue
-                task = self._new_task(spec, spec.id, now)
-                ops.append(
-                    InsertTask(row_of(task)) if row is None else ReplaceTask(row.seq, row_of(task))
-                )
-                created.append((index, task))
-                in_batch[key] = task
-            if ops:
-                # One request, one transaction, whatever its size: a submit_many is stored
-                # whole or not at all, across a failed commit and across a crash.
-                if len(ops) == 1:  # a lone op shares a batch with whatever else is queued
-                    await self.store.put(ops[0])
-                else:
-                    with self.store.one_transaction():
-                        commits = [self.store.put(op) for op in ops]
-                    await asyncio.gather(*commits)
-            added = set()
-            metrics = self.metrics
-            for index, task in created:
-                if task.seq not in added:
-                    added.add(task.seq)
-                    self.live[(task.tenant, task.id)] = task
-                    self.scheduler.add(task, now)
-                    metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-                views[index] = view_of(task)
-        finally:
-            for key, claim in own_claims.items():
-                if self.claims.get(key) is claim:
-                    del self.claims[key]
-                claim.set_result(None)
-        self.wake()
-        return [view for view in views if view is not None]
-
-    def _declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
-        """Apply limits a function declares in code (they travel with every submit and are
-        stored with each task, so a restart applies them again before anything runs)."""
-        if limits is None or self._declared_limits.get(function) == limits:
-            return
-        self._declared_limits[function] = limits
-        concurrency = limits.get("concurrency")
-        self.scheduler.declare_function_limits(
-            function,
-            FunctionLimits(
-                concurrency=int(concurrency) if concurrency is not None else None,
-                rate=limits.get("rate"),
-                burst=limits.get("burst"),
-            ),
-            now,
-        )
-
-    async def _settled(self, key: Key) -> dict[str, Any] | None:
-        """The view of a live task holding ``key`` once no other submit or finish is in flight
-        for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
-        while True:
-            task = self.live.get(key)
-            if task is not None and self.guard is not None and self.guard.is_unstored(task.seq):
-                assert self.store is not None
-                raise StorageError(
-                    f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
-                    f"used: {self.store.failure or 'storage is failing'}"
-                )
-            if task is not None and task.state in DEDUP_STATES:
-                return view_of(task)
-            claim = self.claims.get(key)
-            if claim is None:
-                return None
-            await asyncio.shield(claim)
-
-    def _new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
-        seq = self._next_seq
-        self._next_seq += 1
-        due = spec.run_at
-        if spec.delay:
-            due = now + spec.delay
-        scheduled = due is not None and due > now
-        options: dict[str, Any] = {}
-        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
-        retries = _first(spec.retries, defaults.retries, self.config.retry.retries)
-        timeout = _first(spec.timeout, defaults.timeout, self.config.workers.timeout)
-        priority = _first(spec.priority, defaults.priority, PRIORITY_DEFAULT)
-        queue = self._queue_of(spec)
-        options["retries"] = retries
-        options["timeout"] = timeout
-        expires_at = now + spec.ttl if spec.ttl is not None else None
-        if expires_at is not None:
-            options["expires_at"] = expires_at
-        for name in ("on_success", "on_failure", "limits", "resources"):
-            value = getattr(spec, name)
-            if value is not None:
-                options[name] = value
-        shared = self._interner
-        return LiveTask(
-            seq=seq,
-            tenant=shared.name(spec.tenant),
-            id=task_id,
-            function=shared.name(spec.function),
-            queue=shared.name(queue),
-            priority=priority,
-            state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
-            payload=shared.payload(spec.payload),
-            options=shared.mapping(options),
-            labels=shared.mapping(spec.labels),
-            retries=retries,
-            timeout=timeout,
-            created_at=now,
-            due_at=due if scheduled else None,
-            expires_at=expires_at,
-            trace_id=spec.trace_id,
-        )
-
-    def _queue_of(self, spec: SubmitSpec) -> str:
-        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
-        queue = _first(spec.queue, defaults.queue, spec.tenant)
-        return spec.function if queue == "exclusive" else queue
-
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
@@ -1294,28 +1113,6 @@ PURGE_BATCH = 500
 
 #: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
 PURGE_INTERVAL = 60.0
-
-
-_NO_DEFAULTS = FunctionDefaults()
-T = TypeVar("T")
-
-
-def _first(explicit: T | None, configured: T | None, default: T) -> T:
-    """Submit option, else the function's configured default, else the daemon's."""
-    if explicit is not None:
-        return explicit
-    return configured if configured is not None else default
-
-
-def _function_limits(limits: dict[str, float]) -> FunctionLimits:
-    """The limits a function declared in code (``options["limits"]``), as ``_declare_limits``
-    reads them, for ``reconfigure``."""
-    concurrency = limits.get("concurrency")
-    return FunctionLimits(
-        concurrency=int(concurrency) if concurrency is not None else None,
-        rate=limits.get("rate"),
-        burst=limits.get("burst"),
-    )
 
 
 _FINAL_COUNTERS = {
