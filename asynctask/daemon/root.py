@@ -27,14 +27,13 @@ import contextlib
 import fcntl
 import gc
 import logging
-import math
 import os
 import random
 import signal
 import socket
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -44,18 +43,19 @@ from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
 from asynctask.config import (
-    DAY,
     Config,
     default_config_path,
     load_config,
     reconcile,
 )
-from asynctask.core.cron import CronSchedule, slot_id
+from asynctask.core.cron import CronSchedule
 from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
 from asynctask.crontab import CronEntry, CronTable, UnusableCron
 from asynctask.daemon.control import Control
+from asynctask.daemon.cron import CronService
+from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake, function_limits
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
@@ -109,11 +109,8 @@ from asynctask.server.ops import Ops
 from asynctask.server.requests import PAUSE_KINDS
 from asynctask.store import (
     AssignUid,
-    DeleteCron,
-    DeleteTask,
     InsertTask,
     Op,
-    PutCron,
     Quarantine,
     SkippedRow,
     Store,
@@ -173,7 +170,6 @@ class Daemon:
         self.declared_limits: dict[str, dict[str, float]] = {}
         self.retrying: set[int] = set()
         self.crons = CronTable()
-        self._cron_adding: Counter[Key] = Counter()  # entries being stored count toward max_cron
         self._background: set[asyncio.Task[Any]] = set()
         self._missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self._step_pending = False
@@ -191,12 +187,14 @@ class Daemon:
         self.readout = Readout(self)
         self.control = Control(self)
         self.intake = Intake(self)
+        self.cron = CronService(self)
+        self.history = History(self)
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
 
     def __repr__(self) -> str:
@@ -236,8 +234,8 @@ class Daemon:
 
     def stop(self, drain: float | None) -> dict[str, Any]:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
-        assert self._loop is not None
-        self._loop.call_soon(self.request_stop, drain)
+        assert self.loop is not None
+        self.loop.call_soon(self.request_stop, drain)
         drain = self._drain if drain is None else drain
         return {"stopping": True, "drain": drain, "pid": os.getpid()}
 
@@ -298,7 +296,7 @@ class Daemon:
 
     async def start(self) -> None:
         began = time.perf_counter()
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
         verify_home(self.home)
         self._lock_home()  # before any mode changes: another daemon may be serving from it
@@ -465,12 +463,12 @@ class Daemon:
         self.accepting = True
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
-        self._background_task(self.readout.sample_loop())
+        self.background_task(self.readout.sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
-            self._background_task(self._purge_history(history.history_days, history.history_max))
+            self.background_task(self.history.run(history.history_days, history.history_max))
         for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
-            self._fire(entry, slot)
+            self.cron.fire(entry, slot)
         self._missed_slots.clear()
         pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
@@ -699,9 +697,9 @@ class Daemon:
     # -- the step -------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        if not self._step_pending and self._loop is not None:
+        if not self._step_pending and self.loop is not None:
             self._step_pending = True
-            self._loop.call_soon(self.step)
+            self.loop.call_soon(self.step)
 
     def step(self) -> None:
         """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
@@ -710,7 +708,7 @@ class Daemon:
             return
         now = self.clock()
         for entry, slot in self.crons.due(now):
-            self._fire(entry, slot)
+            self.cron.fire(entry, slot)
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
         self.perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
@@ -724,13 +722,13 @@ class Daemon:
         self._arm_timer(wakeup)
 
     def _arm_timer(self, due: float | None) -> None:
-        if due is None or due == self._timer_due or self._loop is None:
+        if due is None or due == self._timer_due or self.loop is None:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
         delay = max(due - self.clock(), 0.0)
-        self._timer = self._loop.call_at(self._loop.time() + delay, self._timer_fired)
+        self._timer = self.loop.call_at(self.loop.time() + delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
@@ -782,7 +780,7 @@ class Daemon:
         "running" write put so far has committed."""
         assert self._starts is not None
         self._journal_left = self._starts.switch()
-        self._background_task(self._empty_journal_file())
+        self.background_task(self._empty_journal_file())
 
     async def _empty_journal_file(self) -> None:
         assert self.store is not None
@@ -861,127 +859,12 @@ class Daemon:
 
         committed.add_done_callback(released)
 
-    def _background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        assert self._loop is not None
-        task = self._loop.create_task(coroutine)
+    def background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        assert self.loop is not None
+        task = self.loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    async def _purge_history(self, days: float, keep: int) -> None:
-        """History retention, in the background: delete the finished tasks created more than
-        ``days`` ago and, past ``keep`` finished tasks of one tenant (0: no cap), that tenant's
-        oldest ones, with their attempt logs. Live tasks are never touched. The cap counts each
-        tenant's own tasks, so one tenant's flood never evicts another's results or the
-        records that de-duplicate its submits.
-
-        Why batches: a delete transaction holds the one writer, and submits and state changes
-        queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
-        (5,000 took 65 ms with the history indexes), and each batch waits for its commit
-        before the next is read, so the writer serves other transactions in between and a
-        purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
-        """
-        assert self.store is not None
-        interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
-        while self.accepting:
-            try:
-                counts = await self.store.count_finished_by_tenant() if keep > 0 else {}
-                for tenant, count in sorted(counts.items()):
-                    excess = count - keep  # the count cap: its oldest finished, whatever their age
-                    while excess > 0 and self.accepting:
-                        batch = min(excess, PURGE_BATCH)
-                        rows = await self.store.old_finished(math.inf, batch, tenant)
-                        deleted = await self._purge(rows)
-                        if deleted == 0:
-                            break
-                        excess -= deleted
-                deleted = -1
-                while deleted != 0 and days > 0 and self.accepting:
-                    rows = await self.store.old_finished(self.clock() - days * DAY, PURGE_BATCH)
-                    deleted = await self._purge(rows)
-            except StoreError as exc:  # a bad moment for the disk: try again next round
-                log.warning("history retention: %s", exc)
-            await asyncio.sleep(interval)
-
-    async def _purge(self, rows: list[tuple[int, str, str, int]]) -> int:
-        """Delete these finished tasks in one transaction, then their attempt logs (in a
-        thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
-        assert self.store is not None
-        chosen = []
-        for seq, tenant, task_id, attempts in rows:
-            live = self.live.get((tenant, task_id))
-            if live is None or live.seq != seq:  # a retried task is live again: keep it
-                chosen.append((seq, attempts))
-        if not chosen:
-            return 0
-        with self.store.one_transaction():
-            commits = [self.store.put(DeleteTask(seq)) for seq, _ in chosen]
-        await asyncio.gather(*commits)  # StoreError: nothing of the batch was deleted
-        logs = self.attempt_logs
-        for seq, _ in chosen:
-            logs.finish(seq)
-        names = [(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
-        await asyncio.to_thread(logs.unlink, names)
-        log.info("history retention: deleted %d finished tasks", len(chosen))
-        return len(chosen)
-
-    def _fire(self, entry: CronEntry, slot: float) -> None:
-        """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
-        assert self._loop is not None
-        assert self.store is not None
-        submitted = self._background_task(self.intake.submit([entry.spec(slot)]))
-
-        def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("cron %s/%s: slot %s not submitted: %s", entry.tenant, entry.name,
-                            slot_id(entry.name, slot), task.exception())  # fmt: skip
-
-        submitted.add_done_callback(done)
-        self.store.put(PutCron(entry.tenant, entry.name, entry.definition()))
-
-    async def cron_add(
-        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
-    ) -> dict[str, Any]:
-        assert self.store is not None
-        now = self.clock()
-        entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
-        key = (tenant, name)
-        limit = self.scheduler.settings.tenant(tenant).max_cron
-        if not self.crons.has(tenant, name) and key not in self._cron_adding:  # not a replacement
-            adding = sum(1 for owner, _ in self._cron_adding if owner == tenant)
-            entries = self.crons.count(tenant) + adding
-            if entries >= limit:
-                raise UsageError(
-                    f"tenant {tenant!r} has {entries} cron entries, its limit ([tenants] "
-                    f"max_cron = {limit}); remove one first (asynctask cron remove NAME)"
-                )
-        try:
-            schedule.first_slot(now)  # checked by the request already; nothing stored if not
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        self._cron_adding[key] += 1
-        try:
-            await self.store.put(PutCron(tenant, name, entry.definition()))
-        finally:
-            self._cron_adding[key] -= 1
-            if not self._cron_adding[key]:
-                del self._cron_adding[key]
-        self.crons.add(entry, now)
-        self.wake()
-        log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
-        (view,) = [v for v in self.crons.entries(frozenset({tenant})) if v["name"] == name]
-        return view
-
-    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
-        return self.crons.entries(tenants)
-
-    async def cron_remove(self, tenant: str, name: str) -> bool:
-        assert self.store is not None
-        if not self.crons.remove(tenant, name):
-            return False
-        await self.store.put(DeleteCron(tenant, name))
-        log.info("cron %s/%s removed", tenant, name)
-        return True
 
     def _destination_of(self, task: LiveTask) -> LiveTask | None:
         """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
@@ -1050,6 +933,17 @@ class Daemon:
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
 
+    async def cron_add(
+        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.cron.cron_add(tenant, name, schedule, catch_up, task)
+
+    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
+        return self.cron.cron_list(tenants)
+
+    async def cron_remove(self, tenant: str, name: str) -> bool:
+        return await self.cron.cron_remove(tenant, name)
+
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
         return await self.intake.submit(specs)
 
@@ -1107,12 +1001,6 @@ _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failur
 
 #: Paths named in the start-up line about modes tightened (the count is always complete).
 TIGHTENED_LISTED = 10
-
-#: Finished tasks history retention deletes in one transaction (see ``_purge_history``).
-PURGE_BATCH = 500
-
-#: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
-PURGE_INTERVAL = 60.0
 
 
 _FINAL_COUNTERS = {
