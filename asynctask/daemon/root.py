@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import gc
 import logging
 import os
 import random
@@ -52,19 +51,18 @@ from asynctask.core.cron import CronSchedule
 from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
-from asynctask.crontab import CronEntry, CronTable, UnusableCron
+from asynctask.crontab import CronEntry, CronTable
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake, function_limits
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
+from asynctask.daemon.recovery import Recovery
 from asynctask.daemon.views import (
     Key,
-    check_recovered,
     failure_view,
     row_of,
-    task_from_row,
     update_of,
     view_of,
 )
@@ -106,23 +104,18 @@ from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
 from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
-from asynctask.server.requests import PAUSE_KINDS
 from asynctask.store import (
     AssignUid,
     InsertTask,
     Op,
     Quarantine,
-    SkippedRow,
     Store,
     StoreError,
 )
-from asynctask.store.errors import describe
-from asynctask.store.starts import StartJournal, read_starts
+from asynctask.store.starts import StartJournal
 from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
-#: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
-_SKIPPED_LOGGED = 100
 
 
 class Daemon:
@@ -152,7 +145,7 @@ class Daemon:
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
         self.guard: StoreGuard | None = None
-        self._starts: StartJournal | None = None
+        self.starts: StartJournal | None = None
         self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
@@ -171,7 +164,7 @@ class Daemon:
         self.retrying: set[int] = set()
         self.crons = CronTable()
         self._background: set[asyncio.Task[Any]] = set()
-        self._missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
+        self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -189,6 +182,7 @@ class Daemon:
         self.intake = Intake(self)
         self.cron = CronService(self)
         self.history = History(self)
+        self.recovery = Recovery(self)
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
@@ -367,9 +361,9 @@ class Daemon:
         if loss is not None:  # nothing to undo; an operator must know
             log.error("DATA LOSS in %s: %s", self.store.path, loss,
                       extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
-        recovered = await self._recover()
-        self._starts = StartJournal(self.home)
-        await self._empty_start_journal()  # before anything is dispatched
+        recovered = await self.recovery.load()
+        self.starts = StartJournal(self.home)
+        await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
@@ -388,7 +382,7 @@ class Daemon:
         known_uids = await self.store.load_tenant_uids(skipped=bad_uids)
         for bad in bad_uids:
             log.error("skipped %s", bad, extra={"event": "row_skipped"})
-        await self._set_aside(bad_uids)
+        await self.recovery.set_aside(bad_uids)
         chosen = await asyncio.to_thread(  # two interpreter starts: not on the loop
             choose_isolation,
             python=python,
@@ -467,9 +461,9 @@ class Daemon:
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
             self.background_task(self.history.run(history.history_days, history.history_max))
-        for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
+        for entry, slot in self.missed_slots:  # slots that fell due while the daemon was down
             self.cron.fire(entry, slot)
-        self._missed_slots.clear()
+        self.missed_slots.clear()
         pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             os.write(pid_fd, f"{os.getpid()}\n".encode())
@@ -549,8 +543,8 @@ class Daemon:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.flush()
-        if self._starts is not None:
-            self._starts.close()
+        if self.starts is not None:
+            self.starts.close()
         if self.guard is not None:
             unstored = await self.guard.close()
             if unstored:
@@ -576,123 +570,6 @@ class Daemon:
         if self._lock_file is not None:
             self._lock_file.close()
         log.info("stopped", extra={"event": "stopped"})
-
-    async def _recover(self) -> int:
-        """Load the live tasks back. The cyclic collector is off meanwhile and the result is
-        frozen out of its reach: a million long-lived objects made it rescan everything again
-        and again (1,000,000 tasks: 3.9 s to build them with it on, 1.8 s with it off)."""
-        gc.disable()
-        try:
-            return await self._load_live()
-        finally:
-            gc.freeze()
-            gc.enable()
-
-    async def _empty_start_journal(self) -> None:
-        """Once start-up's writes (the interrupted attempts it found) have committed, the
-        journal's lines are in the database; until then (a full disk) they are kept. A line
-        kept longer does no harm: one whose attempt the database already counts is ignored."""
-        assert self.store is not None
-        with contextlib.suppress(StoreError):
-            await self.store.flush()
-            if self._starts is not None and self.guard is not None and not self.guard.unstored:
-                self._starts.reset()
-
-    async def _load_live(self) -> int:
-        assert self.store is not None
-        started = await asyncio.to_thread(read_starts, self.home)
-        self.next_seq = await self.store.max_seq() + 1
-        unusable: list[Quarantine] = []  # set aside once everything is loaded
-        for kind, tenant, name in await self.store.load_pauses():
-            try:
-                kind.encode(), tenant.encode(), name.encode()  # escaped: not UTF-8
-                if kind not in PAUSE_KINDS:
-                    raise ValueError(f"unknown pause kind {kind!r}")
-            except (ValueError, UnicodeError) as exc:
-                label = f"{kind} {tenant}/{name}"
-                log.error("pause %s cannot be used and is skipped: %s", label, describe(exc),
-                          extra={"event": "pause_skipped"})  # fmt: skip
-                unusable.append(Quarantine("pauses", (kind, tenant, name), label, describe(exc)))
-                continue
-            self.scheduler.pause((kind, tenant, name))
-        now = self.clock()
-        for tenant, name, blob in await self.store.load_crons():
-            try:
-                self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
-            except UnusableCron as exc:
-                log.error(
-                    "cron %s/%s cannot be used and is skipped: %s",
-                    tenant, name, exc,
-                    extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
-                )  # fmt: skip
-                unusable.append(Quarantine("crons", (tenant, name), f"{tenant}/{name}", str(exc)))
-        interrupted: list[Action] = []
-        loaded = 0
-        skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
-        # In batches: each is turned into tasks (sharing equal values) before the next is read,
-        # so the rows of a million-task backlog never all exist beside their tasks.
-        async for rows in self.store.load_live_batches(skipped=skipped):
-            now = self.clock()
-            loaded += len(rows)
-            for row in rows:
-                try:
-                    task = task_from_row(row)  # the rows share equal values already
-                    check_recovered(task)
-                    self.intake.declare_limits(task.function, task.options.get("limits"), now)
-                except Exception as exc:  # decoded, but not a task this version can run
-                    skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
-                    loaded -= 1
-                    continue
-                if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
-                    task.attempts = started[task.seq]
-                    task.state = TaskState.RUNNING
-                self.live[(task.tenant, task.id)] = task
-                if task.state is TaskState.RUNNING:
-                    reason = "the daemon stopped during the attempt"
-                    interrupted.append(self.scheduler.interrupted(task, reason, now))
-                else:
-                    self.scheduler.add(task, now)
-        for bad in skipped[:_SKIPPED_LOGGED]:
-            log.error("skipped %s", bad, extra={"event": "row_skipped"})
-        unusable += (
-            Quarantine("tasks", (bad.seq,), f"seq={bad.seq} {bad.tenant}/{bad.id}", bad.reason)
-            for bad in skipped
-        )
-        await self._set_aside(unusable)
-        self.perform(interrupted)
-        if loaded or skipped:
-            log.info(
-                "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
-                loaded, len(interrupted), len(skipped),
-                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted),
-                       "skipped": len(skipped)},
-            )  # fmt: skip
-        return loaded
-
-    async def _set_aside(self, rows: list[Quarantine]) -> None:
-        """Move the rows start-up skipped into the ``quarantine`` table (``asynctask doctor``
-        lists them), so that the next start does not meet them again. A store that cannot
-        write (read-only, full) leaves them where they are: they were skipped, the daemon
-        serves all the same, and the log says so."""
-        assert self.store is not None
-        if not rows:
-            return
-        try:
-            moved = await self.store.quarantine(rows, self.clock())
-        except StoreError as exc:
-            log.error(
-                "could not set aside %d unusable row(s), so the next start skips them again "
-                "(`asynctask cron remove NAME` deletes a cron entry): %s", len(rows), exc,
-                extra={"event": "quarantine_failed", "rows": len(rows)},
-            )  # fmt: skip
-            return
-        for row in rows:
-            if row.source == "crons":  # no longer stored: no longer listed by `cron list`
-                self.crons.remove(*row.key)
-        log.warning(
-            "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
-            "them", moved, extra={"event": "quarantined", "rows": moved},
-        )  # fmt: skip
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -746,7 +623,7 @@ class Daemon:
                 # The attempt's number is on disk before it starts (store/starts.py), so a
                 # crash in between re-runs it as the next attempt, never as this one again;
                 # if the journal cannot be written, it starts once the database has it.
-                journal = self._starts
+                journal = self.starts
                 if journal is not None and journal.started(task.seq, task.attempts):
                     gate = None
                     if journal.switch_due():
@@ -778,8 +655,8 @@ class Daemon:
     def _switch_start_journal(self) -> None:
         """Start journal lines go to its other file now; the first is emptied once every
         "running" write put so far has committed."""
-        assert self._starts is not None
-        self._journal_left = self._starts.switch()
+        assert self.starts is not None
+        self._journal_left = self.starts.switch()
         self.background_task(self._empty_journal_file())
 
     async def _empty_journal_file(self) -> None:
@@ -788,8 +665,8 @@ class Daemon:
             with contextlib.suppress(StoreError):
                 await self.store.flush()
                 if self.guard is not None and not self.guard.unstored:
-                    assert self._starts is not None
-                    self._starts.rotated(self._journal_left)
+                    assert self.starts is not None
+                    self.starts.rotated(self._journal_left)
                     self._journal_left = None
                     return
             await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
