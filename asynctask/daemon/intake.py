@@ -26,6 +26,9 @@ from asynctask.store import InsertTask, Op, ReplaceTask
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
 
+#: Tasks of one submit handled between two yields to the loop: one request creating 500 new
+#: queues held other clients for 156 ms in one go.
+CHUNK = 256
 _NO_DEFAULTS = FunctionDefaults()
 T = TypeVar("T")
 
@@ -99,6 +102,8 @@ class Intake:
         ops: list[Op] = []
         try:
             for index, spec in enumerate(specs):
+                if index % CHUNK == CHUNK - 1:  # a 10,000-task request: the others go on too
+                    await asyncio.sleep(0)
                 if spec.id is None:
                     task = self.new_task(spec, new_task_id(now), now)
                     ops.append(InsertTask(row_of(task)))
@@ -135,7 +140,9 @@ class Intake:
                     await asyncio.gather(*commits)
             added = set()
             metrics = self._daemon.metrics
-            for index, task in created:
+            for count, (index, task) in enumerate(created, 1):
+                if count % CHUNK == 0:
+                    await asyncio.sleep(0)
                 if task.seq not in added:
                     added.add(task.seq)
                     self._daemon.live[(task.tenant, task.id)] = task
