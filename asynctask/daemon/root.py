@@ -25,89 +25,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import gc
 import logging
-import math
 import os
 import random
 import signal
 import socket
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from asynctask import __version__, protocol
 from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
 from asynctask.config import (
-    DAY,
     Config,
-    FunctionDefaults,
     default_config_path,
     load_config,
     reconcile,
 )
-from asynctask.core.cron import CronSchedule, slot_id
-from asynctask.core.limits import FunctionLimits
+from asynctask.core.cron import CronSchedule
 from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
-from asynctask.crontab import CronEntry, CronTable, UnusableCron
-from asynctask.cursor import encode_cursor
+from asynctask.crontab import CronEntry, CronTable
+from asynctask.daemon.control import Control
+from asynctask.daemon.cron import CronService
+from asynctask.daemon.history import History
+from asynctask.daemon.intake import Intake, function_limits
+from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
+from asynctask.daemon.recovery import Recovery
 from asynctask.daemon.views import (
-    check_recovered,
+    Key,
     failure_view,
     row_of,
-    selected,
-    task_from_row,
     update_of,
     view_of,
-    view_of_row,
 )
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
     ConfigError,
-    NotFound,
-    ShuttingDown,
-    StorageError,
-    SubmitThrottled,
     UsageError,
-    WaitTimeout,
 )
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
 from asynctask.home import UMASK, open_private, prepare_home, verify_home
-from asynctask.inspection import dump_stack, process_info, stack_path
 from asynctask.interning import Interner
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
 from asynctask.liveindex import LiveIndex
 from asynctask.model import (
-    DEDUP_STATES,
-    DEFAULT_TENANT,
-    FINAL_STATES,
-    LIVE_STATES,
-    PRIORITY_DEFAULT,
-    WAITING_STATES,
     ListQuery,
     LiveTask,
     SubmitSpec,
     TaskState,
-    new_task_id,
 )
 from asynctask.observe.metrics import (
     CANCELLED,
     COMPLETED,
     EXPIRED,
     FAILED,
-    REFUSED,
     RETRIED,
     SUBMITTED,
     Metrics,
@@ -121,33 +104,18 @@ from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
 from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
-from asynctask.server.requests import PAUSE_KINDS
 from asynctask.store import (
     AssignUid,
-    ClearPause,
-    DeleteCron,
-    DeleteTask,
     InsertTask,
     Op,
-    PutCron,
     Quarantine,
-    ReplaceTask,
-    SetPause,
-    SkippedRow,
     Store,
     StoreError,
-    TaskFilter,
-    TaskRow,
 )
-from asynctask.store.errors import describe
-from asynctask.store.starts import StartJournal, read_starts
+from asynctask.store.starts import StartJournal
 from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
-#: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
-_SKIPPED_LOGGED = 100
-
-Key = tuple[str, str]
 
 
 class Daemon:
@@ -173,11 +141,11 @@ class Daemon:
         self.attempt_logs = AttemptLogs(
             home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
         )
-        self._interner = Interner()  # equal names, options and labels of tasks share one object
+        self.interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.store: Store | None = None
         self.guard: StoreGuard | None = None
-        self._starts: StartJournal | None = None
+        self.starts: StartJournal | None = None
         self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
@@ -189,33 +157,38 @@ class Daemon:
         self.accepting = False
         self.live = LiveIndex()
         self.running: dict[int, LiveTask] = {}
-        self._claims: dict[Key, asyncio.Future[None]] = {}
-        self._waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
-        self._next_seq = 1
-        self._declared_limits: dict[str, dict[str, float]] = {}
-        self._retrying: set[int] = set()
+        self.claims: dict[Key, asyncio.Future[None]] = {}
+        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.next_seq = 1
+        self.declared_limits: dict[str, dict[str, float]] = {}
+        self.retrying: set[int] = set()
         self.crons = CronTable()
-        self._cron_adding: Counter[Key] = Counter()  # entries being stored count toward max_cron
         self._background: set[asyncio.Task[Any]] = set()
-        self._missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
+        self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self.stop_requested = asyncio.Event()
         self.clock = SteadyClock()
         self.started_at = self.clock()
-        self._events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
+        self.events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
             self.scheduler,
             self.clock,
             lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
         )
         self.metrics = Metrics()
         self.readout = Readout(self)
+        self.control = Control(self)
+        self.intake = Intake(self)
+        self.cron = CronService(self)
+        self.history = History(self)
+        self.recovery = Recovery(self)
+        self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
 
     def __repr__(self) -> str:
@@ -255,8 +228,8 @@ class Daemon:
 
     def stop(self, drain: float | None) -> dict[str, Any]:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
-        assert self._loop is not None
-        self._loop.call_soon(self.request_stop, drain)
+        assert self.loop is not None
+        self.loop.call_soon(self.request_stop, drain)
         drain = self._drain if drain is None else drain
         return {"stopping": True, "drain": drain, "pid": os.getpid()}
 
@@ -293,11 +266,11 @@ class Daemon:
             return {"config": where, "error": exc.message, "applied": [], "restart": []}
         if change.applied:
             self.config = change.config
-            declared = {name: _function_limits(d) for name, d in self._declared_limits.items()}
+            declared = {name: function_limits(d) for name, d in self.declared_limits.items()}
             reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
             if "daemon.log_level" in change.applied:
                 logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
-            self._wake()  # a raised limit may let something start now
+            self.wake()  # a raised limit may let something start now
             log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
                      extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
         if change.restart:
@@ -317,7 +290,7 @@ class Daemon:
 
     async def start(self) -> None:
         began = time.perf_counter()
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
         verify_home(self.home)
         self._lock_home()  # before any mode changes: another daemon may be serving from it
@@ -388,9 +361,9 @@ class Daemon:
         if loss is not None:  # nothing to undo; an operator must know
             log.error("DATA LOSS in %s: %s", self.store.path, loss,
                       extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
-        recovered = await self._recover()
-        self._starts = StartJournal(self.home)
-        await self._empty_start_journal()  # before anything is dispatched
+        recovered = await self.recovery.load()
+        self.starts = StartJournal(self.home)
+        await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
@@ -409,7 +382,7 @@ class Daemon:
         known_uids = await self.store.load_tenant_uids(skipped=bad_uids)
         for bad in bad_uids:
             log.error("skipped %s", bad, extra={"event": "row_skipped"})
-        await self._set_aside(bad_uids)
+        await self.recovery.set_aside(bad_uids)
         chosen = await asyncio.to_thread(  # two interpreter starts: not on the loop
             choose_isolation,
             python=python,
@@ -456,7 +429,7 @@ class Daemon:
                 reap_orphans=True,
             ),
             on_outcome=self._on_outcome,
-            on_idle=self._wake,
+            on_idle=self.wake,
             on_log=self._on_log,
         )
         await self.pool.start()
@@ -484,13 +457,13 @@ class Daemon:
         self.accepting = True
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
-        self._background_task(self.readout.sample_loop())
+        self.background_task(self.readout.sample_loop())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
-            self._background_task(self._purge_history(history.history_days, history.history_max))
-        for entry, slot in self._missed_slots:  # slots that fell due while the daemon was down
-            self._fire(entry, slot)
-        self._missed_slots.clear()
+            self.background_task(self.history.run(history.history_days, history.history_max))
+        for entry, slot in self.missed_slots:  # slots that fell due while the daemon was down
+            self.cron.fire(entry, slot)
+        self.missed_slots.clear()
         pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             os.write(pid_fd, f"{os.getpid()}\n".encode())
@@ -519,7 +492,7 @@ class Daemon:
                 "seconds": round(time.perf_counter() - began, 3),
             },
         )
-        self._wake()
+        self.wake()
 
     async def _start_observers(self) -> None:
         """The /metrics listener and the span exporter, when configured."""
@@ -559,7 +532,7 @@ class Daemon:
                 task = self.running.pop(aid, None)
                 if task is not None:
                     reason = "the daemon stopped before the attempt finished"
-                    self._perform([self.scheduler.interrupted(task, reason, now)])
+                    self.perform([self.scheduler.interrupted(task, reason, now)])
             if unfinished:
                 log.info("re-queued %d unfinished attempts", len(unfinished))
             self.attempt_logs.close()
@@ -570,8 +543,8 @@ class Daemon:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.flush()
-        if self._starts is not None:
-            self._starts.close()
+        if self.starts is not None:
+            self.starts.close()
         if self.guard is not None:
             unstored = await self.guard.close()
             if unstored:
@@ -581,7 +554,7 @@ class Daemon:
                     "counts as interrupted and runs again)",
                     unstored,
                 )
-        for futures in self._waiters.values():
+        for futures in self.waiters.values():
             for future in futures:
                 future.cancel()
         if self.listener is not None:
@@ -598,129 +571,12 @@ class Daemon:
             self._lock_file.close()
         log.info("stopped", extra={"event": "stopped"})
 
-    async def _recover(self) -> int:
-        """Load the live tasks back. The cyclic collector is off meanwhile and the result is
-        frozen out of its reach: a million long-lived objects made it rescan everything again
-        and again (1,000,000 tasks: 3.9 s to build them with it on, 1.8 s with it off)."""
-        gc.disable()
-        try:
-            return await self._load_live()
-        finally:
-            gc.freeze()
-            gc.enable()
-
-    async def _empty_start_journal(self) -> None:
-        """Once start-up's writes (the interrupted attempts it found) have committed, the
-        journal's lines are in the database; until then (a full disk) they are kept. A line
-        kept longer does no harm: one whose attempt the database already counts is ignored."""
-        assert self.store is not None
-        with contextlib.suppress(StoreError):
-            await self.store.flush()
-            if self._starts is not None and self.guard is not None and not self.guard.unstored:
-                self._starts.reset()
-
-    async def _load_live(self) -> int:
-        assert self.store is not None
-        started = await asyncio.to_thread(read_starts, self.home)
-        self._next_seq = await self.store.max_seq() + 1
-        unusable: list[Quarantine] = []  # set aside once everything is loaded
-        for kind, tenant, name in await self.store.load_pauses():
-            try:
-                kind.encode(), tenant.encode(), name.encode()  # escaped: not UTF-8
-                if kind not in PAUSE_KINDS:
-                    raise ValueError(f"unknown pause kind {kind!r}")
-            except (ValueError, UnicodeError) as exc:
-                label = f"{kind} {tenant}/{name}"
-                log.error("pause %s cannot be used and is skipped: %s", label, describe(exc),
-                          extra={"event": "pause_skipped"})  # fmt: skip
-                unusable.append(Quarantine("pauses", (kind, tenant, name), label, describe(exc)))
-                continue
-            self.scheduler.pause((kind, tenant, name))
-        now = self.clock()
-        for tenant, name, blob in await self.store.load_crons():
-            try:
-                self._missed_slots += self.crons.load_stored(tenant, name, blob, now)
-            except UnusableCron as exc:
-                log.error(
-                    "cron %s/%s cannot be used and is skipped: %s",
-                    tenant, name, exc,
-                    extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
-                )  # fmt: skip
-                unusable.append(Quarantine("crons", (tenant, name), f"{tenant}/{name}", str(exc)))
-        interrupted: list[Action] = []
-        loaded = 0
-        skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
-        # In batches: each is turned into tasks (sharing equal values) before the next is read,
-        # so the rows of a million-task backlog never all exist beside their tasks.
-        async for rows in self.store.load_live_batches(skipped=skipped):
-            now = self.clock()
-            loaded += len(rows)
-            for row in rows:
-                try:
-                    task = task_from_row(row)  # the rows share equal values already
-                    check_recovered(task)
-                    self._declare_limits(task.function, task.options.get("limits"), now)
-                except Exception as exc:  # decoded, but not a task this version can run
-                    skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
-                    loaded -= 1
-                    continue
-                if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
-                    task.attempts = started[task.seq]
-                    task.state = TaskState.RUNNING
-                self.live[(task.tenant, task.id)] = task
-                if task.state is TaskState.RUNNING:
-                    reason = "the daemon stopped during the attempt"
-                    interrupted.append(self.scheduler.interrupted(task, reason, now))
-                else:
-                    self.scheduler.add(task, now)
-        for bad in skipped[:_SKIPPED_LOGGED]:
-            log.error("skipped %s", bad, extra={"event": "row_skipped"})
-        unusable += (
-            Quarantine("tasks", (bad.seq,), f"seq={bad.seq} {bad.tenant}/{bad.id}", bad.reason)
-            for bad in skipped
-        )
-        await self._set_aside(unusable)
-        self._perform(interrupted)
-        if loaded or skipped:
-            log.info(
-                "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
-                loaded, len(interrupted), len(skipped),
-                extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted),
-                       "skipped": len(skipped)},
-            )  # fmt: skip
-        return loaded
-
-    async def _set_aside(self, rows: list[Quarantine]) -> None:
-        """Move the rows start-up skipped into the ``quarantine`` table (``asynctask doctor``
-        lists them), so that the next start does not meet them again. A store that cannot
-        write (read-only, full) leaves them where they are: they were skipped, the daemon
-        serves all the same, and the log says so."""
-        assert self.store is not None
-        if not rows:
-            return
-        try:
-            moved = await self.store.quarantine(rows, self.clock())
-        except StoreError as exc:
-            log.error(
-                "could not set aside %d unusable row(s), so the next start skips them again "
-                "(`asynctask cron remove NAME` deletes a cron entry): %s", len(rows), exc,
-                extra={"event": "quarantine_failed", "rows": len(rows)},
-            )  # fmt: skip
-            return
-        for row in rows:
-            if row.source == "crons":  # no longer stored: no longer listed by `cron list`
-                self.crons.remove(*row.key)
-        log.warning(
-            "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
-            "them", moved, extra={"event": "quarantined", "rows": moved},
-        )  # fmt: skip
-
     # -- the step -------------------------------------------------------------------------------
 
-    def _wake(self) -> None:
-        if not self._step_pending and self._loop is not None:
+    def wake(self) -> None:
+        if not self._step_pending and self.loop is not None:
             self._step_pending = True
-            self._loop.call_soon(self.step)
+            self.loop.call_soon(self.step)
 
     def step(self) -> None:
         """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
@@ -729,10 +585,10 @@ class Daemon:
             return
         now = self.clock()
         for entry, slot in self.crons.due(now):
-            self._fire(entry, slot)
+            self.cron.fire(entry, slot)
         pool = self.pool
         free = pool.idle_by_shard() if self._sharded else pool.idle
-        self._perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
+        self.perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
         self.metrics.sample(POOL_ENTITY, self.scheduler.queued, pool.busy, now)  # peak per minute
         if pool.idle == 0 and self.scheduler.has_eligible():
             pool.grow(self.scheduler.queued)  # work waits and every slot is taken
@@ -743,20 +599,20 @@ class Daemon:
         self._arm_timer(wakeup)
 
     def _arm_timer(self, due: float | None) -> None:
-        if due is None or due == self._timer_due or self._loop is None:
+        if due is None or due == self._timer_due or self.loop is None:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
         delay = max(due - self.clock(), 0.0)
-        self._timer = self._loop.call_at(self._loop.time() + delay, self._timer_fired)
+        self._timer = self.loop.call_at(self.loop.time() + delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
         self._timer_due = None
         self.step()
 
-    def _perform(self, actions: Iterable[Action]) -> None:
+    def perform(self, actions: Iterable[Action]) -> None:
         assert self.store is not None
         for action in actions:
             task = action.task
@@ -767,7 +623,7 @@ class Daemon:
                 # The attempt's number is on disk before it starts (store/starts.py), so a
                 # crash in between re-runs it as the next attempt, never as this one again;
                 # if the journal cannot be written, it starts once the database has it.
-                journal = self._starts
+                journal = self.starts
                 if journal is not None and journal.started(task.seq, task.attempts):
                     gate = None
                     if journal.switch_due():
@@ -799,9 +655,9 @@ class Daemon:
     def _switch_start_journal(self) -> None:
         """Start journal lines go to its other file now; the first is emptied once every
         "running" write put so far has committed."""
-        assert self._starts is not None
-        self._journal_left = self._starts.switch()
-        self._background_task(self._empty_journal_file())
+        assert self.starts is not None
+        self._journal_left = self.starts.switch()
+        self.background_task(self._empty_journal_file())
 
     async def _empty_journal_file(self) -> None:
         assert self.store is not None
@@ -809,8 +665,8 @@ class Daemon:
             with contextlib.suppress(StoreError):
                 await self.store.flush()
                 if self.guard is not None and not self.guard.unstored:
-                    assert self._starts is not None
-                    self._starts.rotated(self._journal_left)
+                    assert self.starts is not None
+                    self.starts.rotated(self._journal_left)
                     self._journal_left = None
                     return
             await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
@@ -846,7 +702,7 @@ class Daemon:
         except ValueError:  # checked at submit; a row from older code: the defaults hold
             return None
 
-    def _persist(self, task: LiveTask) -> asyncio.Future[None]:
+    def persist(self, task: LiveTask) -> asyncio.Future[None]:
         """One write of the task's state, for a request that undoes its change if it fails
         (``retry``); a change that already happened goes through ``_record``."""
         assert self.store is not None
@@ -864,143 +720,28 @@ class Daemon:
         committed = self._record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
-        self._claims[key] = committed
+        self.claims[key] = committed
 
         def released(done: asyncio.Future[None]) -> None:
             if done.cancelled():  # the daemon stopped first: the store has the task as it was
                 return
-            if self._claims.get(key) is committed:
-                del self._claims[key]
+            if self.claims.get(key) is committed:
+                del self.claims[key]
             if self.live.get(key) is task:
                 del self.live[key]
             view = view_of(task)
-            for waiter in self._waiters.pop(key, ()):
+            for waiter in self.waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(view)
 
         committed.add_done_callback(released)
 
-    def _background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        assert self._loop is not None
-        task = self._loop.create_task(coroutine)
+    def background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        assert self.loop is not None
+        task = self.loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    async def _purge_history(self, days: float, keep: int) -> None:
-        """History retention, in the background: delete the finished tasks created more than
-        ``days`` ago and, past ``keep`` finished tasks of one tenant (0: no cap), that tenant's
-        oldest ones, with their attempt logs. Live tasks are never touched. The cap counts each
-        tenant's own tasks, so one tenant's flood never evicts another's results or the
-        records that de-duplicate its submits.
-
-        Why batches: a delete transaction holds the one writer, and submits and state changes
-        queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
-        (5,000 took 65 ms with the history indexes), and each batch waits for its commit
-        before the next is read, so the writer serves other transactions in between and a
-        purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
-        """
-        assert self.store is not None
-        interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
-        while self.accepting:
-            try:
-                counts = await self.store.count_finished_by_tenant() if keep > 0 else {}
-                for tenant, count in sorted(counts.items()):
-                    excess = count - keep  # the count cap: its oldest finished, whatever their age
-                    while excess > 0 and self.accepting:
-                        batch = min(excess, PURGE_BATCH)
-                        rows = await self.store.old_finished(math.inf, batch, tenant)
-                        deleted = await self._purge(rows)
-                        if deleted == 0:
-                            break
-                        excess -= deleted
-                deleted = -1
-                while deleted != 0 and days > 0 and self.accepting:
-                    rows = await self.store.old_finished(self.clock() - days * DAY, PURGE_BATCH)
-                    deleted = await self._purge(rows)
-            except StoreError as exc:  # a bad moment for the disk: try again next round
-                log.warning("history retention: %s", exc)
-            await asyncio.sleep(interval)
-
-    async def _purge(self, rows: list[tuple[int, str, str, int]]) -> int:
-        """Delete these finished tasks in one transaction, then their attempt logs (in a
-        thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
-        assert self.store is not None
-        chosen = []
-        for seq, tenant, task_id, attempts in rows:
-            live = self.live.get((tenant, task_id))
-            if live is None or live.seq != seq:  # a retried task is live again: keep it
-                chosen.append((seq, attempts))
-        if not chosen:
-            return 0
-        with self.store.one_transaction():
-            commits = [self.store.put(DeleteTask(seq)) for seq, _ in chosen]
-        await asyncio.gather(*commits)  # StoreError: nothing of the batch was deleted
-        logs = self.attempt_logs
-        for seq, _ in chosen:
-            logs.finish(seq)
-        names = [(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
-        await asyncio.to_thread(logs.unlink, names)
-        log.info("history retention: deleted %d finished tasks", len(chosen))
-        return len(chosen)
-
-    def _fire(self, entry: CronEntry, slot: float) -> None:
-        """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
-        assert self._loop is not None
-        assert self.store is not None
-        submitted = self._background_task(self.submit([entry.spec(slot)]))
-
-        def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("cron %s/%s: slot %s not submitted: %s", entry.tenant, entry.name,
-                            slot_id(entry.name, slot), task.exception())  # fmt: skip
-
-        submitted.add_done_callback(done)
-        self.store.put(PutCron(entry.tenant, entry.name, entry.definition()))
-
-    async def cron_add(
-        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
-    ) -> dict[str, Any]:
-        assert self.store is not None
-        now = self.clock()
-        entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
-        key = (tenant, name)
-        limit = self.scheduler.settings.tenant(tenant).max_cron
-        if not self.crons.has(tenant, name) and key not in self._cron_adding:  # not a replacement
-            adding = sum(1 for owner, _ in self._cron_adding if owner == tenant)
-            entries = self.crons.count(tenant) + adding
-            if entries >= limit:
-                raise UsageError(
-                    f"tenant {tenant!r} has {entries} cron entries, its limit ([tenants] "
-                    f"max_cron = {limit}); remove one first (asynctask cron remove NAME)"
-                )
-        try:
-            schedule.first_slot(now)  # checked by the request already; nothing stored if not
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        self._cron_adding[key] += 1
-        try:
-            await self.store.put(PutCron(tenant, name, entry.definition()))
-        finally:
-            self._cron_adding[key] -= 1
-            if not self._cron_adding[key]:
-                del self._cron_adding[key]
-        self.crons.add(entry, now)
-        self._wake()
-        log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
-        (view,) = [v for v in self.crons.entries(frozenset({tenant})) if v["name"] == name]
-        return view
-
-    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
-        return self.crons.entries(tenants)
-
-    async def cron_remove(self, tenant: str, name: str) -> bool:
-        assert self.store is not None
-        if not self.crons.remove(tenant, name):
-            return False
-        await self.store.put(DeleteCron(tenant, name))
-        log.info("cron %s/%s removed", tenant, name)
-        return True
 
     def _destination_of(self, task: LiveTask) -> LiveTask | None:
         """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
@@ -1023,7 +764,7 @@ class Daemon:
         spec = SubmitSpec(
             function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
         )
-        return self._new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
+        return self.intake.new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
 
     def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
         if done.cancelled() or done.exception() is not None:
@@ -1035,7 +776,7 @@ class Daemon:
         now = self.clock()
         self.scheduler.add(task, now)
         self.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-        self._wake()
+        self.wake()
 
     def _on_log(self, aid: int, stream: str, text: str) -> None:
         task = self.running.get(aid)
@@ -1053,21 +794,65 @@ class Daemon:
         key = (task.tenant, task.queue, task.function)
         self.metrics.attempt(key, queue_wait(stages), run_time(stages), now)
         if outcome.ok:
-            self._perform([self.scheduler.succeeded(task, outcome.result, now)])
+            self.perform([self.scheduler.succeeded(task, outcome.result, now)])
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self.scheduler.attempt_failed(task, error, now)
             self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self.metrics.count(key, RETRIED, now)
-            self._perform([action])
+            self.perform([action])
         if self.spans is not None:
             outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
             self.spans.attempt(task, stages, outcome_name)
-        self._events.outcome(task, None if outcome.ok else error, outcome.pid, now)
-        self._wake()
+        self.events.outcome(task, None if outcome.ok else error, outcome.pid, now)
+        self.wake()
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
+
+    async def cron_add(
+        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.cron.cron_add(tenant, name, schedule, catch_up, task)
+
+    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
+        return self.cron.cron_list(tenants)
+
+    async def cron_remove(self, tenant: str, name: str) -> bool:
+        return await self.cron.cron_remove(tenant, name)
+
+    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
+        return await self.intake.submit(specs)
+
+    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
+        return await self.queries.status(tenant, task_id)
+
+    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
+        return await self.queries.wait(tenant, task_id, timeout)
+
+    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
+        return await self.queries.logs(tenant, task_id, offsets)
+
+    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
+        return await self.queries.inspect(tenant, task_id)
+
+    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
+        return await self.queries.list_tasks(query)
+
+    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.cancel(query, task_id)
+
+    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.retry(query, task_id)
+
+    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
+        return await self.control.delete(query, task_id)
+
+    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
+        return await self.control.set_paused(target, paused)
+
+    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
+        return await self.control.hold(query, task_id, paused)
 
     def ping(self) -> dict[str, Any]:
         return self.readout.ping()
@@ -1087,486 +872,12 @@ class Daemon:
     async def prometheus(self) -> str:
         return await self.readout.prometheus()
 
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
-        if not self.accepting:
-            raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
-        assert self.store is not None
-        now = self.clock()
-        payload_bytes: Counter[str] = Counter()
-        queues: dict[str, set[str]] = {}
-        for spec in specs:
-            payload_bytes[spec.tenant] += len(spec.payload)
-            queues.setdefault(spec.tenant, set()).add(self._queue_of(spec))
-        counts = Counter(spec.tenant for spec in specs)
-        for tenant, count in counts.items():
-            try:
-                self.scheduler.admit(tenant, count, now, payload_bytes[tenant], queues[tenant])
-            except SubmitThrottled as refusal:
-                self._events.refused(tenant, count, refusal, now)
-                for spec in specs:
-                    if spec.tenant == tenant:
-                        where = (spec.tenant, self._queue_of(spec), spec.function)
-                        self.metrics.count(where, REFUSED, now)
-                raise
-        for tenant, count in counts.items():  # until added: concurrent submits see them
-            self.scheduler.reserve(tenant, count, payload_bytes[tenant], queues[tenant], now)
-        try:
-            return await self._submit_admitted(specs, now)
-        finally:
-            for tenant, count in counts.items():
-                self.scheduler.unreserve(tenant, count, payload_bytes[tenant])
-
-    async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
-        assert self.store is not None
-        for spec in specs:
-            self._declare_limits(spec.function, spec.limits, now)
-        views: list[dict[str, Any] | None] = [None] * len(specs)
-        created: list[tuple[int, LiveTask]] = []
-        own_claims: dict[Key, asyncio.Future[None]] = {}
-        in_batch: dict[Key, LiveTask] = {}
-        loop = asyncio.get_running_loop()
-        ops: list[Op] = []
-        try:
-            for index, spec in enumerate(specs):
-                if spec.id is None:
-                    task = self._new_task(spec, new_task_id(now), now)
-                    ops.append(InsertTask(row_of(task)))
-                    created.append((index, task))
-                    continue
-                key = (spec.tenant, spec.id)
-                if key in in_batch:
-                    created.append((index, in_batch[key]))
-                    continue
-                existing = await self._settled(key)
-                if existing is not None:
-                    views[index] = existing
-                    continue
-                claim = loop.create_future()
-                self._claims[key] = own_claims[key] = claim
-                row = await self.store.get(spec.tenant, spec.id)
-                if row is not None and row.state in DEDUP_STATES:
-                    views[index] = view_of_row(row)
-                    continue
-                task = self._new_task(spec, spec.id, now)
-                ops.append(
-                    InsertTask(row_of(task)) if row is None else ReplaceTask(row.seq, row_of(task))
-                )
-                created.append((index, task))
-                in_batch[key] = task
-            if ops:
-                # One request, one transaction, whatever its size: a submit_many is stored
-                # whole or not at all, across a failed commit and across a crash.
-                if len(ops) == 1:  # a lone op shares a batch with whatever else is queued
-                    await self.store.put(ops[0])
-                else:
-                    with self.store.one_transaction():
-                        commits = [self.store.put(op) for op in ops]
-                    await asyncio.gather(*commits)
-            added = set()
-            metrics = self.metrics
-            for index, task in created:
-                if task.seq not in added:
-                    added.add(task.seq)
-                    self.live[(task.tenant, task.id)] = task
-                    self.scheduler.add(task, now)
-                    metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-                views[index] = view_of(task)
-        finally:
-            for key, claim in own_claims.items():
-                if self._claims.get(key) is claim:
-                    del self._claims[key]
-                claim.set_result(None)
-        self._wake()
-        return [view for view in views if view is not None]
-
-    def _declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
-        """Apply limits a function declares in code (they travel with every submit and are
-        stored with each task, so a restart applies them again before anything runs)."""
-        if limits is None or self._declared_limits.get(function) == limits:
-            return
-        self._declared_limits[function] = limits
-        concurrency = limits.get("concurrency")
-        self.scheduler.declare_function_limits(
-            function,
-            FunctionLimits(
-                concurrency=int(concurrency) if concurrency is not None else None,
-                rate=limits.get("rate"),
-                burst=limits.get("burst"),
-            ),
-            now,
-        )
-
-    async def _settled(self, key: Key) -> dict[str, Any] | None:
-        """The view of a live task holding ``key`` once no other submit or finish is in flight
-        for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
-        while True:
-            task = self.live.get(key)
-            if task is not None and self.guard is not None and self.guard.is_unstored(task.seq):
-                assert self.store is not None
-                raise StorageError(
-                    f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
-                    f"used: {self.store.failure or 'storage is failing'}"
-                )
-            if task is not None and task.state in DEDUP_STATES:
-                return view_of(task)
-            claim = self._claims.get(key)
-            if claim is None:
-                return None
-            await asyncio.shield(claim)
-
-    def _new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
-        seq = self._next_seq
-        self._next_seq += 1
-        due = spec.run_at
-        if spec.delay:
-            due = now + spec.delay
-        scheduled = due is not None and due > now
-        options: dict[str, Any] = {}
-        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
-        retries = _first(spec.retries, defaults.retries, self.config.retry.retries)
-        timeout = _first(spec.timeout, defaults.timeout, self.config.workers.timeout)
-        priority = _first(spec.priority, defaults.priority, PRIORITY_DEFAULT)
-        queue = self._queue_of(spec)
-        options["retries"] = retries
-        options["timeout"] = timeout
-        expires_at = now + spec.ttl if spec.ttl is not None else None
-        if expires_at is not None:
-            options["expires_at"] = expires_at
-        for name in ("on_success", "on_failure", "limits", "resources"):
-            value = getattr(spec, name)
-            if value is not None:
-                options[name] = value
-        shared = self._interner
-        return LiveTask(
-            seq=seq,
-            tenant=shared.name(spec.tenant),
-            id=task_id,
-            function=shared.name(spec.function),
-            queue=shared.name(queue),
-            priority=priority,
-            state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
-            payload=shared.payload(spec.payload),
-            options=shared.mapping(options),
-            labels=shared.mapping(spec.labels),
-            retries=retries,
-            timeout=timeout,
-            created_at=now,
-            due_at=due if scheduled else None,
-            expires_at=expires_at,
-            trace_id=spec.trace_id,
-        )
-
-    def _queue_of(self, spec: SubmitSpec) -> str:
-        defaults = self.config.functions.get(spec.function, _NO_DEFAULTS)
-        queue = _first(spec.queue, defaults.queue, spec.tenant)
-        return spec.function if queue == "exclusive" else queue
-
-    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        task = self.live.get((tenant, task_id))
-        if task is not None:
-            return view_of(task)
-        assert self.store is not None
-        row = await self.store.get(tenant, task_id)
-        if row is None:
-            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        return view_of_row(row)
-
-    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
-        key = (tenant, task_id)
-        task = self.live.get(key)
-        if task is None:
-            claim = self._claims.get(key)
-            if claim is not None:
-                await asyncio.shield(claim)
-                task = self.live.get(key)
-        if task is None:
-            view = await self.status(tenant, task_id)
-            if view["state"] in FINAL_STATES or not self.accepting:
-                return view
-            task = self.live.get(key)
-            if task is None:  # finished while we read the store
-                return await self.status(tenant, task_id)
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[key]
-
-    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
-        """Pause or resume a tenant, queue or function; durable before the reply.
-
-        Returns whether anything changed (pausing twice is allowed and changes nothing)."""
-        assert self.store is not None
-        if self.scheduler.is_paused(target) == paused:
-            return False
-        op = SetPause(*target) if paused else ClearPause(*target)
-        await self.store.put(op)
-        if paused:
-            self.scheduler.pause(target)
-        else:
-            self.scheduler.resume(target)
-            self._wake()
-        log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
-        return True
-
-    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
-        """Pause (or resume) the waiting tasks a selector matches, one by one, in one
-        transaction; durable before the reply. Unlike a tenant, queue or function pause, it
-        holds only what waits now, not later submits. Returns how many changed."""
-        assert self.store is not None
-        now = self.clock()
-        matching = self._live_matching(query, task_id, WAITING_STATES)
-        if task_id is not None and not matching:
-            await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
-        scheduler = self.scheduler
-        changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
-        with self.store.one_transaction():
-            for task in changed:
-                self._persist(task)
-        if changed:
-            log.info("%s %d tasks", "paused" if paused else "resumed", len(changed))
-            if not paused:
-                self._wake()
-            await self.store.flush()  # the reply says it is done only once it is stored
-        return len(changed)
-
-    def _live_matching(
-        self, query: ListQuery, task_id: str | None, states: frozenset[TaskState]
-    ) -> list[LiveTask]:
-        """The live tasks in ``states`` that the selector (and ``task_id``, if given) matches,
-        leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
-        return [
-            t
-            for t in self.live.values()
-            if t.state in states
-            and t.seq not in self._retrying
-            and (task_id is None or t.id == task_id)
-            and selected(t, query)
-        ]
-
-    async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
-        """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
-        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        status = await self.status(tenant, task_id)  # raises NotFound for an unknown ID
-        raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
-
-    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
-        """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
-        bytes in one reply (ask again from the new offsets for more); ``done`` once the task
-        has ended and everything was read."""
-        live = self.live.get((tenant, task_id))
-        if live is not None:
-            seq, view = live.seq, view_of(live)
-        else:
-            assert self.store is not None
-            row = await self.store.get(tenant, task_id)
-            if row is None:
-                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-            seq, view = row.seq, view_of_row(row)
-        budget = LOG_CHUNK
-        attempts = []
-        complete = True
-        for entry in self.attempt_logs.read(seq, view["attempts"], offsets):
-            data = entry.data[:budget]
-            budget -= len(data)
-            start = min(max(0, offsets.get(entry.attempt, 0)), entry.size)
-            complete = complete and start + len(data) == entry.size
-            attempts.append({"attempt": entry.attempt, "offset": start + len(data), "data": data})
-        finished = view["state"] in FINAL_STATES_TEXT
-        return {"state": view["state"], "attempts": attempts, "done": finished and complete}
-
-    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
-        """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
-        ``threads``, ``children`` and every thread's Python ``stack``."""
-        task = self.live.get((tenant, task_id))
-        if task is None:
-            await self.status(tenant, task_id)  # NotFound for an unknown ID
-        pid = self.pool.pid_of(task.seq) if task is not None and self.pool else None
-        if task is None or task.state is not TaskState.RUNNING or pid is None:
-            state = task.state if task is not None else "finished"
-            raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
-        try:
-            info = process_info(pid)
-        except ProcessLookupError:
-            raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
-        info["stack"] = await dump_stack(pid, stack_path(self.home / RUN_DIR, pid), self.home)
-        info["attempt"] = task.attempts
-        return info
-
-    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Cancel every live task the selector (and ``task_id``, if given) matches, in one
-        transaction; running attempts have their workers stopped (their late reports are
-        ignored). Returns how many."""
-        assert self.store is not None
-        assert self.pool is not None
-        now = self.clock()
-        chosen = self._live_matching(query, task_id, LIVE_STATES)
-        if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
-            await self.store.flush()
-            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-            if await self.store.get(tenant, task_id) is None:
-                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        with self.store.one_transaction():
-            for task in chosen:
-                if task.state is TaskState.RUNNING:
-                    self.running.pop(task.seq, None)
-                    self.pool.cancel(task.seq)
-                self._perform([self.scheduler.cancel(task, now)])
-        if chosen:
-            log.info("cancelled %d tasks", len(chosen))
-            self._wake()
-            await self.store.flush()  # the reply says it is done only once it is stored
-        return len(chosen)
-
-    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
-        count goes on. Returns how many. ``task_id`` names one, which must have failed."""
-        assert self.store is not None
-        if not self.accepting:
-            raise ShuttingDown("the daemon is shutting down and accepts no retries")
-        await self.store.flush()  # failures still being written are found too
-        rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
-        now = self.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
-        by_tenant: dict[str, list[TaskRow]] = {}
-        for row in chosen:
-            by_tenant.setdefault(row.tenant, []).append(row)
-        sizes = {t: (len(mine), sum(len(r.payload) for r in mine)) for t, mine in by_tenant.items()}
-        queues = {t: {r.queue for r in mine} for t, mine in by_tenant.items()}
-        for tenant, (count, nbytes) in sizes.items():
-            self.scheduler.admit(tenant, count, now, nbytes, queues[tenant])
-        for tenant, (count, nbytes) in sizes.items():  # until added: concurrent submits see them
-            self.scheduler.reserve(tenant, count, nbytes, queues[tenant], now)
-        try:
-            return await self._retry_admitted(chosen, now)
-        finally:
-            for tenant, (count, nbytes) in sizes.items():
-                self.scheduler.unreserve(tenant, count, nbytes)
-
-    async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
-        assert self.store is not None
-        tasks = []
-        commits = []
-        with self.store.one_transaction():
-            for row in chosen:
-                task = task_from_row(row)
-                task.move(TaskState.QUEUED)
-                task.finished_at = None
-                commits.append(self._persist(task))
-                self.live[(task.tenant, task.id)] = task  # no second retry picks it meanwhile
-                self._retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
-                tasks.append(task)
-        try:
-            await asyncio.gather(*commits)
-        except BaseException:
-            for task in tasks:
-                self.live.pop((task.tenant, task.id), None)
-            raise
-        finally:
-            self._retrying.difference_update(task.seq for task in tasks)
-        for task in tasks:
-            self.scheduler.add(task, now)
-        if tasks:
-            log.info("retrying %d failed tasks", len(tasks))
-            self._wake()
-        return len(tasks)
-
-    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
-        """Remove finished tasks from the history, in one transaction; their IDs may be
-        submitted again. Returns how many. ``task_id`` names one, which must have finished."""
-        assert self.store is not None
-        await self.store.flush()  # tasks still being finished are found too
-        rows = await self._rows_for(
-            query, task_id, "only finished tasks can be deleted (cancel it first)"
-        )
-        chosen = [r for r in rows if (r.tenant, r.id) not in self.live]
-        with self.store.one_transaction():
-            commits = [self.store.put(DeleteTask(row.seq)) for row in chosen]
-        await asyncio.gather(*commits)
-        for row in chosen:
-            self.attempt_logs.delete(row.seq, row.attempts)
-        if chosen:
-            log.info("deleted %d finished tasks", len(chosen))
-        return len(chosen)
-
-    async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
-        """The stored rows a selector or one ID names; an ID must be in one of its states."""
-        assert self.store is not None
-        if task_id is None:
-            return await self.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
-        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        row = await self.store.get(tenant, task_id)
-        if row is None or (query.tenants is not None and row.tenant not in query.tenants):
-            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
-        if row.state not in query.states:
-            raise UsageError(f"task {task_id!r} is {row.state}: {refusal}")
-        return [row]
-
-    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
-        """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
-        this is the last (one row more than the page is read to know)."""
-        assert self.store is not None
-        await self.store.flush()
-        rows = await self.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
-        more = len(rows) > query.limit
-        del rows[query.limit :]
-        views = []
-        for row in rows:
-            live = self.live.get((row.tenant, row.id))
-            views.append(
-                view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
-            )
-        last = rows[-1] if more else None
-        cursor = None if last is None else encode_cursor(last.created_at, last.seq)
-        return {"tasks": views, "cursor": cursor}
-
 
 _DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
-#: The most log bytes one ``logs`` reply carries (the client asks again for more).
-LOG_CHUNK = 4 * 1024 * 1024
-FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
 
 #: Paths named in the start-up line about modes tightened (the count is always complete).
 TIGHTENED_LISTED = 10
-
-#: Finished tasks history retention deletes in one transaction (see ``_purge_history``).
-PURGE_BATCH = 500
-
-#: Seconds between retention passes at most (``history_days / 10`` when that is shorter).
-PURGE_INTERVAL = 60.0
-
-
-#: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
-MAX_SELECTED = 1_000_000
-
-_NO_DEFAULTS = FunctionDefaults()
-T = TypeVar("T")
-
-
-def _first(explicit: T | None, configured: T | None, default: T) -> T:
-    """Submit option, else the function's configured default, else the daemon's."""
-    if explicit is not None:
-        return explicit
-    return configured if configured is not None else default
-
-
-def _function_limits(limits: dict[str, float]) -> FunctionLimits:
-    """The limits a function declared in code (``options["limits"]``), as ``_declare_limits``
-    reads them, for ``reconfigure``."""
-    concurrency = limits.get("concurrency")
-    return FunctionLimits(
-        concurrency=int(concurrency) if concurrency is not None else None,
-        rate=limits.get("rate"),
-        burst=limits.get("burst"),
-    )
 
 
 _FINAL_COUNTERS = {

@@ -9,6 +9,9 @@ from asynctask.model import ListQuery, LiveTask
 from asynctask.observe.tracing import stage_views
 from asynctask.store import TaskRow, UpdateTask
 
+#: A task's key: (tenant, id).
+Key = tuple[str, str]
+
 
 def selected(task: LiveTask, query: ListQuery) -> bool:
     """Whether a live task matches a selector (``ListQuery`` fields; no states: any live)."""

@@ -1,0 +1,205 @@
+"""Bulk and single control of tasks: cancel, retry (the dead-letter queue), delete, pause and
+resume, hold and release by selector. Each one is a single transaction, so a selector is acted
+on whole or not at all, and the reply comes once it is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from asynctask.daemon.views import selected, task_from_row
+from asynctask.errors import NotFound, ShuttingDown, UsageError
+from asynctask.model import (
+    DEFAULT_TENANT,
+    LIVE_STATES,
+    WAITING_STATES,
+    ListQuery,
+    LiveTask,
+    TaskState,
+)
+from asynctask.store import ClearPause, DeleteTask, SetPause, TaskFilter, TaskRow
+
+if TYPE_CHECKING:
+    from asynctask.daemon.root import Daemon
+
+log = logging.getLogger("asynctask.daemon")
+
+#: The most stored tasks one ``retry`` or ``delete`` request touches (run it again for more).
+MAX_SELECTED = 1_000_000
+
+
+class Control:
+    """The control requests of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
+        """Pause or resume a tenant, queue or function; durable before the reply.
+
+        Returns whether anything changed (pausing twice is allowed and changes nothing)."""
+        assert self._daemon.store is not None
+        if self._daemon.scheduler.is_paused(target) == paused:
+            return False
+        op = SetPause(*target) if paused else ClearPause(*target)
+        await self._daemon.store.put(op)
+        if paused:
+            self._daemon.scheduler.pause(target)
+        else:
+            self._daemon.scheduler.resume(target)
+            self._daemon.wake()
+        log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
+        return True
+
+    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
+        """Pause (or resume) the waiting tasks a selector matches, one by one, in one
+        transaction; durable before the reply. Unlike a tenant, queue or function pause, it
+        holds only what waits now, not later submits. Returns how many changed."""
+        assert self._daemon.store is not None
+        now = self._daemon.clock()
+        matching = self._live_matching(query, task_id, WAITING_STATES)
+        if task_id is not None and not matching:
+            await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
+        scheduler = self._daemon.scheduler
+        changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
+        with self._daemon.store.one_transaction():
+            for task in changed:
+                self._daemon.persist(task)
+        if changed:
+            log.info("%s %d tasks", "paused" if paused else "resumed", len(changed))
+            if not paused:
+                self._daemon.wake()
+            await self._daemon.store.flush()  # the reply says it is done only once it is stored
+        return len(changed)
+
+    def _live_matching(
+        self, query: ListQuery, task_id: str | None, states: frozenset[TaskState]
+    ) -> list[LiveTask]:
+        """The live tasks in ``states`` that the selector (and ``task_id``, if given) matches,
+        leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
+        return [
+            t
+            for t in self._daemon.live.values()
+            if t.state in states
+            and t.seq not in self._daemon.retrying
+            and (task_id is None or t.id == task_id)
+            and selected(t, query)
+        ]
+
+    async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
+        """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
+        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+        status = await self._daemon.status(tenant, task_id)  # raises NotFound for an unknown ID
+        raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
+
+    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Cancel every live task the selector (and ``task_id``, if given) matches, in one
+        transaction; running attempts have their workers stopped (their late reports are
+        ignored). Returns how many."""
+        assert self._daemon.store is not None
+        assert self._daemon.pool is not None
+        now = self._daemon.clock()
+        chosen = self._live_matching(query, task_id, LIVE_STATES)
+        if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
+            await self._daemon.store.flush()
+            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+            if await self._daemon.store.get(tenant, task_id) is None:
+                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        with self._daemon.store.one_transaction():
+            for task in chosen:
+                if task.state is TaskState.RUNNING:
+                    self._daemon.running.pop(task.seq, None)
+                    self._daemon.pool.cancel(task.seq)
+                self._daemon.perform([self._daemon.scheduler.cancel(task, now)])
+        if chosen:
+            log.info("cancelled %d tasks", len(chosen))
+            self._daemon.wake()
+            await self._daemon.store.flush()  # the reply says it is done only once it is stored
+        return len(chosen)
+
+    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
+        count goes on. Returns how many. ``task_id`` names one, which must have failed."""
+        assert self._daemon.store is not None
+        if not self._daemon.accepting:
+            raise ShuttingDown("the daemon is shutting down and accepts no retries")
+        await self._daemon.store.flush()  # failures still being written are found too
+        rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
+        now = self._daemon.clock()
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        by_tenant: dict[str, list[TaskRow]] = {}
+        for row in chosen:
+            by_tenant.setdefault(row.tenant, []).append(row)
+        sizes = {t: (len(mine), sum(len(r.payload) for r in mine)) for t, mine in by_tenant.items()}
+        queues = {t: {r.queue for r in mine} for t, mine in by_tenant.items()}
+        for tenant, (count, nbytes) in sizes.items():
+            self._daemon.scheduler.admit(tenant, count, now, nbytes, queues[tenant])
+        for tenant, (count, nbytes) in sizes.items():  # until added: concurrent submits see them
+            self._daemon.scheduler.reserve(tenant, count, nbytes, queues[tenant], now)
+        try:
+            return await self._retry_admitted(chosen, now)
+        finally:
+            for tenant, (count, nbytes) in sizes.items():
+                self._daemon.scheduler.unreserve(tenant, count, nbytes)
+
+    async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
+        assert self._daemon.store is not None
+        tasks = []
+        commits = []
+        with self._daemon.store.one_transaction():
+            for row in chosen:
+                task = task_from_row(row)
+                task.move(TaskState.QUEUED)
+                task.finished_at = None
+                commits.append(self._daemon.persist(task))
+                self._daemon.live[(task.tenant, task.id)] = (
+                    task  # no second retry picks it meanwhile
+                )
+                self._daemon.retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
+                tasks.append(task)
+        try:
+            await asyncio.gather(*commits)
+        except BaseException:
+            for task in tasks:
+                self._daemon.live.pop((task.tenant, task.id), None)
+            raise
+        finally:
+            self._daemon.retrying.difference_update(task.seq for task in tasks)
+        for task in tasks:
+            self._daemon.scheduler.add(task, now)
+        if tasks:
+            log.info("retrying %d failed tasks", len(tasks))
+            self._daemon.wake()
+        return len(tasks)
+
+    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
+        """Remove finished tasks from the history, in one transaction; their IDs may be
+        submitted again. Returns how many. ``task_id`` names one, which must have finished."""
+        assert self._daemon.store is not None
+        await self._daemon.store.flush()  # tasks still being finished are found too
+        rows = await self._rows_for(
+            query, task_id, "only finished tasks can be deleted (cancel it first)"
+        )
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        with self._daemon.store.one_transaction():
+            commits = [self._daemon.store.put(DeleteTask(row.seq)) for row in chosen]
+        await asyncio.gather(*commits)
+        for row in chosen:
+            self._daemon.attempt_logs.delete(row.seq, row.attempts)
+        if chosen:
+            log.info("deleted %d finished tasks", len(chosen))
+        return len(chosen)
+
+    async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
+        """The stored rows a selector or one ID names; an ID must be in one of its states."""
+        assert self._daemon.store is not None
+        if task_id is None:
+            return await self._daemon.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
+        tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+        row = await self._daemon.store.get(tenant, task_id)
+        if row is None or (query.tenants is not None and row.tenant not in query.tenants):
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        if row.state not in query.states:
+            raise UsageError(f"task {task_id!r} is {row.state}: {refusal}")
+        return [row]

@@ -1,0 +1,132 @@
+"""Questions about tasks: ``status``, ``wait``, ``logs``, ``inspect`` and ``list``. A live task
+is answered from memory, a finished one from the store; nothing here changes a task."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from asynctask.cursor import encode_cursor
+from asynctask.daemon.views import view_of, view_of_row
+from asynctask.errors import NotFound, UsageError, WaitTimeout
+from asynctask.inspection import dump_stack, process_info, stack_path
+from asynctask.model import FINAL_STATES, ListQuery, TaskState
+from asynctask.paths import RUN_DIR
+from asynctask.store import TaskFilter
+
+if TYPE_CHECKING:
+    from asynctask.daemon.root import Daemon
+
+#: The most log bytes one ``logs`` reply carries (the client asks again for more).
+LOG_CHUNK = 4 * 1024 * 1024
+
+
+FINAL_STATES_TEXT = frozenset(str(state) for state in FINAL_STATES)
+
+
+class Queries:
+    """The task questions of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
+        task = self._daemon.live.get((tenant, task_id))
+        if task is not None:
+            return view_of(task)
+        assert self._daemon.store is not None
+        row = await self._daemon.store.get(tenant, task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        return view_of_row(row)
+
+    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
+        key = (tenant, task_id)
+        task = self._daemon.live.get(key)
+        if task is None:
+            claim = self._daemon.claims.get(key)
+            if claim is not None:
+                await asyncio.shield(claim)
+                task = self._daemon.live.get(key)
+        if task is None:
+            view = await self.status(tenant, task_id)
+            if view["state"] in FINAL_STATES or not self._daemon.accepting:
+                return view
+            task = self._daemon.live.get(key)
+            if task is None:  # finished while we read the store
+                return await self.status(tenant, task_id)
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._daemon.waiters.setdefault(key, []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
+        finally:
+            waiters = self._daemon.waiters.get(key)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._daemon.waiters[key]
+
+    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
+        """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
+        bytes in one reply (ask again from the new offsets for more); ``done`` once the task
+        has ended and everything was read."""
+        live = self._daemon.live.get((tenant, task_id))
+        if live is not None:
+            seq, view = live.seq, view_of(live)
+        else:
+            assert self._daemon.store is not None
+            row = await self._daemon.store.get(tenant, task_id)
+            if row is None:
+                raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+            seq, view = row.seq, view_of_row(row)
+        budget = LOG_CHUNK
+        attempts = []
+        complete = True
+        for entry in self._daemon.attempt_logs.read(seq, view["attempts"], offsets):
+            data = entry.data[:budget]
+            budget -= len(data)
+            start = min(max(0, offsets.get(entry.attempt, 0)), entry.size)
+            complete = complete and start + len(data) == entry.size
+            attempts.append({"attempt": entry.attempt, "offset": start + len(data), "data": data})
+        finished = view["state"] in FINAL_STATES_TEXT
+        return {"state": view["state"], "attempts": attempts, "done": finished and complete}
+
+    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
+        """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
+        ``threads``, ``children`` and every thread's Python ``stack``."""
+        task = self._daemon.live.get((tenant, task_id))
+        if task is None:
+            await self.status(tenant, task_id)  # NotFound for an unknown ID
+        pid = self._daemon.pool.pid_of(task.seq) if task is not None and self._daemon.pool else None
+        if task is None or task.state is not TaskState.RUNNING or pid is None:
+            state = task.state if task is not None else "finished"
+            raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
+        try:
+            info = process_info(pid)
+        except ProcessLookupError:
+            raise UsageError(f"task {task_id!r}: its worker {pid} has just exited") from None
+        info["stack"] = await dump_stack(
+            pid, stack_path(self._daemon.home / RUN_DIR, pid), self._daemon.home
+        )
+        info["attempt"] = task.attempts
+        return info
+
+    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
+        """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
+        this is the last (one row more than the page is read to know)."""
+        assert self._daemon.store is not None
+        await self._daemon.store.flush()
+        rows = await self._daemon.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
+        more = len(rows) > query.limit
+        del rows[query.limit :]
+        views = []
+        for row in rows:
+            live = self._daemon.live.get((row.tenant, row.id))
+            views.append(
+                view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
+            )
+        last = rows[-1] if more else None
+        cursor = None if last is None else encode_cursor(last.created_at, last.seq)
+        return {"tasks": views, "cursor": cursor}
