@@ -90,5 +90,22 @@ class ListFilters(TypedDict, total=False):
     limit: int | None
 
 
+class TaskOptions(LimitOptions, total=False):
+    """``@asynctask.task``'s keywords: submit defaults, the function's own limits
+    (``concurrency``, ``rate``, ``burst``) and ``non_retryable``, checked in the worker."""
+
+    queue: str
+    priority: int
+    retries: int
+    timeout: Duration
+    ttl: Duration
+    on_success: FunctionRef
+    on_failure: FunctionRef
+    concurrency: int
+    rate: str | float
+    burst: float
+    non_retryable: type[BaseException] | tuple[type[BaseException], ...] | list[type[BaseException]]
+
+
 SUBMIT_OPTIONS: Final = SubmitOptions.__optional_keys__
 TASK_FILTERS: Final = TaskFilters.__optional_keys__
