@@ -35,6 +35,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check asynctask tests benchmarks examples
 	$(BIN)/ruff format --check asynctask tests benchmarks examples
+	$(BIN)/python scripts/unasync.py --check  # the blocking client is generated from the async one
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

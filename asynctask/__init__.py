@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from asynctask.decorator import task
+from asynctask.decorator import TaskFunction, task
 from asynctask.errors import AsynctaskError, Fail, TaskNotSucceeded, Throttled
 from asynctask.executor.taskcontext import TaskContext, current_task
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from asynctask.client import AsyncClient, Client, TaskStatus
+    from asynctask.client import AsyncClient, AsyncTaskHandle, Client, TaskHandle, TaskStatus
 
 __all__ = [
     "AsyncClient",
+    "AsyncTaskHandle",
     "AsynctaskError",
     "Client",
     "Fail",
     "TaskContext",
+    "TaskFunction",
+    "TaskHandle",
     "TaskNotSucceeded",
     "TaskStatus",
     "Throttled",
@@ -31,7 +34,7 @@ __all__ = [
     "task",
 ]
 
-_LAZY = {"AsyncClient", "Client", "TaskStatus"}
+_LAZY = {"AsyncClient", "AsyncTaskHandle", "Client", "TaskHandle", "TaskStatus"}
 
 
 def __getattr__(name: str) -> Any:

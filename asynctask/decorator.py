@@ -3,24 +3,87 @@
 The function itself is returned unchanged (plus attributes), so workers import and call it like
 any other function and tests can call it directly. Defaults apply on the client side at submit
 time - the daemon never imports user code - and explicit submit options win over them.
+
+For type checkers the result is a ``TaskFunction[P, R]``: the function's own signature
+(``ParamSpec``) and return type, plus a typed ``submit``, so a user's ``mypy --strict`` checks
+both ``resize("a.png", 200)`` and ``resize.submit("a.png", priority=7)``
+(``tests/test_client_typing.py`` runs it on the README's code). The client types are imported
+only for the type checker: a worker importing ``asynctask`` for ``Fail`` does not load them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from asynctask.model import parse_rate
 from asynctask.resources import RESOURCE_KEYS, Limits
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from asynctask.client import AsyncClient, AsyncTaskHandle, Client, TaskHandle
+    from asynctask.client._options import SubmitOptions, TaskOptions
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class TaskFunction(Protocol[P, R_co]):
+    """What ``@asynctask.task`` returns: the function, called as before, plus ``submit``.
+
+    ``submit`` takes the function's positional arguments, its keyword arguments as
+    ``kwargs=``, and ``submit``'s options (which win over the decorator's defaults). It
+    submits through ``client=``, by default a new ``Client()``; given an ``AsyncClient`` it
+    returns the coroutine to await. Its arguments are ``Any``: the function's own parameters
+    cannot be checked there because its keyword arguments travel in ``kwargs=``.
+    """
+
+    __name__: str
+    __qualname__: str
+    __asynctask_ref__: str
+    __asynctask_options__: dict[str, Any]
+    __asynctask_limits__: dict[str, float] | None
+    __asynctask_non_retryable__: tuple[type[BaseException], ...]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def submit(
+        self,
+        *args: Any,
+        client: AsyncClient,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> Coroutine[Any, Any, AsyncTaskHandle]: ...
+
+    @overload
+    def submit(
+        self,
+        *args: Any,
+        client: Client | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> TaskHandle: ...
+
 
 _ALLOWED = frozenset({"queue", "priority", "retries", "timeout", "ttl", "on_success", "on_failure"})
 _LIMITS = frozenset({"concurrency", "rate", "burst"})
 _WORKER_SIDE = frozenset({"non_retryable"})
 
 
-def task(fn: F | None = None, /, **defaults: Any) -> Any:
+@overload
+def task(fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+
+@overload
+def task(
+    fn: None = None, /, **defaults: Unpack[TaskOptions]
+) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, /, **defaults: Any) -> Any:
     """Use as ``@task`` or ``@task(retries=5, timeout="30s", priority=7)``.
 
     ``non_retryable=(ValueError, ...)``: when the function raises one of these, the task fails
@@ -39,7 +102,7 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
     # memory=, cpu=, ... are checked now and travel with every submit (as submit options do)
     Limits.from_wire({key: defaults[key] for key in RESOURCE_KEYS & set(defaults)})
 
-    def decorate(function: F) -> F:
+    def decorate(function: Callable[P, R]) -> TaskFunction[P, R]:
         ref = f"{function.__module__}:{function.__qualname__}"
         attrs: Any = function
         attrs.__asynctask_ref__ = ref
@@ -52,7 +115,7 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
         # at once (kind "fail"), whatever its retries.
         attrs.__asynctask_non_retryable__ = non_retryable
 
-        def submit(*args: Any, client: Any = None, **options: Any) -> Any:
+        def submit(*args: Any, client: Client | AsyncClient | None = None, **options: Any) -> Any:
             from asynctask.client import Client
 
             kwargs = options.pop("kwargs", None)
@@ -60,7 +123,7 @@ def task(fn: F | None = None, /, **defaults: Any) -> Any:
             return active.submit(function, *args, kwargs=kwargs, **options)
 
         attrs.submit = submit
-        return function
+        return cast("TaskFunction[P, R]", function)
 
     if fn is not None:
         return decorate(fn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import asynctask
-from asynctask.client import _Calls
+from asynctask.client._calls import _Calls
 from asynctask.errors import UsageError
 from asynctask.server.requests import parse_spec
 

@@ -139,14 +139,14 @@ def test_clients_connect_again_after_an_idle_close(
     daemon = make_daemon(FAST).start()
     with daemon.client() as client:
         assert client.ping()["pid"] == daemon.proc.pid
-        sock = client._sock  # the daemon closing it makes it readable (EOF)
+        sock = client._connection._sock  # the daemon closing it makes it readable (EOF)
         poll(lambda: select.select([sock], [], [], 0)[0], timeout=5)
         assert client.ping()["pid"] == daemon.proc.pid
 
     async def idle_async_client() -> None:
         async with AsyncClient(daemon.socket) as client:
             assert (await client.ping())["pid"] == daemon.proc.pid
-            await client._reader_task  # it ends when the daemon closes the connection
+            await client._connection._reader_task  # it ends when the daemon closes the connection
             assert (await client.ping())["pid"] == daemon.proc.pid
 
     asyncio.run(asyncio.wait_for(idle_async_client(), 10))

@@ -1,0 +1,310 @@
+"""The client's calls and its task handle, written once.
+
+``_async/client.py`` is the source. ``_sync/client.py`` is generated from it by
+``scripts/unasync.py``, which drops ``async`` and ``await`` and the ``Async`` prefix of names.
+So a call added or fixed here is added or fixed in both, and ``make lint`` fails when the
+generated file is stale: edit only the source, then run ``python scripts/unasync.py``. No
+asyncio here: the I/O is in ``_connection.py`` (one class per style), everything else in
+``_calls.py`` (no I/O at all).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Unpack
+
+from asynctask.client._calls import (
+    COMMAND_REF,
+    Page,
+    TaskStatus,
+    _Calls,
+    _command_args,
+    _finished,
+    _id_field,
+    _report,
+    _seconds,
+    _spec_of,
+)
+from asynctask.client._connection import AsyncConnection
+from asynctask.client._options import (
+    Duration,
+    FunctionRef,
+    ListFilters,
+    Selector,
+    SubmitOptions,
+    TaskFilters,
+)
+from asynctask.model import DEFAULT_TENANT
+from asynctask.paths import resolve_socket
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncTaskHandle:
+    """A submitted task: its ``id`` and ``tenant``, and the client to ask about it."""
+
+    id: str
+    tenant: str
+    client: AsyncClient
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.tenant}/{self.id}>"
+
+    async def status(self) -> TaskStatus:
+        return await self.client.status(self.id, tenant=self.tenant)
+
+    async def wait(self, timeout: float | None = None) -> TaskStatus:
+        return await self.client.wait(self.id, tenant=self.tenant, timeout=timeout)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The task's result once it succeeded; ``TaskNotSucceeded`` if it ended otherwise.
+        ``Any``: it comes back through msgpack, so a tuple is a list (not the function's type)."""
+        return _finished(await self.wait(timeout))
+
+
+class AsyncClient:
+    """Talk to the daemon over one Unix socket connection, opened at the first call.
+
+    ``async with AsyncClient() as client: handle = await client.submit("mod:fn", 1, 2)``
+
+    The asyncio client pipelines requests, so many coroutines may share one; the blocking
+    client does one round trip at a time, is thread-safe, and reconnects when the daemon
+    closed an idle connection.
+    """
+
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        tenant: str = DEFAULT_TENANT,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.socket_path = resolve_socket(socket)
+        self._calls = _Calls(tenant)
+        self._connection = AsyncConnection(self.socket_path, self._calls, connect_timeout)
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.socket_path} {self._connection.summary}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect and greet the daemon now (calls do it on demand); ``DaemonUnavailable``
+        if nothing answers on the socket."""
+        await self._connection.connect()
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        reply = await self._connection.call(self._calls.request(op, **fields))
+        return self._calls.reply(reply)
+
+    async def ping(self) -> dict[str, Any]:
+        """The daemon's version, uptime and task counts (``{"tasks": {"live": N, ...}}``)."""
+        return await self._call("ping")
+
+    async def submit(
+        self,
+        func: FunctionRef,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> AsyncTaskHandle:
+        """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
+        (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
+        spec = self._calls.spec(func, args, kwargs, **options)
+        (status,) = self._calls.tasks(await self._call("submit", tasks=[spec]))
+        return AsyncTaskHandle(status.id, status.tenant, self)
+
+    async def submit_cmd(
+        self,
+        argv: Sequence[str],
+        *,
+        final_exit_codes: Sequence[int] = (),
+        **options: Unpack[SubmitOptions],
+    ) -> AsyncTaskHandle:
+        """Run a program as a task, with ``submit``'s options (retries, timeout, ...).
+
+        Its stdout and stderr are the attempt's logs; exit code 0 succeeds with
+        ``{"exit_code": 0}``, another fails the attempt and is retried, unless it is in
+        ``final_exit_codes`` (then the task fails at once)."""
+        return await self.submit(COMMAND_REF, *_command_args(argv, final_exit_codes), **options)
+
+    async def submit_status(
+        self,
+        func: FunctionRef | None,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> TaskStatus:
+        """Like ``submit`` but returns the submitted task's full status.
+
+        ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
+        ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
+        spec = self._calls.spec(func, args, kwargs, **options)
+        return self._calls.tasks(await self._call("submit", tasks=[spec]))[0]
+
+    async def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
+        """Submit many tasks in one request, all or none. Each call is a mapping with
+        ``func`` and optional ``args``, ``kwargs`` and submit options (see ``task_spec``)."""
+        specs = [_spec_of(self._calls, call) for call in calls]
+        if not specs:
+            return []
+        statuses = self._calls.tasks(await self._call("submit", tasks=specs))
+        return [AsyncTaskHandle(s.id, s.tenant, self) for s in statuses]
+
+    async def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
+        return self._calls.task(
+            await self._call("status", id=task_id, tenant=tenant or self._calls.tenant)
+        )
+
+    async def wait(
+        self, task_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> TaskStatus:
+        """The task once it has ended; ``WaitTimeout`` after ``timeout`` seconds."""
+        fields: dict[str, Any] = {"id": task_id, "tenant": tenant or self._calls.tenant}
+        if timeout is not None:
+            fields["timeout"] = timeout
+        return self._calls.task(await self._call("wait", **fields))
+
+    async def result(
+        self, task_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """``wait``, then the result; ``TaskNotSucceeded`` if the task ended otherwise."""
+        return _finished(await self.wait(task_id, tenant, timeout))
+
+    async def list(self, **filters: Unpack[ListFilters]) -> builtins.list[TaskStatus]:
+        """History query: ``state``, ``tenant``, ``queue``, ``function``, ``prefix``, ``since``,
+        ``until``, ``labels``, ``trace_id``, ``limit``; newest first."""
+        return self._calls.tasks(await self._call("list", **self._calls.list_fields(**filters)))
+
+    async def list_page(self, *, cursor: str | None = None, **filters: Unpack[ListFilters]) -> Page:
+        """One page of ``list``: its tasks and the cursor of the next page (``None`` after the
+        last). Pass that cursor back with the same filters; tasks submitted meanwhile do not
+        shift the pages (they sort before the first), so each task comes once."""
+        reply = await self._call("list", **self._calls.list_fields(cursor=cursor, **filters))
+        return self._calls.tasks(reply), reply.get("cursor")
+
+    async def retry(self, **selector: Unpack[Selector]) -> int:
+        """Queue failed tasks (the dead-letter queue) again: ``task_id=`` for one, or the
+        selector fields of ``cancel``; their attempt count goes on. Returns how many."""
+        fields = self._calls.selector_fields(**_id_field(selector))
+        return int((await self._call("retry", **fields))["retried"])
+
+    async def delete(self, **selector: Unpack[Selector]) -> int:
+        """Remove finished tasks from the history (``task_id=`` or the selector fields of
+        ``cancel``; ``state`` among the finished ones); their IDs may be used again."""
+        fields = self._calls.selector_fields(**_id_field(selector))
+        return int((await self._call("delete", **fields))["deleted"])
+
+    async def cron_add(
+        self,
+        name: str,
+        expr: str,
+        func: FunctionRef,
+        *args: Any,
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str | None = None,
+        catch_up: str | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> dict[str, Any]:
+        """Submit ``func(*args, **kwargs)`` at every slot of ``expr`` (5 fields, or 6 with a
+        leading seconds field) in ``tz``; ``catch_up`` "one" (default) or "skip" decides what
+        slots missed while the daemon was down become. Each slot's task ID is
+        ``cron:<name>:<slot>``. Replaces an entry of the same name."""
+        fields = self._calls.cron_fields(name, expr, func, args, kwargs, tz, catch_up, options)
+        return dict((await self._call("cron_add", **fields))["cron"])
+
+    async def cron_list(self) -> builtins.list[dict[str, Any]]:
+        return list((await self._call("cron_list"))["crons"])
+
+    async def cron_remove(self, name: str, tenant: str | None = None) -> bool:
+        reply = await self._call("cron_remove", name=name, tenant=tenant or self._calls.tenant)
+        return bool(reply["removed"])
+
+    async def cancel(self, **selector: Unpack[Selector]) -> int:
+        """Cancel every live task matching ``tenant``, ``state``, ``queue``, ``function``,
+        ``prefix`` (task ID prefix), ``since``, ``until``, ``labels``, or the one ``task_id``;
+        returns how many. Running attempts are stopped. One transaction: all of them or, on a
+        crash, none."""
+        fields = self._calls.selector_fields(**_id_field(selector))
+        return int((await self._call("cancel", **fields))["cancelled"])
+
+    async def pause(
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: FunctionRef | None = None,
+        **tasks: Unpack[TaskFilters],
+    ) -> int:
+        """Hold a tenant, one of its queues, or a function, including what is submitted later:
+        returns 1 if it was not paused yet, else 0.
+
+        Given ``task_id=`` or a task filter (``state``, ``prefix``, ``labels``, ``since``,
+        ``until``; ``tenant``, ``queue`` and ``function`` then narrow it), hold the waiting tasks
+        it matches now, one by one, in one transaction, and return how many."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int((await self._call("pause", **fields))[key])
+
+    async def resume(
+        self,
+        tenant: str | None = None,
+        queue: str | None = None,
+        function: FunctionRef | None = None,
+        **tasks: Unpack[TaskFilters],
+    ) -> int:
+        """Undo ``pause`` (same arguments)."""
+        fields, key = self._calls.pause_fields(tenant, queue, function, tasks)
+        return int((await self._call("resume", **fields))[key])
+
+    async def queues(self) -> dict[str, Any]:
+        """Tenants, queues and functions with backlog, running, limits, AIMD and tokens: at
+        most 10,000 rows a section, and ``more`` counts the rest per section."""
+        return _report(await self._call("queues"))
+
+    async def stats(
+        self, tenant: str | None = None, queue: str | None = None, top: int | None = None
+    ) -> dict[str, Any]:
+        """Per tenant, queue and function: per-minute counts for the last hour, backlog and
+        running, recent queue-wait and run-time percentiles; the pool; the last failures.
+        Each section has its ``top`` rows by load (daemon default 50, at most 1000), the rest
+        summed in ``more``; ``queue`` shows only the queues of that name."""
+        return dict(await self._call("stats", tenant=tenant, queue=queue, top=top))
+
+    async def metrics(self) -> str:
+        """Every metric in the Prometheus text format (admins only)."""
+        return str((await self._call("metrics"))["text"])
+
+    async def reload(self) -> dict[str, Any]:
+        """Replace the daemon's workers so the next attempts import task code anew (admins
+        only); running attempts finish on the old code. ``{"workers": N}``: how many go."""
+        return dict(await self._call("reload"))
+
+    async def stop(self, drain: Duration | None = None) -> dict[str, Any]:
+        """Ask the daemon to stop (admins only): running attempts may finish for ``drain``
+        (default: its ``[daemon] drain``); what does not is queued again, never lost."""
+        fields = {} if drain is None else {"drain": _seconds(drain, "drain")}
+        return dict(await self._call("stop", **fields))
+
+    async def logs(
+        self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Captured output per attempt, from ``offsets`` on: ``{"state", "done", "attempts":
+        [{"attempt", "offset", "data": bytes}]}``; pass the returned offsets to read on."""
+        return dict(
+            await self._call(
+                "logs", id=task_id, tenant=tenant or self._calls.tenant, offsets=dict(offsets or {})
+            )
+        )
+
+    async def inspect(self, task_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """A running task's worker: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
+        ``threads``, ``children`` and its threads' Python ``stack``."""
+        return dict(await self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))

@@ -1,0 +1,215 @@
+"""The only I/O of the clients: one connection to the daemon, written once per I/O style.
+
+Everything above this (the ~30 calls, the handles) is written once, async, in
+``_async/client.py`` and generated for blocking code (``scripts/unasync.py``). This module
+cannot be generated, because the two styles move bytes differently on purpose:
+
+- ``AsyncConnection`` pipelines. A reader task matches replies to requests by ``rid``, so many
+  coroutines may have requests in flight on one socket.
+- ``Connection`` does one blocking round trip at a time under a lock. That costs a producer
+  nothing beyond the syscalls: no thread hop per call, as a loop-in-a-thread wrapper around
+  ``AsyncConnection`` would add, and W1 (one ``submit`` per task) is exactly that producer.
+
+Both greet the daemon first (``hello``, which also tells the frame limit), connect lazily on
+the first call, and fail every error as an ``AsynctaskError``: ``DaemonUnavailable`` when
+the socket cannot be reached or breaks, the daemon's own error otherwise. The blocking one
+also reconnects when the daemon closed an idle connection (``[server] idle_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket as socketlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from asynctask.client._calls import _Calls
+from asynctask.errors import AsynctaskError, DaemonUnavailable, ProtocolError
+from asynctask.protocol import FrameDecoder
+
+
+def _unavailable(path: Path, exc: OSError) -> DaemonUnavailable:
+    return DaemonUnavailable(f"no daemon answering on {path} ({exc.strerror or exc})")
+
+
+class AsyncConnection:
+    """One asyncio connection, requests pipelined; (re)connects on the first call after it
+    closed."""
+
+    def __init__(self, path: Path, calls: _Calls, connect_timeout: float) -> None:
+        self._path = path
+        self._calls = calls
+        self._connect_timeout = connect_timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._connecting: asyncio.Lock | None = None  # made in the loop that first connects
+
+    @property
+    def summary(self) -> str:
+        return f"pending={len(self._pending)}"
+
+    async def connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._writer is not None:
+                return
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    reader, writer = await asyncio.open_unix_connection(str(self._path))
+            except TimeoutError:
+                raise DaemonUnavailable(
+                    f"no daemon answering on {self._path} (no answer in {self._connect_timeout}s)"
+                ) from None
+            except OSError as exc:
+                raise _unavailable(self._path, exc) from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read(reader))
+            hello = self._calls.hello()
+            self._calls.greeted(self._calls.reply(await self._roundtrip(hello)))
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+            self._reader_task = None
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request`` and return the daemon's reply to it, whatever its ``ok``."""
+        if self._writer is None:
+            await self.connect()
+        return await self._roundtrip(request)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        decoder = FrameDecoder()
+        reason: AsynctaskError = DaemonUnavailable("the daemon closed the connection")
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                for message in decoder.feed(data):
+                    future = self._pending.pop(message.get("rid"), None)  # type: ignore[arg-type]
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                    elif message.get("ok") is False and message.get("rid") is None:
+                        reason = AsynctaskError.from_wire(message.get("error"))
+        except ProtocolError as exc:
+            reason = exc
+        except OSError as exc:
+            reason = DaemonUnavailable(f"connection to the daemon failed: {exc}")
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:  # the daemon closed it (idle_timeout, or it stopped)
+                writer.close()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(reason)
+            self._pending.clear()
+
+    async def _roundtrip(self, request: dict[str, Any]) -> dict[str, Any]:
+        writer = self._writer
+        if writer is None:
+            raise DaemonUnavailable("not connected to the daemon")
+        data = self._calls.frame(request)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request["rid"]] = future
+        writer.write(data)
+        return await future
+
+
+def _closed_by_daemon(sock: socketlib.socket) -> bool:
+    """Whether the daemon has closed ``sock`` (EOF waiting to be read): one non-blocking peek."""
+    try:
+        return sock.recv(1, socketlib.MSG_PEEK | socketlib.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Connection:
+    """One blocking Unix socket, one round trip at a time; thread-safe."""
+
+    def __init__(self, path: Path, calls: _Calls, connect_timeout: float) -> None:
+        self._path = path
+        self._calls = calls
+        self._connect_timeout = connect_timeout
+        self._sock: socketlib.socket | None = None
+        self._decoder = FrameDecoder()
+        self._lock = threading.Lock()
+
+    @property
+    def summary(self) -> str:
+        return f"connected={self._sock is not None}"
+
+    def __del__(self) -> None:
+        # A client is often created once and never closed; its socket goes with it quietly.
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    def connect(self) -> None:
+        with self._lock:
+            self._connect_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request`` and return the daemon's reply to it, whatever its ``ok``."""
+        with self._lock:
+            self._connect_locked()
+            return self._roundtrip(request)
+
+    def _connect_locked(self) -> None:
+        if self._sock is not None:
+            if not _closed_by_daemon(self._sock):
+                return
+            # Idle past ``[server] idle_timeout``: nothing was sent on it since, so the next
+            # request goes on a new connection rather than failing with a broken pipe.
+            self._sock.close()
+            self._sock = None
+        sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        sock.settimeout(self._connect_timeout)
+        try:
+            sock.connect(str(self._path))
+        except OSError as exc:
+            sock.close()
+            raise _unavailable(self._path, exc) from None
+        sock.settimeout(None)
+        self._sock = sock
+        self._decoder = FrameDecoder()
+        self._calls.greeted(self._calls.reply(self._roundtrip(self._calls.hello())))
+
+    def _roundtrip(self, request: dict[str, Any]) -> dict[str, Any]:
+        sock = self._sock
+        assert sock is not None
+        data = self._calls.frame(request)  # refused before anything is sent
+        try:
+            sock.sendall(data)
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise DaemonUnavailable("the daemon closed the connection")
+                for message in self._decoder.feed(data):
+                    if message.get("rid") == request["rid"]:
+                        return message
+                    if message.get("ok") is False and message.get("rid") is None:
+                        raise AsynctaskError.from_wire(message.get("error"))
+        except (OSError, AsynctaskError) as exc:
+            sock.close()
+            self._sock = None
+            if isinstance(exc, AsynctaskError):
+                raise
+            raise DaemonUnavailable(f"connection to the daemon failed: {exc}") from None
