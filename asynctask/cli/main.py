@@ -1,10 +1,7 @@
 """The ``asynctask`` command line.
 
-Every command that prints data takes ``--json``. Exit codes (PRODUCT.md): 0 success; 1 the task
-ended other than ``succeeded`` (``wait``, ``result``); 2 bad usage or a request the daemon
-refused; 3 no daemon answering; 4 ``wait --timeout`` ran out; 5 ``doctor`` found a problem.
-Errors are one line on stderr, never a traceback. Only ``asynctask daemon`` imports the
-daemon; everything else is a client.
+Every command that prints data takes ``--json``; exit codes and error handling are described
+in ``cli/app.py``. Only ``asynctask daemon`` imports the daemon; everything else is a client.
 """
 
 from __future__ import annotations
@@ -19,6 +16,22 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from asynctask.cli.app import (
+    HomeOpt,
+    JsonOpt,
+    SocketOpt,
+    TenantOpt,
+    app,
+    client_for,
+    duration_opt,
+    fail,
+    json_arg,
+    labels_opt,
+    os_error,
+    printable,
+    run_client,
+    time_opt,
+)
 from asynctask.client import COMMAND_REF, Client, TaskStatus
 from asynctask.errors import (
     EXIT_TASK_NOT_SUCCEEDED,
@@ -37,65 +50,6 @@ from asynctask.model import (
 )
 from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, resolve_home, resolve_socket
 
-app = typer.Typer(
-    name="asynctask",
-    help="A single-machine asynchronous task daemon: durable submits, sandboxed workers.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help="Daemon home (database, socket, logs). Env: ASYNCTASK_HOME."),
-]
-SocketOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--socket", help="Socket path, overriding <home>/asynctask.sock. Env: ASYNCTASK_SOCKET."
-    ),
-]
-_json_asked = False
-
-
-def _note_json(value: bool) -> bool:
-    """``--json``'s callback: errors are printed as JSON too (``run_client``)."""
-    global _json_asked
-    _json_asked = bool(value)
-    return value
-
-
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print JSON instead of text.", callback=_note_json)
-]
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant the task belongs to.")]
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    typer.echo(f"asynctask: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def client_for(home: Path | None, socket: Path | None, tenant: str = "default") -> Client:
-    return Client(resolve_socket(socket, home), tenant=tenant)
-
-
-def run_client(action: Any) -> Any:
-    """Run a client call, turning errors into one line and the PRODUCT.md exit code; with
-    ``--json``, also ``{"error": {"code", "message"}}`` on stdout, so that a script can tell
-    a ``storage`` failure from a ``usage`` one without parsing the message."""
-    try:
-        return action()
-    except AsynctaskError as exc:
-        if _json_output():
-            typer.echo(json.dumps({"error": exc.to_wire()}))
-        fail(exc.message, exc.exit_code)
-
-
-def _json_output() -> bool:
-    return _json_asked
-
 
 def print_task(status: TaskStatus, as_json: bool) -> None:
     if as_json:
@@ -112,7 +66,7 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
         if isinstance(trace, str) and trace.strip():
             tail = trace.rstrip("\n").splitlines()[-TRACEBACK_LINES:]
             lines.append(f"{'traceback':<12} (its last {len(tail)} lines; status --json has all)")
-            lines += [f"  {_printable(line)}" for line in tail]
+            lines += [f"  {printable(line)}" for line in tail]
     for entry in data["errors"]:
         lines.append(
             f"{'attempt ' + str(entry.get('attempt')):<12} {entry.get('kind')} "
@@ -126,13 +80,8 @@ def print_task(status: TaskStatus, as_json: bool) -> None:
 TRACEBACK_LINES = 8
 
 
-def _printable(text: str) -> str:
-    """Text from a task, for a terminal: control characters as escapes (PRODUCT.md)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _error_text(error: dict[str, Any]) -> str:
-    return _printable(f"{error.get('type')}: {error.get('message')}")
+    return printable(f"{error.get('type')}: {error.get('message')}")
 
 
 def _stage_line(entry: dict[str, Any]) -> str:
@@ -156,44 +105,6 @@ def _ms(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
-def _labels(values: list[str] | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--label needs key=value, got {item!r}")
-        labels[key] = value
-    return labels
-
-
-def _json_arg(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{what} is not valid JSON: {exc}")
-
-
-def _duration(text: str | None, flag: str) -> float | None:
-    if text is None:
-        return None
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        fail(f"{flag}: {exc}")
-
-
-def _time(text: str | None, flag: str) -> float | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        fail(f"{flag}: {exc}")
-
-
-@app.command()
 def daemon(
     home: HomeOpt = None,
     socket: SocketOpt = None,
@@ -243,12 +154,7 @@ def daemon(
     except AsynctaskError as exc:
         fail(exc.message)
     except OSError as exc:  # a read-only or unwritable home: one line, not a traceback
-        fail(_os_error(exc, f"the home {home_dir}"))
-
-
-def _os_error(exc: OSError, where: str) -> str:
-    """One line for an ``OSError``: the file it names (else ``where``) and why."""
-    return f"{exc.filename or where}: {exc.strerror or exc}"
+        fail(os_error(exc, f"the home {home_dir}"))
 
 
 def _detach(
@@ -266,13 +172,13 @@ def _detach(
     except AsynctaskError as exc:
         fail(exc.message)
     except OSError as exc:
-        fail(f"cannot prepare the home: {_os_error(exc, str(home))}")
+        fail(f"cannot prepare the home: {os_error(exc, str(home))}")
     try:
         log_fd = open_private(home / LOG_DIR / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     except AsynctaskError as exc:
         fail(exc.message)
     except OSError as exc:
-        fail(f"cannot open the daemon log: {_os_error(exc, str(home / LOG_DIR))}")
+        fail(f"cannot open the daemon log: {os_error(exc, str(home / LOG_DIR))}")
     log_path = home / LOG_DIR / "daemon.log"
     argv = [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)]
     argv += ["--socket", str(socket_path)]
@@ -308,7 +214,6 @@ def _detach(
     fail(f"the daemon did not answer within 30s; see {log_path}")
 
 
-@app.command()
 def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Exit 0 when the daemon answers and can store (for scripts and readiness checks); 2 when
     it answers but its storage is failing (disk full, I/O error: it serves reads, refuses
@@ -340,7 +245,7 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
     if not storage.get("ok", True):
         for_ = storage.get("failing_for")
         since = f" for {for_:.0f}s" if isinstance(for_, int | float) else ""
-        fail(f"storage failing{since}: {_printable(str(storage.get('error')))}", EXIT_USAGE)
+        fail(f"storage failing{since}: {printable(str(storage.get('error')))}", EXIT_USAGE)
 
 
 def _home_daemon_pid(home: Path | None) -> int | None:
@@ -370,7 +275,6 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def submit(
     ctx: typer.Context,
     func: Annotated[
@@ -503,25 +407,25 @@ def submit(
         if final_exit_code:
             fail("--final-exit-code needs --cmd")
         prefix = []
-    args = _json_arg(args_json, "ARGS_JSON")
+    args = json_arg(args_json, "ARGS_JSON")
     if args is None:
         args = []
     if not isinstance(args, list):
         fail("ARGS_JSON must be a JSON array of positional arguments (use --kwargs for a map)")
     args = prefix + args
-    kwargs = _json_arg(kwargs_json, "--kwargs")
+    kwargs = json_arg(kwargs_json, "--kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         fail("--kwargs must be a JSON object")
     options: dict[str, Any] = {
         "task_id": task_id,
         "queue": queue,
         "priority": priority,
-        "delay": _duration(delay, "--delay"),
-        "run_at": _time(at, "--at"),
-        "ttl": _duration(ttl, "--ttl"),
+        "delay": duration_opt(delay, "--delay"),
+        "run_at": time_opt(at, "--at"),
+        "ttl": duration_opt(ttl, "--ttl"),
         "retries": retries,
-        "timeout": _duration(timeout, "--timeout"),
-        "labels": _labels(label) or None,
+        "timeout": duration_opt(timeout, "--timeout"),
+        "labels": labels_opt(label) or None,
         "on_success": on_success,
         "on_failure": on_failure,
         "trace_id": trace_id,
@@ -552,7 +456,6 @@ def submit(
         typer.echo(status.id)
 
 
-@app.command()
 def status(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     tenant: TenantOpt = "default",
@@ -572,7 +475,6 @@ def _wait_and_exit(
     raise typer.Exit(0 if final.succeeded else EXIT_TASK_NOT_SUCCEEDED)
 
 
-@app.command()
 def wait(
     task_ids: Annotated[
         list[str], typer.Argument(metavar="ID", help="Task IDs; - reads more from stdin.")
@@ -591,7 +493,7 @@ def wait(
     state (--json: an array of tasks; one still going at --timeout is shown as it is); exit 0
     if all succeeded, 1 if any ended otherwise, else 4 if the timeout ran out. A progress bar
     shows on stderr when it is a terminal."""
-    limit = _duration(timeout, "--timeout")
+    limit = duration_opt(timeout, "--timeout")
     if len(task_ids) == 1 and task_ids[0] != "-":
         _wait_and_exit(client_for(home, socket), task_ids[0], tenant, limit, as_json)
     from asynctask.cli import bulk
@@ -604,7 +506,6 @@ def wait(
     raise typer.Exit(bulk.echo_statuses(statuses, as_json))
 
 
-@app.command()
 def result(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     tenant: TenantOpt = "default",
@@ -616,7 +517,7 @@ def result(
     as_json: JsonOpt = False,
 ) -> None:
     """Wait for the task and print its result as JSON; exit 1 unless it succeeded."""
-    limit = _duration(timeout, "--timeout")
+    limit = duration_opt(timeout, "--timeout")
     final = run_client(lambda: client_for(home, socket).wait(task_id, tenant, limit))
     if not final.succeeded:
         error = final.error or {}
@@ -628,20 +529,34 @@ def result(
 
 
 TaskIdArg = Annotated[str | None, typer.Argument(help="One task's ID (else the options select).")]
+
+
 SelTenant = Annotated[str | None, typer.Option("--tenant", help="The tenant (default: default).")]
+
+
 SelQueue = Annotated[str | None, typer.Option("--queue")]
+
+
 SelFunction = Annotated[str | None, typer.Option("--function")]
+
+
 SelPrefix = Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")]
+
+
 SelSince = Annotated[
     str | None, typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago).")
 ]
+
+
 SelUntil = Annotated[
     str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
 ]
+
+
 SelLabel = Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")]
 
 
-def _selector(
+def parse_selector(
     op: str,
     task_id: str | None,
     state: list[str] | None,
@@ -668,9 +583,9 @@ def _selector(
         "queue": queue,
         "function": function,
         "prefix": prefix,
-        "since": _moment(since, "--since"),
-        "until": _moment(until, "--until"),
-        "labels": _labels(label),
+        "since": moment_opt(since, "--since"),
+        "until": moment_opt(until, "--until"),
+        "labels": labels_opt(label),
     }
 
 
@@ -682,7 +597,6 @@ def _echo_count(done: str, count: int, as_json: bool) -> None:
         typer.echo(f"{done} {count} task{'' if count == 1 else 's'}")
 
 
-@app.command()
 def cancel(
     task_id: TaskIdArg = None,
     state: Annotated[
@@ -704,7 +618,7 @@ def cancel(
 ) -> None:
     """Cancel live tasks (scheduled, queued, running): one task by ID, or every one a selector
     matches. Running attempts have their workers stopped. All or nothing: one transaction."""
-    selector = _selector(
+    selector = parse_selector(
         "cancel", task_id, state, tenant, queue, function, prefix, since, until, label
     )
     _echo_count(
@@ -712,7 +626,6 @@ def cancel(
     )
 
 
-@app.command()
 def delete(
     task_id: TaskIdArg = None,
     state: Annotated[
@@ -734,13 +647,12 @@ def delete(
 ) -> None:
     """Remove finished tasks from the history: one by ID, or every finished task a selector
     matches (live ones are refused: cancel them first). Their IDs may be submitted again."""
-    selector = _selector(
+    selector = parse_selector(
         "delete", task_id, state, tenant, queue, function, prefix, since, until, label
     )
     _echo_count("deleted", run_client(lambda: client_for(home, socket).delete(**selector)), as_json)
 
 
-@app.command()
 def retry(
     task_id: TaskIdArg = None,
     tenant: SelTenant = None,
@@ -756,13 +668,12 @@ def retry(
 ) -> None:
     """Re-run failed tasks (the dead-letter queue): one by ID, or every failed task a selector
     matches. Their attempt count goes on. All or nothing: one transaction."""
-    selector = _selector(
+    selector = parse_selector(
         "retry", task_id, None, tenant, queue, function, prefix, since, until, label
     )
     _echo_count("retried", run_client(lambda: client_for(home, socket).retry(**selector)), as_json)
 
 
-@app.command("list")
 def list_tasks(
     state: Annotated[
         list[str] | None, typer.Option("--state", help="Task state; repeatable or comma-separated.")
@@ -804,9 +715,9 @@ def list_tasks(
         "queue": queue,
         "function": function,
         "prefix": prefix,
-        "since": _moment(since, "--since"),
-        "until": _moment(until, "--until"),
-        "labels": _labels(label),
+        "since": moment_opt(since, "--since"),
+        "until": moment_opt(until, "--until"),
+        "labels": labels_opt(label),
         "trace_id": trace_id,
         "limit": limit,
     }
@@ -846,13 +757,19 @@ PauseTenant = Annotated[
         "--tenant", help="The tenant (with --queue: one of its queues; with task filters: theirs)."
     ),
 ]
+
+
 PauseQueue = Annotated[str | None, typer.Option("--queue", help="A queue of --tenant.")]
+
+
 PauseFunction = Annotated[
     str | None,
     typer.Option(
         "--function", help="A function, for every tenant (admins only); with task filters: theirs."
     ),
 ]
+
+
 PauseState = Annotated[
     list[str] | None,
     typer.Option(
@@ -878,7 +795,7 @@ def _set_paused(
     client = client_for(home, socket)
     call = client.pause if paused else client.resume
     if task_id is not None or any(tasks.values()):
-        selector = _selector(
+        selector = parse_selector(
             "pause" if paused else "resume", task_id, tasks["state"], tenant, queue, function,
             tasks["prefix"], tasks["since"], tasks["until"], tasks["label"],
         )  # fmt: skip
@@ -900,7 +817,6 @@ def _set_paused(
         typer.echo(f"{what} {verb}" if changed else f"{what} was already {verb}")
 
 
-@app.command()
 def pause(
     task_id: TaskIdArg = None,
     tenant: PauseTenant = None,
@@ -922,7 +838,6 @@ def pause(
     _set_paused(True, task_id, tenant, queue, function, tasks, home, socket, as_json)
 
 
-@app.command()
 def resume(
     task_id: TaskIdArg = None,
     tenant: PauseTenant = None,
@@ -943,7 +858,6 @@ def resume(
     _set_paused(False, task_id, tenant, queue, function, tasks, home, socket, as_json)
 
 
-@app.command()
 def logs(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     tenant: TenantOpt = "default",
@@ -1000,7 +914,6 @@ def logs(
         typer.echo("")
 
 
-@app.command()
 def inspect(
     task_id: Annotated[str, typer.Argument(metavar="ID")],
     tenant: TenantOpt = "default",
@@ -1026,7 +939,6 @@ def inspect(
     typer.echo(info["stack"].rstrip("\n"))
 
 
-@app.command()
 def stop(
     drain: Annotated[
         str | None,
@@ -1045,7 +957,7 @@ def stop(
     exited (so `stop && asynctask daemon --detach` works); exit 4 if it has not within
     --drain plus 30s."""
     client = client_for(home, socket)
-    seconds = _duration(drain, "--drain")
+    seconds = duration_opt(drain, "--drain")
     pid = run_client(client.ping).get("pid")  # an older daemon's stop reply has no pid
     reply = run_client(lambda: client.stop(seconds))
     pid = reply.get("pid", pid)
@@ -1074,7 +986,6 @@ def _answers(home: Path | None, socket: Path | None) -> bool:
     return True
 
 
-@app.command()
 def reload(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Replace the daemon's workers so edited task code is picked up, and re-read the config
     file (admins only; SIGHUP does the same). Idle workers go now, busy ones once their
@@ -1089,17 +1000,16 @@ def reload(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
     else:
         typer.echo(f"replacing {reply['workers']} worker(s)")
         if "config" in reply:
-            where = _printable(str(reply["config"]))
+            where = printable(str(reply["config"]))
             for what, keys in (("applied", "applied"), ("needs a restart", "restart")):
                 if reply[keys]:
                     typer.echo(f"config {where}: {what}: {', '.join(reply[keys])}")
             if not error and not reply["applied"] and not reply["restart"]:
                 typer.echo(f"config {where}: no change")
     if error:
-        fail(f"config not applied (the daemon keeps its current config): {_printable(error)}")
+        fail(f"config not applied (the daemon keeps its current config): {printable(error)}")
 
 
-@app.command()
 def doctor(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -1121,7 +1031,6 @@ def doctor(
         raise typer.Exit(EXIT_FOUND)
 
 
-@app.command()
 def stats(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Only this tenant (default: all you may see).")
@@ -1163,7 +1072,6 @@ def stats(
     render_stats(reply, minutes, Console(width=200))
 
 
-@app.command()
 def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Every metric in the Prometheus text exposition format (admins only); the same text the
     optional HTTP listener serves at /metrics (`[metrics] http` in the config). Bounded
@@ -1178,7 +1086,6 @@ def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = F
         typer.echo(text, nl=False)
 
 
-@app.command()
 def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
     """Tenants (refused submits, worker faults, shard confinement), queues (paused, backlog,
     running, limits, rate tokens) and functions (AIMD limit); at most 10,000 rows a section
@@ -1233,7 +1140,6 @@ def queues(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fa
         console.print(f"{hidden} more {section} not shown (`stats --queue NAME` shows one)")
 
 
-@app.command()
 def top(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Show only this tenant at first (`t` cycles).")
@@ -1253,7 +1159,7 @@ def top(
     t cycles the tenant filter, q quits. Needs a terminal unless --once."""
     from asynctask.tui import run_top
 
-    seconds = _duration(interval, "--interval")
+    seconds = duration_opt(interval, "--interval")
     client = client_for(home, socket)
     run_client(
         lambda: run_top(
@@ -1268,7 +1174,6 @@ cron_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.add_typer(cron_app, name="cron")
 
 
 @cron_app.command("add")
@@ -1304,10 +1209,10 @@ def cron_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add (or replace) a periodic task. Each slot's task has the ID cron:NAME:<slot time>."""
-    args = _json_arg(args_json, "ARGS_JSON") or []
+    args = json_arg(args_json, "ARGS_JSON") or []
     if not isinstance(args, list):
         fail("ARGS_JSON must be a JSON array of positional arguments (use --kwargs for a map)")
-    kwargs = _json_arg(kwargs_json, "--kwargs")
+    kwargs = json_arg(kwargs_json, "--kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         fail("--kwargs must be a JSON object")
     options: dict[str, Any] = {
@@ -1315,8 +1220,8 @@ def cron_add(
         "queue": queue,
         "priority": priority,
         "retries": retries,
-        "timeout": _duration(timeout, "--timeout"),
-        "labels": _labels(label) or None,
+        "timeout": duration_opt(timeout, "--timeout"),
+        "labels": labels_opt(label) or None,
     }
     entry = run_client(
         lambda: client_for(home, socket).cron_add(
@@ -1363,7 +1268,7 @@ def cron_remove(
     typer.echo(f"removed cron {name}")
 
 
-def _moment(text: str | None, flag: str) -> float | None:
+def moment_opt(text: str | None, flag: str) -> float | None:
     """An ISO 8601 time, or a duration meaning "that long ago"."""
     if text is None:
         return None
@@ -1377,13 +1282,38 @@ def _moment(text: str | None, flag: str) -> float | None:
         fail(f"{flag}: not an ISO 8601 time or a duration: {text!r}")
 
 
+# The commands, in the order --help lists them.
+app.command()(daemon)
+app.command()(ping)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(submit)
+app.command()(status)
+app.command()(wait)
+app.command()(result)
+app.command()(cancel)
+app.command()(delete)
+app.command()(retry)
+app.command("list")(list_tasks)
+app.command()(pause)
+app.command()(resume)
+app.command()(logs)
+app.command()(inspect)
+app.command()(stop)
+app.command()(reload)
+app.command()(doctor)
+app.command()(stats)
+app.command()(metrics)
+app.command()(queues)
+app.command()(top)
+app.add_typer(cron_app, name="cron")
+
+
 def main() -> None:
     try:
         app(prog_name="asynctask")
     except UsageError as exc:  # pragma: no cover - commands turn these into exits
         fail(exc.message)
     except OSError as exc:  # pragma: no cover - an unwritable home or file a command missed
-        fail(_os_error(exc, "asynctask"))
+        fail(os_error(exc, "asynctask"))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
