@@ -22,6 +22,7 @@ from asynctask.cli.app import (
     labels_opt,
     run_client,
 )
+from asynctask.cli.tasks import ArgsJsonArg, KwargsOpt, LabelOpt, QueueOpt, TimeoutOpt
 from asynctask.model import (
     format_time,
 )
@@ -40,27 +41,19 @@ def cron_add(
         str, typer.Argument(help="5 fields (m h dom mon dow), or 6 with a leading seconds field.")
     ],
     func: Annotated[str, typer.Argument(help="package.module:function")],
-    args_json: Annotated[
-        str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
-    ] = None,
-    kwargs_json: Annotated[
-        str | None, typer.Option("--kwargs", help="Keyword args as a JSON object.")
-    ] = None,
+    args_json: ArgsJsonArg = None,
+    kwargs_json: KwargsOpt = None,
     tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone (default UTC).")] = None,
     catch_up: Annotated[
         str | None,
         typer.Option("--catch-up", help="Slots missed while stopped: one (default) or skip."),
     ] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", help="Queue name.")] = None,
+    queue: QueueOpt = None,
     priority: Annotated[int | None, typer.Option("--priority", min=0, max=9)] = None,
     retries: Annotated[int | None, typer.Option("--retries", min=0, max=1000)] = None,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Wall-clock limit per attempt, e.g. 30s.")
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", help="k=v label; repeatable.")
-    ] = None,
+    timeout: TimeoutOpt = None,
+    label: LabelOpt = None,
     home: HomeOpt = None,
     socket: SocketOpt = None,
     as_json: JsonOpt = False,

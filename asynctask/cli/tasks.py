@@ -44,6 +44,18 @@ from asynctask.paths import resolve_socket
 SUBMIT_CONTEXT: Final = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+# Options ``submit`` shares with ``cron add`` (which takes some of submit's options).
+ArgsJsonArg = Annotated[
+    str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
+]
+KwargsOpt = Annotated[str | None, typer.Option("--kwargs", help="Keyword args as a JSON object.")]
+QueueOpt = Annotated[str | None, typer.Option("--queue", help="Queue name.")]
+TimeoutOpt = Annotated[
+    str | None, typer.Option("--timeout", help="Wall-clock limit per attempt, e.g. 30s.")
+]
+LabelOpt = Annotated[list[str] | None, typer.Option("--label", help="k=v label; repeatable.")]
+
+
 def submit(
     ctx: typer.Context,
     func: Annotated[
@@ -53,17 +65,13 @@ def submit(
             help="The task function, package.module:function (with --cmd: the program).",
         ),
     ] = None,
-    args_json: Annotated[
-        str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args as a JSON array.")
-    ] = None,
-    kwargs_json: Annotated[
-        str | None, typer.Option("--kwargs", help="Keyword args as a JSON object.")
-    ] = None,
+    args_json: ArgsJsonArg = None,
+    kwargs_json: KwargsOpt = None,
     task_id: Annotated[
         str | None, typer.Option("--id", help="Task ID (de-duplicates per tenant).")
     ] = None,
     tenant: TenantOpt = "default",
-    queue: Annotated[str | None, typer.Option("--queue", help="Queue name.")] = None,
+    queue: QueueOpt = None,
     priority: Annotated[
         int, typer.Option("--priority", min=0, max=9, help="0-9, higher runs first.")
     ] = PRIORITY_DEFAULT,
@@ -80,12 +88,8 @@ def submit(
         int | None,
         typer.Option("--retries", min=0, max=1000, help="Retries after the first attempt."),
     ] = None,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Wall-clock limit per attempt, e.g. 30s.")
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", help="k=v label; repeatable.")
-    ] = None,
+    timeout: TimeoutOpt = None,
+    label: LabelOpt = None,
     on_success: Annotated[
         str | None, typer.Option("--on-success", help="Function to submit when it succeeds.")
     ] = None,
@@ -155,6 +159,36 @@ def submit(
     With --from-file, submit many in batches (a progress bar shows on stderr when it is a
     terminal) and print their IDs, one a line (--json: an array); with --wait, wait for all
     and exit as `wait ID...` does."""
+    _check_paths(func, args_json, kwargs_json, task_id, delay, at, cmd, from_file)
+    if cmd:
+        func, args, kwargs = _command_call(func, args_json, kwargs_json, ctx.args, final_exit_code)
+    else:
+        args, kwargs = _function_call(args_json, kwargs_json, ctx.args, final_exit_code)
+    options = _submit_options(
+        task_id=task_id, queue=queue, priority=priority, delay=delay, at=at, ttl=ttl,
+        retries=retries, timeout=timeout, label=label, on_success=on_success,
+        on_failure=on_failure, trace_id=trace_id, memory=memory, cpu=cpu, open_files=open_files,
+        processes=processes, file_size=file_size, no_network=no_network, private_tmp=private_tmp,
+    )  # fmt: skip
+    client = client_for(home, socket, tenant)
+    if from_file is not None:
+        _submit_from_file(ctx, client, tenant, from_file, options, wait=wait, as_json=as_json)
+    else:
+        _submit_one(client, func, args, kwargs, options, tenant, wait=wait, as_json=as_json)
+
+
+def _check_paths(
+    func: str | None,
+    args_json: str | None,
+    kwargs_json: str | None,
+    task_id: str | None,
+    delay: str | None,
+    at: str | None,
+    cmd: bool,
+    from_file: str | None,
+) -> None:
+    """Refuse what mixes ``submit``'s paths: a task is given by FUNC or by the lines of
+    ``--from-file``, never both, and runs after ``--delay`` or ``--at``, never both."""
     if delay is not None and at is not None:
         fail("give --delay or --at, not both")
     if from_file is not None:
@@ -164,28 +198,73 @@ def submit(
             fail("--id does not apply to --from-file (give each line its own id)")
     elif func is None:
         fail("submit needs FUNC, package.module:function (or --from-file FILE)")
-    if cmd:
-        argv = [func, *([args_json] if args_json is not None else []), *ctx.args]
-        if kwargs_json is not None:
-            fail("--kwargs does not apply to --cmd (the program takes ARG...)")
-        args_json, func = None, COMMAND_REF
-        prefix: list[Any] = [argv, final_exit_code] if final_exit_code else [argv]
-    else:
-        if ctx.args:
-            fail(f"unexpected arguments: {' '.join(ctx.args)} (a program needs --cmd)")
-        if final_exit_code:
-            fail("--final-exit-code needs --cmd")
-        prefix = []
+
+
+def _command_call(
+    program: str | None,
+    args_json: str | None,
+    kwargs_json: str | None,
+    extra: list[str],
+    final_exit_code: list[int] | None,
+) -> tuple[str, list[Any], None]:
+    """``submit --cmd -- PROG ARG...``: typer has bound PROG to FUNC and the first ARG to
+    ARGS_JSON (the rest are ``extra``), so they are put back together as the argv that
+    ``COMMAND_REF`` is called with, followed by the exit codes not worth retrying."""
+    argv = [program, *([args_json] if args_json is not None else []), *extra]
+    if kwargs_json is not None:
+        fail("--kwargs does not apply to --cmd (the program takes ARG...)")
+    return COMMAND_REF, [argv, final_exit_code] if final_exit_code else [argv], None
+
+
+def _function_call(
+    args_json: str | None,
+    kwargs_json: str | None,
+    extra: list[str],
+    final_exit_code: list[int] | None,
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The positional and keyword arguments of a function task (also checked, empty, for
+    ``--from-file``, whose lines bring their own)."""
+    if extra:
+        fail(f"unexpected arguments: {' '.join(extra)} (a program needs --cmd)")
+    if final_exit_code:
+        fail("--final-exit-code needs --cmd")
     args = json_arg(args_json, "ARGS_JSON")
     if args is None:
         args = []
     if not isinstance(args, list):
         fail("ARGS_JSON must be a JSON array of positional arguments (use --kwargs for a map)")
-    args = prefix + args
     kwargs = json_arg(kwargs_json, "--kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         fail("--kwargs must be a JSON object")
-    options: dict[str, Any] = {
+    return args, kwargs
+
+
+def _submit_options(
+    *,
+    task_id: str | None,
+    queue: str | None,
+    priority: int,
+    delay: str | None,
+    at: str | None,
+    ttl: str | None,
+    retries: int | None,
+    timeout: str | None,
+    label: list[str] | None,
+    on_success: str | None,
+    on_failure: str | None,
+    trace_id: str | None,
+    memory: str | None,
+    cpu: str | None,
+    open_files: int | None,
+    processes: int | None,
+    file_size: str | None,
+    no_network: bool,
+    private_tmp: bool,
+) -> dict[str, Any]:
+    """The command line's options as ``Client.submit`` names them, durations and times
+    parsed (a bad one fails here, before anything is sent); None means "not given", so the
+    function's and the daemon's defaults apply."""
+    return {
         "task_id": task_id,
         "queue": queue,
         "priority": priority,
@@ -206,16 +285,21 @@ def submit(
         "network": False if no_network else None,
         "private_tmp": True if private_tmp else None,
     }
-    client = client_for(home, socket, tenant)
-    if from_file is not None:
-        from asynctask.cli.bulk import submit_file
 
-        source = ctx.get_parameter_source("priority")
-        if source is None or source.name != "COMMANDLINE":
-            options["priority"] = None  # a line's function may have a configured default
-        run_client(lambda: submit_file(client, tenant, from_file, options, wait=wait,
-                                       as_json=as_json))  # fmt: skip
-        return
+
+def _submit_one(
+    client: Client,
+    func: str | None,
+    args: list[Any],
+    kwargs: dict[str, Any] | None,
+    options: dict[str, Any],
+    tenant: str,
+    *,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Submit one task and print its ID (the task, with --json); with ``wait``, print the
+    finished task instead and exit as ``wait`` does."""
     status = run_client(lambda: client.submit_status(func, *args, kwargs=kwargs, **options))
     if wait:
         _wait_and_exit(client, status.id, tenant, None, as_json)
@@ -223,6 +307,27 @@ def submit(
         print_task(status, True)
     else:
         typer.echo(status.id)
+
+
+def _submit_from_file(
+    ctx: typer.Context,
+    client: Client,
+    tenant: str,
+    source: str,
+    options: dict[str, Any],
+    *,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """``submit --from-file``: the options given are defaults for every line (``cli/bulk.py``).
+    ``--priority`` counts only when typed: its default (5) would otherwise hide a default
+    configured for a line's function."""
+    from asynctask.cli.bulk import submit_file
+
+    given = ctx.get_parameter_source("priority")
+    if given is None or given.name != "COMMANDLINE":
+        options["priority"] = None
+    run_client(lambda: submit_file(client, tenant, source, options, wait=wait, as_json=as_json))
 
 
 def status(
