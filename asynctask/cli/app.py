@@ -18,14 +18,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from asynctask.client import Client
-from asynctask.errors import (
-    EXIT_USAGE,
-    AsynctaskError,
-)
-from asynctask.model import (
-    parse_duration,
-    parse_time,
-)
+from asynctask.errors import EXIT_USAGE, AsynctaskError
+from asynctask.model import parse_duration, parse_time
 from asynctask.paths import resolve_socket
 
 app = typer.Typer(
@@ -52,6 +46,7 @@ SocketOpt = Annotated[
 ]
 
 
+#: Whether this command was given ``--json`` (one command runs per process).
 _json_asked = False
 
 
@@ -65,17 +60,18 @@ def _note_json(value: bool) -> bool:
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON instead of text.", callback=_note_json)
 ]
-
-
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant the task belongs to.")]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """End the command: one line on stderr and the exit code, never a traceback."""
     typer.echo(f"asynctask: {message}", err=True)
     raise typer.Exit(code)
 
 
 def client_for(home: Path | None, socket: Path | None, tenant: str = "default") -> Client:
+    """The client of the daemon that ``--socket``/``--home`` (else their environment
+    variables, else the per-user home) point at."""
     return Client(resolve_socket(socket, home), tenant=tenant)
 
 
@@ -92,6 +88,8 @@ def run_client(action: Any) -> Any:
 
 
 def _json_output() -> bool:
+    """Whether ``--json`` was given (its callback notes it, as typer passes it to commands
+    only)."""
     return _json_asked
 
 
@@ -101,11 +99,13 @@ def os_error(exc: OSError, where: str) -> str:
 
 
 def printable(text: str) -> str:
-    """Text from a task, for a terminal: control characters as escapes (PRODUCT.md)."""
+    """Text from a task or from storage (errors, logs, names, a stored row's key), for a
+    terminal: control characters as escapes, so crafted text cannot forge a line (PRODUCT.md)."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def labels_opt(values: list[str] | None) -> dict[str, str]:
+    """``--label k=v`` (repeatable) as a map; a later key wins."""
     labels: dict[str, str] = {}
     for item in values or []:
         key, sep, value = item.partition("=")
@@ -116,6 +116,7 @@ def labels_opt(values: list[str] | None) -> dict[str, str]:
 
 
 def json_arg(text: str | None, what: str) -> Any:
+    """A JSON argument (``ARGS_JSON``, ``--kwargs``) decoded; None when not given."""
     if text is None:
         return None
     try:
@@ -125,6 +126,7 @@ def json_arg(text: str | None, what: str) -> Any:
 
 
 def duration_opt(text: str | None, flag: str) -> float | None:
+    """A duration option (``500ms``, ``2s``, ``5m``; a bare number is seconds) in seconds."""
     if text is None:
         return None
     try:
@@ -134,6 +136,7 @@ def duration_opt(text: str | None, flag: str) -> float | None:
 
 
 def time_opt(text: str | None, flag: str) -> float | None:
+    """An ISO 8601 time option (with an offset or ``Z``) as epoch seconds."""
     if text is None:
         return None
     try:

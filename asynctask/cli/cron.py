@@ -23,9 +23,7 @@ from asynctask.cli.app import (
     run_client,
 )
 from asynctask.cli.tasks import ArgsJsonArg, KwargsOpt, LabelOpt, QueueOpt, TimeoutOpt
-from asynctask.model import (
-    format_time,
-)
+from asynctask.model import format_time
 
 cron_app = typer.Typer(
     help="Periodic tasks: each slot of a cron expression submits a task.",

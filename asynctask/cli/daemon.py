@@ -31,12 +31,7 @@ from asynctask.cli.app import (
     run_client,
 )
 from asynctask.client import Client
-from asynctask.errors import (
-    EXIT_USAGE,
-    EXIT_WAIT_TIMEOUT,
-    AsynctaskError,
-    DaemonUnavailable,
-)
+from asynctask.errors import EXIT_USAGE, EXIT_WAIT_TIMEOUT, AsynctaskError, DaemonUnavailable
 from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, resolve_home, resolve_socket
 
 

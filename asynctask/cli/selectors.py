@@ -17,46 +17,20 @@ from typing import Annotated, Any
 
 import typer
 
-from asynctask.cli.app import (
-    HomeOpt,
-    JsonOpt,
-    SocketOpt,
-    client_for,
-    fail,
-    labels_opt,
-    run_client,
-)
-from asynctask.model import (
-    DEFAULT_TENANT,
-    parse_duration,
-    parse_time,
-)
+from asynctask.cli.app import HomeOpt, JsonOpt, SocketOpt, client_for, fail, labels_opt, run_client
+from asynctask.model import DEFAULT_TENANT, parse_duration, parse_time
 
 TaskIdArg = Annotated[str | None, typer.Argument(help="One task's ID (else the options select).")]
-
-
 SelTenant = Annotated[str | None, typer.Option("--tenant", help="The tenant (default: default).")]
-
-
 SelQueue = Annotated[str | None, typer.Option("--queue")]
-
-
 SelFunction = Annotated[str | None, typer.Option("--function")]
-
-
 SelPrefix = Annotated[str | None, typer.Option("--prefix", help="Task ID prefix.")]
-
-
 SelSince = Annotated[
     str | None, typer.Option("--since", help="Created at or after (ISO 8601 or a duration ago).")
 ]
-
-
 SelUntil = Annotated[
     str | None, typer.Option("--until", help="Created before (ISO 8601 or a duration ago).")
 ]
-
-
 SelLabel = Annotated[list[str] | None, typer.Option("--label", help="k=v; repeatable.")]
 
 
@@ -74,6 +48,11 @@ def moment_opt(text: str | None, flag: str) -> float | None:
         fail(f"{flag}: not an ISO 8601 time or a duration: {text!r}")
 
 
+def split_states(values: list[str] | None) -> list[str]:
+    """``--state`` values, each repeatable or comma-separated (``--state failed,expired``)."""
+    return [s.strip() for item in values or [] for s in item.split(",") if s.strip()]
+
+
 def parse_selector(
     op: str,
     task_id: str | None,
@@ -86,8 +65,9 @@ def parse_selector(
     until: str | None,
     label: list[str] | None,
 ) -> dict[str, Any]:
-    """The selector fields of ``cancel`` and ``retry``; an ID or at least one flag is needed."""
-    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    """The client's selector fields for ``op`` (cancel, delete, retry, pause, resume): an ID
+    or at least one flag is needed, so that a bare command never acts on every task."""
+    states = split_states(state)
     chosen = (task_id, tenant, queue, function, prefix, since, until, states or None, label)
     if all(value is None for value in chosen):
         fail(
@@ -198,19 +178,13 @@ PauseTenant = Annotated[
         "--tenant", help="The tenant (with --queue: one of its queues; with task filters: theirs)."
     ),
 ]
-
-
 PauseQueue = Annotated[str | None, typer.Option("--queue", help="A queue of --tenant.")]
-
-
 PauseFunction = Annotated[
     str | None,
     typer.Option(
         "--function", help="A function, for every tenant (admins only); with task filters: theirs."
     ),
 ]
-
-
 PauseState = Annotated[
     list[str] | None,
     typer.Option(

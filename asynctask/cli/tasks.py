@@ -31,12 +31,8 @@ from asynctask.cli.app import (
 )
 from asynctask.cli.views import print_task
 from asynctask.client import COMMAND_REF, Client
-from asynctask.errors import (
-    EXIT_TASK_NOT_SUCCEEDED,
-)
-from asynctask.model import (
-    PRIORITY_DEFAULT,
-)
+from asynctask.errors import EXIT_TASK_NOT_SUCCEEDED
+from asynctask.model import PRIORITY_DEFAULT
 from asynctask.paths import resolve_socket
 
 #: ``submit``'s typer settings: after ``--cmd``, the program's own arguments (``-x``, ``--y``)

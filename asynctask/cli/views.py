@@ -1,9 +1,9 @@
 """Read-outs: ``list``, ``queues``, ``stats``, ``metrics`` and ``top``, and how one task is
 printed (``print_task``, also used by ``status``, ``wait`` and ``submit``).
 
-With ``--json`` each prints the daemon's reply as JSON; without, a table for a person. Text that
-came from a task (errors, tracebacks) goes through ``printable`` first (PRODUCT.md: no control
-characters reach a terminal).
+With ``--json`` each prints JSON (``top`` is a live view and has none); without, text for a
+person. Text that came from a task (errors, tracebacks) goes through ``printable`` first
+(PRODUCT.md: no control characters reach a terminal).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from asynctask.cli.app import (
     printable,
     run_client,
 )
-from asynctask.cli.selectors import moment_opt
+from asynctask.cli.selectors import moment_opt, split_states
 from asynctask.client import TaskStatus
-from asynctask.model import (
-    format_time,
-)
+from asynctask.model import format_time
 
 
 def print_task(status: TaskStatus, as_json: bool) -> None:
+    """One task: with ``as_json`` the PRODUCT.md object, else a field a line, then why it
+    failed (the traceback's tail), each earlier attempt's error and each attempt's stages."""
     if as_json:
         typer.echo(json.dumps(status.to_json()))
         return
@@ -118,7 +118,7 @@ def list_tasks(
 
     When more tasks match, "next page: --cursor C" goes to stderr (stdout stays the table, or
     the JSON array with --json); run the same command with --cursor C for the next page."""
-    states = [s.strip() for item in state or [] for s in item.split(",") if s.strip()]
+    states = split_states(state)
     filters: dict[str, Any] = {
         "state": states,
         "tenant": tenant,
