@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from asynctask.cli.app import printable
 from asynctask.model import format_time
 from asynctask.store.health import Health
 
@@ -54,12 +55,12 @@ def render(health: Health, as_json: bool) -> str:
         f"WAL {health.wal_size} bytes, {health.pages} pages, {health.free_pages} free)",
         f"integrity: {health.integrity}",
     ]
-    lines += [f"  {_printable(problem)}" for problem in health.problems]
+    lines += [f"  {printable(problem)}" for problem in health.problems]
     lines.append(f"quarantined rows: {len(health.quarantined)}")
     for row in health.quarantined:
         lines.append(
-            f"  #{row.id} {row.source} {_printable(row.key)} at {format_time(row.at)}: "
-            f"{_printable(row.error)}"
+            f"  #{row.id} {row.source} {printable(row.key)} at {format_time(row.at)}: "
+            f"{printable(row.error)}"
         )
     if health.quarantined:
         lines.append(
@@ -68,9 +69,3 @@ def render(health: Health, as_json: bool) -> str:
         )
     lines.append("healthy" if health.healthy else "problems found")
     return "\n".join(lines)
-
-
-def _printable(text: str) -> str:
-    """Stored text (a task's key, a decoder's message) for a terminal: control characters as
-    escapes, so a crafted row cannot forge a line (PRODUCT.md)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
