@@ -14,7 +14,7 @@ from typing import Any
 from asynctask.errors import AsynctaskError
 from asynctask.protocol import FrameDecoder, encode_frame, encode_frames
 from asynctask.server.auth import Principal
-from asynctask.server.connection import Bounds, Connection, Peer
+from asynctask.server.connection import TURN_BUDGET, Bounds, Connection, Peer
 from asynctask.server.listener import Listener
 from asynctask.server.loglimit import LogLimiter
 
@@ -79,8 +79,31 @@ async def test_replies_not_read_stop_the_reading() -> None:
     assert 2 < len(first) < 30, "the daemon went on answering a client that did not read"
     answered = [m["rid"] for m in first]
     for _ in range(100):  # the client reads, the daemon reads a little more, and so on
+        await asyncio.sleep(0)  # a connection handles TURN_BUDGET requests a loop turn
         answered += [m["rid"] for m in transport.read_all()]
     assert answered == list(range(101))  # every request answered, in order, none lost
+    assert transport.reading
+
+
+async def test_a_connection_handles_a_bounded_number_of_requests_per_loop_turn() -> None:
+    """So that 100 connections pouring requests delay another client by a turn each, not by
+    the whole flood: the rest of a read waits for the next turn, and reading pauses meanwhile."""
+    connection = Connection(ping, Bounds(), lambda _: None)
+    transport = FakeTransport(connection, high=1 << 30)  # a client that reads everything
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    pings = [{"op": "ping", "rid": n} for n in range(1, 101)]
+    connection.data_received(encode_frames([HELLO, *pings]))
+    first = transport.read_all()
+    assert len(first) == TURN_BUDGET  # one turn's worth (hello is one of them)
+    assert not transport.reading
+    answered = [m["rid"] for m in first]
+    turns = 0
+    while len(answered) < 101:
+        await asyncio.sleep(0)
+        turns += 1
+        answered += [m["rid"] for m in transport.read_all()]
+    assert answered == list(range(101))
+    assert turns >= 100 // TURN_BUDGET
     assert transport.reading
 
 
