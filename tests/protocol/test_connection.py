@@ -94,7 +94,7 @@ async def test_a_connection_handles_a_bounded_number_of_requests_per_loop_turn()
     pings = [{"op": "ping", "rid": n} for n in range(1, 101)]
     connection.data_received(encode_frames([HELLO, *pings]))
     first = transport.read_all()
-    assert len(first) == TURN_BUDGET  # one turn's worth (hello is one of them)
+    assert len(first) == TURN_BUDGET <= 16  # one turn's worth (hello is one of them)
     assert not transport.reading
     answered = [m["rid"] for m in first]
     turns = 0
