@@ -120,7 +120,7 @@ class Recovery:
             for bad in skipped
         )
         await self.set_aside(unusable)
-        self._daemon.perform(interrupted)
+        self._daemon.engine.perform(interrupted)
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
