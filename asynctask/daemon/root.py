@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -43,12 +42,8 @@ from asynctask.attemptlogs import AttemptLogs
 from asynctask.clock import SteadyClock
 from asynctask.config import (
     Config,
-    default_config_path,
-    load_config,
-    reconcile,
 )
 from asynctask.core.cron import CronSchedule
-from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
 from asynctask.crontab import CronEntry, CronTable
@@ -56,9 +51,10 @@ from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
 from asynctask.daemon.engine import Engine
 from asynctask.daemon.history import History
-from asynctask.daemon.intake import Intake, function_limits
+from asynctask.daemon.intake import Intake
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
+from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
 from asynctask.daemon.views import (
     Key,
@@ -66,14 +62,13 @@ from asynctask.daemon.views import (
 )
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
-    ConfigError,
     UsageError,
 )
 from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import PoolConfig, WorkerPool
-from asynctask.home import UMASK, open_private, prepare_home, verify_home
+from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.interning import Interner
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
@@ -87,7 +82,7 @@ from asynctask.observe.metrics import (
     Metrics,
 )
 from asynctask.otel import SpanExporter, make_span_exporter
-from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
@@ -161,6 +156,7 @@ class Daemon:
         )
         self.metrics = Metrics()
         self.engine = Engine(self)
+        self.reconfig = Reconfig(self)
         self.readout = Readout(self)
         self.control = Control(self)
         self.intake = Intake(self)
@@ -230,54 +226,17 @@ class Daemon:
         )  # fmt: skip
         reply: dict[str, Any] = {"workers": replaced}
         if not stopping:
-            reply.update(self._reread_config(why))
+            reply.update(self.reconfig.reread(why))
         return reply
-
-    def _reread_config(self, why: str) -> dict[str, Any]:
-        """Take the config file's live keys (``config.reconcile``: limits, fairness knobs,
-        submit defaults, log level) and log every other changed key as needing a restart; it
-        keeps its old value. A file that does not load changes nothing and the daemon keeps
-        running on the config it has: the log and the reply say why."""
-        path = self.config.source or default_config_path(self.home)
-        where = str(path) if path is not None else "(no file: the defaults)"
-        try:
-            change = reconcile(self.config, load_config(path))
-        except ConfigError as exc:
-            log.error(
-                "%s: config %s not applied, the daemon keeps its current config: %s",
-                why, where, exc.message, extra={"event": "config_error"},
-            )  # fmt: skip
-            return {"config": where, "error": exc.message, "applied": [], "restart": []}
-        if change.applied:
-            self.config = change.config
-            declared = {name: function_limits(d) for name, d in self.declared_limits.items()}
-            reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
-            if "daemon.log_level" in change.applied:
-                logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
-            self.engine.wake()  # a raised limit may let something start now
-            log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
-                     extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
-        if change.restart:
-            log.warning(
-                "%s: config %s: changed, needs a restart (keeps its old value until then): %s",
-                why, where, ", ".join(change.restart),
-                extra={"event": "config_restart", "keys": list(change.restart)},
-            )  # fmt: skip
-        if not change.applied and not change.restart:
-            log.info("%s: config %s: no change", why, where, extra={"event": "config_same"})
-        return {
-            "config": where,
-            "error": None,
-            "applied": list(change.applied),
-            "restart": list(change.restart),
-        }
 
     async def start(self) -> None:
         began = time.perf_counter()
         self.loop = asyncio.get_running_loop()
         os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
         verify_home(self.home)
-        self._lock_home()  # before any mode changes: another daemon may be serving from it
+        self._lock_file = lock_home(
+            self.home
+        )  # before any mode changes: another daemon may be serving from it
         tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
         if tightened:
             log.warning(
@@ -303,20 +262,6 @@ class Daemon:
         if worker is None:
             return Principal(uid=peer.uid, pid=peer.pid)
         return Principal(uid=peer.uid, pid=peer.pid, is_worker=True, worker_tenant=tenants[worker])
-
-    def _lock_home(self) -> None:
-        """One daemon per home: a second one would share the database and the workers' fate."""
-        path = self.home / LOCK_NAME
-        try:  # held for the process's life; never through a symlink (home.py)
-            handle = os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT), "a+")
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot open the lock file: {exc}; remove it") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise UsageError(f"another daemon is already running with home {self.home}") from None
-        self._lock_file = handle
 
     def _record_uid(self, tenant: str, uid: int) -> None:
         """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
