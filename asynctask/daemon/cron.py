@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from asynctask.core.cron import CronSchedule, slot_id
-from asynctask.crontab import CronEntry
+from asynctask.daemon.crontab import CronEntry
 from asynctask.daemon.views import Key
 from asynctask.errors import UsageError
 from asynctask.store import DeleteCron, PutCron

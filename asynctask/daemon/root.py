@@ -38,24 +38,29 @@ from pathlib import Path
 from typing import IO, Any
 
 from asynctask import __version__
-from asynctask.attemptlogs import AttemptLogs
-from asynctask.clock import SteadyClock
 from asynctask.config import (
     Config,
 )
 from asynctask.core.cron import CronSchedule
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
-from asynctask.crontab import CronEntry, CronTable
+from asynctask.daemon.attemptlogs import AttemptLogs
+from asynctask.daemon.clock import SteadyClock
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
+from asynctask.daemon.crontab import CronEntry, CronTable
 from asynctask.daemon.engine import Engine
+from asynctask.daemon.eventlog import EventLog
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake
+from asynctask.daemon.interning import Interner
+from asynctask.daemon.liveindex import LiveIndex
+from asynctask.daemon.otel import SpanExporter, make_span_exporter
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
 from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
+from asynctask.daemon.storeguard import StoreGuard
 from asynctask.daemon.views import (
     Key,
     update_of,
@@ -64,15 +69,12 @@ from asynctask.errors import (
     EXIT_STORAGE_LOST,
     UsageError,
 )
-from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import PoolConfig, WorkerPool
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
-from asynctask.interning import Interner
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
-from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     ListQuery,
     LiveTask,
@@ -81,7 +83,6 @@ from asynctask.model import (
 from asynctask.observe.metrics import (
     Metrics,
 )
-from asynctask.otel import SpanExporter, make_span_exporter
 from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
@@ -95,7 +96,6 @@ from asynctask.store import (
     StoreError,
 )
 from asynctask.store.starts import StartJournal
-from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
 
