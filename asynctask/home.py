@@ -38,11 +38,12 @@ Parents of the home are not checked: they are the operator's choice (``--home``)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from asynctask.errors import UsageError
 from asynctask.paths import CONFIG_NAME, DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
@@ -245,3 +246,19 @@ def _entries(dir_fd: int) -> Iterator[str]:
     with os.scandir(dir_fd) as entries:
         for entry in entries:
             yield entry.name
+
+
+def lock_home(home: Path) -> IO[str]:
+    """One daemon per home: a second one would share the database and the workers' fate. The
+    returned file holds the lock for as long as it is open (the daemon's life)."""
+    path = home / LOCK_NAME
+    try:  # never through a symlink
+        handle = os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT), "a+")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot open the lock file: {exc}; remove it") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UsageError(f"another daemon is already running with home {home}") from None
+    return handle

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asynctask.clock import SteadyClock
+from asynctask.daemon.clock import SteadyClock
 
 
 class FakeClocks:

@@ -8,7 +8,7 @@ import pytest
 
 from asynctask import protocol
 from asynctask.core.cron import CronSchedule
-from asynctask.crontab import CronEntry, CronTable, UnusableCron, describe
+from asynctask.daemon.crontab import CronEntry, CronTable, UnusableCron, describe
 
 
 def at(text: str) -> float:

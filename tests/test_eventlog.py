@@ -15,8 +15,8 @@ from asynctask.core.limits import SchedulerSettings
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Dispatch, Scheduler
 from asynctask.core.sharding import ShardSettings
+from asynctask.daemon.eventlog import REFUSAL_LOG_INTERVAL, EventLog
 from asynctask.errors import SubmitThrottled
-from asynctask.eventlog import REFUSAL_LOG_INTERVAL, EventLog
 from asynctask.model import ErrorKind, LiveTask, error_dict
 from tests.core.helpers import make_task
 

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asynctask import interning
-from asynctask.interning import Interner
-from asynctask.liveindex import LiveIndex
+from asynctask.daemon.interning import Interner
+from asynctask.daemon.liveindex import LiveIndex
 from tests.core.helpers import make_task
 
 

@@ -48,7 +48,7 @@ class Control:
             self._daemon.scheduler.pause(target)
         else:
             self._daemon.scheduler.resume(target)
-            self._daemon.wake()
+            self._daemon.engine.wake()
         log.info("%s %s %s", "paused" if paused else "resumed", target[0], target[1] or target[2])
         return True
 
@@ -65,11 +65,11 @@ class Control:
         changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
         with self._daemon.store.one_transaction():
             for task in changed:
-                self._daemon.persist(task)
+                self._daemon.engine.persist(task)
         if changed:
             log.info("%s %d tasks", "paused" if paused else "resumed", len(changed))
             if not paused:
-                self._daemon.wake()
+                self._daemon.engine.wake()
             await self._daemon.store.flush()  # the reply says it is done only once it is stored
         return len(changed)
 
@@ -111,10 +111,10 @@ class Control:
                 if task.state is TaskState.RUNNING:
                     self._daemon.running.pop(task.seq, None)
                     self._daemon.pool.cancel(task.seq)
-                self._daemon.perform([self._daemon.scheduler.cancel(task, now)])
+                self._daemon.engine.perform([self._daemon.scheduler.cancel(task, now)])
         if chosen:
             log.info("cancelled %d tasks", len(chosen))
-            self._daemon.wake()
+            self._daemon.engine.wake()
             await self._daemon.store.flush()  # the reply says it is done only once it is stored
         return len(chosen)
 
@@ -152,7 +152,7 @@ class Control:
                 task = task_from_row(row)
                 task.move(TaskState.QUEUED)
                 task.finished_at = None
-                commits.append(self._daemon.persist(task))
+                commits.append(self._daemon.engine.persist(task))
                 self._daemon.live[(task.tenant, task.id)] = (
                     task  # no second retry picks it meanwhile
                 )
@@ -170,7 +170,7 @@ class Control:
             self._daemon.scheduler.add(task, now)
         if tasks:
             log.info("retrying %d failed tasks", len(tasks))
-            self._daemon.wake()
+            self._daemon.engine.wake()
         return len(tasks)
 
     async def delete(self, query: ListQuery, task_id: str | None = None) -> int:

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from asynctask.core.cron import CronSchedule, slot_id
-from asynctask.crontab import CronEntry
+from asynctask.daemon.crontab import CronEntry
 from asynctask.daemon.views import Key
 from asynctask.errors import UsageError
 from asynctask.store import DeleteCron, PutCron
@@ -72,7 +72,7 @@ class CronService:
             if not self._adding[key]:
                 del self._adding[key]
         self._daemon.crons.add(entry, now)
-        self._daemon.wake()
+        self._daemon.engine.wake()
         log.info("cron %s/%s added: %r", tenant, name, schedule.expr)
         (view,) = [v for v in self._daemon.crons.entries(frozenset({tenant})) if v["name"] == name]
         return view

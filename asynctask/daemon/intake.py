@@ -154,7 +154,7 @@ class Intake:
                 if self._daemon.claims.get(key) is claim:
                     del self._daemon.claims[key]
                 claim.set_result(None)
-        self._daemon.wake()
+        self._daemon.engine.wake()
         return [view for view in views if view is not None]
 
     def declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from asynctask.cursor import encode_cursor
 from asynctask.daemon.views import view_of, view_of_row
 from asynctask.errors import NotFound, UsageError, WaitTimeout
-from asynctask.inspection import dump_stack, process_info, stack_path
+from asynctask.executor.inspection import dump_stack, process_info, stack_path
 from asynctask.model import FINAL_STATES, ListQuery, TaskState
 from asynctask.paths import RUN_DIR
 from asynctask.store import TaskFilter

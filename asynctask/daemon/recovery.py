@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from asynctask.core.scheduler import Action
-from asynctask.crontab import UnusableCron
+from asynctask.daemon.crontab import UnusableCron
 from asynctask.daemon.views import check_recovered, task_from_row
 from asynctask.model import TaskState
 from asynctask.server.requests import PAUSE_KINDS
@@ -120,7 +120,7 @@ class Recovery:
             for bad in skipped
         )
         await self.set_aside(unusable)
-        self._daemon.perform(interrupted)
+        self._daemon.engine.perform(interrupted)
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",

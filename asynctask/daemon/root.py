@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -33,72 +32,58 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from asynctask import __version__, protocol
-from asynctask.attemptlogs import AttemptLogs
-from asynctask.clock import SteadyClock
+from asynctask import __version__
 from asynctask.config import (
     Config,
-    default_config_path,
-    load_config,
-    reconcile,
 )
 from asynctask.core.cron import CronSchedule
-from asynctask.core.reconfigure import reconfigure
 from asynctask.core.retry import RetryPolicy
-from asynctask.core.scheduler import Action, Dispatch, Finished, Persist, Scheduler
-from asynctask.crontab import CronEntry, CronTable
+from asynctask.core.scheduler import Scheduler
+from asynctask.daemon.attemptlogs import AttemptLogs
+from asynctask.daemon.clock import SteadyClock
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
+from asynctask.daemon.crontab import CronEntry, CronTable
+from asynctask.daemon.engine import Engine
+from asynctask.daemon.eventlog import EventLog
 from asynctask.daemon.history import History
-from asynctask.daemon.intake import Intake, function_limits
+from asynctask.daemon.intake import Intake
+from asynctask.daemon.interning import Interner
+from asynctask.daemon.liveindex import LiveIndex
+from asynctask.daemon.otel import SpanExporter, make_span_exporter
 from asynctask.daemon.queries import Queries
-from asynctask.daemon.readout import POOL_ENTITY, Readout, url_host
+from asynctask.daemon.readout import Readout, url_host
+from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
+from asynctask.daemon.storeguard import StoreGuard
 from asynctask.daemon.views import (
     Key,
-    failure_view,
-    row_of,
     update_of,
-    view_of,
 )
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
-    ConfigError,
     UsageError,
 )
-from asynctask.eventlog import EventLog
 from asynctask.executor.limits import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
-from asynctask.executor.pool import Job, Outcome, PoolConfig, WorkerPool
-from asynctask.home import UMASK, open_private, prepare_home, verify_home
-from asynctask.interning import Interner
+from asynctask.executor.pool import PoolConfig, WorkerPool
+from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
-from asynctask.liveindex import LiveIndex
 from asynctask.model import (
     ListQuery,
     LiveTask,
     SubmitSpec,
-    TaskState,
 )
 from asynctask.observe.metrics import (
-    CANCELLED,
-    COMPLETED,
-    EXPIRED,
-    FAILED,
-    RETRIED,
-    SUBMITTED,
     Metrics,
 )
-from asynctask.observe.tracing import queue_wait, record_attempt, run_time
-from asynctask.otel import SpanExporter, make_span_exporter
-from asynctask.paths import DATABASE_NAME, LOCK_NAME, LOG_DIR, PID_NAME, RUN_DIR
-from asynctask.resources import Limits
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
@@ -106,14 +91,11 @@ from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
     AssignUid,
-    InsertTask,
-    Op,
     Quarantine,
     Store,
     StoreError,
 )
 from asynctask.store.starts import StartJournal
-from asynctask.storeguard import StoreGuard
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -137,7 +119,7 @@ class Daemon:
                 sharding=sharding,
             ),
         )
-        self._sharded = sharding.sharded
+        self.sharded = sharding.sharded
         self.attempt_logs = AttemptLogs(
             home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
         )
@@ -146,7 +128,6 @@ class Daemon:
         self.store: Store | None = None
         self.guard: StoreGuard | None = None
         self.starts: StartJournal | None = None
-        self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
         self.storage_lost: StoreError | None = None
@@ -165,9 +146,6 @@ class Daemon:
         self.crons = CronTable()
         self._background: set[asyncio.Task[Any]] = set()
         self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
-        self._step_pending = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due: float | None = None
         self.stop_requested = asyncio.Event()
         self.clock = SteadyClock()
         self.started_at = self.clock()
@@ -177,6 +155,8 @@ class Daemon:
             lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
         )
         self.metrics = Metrics()
+        self.engine = Engine(self)
+        self.reconfig = Reconfig(self)
         self.readout = Readout(self)
         self.control = Control(self)
         self.intake = Intake(self)
@@ -246,54 +226,17 @@ class Daemon:
         )  # fmt: skip
         reply: dict[str, Any] = {"workers": replaced}
         if not stopping:
-            reply.update(self._reread_config(why))
+            reply.update(self.reconfig.reread(why))
         return reply
-
-    def _reread_config(self, why: str) -> dict[str, Any]:
-        """Take the config file's live keys (``config.reconcile``: limits, fairness knobs,
-        submit defaults, log level) and log every other changed key as needing a restart; it
-        keeps its old value. A file that does not load changes nothing and the daemon keeps
-        running on the config it has: the log and the reply say why."""
-        path = self.config.source or default_config_path(self.home)
-        where = str(path) if path is not None else "(no file: the defaults)"
-        try:
-            change = reconcile(self.config, load_config(path))
-        except ConfigError as exc:
-            log.error(
-                "%s: config %s not applied, the daemon keeps its current config: %s",
-                why, where, exc.message, extra={"event": "config_error"},
-            )  # fmt: skip
-            return {"config": where, "error": exc.message, "applied": [], "restart": []}
-        if change.applied:
-            self.config = change.config
-            declared = {name: function_limits(d) for name, d in self.declared_limits.items()}
-            reconfigure(self.scheduler, change.config.scheduler, declared, self.clock())
-            if "daemon.log_level" in change.applied:
-                logging.getLogger("asynctask").setLevel(change.config.daemon.log_level.upper())
-            self.wake()  # a raised limit may let something start now
-            log.info("%s: config %s: applied %s", why, where, ", ".join(change.applied),
-                     extra={"event": "config_applied", "keys": list(change.applied)})  # fmt: skip
-        if change.restart:
-            log.warning(
-                "%s: config %s: changed, needs a restart (keeps its old value until then): %s",
-                why, where, ", ".join(change.restart),
-                extra={"event": "config_restart", "keys": list(change.restart)},
-            )  # fmt: skip
-        if not change.applied and not change.restart:
-            log.info("%s: config %s: no change", why, where, extra={"event": "config_same"})
-        return {
-            "config": where,
-            "error": None,
-            "applied": list(change.applied),
-            "restart": list(change.restart),
-        }
 
     async def start(self) -> None:
         began = time.perf_counter()
         self.loop = asyncio.get_running_loop()
         os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
         verify_home(self.home)
-        self._lock_home()  # before any mode changes: another daemon may be serving from it
+        self._lock_file = lock_home(
+            self.home
+        )  # before any mode changes: another daemon may be serving from it
         tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
         if tightened:
             log.warning(
@@ -319,20 +262,6 @@ class Daemon:
         if worker is None:
             return Principal(uid=peer.uid, pid=peer.pid)
         return Principal(uid=peer.uid, pid=peer.pid, is_worker=True, worker_tenant=tenants[worker])
-
-    def _lock_home(self) -> None:
-        """One daemon per home: a second one would share the database and the workers' fate."""
-        path = self.home / LOCK_NAME
-        try:  # held for the process's life; never through a symlink (home.py)
-            handle = os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT), "a+")
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot open the lock file: {exc}; remove it") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise UsageError(f"another daemon is already running with home {self.home}") from None
-        self._lock_file = handle
 
     def _record_uid(self, tenant: str, uid: int) -> None:
         """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
@@ -428,9 +357,9 @@ class Daemon:
                 env=workers.env,
                 reap_orphans=True,
             ),
-            on_outcome=self._on_outcome,
-            on_idle=self.wake,
-            on_log=self._on_log,
+            on_outcome=self.engine.on_outcome,
+            on_idle=self.engine.wake,
+            on_log=self.engine.on_log,
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
@@ -492,7 +421,7 @@ class Daemon:
                 "seconds": round(time.perf_counter() - began, 3),
             },
         )
-        self.wake()
+        self.engine.wake()
 
     async def _start_observers(self) -> None:
         """The /metrics listener and the span exporter, when configured."""
@@ -522,8 +451,7 @@ class Daemon:
             self.spans.close()
         if self.listener is not None:
             self.listener.stop_accepting()
-        if self._timer is not None:
-            self._timer.cancel()
+        self.engine.cancel_timer()
         if self.pool is not None:
             loop = asyncio.get_running_loop()
             unfinished = await self.pool.stop(loop.time() + self._drain)
@@ -532,7 +460,7 @@ class Daemon:
                 task = self.running.pop(aid, None)
                 if task is not None:
                     reason = "the daemon stopped before the attempt finished"
-                    self.perform([self.scheduler.interrupted(task, reason, now)])
+                    self.engine.perform([self.scheduler.interrupted(task, reason, now)])
             if unfinished:
                 log.info("re-queued %d unfinished attempts", len(unfinished))
             self.attempt_logs.close()
@@ -573,109 +501,6 @@ class Daemon:
 
     # -- the step -------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        if not self._step_pending and self.loop is not None:
-            self._step_pending = True
-            self.loop.call_soon(self.step)
-
-    def step(self) -> None:
-        """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
-        self._step_pending = False
-        if self.pool is None or not self.accepting:
-            return
-        now = self.clock()
-        for entry, slot in self.crons.due(now):
-            self.cron.fire(entry, slot)
-        pool = self.pool
-        free = pool.idle_by_shard() if self._sharded else pool.idle
-        self.perform(self.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None))
-        self.metrics.sample(POOL_ENTITY, self.scheduler.queued, pool.busy, now)  # peak per minute
-        if pool.idle == 0 and self.scheduler.has_eligible():
-            pool.grow(self.scheduler.queued)  # work waits and every slot is taken
-        wakeup = self.scheduler.next_wakeup()
-        cron_at = self.crons.next_at()
-        if cron_at is not None and (wakeup is None or cron_at < wakeup):
-            wakeup = cron_at
-        self._arm_timer(wakeup)
-
-    def _arm_timer(self, due: float | None) -> None:
-        if due is None or due == self._timer_due or self.loop is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_due = due
-        delay = max(due - self.clock(), 0.0)
-        self._timer = self.loop.call_at(self.loop.time() + delay, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._timer = None
-        self._timer_due = None
-        self.step()
-
-    def perform(self, actions: Iterable[Action]) -> None:
-        assert self.store is not None
-        for action in actions:
-            task = action.task
-            if isinstance(action, Dispatch):
-                self.running[task.seq] = task
-                assert self.pool is not None
-                stored = self._record(task)
-                # The attempt's number is on disk before it starts (store/starts.py), so a
-                # crash in between re-runs it as the next attempt, never as this one again;
-                # if the journal cannot be written, it starts once the database has it.
-                journal = self.starts
-                if journal is not None and journal.started(task.seq, task.attempts):
-                    gate = None
-                    if journal.switch_due():
-                        self._switch_start_journal()
-                else:
-                    gate = stored
-                self.pool.run(
-                    Job(
-                        aid=task.seq,
-                        func=task.function,
-                        payload=task.payload,
-                        context={
-                            "id": task.id,
-                            "tenant": task.tenant,
-                            "attempt": task.attempts,
-                            "labels": task.labels,
-                        },
-                        timeout=task.timeout,
-                        limits=self._limits_of(task),
-                        gate=gate,
-                    ),
-                    shard=action.shard if action.shard >= 0 else None,
-                )
-            elif isinstance(action, Persist):
-                self._record(task)
-            elif isinstance(action, Finished):
-                self._finish(task)
-
-    def _switch_start_journal(self) -> None:
-        """Start journal lines go to its other file now; the first is emptied once every
-        "running" write put so far has committed."""
-        assert self.starts is not None
-        self._journal_left = self.starts.switch()
-        self.background_task(self._empty_journal_file())
-
-    async def _empty_journal_file(self) -> None:
-        assert self.store is not None
-        while self._journal_left is not None and self.accepting:
-            with contextlib.suppress(StoreError):
-                await self.store.flush()
-                if self.guard is not None and not self.guard.unstored:
-                    assert self.starts is not None
-                    self.starts.rotated(self._journal_left)
-                    self._journal_left = None
-                    return
-            await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
-
-    def _record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
-        """Store a change that already happened (``StoreGuard``): resolves once stored."""
-        assert self.guard is not None
-        return self.guard.record(task, extra)
-
     def _storage_lost(self, error: StoreError) -> None:
         """The store took an I/O error and stopped: stop at once, without a drain (nothing
         more can be stored), and exit non-zero so a supervisor restarts the daemon."""
@@ -690,123 +515,12 @@ class Daemon:
         )  # fmt: skip
         self.request_stop(drain=0.0)
 
-    def _limits_of(self, task: LiveTask) -> Limits | None:
-        """The attempt's limits: the task's own over ``[workers]``; ``None`` when it has none
-        of its own and so runs in a pool worker of the default profile (the common case)."""
-        own = task.options.get("resources")
-        if not own:
-            return None
-        default = self.config.workers.limits
-        try:
-            return default.merged(Limits.from_wire(own))
-        except ValueError:  # checked at submit; a row from older code: the defaults hold
-            return None
-
-    def persist(self, task: LiveTask) -> asyncio.Future[None]:
-        """One write of the task's state, for a request that undoes its change if it fails
-        (``retry``); a change that already happened goes through ``_record``."""
-        assert self.store is not None
-        return self.store.put(update_of(task))
-
-    def _finish(self, task: LiveTask) -> None:
-        counter = _FINAL_COUNTERS.get(task.state)
-        if counter is not None:
-            self.metrics.count((task.tenant, task.queue, task.function), counter, self.clock())
-        key = (task.tenant, task.id)
-        destination = self._destination_of(task)
-        # The end of the task and the submit of its destination commit together: after a
-        # crash either both happened or neither did, so the destination runs once.
-        extra = () if destination is None else (InsertTask(row_of(destination)),)
-        committed = self._record(task, extra)
-        if destination is not None:
-            committed.add_done_callback(lambda done: self._destination_stored(destination, done))
-        self.claims[key] = committed
-
-        def released(done: asyncio.Future[None]) -> None:
-            if done.cancelled():  # the daemon stopped first: the store has the task as it was
-                return
-            if self.claims.get(key) is committed:
-                del self.claims[key]
-            if self.live.get(key) is task:
-                del self.live[key]
-            view = view_of(task)
-            for waiter in self.waiters.pop(key, ()):
-                if not waiter.done():
-                    waiter.set_result(view)
-
-        committed.add_done_callback(released)
-
     def background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         assert self.loop is not None
         task = self.loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    def _destination_of(self, task: LiveTask) -> LiveTask | None:
-        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
-
-        It gets one argument, ``{"id", "tenant", "state", "result", "error", "attempts"}``, and
-        the ID ``<id>:<on_success|on_failure>:<attempts>``: fixed by the end it reports, so a
-        retried task that fails again gets a new one, and nothing can submit it twice."""
-        option = _DESTINATIONS.get(task.state)
-        function = task.options.get(option) if option else None
-        if not function:
-            return None
-        info = {
-            "id": task.id,
-            "tenant": task.tenant,
-            "state": str(task.state),
-            "result": protocol.unpack(task.result) if task.result is not None else None,
-            "error": task.error,
-            "attempts": task.attempts,
-        }
-        spec = SubmitSpec(
-            function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
-        )
-        return self.intake.new_task(spec, f"{task.id}:{option}:{task.attempts}", self.clock())
-
-    def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            return  # the failed commit is logged by _persist's callback on the same batch
-        key = (task.tenant, task.id)
-        if key in self.live:
-            return
-        self.live[key] = task
-        now = self.clock()
-        self.scheduler.add(task, now)
-        self.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-        self.wake()
-
-    def _on_log(self, aid: int, stream: str, text: str) -> None:
-        task = self.running.get(aid)
-        if task is not None:
-            self.attempt_logs.append(task.seq, task.attempts, text)
-
-    def _on_outcome(self, outcome: Outcome) -> None:
-        self.attempt_logs.finish(outcome.aid)  # its log is complete (the aid is the task's seq)
-        task = self.running.pop(outcome.aid, None)
-        if task is None:
-            return
-        now = self.clock()
-        started = None if outcome.started is None else self.clock.at_monotonic(outcome.started)
-        stages = record_attempt(task, started, now)
-        key = (task.tenant, task.queue, task.function)
-        self.metrics.attempt(key, queue_wait(stages), run_time(stages), now)
-        if outcome.ok:
-            self.perform([self.scheduler.succeeded(task, outcome.result, now)])
-        else:
-            error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
-            action = self.scheduler.attempt_failed(task, error, now)
-            self.failures.append(failure_view(task, error, now))
-            if task.state is not TaskState.FAILED:
-                self.metrics.count(key, RETRIED, now)
-            self.perform([action])
-        if self.spans is not None:
-            outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
-            self.spans.attempt(task, stages, outcome_name)
-        self.events.outcome(task, None if outcome.ok else error, outcome.pid, now)
-        self.wake()
 
     # -- requests (server.ops.Backend) ----------------------------------------------------------
 
@@ -873,19 +587,9 @@ class Daemon:
         return await self.readout.prometheus()
 
 
-_DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
-
-
 #: Paths named in the start-up line about modes tightened (the count is always complete).
 TIGHTENED_LISTED = 10
 
-
-_FINAL_COUNTERS = {
-    TaskState.SUCCEEDED: COMPLETED,
-    TaskState.FAILED: FAILED,
-    TaskState.EXPIRED: EXPIRED,
-    TaskState.CANCELLED: CANCELLED,
-}
 
 #: Failed attempts ``stats`` keeps for ``top``'s failure list.
 FAILURES_KEPT = 20

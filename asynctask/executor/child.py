@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 The daemon pre-starts these processes so that a task costs a frame round trip, not an
-interpreter start (ARCHITECTURE.md, "Pre-started workers"). Everything here serves two goals:
+interpreter start (docs/architecture.md, "The performance design"). Everything here serves
+two goals:
 
 * **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol``), ``asynctask.model``
   and ``asynctask.errors`` are imported at start-up. ``asyncio``, ``traceback`` and ``ctypes``

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The pool is an adapter (ARCHITECTURE.md): it starts, feeds, watches and kills processes, and
+The pool is an adapter (docs/architecture.md): it starts, feeds, watches and kills processes, and
 decides nothing about *which* attempt runs. The daemon asks ``idle``, calls ``run(job)`` for as
 many jobs as there are idle workers, and learns the rest through two callbacks: ``on_outcome``
 once per finished job, ``on_idle`` whenever a worker becomes free.

@@ -1,7 +1,7 @@
 """``TaskStore``: what the daemon needs from durable storage, whatever database provides it.
 
-SQLite (``Store``) is the only implementation today. The scale-out path of ARCHITECTURE.md puts
-PostgreSQL behind the same interface, and ``tests/store/`` is written against this protocol so
+SQLite (``Store``) is the only implementation today. The scale-out plan puts PostgreSQL
+behind the same interface, and ``tests/store/`` is written against this protocol so
 that a new store inherits the whole contract suite (huey's ``StorageTests``).
 
 The contract, beyond the signatures:

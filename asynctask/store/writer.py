@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 
 A commit with ``synchronous=FULL`` costs an fsync; one transaction per submit would cap the
-daemon at a few thousand submits per second (ARCHITECTURE.md measures 3,566/s, and slow laptop
-disks are ten times worse). Group commit pays one fsync for everything that arrived while the
-previous fsync was in progress, so throughput grows with load while the latency of a lone write
-stays one commit.
+daemon at a few thousand submits per second (3,566/s measured on this project's 2-core VM,
+and slow laptop disks are ten times worse). Group commit pays one fsync for everything that
+arrived while the previous fsync was in progress, so throughput grows with load while the
+latency of a lone write stays one commit.
 
 The shape is aiosqlite's own (one thread owns the connection, callers enqueue work and await a
 future), one level up: ``put`` never touches the database. It encodes the op, appends it to the

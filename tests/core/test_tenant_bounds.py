@@ -19,7 +19,7 @@ from asynctask.core.cron import CronSchedule
 from asynctask.core.limits import SchedulerSettings, TenantLimits
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Dispatch, Scheduler
-from asynctask.crontab import CronEntry, CronTable
+from asynctask.daemon.crontab import CronEntry, CronTable
 from asynctask.errors import ConfigError, SubmitThrottled, UsageError
 from asynctask.model import WAITING_STATES, ErrorKind, LiveTask, TaskState, error_dict
 from asynctask.server.requests import parse_spec

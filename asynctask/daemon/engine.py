@@ -1,0 +1,281 @@
+"""The step loop: it asks the pure core what to do (``Scheduler.dispatch``), performs the
+actions it gets (start an attempt, store a change, end a task), and feeds back what workers
+report. A state change that already happened is stored through the ``StoreGuard`` and what
+depends on it waits for the commit; an attempt's number goes to the start journal before the
+attempt starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from asynctask import protocol
+from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
+from asynctask.daemon.readout import POOL_ENTITY
+from asynctask.daemon.views import failure_view, row_of, update_of, view_of
+from asynctask.executor.pool import Job, Outcome
+from asynctask.model import LiveTask, SubmitSpec, TaskState
+from asynctask.observe.metrics import CANCELLED, COMPLETED, EXPIRED, FAILED, RETRIED, SUBMITTED
+from asynctask.observe.tracing import queue_wait, record_attempt, run_time
+from asynctask.resources import Limits
+from asynctask.store import InsertTask, Op, StoreError
+
+if TYPE_CHECKING:
+    from asynctask.daemon.root import Daemon
+
+log = logging.getLogger("asynctask.daemon")
+
+_DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
+
+
+_FINAL_COUNTERS = {
+    TaskState.SUCCEEDED: COMPLETED,
+    TaskState.FAILED: FAILED,
+    TaskState.EXPIRED: EXPIRED,
+    TaskState.CANCELLED: CANCELLED,
+}
+
+
+class Engine:
+    """The step loop of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._step_pending = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
+        self._journal_left: int | None = None  # a start journal file waiting to be emptied
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def wake(self) -> None:
+        if not self._step_pending and self._daemon.loop is not None:
+            self._step_pending = True
+            self._daemon.loop.call_soon(self.step)
+
+    def step(self) -> None:
+        """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
+        self._step_pending = False
+        if self._daemon.pool is None or not self._daemon.accepting:
+            return
+        now = self._daemon.clock()
+        for entry, slot in self._daemon.crons.due(now):
+            self._daemon.cron.fire(entry, slot)
+        pool = self._daemon.pool
+        free = pool.idle_by_shard() if self._daemon.sharded else pool.idle
+        self.perform(
+            self._daemon.scheduler.dispatch(now, free, pool.warm_slots() if pool.idle else None)
+        )
+        self._daemon.metrics.sample(
+            POOL_ENTITY, self._daemon.scheduler.queued, pool.busy, now
+        )  # peak per minute
+        if pool.idle == 0 and self._daemon.scheduler.has_eligible():
+            pool.grow(self._daemon.scheduler.queued)  # work waits and every slot is taken
+        wakeup = self._daemon.scheduler.next_wakeup()
+        cron_at = self._daemon.crons.next_at()
+        if cron_at is not None and (wakeup is None or cron_at < wakeup):
+            wakeup = cron_at
+        self._arm_timer(wakeup)
+
+    def _arm_timer(self, due: float | None) -> None:
+        if due is None or due == self._timer_due or self._daemon.loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_due = due
+        delay = max(due - self._daemon.clock(), 0.0)
+        self._timer = self._daemon.loop.call_at(self._daemon.loop.time() + delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._timer_due = None
+        self.step()
+
+    def perform(self, actions: Iterable[Action]) -> None:
+        assert self._daemon.store is not None
+        for action in actions:
+            task = action.task
+            if isinstance(action, Dispatch):
+                self._daemon.running[task.seq] = task
+                assert self._daemon.pool is not None
+                stored = self.record(task)
+                # The attempt's number is on disk before it starts (store/starts.py), so a
+                # crash in between re-runs it as the next attempt, never as this one again;
+                # if the journal cannot be written, it starts once the database has it.
+                journal = self._daemon.starts
+                if journal is not None and journal.started(task.seq, task.attempts):
+                    gate = None
+                    if journal.switch_due():
+                        self._switch_start_journal()
+                else:
+                    gate = stored
+                self._daemon.pool.run(
+                    Job(
+                        aid=task.seq,
+                        func=task.function,
+                        payload=task.payload,
+                        context={
+                            "id": task.id,
+                            "tenant": task.tenant,
+                            "attempt": task.attempts,
+                            "labels": task.labels,
+                        },
+                        timeout=task.timeout,
+                        limits=self._limits_of(task),
+                        gate=gate,
+                    ),
+                    shard=action.shard if action.shard >= 0 else None,
+                )
+            elif isinstance(action, Persist):
+                self.record(task)
+            elif isinstance(action, Finished):
+                self.finish(task)
+
+    def _switch_start_journal(self) -> None:
+        """Start journal lines go to its other file now; the first is emptied once every
+        "running" write put so far has committed."""
+        assert self._daemon.starts is not None
+        self._journal_left = self._daemon.starts.switch()
+        self._daemon.background_task(self._empty_journal_file())
+
+    async def _empty_journal_file(self) -> None:
+        assert self._daemon.store is not None
+        while self._journal_left is not None and self._daemon.accepting:
+            with contextlib.suppress(StoreError):
+                await self._daemon.store.flush()
+                if self._daemon.guard is not None and not self._daemon.guard.unstored:
+                    assert self._daemon.starts is not None
+                    self._daemon.starts.rotated(self._journal_left)
+                    self._journal_left = None
+                    return
+            await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
+
+    def record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
+        """Store a change that already happened (``StoreGuard``): resolves once stored."""
+        assert self._daemon.guard is not None
+        return self._daemon.guard.record(task, extra)
+
+    def _limits_of(self, task: LiveTask) -> Limits | None:
+        """The attempt's limits: the task's own over ``[workers]``; ``None`` when it has none
+        of its own and so runs in a pool worker of the default profile (the common case)."""
+        own = task.options.get("resources")
+        if not own:
+            return None
+        default = self._daemon.config.workers.limits
+        try:
+            return default.merged(Limits.from_wire(own))
+        except ValueError:  # checked at submit; a row from older code: the defaults hold
+            return None
+
+    def persist(self, task: LiveTask) -> asyncio.Future[None]:
+        """One write of the task's state, for a request that undoes its change if it fails
+        (``retry``); a change that already happened goes through ``_record``."""
+        assert self._daemon.store is not None
+        return self._daemon.store.put(update_of(task))
+
+    def finish(self, task: LiveTask) -> None:
+        counter = _FINAL_COUNTERS.get(task.state)
+        if counter is not None:
+            self._daemon.metrics.count(
+                (task.tenant, task.queue, task.function), counter, self._daemon.clock()
+            )
+        key = (task.tenant, task.id)
+        destination = self._destination_of(task)
+        # The end of the task and the submit of its destination commit together: after a
+        # crash either both happened or neither did, so the destination runs once.
+        extra = () if destination is None else (InsertTask(row_of(destination)),)
+        committed = self.record(task, extra)
+        if destination is not None:
+            committed.add_done_callback(lambda done: self._destination_stored(destination, done))
+        self._daemon.claims[key] = committed
+
+        def released(done: asyncio.Future[None]) -> None:
+            if done.cancelled():  # the daemon stopped first: the store has the task as it was
+                return
+            if self._daemon.claims.get(key) is committed:
+                del self._daemon.claims[key]
+            if self._daemon.live.get(key) is task:
+                del self._daemon.live[key]
+            view = view_of(task)
+            for waiter in self._daemon.waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.set_result(view)
+
+        committed.add_done_callback(released)
+
+    def _destination_of(self, task: LiveTask) -> LiveTask | None:
+        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
+
+        It gets one argument, ``{"id", "tenant", "state", "result", "error", "attempts"}``, and
+        the ID ``<id>:<on_success|on_failure>:<attempts>``: fixed by the end it reports, so a
+        retried task that fails again gets a new one, and nothing can submit it twice."""
+        option = _DESTINATIONS.get(task.state)
+        function = task.options.get(option) if option else None
+        if not function:
+            return None
+        info = {
+            "id": task.id,
+            "tenant": task.tenant,
+            "state": str(task.state),
+            "result": protocol.unpack(task.result) if task.result is not None else None,
+            "error": task.error,
+            "attempts": task.attempts,
+        }
+        spec = SubmitSpec(
+            function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
+        )
+        return self._daemon.intake.new_task(
+            spec, f"{task.id}:{option}:{task.attempts}", self._daemon.clock()
+        )
+
+    def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # the failed commit is logged by _persist's callback on the same batch
+        key = (task.tenant, task.id)
+        if key in self._daemon.live:
+            return
+        self._daemon.live[key] = task
+        now = self._daemon.clock()
+        self._daemon.scheduler.add(task, now)
+        self._daemon.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
+        self.wake()
+
+    def on_log(self, aid: int, stream: str, text: str) -> None:
+        task = self._daemon.running.get(aid)
+        if task is not None:
+            self._daemon.attempt_logs.append(task.seq, task.attempts, text)
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        self._daemon.attempt_logs.finish(
+            outcome.aid
+        )  # its log is complete (the aid is the task's seq)
+        task = self._daemon.running.pop(outcome.aid, None)
+        if task is None:
+            return
+        now = self._daemon.clock()
+        started = (
+            None if outcome.started is None else self._daemon.clock.at_monotonic(outcome.started)
+        )
+        stages = record_attempt(task, started, now)
+        key = (task.tenant, task.queue, task.function)
+        self._daemon.metrics.attempt(key, queue_wait(stages), run_time(stages), now)
+        if outcome.ok:
+            self.perform([self._daemon.scheduler.succeeded(task, outcome.result, now)])
+        else:
+            error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
+            action = self._daemon.scheduler.attempt_failed(task, error, now)
+            self._daemon.failures.append(failure_view(task, error, now))
+            if task.state is not TaskState.FAILED:
+                self._daemon.metrics.count(key, RETRIED, now)
+            self.perform([action])
+        if self._daemon.spans is not None:
+            outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
+            self._daemon.spans.attempt(task, stages, outcome_name)
+        self._daemon.events.outcome(task, None if outcome.ok else error, outcome.pid, now)
+        self.wake()
