@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asynctask import interning
+from asynctask.daemon import interning
 from asynctask.daemon.interning import Interner
 from asynctask.daemon.liveindex import LiveIndex
 from tests.core.helpers import make_task
