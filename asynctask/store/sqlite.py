@@ -20,7 +20,7 @@ import gc
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -275,8 +275,7 @@ class Store:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
         self._check_open()
         with map_errors("reading the largest seq"):
-            async with self._read_conn.execute(schema.SELECT_MAX_SEQ) as cursor:
-                row = await cursor.fetchone()
+            row = _first_row(await self._read_conn.execute_fetchall(schema.SELECT_MAX_SEQ))
         return int(row[0]) if row is not None else 0
 
     async def load_pauses(self) -> list[tuple[str, str, str]]:
@@ -310,8 +309,7 @@ class Store:
         conn.text_factory = _escaped_text
         try:
             with map_errors(doing):
-                async with conn.execute(sql) as cursor:
-                    return list(await cursor.fetchall())
+                return list(await conn.execute_fetchall(sql))
         finally:
             conn.text_factory = str
 
@@ -327,24 +325,21 @@ class Store:
         if tenant is not None:
             query, params["tenant"] = schema.SELECT_TENANT_OLD_FINISHED, tenant
         with map_errors("finding old finished tasks"):
-            async with self._read_conn.execute(query, params) as cursor:
-                rows = await cursor.fetchall()
+            rows = list(await self._read_conn.execute_fetchall(query, params))
         return [(int(seq), str(tenant), str(task_id), int(n)) for seq, tenant, task_id, n in rows]
 
     async def count_finished(self) -> int:
         """How many finished tasks are stored (history retention's count cap)."""
         self._check_open()
         with map_errors("counting finished tasks"):
-            async with self._read_conn.execute(schema.COUNT_FINISHED) as cursor:
-                row = await cursor.fetchone()
+            row = _first_row(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED))
         return int(row[0]) if row is not None else 0
 
     async def count_finished_by_tenant(self) -> dict[str, int]:
         """Each tenant's finished tasks (history retention's cap counts each tenant's own)."""
         self._check_open()
         with map_errors("counting finished tasks"):
-            async with self._read_conn.execute(schema.COUNT_FINISHED_BY_TENANT) as cursor:
-                rows = await cursor.fetchall()
+            rows = list(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED_BY_TENANT))
         return {str(tenant): int(count) for tenant, count in rows}
 
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
@@ -386,8 +381,7 @@ class Store:
         probe = prefix_probe_sql(named)
         if probe is not None:
             with map_errors("listing tasks"):
-                async with self._read_conn.execute(*probe) as cursor:
-                    row = await cursor.fetchone()
+                row = _first_row(await self._read_conn.execute_fetchall(*probe))
             narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
         if f.tenants is not None or f.queue is not None or narrow:
             f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
@@ -401,8 +395,9 @@ class Store:
         best: tuple[int, tuple[str, str]] | None = None
         for key, value in f.labels.items():
             with map_errors("listing tasks"):
-                async with self._read_conn.execute(*label_probe_sql(key, value)) as cursor:
-                    row = await cursor.fetchone()
+                row = _first_row(
+                    await self._read_conn.execute_fetchall(*label_probe_sql(key, value))
+                )
             count = int(row[0]) if row is not None else 0
             if count < NARROW_LABEL_ROWS and (best is None or count < best[0]):
                 best = (count, (key, value))
@@ -411,16 +406,14 @@ class Store:
     async def _tenants(self, most: int) -> list[str]:
         """The distinct tenants stored, up to ``most``: one index descent per tenant."""
         with map_errors("listing tenants"):
-            async with self._read_conn.execute(schema.SELECT_TENANTS, (most,)) as cursor:
-                rows = await cursor.fetchall()
+            rows = list(await self._read_conn.execute_fetchall(schema.SELECT_TENANTS, (most,)))
         return [str(tenant) for (tenant,) in rows]
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database (``schema.SCHEMA_VERSION`` once open)."""
         self._check_open()
         with map_errors("reading the schema version"):
-            async with self._read_conn.execute(schema.READ_VERSION) as cursor:
-                row = await cursor.fetchone()
+            row = _first_row(await self._read_conn.execute_fetchall(schema.READ_VERSION))
         return int(row[0]) if row is not None else 0
 
     async def settings(self) -> dict[str, Any]:
@@ -450,11 +443,16 @@ class Store:
         return values
 
     async def _fetch_rows(self, doing: str, sql: str, params: Any) -> list[TaskRow]:
+        """Every read runs and fetches in one hop of the read connection's thread
+        (``execute_fetchall``), never with a cursor open across an ``await``: SQLite keeps a
+        connection's read transaction, and so its snapshot, while any of its statements is
+        open, and requests overlapping on the one read connection kept one open for seconds -
+        ``wait`` then read a finished task as still ``queued``."""
         self._check_open()
         with map_errors(doing, DECODE_ERRORS):
-            async with self._read_conn.execute(sql, params) as cursor:
-                cursor.row_factory = cast(Any, row_decoder())
-                rows = await cursor.fetchall()
+            raw = await self._read_conn.execute_fetchall(sql, params)
+            decode = row_decoder()
+            rows = [decode(cast(Any, None), tuple(row)) for row in raw]
         return cast(list[TaskRow], rows)
 
     def _check_open(self) -> None:
@@ -471,6 +469,10 @@ class Store:
         )
 
 
+def _first_row(rows: Iterable[Any]) -> Any:
+    return next(iter(rows), None)
+
+
 def _escaped_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
@@ -485,8 +487,7 @@ def _with_seq(
 
 
 async def _configure(conn: aiosqlite.Connection, durability: Durability) -> None:
-    async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
-        row = await cursor.fetchone()
+    row = _first_row(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
     _check_wal(row)
     for pragma in schema.connection_pragmas(durability):
         await conn.execute(pragma)
