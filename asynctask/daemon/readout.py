@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from asynctask import __version__
@@ -44,11 +46,65 @@ SAMPLE_CHUNK = 500
 QUEUES_SHOWN = 10_000
 
 
+#: How often ``LoopWatch`` ticks, and the window its maxima cover.
+LOOP_TICK = 0.01
+LOOP_WINDOW = 60.0
+#: Ticks held at least this long are kept (the newest ``SLOW_KEPT``) for ``ping``.
+SLOW_TICK = 0.005
+SLOW_KEPT = 64
+
+
+class LoopWatch:
+    """How long the event loop was held: the promise is that no request holds it for more than
+    50 ms (PRODUCT.md, "Robustness"), and this is the daemon's own measure of it.
+
+    A timer due every ``LOOP_TICK`` fires late by however long the loop was busy before it.
+    Lateness alone also counts time the process waited for a CPU while other processes ran (a
+    client's round trip measures that too), so each tick also reads the loop thread's CPU time:
+    ``held`` is the lateness the loop spent running, ``late`` all of it. Maxima over the last
+    ``LOOP_WINDOW`` seconds (the current and the previous window), and the newest ticks that
+    were held over ``SLOW_TICK`` as ``[monotonic time, held ms, late ms]``, so that a check can
+    pick those of its own time span."""
+
+    def __init__(self) -> None:
+        self.slow: deque[list[float]] = deque(maxlen=SLOW_KEPT)
+        self._held = [0.0, 0.0]
+        self._late = [0.0, 0.0]
+        self._window_started = 0.0
+
+    def maxima(self) -> dict[str, Any]:
+        return {
+            "held_max_ms": round(max(self._held) * 1000, 1),
+            "late_max_ms": round(max(self._late) * 1000, 1),
+            "slow": list(self.slow),
+        }
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._window_started = loop.time()
+        while True:
+            due = loop.time() + LOOP_TICK
+            cpu = time.thread_time()
+            await asyncio.sleep(LOOP_TICK)
+            now = loop.time()
+            late = max(0.0, now - due)
+            held = min(late, max(0.0, time.thread_time() - cpu))
+            if now - self._window_started >= LOOP_WINDOW:
+                self._window_started = now
+                self._held = [self._held[1], 0.0]
+                self._late = [self._late[1], 0.0]
+            if held >= SLOW_TICK:
+                self.slow.append([round(now, 3), round(held * 1000, 1), round(late * 1000, 1)])
+            self._held[1] = max(self._held[1], held)
+            self._late[1] = max(self._late[1], late)
+
+
 class Readout:
     """The readouts of one daemon (see the module docstring)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self.loop_watch = LoopWatch()
 
     def ping(self) -> dict[str, Any]:
         return {
@@ -80,6 +136,7 @@ class Readout:
                 "pending": self._daemon.store.pending if self._daemon.store else 0,
             },
             "storage": self.storage_health(),
+            "loop": self.loop_watch.maxima(),
         }
 
     def storage_health(self) -> dict[str, Any]:

