@@ -51,6 +51,7 @@ from asynctask.daemon.cron import CronService
 from asynctask.daemon.crontab import CronEntry, CronTable
 from asynctask.daemon.engine import Engine
 from asynctask.daemon.eventlog import EventLog
+from asynctask.daemon.gcpause import GcPauses
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake
 from asynctask.daemon.interning import Interner
@@ -156,6 +157,7 @@ class Daemon:
         )
         self.metrics = Metrics()
         self.engine = Engine(self)
+        self.gc_pauses = GcPauses()
         self.reconfig = Reconfig(self)
         self.readout = Readout(self)
         self.control = Control(self)
@@ -386,6 +388,7 @@ class Daemon:
         self.accepting = True
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
+        self.gc_pauses.install()
         self.background_task(self.readout.sample_loop())
         self.background_task(self.readout.loop_watch.run())
         history = self.config.daemon
@@ -445,6 +448,7 @@ class Daemon:
             self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
 
     async def shutdown(self) -> None:
+        self.gc_pauses.remove()
         self.accepting = False
         if self.metrics_http is not None:
             await self.metrics_http.close()
