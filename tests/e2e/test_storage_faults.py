@@ -9,16 +9,15 @@ says storage is failing, and service resumes without a restart once there is spa
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sqlite3
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from asynctask.errors import StorageError
+from benchmarks.reliability import diskfull
 from tests.e2e.conftest import DaemonProcess, poll
 
 pytestmark = pytest.mark.skipif(
@@ -29,46 +28,28 @@ CONFIG = "[workers]\nmin_workers = 1\nmax_workers = 2\n"
 
 
 class SmallDisk:
-    """A tmpfs of ``size`` bytes; ``fill`` leaves it full, ``free`` gives the space back."""
+    """A tmpfs (``benchmarks.reliability.diskfull.tmpfs``); ``fill`` leaves it full, ``free``
+    gives the space back."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._filler = root / "filler"
 
     def fill(self) -> None:
-        chunk = b"\0" * (64 * 1024)
-        with open(self._filler, "ab", buffering=0) as handle:
-            while True:
-                try:
-                    handle.write(chunk)
-                except OSError as error:
-                    if error.errno != errno.ENOSPC:
-                        raise
-                    break
-        for small in (4096, 512, 1):  # the last pages too
-            with open(self._filler, "ab", buffering=0) as handle, contextlib.suppress(OSError):
-                while True:
-                    handle.write(b"\0" * small)
+        diskfull.fill(self._filler)
 
     def free(self) -> None:
         self._filler.unlink(missing_ok=True)
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    root = tmp_path / "disk"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(root)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+def disk() -> Iterator[SmallDisk]:
+    with contextlib.ExitStack() as stack:
+        try:
+            root = stack.enter_context(diskfull.tmpfs("32m"))
+        except diskfull.MountUnavailable as exc:
+            pytest.skip(f"cannot mount a tmpfs here: {exc}")
         yield SmallDisk(root)
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
 
 
 @pytest.fixture
@@ -179,16 +160,6 @@ def test_output_on_a_full_disk_is_dropped_with_a_few_log_lines(
     log = on_disk.log.read_text()
     assert "Traceback" not in log
     assert 1 <= log.count("its log cannot be written") <= 3
-
-
-@pytest.fixture
-def shim_lib() -> Path:
-    from benchmarks.reliability import shim
-
-    try:
-        return shim.build()
-    except shim.ShimUnavailable as exc:
-        pytest.skip(f"faultshim unavailable: {exc}")
 
 
 @pytest.mark.parametrize("rule", ["fsync:1:EIO:always", "write:1:EIO:always"])

@@ -1,5 +1,6 @@
-"""Fixtures of the reliability battery. Each check (benchmarks/reliability/) starts its own
-daemons and kills them, and sweeps their cgroups, however it ends."""
+"""Fixtures shared across test folders: the storage-fault shim of the reliability battery
+(``benchmarks/reliability/shim.py``), used by tests/reliability and the e2e storage-fault
+tests."""
 
 from __future__ import annotations
 
