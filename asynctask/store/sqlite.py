@@ -20,7 +20,7 @@ import gc
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -246,9 +246,7 @@ class Store:
         (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
         conn = self._read_conn
         decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)
-        if tolerant:
-            conn.text_factory = _escaped_text
-        try:
+        with _text_escaped(conn) if tolerant else contextlib.nullcontext():
             async with conn.execute(schema.SELECT_LIVE_AFTER, (after,)) as cursor:
                 cursor.row_factory = cast(Any, _with_seq(decoder))
                 while True:
@@ -267,9 +265,6 @@ class Store:
                     yield [*rows, fetched[-1][1]]
                     if tolerant:
                         return
-        finally:
-            if tolerant:
-                conn.text_factory = str
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
@@ -305,13 +300,8 @@ class Store:
 
     async def _read_escaped(self, doing: str, sql: str) -> list[Any]:
         self._check_open()
-        conn = self._read_conn
-        conn.text_factory = _escaped_text
-        try:
-            with map_errors(doing):
-                return list(await conn.execute_fetchall(sql))
-        finally:
-            conn.text_factory = str
+        with _text_escaped(self._read_conn), map_errors(doing):
+            return list(await self._read_conn.execute_fetchall(sql))
 
     async def old_finished(
         self, before: float, limit: int, tenant: str | None = None
@@ -477,6 +467,19 @@ def _escaped_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+@contextlib.contextmanager
+def _text_escaped(conn: Any) -> Iterator[None]:
+    """Text read meanwhile on ``conn`` (``sqlite3`` or aiosqlite) that is not UTF-8 comes back
+    escaped (``surrogateescape``: kept exactly, as ``\\udcXX``) instead of failing the read.
+    Start-up and quarantine only: the factory is the connection's, not a statement's."""
+    factory = conn.text_factory
+    conn.text_factory = _escaped_text
+    try:
+        yield
+    finally:
+        conn.text_factory = factory
+
+
 def _with_seq(
     decoder: Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None],
 ) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[TaskRow | None, int]]:
@@ -526,38 +529,35 @@ def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) ->
     """``Store.quarantine``'s transaction. Text is read with ``surrogateescape`` meanwhile, so
     a column of bytes that are not UTF-8 is kept exactly (as ``\\udcXX`` escapes) instead of
     failing the read."""
-    factory = conn.text_factory
-    conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
-    moved = 0
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for row in rows:
-            where = schema.QUARANTINE_KEYS[row.source]
-            key = tuple(_as_stored(value) for value in row.key)
-            cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", key)
-            found = cursor.fetchone()
-            if found is None:
-                continue
-            names = [column[0] for column in cursor.description]
-            raw = json.dumps(
-                {name: _jsonable(value) for name, value in zip(names, found, strict=True)},
-                ensure_ascii=True,
-                separators=(",", ":"),
-            )
-            label, error = _utf8(row.label), _utf8(row.error)
-            conn.execute(schema.INSERT_QUARANTINE, (row.source, label, raw, error, now))
-            if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, key).rowcount:
-                conn.execute(schema.DELETE_LABELS_OF, key)
-            conn.execute(f"DELETE FROM {row.source} WHERE {where}", key)
-            moved += 1
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.text_factory = factory
-    return moved
+    with _text_escaped(conn):
+        moved = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for row in rows:
+                where = schema.QUARANTINE_KEYS[row.source]
+                key = tuple(_as_stored(value) for value in row.key)
+                cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", key)
+                found = cursor.fetchone()
+                if found is None:
+                    continue
+                names = [column[0] for column in cursor.description]
+                raw = json.dumps(
+                    {name: _jsonable(value) for name, value in zip(names, found, strict=True)},
+                    ensure_ascii=True,
+                    separators=(",", ":"),
+                )
+                label, error = _utf8(row.label), _utf8(row.error)
+                conn.execute(schema.INSERT_QUARANTINE, (row.source, label, raw, error, now))
+                if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, key).rowcount:
+                    conn.execute(schema.DELETE_LABELS_OF, key)
+                conn.execute(f"DELETE FROM {row.source} WHERE {where}", key)
+                moved += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                conn.execute("ROLLBACK")
+            raise
+        return moved
 
 
 def _as_stored(value: object) -> object:
