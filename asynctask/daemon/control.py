@@ -39,7 +39,6 @@ class Control:
         """Pause or resume a tenant, queue or function; durable before the reply.
 
         Returns whether anything changed (pausing twice is allowed and changes nothing)."""
-        assert self._daemon.store is not None
         if self._daemon.scheduler.is_paused(target) == paused:
             return False
         op = SetPause(*target) if paused else ClearPause(*target)
@@ -56,7 +55,6 @@ class Control:
         """Pause (or resume) the waiting tasks a selector matches, one by one, in one
         transaction; durable before the reply. Unlike a tenant, queue or function pause, it
         holds only what waits now, not later submits. Returns how many changed."""
-        assert self._daemon.store is not None
         now = self._daemon.clock()
         matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
@@ -90,14 +88,13 @@ class Control:
     async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
         """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        status = await self._daemon.status(tenant, task_id)  # raises NotFound for an unknown ID
+        status = await self._daemon.queries.status(tenant, task_id)  # unknown: NotFound
         raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
 
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
         transaction; running attempts have their workers stopped (their late reports are
         ignored). Returns how many."""
-        assert self._daemon.store is not None
         assert self._daemon.pool is not None
         now = self._daemon.clock()
         chosen = self._live_matching(query, task_id, LIVE_STATES)
@@ -121,7 +118,6 @@ class Control:
     async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
         """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
         count goes on. Returns how many. ``task_id`` names one, which must have failed."""
-        assert self._daemon.store is not None
         if not self._daemon.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no retries")
         await self._daemon.store.flush()  # failures still being written are found too
@@ -144,7 +140,6 @@ class Control:
                 self._daemon.scheduler.unreserve(tenant, count, nbytes)
 
     async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
-        assert self._daemon.store is not None
         tasks = []
         commits = []
         with self._daemon.store.one_transaction():
@@ -176,7 +171,6 @@ class Control:
     async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
         """Remove finished tasks from the history, in one transaction; their IDs may be
         submitted again. Returns how many. ``task_id`` names one, which must have finished."""
-        assert self._daemon.store is not None
         await self._daemon.store.flush()  # tasks still being finished are found too
         rows = await self._rows_for(
             query, task_id, "only finished tasks can be deleted (cancel it first)"
@@ -193,7 +187,6 @@ class Control:
 
     async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
         """The stored rows a selector or one ID names; an ID must be in one of its states."""
-        assert self._daemon.store is not None
         if task_id is None:
             return await self._daemon.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT

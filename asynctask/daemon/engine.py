@@ -55,7 +55,7 @@ class Engine:
             self._timer = None
 
     def wake(self) -> None:
-        if not self._step_pending and self._daemon.loop is not None:
+        if not self._step_pending:
             self._step_pending = True
             self._daemon.loop.call_soon(self.step)
 
@@ -84,7 +84,7 @@ class Engine:
         self._arm_timer(wakeup)
 
     def _arm_timer(self, due: float | None) -> None:
-        if due is None or due == self._timer_due or self._daemon.loop is None:
+        if due is None or due == self._timer_due:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -98,7 +98,6 @@ class Engine:
         self.step()
 
     def perform(self, actions: Iterable[Action]) -> None:
-        assert self._daemon.store is not None
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
@@ -145,11 +144,10 @@ class Engine:
         self._daemon.background_task(self._empty_journal_file())
 
     async def _empty_journal_file(self) -> None:
-        assert self._daemon.store is not None
         while self._journal_left is not None and self._daemon.accepting:
             with contextlib.suppress(StoreError):
                 await self._daemon.store.flush()
-                if self._daemon.guard is not None and not self._daemon.guard.unstored:
+                if not self._daemon.guard.unstored:
                     assert self._daemon.starts is not None
                     self._daemon.starts.rotated(self._journal_left)
                     self._journal_left = None
@@ -158,7 +156,6 @@ class Engine:
 
     def record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
         """Store a change that already happened (``StoreGuard``): resolves once stored."""
-        assert self._daemon.guard is not None
         return self._daemon.guard.record(task, extra)
 
     def _limits_of(self, task: LiveTask) -> Limits | None:
@@ -176,7 +173,6 @@ class Engine:
     def persist(self, task: LiveTask) -> asyncio.Future[None]:
         """One write of the task's state, for a request that undoes its change if it fails
         (``retry``); a change that already happened goes through ``_record``."""
-        assert self._daemon.store is not None
         return self._daemon.store.put(update_of(task))
 
     def finish(self, task: LiveTask) -> None:

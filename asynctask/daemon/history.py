@@ -42,7 +42,6 @@ class History:
         before the next is read, so the writer serves other transactions in between and a
         purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
         """
-        assert self._daemon.store is not None
         interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
         while self._daemon.accepting:
             try:
@@ -69,7 +68,6 @@ class History:
     async def _delete(self, rows: list[tuple[int, str, str, int]]) -> int:
         """Delete these finished tasks in one transaction, then their attempt logs (in a
         thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
-        assert self._daemon.store is not None
         chosen = []
         for seq, tenant, task_id, attempts in rows:
             live = self._daemon.live.get((tenant, task_id))

@@ -60,7 +60,6 @@ class Intake:
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
         if not self._daemon.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
-        assert self._daemon.store is not None
         now = self._daemon.clock()
         payload_bytes: Counter[str] = Counter()
         queues: dict[str, set[str]] = {}
@@ -91,7 +90,6 @@ class Intake:
                 self._daemon.scheduler.unreserve(tenant, count, payload_bytes[tenant])
 
     async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
-        assert self._daemon.store is not None
         for spec in specs:
             self.declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -179,12 +177,7 @@ class Intake:
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
         while True:
             task = self._daemon.live.get(key)
-            if (
-                task is not None
-                and self._daemon.guard is not None
-                and self._daemon.guard.is_unstored(task.seq)
-            ):
-                assert self._daemon.store is not None
+            if task is not None and self._daemon.guard.is_unstored(task.seq):
                 raise StorageError(
                     f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
                     f"used: {self._daemon.store.failure or 'storage is failing'}"

@@ -34,7 +34,6 @@ class Queries:
         task = self._daemon.live.get((tenant, task_id))
         if task is not None:
             return view_of(task)
-        assert self._daemon.store is not None
         row = await self._daemon.store.get(tenant, task_id)
         if row is None:
             raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
@@ -76,7 +75,6 @@ class Queries:
         if live is not None:
             seq, view = live.seq, view_of(live)
         else:
-            assert self._daemon.store is not None
             row = await self._daemon.store.get(tenant, task_id)
             if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
@@ -116,7 +114,6 @@ class Queries:
     async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
         """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
         this is the last (one row more than the page is read to know)."""
-        assert self._daemon.store is not None
         await self._daemon.store.flush()
         rows = await self._daemon.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
         more = len(rows) > query.limit

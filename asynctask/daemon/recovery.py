@@ -48,18 +48,12 @@ class Recovery:
         """Once start-up's writes (the interrupted attempts it found) have committed, the
         journal's lines are in the database; until then (a full disk) they are kept. A line
         kept longer does no harm: one whose attempt the database already counts is ignored."""
-        assert self._daemon.store is not None
         with contextlib.suppress(StoreError):
             await self._daemon.store.flush()
-            if (
-                self._daemon.starts is not None
-                and self._daemon.guard is not None
-                and not self._daemon.guard.unstored
-            ):
+            if self._daemon.starts is not None and not self._daemon.guard.unstored:
                 self._daemon.starts.reset()
 
     async def _load_live(self) -> int:
-        assert self._daemon.store is not None
         started = await asyncio.to_thread(read_starts, self._daemon.home)
         self._daemon.next_seq = await self._daemon.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
@@ -135,7 +129,6 @@ class Recovery:
         lists them), so that the next start does not meet them again. A store that cannot
         write (read-only, full) leaves them where they are: they were skipped, the daemon
         serves all the same, and the log says so."""
-        assert self._daemon.store is not None
         if not rows:
             return
         try:

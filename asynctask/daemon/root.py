@@ -41,10 +41,10 @@ from asynctask import __version__
 from asynctask.config import (
     Config,
 )
-from asynctask.core.cron import CronSchedule
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
 from asynctask.daemon.attemptlogs import AttemptLogs
+from asynctask.daemon.backend import Backend, principal_of
 from asynctask.daemon.clock import SteadyClock
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
@@ -71,15 +71,12 @@ from asynctask.errors import (
     UsageError,
 )
 from asynctask.executor.limits import detect_cgroups, sweep_stale
-from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import PoolConfig, WorkerPool
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
 from asynctask.model import (
-    ListQuery,
     LiveTask,
-    SubmitSpec,
 )
 from asynctask.observe.metrics import (
     Metrics,
@@ -102,7 +99,10 @@ log = logging.getLogger("asynctask.daemon")
 
 
 class Daemon:
-    def __init__(self, config: Config, home: Path, socket_path: Path) -> None:
+    """Built and started by ``await Daemon.open(config, home, socket_path)``, which claims the
+    home and opens the store first, so that no part the services use is ever missing."""
+
+    def __init__(self, config: Config, home: Path, socket_path: Path, store: Store) -> None:
         self.config = config
         self.home = home
         self.socket_path = socket_path
@@ -126,9 +126,11 @@ class Daemon:
         )
         self.interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
-        self.store: Store | None = None
-        self.guard: StoreGuard | None = None
-        self.starts: StartJournal | None = None
+        self.loop = asyncio.get_running_loop()
+        self.clock = SteadyClock()
+        self.store = store
+        self.guard = StoreGuard(store, update_of, self.clock)
+        self.starts: StartJournal | None = None  # opened once recovery has read it
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
         self.storage_lost: StoreError | None = None
@@ -148,7 +150,6 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self.stop_requested = asyncio.Event()
-        self.clock = SteadyClock()
         self.started_at = self.clock()
         self.events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
             self.scheduler,
@@ -170,8 +171,8 @@ class Daemon:
         self.spans: SpanExporter | None = None
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
+        self.backend = Backend(self)
 
     def __repr__(self) -> str:
         return (
@@ -181,9 +182,29 @@ class Daemon:
 
     # -- life cycle -----------------------------------------------------------------------------
 
+    @classmethod
+    async def open(cls, config: Config, home: Path, socket_path: Path) -> Daemon:
+        """Claim the home, open the store, start every part and serve; on any failure, undo
+        what was started and raise."""
+        began = time.perf_counter()
+        lock_file = _claim_home(home, shared=bool(config.auth.users))
+        try:
+            claim_socket_path(socket_path)
+            store = await Store.open(str(home / DATABASE_NAME), durability=config.daemon.durability)
+        except BaseException:
+            lock_file.close()
+            raise
+        daemon = cls(config, home, socket_path, store)
+        daemon._lock_file = lock_file
+        try:
+            await daemon._start_parts(began)
+        except BaseException:
+            await daemon.shutdown()
+            raise
+        return daemon
+
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then drain and exit."""
-        await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -210,7 +231,6 @@ class Daemon:
 
     def stop(self, drain: float | None) -> dict[str, Any]:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
-        assert self.loop is not None
         self.loop.call_soon(self.request_stop, drain)
         drain = self._drain if drain is None else drain
         return {"stopping": True, "drain": drain, "pid": os.getpid()}
@@ -231,44 +251,12 @@ class Daemon:
             reply.update(self.reconfig.reread(why))
         return reply
 
-    async def start(self) -> None:
-        began = time.perf_counter()
-        self.loop = asyncio.get_running_loop()
-        os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
-        verify_home(self.home)
-        self._lock_file = lock_home(
-            self.home
-        )  # before any mode changes: another daemon may be serving from it
-        tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
-        if tightened:
-            log.warning(
-                "tightened %d path(s) in the home that others could read (an older version's "
-                "modes): %s%s",
-                len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
-                " ..." if len(tightened) > TIGHTENED_LISTED else "",
-                extra={"event": "tightened", "paths": len(tightened)},
-            )  # fmt: skip
-        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
-        claim_socket_path(self.socket_path)
-        try:
-            await self._start_parts(began)
-        except BaseException:
-            await self.shutdown()
-            raise
-
     def _identify(self, peer: Peer) -> Principal:
-        """Who a new connection acts as: a task of its worker's tenant when the peer is one of
-        the pool's workers or a process one started (``lineage.worker_of``), else a user."""
-        tenants = self.pool.worker_tenants() if self.pool is not None else {}
-        worker = worker_of(peer.pid, tenants)
-        if worker is None:
-            return Principal(uid=peer.uid, pid=peer.pid)
-        return Principal(uid=peer.uid, pid=peer.pid, is_worker=True, worker_tenant=tenants[worker])
+        return principal_of(peer, self.pool.worker_tenants() if self.pool is not None else {})
 
     def _record_uid(self, tenant: str, uid: int) -> None:
         """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
         restart."""
-        assert self.store is not None
         log.info("tenant %s: workers run as uid %d", tenant, uid,
                  extra={"event": "tenant_uid", "tenant": tenant, "uid": uid})  # fmt: skip
 
@@ -279,11 +267,8 @@ class Daemon:
         self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
 
     async def _start_parts(self, began: float) -> None:
-        self.store = await Store.open(
-            str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
-        )
+        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         self.store.on_fatal(self._storage_lost)
-        self.guard = StoreGuard(self.store, update_of, self.clock)
         self.guard.start()
         if self.store.wal_unchecked is not None:
             log.warning("the WAL could not be checked for damage at start-up: %s",
@@ -366,7 +351,7 @@ class Daemon:
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
         ops = Ops(
-            self,
+            self.backend,
             AuthPolicy(admins, self.config.auth.users),
             self.config.daemon.max_payload,
             policy=self.config.run_policy,
@@ -473,20 +458,18 @@ class Daemon:
         for job in background:
             job.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.flush()
+        with contextlib.suppress(Exception):
+            await self.store.flush()
         if self.starts is not None:
             self.starts.close()
-        if self.guard is not None:
-            unstored = await self.guard.close()
-            if unstored:
-                log.warning(
-                    "%d task state change(s) could not be stored before the stop; the next "
-                    "start finds those tasks as the store last had them (a started attempt "
-                    "counts as interrupted and runs again)",
-                    unstored,
-                )
+        unstored = await self.guard.close()
+        if unstored:
+            log.warning(
+                "%d task state change(s) could not be stored before the stop; the next start "
+                "finds those tasks as the store last had them (a started attempt counts as "
+                "interrupted and runs again)",
+                unstored,
+            )
         for futures in self.waiters.values():
             for future in futures:
                 future.cancel()
@@ -496,8 +479,7 @@ class Daemon:
             self._bound_socket.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-        if self.store is not None:
-            await self.store.close()
+        await self.store.close()
         with contextlib.suppress(FileNotFoundError):
             (self.home / PID_NAME).unlink()
         if self._lock_file is not None:
@@ -521,75 +503,10 @@ class Daemon:
         self.request_stop(drain=0.0)
 
     def background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        assert self.loop is not None
         task = self.loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    # -- requests (server.ops.Backend) ----------------------------------------------------------
-
-    async def cron_add(
-        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await self.cron.cron_add(tenant, name, schedule, catch_up, task)
-
-    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
-        return self.cron.cron_list(tenants)
-
-    async def cron_remove(self, tenant: str, name: str) -> bool:
-        return await self.cron.cron_remove(tenant, name)
-
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
-        return await self.intake.submit(specs)
-
-    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        return await self.queries.status(tenant, task_id)
-
-    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
-        return await self.queries.wait(tenant, task_id, timeout)
-
-    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
-        return await self.queries.logs(tenant, task_id, offsets)
-
-    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
-        return await self.queries.inspect(tenant, task_id)
-
-    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
-        return await self.queries.list_tasks(query)
-
-    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.cancel(query, task_id)
-
-    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.retry(query, task_id)
-
-    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.delete(query, task_id)
-
-    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
-        return await self.control.set_paused(target, paused)
-
-    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
-        return await self.control.hold(query, task_id, paused)
-
-    def ping(self) -> dict[str, Any]:
-        return self.readout.ping()
-
-    async def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
-        return await self.readout.queues(tenants)
-
-    async def stats(
-        self,
-        tenants: frozenset[str] | None,
-        tenant: str | None,
-        queue: str | None = None,
-        top: int | None = None,
-    ) -> dict[str, Any]:
-        return await self.readout.stats(tenants, tenant, queue, top)
-
-    async def prometheus(self) -> str:
-        return await self.readout.prometheus()
 
 
 #: Paths named in the start-up line about modes tightened (the count is always complete).
@@ -600,13 +517,39 @@ TIGHTENED_LISTED = 10
 FAILURES_KEPT = 20
 
 
+def _claim_home(home: Path, shared: bool) -> IO[str]:
+    """Make the home private and lock it; the lock comes before any mode change, since another
+    daemon may be serving from it. Returns the lock, held for the daemon's life."""
+    os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
+    verify_home(home)
+    lock_file = lock_home(home)
+    try:
+        tightened = prepare_home(home, shared=shared)
+    except BaseException:
+        lock_file.close()
+        raise
+    if tightened:
+        log.warning(
+            "tightened %d path(s) in the home that others could read (an older version's "
+            "modes): %s%s",
+            len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
+            " ..." if len(tightened) > TIGHTENED_LISTED else "",
+            extra={"event": "tightened", "paths": len(tightened)},
+        )  # fmt: skip
+    return lock_file
+
+
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
     """Run a daemon in the foreground on uvloop until it is told to stop. Exits with
     ``EXIT_STORAGE_LOST`` if the store stopped taking writes (see ``Daemon._storage_lost``)."""
     import uvloop
 
-    daemon = Daemon(config, home, socket_path)
-    uvloop.run(daemon.run())
+    async def serve() -> Daemon:
+        daemon = await Daemon.open(config, home, socket_path)
+        await daemon.run()
+        return daemon
+
+    daemon = uvloop.run(serve())
     if daemon.storage_lost is not None:
         sys.stderr.write(f"asynctask: stopped after a storage I/O error: {daemon.storage_lost}\n")
         raise SystemExit(EXIT_STORAGE_LOST)

@@ -90,27 +90,30 @@ class FakePool:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Daemon:
+def config() -> Config:
     config = Config()
-    config = replace(
+    return replace(
         config,
         workers=replace(config.workers, min_workers=1, max_workers=1),
         retry=replace(config.retry, backoff_base=0.0, backoff_cap=0.0),
     )
-    return Daemon(config, tmp_path / "home", tmp_path / "sock")
 
 
-async def _wired(daemon: Daemon) -> tuple[FakeStore, FakePool]:
-    from asynctask.daemon.storeguard import StoreGuard
-    from asynctask.daemon.views import update_of
-
-    store, pool = FakeStore(), FakePool()
-    daemon.store = store  # type: ignore[assignment]
-    daemon.pool = pool  # type: ignore[assignment]
-    daemon.loop = asyncio.get_running_loop()
-    daemon.guard = StoreGuard(store, update_of, daemon.clock)  # type: ignore[arg-type]
+@pytest.fixture
+async def daemon(config: Config, tmp_path: Path) -> Daemon:
+    """The real daemon's parts around a fake store (``Daemon(..., store)``, as ``Daemon.open``
+    builds it once the store is open) and a fake pool; not started, so no socket or worker."""
+    store = FakeStore()
+    daemon = Daemon(config, tmp_path / "home", tmp_path / "sock", store)  # type: ignore[arg-type]
+    daemon.pool = FakePool()  # type: ignore[assignment]
     daemon.guard.start()
     daemon.accepting = True
+    return daemon
+
+
+def _wired(daemon: Daemon) -> tuple[FakeStore, FakePool]:
+    store, pool = daemon.store, daemon.pool
+    assert isinstance(store, FakeStore) and isinstance(pool, FakePool)
     return store, pool
 
 
@@ -124,7 +127,7 @@ def _spec(function: str = "m:f", retries: int = 1) -> SubmitSpec:
 
 
 async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
-    store, pool = await _wired(daemon)
+    store, pool = _wired(daemon)
     (view,) = await daemon.intake.submit([_spec()])
     assert isinstance(store.ops[0], InsertTask)  # stored before the reply
     daemon.engine.step()
@@ -155,7 +158,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
 async def test_a_finish_that_cannot_be_stored_is_held_and_waiters_are_not_told(
     daemon: Daemon,
 ) -> None:
-    store, pool = await _wired(daemon)
+    store, pool = _wired(daemon)
     (view,) = await daemon.intake.submit([_spec(retries=0)])
     daemon.engine.step()
     await _settle()
