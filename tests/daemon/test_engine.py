@@ -113,7 +113,8 @@ async def daemon(config: Config, tmp_path: Path) -> Daemon:
 
 def _wired(daemon: Daemon) -> tuple[FakeStore, FakePool]:
     store, pool = daemon.store, daemon.pool
-    assert isinstance(store, FakeStore) and isinstance(pool, FakePool)
+    assert isinstance(store, FakeStore)
+    assert isinstance(pool, FakePool)
     return store, pool
 
 
