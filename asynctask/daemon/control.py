@@ -34,6 +34,7 @@ class Control:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
         """Pause or resume a tenant, queue or function; durable before the reply.
@@ -78,9 +79,9 @@ class Control:
         leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
         return [
             t
-            for t in self._daemon.live.values()
+            for t in self._engine.live.values()
             if t.state in states
-            and t.seq not in self._daemon.retrying
+            and t.seq not in self._engine.retrying
             and (task_id is None or t.id == task_id)
             and selected(t, query)
         ]
@@ -106,7 +107,7 @@ class Control:
         with self._daemon.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:
-                    self._daemon.running.pop(task.seq, None)
+                    self._engine.running.pop(task.seq, None)
                     self._daemon.pool.cancel(task.seq)
                 self._daemon.engine.perform([self._daemon.scheduler.cancel(task, now)])
         if chosen:
@@ -123,7 +124,7 @@ class Control:
         await self._daemon.store.flush()  # failures still being written are found too
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = self._daemon.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._engine.live]
         by_tenant: dict[str, list[TaskRow]] = {}
         for row in chosen:
             by_tenant.setdefault(row.tenant, []).append(row)
@@ -148,19 +149,19 @@ class Control:
                 task.move(TaskState.QUEUED)
                 task.finished_at = None
                 commits.append(self._daemon.engine.persist(task))
-                self._daemon.live[(task.tenant, task.id)] = (
+                self._engine.live[(task.tenant, task.id)] = (
                     task  # no second retry picks it meanwhile
                 )
-                self._daemon.retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
+                self._engine.retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
                 tasks.append(task)
         try:
             await asyncio.gather(*commits)
         except BaseException:
             for task in tasks:
-                self._daemon.live.pop((task.tenant, task.id), None)
+                self._engine.live.pop((task.tenant, task.id), None)
             raise
         finally:
-            self._daemon.retrying.difference_update(task.seq for task in tasks)
+            self._engine.retrying.difference_update(task.seq for task in tasks)
         for task in tasks:
             self._daemon.scheduler.add(task, now)
         if tasks:
@@ -175,7 +176,7 @@ class Control:
         rows = await self._rows_for(
             query, task_id, "only finished tasks can be deleted (cancel it first)"
         )
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._engine.live]
         with self._daemon.store.one_transaction():
             commits = [self._daemon.store.put(DeleteTask(row.seq)) for row in chosen]
         await asyncio.gather(*commits)

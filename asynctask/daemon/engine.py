@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asynctask import protocol
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
+from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.readout import POOL_ENTITY
-from asynctask.daemon.views import failure_view, row_of, update_of, view_of
+from asynctask.daemon.views import Key, failure_view, row_of, update_of, view_of
 from asynctask.executor.pool import Job, Outcome
 from asynctask.model import LiveTask, SubmitSpec, TaskState
 from asynctask.observe.metrics import CANCELLED, COMPLETED, EXPIRED, FAILED, RETRIED, SUBMITTED
@@ -39,6 +41,10 @@ _FINAL_COUNTERS = {
 }
 
 
+#: Failed attempts ``stats`` keeps for ``top``'s failure list.
+FAILURES_KEPT = 20
+
+
 class Engine:
     """The step loop of one daemon (see the module docstring)."""
 
@@ -48,6 +54,41 @@ class Engine:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._journal_left: int | None = None  # a start journal file waiting to be emptied
+        #: The tasks not yet ended (and ended ones until their end is stored), by (tenant, ID).
+        self.live = LiveIndex()
+        #: Attempts handed to the pool, by attempt ID (the task's seq).
+        self.running: dict[int, LiveTask] = {}
+        #: An ID whose submit or end is being stored: the next submit of it waits on this.
+        self.claims: dict[Key, asyncio.Future[None]] = {}
+        #: ``wait`` requests, answered once the task's end is stored.
+        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.next_seq = 1
+        #: Limits that functions declared in code, as last applied to the scheduler.
+        self.declared_limits: dict[str, dict[str, float]] = {}
+        #: Tasks whose ``retry`` is being stored (they cannot be retried again meanwhile).
+        self.retrying: set[int] = set()
+        #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
+        self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
+
+    def interrupt(self, aids: Iterable[int], reason: str) -> None:
+        """Attempts the pool gave up on (a stop's drain ran out): each counts as interrupted,
+        and its task is queued again if it has retries left."""
+        now = self._daemon.clock()
+        count = 0
+        for aid in aids:
+            task = self.running.pop(aid, None)
+            if task is not None:
+                self.perform([self._daemon.scheduler.interrupted(task, reason, now)])
+                count += 1
+        if count:
+            log.info("re-queued %d unfinished attempts", count)
+
+    def cancel_waiters(self) -> None:
+        """The daemon stops: ``wait`` requests still open end with their connections."""
+        for futures in self.waiters.values():
+            for future in futures:
+                future.cancel()
+        self.waiters.clear()
 
     def cancel_timer(self) -> None:
         if self._timer is not None:
@@ -101,7 +142,7 @@ class Engine:
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
-                self._daemon.running[task.seq] = task
+                self.running[task.seq] = task
                 assert self._daemon.pool is not None
                 stored = self.record(task)
                 # The attempt's number is on disk before it starts (store/starts.py), so a
@@ -189,17 +230,17 @@ class Engine:
         committed = self.record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
-        self._daemon.claims[key] = committed
+        self.claims[key] = committed
 
         def released(done: asyncio.Future[None]) -> None:
             if done.cancelled():  # the daemon stopped first: the store has the task as it was
                 return
-            if self._daemon.claims.get(key) is committed:
-                del self._daemon.claims[key]
-            if self._daemon.live.get(key) is task:
-                del self._daemon.live[key]
+            if self.claims.get(key) is committed:
+                del self.claims[key]
+            if self.live.get(key) is task:
+                del self.live[key]
             view = view_of(task)
-            for waiter in self._daemon.waiters.pop(key, ()):
+            for waiter in self.waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(view)
 
@@ -234,16 +275,16 @@ class Engine:
         if done.cancelled() or done.exception() is not None:
             return  # the failed commit is logged by _persist's callback on the same batch
         key = (task.tenant, task.id)
-        if key in self._daemon.live:
+        if key in self.live:
             return
-        self._daemon.live[key] = task
+        self.live[key] = task
         now = self._daemon.clock()
         self._daemon.scheduler.add(task, now)
         self._daemon.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
         self.wake()
 
     def on_log(self, aid: int, stream: str, text: str) -> None:
-        task = self._daemon.running.get(aid)
+        task = self.running.get(aid)
         if task is not None:
             self._daemon.attempt_logs.append(task.seq, task.attempts, text)
 
@@ -251,7 +292,7 @@ class Engine:
         self._daemon.attempt_logs.finish(
             outcome.aid
         )  # its log is complete (the aid is the task's seq)
-        task = self._daemon.running.pop(outcome.aid, None)
+        task = self.running.pop(outcome.aid, None)
         if task is None:
             return
         now = self._daemon.clock()
@@ -266,7 +307,7 @@ class Engine:
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self._daemon.scheduler.attempt_failed(task, error, now)
-            self._daemon.failures.append(failure_view(task, error, now))
+            self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self._daemon.metrics.count(key, RETRIED, now)
             self.perform([action])

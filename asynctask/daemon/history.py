@@ -28,6 +28,7 @@ class History:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def run(self, days: float, keep: int) -> None:
         """History retention, in the background: delete the finished tasks created more than
@@ -70,7 +71,7 @@ class History:
         thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
         chosen = []
         for seq, tenant, task_id, attempts in rows:
-            live = self._daemon.live.get((tenant, task_id))
+            live = self._engine.live.get((tenant, task_id))
             if live is None or live.seq != seq:  # a retried task is live again: keep it
                 chosen.append((seq, attempts))
         if not chosen:

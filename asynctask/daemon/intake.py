@@ -56,6 +56,7 @@ class Intake:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
         if not self._daemon.accepting:
@@ -116,7 +117,7 @@ class Intake:
                     views[index] = existing
                     continue
                 claim = loop.create_future()
-                self._daemon.claims[key] = own_claims[key] = claim
+                self._engine.claims[key] = own_claims[key] = claim
                 row = await self._daemon.store.get(spec.tenant, spec.id)
                 if row is not None and row.state in DEDUP_STATES:
                     views[index] = view_of_row(row)
@@ -143,14 +144,14 @@ class Intake:
                     await asyncio.sleep(0)
                 if task.seq not in added:
                     added.add(task.seq)
-                    self._daemon.live[(task.tenant, task.id)] = task
+                    self._engine.live[(task.tenant, task.id)] = task
                     self._daemon.scheduler.add(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
                 views[index] = view_of(task)
         finally:
             for key, claim in own_claims.items():
-                if self._daemon.claims.get(key) is claim:
-                    del self._daemon.claims[key]
+                if self._engine.claims.get(key) is claim:
+                    del self._engine.claims[key]
                 claim.set_result(None)
         self._daemon.engine.wake()
         return [view for view in views if view is not None]
@@ -158,9 +159,9 @@ class Intake:
     def declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
         """Apply limits a function declares in code (they travel with every submit and are
         stored with each task, so a restart applies them again before anything runs)."""
-        if limits is None or self._daemon.declared_limits.get(function) == limits:
+        if limits is None or self._engine.declared_limits.get(function) == limits:
             return
-        self._daemon.declared_limits[function] = limits
+        self._engine.declared_limits[function] = limits
         concurrency = limits.get("concurrency")
         self._daemon.scheduler.declare_function_limits(
             function,
@@ -176,7 +177,7 @@ class Intake:
         """The view of a live task holding ``key`` once no other submit or finish is in flight
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
         while True:
-            task = self._daemon.live.get(key)
+            task = self._engine.live.get(key)
             if task is not None and self._daemon.guard.is_unstored(task.seq):
                 raise StorageError(
                     f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
@@ -184,14 +185,14 @@ class Intake:
                 )
             if task is not None and task.state in DEDUP_STATES:
                 return view_of(task)
-            claim = self._daemon.claims.get(key)
+            claim = self._engine.claims.get(key)
             if claim is None:
                 return None
             await asyncio.shield(claim)
 
     def new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
-        seq = self._daemon.next_seq
-        self._daemon.next_seq += 1
+        seq = self._engine.next_seq
+        self._engine.next_seq += 1
         due = spec.run_at
         if spec.delay:
             due = now + spec.delay

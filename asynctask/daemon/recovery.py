@@ -32,6 +32,7 @@ class Recovery:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def load(self) -> int:
         """Load the live tasks back. The cyclic collector is off meanwhile and the result is
@@ -55,7 +56,7 @@ class Recovery:
 
     async def _load_live(self) -> int:
         started = await asyncio.to_thread(read_starts, self._daemon.home)
-        self._daemon.next_seq = await self._daemon.store.max_seq() + 1
+        self._engine.next_seq = await self._daemon.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self._daemon.store.load_pauses():
             try:
@@ -101,7 +102,7 @@ class Recovery:
                 if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
                     task.attempts = started[task.seq]
                     task.state = TaskState.RUNNING
-                self._daemon.live[(task.tenant, task.id)] = task
+                self._engine.live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
                     interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))

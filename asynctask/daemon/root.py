@@ -31,7 +31,6 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -55,7 +54,6 @@ from asynctask.daemon.gcpause import GcPauses
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake
 from asynctask.daemon.interning import Interner
-from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.otel import SpanExporter, make_span_exporter
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
@@ -63,7 +61,6 @@ from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
 from asynctask.daemon.storeguard import StoreGuard
 from asynctask.daemon.views import (
-    Key,
     update_of,
 )
 from asynctask.errors import (
@@ -75,9 +72,6 @@ from asynctask.executor.pool import PoolConfig, WorkerPool
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
-from asynctask.model import (
-    LiveTask,
-)
 from asynctask.observe.metrics import (
     Metrics,
 )
@@ -139,13 +133,6 @@ class Daemon:
         self.isolation: Isolation | None = None
         self._bound_socket: socket.socket | None = None
         self.accepting = False
-        self.live = LiveIndex()
-        self.running: dict[int, LiveTask] = {}
-        self.claims: dict[Key, asyncio.Future[None]] = {}
-        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
-        self.next_seq = 1
-        self.declared_limits: dict[str, dict[str, float]] = {}
-        self.retrying: set[int] = set()
         self.crons = CronTable()
         self._background: set[asyncio.Task[Any]] = set()
         self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
@@ -169,14 +156,12 @@ class Daemon:
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
-        #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
-        self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
         self._lock_file: IO[str] | None = None
         self.backend = Backend(self)
 
     def __repr__(self) -> str:
         return (
-            f"<Daemon live={len(self.live)} running={len(self.running)} "
+            f"<Daemon live={len(self.engine.live)} running={len(self.engine.running)} "
             f"{self.scheduler!r} {self.pool!r}>"
         )
 
@@ -445,14 +430,7 @@ class Daemon:
         if self.pool is not None:
             loop = asyncio.get_running_loop()
             unfinished = await self.pool.stop(loop.time() + self._drain)
-            now = self.clock()
-            for aid in unfinished:
-                task = self.running.pop(aid, None)
-                if task is not None:
-                    reason = "the daemon stopped before the attempt finished"
-                    self.engine.perform([self.scheduler.interrupted(task, reason, now)])
-            if unfinished:
-                log.info("re-queued %d unfinished attempts", len(unfinished))
+            self.engine.interrupt(unfinished, "the daemon stopped before the attempt finished")
             self.attempt_logs.close()
         background = list(self._background)  # retention passes, cron submits in flight
         for job in background:
@@ -470,9 +448,7 @@ class Daemon:
                 "interrupted and runs again)",
                 unstored,
             )
-        for futures in self.waiters.values():
-            for future in futures:
-                future.cancel()
+        self.engine.cancel_waiters()
         if self.listener is not None:
             await self.listener.close()
         if self._bound_socket is not None:  # start-up failed before the listener took it
@@ -511,10 +487,6 @@ class Daemon:
 
 #: Paths named in the start-up line about modes tightened (the count is always complete).
 TIGHTENED_LISTED = 10
-
-
-#: Failed attempts ``stats`` keeps for ``top``'s failure list.
-FAILURES_KEPT = 20
 
 
 def _claim_home(home: Path, shared: bool) -> IO[str]:

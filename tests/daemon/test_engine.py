@@ -141,7 +141,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
     error = {"kind": "exception", "type": "ValueError", "message": "bad"}
     daemon.engine.on_outcome(Outcome(first.aid, False, None, error, pid=1))
     await _settle()
-    task = daemon.live.get(("default", view["id"]))
+    task = daemon.engine.live.get(("default", view["id"]))
     assert task is not None  # no back-off configured: the outcome's step started it again
     assert (task.state, task.attempts) == (TaskState.RUNNING, 2)
     second = pool.jobs[-1]
@@ -150,7 +150,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
     pool.busy -= 1
     daemon.engine.on_outcome(Outcome(second.aid, True, protocol.pack(7), None, pid=1))
     await _settle()
-    assert ("default", view["id"]) not in daemon.live  # released once its end is stored
+    assert ("default", view["id"]) not in daemon.engine.live  # released once its end is stored
     last = [op for op in store.ops if isinstance(op, UpdateTask)][-1]
     assert (last.state, last.attempts) == (TaskState.SUCCEEDED, 2)
     assert last.result == protocol.pack(7)
@@ -177,5 +177,5 @@ async def test_a_finish_that_cannot_be_stored_is_held_and_waiters_are_not_told(
     store.failing = None
     reply = await asyncio.wait_for(waiter, 5)  # the guard's re-write lands, then the answer
     assert reply["state"] == "succeeded"
-    assert ("default", view["id"]) not in daemon.live
+    assert ("default", view["id"]) not in daemon.engine.live
     await daemon.guard.close()
