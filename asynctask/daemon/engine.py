@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asynctask import protocol
+from asynctask.core.destinations import destination_of
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
 from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.readout import POOL_ENTITY
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
 
 log = logging.getLogger("asynctask.daemon")
-
-_DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
 
 _FINAL_COUNTERS = {
@@ -247,29 +246,22 @@ class Engine:
         committed.add_done_callback(released)
 
     def _destination_of(self, task: LiveTask) -> LiveTask | None:
-        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
-
-        It gets one argument, ``{"id", "tenant", "state", "result", "error", "attempts"}``, and
-        the ID ``<id>:<on_success|on_failure>:<attempts>``: fixed by the end it reports, so a
-        retried task that fails again gets a new one, and nothing can submit it twice."""
-        option = _DESTINATIONS.get(task.state)
-        function = task.options.get(option) if option else None
-        if not function:
+        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended
+        (``core/destinations.py`` decides which, and its ID)."""
+        destination = destination_of(task)
+        if destination is None:
             return None
+        result = destination.result
         info = {
-            "id": task.id,
-            "tenant": task.tenant,
-            "state": str(task.state),
-            "result": protocol.unpack(task.result) if task.result is not None else None,
-            "error": task.error,
-            "attempts": task.attempts,
+            **destination.info,
+            "result": protocol.unpack(result) if result is not None else None,
         }
         spec = SubmitSpec(
-            function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
+            function=destination.function,
+            payload=protocol.pack([[info], {}]),
+            tenant=destination.tenant,
         )
-        return self._daemon.intake.new_task(
-            spec, f"{task.id}:{option}:{task.attempts}", self._daemon.clock()
-        )
+        return self._daemon.intake.new_task(spec, destination.task_id, self._daemon.clock())
 
     def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
         if done.cancelled() or done.exception() is not None:
