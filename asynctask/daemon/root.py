@@ -36,7 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from asynctask import __version__
 from asynctask.config import (
     Config,
 )
@@ -59,6 +58,14 @@ from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
 from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
+from asynctask.daemon.startup import (
+    claim_home,
+    log_started,
+    log_store_health,
+    open_sandbox,
+    pool_config,
+    write_pid,
+)
 from asynctask.daemon.storeguard import StoreGuard
 from asynctask.daemon.views import (
     update_of,
@@ -67,15 +74,13 @@ from asynctask.errors import (
     EXIT_STORAGE_LOST,
     UsageError,
 )
-from asynctask.executor.limits import detect_cgroups, sweep_stale
-from asynctask.executor.pool import PoolConfig, WorkerPool
-from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
+from asynctask.executor.pool import WorkerPool
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
 from asynctask.observe.metrics import (
     Metrics,
 )
-from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
@@ -172,7 +177,7 @@ class Daemon:
         """Claim the home, open the store, start every part and serve; on any failure, undo
         what was started and raise."""
         began = time.perf_counter()
-        lock_file = _claim_home(home, shared=bool(config.auth.users))
+        lock_file = claim_home(home, shared=bool(config.auth.users))
         try:
             claim_socket_path(socket_path)
             store = await Store.open(str(home / DATABASE_NAME), durability=config.daemon.durability)
@@ -255,27 +260,13 @@ class Daemon:
         self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         self.store.on_fatal(self._storage_lost)
         self.guard.start()
-        if self.store.wal_unchecked is not None:
-            log.warning("the WAL could not be checked for damage at start-up: %s",
-                        self.store.wal_unchecked)  # fmt: skip
-        loss = self.store.wal_loss
-        if loss is not None:  # nothing to undo; an operator must know
-            log.error("DATA LOSS in %s: %s", self.store.path, loss,
-                      extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
+        log_store_health(self.store)
         recovered = await self.recovery.load()
         self.starts = StartJournal(self.home)
         await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
-        self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
-        stale = sweep_stale(self.cgroups)
-        if stale:
-            log.info("removed %d worker cgroups left by a daemon that died", stale)
-        if workers.sandbox == "rlimits" or self.cgroups.version == "none":
-            log.warning("sandbox: %s", self.cgroups.description)
-        else:
-            log.info("sandbox: %s", self.cgroups.description)
-        run_dir = self.home / RUN_DIR  # made and checked by prepare_home
+        self.cgroups = open_sandbox(workers.sandbox)
         python = workers.python or sys.executable
         # Bound before the workers start, so that their sandbox can show them the socket.
         self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
@@ -304,30 +295,14 @@ class Daemon:
             extra={"event": "isolation", "mode": self.isolation.mode},
         )
         self.pool = WorkerPool(
-            PoolConfig(
-                python=python,
-                sandbox=self.isolation.spec_for,
-                bind_at_start=self.isolation.mode == "uids",
-                workers=workers.min_workers,
-                cwd=os.getcwd(),
-                paths=workers.paths,
-                output_path=str(self.home / LOG_DIR / "workers.log"),
-                max_output=workers.max_worker_output,
-                kill_grace=workers.kill_grace,
-                max_tasks_per_worker=workers.max_tasks_per_worker or None,
-                shards=self.scheduler.settings.sharding.shards,
-                concurrency=workers.concurrency,
-                stack_dir=str(run_dir),
-                limits=workers.limits,
-                cgroups=self.cgroups,
-                max_workers=workers.max_workers,
-                idle_timeout=workers.idle_timeout,
-                memory_budget=workers.memory_budget,
-                max_worker_rss=workers.max_worker_rss,
-                socket_path=str(self.socket_path),
-                env_pass=workers.env_pass,
-                env=workers.env,
-                reap_orphans=True,
+            pool_config(
+                self.config,
+                self.isolation,
+                self.cgroups,
+                python,
+                self.scheduler.settings.sharding.shards,
+                self.home,
+                self.socket_path,
             ),
             on_outcome=self.engine.on_outcome,
             on_idle=self.engine.wake,
@@ -367,34 +342,8 @@ class Daemon:
         for entry, slot in self.missed_slots:  # slots that fell due while the daemon was down
             self.cron.fire(entry, slot)
         self.missed_slots.clear()
-        pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(pid_fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(pid_fd)
-        log.info(
-            "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
-            "%.0f ms, start-up %.0f ms",
-            self.socket_path,
-            self.home,
-            self.config.daemon.durability,
-            workers.min_workers,
-            recovered,
-            (recovered_at - began) * 1000,
-            (time.perf_counter() - began) * 1000,
-            extra={
-                "event": "started",
-                "pid": os.getpid(),
-                "version": __version__,
-                "socket": str(self.socket_path),
-                "home": str(self.home),
-                "workers": workers.min_workers,
-                "max_workers": workers.max_workers,
-                "recovered": recovered,
-                "recover_seconds": round(recovered_at - began, 3),
-                "seconds": round(time.perf_counter() - began, 3),
-            },
-        )
+        write_pid(self.home)
+        log_started(self, recovered, recovered_at - began, time.perf_counter() - began)
         self.engine.wake()
 
     async def _start_observers(self) -> None:
@@ -483,32 +432,6 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-
-#: Paths named in the start-up line about modes tightened (the count is always complete).
-TIGHTENED_LISTED = 10
-
-
-def _claim_home(home: Path, shared: bool) -> IO[str]:
-    """Make the home private and lock it; the lock comes before any mode change, since another
-    daemon may be serving from it. Returns the lock, held for the daemon's life."""
-    os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
-    verify_home(home)
-    lock_file = lock_home(home)
-    try:
-        tightened = prepare_home(home, shared=shared)
-    except BaseException:
-        lock_file.close()
-        raise
-    if tightened:
-        log.warning(
-            "tightened %d path(s) in the home that others could read (an older version's "
-            "modes): %s%s",
-            len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
-            " ..." if len(tightened) > TIGHTENED_LISTED else "",
-            extra={"event": "tightened", "paths": len(tightened)},
-        )  # fmt: skip
-    return lock_file
 
 
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
