@@ -25,6 +25,7 @@ from asynctask.observe.metrics import CANCELLED, COMPLETED, EXPIRED, FAILED, RET
 from asynctask.observe.tracing import queue_wait, record_attempt, run_time
 from asynctask.resources import Limits
 from asynctask.store import InsertTask, Op, StoreError
+from asynctask.store.starts import StartJournal
 
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
@@ -52,7 +53,6 @@ class Engine:
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
-        self._journal_left: int | None = None  # a start journal file waiting to be emptied
         #: The tasks not yet ended (and ended ones until their end is stored), by (tenant, ID).
         self.live = LiveIndex()
         #: Attempts handed to the pool, by attempt ID (the task's seq).
@@ -151,7 +151,7 @@ class Engine:
                 if journal is not None and journal.started(task.seq, task.attempts):
                     gate = None
                     if journal.switch_due():
-                        self._switch_start_journal()
+                        self._switch_start_journal(journal)
                 else:
                     gate = stored
                 self._daemon.pool.run(
@@ -176,21 +176,18 @@ class Engine:
             elif isinstance(action, Finished):
                 self.finish(task)
 
-    def _switch_start_journal(self) -> None:
+    def _switch_start_journal(self, journal: StartJournal) -> None:
         """Start journal lines go to its other file now; the first is emptied once every
         "running" write put so far has committed."""
-        assert self._daemon.starts is not None
-        self._journal_left = self._daemon.starts.switch()
-        self._daemon.background_task(self._empty_journal_file())
+        left = journal.switch()
+        self._daemon.background_task(self._empty_journal_file(journal, left))
 
-    async def _empty_journal_file(self) -> None:
-        while self._journal_left is not None and self._daemon.accepting:
+    async def _empty_journal_file(self, journal: StartJournal, left: int) -> None:
+        while self._daemon.accepting:
             with contextlib.suppress(StoreError):
                 await self._daemon.store.flush()
                 if not self._daemon.guard.unstored:
-                    assert self._daemon.starts is not None
-                    self._daemon.starts.rotated(self._journal_left)
-                    self._journal_left = None
+                    journal.rotated(left)
                     return
             await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
 
