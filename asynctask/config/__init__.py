@@ -14,10 +14,21 @@ import pwd
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from asynctask.config.reload import Reload, changed_keys, reconcile
+from asynctask.config.sections import (
+    DAY,
+    AuthConfig,
+    Config,
+    DaemonConfig,
+    FunctionDefaults,
+    ObserveConfig,
+    RetryConfig,
+    ServerConfig,
+    WorkersConfig,
+)
 from asynctask.core.allowlist import RunPolicy, TenantRights, pattern_problem
 from asynctask.core.limits import (
     AimdSettings,
@@ -39,230 +50,26 @@ from asynctask.model import (
 )
 from asynctask.resources import RESOURCE_KEYS, Limits
 
+__all__ = [
+    "DAY",
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "DaemonConfig",
+    "FunctionDefaults",
+    "ObserveConfig",
+    "Reload",
+    "RetryConfig",
+    "ServerConfig",
+    "WorkersConfig",
+    "changed_keys",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "reconcile",
+]
+
 T = TypeVar("T")
-
-#: Seconds in a day: ``history_days`` is in days, ``retention`` (its older spelling) a duration.
-DAY = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonConfig:
-    durability: Literal["full", "normal"] = "full"
-    drain: float = 30.0
-    max_frame: int = 16 * 1024 * 1024
-    max_payload: int = 1024 * 1024
-    history_days: float = 7.0  # finished tasks created longer ago are deleted; 0: never
-    history_max: int = 1_000_000  # finished tasks kept per tenant (the oldest go); 0: no cap
-    log_level: str = "info"
-    log_format: str = "text"  # "json": one object a line (asynctask.logs)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """``[server]``: what a client connection may hold (PRODUCT.md "Robustness")."""
-
-    handshake_timeout: float = 5.0  # hello must come this soon after connecting
-    idle_timeout: float = 600.0  # a connection with no request this long is closed
-    max_connections_per_user: int = 256  # open at once per peer uid (tasks: per tenant)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkersConfig:
-    min_workers: int = 2
-    max_workers: int = 8
-    timeout: float = 600.0
-    kill_grace: float = 2.0
-    max_tasks_per_worker: int = 0  # 0: never recycle
-    paths: tuple[str, ...] = ()
-    concurrency: int = 1  # attempts one worker process runs at once
-    max_log_bytes: int = 1024 * 1024  # stdout+stderr kept per attempt
-    idle_timeout: float = 60.0  # workers above min_workers idle this long are retired
-    max_worker_rss: int = 0  # a worker above this RSS after an attempt is replaced; 0: never
-    max_worker_output: int = 1024 * 1024  # fd 1/2 output kept per worker in logs/workers.log
-    memory_budget: int = 0  # all workers' RSS above which the pool does not grow; 0: no budget
-    limits: Limits = field(default_factory=Limits)  # every attempt's, unless it sets its own
-    sandbox: str = "auto"  # "auto": cgroups where writable, rlimits too; "rlimits": rlimits only
-    env_pass: tuple[str, ...] = ()  # names copied from the daemon's environment to workers'
-    env: Mapping[str, str] = field(default_factory=dict)  # [workers.env]: set in workers'
-    python: str = ""  # the workers' interpreter; "": the daemon's
-    uids: tuple[int, int] = (61000, 61999)  # per-tenant worker uids (``isolation.py``)
-    #: ``[tenants.<t>] user``: the uid a tenant's workers run as, instead of one from ``uids``.
-    tenant_users: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryConfig:
-    retries: int = 3
-    backoff_base: float = 0.5
-    backoff_cap: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class AuthConfig:
-    admins: tuple[int, ...] = ()  # uids; empty: the daemon's own user
-    users: Mapping[int, frozenset[str]] = field(default_factory=dict)  # uid -> tenants
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionDefaults:
-    """Submit-time defaults of one function (``[functions."mod:fn"]``); ``None``: not set."""
-
-    queue: str | None = None  # a queue name, or "exclusive" for a queue of its own
-    retries: int | None = None
-    timeout: float | None = None
-    priority: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ObserveConfig:
-    """``[metrics]`` and ``[tracing]``."""
-
-    http: tuple[str, int] | None = None  # loopback host and port of the /metrics listener
-    token_file: str | None = None  # the listener's bearer token; None: <home>/metrics.token
-    opentelemetry: str = "off"  # "otlp" or "console": export a span per attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    daemon: DaemonConfig = field(default_factory=DaemonConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
-    workers: WorkersConfig = field(default_factory=WorkersConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
-    functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
-    observe: ObserveConfig = field(default_factory=ObserveConfig)
-    #: What each tenant may run in multi-user mode (``core/allowlist.py``).
-    run_policy: RunPolicy = field(default_factory=RunPolicy)
-    source: str | None = None
-
-
-def _default_scheduler() -> SchedulerSettings:
-    """The scheduler settings of an empty file: one worker shard per default worker."""
-    workers = WorkersConfig()
-    return SchedulerSettings(
-        capacity=workers.max_workers, sharding=ShardSettings(shards=workers.min_workers)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Reload:
-    """What re-reading the config file (SIGHUP, ``asynctask reload``) changes.
-
-    ``config`` is what the daemon runs with from now on: the running config with the new values
-    of the live keys only. ``applied`` names the keys whose new value it took; ``restart`` the
-    keys that changed in the file but keep their old value until a restart. Names are spelled
-    as in the file (``tenants.acme.rate``); a whole new or removed section is one name.
-    """
-
-    config: Config
-    applied: tuple[str, ...]
-    restart: tuple[str, ...]
-
-
-def reconcile(running: Config, edited: Config) -> Reload:
-    """Take the live keys of ``edited`` into ``running``.
-
-    Live are the keys read where they are used, so a new value is safe to take between two
-    steps: what a tenant, queue or function may run and hold ([tenants.*], [queues.*],
-    [functions.*] limits and submit defaults), the fairness knobs read at each dispatch
-    (``scheduler.affinity``, ``reserve``, ``caps``), the submit defaults ``retry.retries`` and
-    ``workers.timeout``, and ``daemon.log_level``. Everything else was built into something at
-    start (the pool, the socket, the store, shards, AIMD and backoff state, the run policy) and
-    needs a restart; it keeps its old value.
-
-    The two lists are computed from the three configs, not from a list of key names, so the
-    report cannot claim a key was applied that the merged config does not carry.
-    """
-    new_sched = edited.scheduler
-    merged = replace(
-        running,
-        daemon=replace(running.daemon, log_level=edited.daemon.log_level),
-        workers=replace(running.workers, timeout=edited.workers.timeout),
-        retry=replace(running.retry, retries=edited.retry.retries),
-        scheduler=replace(
-            running.scheduler,
-            affinity=new_sched.affinity,
-            reserve=new_sched.reserve,
-            caps=new_sched.caps,
-            tenant_defaults=new_sched.tenant_defaults,
-            tenants=new_sched.tenants,
-            queues=new_sched.queues,
-            functions=new_sched.functions,
-        ),
-        functions=edited.functions,
-    )
-    return Reload(merged, changed_keys(running, merged), changed_keys(merged, edited))
-
-
-def changed_keys(before: Config, after: Config) -> tuple[str, ...]:
-    """The file keys whose values differ, sorted; a table entry present on one side only
-    (``[tenants.acme]`` added or removed) is named once, not key by key."""
-    old, new = _flatten(before), _flatten(after)
-    names: set[str] = set()
-    for path in old.keys() | new.keys():
-        if path in old and path in new:
-            if old[path][0] != new[path][0]:
-                names.add(path)
-        else:  # an entry that sets nothing (all None: "not set here") changes nothing
-            value, entry = old[path] if path in old else new[path]
-            if value is not None:
-                names.add(entry)
-    return tuple(sorted({name for name in map(_file_key, names) if name is not None}))
-
-
-def _flatten(value: Any, path: str = "", entry: str = "") -> dict[str, tuple[Any, str]]:
-    """Every leaf of a config as ``{path: (value, the path of its table entry)}``."""
-    if is_dataclass(value) and not isinstance(value, type):
-        found: dict[str, tuple[Any, str]] = {}
-        for item in fields(value):
-            found.update(_flatten(getattr(value, item.name), f"{path}.{item.name}", entry))
-        return found
-    if isinstance(value, Mapping):  # an empty one has no leaves: its entries appear or go
-        found = {}
-        for key, item in value.items():
-            name = "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
-            if not re.fullmatch(r"[A-Za-z0-9_*-]+", name):
-                name = f'"{name}"'
-            found.update(_flatten(item, f"{path}.{name}", f"{path}.{name}"))
-        return found
-    return {path: (value, entry or path)}
-
-
-#: Config paths as the file spells them, by prefix (the first match wins); ``None``: derived
-#: from other keys, which are reported themselves.
-_FILE_KEYS: tuple[tuple[str, str | None], ...] = (
-    (".source", None),
-    (".scheduler.capacity", None),
-    (".run_policy.multi_user", None),
-    (".run_policy.declared", None),
-    (".run_policy.default.", "tenants.*."),
-    (".run_policy.tenants.", "tenants."),
-    (".scheduler.tenant_defaults.", "tenants.*."),
-    (".scheduler.tenants.", "tenants."),
-    (".scheduler.queues.", "queues."),
-    (".scheduler.functions.", "functions."),
-    (".scheduler.aimd.", "aimd."),
-    (".scheduler.aging", "scheduler.priority_aging"),
-    (".scheduler.sharding.per_tenant", "scheduler.shards_per_tenant"),
-    (".scheduler.sharding.confinement", "scheduler.shard_confinement"),
-    (".scheduler.sharding.probation", "scheduler.shard_probation"),
-    (".scheduler.sharding.", "scheduler."),
-    (".workers.limits.", "workers."),
-    (".observe.http", "metrics.http"),
-    (".observe.token_file", "metrics.token_file"),
-    (".observe.opentelemetry", "tracing.opentelemetry"),
-    (".", ""),
-)
-
-
-def _file_key(path: str) -> str | None:
-    if path.startswith(".workers.tenant_users."):  # [tenants.<t>] user
-        return f"tenants.{path.removeprefix('.workers.tenant_users.')}.user"
-    for prefix, spelled in _FILE_KEYS:
-        if path.startswith(prefix):
-            return None if spelled is None else spelled + path.removeprefix(prefix)
-    return path
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
@@ -526,11 +333,17 @@ _SCHEDULER_KEYS = {
     "fault_backoff_max",
     "shard_probation",
 }
+
+
 _TENANT_KEYS = {
     "weight", "concurrency", "rate", "burst", "max_backlog", "max_backlog_bytes", "max_queues",
     "max_cron", "functions", "commands", "user",
 }  # fmt: skip
+
+
 _QUEUE_KEYS = {"concurrency", "rate", "burst"}
+
+
 _FUNCTION_KEYS = {
     "queue", "concurrency", "rate", "burst", "aimd", "retries", "timeout", "priority"
 }  # fmt: skip
@@ -859,6 +672,8 @@ def _uid(user: Any, path: str) -> int:
 
 #: A name a shell could export: what ``env_pass`` and ``[workers.env]`` accept.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 #: The pool's own variables (``ASYNCTASK_SOCKET``, ``ASYNCTASK_PARENT_PID``, ...): not settable.
 _ENV_RESERVED = "ASYNCTASK_"
 
