@@ -68,71 +68,59 @@ def default_config_path(home: Path) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
-    _only(
-        data,
-        "",
-        {
-            "daemon",
-            "server",
-            "workers",
-            "retry",
-            "auth",
-            "scheduler",
-            "aimd",
-            "tenants",
-            "queues",
-            "functions",
-            "metrics",
-            "tracing",
-        },
-    )
-    daemon = _section(data, "daemon")
-    workers = _section(data, "workers")
-    retry = _section(data, "retry")
-    auth = _section(data, "auth")
-    _only(
-        daemon,
-        "daemon.",
-        {
-            "durability",
-            "drain",
-            "max_frame",
-            "max_payload",
-            "log_level",
-            "log_format",
-            "history_days",
-            "history_max",
-            "retention",
-        },
-    )
-    _only(
-        workers,
-        "workers.",
-        {
-            "min_workers",
-            "max_workers",
-            "timeout",
-            "kill_grace",
-            "max_tasks_per_worker",
-            "paths",
-            "concurrency",
-            "max_log_bytes",
-            "idle_timeout",
-            "memory_budget",
-            "max_worker_rss",
-            "max_worker_output",
-            "sandbox",
-            "env_pass",
-            "env",
-            "python",
-            "uids",
-            *RESOURCE_KEYS,
-        },
-    )
-    _only(retry, "retry.", {"retries", "backoff_base", "backoff_cap"})
-    _only(auth, "auth.", {"admins", "users"})
+_TOP_KEYS = {
+    "daemon", "server", "workers", "retry", "auth", "scheduler", "aimd", "tenants", "queues",
+    "functions", "metrics", "tracing",
+}  # fmt: skip
+_DAEMON_KEYS = {
+    "durability", "drain", "max_frame", "max_payload", "log_level", "log_format", "history_days",
+    "history_max", "retention",
+}  # fmt: skip
+_WORKERS_KEYS = {
+    "min_workers", "max_workers", "timeout", "kill_grace", "max_tasks_per_worker", "paths",
+    "concurrency", "max_log_bytes", "idle_timeout", "memory_budget", "max_worker_rss",
+    "max_worker_output", "sandbox", "env_pass", "env", "python", "uids", *RESOURCE_KEYS,
+}  # fmt: skip
+_RETRY_KEYS = {"retries", "backoff_base", "backoff_cap"}
+_AUTH_KEYS = {"admins", "users"}
+_SERVER_KEYS = {"handshake_timeout", "idle_timeout", "max_connections_per_user"}
 
+
+def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+    """Validate a TOML document (``tomllib``'s dict) into a ``Config``; ``ConfigError`` names the
+    first bad key. The sections are read in a fixed order, so a file's first error is stable."""
+    _only(data, "", _TOP_KEYS)
+    daemon, workers, retry, auth = (
+        _section(data, name) for name in ("daemon", "workers", "retry", "auth")
+    )
+    _only(daemon, "daemon.", _DAEMON_KEYS)
+    _only(workers, "workers.", _WORKERS_KEYS)
+    _only(retry, "retry.", _RETRY_KEYS)
+    _only(auth, "auth.", _AUTH_KEYS)
+    daemon_cfg = _daemon(daemon)
+    server_cfg = _server(_section(data, "server"))
+    workers_cfg = _workers(workers, data)
+    retry_cfg = _retry(retry)
+    auth_cfg = _auth(auth)
+    scheduler_cfg, function_defaults = _scheduler(
+        data, workers_cfg.max_workers, workers_cfg.min_workers
+    )
+    return Config(
+        daemon=daemon_cfg,
+        server=server_cfg,
+        workers=workers_cfg,
+        retry=retry_cfg,
+        auth=auth_cfg,
+        scheduler=scheduler_cfg,
+        functions=function_defaults,
+        observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
+        run_policy=_run_policy(_section(data, "tenants"), bool(auth_cfg.users), function_defaults),
+        source=source,
+    )
+
+
+def _daemon(daemon: Mapping[str, Any]) -> DaemonConfig:
+    """``[daemon]``, its keys already checked."""
     d = DaemonConfig()
     durability = _get(daemon, "daemon.durability", str(d.durability), _choice("full", "normal"))
     daemon_cfg = DaemonConfig(
@@ -149,11 +137,14 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     )
     if daemon_cfg.max_payload >= daemon_cfg.max_frame:
         raise ConfigError("daemon.max_payload must be smaller than daemon.max_frame")
+    return daemon_cfg
 
-    server = _section(data, "server")
-    _only(server, "server.", {"handshake_timeout", "idle_timeout", "max_connections_per_user"})
+
+def _server(server: Mapping[str, Any]) -> ServerConfig:
+    """``[server]``."""
+    _only(server, "server.", _SERVER_KEYS)
     sv = ServerConfig()
-    server_cfg = ServerConfig(
+    return ServerConfig(
         handshake_timeout=_get(
             server, "server.handshake_timeout", sv.handshake_timeout, _positive_duration
         ),
@@ -163,6 +154,9 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ),
     )
 
+
+def _workers(workers: Mapping[str, Any], data: Mapping[str, Any]) -> WorkersConfig:
+    """``[workers]``, its keys already checked, and each ``[tenants.<t>] user`` (in ``data``)."""
     w = WorkersConfig()
     workers_cfg = WorkersConfig(
         min_workers=_get(workers, "workers.min_workers", w.min_workers, _int(1, 1024)),
@@ -189,14 +183,21 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:
         raise ConfigError("workers.max_workers must be at least workers.min_workers")
+    return workers_cfg
 
+
+def _retry(retry: Mapping[str, Any]) -> RetryConfig:
+    """``[retry]``, its keys already checked."""
     r = RetryConfig()
-    retry_cfg = RetryConfig(
+    return RetryConfig(
         retries=_get(retry, "retry.retries", r.retries, _int(0, 1000)),
         backoff_base=_get(retry, "retry.backoff_base", r.backoff_base, _duration),
         backoff_cap=_get(retry, "retry.backoff_cap", r.backoff_cap, _duration),
     )
 
+
+def _auth(auth: Mapping[str, Any]) -> AuthConfig:
+    """``[auth]``, its keys already checked: the admins, and each user's tenants."""
     admins: tuple[int, ...] = _get(auth, "auth.admins", tuple[int, ...](), _users)
     users_raw = auth.get("users", {})
     if not isinstance(users_raw, dict):
@@ -209,21 +210,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ):
             raise ConfigError(f"auth.users.{user} must be a list of tenant names")
         users[uid] = frozenset(tenants)
-    scheduler_cfg, function_defaults = _scheduler(
-        data, workers_cfg.max_workers, workers_cfg.min_workers
-    )
-    return Config(
-        daemon=daemon_cfg,
-        server=server_cfg,
-        workers=workers_cfg,
-        retry=retry_cfg,
-        auth=AuthConfig(admins=admins, users=users),
-        scheduler=scheduler_cfg,
-        functions=function_defaults,
-        observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
-        run_policy=_run_policy(_section(data, "tenants"), bool(users), function_defaults),
-        source=source,
-    )
+    return AuthConfig(admins=admins, users=users)
 
 
 def _history_days(daemon: Mapping[str, Any], default: float) -> float:

@@ -73,13 +73,35 @@ _FUNCTION_KEYS = {
 def _scheduler(
     data: Mapping[str, Any], capacity: int, workers: int
 ) -> tuple[SchedulerSettings, dict[str, FunctionDefaults]]:
+    """The scheduler's settings, and each ``[functions."mod:fn"]``'s submit defaults."""
     scheduler = _section(data, "scheduler")
     _only(scheduler, "scheduler.", _SCHEDULER_KEYS)
-    aimd = _section(data, "aimd")
+    aimd = _aimd(_section(data, "aimd"))
+    defaults, tenants = _tenants(_section(data, "tenants"))
+    queues = _queues(_section(data, "queues"))
+    functions, function_defaults = _functions(_section(data, "functions"))
+    settings = SchedulerSettings(
+        aging=_get(scheduler, "scheduler.priority_aging", 2.0, _duration),
+        affinity=_get(scheduler, "scheduler.affinity", 1.0, _duration),
+        reserve=_get(scheduler, "scheduler.reserve", {}, _priority_table("scheduler.reserve")),
+        caps=_get(scheduler, "scheduler.caps", {}, _priority_table("scheduler.caps")),
+        capacity=capacity,
+        tenant_defaults=defaults,
+        tenants=tenants,
+        queues=queues,
+        functions=functions,
+        aimd=aimd,
+        sharding=_sharding(scheduler, workers),
+    )
+    return settings, function_defaults
+
+
+def _aimd(aimd: Mapping[str, Any]) -> AimdSettings:
+    """``[aimd]``."""
     a = AimdSettings()
     _only(aimd, "aimd.", {"increase", "decrease", "window", "min_throttles", "throttle_ratio",
                           "idle_decay"})  # fmt: skip
-    aimd_cfg = AimdSettings(
+    return AimdSettings(
         increase=_get(aimd, "aimd.increase", a.increase, _number(0.01, 1000)),
         decrease=_get(aimd, "aimd.decrease", a.decrease, _number(0.01, 0.99)),
         window=_get(aimd, "aimd.window", a.window, _duration),
@@ -87,7 +109,10 @@ def _scheduler(
         throttle_ratio=_get(aimd, "aimd.throttle_ratio", a.throttle_ratio, _number(0.0, 1.0)),
         idle_decay=_get(aimd, "aimd.idle_decay", a.idle_decay, _duration),
     )
-    tenants_raw = _section(data, "tenants")
+
+
+def _tenants(tenants_raw: Mapping[str, Any]) -> tuple[TenantLimits, dict[str, TenantLimits]]:
+    """``[tenants.*]`` (every tenant's defaults) and each ``[tenants.<t>]`` built on them."""
     defaults = TenantLimits()
     if "*" in tenants_raw:
         defaults = _tenant_limits(_section(tenants_raw, "*"), "tenants.*", defaults)
@@ -96,13 +121,18 @@ def _scheduler(
         for name in tenants_raw
         if name != "*" and _checked_name(name, "tenants")
     }
+    return defaults, tenants
+
+
+def _queues(section: Mapping[str, Any]) -> dict[tuple[str, str], QueueLimits]:
+    """``[queues."<tenant>/<queue>"]``."""
     queues: dict[tuple[str, str], QueueLimits] = {}
-    for key in _section(data, "queues"):
+    for key in section:
         tenant, sep, queue = str(key).partition("/")
         if not sep or not is_name(tenant) or not is_name(queue):
             raise ConfigError(f'queues."{key}": name queues as "<tenant>/<queue>"')
         path = f'queues."{key}"'
-        raw = _section(_section(data, "queues"), key)
+        raw = _section(section, key)
         _only(raw, f"{path}.", _QUEUE_KEYS)
         rate = _get(raw, f"{path}.rate", None, _rate)
         queues[(tenant, queue)] = QueueLimits(
@@ -110,13 +140,20 @@ def _scheduler(
             rate=rate,
             burst=_get(raw, f"{path}.burst", None, _number(1, 10**9)),
         )
+    return queues
+
+
+def _functions(
+    section: Mapping[str, Any],
+) -> tuple[dict[str, FunctionLimits], dict[str, FunctionDefaults]]:
+    """``[functions."mod:fn"]``: each function's limits, and its submit defaults."""
     functions: dict[str, FunctionLimits] = {}
     function_defaults: dict[str, FunctionDefaults] = {}
-    for name in _section(data, "functions"):
+    for name in section:
         path = f'functions."{name}"'
         if not is_function_ref(name):
             raise ConfigError(f"{path}: name functions as package.module:function")
-        raw = _section(_section(data, "functions"), name)
+        raw = _section(section, name)
         _only(raw, f"{path}.", _FUNCTION_KEYS)
         functions[name] = FunctionLimits(
             concurrency=_get(raw, f"{path}.concurrency", None, _int(1, 10**6)),
@@ -130,20 +167,7 @@ def _scheduler(
             timeout=_get(raw, f"{path}.timeout", None, _duration),
             priority=_get(raw, f"{path}.priority", None, _int(PRIORITY_MIN, PRIORITY_MAX)),
         )
-    settings = SchedulerSettings(
-        aging=_get(scheduler, "scheduler.priority_aging", 2.0, _duration),
-        affinity=_get(scheduler, "scheduler.affinity", 1.0, _duration),
-        reserve=_get(scheduler, "scheduler.reserve", {}, _priority_table("scheduler.reserve")),
-        caps=_get(scheduler, "scheduler.caps", {}, _priority_table("scheduler.caps")),
-        capacity=capacity,
-        tenant_defaults=defaults,
-        tenants=tenants,
-        queues=queues,
-        functions=functions,
-        aimd=aimd_cfg,
-        sharding=_sharding(scheduler, workers),
-    )
-    return settings, function_defaults
+    return functions, function_defaults
 
 
 def _sharding(scheduler: Mapping[str, Any], workers: int) -> ShardSettings:
