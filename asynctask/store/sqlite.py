@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -30,11 +29,14 @@ import aiosqlite
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, describe, map_errors
+from asynctask.store.opening import configure_reader, configure_writer, migrate, read_wal_loss
 from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
+from asynctask.store.quarantine import quarantine_rows
 from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
+from asynctask.store.reading import first_row, text_escaped
 from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
-from asynctask.store.walcheck import WalLoss, ignored_commits
+from asynctask.store.walcheck import WalLoss
 from asynctask.store.writeconn import WriteConnection
 from asynctask.store.writer import DEFAULT_MAX_BATCH, GroupCommitWriter
 
@@ -86,12 +88,12 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 write_conn = await WriteConnection.open(path)
                 opened.append(write_conn)
-                await write_conn.run(lambda conn: _configure_writer(conn, durability))
-                wal_loss, unchecked = await write_conn.run(lambda conn: _wal_loss(conn, path))
-                await write_conn.run(_migrate)
+                await write_conn.run(lambda conn: configure_writer(conn, durability))
+                wal_loss, unchecked = await write_conn.run(lambda conn: read_wal_loss(conn, path))
+                await write_conn.run(migrate)
                 read_conn = await aiosqlite.connect(path, isolation_level=None)
                 opened.append(read_conn)
-                await _configure(read_conn, durability)
+                await configure_reader(read_conn, durability)
                 await read_conn.execute("PRAGMA query_only = ON")
             writer = GroupCommitWriter(write_conn, max_batch=max_batch)
         except BaseException:
@@ -185,7 +187,7 @@ class Store:
         if not rows:
             return 0
         with map_errors("setting rows aside"):
-            return await self._write_conn.run(lambda conn: _quarantine(conn, rows, now))
+            return await self._write_conn.run(lambda conn: quarantine_rows(conn, rows, now))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -246,7 +248,7 @@ class Store:
         (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
         conn = self._read_conn
         decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)
-        with _text_escaped(conn) if tolerant else contextlib.nullcontext():
+        with text_escaped(conn) if tolerant else contextlib.nullcontext():
             async with conn.execute(schema.SELECT_LIVE_AFTER, (after,)) as cursor:
                 cursor.row_factory = cast(Any, _with_seq(decoder))
                 while True:
@@ -270,7 +272,7 @@ class Store:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
         self._check_open()
         with map_errors("reading the largest seq"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.SELECT_MAX_SEQ))
+            row = first_row(await self._read_conn.execute_fetchall(schema.SELECT_MAX_SEQ))
         return int(row[0]) if row is not None else 0
 
     async def load_pauses(self) -> list[tuple[str, str, str]]:
@@ -300,7 +302,7 @@ class Store:
 
     async def _read_escaped(self, doing: str, sql: str) -> list[Any]:
         self._check_open()
-        with _text_escaped(self._read_conn), map_errors(doing):
+        with text_escaped(self._read_conn), map_errors(doing):
             return list(await self._read_conn.execute_fetchall(sql))
 
     async def old_finished(
@@ -322,7 +324,7 @@ class Store:
         """How many finished tasks are stored (history retention's count cap)."""
         self._check_open()
         with map_errors("counting finished tasks"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED))
+            row = first_row(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED))
         return int(row[0]) if row is not None else 0
 
     async def count_finished_by_tenant(self) -> dict[str, int]:
@@ -371,7 +373,7 @@ class Store:
         probe = prefix_probe_sql(named)
         if probe is not None:
             with map_errors("listing tasks"):
-                row = _first_row(await self._read_conn.execute_fetchall(*probe))
+                row = first_row(await self._read_conn.execute_fetchall(*probe))
             narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
         if f.tenants is not None or f.queue is not None or narrow:
             f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
@@ -385,7 +387,7 @@ class Store:
         best: tuple[int, tuple[str, str]] | None = None
         for key, value in f.labels.items():
             with map_errors("listing tasks"):
-                row = _first_row(
+                row = first_row(
                     await self._read_conn.execute_fetchall(*label_probe_sql(key, value))
                 )
             count = int(row[0]) if row is not None else 0
@@ -403,7 +405,7 @@ class Store:
         """The schema version recorded in the database (``schema.SCHEMA_VERSION`` once open)."""
         self._check_open()
         with map_errors("reading the schema version"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.READ_VERSION))
+            row = first_row(await self._read_conn.execute_fetchall(schema.READ_VERSION))
         return int(row[0]) if row is not None else 0
 
     async def settings(self) -> dict[str, Any]:
@@ -459,27 +461,6 @@ class Store:
         )
 
 
-def _first_row(rows: Iterable[Any]) -> Any:
-    return next(iter(rows), None)
-
-
-def _escaped_text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-@contextlib.contextmanager
-def _text_escaped(conn: Any) -> Iterator[None]:
-    """Text read meanwhile on ``conn`` (``sqlite3`` or aiosqlite) that is not UTF-8 comes back
-    escaped (``surrogateescape``: kept exactly, as ``\\udcXX``) instead of failing the read.
-    Start-up and quarantine only: the factory is the connection's, not a statement's."""
-    factory = conn.text_factory
-    conn.text_factory = _escaped_text
-    try:
-        yield
-    finally:
-        conn.text_factory = factory
-
-
 def _with_seq(
     decoder: Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None],
 ) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[TaskRow | None, int]]:
@@ -487,117 +468,3 @@ def _with_seq(
         return decoder(cursor, row), row[0]
 
     return decode
-
-
-async def _configure(conn: aiosqlite.Connection, durability: Durability) -> None:
-    row = _first_row(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-    _check_wal(row)
-    for pragma in schema.connection_pragmas(durability):
-        await conn.execute(pragma)
-
-
-def _configure_writer(conn: sqlite3.Connection, durability: Durability) -> None:
-    _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone())
-    for pragma in schema.connection_pragmas(durability):
-        conn.execute(pragma)
-
-
-def _wal_loss(conn: sqlite3.Connection, path: str) -> tuple[WalLoss | None, str | None]:
-    """Before anything is written (a write may restart the WAL over the evidence): the frames
-    SQLite kept when it replayed the WAL (a passive checkpoint reports them), then what it left.
-
-    The checkpoint copies pages into the database file, so on a full disk it fails; the
-    daemon must start anyway (it serves reads and resumes writing once there is space), so the
-    check is skipped and the reason returned instead.
-    """
-    try:
-        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    except sqlite3.OperationalError as error:
-        return None, describe(error)
-    if row is None or int(row[1]) < 0:  # not in WAL mode
-        return None, None
-    return ignored_commits(f"{path}-wal", int(row[1])), None
-
-
-def _check_wal(row: Any) -> None:
-    mode = str(row[0]).lower() if row is not None else None
-    if mode != "wal":
-        raise StoreError(f"the database cannot use WAL mode (journal_mode is {mode})")
-
-
-def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) -> int:
-    """``Store.quarantine``'s transaction. Text is read with ``surrogateescape`` meanwhile, so
-    a column of bytes that are not UTF-8 is kept exactly (as ``\\udcXX`` escapes) instead of
-    failing the read."""
-    with _text_escaped(conn):
-        moved = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for row in rows:
-                where = schema.QUARANTINE_KEYS[row.source]
-                key = tuple(_as_stored(value) for value in row.key)
-                cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", key)
-                found = cursor.fetchone()
-                if found is None:
-                    continue
-                names = [column[0] for column in cursor.description]
-                raw = json.dumps(
-                    {name: _jsonable(value) for name, value in zip(names, found, strict=True)},
-                    ensure_ascii=True,
-                    separators=(",", ":"),
-                )
-                label, error = _utf8(row.label), _utf8(row.error)
-                conn.execute(schema.INSERT_QUARANTINE, (row.source, label, raw, error, now))
-                if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, key).rowcount:
-                    conn.execute(schema.DELETE_LABELS_OF, key)
-                conn.execute(f"DELETE FROM {row.source} WHERE {where}", key)
-                moved += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                conn.execute("ROLLBACK")
-            raise
-        return moved
-
-
-def _as_stored(value: object) -> object:
-    """A key's text as the bytes that are stored (a blob, which the ``CAST(? AS TEXT)`` of
-    ``schema.QUARANTINE_KEYS`` compares byte for byte), so that text read escaped because it
-    is not UTF-8 still finds its row."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return value
-
-
-def _utf8(text: str) -> str:
-    """``text`` with what it escaped from bytes that are not UTF-8 (a key or message built from
-    such a row) shown as U+FFFD: SQLite takes only UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _jsonable(value: Any) -> Any:
-    """A column value as JSON can hold it: a blob as ``{"hex": ...}``, the rest as it is."""
-    return {"hex": value.hex()} if isinstance(value, bytes) else value
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to ``schema.SCHEMA_VERSION``, one transaction per missing step."""
-    conn.execute(schema.CREATE_META)
-    row = conn.execute(schema.READ_VERSION).fetchone()
-    version = int(row[0]) if row is not None else 0
-    if version > schema.SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {version}, newer than this asynctask knows "
-            f"({schema.SCHEMA_VERSION}); upgrade asynctask or use another database"
-        )
-    for number in range(version + 1, schema.SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in schema.MIGRATIONS[number - 1]:
-                conn.execute(statement)
-            conn.execute(schema.WRITE_VERSION, (number,))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                conn.execute("ROLLBACK")
-            raise
