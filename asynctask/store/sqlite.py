@@ -20,7 +20,6 @@ import gc
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,10 +28,9 @@ import aiosqlite
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError, describe, map_errors
+from asynctask.store.listing import plan_list
 from asynctask.store.opening import configure_reader, configure_writer, migrate, read_wal_loss
-from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
 from asynctask.store.quarantine import quarantine_rows
-from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
 from asynctask.store.reading import first_row, text_escaped
 from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
@@ -352,54 +350,15 @@ class Store:
         return rows[0] if rows else None
 
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
-        """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``.
-
-        An ID prefix within tenants is probed first (a bounded count on ``tasks_tenant_id``):
-        ``plan.choose`` reads a narrow prefix's range and sorts it, and walks a wide one in page
-        order instead, where sorting it would cost more than filtering it.
-        """
+        """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``,
+        along the query ``listing.plan_list`` chooses (after bounded probes of the filter)."""
         if limit <= 0 or f.tenants == ():
             self._check_open()
             return []
-        named = f
-        if f.tenants is None and (f.queue is not None or f.id_prefix) and f.function is None:
-            # Queues and IDs are per tenant: with the tenants named, their indexes serve.
-            tenants = await self._tenants(MAX_ARMS + 1)
-            if not tenants:
-                return []
-            if len(tenants) <= MAX_ARMS:
-                named = replace(f, tenants=tuple(tenants))
-        narrow = False
-        probe = prefix_probe_sql(named)
-        if probe is not None:
-            with map_errors("listing tasks"):
-                row = first_row(await self._read_conn.execute_fetchall(*probe))
-            narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
-        if f.tenants is not None or f.queue is not None or narrow:
-            f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
-        label = await self._rarest_label(f) if f.labels and f.trace_id is None else None
-        sql, params = list_sql(f, limit, narrow, label)
-        return await self._fetch_rows("listing tasks", sql, params)
-
-    async def _rarest_label(self, f: TaskFilter) -> tuple[str, str] | None:
-        """The filter's label carried by the fewest tasks, if fewer than
-        ``NARROW_LABEL_ROWS`` carry it (one bounded count per label)."""
-        best: tuple[int, tuple[str, str]] | None = None
-        for key, value in f.labels.items():
-            with map_errors("listing tasks"):
-                row = first_row(
-                    await self._read_conn.execute_fetchall(*label_probe_sql(key, value))
-                )
-            count = int(row[0]) if row is not None else 0
-            if count < NARROW_LABEL_ROWS and (best is None or count < best[0]):
-                best = (count, (key, value))
-        return None if best is None else best[1]
-
-    async def _tenants(self, most: int) -> list[str]:
-        """The distinct tenants stored, up to ``most``: one index descent per tenant."""
-        with map_errors("listing tenants"):
-            rows = list(await self._read_conn.execute_fetchall(schema.SELECT_TENANTS, (most,)))
-        return [str(tenant) for (tenant,) in rows]
+        planned = await plan_list(self._read_conn, f, limit)
+        if planned is None:
+            return []
+        return await self._fetch_rows("listing tasks", *planned)
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database (``schema.SCHEMA_VERSION`` once open)."""
