@@ -27,11 +27,12 @@ import aiosqlite
 
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
-from asynctask.store.errors import StoreError, describe, map_errors
+from asynctask.store.errors import StoreError, map_errors
 from asynctask.store.listing import plan_list
 from asynctask.store.opening import configure_reader, configure_writer, migrate, read_wal_loss
 from asynctask.store.quarantine import quarantine_rows
 from asynctask.store.reading import first_row, text_escaped
+from asynctask.store.recovery import checked_uids, live_batches
 from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
 from asynctask.store.walcheck import WalLoss
@@ -217,54 +218,12 @@ class Store:
         read-only.
 
         With ``skipped``, rows that cannot be decoded are left out of the batches (and left
-        as they are in the database) and described there instead of failing the load.
-
-        Text that is not UTF-8 (a row written by hand) makes SQLite's fetch itself fail, for
-        the whole batch, before a row decoder sees it. Then the load goes on from the last row
-        it yielded, reading one batch with a text factory that cannot fail and skipping the
-        rows whose text it had to escape, and then fast again."""
+        as they are in the database) and described there instead of failing the load; text
+        that is not UTF-8 included (``recovery.live_batches``)."""
         self._check_open()
-        after = 0
-        tolerant = False
-        while True:
-            with map_errors("loading the live tasks", DECODE_ERRORS):
-                try:
-                    async for rows in self._live_batch(after, size, skipped, tolerant):
-                        after = rows[-1]
-                        yield cast(list[TaskRow], rows[:-1])
-                        tolerant = False
-                    return
-                except sqlite3.OperationalError as error:
-                    if skipped is None or tolerant or "decode" not in str(error):
-                        raise
-                    tolerant = True  # again from ``after``, escaping what is not UTF-8
-
-    async def _live_batch(
-        self, after: int, size: int, skipped: list[SkippedRow] | None, tolerant: bool
-    ) -> AsyncIterator[list[Any]]:
-        """Batches of live rows with ``seq > after``, each followed by the last seq it read
-        (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
-        conn = self._read_conn
-        decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)
-        with text_escaped(conn) if tolerant else contextlib.nullcontext():
-            async with conn.execute(schema.SELECT_LIVE_AFTER, (after,)) as cursor:
-                cursor.row_factory = cast(Any, _with_seq(decoder))
-                while True:
-                    was_enabled = gc.isenabled()
-                    gc.disable()
-                    try:
-                        fetched = cast(
-                            list[tuple[TaskRow | None, int]], await cursor.fetchmany(size)
-                        )
-                    finally:
-                        if was_enabled:
-                            gc.enable()
-                    if not fetched:
-                        return
-                    rows = [row for row, _ in fetched if row is not None]
-                    yield [*rows, fetched[-1][1]]
-                    if tolerant:
-                        return
+        async with contextlib.aclosing(live_batches(self._read_conn, size, skipped)) as batches:
+            async for batch in batches:
+                yield batch
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
@@ -284,19 +243,7 @@ class Store:
         ``skipped``, a row whose uid is not a uid, or whose tenant is not UTF-8, is described
         there (to be set aside) instead of failing the load."""
         rows = await self._read_escaped("reading the tenants' uids", schema.SELECT_TENANT_UIDS)
-        uids: dict[str, int] = {}
-        for tenant, uid in rows:
-            try:
-                str(tenant).encode()
-                if type(uid) is not int or not 0 <= uid < 2**32:
-                    raise ValueError(f"uid {uid!r} is not a uid")
-            except (ValueError, UnicodeError) as exc:
-                if skipped is None:
-                    raise StoreError(f"reading the tenants' uids failed: {exc}") from exc
-                skipped.append(Quarantine("tenant_uids", (tenant,), str(tenant), describe(exc)))
-                continue
-            uids[str(tenant)] = uid
-        return uids
+        return checked_uids(rows, skipped)
 
     async def _read_escaped(self, doing: str, sql: str) -> list[Any]:
         self._check_open()
@@ -418,12 +365,3 @@ class Store:
             f"{writer.ops_committed} ops committed, {writer.ops_failed} failed, "
             f"{writer.pending} pending>"
         )
-
-
-def _with_seq(
-    decoder: Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None],
-) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[TaskRow | None, int]]:
-    def decode(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[TaskRow | None, int]:
-        return decoder(cursor, row), row[0]
-
-    return decode
