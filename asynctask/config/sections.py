@@ -30,7 +30,7 @@ class DaemonConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """``[server]``: what a client connection may hold (PRODUCT.md "Robustness")."""
+    """``[server]``: what a client connection may hold (docs/contract.md, "Robustness")."""
 
     handshake_timeout: float = 5.0  # hello must come this soon after connecting
     idle_timeout: float = 600.0  # a connection with no request this long is closed

@@ -1,12 +1,12 @@
 """``Store``: the task record in one SQLite file, WAL mode, one writer, one reader.
 
-Two connections, each on its own thread: the read connection is aiosqlite's; the write
-connection is a plain ``sqlite3`` one (``writeconn.py``: a whole transaction per thread hop). The
-write connection belongs to the ``GroupCommitWriter`` alone (STYLE.md item 7: one owner per
-resource). The read connection
-serves recovery and history queries; WAL lets it read a consistent snapshot while the writer
-commits, so a long ``list`` never delays a submit's commit and a commit never blocks a read.
-The read connection is ``query_only``: a bug cannot make it a second writer.
+Two connections, each on its own thread: the read connection is aiosqlite's; the write connection is
+a plain ``sqlite3`` one (``writeconn.py``: a whole transaction per thread hop). The write connection
+belongs to the ``GroupCommitWriter`` alone (one owner per resource: docs/architecture.md, "The
+performance design", 1). The read connection serves recovery and history queries; WAL lets it read a
+consistent snapshot while the writer commits, so a long ``list`` never delays a submit's commit and
+a commit never blocks a read. The read connection is ``query_only``: a bug cannot make it a second
+writer.
 
 Both are opened with ``isolation_level=None`` so that ``sqlite3`` never begins or commits a
 transaction behind our back; the writer says ``BEGIN IMMEDIATE`` and ``COMMIT`` itself.
