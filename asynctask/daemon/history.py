@@ -41,7 +41,7 @@ class History:
         queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
         (5,000 took 65 ms with the history indexes), and each batch waits for its commit
         before the next is read, so the writer serves other transactions in between and a
-        purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
+        purge adds tens of ms to submit->start p99 while it runs (benchmarks/bench_history.py).
         """
         interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
         while self._daemon.accepting:

@@ -2,7 +2,7 @@
 ``stats`` and the Prometheus text, and the gauge sampler behind their per-minute peaks.
 
 Read-only over the daemon's state; each readout is built in chunks with the loop running in
-between, so its cost is what it shows and no client waits behind it (PRODUCT.md,
+between, so its cost is what it shows and no client waits behind it (docs/contract.md,
 "Robustness")."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ SLOW_KEPT = 64
 
 class LoopWatch:
     """How long the event loop was held: the promise is that no request holds it for more than
-    50 ms (PRODUCT.md, "Robustness"), and this is the daemon's own measure of it.
+    50 ms (docs/contract.md, "Robustness"), and this is the daemon's own measure of it.
 
     A timer due every ``LOOP_TICK`` fires late by however long the loop was busy before it.
     Lateness alone also counts time the process waited for a CPU while other processes ran (a
