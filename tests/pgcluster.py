@@ -16,7 +16,8 @@ directories are private to root and ``nobody`` could not enter them.
 
 Where PostgreSQL's binaries cannot be found (``scripts/install-postgres`` installs them, and
 ``make test`` runs it), or the cluster cannot start, ``cluster()`` skips the test with the
-reason, so a missing PostgreSQL is always visible in pytest's summary, never a silent pass.
+reason, so a missing PostgreSQL is always visible in pytest's summary, never a silent pass; in
+CI (``ASYNCTASK_REQUIRE_POSTGRES`` set) it fails them instead, since there it must start.
 
 Isolation: one database (``asynctask_test``), one schema per store directory (``schema_for``):
 ``CREATE DATABASE`` costs a third of a second with ``fsync=on`` (it syncs a copy of the
@@ -44,6 +45,8 @@ import pytest
 
 DATABASE = "asynctask_test"
 SUPERUSER = "postgres"
+#: Set (CI sets it in .ci/run): a cluster that cannot start fails the tests instead of skipping.
+REQUIRE_ENV = "ASYNCTASK_REQUIRE_POSTGRES"
 #: Who runs the cluster when the tests run as root.
 UNPRIVILEGED = "nobody"
 
@@ -122,6 +125,8 @@ def cluster() -> Cluster:
         else:
             atexit.register(stop)  # a session fixture stops it earlier; this is the backstop
             return _cluster
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"PostgreSQL unavailable, and {REQUIRE_ENV} is set: {_failure}")
     pytest.skip(f"PostgreSQL unavailable: {_failure}")
 
 
