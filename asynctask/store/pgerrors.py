@@ -45,7 +45,11 @@ def is_fatal(error: BaseException) -> bool:
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, asyncpg.PostgresConnectionError | OSError):
+        # InternalClientError: the driver's protocol state broke (the server's goodbye arrived
+        # while a statement was being sent); that connection cannot be trusted either.
+        if isinstance(
+            cause, asyncpg.PostgresConnectionError | asyncpg.InternalClientError | OSError
+        ):
             return True
         if getattr(cause, "sqlstate", None) in _GONE_SQLSTATES:
             return True

@@ -170,7 +170,7 @@ class PgWriter:
                 try:
                     await self._commit(batch)
                 except Exception as error:  # a failed batch fails its ops, never the writer
-                    if is_fatal(error):
+                    if is_fatal(error) or self._conn.is_closed():
                         self._break(batch, error)
                         return
                     self._finish(batch, error)

@@ -3,6 +3,12 @@
 ``STORE_KINDS`` names each implementation and how to open it in a directory; every contract test
 runs once per kind. PostgreSQL opens a schema of its own per directory in the session's private
 cluster (``tests/pgcluster.py``); where PostgreSQL cannot start, its tests skip with the reason.
+
+Every test that takes ``store``, ``open_store`` or ``STORE_KINDS`` runs for both kinds
+(test_contract, test_list_properties, test_read_snapshots, test_retention). The modules that
+open ``Store`` directly are SQLite's own (test_sqlite, test_walcheck, test_quarantine,
+test_plan, test_fatal_errors; test_starts is the start journal, no database), and
+test_postgres.py is PostgreSQL's.
 """
 
 from __future__ import annotations
