@@ -97,7 +97,7 @@ async def main() -> None:
         from tests import pgcluster
 
         cluster = pgcluster.cluster()
-        url = await pgcluster.url_for(Path(tempfile.mkdtemp()))
+        url = await pgcluster.url_for(Path("bench_store_pg"))  # names its schema
     try:
         await _run("postgres", lambda: PostgresStore.open(url), args.callers, args.rows)
     finally:
