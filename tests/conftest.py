@@ -4,11 +4,13 @@ tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks.reliability import shim
+from tests import pgcluster
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +20,11 @@ def shim_lib() -> Path:
         return shim.build()
     except shim.ShimUnavailable as exc:
         pytest.skip(f"faultshim unavailable: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_pgcluster() -> Iterator[None]:
+    """Stop the private PostgreSQL cluster (``tests/pgcluster.py``) at the session's end, if a
+    test started one."""
+    yield
+    pgcluster.stop()

@@ -1,4 +1,5 @@
-"""The durable store: every task's record in SQLite (WAL), written by one group-commit writer.
+"""The durable store: every task's record in SQLite (WAL) or PostgreSQL (``open_store`` picks by
+location), written by one group-commit writer.
 
 The daemon keeps live queues in memory and uses the store for three things: making a change
 durable before acknowledging it (``put`` then await the future), rebuilding memory at start-up
@@ -10,6 +11,7 @@ policy: which ops to write, and when, is the daemon's business.
 
 from asynctask.store.errors import StoreError
 from asynctask.store.interface import TaskStore
+from asynctask.store.open import open_store
 from asynctask.store.rows import (
     AssignUid,
     ClearPause,
@@ -51,4 +53,5 @@ __all__ = [
     "TaskStore",
     "Touch",
     "UpdateTask",
+    "open_store",
 ]

@@ -1,8 +1,14 @@
 """One fixture set for every store implementation (``asynctask/store/interface.py``).
 
 ``STORE_KINDS`` names each implementation and how to open it in a directory; every contract test
-runs once per kind. A PostgreSQL store adds an entry here (opening a fresh schema per directory)
-and inherits the whole suite.
+runs once per kind. PostgreSQL opens a schema of its own per directory in the session's private
+cluster (``tests/pgcluster.py``); where PostgreSQL cannot start, its tests skip with the reason.
+
+Every test that takes ``store``, ``open_store`` or ``STORE_KINDS`` runs for both kinds
+(test_contract, test_list_properties, test_read_snapshots, test_retention). The modules that
+open ``Store`` directly are SQLite's own (test_sqlite, test_walcheck, test_quarantine,
+test_plan, test_fatal_errors; test_starts is the start journal, no database), and
+test_postgres.py is PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any
 import pytest
 
 from asynctask.store import Store, TaskStore
+from asynctask.store.postgres import PostgresStore
+from tests import pgcluster
 
 Opener = Callable[..., Awaitable[TaskStore]]
 
@@ -22,7 +30,14 @@ async def _open_sqlite(directory: Path, **options: Any) -> TaskStore:
     return await Store.open(str(directory / "db" / "tasks.db"), **options)
 
 
-STORE_KINDS: dict[str, Callable[..., Awaitable[TaskStore]]] = {"sqlite": _open_sqlite}
+async def _open_postgres(directory: Path, **options: Any) -> TaskStore:
+    return await PostgresStore.open(await pgcluster.url_for(directory), **options)
+
+
+STORE_KINDS: dict[str, Callable[..., Awaitable[TaskStore]]] = {
+    "sqlite": _open_sqlite,
+    "postgres": _open_postgres,
+}
 
 
 @pytest.fixture(params=sorted(STORE_KINDS))
