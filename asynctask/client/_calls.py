@@ -1,7 +1,9 @@
 """Everything the clients do that is not I/O, shared by ``AsyncClient`` and ``Client``.
 
-Building request maps from Python arguments, validating options before they leave the process
-(a mistake is a ``UsageError`` here, not a refused request), turning replies into
+Building requests from Python arguments with the wire schema's Structs
+(``asynctask.protocol.requests``, the very definitions the daemon checks requests with), so a
+mistake is the daemon's own ``UsageError`` raised here rather than a refused request; turning
+replies into
 ``TaskStatus`` objects or errors. The clients (``_async/client.py``, and ``_sync/client.py``
 generated from it) call these; the connections in ``_connection.py`` move the bytes.
 """
@@ -28,12 +30,17 @@ from asynctask.model import (
     parse_duration,
     parse_time,
 )
-from asynctask.protocol import (
-    DEFAULT_MAX_FRAME,
-    PROTOCOL_VERSION,
-    encode_frame,
-    pack,
-    unpack,
+from asynctask.protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION, pack, unpack
+from asynctask.protocol.requests import (
+    CronAddRequest,
+    ListRequest,
+    PauseTarget,
+    SelectorRequest,
+    TaskSpec,
+    WireStruct,
+    decode,
+    encode_request,
+    to_wire,
 )
 from asynctask.resources import RESOURCE_KEYS, Limits
 
@@ -187,7 +194,7 @@ class _Calls:
     def frame(self, request: dict[str, Any]) -> bytes:
         """``request`` as a frame; ``UsageError`` if it is over the daemon's frame limit, which
         would close the connection (the caller would see only a broken pipe)."""
-        data = encode_frame(request)
+        data = encode_request(request)
         size = len(data) - 4  # the header is not counted
         if size > self.max_frame:
             raise UsageError(
@@ -203,9 +210,16 @@ class _Calls:
         if type(limit) is int and limit > 0:
             self.max_frame = limit
 
+    @staticmethod
+    def fields(kind: type[WireStruct], **fields: Any) -> dict[str, Any]:
+        """A request's fields checked as a ``kind`` (``UsageError`` as the daemon words it), in
+        wire form."""
+        return to_wire(decode(kind, fields))
+
     def spec(
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
     ) -> dict[str, Any]:
+        """The wire spec of one call, as built (``checked`` checks it)."""
         unknown = set(options) - SUBMIT_OPTIONS
         if unknown:
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
@@ -238,6 +252,12 @@ class _Calls:
         if limits:
             spec["limits"] = limits
         return spec
+
+    @staticmethod
+    def checked(spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A wire spec checked as the daemon checks it, a ``TaskSpec`` (all but what needs the
+        daemon: its ``max_payload`` and clock), in wire form."""
+        return to_wire(decode(TaskSpec, spec))
 
     def hello(self) -> dict[str, Any]:
         return self.request("hello", version=PROTOCOL_VERSION)
@@ -277,7 +297,7 @@ class _Calls:
         if unknown:
             raise UsageError(f"pause/resume take no {', '.join(sorted(unknown))}")
         if not any(value not in (None, (), {}, [], "") for value in tasks.values()):
-            return self.target(tenant, queue, function), "changed"
+            return self.fields(PauseTarget, **self.target(tenant, queue, function)), "changed"
         selector = _id_field({**tasks, "queue": queue, "function": function})
         if tenant is not None:
             selector["tenant"] = tenant
@@ -294,10 +314,10 @@ class _Calls:
         catch_up: str | None,
         options: Mapping[str, Any],
     ) -> dict[str, Any]:
-        task = self.spec(func, args, kwargs, **options)
-        tenant = task.pop("tenant")
-        return {"tenant": tenant, "name": name, "expr": expr, "tz": tz, "catch_up": catch_up,
-                "task": task}  # fmt: skip
+        task = self.checked(self.spec(func, args, kwargs, **options))
+        tenant = task.pop("tenant", None)  # the entry's, not the task's
+        return self.fields(CronAddRequest, tenant=tenant, name=name, expr=expr, tz=tz,
+                           catch_up=catch_up, task=task)  # fmt: skip
 
     def selector_fields(self, **selector: Any) -> dict[str, Any]:
         """``list_fields`` without a limit, a function object allowed for ``function``, and
@@ -306,13 +326,17 @@ class _Calls:
         if "limit" in selector:
             raise UsageError("cancel takes no limit: it touches every task the selector matches")
         function = selector.pop("function", None)
-        fields = self.list_fields(**selector)
-        fields.pop("limit", None)
+        fields = self._filters(selector)
         if function is not None:
             fields["function"] = function_ref(function)
-        return fields
+        return self.fields(SelectorRequest, **fields)
 
     def list_fields(self, **filters: Any) -> dict[str, Any]:
+        return self.fields(ListRequest, **self._filters(filters))
+
+    @staticmethod
+    def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+        """Filters in wire units: times as epoch seconds, ``state`` a list; unset ones out."""
         fields: dict[str, Any] = {}
         for name, value in filters.items():
             if value is None or value == () or value == {}:
@@ -398,4 +422,4 @@ def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
     func = options.pop("func")
     args = tuple(options.pop("args", ()))
     kwargs = options.pop("kwargs", None)
-    return calls.spec(func, args, kwargs, **options)
+    return calls.checked(calls.spec(func, args, kwargs, **options))
