@@ -24,7 +24,8 @@ Wire shapes:
 * ``list``: ``ListRequest``; the reply is ``{"tasks": [...], "cursor": str | None}``.
 * ``cancel`` / ``retry`` / ``delete`` and ``pause`` / ``resume`` of tasks: ``SelectorRequest``;
   ``pause`` / ``resume`` of a tenant, queue or function: ``PauseTarget``.
-* ``cron_add``: ``CronAddRequest``; ``cron_remove``: ``CronRef``; ``stop``: ``StopRequest``.
+* ``cron_add``: ``CronAddRequest``; ``cron_remove``: ``CronRef``; ``stop``: ``StopRequest``;
+  ``stats``: ``StatsRequest``.
 
 This module loads msgspec, so the worker child (which only frames) does not import it.
 """
@@ -51,6 +52,7 @@ from asynctask.model import (
     is_name,
     is_task_id,
 )
+from asynctask.observe.readout import MAX_TOP
 from asynctask.resources import Limits
 
 MAX_TASKS_PER_SUBMIT: Final = 10_000
@@ -557,6 +559,27 @@ class TenantRequest(WireStruct):
 
     def __post_init__(self) -> None:
         _check_tenant(self.tenant)
+
+
+class StatsRequest(TenantRequest):
+    """``stats``: one tenant's (default: all the caller may see), only queues named ``queue``,
+    ``top`` rows per section (1 to ``MAX_TOP``; None: the daemon's default)."""
+
+    queue: str | None = None
+    top: int | None = None
+
+    _REFUSE: ClassVar[dict[str, Refuse]] = {
+        **TenantRequest._REFUSE,
+        "queue": lambda value: f"not a queue name: {value!r}",
+        "top": lambda value: f"top must be a whole number from 1 to {MAX_TOP}, not {value!r}",
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.queue is not None and not is_name(self.queue):
+            raise Refusal(self._REFUSE["queue"](self.queue))
+        if self.top is not None and not 1 <= self.top <= MAX_TOP:
+            raise Refusal(self._REFUSE["top"](self.top))
 
 
 # -- cron, stop --------------------------------------------------------------------------------

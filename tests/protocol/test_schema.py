@@ -45,6 +45,7 @@ from asynctask.protocol.requests import (
 )
 from asynctask.resources import RESOURCE_KEYS
 from asynctask.server import requests
+from asynctask.server.ops import parse_readout_page
 
 FN = "tests.e2e.tasks:add"
 PAYLOAD = pack([[1, 2], {}])
@@ -220,6 +221,9 @@ def test_a_valid_submit_gives_the_same_model_values() -> None:
         (requests.parse_pause_target, {"function": "f"}, "function must look like"),
         (requests.parse_cron_ref, {"name": "a\n"}, "not a cron entry name: 'a\\n'"),
         (requests.parse_tenant, {"tenant": ""}, "not a tenant name: ''"),
+        (parse_readout_page, {"top": 0}, "top must be a whole number from 1 to 1000, not 0"),
+        (parse_readout_page, {"top": True}, "top must be a whole number from 1 to 1000, not True"),
+        (parse_readout_page, {"queue": 5}, "not a queue name: 5"),
     ],
 )
 def test_a_bad_request_is_refused_naming_the_field(parse: Any, message: Any, words: str) -> None:

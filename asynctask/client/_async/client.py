@@ -42,6 +42,7 @@ from asynctask.paths import resolve_socket
 from asynctask.protocol.requests import (
     CronRef,
     LogsRequest,
+    StatsRequest,
     StopRequest,
     TaskRef,
     WaitRequest,
@@ -287,7 +288,8 @@ class AsyncClient:
         running, recent queue-wait and run-time percentiles; the pool; the last failures.
         Each section has its ``top`` rows by load (daemon default 50, at most 1000), the rest
         summed in ``more``; ``queue`` shows only the queues of that name."""
-        return dict(await self._call("stats", tenant=tenant, queue=queue, top=top))
+        fields = self._calls.fields(StatsRequest, tenant=tenant, queue=queue, top=top)
+        return dict(await self._call("stats", **fields))
 
     async def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
