@@ -3,9 +3,9 @@
 Building requests from Python arguments with the wire schema's Structs
 (``asynctask.protocol.requests``, the very definitions the daemon checks requests with), so a
 mistake is the daemon's own ``UsageError`` raised here rather than a refused request; turning
-replies into
-``TaskStatus`` objects or errors. The clients (``_async/client.py``, and ``_sync/client.py``
-generated from it) call these; the connections in ``_connection.py`` move the bytes.
+replies into ``TaskStatus`` objects or errors. The clients (``_async/client.py``, and
+``_sync/client.py`` generated from it) call these; the connections in ``_connection.py`` move
+the bytes.
 """
 
 from __future__ import annotations
