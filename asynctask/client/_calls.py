@@ -11,7 +11,7 @@ the bytes.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -415,11 +415,29 @@ def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str
     return _spec_of(_Calls(tenant), call)
 
 
+def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``submit_many``'s specs, each checked; a refusal of one of several names it (``task 2:
+    ...``), as the daemon's would."""
+    specs = [_built(calls, call) for call in many]
+    checked = []
+    for index, spec in enumerate(specs):
+        try:
+            checked.append(calls.checked(spec))
+        except UsageError as exc:
+            where = f"task {index}: " if len(specs) > 1 else ""
+            raise UsageError(f"{where}{exc.message}") from None
+    return checked
+
+
 def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
+    return calls.checked(_built(calls, call))
+
+
+def _built(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
     options = dict(call)
     if "func" not in options:
         raise UsageError("each call for submit_many needs a 'func'")
     func = options.pop("func")
     args = tuple(options.pop("args", ()))
     kwargs = options.pop("kwargs", None)
-    return calls.checked(calls.spec(func, args, kwargs, **options))
+    return calls.spec(func, args, kwargs, **options)

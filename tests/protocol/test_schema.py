@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from asynctask.client._calls import _Calls
+from asynctask.client._calls import _Calls, _specs_of
 from asynctask.client._options import (
     LimitOptions,
     ListFilters,
@@ -284,6 +284,14 @@ def test_the_client_refuses_what_the_daemon_would(options: dict[str, Any], words
         requests.parse_spec(spec(**wire), 1024)
     assert words in client.value.message
     assert client.value.message == daemon.value.message
+
+
+def test_the_client_names_the_bad_call_of_many_as_the_daemon_does() -> None:
+    calls = [{"func": FN, "args": [1, 2]}, {"func": "bad"}]
+    with pytest.raises(UsageError, match=r"^task 1: function must look like"):
+        _specs_of(_Calls("default"), calls)
+    with pytest.raises(UsageError, match=r"^function must look like"):
+        _specs_of(_Calls("default"), calls[1:])
 
 
 def _old_client_spec(calls: _Calls) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from asynctask.client._calls import (
     _id_field,
     _report,
     _seconds,
-    _spec_of,
+    _specs_of,
 )
 from asynctask.client._connection import Connection
 from asynctask.client._options import (
@@ -163,7 +163,7 @@ class Client:
     def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
         """Submit many tasks in one request, all or none. Each call is a mapping with
         ``func`` and optional ``args``, ``kwargs`` and submit options (see ``task_spec``)."""
-        specs = [_spec_of(self._calls, call) for call in calls]
+        specs = _specs_of(self._calls, calls)
         if not specs:
             return []
         statuses = self._calls.tasks(self._call("submit", tasks=specs))
