@@ -11,8 +11,8 @@ unread (and their timeouts unstarted) behind it. Each wait carries the time left
 ``--timeout`` deadline; one that runs out is answered with the task's current status instead.
 
 ``submit --from-file`` checks every line before it sends any: each is built into the spec the
-client sends, and that spec is run through the daemon's own request checks
-(``server.requests.parse_spec``), so a bad value anywhere refuses the whole file with its line
+client sends, and that spec is checked against the wire schema the daemon checks it with
+(``protocol.requests.validate_spec``), so a bad value anywhere refuses the whole file with its line
 number and nothing is submitted. Lines then go in batches of ``submit_many`` (each one request,
 all or none). What the daemon alone can know - the caller's tenants, back pressure, its
 ``max_payload`` - can still refuse a batch midway; then the IDs already submitted are printed and
@@ -42,7 +42,7 @@ from asynctask.errors import (
 )
 from asynctask.model import is_task_id
 from asynctask.protocol import DEFAULT_MAX_FRAME
-from asynctask.server.requests import parse_spec
+from asynctask.protocol.requests import validate_spec
 
 #: Waits in flight on the one connection (the daemon pauses reading one at 256).
 WAIT_WINDOW: Final = 128
@@ -200,7 +200,7 @@ def read_calls(source: str, stdin: IO[str], defaults: dict[str, Any], tenant: st
                 continue
             try:
                 call = _call_of(text, defaults)
-                parse_spec(task_spec(call, tenant), DEFAULT_MAX_FRAME)
+                validate_spec(task_spec(call, tenant), DEFAULT_MAX_FRAME)
             except UsageError as exc:
                 raise UsageError(
                     f"{name} line {number}: {exc.message}; nothing submitted"

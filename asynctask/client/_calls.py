@@ -1,15 +1,17 @@
 """Everything the clients do that is not I/O, shared by ``AsyncClient`` and ``Client``.
 
-Building request maps from Python arguments, validating options before they leave the process
-(a mistake is a ``UsageError`` here, not a refused request), turning replies into
-``TaskStatus`` objects or errors. The clients (``_async/client.py``, and ``_sync/client.py``
-generated from it) call these; the connections in ``_connection.py`` move the bytes.
+Building requests from Python arguments with the wire schema's Structs
+(``asynctask.protocol.requests``, the very definitions the daemon checks requests with), so a
+mistake is the daemon's own ``UsageError`` raised here rather than a refused request; turning
+replies into ``TaskStatus`` objects or errors. The clients (``_async/client.py``, and
+``_sync/client.py`` generated from it) call these; the connections in ``_connection.py`` move
+the bytes.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -28,12 +30,17 @@ from asynctask.model import (
     parse_duration,
     parse_time,
 )
-from asynctask.protocol import (
-    DEFAULT_MAX_FRAME,
-    PROTOCOL_VERSION,
-    encode_frame,
-    pack,
-    unpack,
+from asynctask.protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION, pack, unpack
+from asynctask.protocol.requests import (
+    CronAddRequest,
+    ListRequest,
+    PauseTarget,
+    SelectorRequest,
+    TaskSpec,
+    WireStruct,
+    decode,
+    encode_request,
+    to_wire,
 )
 from asynctask.resources import RESOURCE_KEYS, Limits
 
@@ -188,7 +195,7 @@ class _Calls:
     def frame(self, request: dict[str, Any]) -> bytes:
         """``request`` as a frame; ``UsageError`` if it is over the daemon's frame limit, which
         would close the connection (the caller would see only a broken pipe)."""
-        data = encode_frame(request)
+        data = encode_request(request)
         size = len(data) - 4  # the header is not counted
         if size > self.max_frame:
             raise UsageError(
@@ -204,9 +211,16 @@ class _Calls:
         if type(limit) is int and limit > 0:
             self.max_frame = limit
 
+    @staticmethod
+    def fields(kind: type[WireStruct], **fields: Any) -> dict[str, Any]:
+        """A request's fields checked as a ``kind`` (``UsageError`` as the daemon words it), in
+        wire form."""
+        return to_wire(decode(kind, fields))
+
     def spec(
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
     ) -> dict[str, Any]:
+        """The wire spec of one call, as built (``checked`` checks it)."""
         unknown = set(options) - SUBMIT_OPTIONS
         if unknown:
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
@@ -239,6 +253,12 @@ class _Calls:
         if limits:
             spec["limits"] = limits
         return spec
+
+    @staticmethod
+    def checked(spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A wire spec checked as the daemon checks it, a ``TaskSpec`` (all but what needs the
+        daemon: its ``max_payload`` and clock), in wire form."""
+        return to_wire(decode(TaskSpec, spec))
 
     def hello(self) -> dict[str, Any]:
         return self.request("hello", version=PROTOCOL_VERSION)
@@ -278,7 +298,7 @@ class _Calls:
         if unknown:
             raise UsageError(f"pause/resume take no {', '.join(sorted(unknown))}")
         if not any(value not in (None, (), {}, [], "") for value in tasks.values()):
-            return self.target(tenant, queue, function), "changed"
+            return self.fields(PauseTarget, **self.target(tenant, queue, function)), "changed"
         selector = _id_field({**tasks, "queue": queue, "function": function})
         if tenant is not None:
             selector["tenant"] = tenant
@@ -295,10 +315,10 @@ class _Calls:
         catch_up: str | None,
         options: Mapping[str, Any],
     ) -> dict[str, Any]:
-        task = self.spec(func, args, kwargs, **options)
-        tenant = task.pop("tenant")
-        return {"tenant": tenant, "name": name, "expr": expr, "tz": tz, "catch_up": catch_up,
-                "task": task}  # fmt: skip
+        task = self.checked(self.spec(func, args, kwargs, **options))
+        tenant = task.pop("tenant", None)  # the entry's, not the task's
+        return self.fields(CronAddRequest, tenant=tenant, name=name, expr=expr, tz=tz,
+                           catch_up=catch_up, task=task)  # fmt: skip
 
     def selector_fields(self, **selector: Any) -> dict[str, Any]:
         """``list_fields`` without a limit, a function object allowed for ``function``, and
@@ -307,13 +327,17 @@ class _Calls:
         if "limit" in selector:
             raise UsageError("cancel takes no limit: it touches every task the selector matches")
         function = selector.pop("function", None)
-        fields = self.list_fields(**selector)
-        fields.pop("limit", None)
+        fields = self._filters(selector)
         if function is not None:
             fields["function"] = function_ref(function)
-        return fields
+        return self.fields(SelectorRequest, **fields)
 
     def list_fields(self, **filters: Any) -> dict[str, Any]:
+        return self.fields(ListRequest, **self._filters(filters))
+
+    @staticmethod
+    def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+        """Filters in wire units: times as epoch seconds, ``state`` a list; unset ones out."""
         fields: dict[str, Any] = {}
         for name, value in filters.items():
             if value is None or value == () or value == {}:
@@ -392,7 +416,25 @@ def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str
     return _spec_of(_Calls(tenant), call)
 
 
+def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``submit_many``'s specs, each checked; a refusal of one of several names it (``task 2:
+    ...``), as the daemon's would."""
+    specs = [_built(calls, call) for call in many]
+    checked = []
+    for index, spec in enumerate(specs):
+        try:
+            checked.append(calls.checked(spec))
+        except UsageError as exc:
+            where = f"task {index}: " if len(specs) > 1 else ""
+            raise UsageError(f"{where}{exc.message}") from None
+    return checked
+
+
 def _spec_of(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
+    return calls.checked(_built(calls, call))
+
+
+def _built(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
     options = dict(call)
     if "func" not in options:
         raise UsageError("each call for submit_many needs a 'func'")

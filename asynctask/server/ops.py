@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from asynctask.core.allowlist import RunPolicy
 from asynctask.core.cron import CronSchedule
 from asynctask.errors import NotFound, Unauthorized, UsageError
-from asynctask.model import ListQuery, SubmitSpec, is_name
-from asynctask.observe.readout import MAX_TOP
+from asynctask.model import ListQuery, SubmitSpec
+from asynctask.protocol.requests import StatsRequest, decode
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Reply
 from asynctask.server.requests import (
@@ -267,15 +267,8 @@ async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
 def parse_readout_page(message: dict[str, Any]) -> tuple[str | None, int | None]:
     """A ``stats`` request's ``queue`` (only queues of that name) and ``top`` (rows per
     section, 1 to ``MAX_TOP``; ``None``: the daemon's default)."""
-    queue = message.get("queue")
-    if queue is not None and (not isinstance(queue, str) or not is_name(queue)):
-        raise UsageError(f"not a queue name: {queue!r}")
-    top = message.get("top")
-    if top is not None and (
-        isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_TOP
-    ):
-        raise UsageError(f"top must be a whole number from 1 to {MAX_TOP}, not {top!r}")
-    return queue, top
+    request = decode(StatsRequest, message)
+    return request.queue, request.top
 
 
 async def _as_text(text: Awaitable[str]) -> dict[str, Any]:

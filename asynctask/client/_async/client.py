@@ -26,7 +26,7 @@ from asynctask.client._calls import (
     _id_field,
     _report,
     _seconds,
-    _spec_of,
+    _specs_of,
 )
 from asynctask.client._connection import AsyncConnection
 from asynctask.client._options import (
@@ -39,6 +39,14 @@ from asynctask.client._options import (
 )
 from asynctask.model import DEFAULT_TENANT
 from asynctask.paths import resolve_socket
+from asynctask.protocol.requests import (
+    CronRef,
+    LogsRequest,
+    StatsRequest,
+    StopRequest,
+    TaskRef,
+    WaitRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +127,7 @@ class AsyncClient:
     ) -> AsyncTaskHandle:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
-        spec = self._calls.spec(func, args, kwargs, **options)
+        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
         (status,) = self._calls.tasks(await self._call("submit", tasks=[spec]))
         return AsyncTaskHandle(status.id, status.tenant, self)
 
@@ -148,13 +156,13 @@ class AsyncClient:
 
         ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
         ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
-        spec = self._calls.spec(func, args, kwargs, **options)
+        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
         return self._calls.tasks(await self._call("submit", tasks=[spec]))[0]
 
     async def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
         """Submit many tasks in one request, all or none. Each call is a mapping with
         ``func`` and optional ``args``, ``kwargs`` and submit options (see ``task_spec``)."""
-        specs = [_spec_of(self._calls, call) for call in calls]
+        specs = _specs_of(self._calls, calls)
         if not specs:
             return []
         statuses = self._calls.tasks(await self._call("submit", tasks=specs))
@@ -162,16 +170,19 @@ class AsyncClient:
 
     async def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
         return self._calls.task(
-            await self._call("status", id=task_id, tenant=tenant or self._calls.tenant)
+            await self._call(
+                "status",
+                **self._calls.fields(TaskRef, id=task_id, tenant=tenant or self._calls.tenant),
+            )
         )
 
     async def wait(
         self, task_id: str, tenant: str | None = None, timeout: float | None = None
     ) -> TaskStatus:
         """The task once it has ended; ``WaitTimeout`` after ``timeout`` seconds."""
-        fields: dict[str, Any] = {"id": task_id, "tenant": tenant or self._calls.tenant}
-        if timeout is not None:
-            fields["timeout"] = timeout
+        fields = self._calls.fields(
+            WaitRequest, id=task_id, tenant=tenant or self._calls.tenant, timeout=timeout
+        )
         return self._calls.task(await self._call("wait", **fields))
 
     async def result(
@@ -226,7 +237,8 @@ class AsyncClient:
         return list((await self._call("cron_list"))["crons"])
 
     async def cron_remove(self, name: str, tenant: str | None = None) -> bool:
-        reply = await self._call("cron_remove", name=name, tenant=tenant or self._calls.tenant)
+        fields = self._calls.fields(CronRef, name=name, tenant=tenant or self._calls.tenant)
+        reply = await self._call("cron_remove", **fields)
         return bool(reply["removed"])
 
     async def cancel(self, **selector: Unpack[Selector]) -> int:
@@ -276,7 +288,8 @@ class AsyncClient:
         running, recent queue-wait and run-time percentiles; the pool; the last failures.
         Each section has its ``top`` rows by load (daemon default 50, at most 1000), the rest
         summed in ``more``; ``queue`` shows only the queues of that name."""
-        return dict(await self._call("stats", tenant=tenant, queue=queue, top=top))
+        fields = self._calls.fields(StatsRequest, tenant=tenant, queue=queue, top=top)
+        return dict(await self._call("stats", **fields))
 
     async def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
@@ -290,21 +303,24 @@ class AsyncClient:
     async def stop(self, drain: Duration | None = None) -> dict[str, Any]:
         """Ask the daemon to stop (admins only): running attempts may finish for ``drain``
         (default: its ``[daemon] drain``); what does not is queued again, never lost."""
-        fields = {} if drain is None else {"drain": _seconds(drain, "drain")}
-        return dict(await self._call("stop", **fields))
+        seconds = None if drain is None else _seconds(drain, "drain")
+        return dict(await self._call("stop", **self._calls.fields(StopRequest, drain=seconds)))
 
     async def logs(
         self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
     ) -> dict[str, Any]:
         """Captured output per attempt, from ``offsets`` on: ``{"state", "done", "attempts":
         [{"attempt", "offset", "data": bytes}]}``; pass the returned offsets to read on."""
-        return dict(
-            await self._call(
-                "logs", id=task_id, tenant=tenant or self._calls.tenant, offsets=dict(offsets or {})
-            )
+        fields = self._calls.fields(
+            LogsRequest,
+            id=task_id,
+            tenant=tenant or self._calls.tenant,
+            offsets=dict(offsets or {}),
         )
+        return dict(await self._call("logs", **fields))
 
     async def inspect(self, task_id: str, tenant: str | None = None) -> dict[str, Any]:
         """A running task's worker: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and its threads' Python ``stack``."""
-        return dict(await self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
+        fields = self._calls.fields(TaskRef, id=task_id, tenant=tenant or self._calls.tenant)
+        return dict(await self._call("inspect", **fields))

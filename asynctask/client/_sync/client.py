@@ -27,7 +27,7 @@ from asynctask.client._calls import (
     _id_field,
     _report,
     _seconds,
-    _spec_of,
+    _specs_of,
 )
 from asynctask.client._connection import Connection
 from asynctask.client._options import (
@@ -40,6 +40,14 @@ from asynctask.client._options import (
 )
 from asynctask.model import DEFAULT_TENANT
 from asynctask.paths import resolve_socket
+from asynctask.protocol.requests import (
+    CronRef,
+    LogsRequest,
+    StatsRequest,
+    StopRequest,
+    TaskRef,
+    WaitRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +128,7 @@ class Client:
     ) -> TaskHandle:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
-        spec = self._calls.spec(func, args, kwargs, **options)
+        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
         (status,) = self._calls.tasks(self._call("submit", tasks=[spec]))
         return TaskHandle(status.id, status.tenant, self)
 
@@ -149,13 +157,13 @@ class Client:
 
         ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
         ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
-        spec = self._calls.spec(func, args, kwargs, **options)
+        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
         return self._calls.tasks(self._call("submit", tasks=[spec]))[0]
 
     def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
         """Submit many tasks in one request, all or none. Each call is a mapping with
         ``func`` and optional ``args``, ``kwargs`` and submit options (see ``task_spec``)."""
-        specs = [_spec_of(self._calls, call) for call in calls]
+        specs = _specs_of(self._calls, calls)
         if not specs:
             return []
         statuses = self._calls.tasks(self._call("submit", tasks=specs))
@@ -163,16 +171,19 @@ class Client:
 
     def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
         return self._calls.task(
-            self._call("status", id=task_id, tenant=tenant or self._calls.tenant)
+            self._call(
+                "status",
+                **self._calls.fields(TaskRef, id=task_id, tenant=tenant or self._calls.tenant),
+            )
         )
 
     def wait(
         self, task_id: str, tenant: str | None = None, timeout: float | None = None
     ) -> TaskStatus:
         """The task once it has ended; ``WaitTimeout`` after ``timeout`` seconds."""
-        fields: dict[str, Any] = {"id": task_id, "tenant": tenant or self._calls.tenant}
-        if timeout is not None:
-            fields["timeout"] = timeout
+        fields = self._calls.fields(
+            WaitRequest, id=task_id, tenant=tenant or self._calls.tenant, timeout=timeout
+        )
         return self._calls.task(self._call("wait", **fields))
 
     def result(self, task_id: str, tenant: str | None = None, timeout: float | None = None) -> Any:
@@ -225,7 +236,8 @@ class Client:
         return list((self._call("cron_list"))["crons"])
 
     def cron_remove(self, name: str, tenant: str | None = None) -> bool:
-        reply = self._call("cron_remove", name=name, tenant=tenant or self._calls.tenant)
+        fields = self._calls.fields(CronRef, name=name, tenant=tenant or self._calls.tenant)
+        reply = self._call("cron_remove", **fields)
         return bool(reply["removed"])
 
     def cancel(self, **selector: Unpack[Selector]) -> int:
@@ -275,7 +287,8 @@ class Client:
         running, recent queue-wait and run-time percentiles; the pool; the last failures.
         Each section has its ``top`` rows by load (daemon default 50, at most 1000), the rest
         summed in ``more``; ``queue`` shows only the queues of that name."""
-        return dict(self._call("stats", tenant=tenant, queue=queue, top=top))
+        fields = self._calls.fields(StatsRequest, tenant=tenant, queue=queue, top=top)
+        return dict(self._call("stats", **fields))
 
     def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
@@ -289,21 +302,24 @@ class Client:
     def stop(self, drain: Duration | None = None) -> dict[str, Any]:
         """Ask the daemon to stop (admins only): running attempts may finish for ``drain``
         (default: its ``[daemon] drain``); what does not is queued again, never lost."""
-        fields = {} if drain is None else {"drain": _seconds(drain, "drain")}
-        return dict(self._call("stop", **fields))
+        seconds = None if drain is None else _seconds(drain, "drain")
+        return dict(self._call("stop", **self._calls.fields(StopRequest, drain=seconds)))
 
     def logs(
         self, task_id: str, tenant: str | None = None, offsets: Mapping[int, int] | None = None
     ) -> dict[str, Any]:
         """Captured output per attempt, from ``offsets`` on: ``{"state", "done", "attempts":
         [{"attempt", "offset", "data": bytes}]}``; pass the returned offsets to read on."""
-        return dict(
-            self._call(
-                "logs", id=task_id, tenant=tenant or self._calls.tenant, offsets=dict(offsets or {})
-            )
+        fields = self._calls.fields(
+            LogsRequest,
+            id=task_id,
+            tenant=tenant or self._calls.tenant,
+            offsets=dict(offsets or {}),
         )
+        return dict(self._call("logs", **fields))
 
     def inspect(self, task_id: str, tenant: str | None = None) -> dict[str, Any]:
         """A running task's worker: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and its threads' Python ``stack``."""
-        return dict(self._call("inspect", id=task_id, tenant=tenant or self._calls.tenant))
+        fields = self._calls.fields(TaskRef, id=task_id, tenant=tenant or self._calls.tenant)
+        return dict(self._call("inspect", **fields))

@@ -1,4 +1,4 @@
-"""The wire protocol, sans I/O: frames in, messages out, and nothing else.
+"""The wire framing, sans I/O: frames in, messages out, and nothing else.
 
 A frame is a 4-byte big-endian length followed by that many bytes of one msgpack map. The client
 speaks first with ``{"op": "hello", "version": PROTOCOL_VERSION}``; afterwards every request is a
