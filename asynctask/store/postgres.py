@@ -9,8 +9,8 @@ async mode is a layer over libpq and its fastest bulk path (COPY) cannot do the 
 deletes a batch mixes in.
 
 Shape, as in ``sqlite.py``: one write connection owned by the group-commit writer
-(``pgwriter.PgWriter``: STYLE.md item 7, one owner per resource) and a small pool of read
-connections, so a long ``list`` never delays a commit. The read connections are
+(``pgwriter.PgWriter``: one owner per resource, docs/architecture.md "The performance design")
+and a small pool of read connections, so a long ``list`` never delays a commit. The read connections are
 ``default_transaction_read_only``: a bug cannot make them a second writer. Every connection
 has ``synchronous_commit = on`` (durability ``full``, the default): a future resolves only after
 the server has flushed the commit to its WAL, so an acknowledged write survives a crash of the
