@@ -10,12 +10,13 @@ deletes a batch mixes in.
 
 Shape, as in ``sqlite.py``: one write connection owned by the group-commit writer
 (``pgwriter.PgWriter``: one owner per resource, docs/architecture.md "The performance design")
-and a small pool of read connections, so a long ``list`` never delays a commit. The read connections are
-``default_transaction_read_only``: a bug cannot make them a second writer. Every connection
-has ``synchronous_commit = on`` (durability ``full``, the default): a future resolves only after
-the server has flushed the commit to its WAL, so an acknowledged write survives a crash of the
-server or its machine. ``durability="normal"`` sets it ``off`` (a server crash may lose the last
-commits, never corrupt), as SQLite's ``synchronous=NORMAL`` does.
+and a small pool of read connections, so a long ``list`` never delays a commit. The read
+connections are ``default_transaction_read_only``: a bug cannot make them a second writer.
+Every connection has ``synchronous_commit = on`` (durability ``full``, the default): a future
+resolves only after the server has flushed the commit to its WAL, so an acknowledged write
+survives a crash of the server or its machine. ``durability="normal"`` sets it ``off`` (a
+server crash may lose the last commits, never corrupt), as SQLite's ``synchronous=NORMAL``
+does.
 
 The store connects with a libpq-style URL (``postgresql://user@host/db``; a Unix socket as
 ``?host=/run/postgresql``). Any other query parameter is a server setting for the store's
