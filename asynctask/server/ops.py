@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from asynctask.core.allowlist import RunPolicy
 from asynctask.core.cron import CronSchedule
@@ -100,30 +100,6 @@ class Backend(Protocol):
     def prometheus(self) -> Awaitable[str]: ...
 
 
-OPS = (
-    "ping",
-    "submit",
-    "status",
-    "wait",
-    "list",
-    "cancel",
-    "retry",
-    "delete",
-    "cron_add",
-    "cron_list",
-    "cron_remove",
-    "pause",
-    "resume",
-    "queues",
-    "logs",
-    "inspect",
-    "stop",
-    "reload",
-    "stats",
-    "metrics",
-)
-
-
 class Ops:
     """``policy`` says what each tenant may run (multi-user mode); ``clock`` gives the epoch
     seconds ``run_at`` is bounded from (the daemon's own clock)."""
@@ -146,91 +122,147 @@ class Ops:
     def __call__(self, who: Principal, op: str, message: dict[str, Any]) -> Reply:
         if who.is_worker and who.worker_tenant is None:
             raise Unauthorized("a worker that has run no task may not use the daemon")
-        if op == "submit":
-            specs = parse_submit(message, self._max_payload, self._clock())
-            for spec in specs:
-                self._auth.check(who, spec.tenant)
-            for index, spec in enumerate(specs):
-                where = f"task {index}: " if len(specs) > 1 else ""
-                for function in (spec.function, spec.on_success, spec.on_failure):
-                    self._may_run(spec.tenant, function, where)
-            return _wrap(self._backend.submit(specs), "tasks")
-        if op == "status" or op == "wait":
-            tenant, task_id = parse_task_ref(message)
-            self._check_ref(who, tenant, task_id)
-            if op == "status":
-                return _wrap(self._backend.status(tenant, task_id), "task")
-            timeout = parse_wait_timeout(message)
-            return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
-        if op == "list":
-            query = self._visible(who, parse_list(message))
-            return self._backend.list_tasks(query)
-        if op == "cancel":
-            query, one_id = parse_cancel(message)  # another tenant's ID, to a task: not found
-            return _wrap(
-                self._backend.cancel(self._visible(who, query, one_id), one_id), "cancelled"
-            )
-        if op == "retry":
-            query, one_id = parse_retry(message)
-            return _wrap(self._backend.retry(self._visible(who, query, one_id), one_id), "retried")
-        if op == "cron_add":
-            tenant, name, schedule, catch_up, task = parse_cron_add(
-                message, self._max_payload, self._clock()
-            )
-            self._auth.check(who, tenant)
-            self._may_run(tenant, task["function"], f"cron entry {name!r}: ")
-            return _wrap(self._backend.cron_add(tenant, name, schedule, catch_up, task), "cron")
-        if op == "cron_list":
-            return {"crons": self._backend.cron_list(self._auth.tenants_of(who))}
-        if op == "cron_remove":
-            tenant, name = parse_cron_ref(message)
-            self._auth.check(who, tenant)
-            return _wrap(self._backend.cron_remove(tenant, name), "removed")
-        if op == "delete":
-            query, one_id = parse_delete(message)
-            return _wrap(self._backend.delete(self._visible(who, query, one_id), one_id), "deleted")
-        if (op == "pause" or op == "resume") and is_task_selector(message):
+        handler = self._handlers.get(op)
+        if handler is None:
+            raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+        return handler(self, who, message)
+
+    def _submit(self, who: Principal, message: dict[str, Any]) -> Reply:
+        specs = parse_submit(message, self._max_payload, self._clock())
+        for spec in specs:
+            self._auth.check(who, spec.tenant)
+        for index, spec in enumerate(specs):
+            where = f"task {index}: " if len(specs) > 1 else ""
+            for function in (spec.function, spec.on_success, spec.on_failure):
+                self._may_run(spec.tenant, function, where)
+        return _wrap(self._backend.submit(specs), "tasks")
+
+    def _status(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, task_id = self._task_ref(who, message)
+        return _wrap(self._backend.status(tenant, task_id), "task")
+
+    def _wait(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, task_id = self._task_ref(who, message)
+        timeout = parse_wait_timeout(message)
+        return _wrap(self._backend.wait(tenant, task_id, timeout), "task")
+
+    def _logs(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, task_id = self._task_ref(who, message)
+        return self._backend.logs(tenant, task_id, parse_log_offsets(message))
+
+    def _inspect(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, task_id = self._task_ref(who, message)
+        return self._backend.inspect(tenant, task_id)
+
+    def _list(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return self._backend.list_tasks(self._visible(who, parse_list(message)))
+
+    def _cancel(self, who: Principal, message: dict[str, Any]) -> Reply:
+        query, one_id = parse_cancel(message)  # another tenant's ID, to a task: not found
+        cancelled = self._backend.cancel(self._visible(who, query, one_id), one_id)
+        return _wrap(cancelled, "cancelled")
+
+    def _retry(self, who: Principal, message: dict[str, Any]) -> Reply:
+        query, one_id = parse_retry(message)
+        return _wrap(self._backend.retry(self._visible(who, query, one_id), one_id), "retried")
+
+    def _delete(self, who: Principal, message: dict[str, Any]) -> Reply:
+        query, one_id = parse_delete(message)
+        return _wrap(self._backend.delete(self._visible(who, query, one_id), one_id), "deleted")
+
+    def _cron_add(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, name, schedule, catch_up, task = parse_cron_add(
+            message, self._max_payload, self._clock()
+        )
+        self._auth.check(who, tenant)
+        self._may_run(tenant, task["function"], f"cron entry {name!r}: ")
+        return _wrap(self._backend.cron_add(tenant, name, schedule, catch_up, task), "cron")
+
+    def _cron_list(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return {"crons": self._backend.cron_list(self._auth.tenants_of(who))}
+
+    def _cron_remove(self, who: Principal, message: dict[str, Any]) -> Reply:
+        tenant, name = parse_cron_ref(message)
+        self._auth.check(who, tenant)
+        return _wrap(self._backend.cron_remove(tenant, name), "removed")
+
+    def _pause(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return self._set_paused(who, message, "pause")
+
+    def _resume(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return self._set_paused(who, message, "resume")
+
+    def _set_paused(self, who: Principal, message: dict[str, Any], op: str) -> Reply:
+        """Tasks by selector (a hold), or a tenant, queue or function (a pause)."""
+        if is_task_selector(message):
             query, one_id = parse_hold(message, op)
             held = self._backend.hold(self._visible(who, query, one_id), one_id, op == "pause")
             return _wrap(held, "tasks")
-        if op == "pause" or op == "resume":
-            target = parse_pause_target(message)
-            kind, tenant, _ = target
-            if kind == "function":
-                if not self._auth.is_admin(who):
-                    raise Unauthorized(f"only an admin may pause or resume a function, not {who}")
-            else:
-                self._auth.check(who, tenant)
-            return _wrap(self._backend.set_paused(target, op == "pause"), "changed")
-        if op == "logs" or op == "inspect":
-            tenant, task_id = parse_task_ref(message)
-            self._check_ref(who, tenant, task_id)
-            if op == "inspect":
-                return self._backend.inspect(tenant, task_id)
-            return self._backend.logs(tenant, task_id, parse_log_offsets(message))
-        if op == "stop":
-            if not self._auth.is_admin(who):
-                raise Unauthorized(f"only an admin may stop the daemon, not {who}")
-            return self._backend.stop(parse_drain(message))
-        if op == "reload":
-            if not self._auth.is_admin(who):
-                raise Unauthorized(f"only an admin may reload the workers, not {who}")
-            return self._backend.reload()
-        if op == "queues":
-            return self._backend.queues(self._auth.tenants_of(who))
-        if op == "stats":
-            only = None if message.get("tenant") is None else parse_tenant(message)
-            if only is not None:
-                self._auth.check(who, only)
-            queue, top = parse_readout_page(message)
-            return self._backend.stats(self._auth.tenants_of(who), only, queue, top)
-        if op == "metrics":
-            if not self._auth.is_admin(who):
-                raise Unauthorized(f"only an admin may read the metrics of every tenant, not {who}")
-            return _as_text(self._backend.prometheus())
-        if op == "ping":
-            return self._backend.ping()
-        raise UsageError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+        target = parse_pause_target(message)
+        kind, tenant, _ = target
+        if kind == "function":
+            self._admin_only(who, "pause or resume a function")
+        else:
+            self._auth.check(who, tenant)
+        return _wrap(self._backend.set_paused(target, op == "pause"), "changed")
+
+    def _stop(self, who: Principal, message: dict[str, Any]) -> Reply:
+        self._admin_only(who, "stop the daemon")
+        return self._backend.stop(parse_drain(message))
+
+    def _reload(self, who: Principal, message: dict[str, Any]) -> Reply:
+        self._admin_only(who, "reload the workers")
+        return self._backend.reload()
+
+    def _queues(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return self._backend.queues(self._auth.tenants_of(who))
+
+    def _stats(self, who: Principal, message: dict[str, Any]) -> Reply:
+        only = None if message.get("tenant") is None else parse_tenant(message)
+        if only is not None:
+            self._auth.check(who, only)
+        queue, top = parse_readout_page(message)
+        return self._backend.stats(self._auth.tenants_of(who), only, queue, top)
+
+    def _metrics(self, who: Principal, message: dict[str, Any]) -> Reply:
+        self._admin_only(who, "read the metrics of every tenant")
+        return _as_text(self._backend.prometheus())
+
+    def _ping(self, who: Principal, message: dict[str, Any]) -> Reply:
+        return self._backend.ping()
+
+    #: Each op's handler; a new op is a method and a line here.
+    _handlers: ClassVar[dict[str, Callable[[Ops, Principal, dict[str, Any]], Reply]]] = {
+        "ping": _ping,
+        "submit": _submit,
+        "status": _status,
+        "wait": _wait,
+        "list": _list,
+        "cancel": _cancel,
+        "retry": _retry,
+        "delete": _delete,
+        "cron_add": _cron_add,
+        "cron_list": _cron_list,
+        "cron_remove": _cron_remove,
+        "pause": _pause,
+        "resume": _resume,
+        "queues": _queues,
+        "logs": _logs,
+        "inspect": _inspect,
+        "stop": _stop,
+        "reload": _reload,
+        "stats": _stats,
+        "metrics": _metrics,
+    }
+
+    def _task_ref(self, who: Principal, message: dict[str, Any]) -> tuple[str, str]:
+        tenant, task_id = parse_task_ref(message)
+        self._check_ref(who, tenant, task_id)
+        return tenant, task_id
+
+    def _admin_only(self, who: Principal, what: str) -> None:
+        if not self._auth.is_admin(who):
+            raise Unauthorized(f"only an admin may {what}, not {who}")
 
     def _may_run(self, tenant: str, function: str | None, where: str) -> None:
         """Refuse a request naming a function its tenant may not run, before anything is
@@ -273,3 +305,7 @@ def parse_readout_page(message: dict[str, Any]) -> tuple[str | None, int | None]
 
 async def _as_text(text: Awaitable[str]) -> dict[str, Any]:
     return {"text": await text}
+
+
+#: The ops a daemon answers, in the order ``unknown op`` lists them.
+OPS = tuple(Ops._handlers)
