@@ -16,7 +16,8 @@ node, written in the same transaction as the renewals. Every write is a compare-
   ``WHERE epoch = read AND (owner IS NULL OR expires_at <= as_of)``;
 * ``Renew``: ``expires_at = GREATEST(expires_at, now + lease)``
   ``WHERE epoch = held AND owner = me`` (and the heartbeat row);
-* ``Release``: ``owner = NULL WHERE epoch = held AND owner = me``.
+* ``Release``: ``owner = NULL WHERE epoch = held AND owner = me``; ``Leave`` is the same for
+  every lease held, and deletes the heartbeat row (a clean shutdown).
 
 What a node believes. A node holds a partition only through its own *grants*: the rows its
 own committed ``Take`` and ``Renew`` returned (``Holdings``). A read never creates or extends
@@ -155,6 +156,16 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class Leave:
+    """Shutting down: release every lease held and delete the heartbeat, in one transaction.
+
+    Deleting the heartbeat matters: while a leaver still counts as live, the others' placement
+    keeps its share open for it and nobody takes what it freed until the heartbeat lapses."""
+
+    leases: tuple[tuple[int, int], ...]  # (partition, epoch)
+
+
+@dataclass(frozen=True, slots=True)
 class HandOver:
     """Stop dispatching the partition and let its running attempts finish: graceful move."""
 
@@ -168,8 +179,8 @@ class Stop:
     partition: int
 
 
-Action = Take | Renew | Release | HandOver | Stop
-Write = Take | Renew | Release
+Action = Take | Renew | Release | HandOver | Stop | Leave
+Write = Take | Renew | Release | Leave
 
 
 @dataclass
@@ -192,6 +203,9 @@ class Holdings:
             case Stop(partition) | Release(partition):
                 self.grants.pop(partition, None)
                 self.draining.pop(partition, None)
+            case Leave():
+                self.grants.clear()
+                self.draining.clear()
             case HandOver(partition):
                 self.draining.setdefault(partition, now)
             case Renew(at=at):
@@ -215,7 +229,7 @@ class Holdings:
                         self.grants[partition] = Grant(epoch, NEVER)
                     else:
                         self.grants[partition] = Grant(epoch, max(grant.expires_at, row.expires_at))
-            case Release():
+            case Release() | Leave():
                 pass
 
 
@@ -229,6 +243,15 @@ def held(holdings: Holdings, now: float, settings: LeaseSettings) -> dict[int, i
         for partition, grant in holdings.grants.items()
         if now < grant.expires_at - settings.margin
     }
+
+
+def leave(holdings: Holdings, now: float, settings: LeaseSettings) -> Leave:
+    """The last write of a clean shutdown, once its drain is over: free everything still held.
+
+    Leases already lapsed by this node's clock are left to expire (the others treat them as
+    free from then on); releasing them could free a partition someone has since taken - the
+    epoch condition would refuse it, but there is nothing to gain."""
+    return Leave(tuple(sorted(held(holdings, now, settings).items())))
 
 
 def dispatching(holdings: Holdings, now: float, settings: LeaseSettings) -> set[int]:
@@ -328,6 +351,9 @@ class LeaseTable:
                 return {p: self._renew(me, p, e, write.expires_at) for p, e in write.leases}
             case Release():
                 return {write.partition: self._release(me, write.partition, write.epoch)}
+            case Leave():
+                self.nodes.pop(me, None)
+                return {p: self._release(me, p, e) for p, e in write.leases}
 
     def _take(self, me: str, take: Take) -> Lease | None:
         """``WHERE partition = $p AND epoch = $read AND (owner IS NULL OR expires_at <=
