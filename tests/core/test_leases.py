@@ -418,6 +418,7 @@ faults = st.one_of(
     st.tuples(st.just("lose"), node),  # its writes in flight never land
     st.tuples(st.just("delay"), node, st.floats(0.0, 12.0)),  # its writes land this late
     st.tuples(st.just("reads"), node, st.integers(1, 8)),  # it plans on views this many rounds old
+    st.tuples(st.just("plan"), node),  # an extra plan now, on its last view (an event woke it)
 )
 storms = st.lists(st.tuples(st.floats(0.0, 3.0), faults), min_size=10, max_size=40)
 
@@ -443,6 +444,8 @@ def weather(cluster: Cluster, storm) -> None:
                     target.delay = rest[0]
                 elif verb == "reads":
                     target.read_every = rest[0]
+                elif verb == "plan":
+                    cluster.act(target)
         cluster.loops()
 
 
