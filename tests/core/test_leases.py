@@ -486,7 +486,7 @@ def test_a_margin_below_twice_the_skew_lets_two_nodes_hold_at_once():
     script += [("round", 1), ("land", 1), ("land", 1)]
     unsafe = LeaseSettings(partitions=1, lease=10.0, heartbeat=10.0 / 3, margin=0.0)
     cluster = Cluster([-SKEW, SKEW], s=unsafe)
-    with pytest.raises(AssertionError, match="held by|holder is not the owner"):
+    with pytest.raises(AssertionError, match=r"held by|holder is not the owner"):
         play(cluster, script)
     safe = LeaseSettings(partitions=1, lease=10.0, heartbeat=10.0 / 3, margin=2 * SKEW)
     play(Cluster([-SKEW, SKEW], s=safe), script)
