@@ -55,7 +55,12 @@ as interrupted, as after a crash.
 
 Liveness. A node is live while its heartbeat is younger than ``lease``. Heartbeats and
 renewals share a transaction, so a dead node's leases and its membership lapse together, and
-its partitions are taken within about one lease plus one heartbeat of its last renewal.
+its partitions are taken within about one lease plus one heartbeat of its last renewal. A node
+counts itself live only as the others see it - by its heartbeat in the table, or the last one
+it knows landed - so a starting node's first round is a heartbeat alone: nodes that read the
+same table then compute the same placement and never race for a partition (a race would be
+safe, the CAS settles it, but it churns). A drain, once begun, runs to its release even if the
+placement changes meanwhile; the partition may come back later at a higher epoch.
 """
 
 from __future__ import annotations
@@ -196,7 +201,8 @@ class Holdings:
     me: str
     grants: dict[int, Grant] = field(default_factory=dict)
     draining: dict[int, float] = field(default_factory=dict)
-    renewed_at: float = NEVER
+    renewed_at: float = NEVER  # the last heartbeat sent (decided)
+    beat: float = NEVER  # the last heartbeat that landed
 
     def begin(self, action: Action, now: float) -> None:
         match action:
@@ -219,7 +225,8 @@ class Holdings:
                 row = rows.get(partition)
                 if row is not None and row.owner == self.me and row.epoch == epoch:
                     self.grants[partition] = Grant(epoch, row.expires_at)
-            case Renew(leases):
+            case Renew(leases, at=at):
+                self.beat = max(self.beat, at)
                 for partition, epoch in leases:
                     grant = self.grants.get(partition)
                     if grant is None or grant.epoch != epoch:
@@ -259,9 +266,9 @@ def dispatching(holdings: Holdings, now: float, settings: LeaseSettings) -> set[
     return set(held(holdings, now, settings)) - set(holdings.draining)
 
 
-def live_nodes(nodes: Mapping[str, float], me: str, now: float, lease: float) -> set[str]:
-    """Nodes whose heartbeat is younger than a lease, and always this node."""
-    return {node for node, seen in nodes.items() if now - seen < lease} | {me}
+def live_nodes(nodes: Mapping[str, float], now: float, lease: float) -> set[str]:
+    """Nodes whose heartbeat is younger than a lease."""
+    return {node for node, seen in nodes.items() if now - seen < lease}
 
 
 def owners_seen(
@@ -312,7 +319,13 @@ def plan(
     if now - holdings.renewed_at >= settings.heartbeat / 2:
         leases = tuple((partition, grant.epoch) for partition, grant in valid.items())
         actions.append(Renew(leases, now, now + settings.lease))
-    live = live_nodes(nodes, me, now, settings.lease)
+    # This node counts itself live as the others see it, by its heartbeat (or the last one it
+    # knows landed, if its read is older). Until then it only sends heartbeats: a node that
+    # counted itself while the others did not would plan a different placement and race them.
+    beats = {**nodes, me: max(nodes.get(me, NEVER), holdings.beat)}
+    live = live_nodes(beats, now, settings.lease)
+    if me not in live:
+        return actions
     target = assign(owners, live, settings.partitions)
     takes: list[Action] = []
     for partition in range(settings.partitions):
