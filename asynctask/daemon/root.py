@@ -70,7 +70,7 @@ from asynctask.errors import (
     EXIT_STORAGE_LOST,
     UsageError,
 )
-from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from asynctask.executor.lineage import worker_of
 from asynctask.executor.pool import PoolConfig, WorkerPool
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home

@@ -67,6 +67,7 @@ from typing import Any, Final, cast
 from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.errors import ProtocolError
+from asynctask.executor.cgroups import Cgroup, CgroupSupport, worker_group_name
 from asynctask.executor.child import (
     LIMITS_ENV,
     PARENT_PID_ENV,
@@ -75,7 +76,7 @@ from asynctask.executor.child import (
     STACK_DIR_ENV,
 )
 from asynctask.executor.forkserver import ForkServer, ForkServerError
-from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
+from asynctask.executor.limits import classify_exit
 from asynctask.executor.output import WorkerOutput
 from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
 from asynctask.executor.workerenv import home_of, minimal_environment
