@@ -68,7 +68,7 @@ from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.errors import ProtocolError
 from asynctask.executor.cgroups import Cgroup, CgroupSupport, worker_group_name
-from asynctask.executor.child import (
+from asynctask.executor.childstart import (
     LIMITS_ENV,
     PARENT_PID_ENV,
     PATHS_ENV,
