@@ -22,7 +22,7 @@ result is handled in the callback that delivered its bytes, with no coroutine pe
 exit is a ``SubprocessProtocol.process_exited`` callback for the same reason; the event loop's
 child watcher reaps the process, so none is left a zombie.
 
-A worker moves through these states (``_State``)::
+A worker moves through these states (``State``)::
 
     STARTING --ready--> IDLE --run()--> BUSY --done--> IDLE (or RETIRING when recycled/stopping)
     BUSY --timeout/cancel()/stop()--> KILLING          IDLE --stop()/recycle--> RETIRING
@@ -56,18 +56,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, cast
 
 from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.errors import ProtocolError
-from asynctask.executor.cgroups import Cgroup, CgroupSupport, worker_group_name
+from asynctask.executor.cgroups import worker_group_name
 from asynctask.executor.childstart import (
     LIMITS_ENV,
     PARENT_PID_ENV,
@@ -80,8 +77,28 @@ from asynctask.executor.limits import classify_exit
 from asynctask.executor.output import WorkerOutput
 from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
 from asynctask.executor.workerenv import home_of, minimal_environment
+from asynctask.executor.workers import (
+    BYSTANDER,
+    CPU_POLL,
+    Job,
+    Outcome,
+    PoolConfig,
+    State,
+    WorkerRecord,
+    cancel_timer,
+    describe_exit,
+    grandchild,
+    mib,
+    outcome_of,
+    rss,
+    run_frame,
+    signal_group,
+    state_of,
+)
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
+
+__all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
 
 log = logging.getLogger("asynctask.executor")
 
@@ -90,177 +107,13 @@ START_TIMEOUT: Final = 15.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_MAX: Final = 5.0
 _FORK_SERVER_RETRY: Final = 5.0
-#: Seconds between reads of the CPU time of an attempt with a CPU limit, children included.
-CPU_POLL: Final = 0.25
 #: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
 #: even when the daemon runs from a source tree and ``cwd`` is the user's project.
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
 
-NO_LIMITS: Final = Limits()
-
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """How to start workers; the daemon builds it from the ``[workers]`` configuration."""
-
-    workers: int = 2  # pre-started at start(), kept at this size
-    shards: int = 1  # workers are spread evenly over this many shards (1 to max(workers, 1))
-    python: str = sys.executable
-    cwd: str | None = None  # workers' working directory (the daemon's if None)
-    paths: tuple[str, ...] = ()  # extra sys.path entries for task modules
-    output_path: str | None = None  # append workers' fd 1/2 output here (None: inherit)
-    max_output: int = 1024 * 1024  # bytes of it kept per worker (``output.py``)
-    kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
-    max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
-    max_worker_rss: int = 0  # recycle a worker whose RSS is above this after an attempt; 0: never
-    concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
-    stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
-    max_workers: int | None = None  # autoscaling ceiling (None: ``workers``, no scaling)
-    idle_timeout: float = 60.0  # a worker above ``workers`` idle this long is retired
-    memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
-    limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
-    cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
-    fork_server: bool = True  # fork workers from a zygote (``zygote.py``) instead of exec'ing
-    socket_path: str | None = None  # the daemon's socket, told to workers (ASYNCTASK_SOCKET)
-    env_pass: tuple[str, ...] = ()  # names copied from this process's environment to workers'
-    env: Mapping[str, str] = field(default_factory=dict)  # set in workers' environment
-    #: Make this process a child subreaper and kill every child of it that is not a worker
-    #: when a worker exits (``reaper.py``): only for a process whose children are all the
-    #: pool's, as the daemon's are.
-    reap_orphans: bool = False
-    #: The worker sandbox (``executor/sandbox.py``): the JSON spec for a worker of a tenant
-    #: (``None`` while workers are not bound to one). ``None``: workers are not sandboxed.
-    sandbox: Callable[[str | None], str] | None = None
-    #: Workers get their identity (a tenant's uid) when they start, so a pre-started worker,
-    #: bound to no tenant, is replaced rather than bound by its first attempt.
-    bind_at_start: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One attempt to run; ``aid`` is the daemon's key for it, unique while it runs."""
-
-    aid: int
-    func: str
-    payload: bytes
-    context: dict[str, Any]  # {"id", "tenant", "attempt", "labels"}
-    timeout: float | None  # wall-clock seconds
-    limits: Limits | None = None  # None: the pool's default profile
-    #: The job is placed at once (its slot is taken) but sent to its worker only once this
-    #: resolves: the daemon's write of the attempt's start. Cancelled: never sent (the daemon
-    #: is stopping; ``stop`` returns its aid as unfinished).
-    gate: asyncio.Future[None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an attempt ended: ``result`` (packed) when ``ok``, else ``error`` (``error_dict``)."""
-
-    aid: int
-    ok: bool
-    result: bytes | None
-    error: dict[str, Any] | None
-    pid: int  # the worker that ran it
-    #: ``time.monotonic()`` in the worker as it took the attempt up (None: it never said, e.g.
-    #: killed); CLOCK_MONOTONIC is one clock for every process, so the daemon can place it.
-    started: float | None = None
-
-
-class _State(Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    RETIRING = "retiring"  # sent "exit"; SIGKILL after the grace if it lingers
-    KILLING = "killing"  # its process group got SIGTERM; SIGKILL after the grace
-    DEAD = "dead"
-
-
-#: Error kind of an attempt that shared a worker with one that had to be killed.
-_BYSTANDER: Final = ErrorKind.INTERRUPTED
-
-
-class _Worker:
-    """The pool's record of one worker process (plain data; the pool owns the logic)."""
-
-    __slots__ = (
-        "accepting",
-        "channel",
-        "death_note",
-        "dedicated",
-        "exited",
-        "group",
-        "idle_since",
-        "jobs",
-        "kill_timer",
-        "lender",
-        "lent",
-        "limits",
-        "pid",
-        "process",
-        "ready_timer",
-        "returncode",
-        "runs",
-        "shard",
-        "spawned_at",
-        "state",
-        "stopping",
-        "task_pid",
-        "tenant",
-        "timers",
-        "was_ready",
-    )
-
-    def __init__(self, exited: asyncio.Future[None], shard: int, limits: Limits) -> None:
-        self.state = _State.STARTING
-        self.limits = limits  # its profile, applied when it starts; fixed for its life
-        self.group: Cgroup | None = None
-        # A dedicated worker is started for one job whose limits differ from the pool's
-        # default (or that has a CPU limit: RLIMIT_CPU counts a process's whole life). It
-        # borrows a slot of ``lender``, a pool worker, so the pool's capacity stays the same.
-        self.dedicated = False
-        self.idle_since = 0.0  # loop time it last became idle (for scaling down)
-        self.lender: _Worker | None = None
-        self.lent = 0  # slots of this worker lent to dedicated workers
-        self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
-        self.pid = 0
-        # The process that runs tasks, as its ``ready`` frame says: in a sandbox it is not
-        # ``pid`` (the process the pool started) but a child in a pid namespace of its own.
-        self.task_pid = 0
-        self.process: asyncio.SubprocessTransport | None = None
-        self.channel: asyncio.Transport | None = None
-        self.jobs: dict[int, Job] = {}  # running on it, reported to nobody yet
-        self.timers: dict[int, asyncio.TimerHandle] = {}  # per job: its timeout or stop grace
-        # Jobs sent a ``cancel`` frame, with the error to report when it is confirmed (None:
-        # already reported). Only with concurrency > 1; otherwise the worker is killed.
-        self.stopping: dict[int, dict[str, Any] | None] = {}
-        self.accepting = False  # ready, and takes new jobs while it has a free slot
-        self.kill_timer: asyncio.TimerHandle | None = None
-        self.ready_timer: asyncio.TimerHandle | None = None
-        self.runs = 0
-        self.returncode: int | None = None  # as the fork server reported it (forked workers)
-        self.spawned_at = 0.0  # loop time its process was asked for (spawn-to-ready figures)
-        # The tenant it serves for its whole life: set by its first attempt (or at its start,
-        # when it replaces another tenant's worker); never changed (``core/slots.py``).
-        self.tenant: str | None = None
-        self.was_ready = False
-        self.death_note: str | None = None  # overrides "exited with code N" in reports
-        self.exited = exited
-
-    @property
-    def busy(self) -> int:
-        """Slots taken: attempts on it and slots lent (``core.slots.SlotHolder``)."""
-        return len(self.jobs) + self.lent
-
-    def __repr__(self) -> str:
-        return (
-            f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} tenant={self.tenant} "
-            f"jobs={len(self.jobs)} runs={self.runs}>"
-        )
-
-
 class _ProcessProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
+    def __init__(self, pool: WorkerPool, worker: WorkerRecord) -> None:
         self._pool = pool
         self._worker = worker
 
@@ -277,7 +130,7 @@ class _ProcessProtocol(asyncio.SubprocessProtocol):
 class _ChannelProtocol(asyncio.Protocol):
     """The daemon's end of one worker's socketpair: bytes in, frames to the pool."""
 
-    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
+    def __init__(self, pool: WorkerPool, worker: WorkerRecord) -> None:
         self._pool = pool
         self._worker = worker
         self._decoder = protocol.FrameDecoder()
@@ -330,14 +183,14 @@ class WorkerPool:
         self._on_idle = on_idle
         self._on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
+        self._workers: set[WorkerRecord] = set()  # every worker whose process is not yet reaped
         self._slots = config.concurrency
         # One stack per shard of the accepting workers with a free slot: the most recently
         # used worker, the warmest, is last.
-        self._free: list[list[_Worker]] = [[] for _ in range(config.shards)]
+        self._free: list[list[WorkerRecord]] = [[] for _ in range(config.shards)]
         self._free_slots = [0] * config.shards  # per shard: free slots of accepting workers
         self._idle_count = 0  # their sum: ``idle`` is read on every daemon step
-        self._running: dict[int, _Worker] = {}  # aid -> the worker it runs on
+        self._running: dict[int, WorkerRecord] = {}  # aid -> the worker it runs on
         self._spawning: set[asyncio.Task[None]] = set()
         self._spawn_lock = asyncio.Lock()
         self._started = False  # start() succeeded: replacements are automatic from now on
@@ -420,7 +273,7 @@ class WorkerPool:
 
     @property
     def starting(self) -> int:
-        return sum(1 for worker in self._workers if worker.state is _State.STARTING)
+        return sum(1 for worker in self._workers if worker.state is State.STARTING)
 
     @property
     def size(self) -> int:
@@ -432,7 +285,7 @@ class WorkerPool:
         return sum(
             1
             for worker in self._workers
-            if worker.accepting or (worker.state is _State.STARTING and not worker.dedicated)
+            if worker.accepting or (worker.state is State.STARTING and not worker.dedicated)
         )
 
     @property
@@ -496,7 +349,7 @@ class WorkerPool:
             if waiter.done() and not waiter.cancelled():
                 waiter.exception()  # retrieved: the first failure is what we raise
             for worker in workers:
-                if worker.process is None and worker.state is not _State.DEAD:
+                if worker.process is None and worker.state is not State.DEAD:
                     self._discard_unspawned(worker)  # never got its turn to spawn
             await self.stop(None)
             if isinstance(exc, OSError):
@@ -573,7 +426,7 @@ class WorkerPool:
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
         assert self._loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
-        frame = _run_frame(job)
+        frame = run_frame(job)
         if job.limits is not None and self._needs_own_worker(job.limits):
             self._lend(stack[-1], job, job.limits, tenant)
             return
@@ -591,7 +444,7 @@ class WorkerPool:
         self._free_slots[chosen] -= 1
         self._idle_count -= 1
         worker.tenant = tenant
-        worker.state = _State.BUSY
+        worker.state = State.BUSY
         worker.jobs[job.aid] = job
         if len(worker.jobs) + worker.lent >= self._slots:
             del stack[placement.index]
@@ -615,7 +468,7 @@ class WorkerPool:
             return fresh
         return max(range(len(self._free)), key=self._free_slots.__getitem__), None
 
-    def _lend(self, lender: _Worker, job: Job, limits: Limits, tenant: str) -> None:
+    def _lend(self, lender: WorkerRecord, job: Job, limits: Limits, tenant: str) -> None:
         """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
         assert self._loop is not None
         log.debug(
@@ -626,7 +479,7 @@ class WorkerPool:
         lender.lent += 1
         if len(lender.jobs) + lender.lent >= self._slots:
             self._free[lender.shard].remove(lender)
-        own = _Worker(self._loop.create_future(), lender.shard, limits)
+        own = WorkerRecord(self._loop.create_future(), lender.shard, limits)
         own.dedicated = True
         own.lender = lender
         own.tenant = tenant
@@ -635,7 +488,7 @@ class WorkerPool:
         self._running[job.aid] = own
         self._spawn_soon(own)
 
-    def _replace(self, idle: _Worker, job: Job, tenant: str) -> None:
+    def _replace(self, idle: WorkerRecord, job: Job, tenant: str) -> None:
         """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
         ``job`` waiting for it: capacity moves between tenants, workers never do."""
         assert self._loop is not None
@@ -643,21 +496,21 @@ class WorkerPool:
             "replacing idle worker %d of tenant %r for tenant %r", idle.pid, idle.tenant, tenant
         )
         self._retire(idle)  # its free slots leave the count; the new one's join when ready
-        fresh = _Worker(self._loop.create_future(), idle.shard, self._config.limits)
+        fresh = WorkerRecord(self._loop.create_future(), idle.shard, self._config.limits)
         fresh.tenant = tenant
         self._workers.add(fresh)
         fresh.jobs[job.aid] = job
         self._running[job.aid] = fresh
         self._spawn_soon(fresh)
 
-    def _send_job(self, worker: _Worker, job: Job, frame: bytes | None = None) -> None:
+    def _send_job(self, worker: WorkerRecord, job: Job, frame: bytes | None = None) -> None:
         gate = job.gate
         if gate is not None and not gate.done():
             gate.add_done_callback(lambda _: self._send_gated(worker, job, frame))
             return
         self._send_now(worker, job, frame)
 
-    def _send_gated(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
+    def _send_gated(self, worker: WorkerRecord, job: Job, frame: bytes | None) -> None:
         """The gate opened: send, unless the job was cancelled or its worker died meanwhile."""
         assert job.gate is not None
         if job.gate.cancelled() or job.gate.exception() is not None:
@@ -668,11 +521,11 @@ class WorkerPool:
             return
         self._send_now(worker, job, frame)
 
-    def _send_now(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
+    def _send_now(self, worker: WorkerRecord, job: Job, frame: bytes | None) -> None:
         assert self._loop is not None
         assert worker.channel is not None
         if frame is None:
-            frame = _run_frame(job)
+            frame = run_frame(job)
         if job.timeout is not None:
             worker.timers[job.aid] = self._loop.call_later(
                 job.timeout, self._on_timeout, worker, job
@@ -681,7 +534,7 @@ class WorkerPool:
             self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
         worker.channel.write(frame)
 
-    def _watch_cpu(self, worker: _Worker, job: Job) -> None:
+    def _watch_cpu(self, worker: WorkerRecord, job: Job) -> None:
         """Kill a worker whose CPU time, its children's included, passed its limit.
 
         RLIMIT_CPU counts each process alone, so work split over child processes would pass
@@ -707,7 +560,7 @@ class WorkerPool:
         or tightening a shared one; so does any CPU limit, which counts a process's life."""
         return limits != self._config.limits or limits.cpu is not None
 
-    def _return_slot(self, worker: _Worker) -> None:
+    def _return_slot(self, worker: WorkerRecord) -> None:
         """A dedicated worker is done: its lender's slot is free again (if it still takes work)."""
         lender = worker.lender
         if lender is None:
@@ -755,7 +608,7 @@ class WorkerPool:
     def _room_in_budget(self) -> int:
         """Workers that fit in ``memory_budget`` beside the ones running, each costing what
         they cost on average now."""
-        sizes = [_rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
+        sizes = [rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
         used = sum(sizes)
         each = max(used // max(len(sizes), 1), 1)
         room = (self._config.memory_budget - used) // each
@@ -799,7 +652,7 @@ class WorkerPool:
         for worker in sorted(self._workers, key=lambda w: w.idle_since):
             if self._target <= self._config.workers:
                 break
-            if worker.state is _State.IDLE and worker.accepting and worker.idle_since <= cutoff:
+            if worker.state is State.IDLE and worker.accepting and worker.idle_since <= cutoff:
                 self._target -= 1
                 self._retire(worker)
                 log.info("scaling down to %d workers (idle for %gs)", self._target,
@@ -848,11 +701,11 @@ class WorkerPool:
             self._backoff.cancel()
             self._backoff = None
         for worker in list(self._workers):
-            if worker.state is _State.IDLE:
+            if worker.state is State.IDLE:
                 self._retire(worker)
-            elif worker.state is _State.STARTING and not worker.jobs:
+            elif worker.state is State.STARTING and not worker.jobs:
                 self._kill(worker)  # a dedicated one starting for a job may finish it in time
-            elif worker.state is _State.BUSY:
+            elif worker.state is State.BUSY:
                 self._stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
             try:
@@ -886,7 +739,7 @@ class WorkerPool:
 
     # -- spawning ------------------------------------------------------------------------------
 
-    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
+    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> WorkerRecord:
         """A STARTING record in the shard with the fewest workers counting towards ``size``.
 
         The shard is chosen now, from the records that exist now (not when the process is up),
@@ -894,13 +747,13 @@ class WorkerPool:
         """
         sizes = [0] * len(self._free)
         for other in self._workers:  # O(workers), once per process start: noise beside a fork
-            if other.accepting or (other.state is _State.STARTING and not other.dedicated):
+            if other.accepting or (other.state is State.STARTING and not other.dedicated):
                 sizes[other.shard] += 1
-        worker = _Worker(loop.create_future(), sizes.index(min(sizes)), self._config.limits)
+        worker = WorkerRecord(loop.create_future(), sizes.index(min(sizes)), self._config.limits)
         self._workers.add(worker)
         return worker
 
-    async def _spawn(self, worker: _Worker) -> None:
+    async def _spawn(self, worker: WorkerRecord) -> None:
         """Start ``worker``'s process; raises ``OSError`` if it cannot even be spawned.
 
         The channel is connected before the process exists, so no frame or EOF can arrive
@@ -909,7 +762,7 @@ class WorkerPool:
         """
         loop = asyncio.get_running_loop()
         async with self._spawn_lock:
-            if worker.state is not _State.STARTING:  # stop() came while it waited for the lock
+            if worker.state is not State.STARTING:  # stop() came while it waited for the lock
                 self._discard_unspawned(worker)
                 return
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -933,13 +786,13 @@ class WorkerPool:
                 theirs.close()
                 if output is not None:
                     os.close(output)
-        if _state(worker) is _State.DEAD:  # a forked worker that exited at once
+        if state_of(worker) is State.DEAD:  # a forked worker that exited at once
             return
         self._confine(worker)
-        if _state(worker) is _State.KILLING:  # stop() came while it was spawning
-            self._signal_group(worker, signal.SIGKILL)
+        if state_of(worker) is State.KILLING:  # stop() came while it was spawning
+            signal_group(worker, signal.SIGKILL)
 
-    async def _start_process(self, worker: _Worker, fd: int, output: int | None) -> None:
+    async def _start_process(self, worker: WorkerRecord, fd: int, output: int | None) -> None:
         """Fork the worker from the fork server (a few ms), else start an interpreter for it
         (tens of ms); either way ``worker.pid`` is set and its exit reaches ``_on_exit``."""
         config = self._config
@@ -978,14 +831,14 @@ class WorkerPool:
             worker.process = process
             worker.pid = process.get_pid()
 
-    def _on_forked_exit(self, worker: _Worker, pid: int, code: int | None) -> None:
+    def _on_forked_exit(self, worker: WorkerRecord, pid: int, code: int | None) -> None:
         """The fork server reaped ``worker`` (``code`` None: the fork server died, and the
         worker with it)."""
         worker.pid = worker.pid or pid
         worker.returncode = code
         self._on_exit(worker)
 
-    def _env_for(self, worker: _Worker) -> dict[str, str]:
+    def _env_for(self, worker: WorkerRecord) -> dict[str, str]:
         sandbox = self._config.sandbox
         env = self._env
         if sandbox is not None:
@@ -1011,7 +864,7 @@ class WorkerPool:
             pids.add(self._forkserver.pid)
         return pids
 
-    def _confine(self, worker: _Worker) -> None:
+    def _confine(self, worker: WorkerRecord) -> None:
         """Put a new worker in a cgroup of its own with its memory and process limits, before
         it is ready for work; without usable cgroups its rlimits alone hold it."""
         support = self._config.cgroups
@@ -1028,7 +881,7 @@ class WorkerPool:
                 worker.group.remove()
                 worker.group = None
 
-    def _confine_task_process(self, worker: _Worker) -> bool:
+    def _confine_task_process(self, worker: WorkerRecord) -> bool:
         """A sandboxed worker forks the process that runs tasks, maybe before ``_confine``
         moved its parent into the group: move it too, before it gets work. ``False``: it could
         not be, and the worker is killed rather than run without its limits."""
@@ -1038,11 +891,11 @@ class WorkerPool:
             worker.group.add(worker.task_pid)
         except OSError as exc:
             worker.death_note = f"worker {worker.pid} could not be put in its cgroup: {exc}"
-            self._signal_group(worker, signal.SIGKILL)
+            signal_group(worker, signal.SIGKILL)
             return False
         return True
 
-    def _limit_error(self, worker: _Worker, returncode: int | None) -> dict[str, Any] | None:
+    def _limit_error(self, worker: WorkerRecord, returncode: int | None) -> dict[str, Any] | None:
         """The error of an attempt whose worker a limit killed; ``None`` if none did."""
         group = worker.group
         limits = worker.limits
@@ -1050,7 +903,7 @@ class WorkerPool:
             return error_dict(
                 ErrorKind.MEMORY_LIMIT,
                 "MemoryLimit",
-                f"the attempt went over its memory limit of {_mib(limits.memory)}",
+                f"the attempt went over its memory limit of {mib(limits.memory)}",
             )
         used = group.cpu_seconds() if group is not None else None
         why = classify_exit(returncode, limits, used)
@@ -1064,18 +917,18 @@ class WorkerPool:
             return error_dict(
                 ErrorKind.FILE_SIZE_LIMIT,
                 "FileSizeLimit",
-                f"the attempt wrote past its file size limit of {_mib(limits.file_size)}",
+                f"the attempt wrote past its file size limit of {mib(limits.file_size)}",
             )
         return None
 
-    def _discard_unspawned(self, worker: _Worker) -> None:
+    def _discard_unspawned(self, worker: WorkerRecord) -> None:
         """Forget a worker whose process never started."""
-        worker.state = _State.DEAD
+        worker.state = State.DEAD
         self._release(worker)
         if not worker.exited.done():
             worker.exited.set_result(None)
 
-    def _spawn_soon(self, worker: _Worker | None = None) -> None:
+    def _spawn_soon(self, worker: WorkerRecord | None = None) -> None:
         """Start one replacement (or ``worker``, a dedicated one) in the background; failures
         count towards the backoff."""
         assert self._loop is not None
@@ -1131,7 +984,7 @@ class WorkerPool:
 
     # -- events from the workers -----------------------------------------------------------------
 
-    def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
+    def _on_message(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "log":
             self._on_log_frame(worker, message)
@@ -1140,10 +993,10 @@ class WorkerPool:
         elif op == "ready":
             reported = message.get("pid")
             if (
-                worker.state is _State.STARTING  # once, before any task code: never a task's
+                worker.state is State.STARTING  # once, before any task code: never a task's
                 and type(reported) is int
                 and reported != worker.pid
-                and _grandchild(reported, worker.pid)
+                and grandchild(reported, worker.pid)
             ):
                 worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
                 if not self._confine_task_process(worker):
@@ -1152,10 +1005,10 @@ class WorkerPool:
         else:
             log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
 
-    def _on_ready(self, worker: _Worker) -> None:
-        if worker.state is not _State.STARTING:
+    def _on_ready(self, worker: WorkerRecord) -> None:
+        if worker.state is not State.STARTING:
             return  # killed (stop, ready timeout) before it got here
-        _cancel(worker.ready_timer)
+        cancel_timer(worker.ready_timer)
         worker.ready_timer = None
         worker.was_ready = True
         assert self._loop is not None
@@ -1164,7 +1017,7 @@ class WorkerPool:
         self._spawn_stats = None
         self._failures = 0
         if worker.dedicated:
-            worker.state = _State.BUSY
+            worker.state = State.BUSY
             for job in list(worker.jobs.values()):
                 self._send_job(worker, job)
             return
@@ -1183,14 +1036,14 @@ class WorkerPool:
         self._refill()
         self._notify_idle()
 
-    def _start_waiting_jobs(self, worker: _Worker) -> None:
+    def _start_waiting_jobs(self, worker: WorkerRecord) -> None:
         """A replacement is ready: it joins the pool and runs the jobs that waited for it."""
         self._make_ready(worker)
         for job in list(worker.jobs.values()):
             self._free_slots[worker.shard] -= 1
             self._idle_count -= 1
             self._send_job(worker, job)
-        worker.state = _State.BUSY
+        worker.state = State.BUSY
         if len(worker.jobs) + worker.lent >= self._slots:
             self._free[worker.shard].remove(worker)
         if self._closing:
@@ -1200,7 +1053,7 @@ class WorkerPool:
         if worker.accepting and len(worker.jobs) < self._slots:
             self._notify_idle()
 
-    def _on_done(self, worker: _Worker, message: dict[str, Any]) -> None:
+    def _on_done(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         aid = message.get("aid")
         job = worker.jobs.get(aid) if isinstance(aid, int) else None
         if job is None:
@@ -1213,7 +1066,7 @@ class WorkerPool:
         else:
             del self._running[job.aid]
             worker.runs += 1
-            outcome = _outcome(job.aid, message, worker.pid)
+            outcome = outcome_of(job.aid, message, worker.pid)
         limit = self._config.max_tasks_per_worker
         drain = (
             self._closing
@@ -1229,9 +1082,9 @@ class WorkerPool:
         freed = worker.accepting
         if freed:
             self._slot_freed(worker)
-        if not worker.jobs and worker.state is _State.BUSY:
+        if not worker.jobs and worker.state is State.BUSY:
             if worker.accepting:
-                worker.state = _State.IDLE
+                worker.state = State.IDLE
                 assert self._loop is not None
                 worker.idle_since = self._loop.time()
             else:
@@ -1242,22 +1095,22 @@ class WorkerPool:
         if freed:
             self._notify_idle()
 
-    def _too_big(self, worker: _Worker) -> bool:
+    def _too_big(self, worker: WorkerRecord) -> bool:
         """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
         limit = self._config.max_worker_rss
-        if not limit or _rss(worker.task_pid or worker.pid) <= limit:
+        if not limit or rss(worker.task_pid or worker.pid) <= limit:
             return False
         log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
         return True
 
-    def _slot_freed(self, worker: _Worker) -> None:
+    def _slot_freed(self, worker: WorkerRecord) -> None:
         """One slot of an accepting worker is free again (a job ended, a loan came back)."""
         self._free_slots[worker.shard] += 1
         self._idle_count += 1
         if len(worker.jobs) + worker.lent == self._slots - 1:  # it was full, so off its stack
             self._free[worker.shard].append(worker)
 
-    def _on_log_frame(self, worker: _Worker, message: dict[str, Any]) -> None:
+    def _on_log_frame(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
         if (
             self._on_log is None
@@ -1273,7 +1126,7 @@ class WorkerPool:
         except Exception:
             log.exception("on_log failed for attempt %d", aid)
 
-    def _on_timeout(self, worker: _Worker, job: Job) -> None:
+    def _on_timeout(self, worker: WorkerRecord, job: Job) -> None:
         if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
             return
         worker.timers.pop(job.aid, None)
@@ -1285,7 +1138,7 @@ class WorkerPool:
         for outcome in self._abandon(worker, {job.aid: error}, report=True):
             self._emit(outcome)
 
-    def _on_stop_overdue(self, worker: _Worker, job: Job) -> None:
+    def _on_stop_overdue(self, worker: WorkerRecord, job: Job) -> None:
         """A job sent ``cancel`` did not stop within the grace (a sync task in a thread):
         kill its worker, and with it the other attempts it runs."""
         if worker.jobs.get(job.aid) is not job:
@@ -1299,28 +1152,28 @@ class WorkerPool:
         for outcome in self._abandon(worker, {}, report=True):
             self._emit(outcome)
 
-    def _on_ready_timeout(self, worker: _Worker) -> None:
+    def _on_ready_timeout(self, worker: WorkerRecord) -> None:
         worker.ready_timer = None
-        if worker.state is _State.STARTING:
+        if worker.state is State.STARTING:
             worker.death_note = (
                 f"worker {worker.pid} did not send ready within {START_TIMEOUT:g}s{self._hint()}"
             )
-            self._signal_group(worker, signal.SIGKILL)
+            signal_group(worker, signal.SIGKILL)
 
-    def _on_broken(self, worker: _Worker, reason: str) -> None:
+    def _on_broken(self, worker: WorkerRecord, reason: str) -> None:
         """The worker wrote bytes that are not a frame: it cannot be trusted with anything."""
         log.error("worker %d broke the frame protocol: %s", worker.pid, reason)
         worker.death_note = f"worker {worker.pid} broke the frame protocol: {reason}"
-        self._signal_group(worker, signal.SIGKILL)
+        signal_group(worker, signal.SIGKILL)
 
-    def _on_eof(self, worker: _Worker) -> None:
+    def _on_eof(self, worker: WorkerRecord) -> None:
         """The worker closed its socket: it is exiting, or useless if it is not."""
-        if worker.state is _State.DEAD:
+        if worker.state is State.DEAD:
             return
-        if worker.state is _State.IDLE:
+        if worker.state is State.IDLE:
             log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
             self._stop_accepting(worker)
-            worker.state = _State.KILLING
+            worker.state = State.KILLING
             self._refill()
         elif worker.accepting:
             self._stop_accepting(worker)  # its jobs are reported when it exits
@@ -1328,24 +1181,24 @@ class WorkerPool:
         if worker.kill_timer is None:
             assert self._loop is not None
             worker.kill_timer = self._loop.call_later(
-                self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+                self._config.kill_grace, signal_group, worker, signal.SIGKILL
             )
 
-    def _on_exit(self, worker: _Worker) -> None:
+    def _on_exit(self, worker: WorkerRecord) -> None:
         """The process is gone (and reaped): clean up after it, report, replace it."""
-        if worker.state is _State.DEAD:
+        if worker.state is State.DEAD:
             return
         process = worker.process
         returncode = process.get_returncode() if process is not None else worker.returncode
-        self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
+        signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
         if self._config.stack_dir is not None and worker.pid > 0:
             with contextlib.suppress(OSError):
                 name = f"stack-{worker.task_pid or worker.pid}.txt"
                 os.unlink(os.path.join(self._config.stack_dir, name))
         previous = worker.state
-        worker.state = _State.DEAD
+        worker.state = State.DEAD
         self._release(worker)
-        how = _describe_exit(returncode)
+        how = describe_exit(returncode)
         outcomes: list[Outcome] = []
         if worker.jobs:
             note = worker.death_note or f"worker {worker.pid} {how} while running the task"
@@ -1359,7 +1212,7 @@ class WorkerPool:
             worker.group = None
         if worker.dedicated:
             self._return_slot(worker)
-        elif previous is _State.STARTING and not self._closing:
+        elif previous is State.STARTING and not self._closing:
             note = (
                 worker.death_note or f"worker {worker.pid} {how} before it was ready{self._hint()}"
             )
@@ -1370,7 +1223,7 @@ class WorkerPool:
             else:
                 self._failures += 1
                 log.error("%s", note)
-        elif previous is _State.IDLE:
+        elif previous is State.IDLE:
             log.warning("idle worker %d %s; replacing it", worker.pid, how)
         if not worker.exited.done():
             worker.exited.set_result(None)
@@ -1382,16 +1235,16 @@ class WorkerPool:
 
     # -- acting on workers -----------------------------------------------------------------------
 
-    def _shares_worker(self, worker: _Worker, aid: int) -> bool:
+    def _shares_worker(self, worker: WorkerRecord, aid: int) -> bool:
         """Whether stopping ``aid`` must spare other attempts on its worker (ask, not kill)."""
         return self._slots > 1 and any(other != aid for other in worker.jobs)
 
-    def _stop_one(self, worker: _Worker, job: Job, error: dict[str, Any] | None) -> None:
+    def _stop_one(self, worker: WorkerRecord, job: Job, error: dict[str, Any] | None) -> None:
         """Ask a shared worker to stop one job; kill the worker if it has not within the grace.
         ``error`` is reported when it stops (``None``: the caller reported it already)."""
         assert self._loop is not None
         worker.stopping[job.aid] = error
-        _cancel(worker.timers.pop(job.aid, None))
+        cancel_timer(worker.timers.pop(job.aid, None))
         worker.timers[job.aid] = self._loop.call_later(
             self._config.kill_grace, self._on_stop_overdue, worker, job
         )
@@ -1399,13 +1252,13 @@ class WorkerPool:
             worker.channel.write(protocol.encode_frame({"op": "cancel", "aid": job.aid}))
 
     def _abandon(
-        self, worker: _Worker, errors: dict[int, dict[str, Any]], *, report: bool
+        self, worker: WorkerRecord, errors: dict[int, dict[str, Any]], *, report: bool
     ) -> list[Outcome]:
         """Kill a worker and take all its jobs away: ``errors`` names why for some, the rest
         were bystanders (or stopping, with their own error). The Outcomes to report, if
         ``report``; without, nobody hears of these jobs (``stop`` returns their aids)."""
         bystander = error_dict(
-            _BYSTANDER,
+            BYSTANDER,
             "WorkerKilled",
             worker.death_note or f"worker {worker.pid} was killed while running this attempt",
         )
@@ -1418,7 +1271,7 @@ class WorkerPool:
 
     def _take_jobs(
         self,
-        worker: _Worker,
+        worker: WorkerRecord,
         errors: dict[int, dict[str, Any]],
         default: dict[str, Any],
         *,
@@ -1440,44 +1293,44 @@ class WorkerPool:
         worker.stopping.clear()
         return outcomes
 
-    def _end_job(self, worker: _Worker, job: Job) -> None:
+    def _end_job(self, worker: WorkerRecord, job: Job) -> None:
         del worker.jobs[job.aid]
         worker.stopping.pop(job.aid, None)
-        _cancel(worker.timers.pop(job.aid, None))
+        cancel_timer(worker.timers.pop(job.aid, None))
 
-    def _kill(self, worker: _Worker) -> None:
+    def _kill(self, worker: WorkerRecord) -> None:
         """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
         assert self._loop is not None
         self._stop_accepting(worker)
-        worker.state = _State.KILLING
-        self._signal_group(worker, signal.SIGTERM)
-        _cancel(worker.kill_timer)
+        worker.state = State.KILLING
+        signal_group(worker, signal.SIGTERM)
+        cancel_timer(worker.kill_timer)
         worker.kill_timer = self._loop.call_later(
-            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+            self._config.kill_grace, signal_group, worker, signal.SIGKILL
         )
 
-    def _retire(self, worker: _Worker) -> None:
+    def _retire(self, worker: WorkerRecord) -> None:
         """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
         assert self._loop is not None
         self._stop_accepting(worker)
-        worker.state = _State.RETIRING
+        worker.state = State.RETIRING
         if worker.channel is not None and not worker.channel.is_closing():
             worker.channel.write(protocol.encode_frame({"op": "exit"}))
-        _cancel(worker.kill_timer)
+        cancel_timer(worker.kill_timer)
         worker.kill_timer = self._loop.call_later(
-            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
+            self._config.kill_grace, signal_group, worker, signal.SIGKILL
         )
 
-    def _make_ready(self, worker: _Worker) -> None:
+    def _make_ready(self, worker: WorkerRecord) -> None:
         assert self._loop is not None
         worker.idle_since = self._loop.time()
-        worker.state = _State.IDLE
+        worker.state = State.IDLE
         worker.accepting = True
         self._free[worker.shard].append(worker)
         self._free_slots[worker.shard] += self._slots
         self._idle_count += self._slots
 
-    def _stop_accepting(self, worker: _Worker) -> None:
+    def _stop_accepting(self, worker: WorkerRecord) -> None:
         """No new jobs for ``worker``: its free slots leave the pool's count."""
         if not worker.accepting:
             return
@@ -1489,22 +1342,10 @@ class WorkerPool:
         if worker in stack:
             stack.remove(worker)
 
-    def _signal_group(self, worker: _Worker, signum: signal.Signals) -> None:
-        # The group id is the worker's pid (start_new_session). While a group member lives the
-        # id cannot be reused, so this never hits a stranger unless the group is already empty.
-        if worker.pid <= 0:
-            return
-        try:
-            os.killpg(worker.pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:  # pragma: no cover - not our process any more
-            log.warning("cannot signal the process group of worker %d: %s", worker.pid, exc)
-
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: WorkerRecord) -> None:
         """Drop every timer, transport and list entry of a worker that is gone."""
         for timer in (*worker.timers.values(), worker.kill_timer, worker.ready_timer):
-            _cancel(timer)
+            cancel_timer(timer)
         worker.timers.clear()
         worker.kill_timer = worker.ready_timer = None
         self._stop_accepting(worker)
@@ -1558,71 +1399,3 @@ def _worker_env(config: PoolConfig) -> dict[str, str]:
     if _PACKAGE_ROOT not in python_path:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
     return env
-
-
-def _grandchild(pid: int, ancestor: int) -> bool:
-    """Whether ``pid`` is a child's child of ``ancestor`` (the sandbox's worker of the process
-    the pool started): a pid a worker reports is believed only then."""
-    for _ in range(2):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return pid == ancestor
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _mib(size: int | None) -> str:
-    return "?" if size is None else f"{size / 1048576:g} MiB"
-
-
-def _run_frame(job: Job) -> bytes:
-    return protocol.encode_frame(
-        {"op": "run", "aid": job.aid, "func": job.func, "payload": job.payload, "ctx": job.context}
-    )
-
-
-def _outcome(aid: int, message: dict[str, Any], pid: int) -> Outcome:
-    """An ``Outcome`` from a ``done`` frame, tolerating a worker that sent nonsense."""
-    result = message.get("result")
-    started = message.get("t0")
-    if not isinstance(started, float):
-        started = None
-    if message.get("ok") is True and isinstance(result, bytes):
-        return Outcome(aid, True, result, None, pid, started)
-    error = message.get("error")
-    if not isinstance(error, dict) or "kind" not in error:
-        error = error_dict(
-            ErrorKind.EXCEPTION, "ProtocolError", f"worker {pid} sent a malformed done frame"
-        )
-    return Outcome(aid, False, None, error, pid, started)
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "exited"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return f"died with signal {name}"
-    return f"exited with code {returncode}"
-
-
-def _state(worker: _Worker) -> _State:
-    """The state, read anew: callbacks may have changed it while the caller awaited."""
-    return worker.state
-
-
-def _cancel(timer: asyncio.TimerHandle | None) -> None:
-    if timer is not None:
-        timer.cancel()
