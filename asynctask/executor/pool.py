@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -76,6 +75,7 @@ from asynctask.executor.forkserver import ForkServer, ForkServerError
 from asynctask.executor.limits import classify_exit
 from asynctask.executor.output import WorkerOutput
 from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
+from asynctask.executor.slotbook import SlotBook
 from asynctask.executor.workerenv import home_of, minimal_environment
 from asynctask.executor.workers import (
     BYSTANDER,
@@ -83,11 +83,13 @@ from asynctask.executor.workers import (
     Job,
     Outcome,
     PoolConfig,
+    Roster,
     State,
     WorkerRecord,
     cancel_timer,
     describe_exit,
     grandchild,
+    log,
     mib,
     outcome_of,
     rss,
@@ -100,7 +102,7 @@ from asynctask.resources import Limits
 
 __all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
 
-log = logging.getLogger("asynctask.executor")
+__all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
 
 #: How long a new worker may take to send ``ready`` before it counts as failed to start.
 START_TIMEOUT: Final = 15.0
@@ -179,26 +181,15 @@ class WorkerPool:
                 f"({max(config.workers, 1)}), not {config.shards}"
             )
         self._config = config
-        self._on_outcome = on_outcome
-        self._on_idle = on_idle
-        self._on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: set[WorkerRecord] = set()  # every worker whose process is not yet reaped
+        roster = self._roster = Roster(config, on_outcome, on_idle, on_log)
+        self._book = SlotBook(roster)
+        self._workers = roster.workers
+        self._running = roster.running
         self._slots = config.concurrency
-        # One stack per shard of the accepting workers with a free slot: the most recently
-        # used worker, the warmest, is last.
-        self._free: list[list[WorkerRecord]] = [[] for _ in range(config.shards)]
-        self._free_slots = [0] * config.shards  # per shard: free slots of accepting workers
-        self._idle_count = 0  # their sum: ``idle`` is read on every daemon step
-        self._running: dict[int, WorkerRecord] = {}  # aid -> the worker it runs on
         self._spawning: set[asyncio.Task[None]] = set()
         self._spawn_lock = asyncio.Lock()
-        self._started = False  # start() succeeded: replacements are automatic from now on
-        self._closing = False
         self._failures = 0  # consecutive workers that died before they were ready
         self._backoff: asyncio.TimerHandle | None = None
-        self._start_waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
         self._env = _worker_env(config)
         self._orphans = OrphanReaper(self._worker_pids) if config.reap_orphans else None
         output = config.output_path
@@ -208,14 +199,13 @@ class WorkerPool:
         self._target = config.workers
         self._scale_timer: asyncio.TimerHandle | None = None
         self._forkserver: ForkServer | None = None
-        self._fresh_ok = not config.bind_at_start
         self._fork_server_retry_at = 0.0
         self._started_count = 0  # workers that became ready, ever
         self._ready_seconds: deque[float] = deque(maxlen=4096)  # spawn to ready, newest
         self._spawn_stats: dict[str, float] | None = None  # spawn_stats() until the next start
 
     def __repr__(self) -> str:
-        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._free) > 1 else ""
+        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._book.stacks) > 1 else ""
         return (
             f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
             f"starting={self.starting}{shards}>"
@@ -227,11 +217,11 @@ class WorkerPool:
     def idle(self) -> int:
         """Jobs ``run`` can start right now (in any shard): free slots of accepting workers,
         which is idle workers when each runs one attempt at a time."""
-        return self._idle_count
+        return self._book.count
 
     def idle_by_shard(self) -> list[int]:
         """``idle`` per shard, indexed by shard (``config.shards`` long)."""
-        return list(self._free_slots)
+        return self._book.idle_by_shard()
 
     @property
     def busy(self) -> int:
@@ -254,22 +244,7 @@ class WorkerPool:
 
     def warm_slots(self) -> WarmSlots:
         """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
-        warm = WarmSlots()
-        own = warm.own
-        slots = self._slots
-        shards = warm.shards
-        for shard, stack in enumerate(self._free):
-            for worker in stack:
-                free = slots - len(worker.jobs) - worker.lent
-                if worker.tenant is None:
-                    if not self._fresh_ok:
-                        continue
-                    warm.fresh += free
-                    warm.fresh_shards[shard] = warm.fresh_shards.get(shard, 0) + free
-                else:
-                    own[worker.tenant] = own.get(worker.tenant, 0) + free
-                    shards[worker.tenant] = shard
-        return warm
+        return self._book.warm_slots()
 
     @property
     def starting(self) -> int:
@@ -328,16 +303,16 @@ class WorkerPool:
         spawned, exits before it is ready, or is not ready within ``START_TIMEOUT`` seconds:
         a daemon that cannot run tasks should say so at start-up, not at the first task.
         """
-        if self._loop is not None:
+        if self._roster.loop is not None:
             raise RuntimeError("WorkerPool.start() can be called only once")
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._roster.loop = asyncio.get_running_loop()
         if self._orphans is not None:
             if not become_subreaper():
                 log.warning("not a subreaper: a dead worker's setsid descendants may outlive it")
             self._orphans.start()
         if self._config.fork_server:
             await self._start_fork_server()
-        waiter = self._start_waiter = loop.create_future()
+        waiter = self._roster.start_waiter = loop.create_future()
         # All records first: "every worker is ready" must not be true while one is unborn.
         workers = [self._new_worker(loop) for _ in range(self._config.workers)]
         try:
@@ -359,8 +334,8 @@ class WorkerPool:
                 ) from exc
             raise
         finally:
-            self._start_waiter = None
-        self._started = True
+            self._roster.start_waiter = None
+        self._roster.started = True
         log.info("worker pool started: %r", self)
 
     async def _start_fork_server(self) -> None:
@@ -380,7 +355,7 @@ class WorkerPool:
             finally:
                 if output is not None:
                     os.close(output)
-            if self._closing:
+            if self._roster.closing:
                 await server.close()
                 return
             old, self._forkserver = self._forkserver, server
@@ -390,8 +365,8 @@ class WorkerPool:
     def _restart_fork_server(self) -> None:
         """The fork server died (its workers with it): start another in the background, at
         most once per ``_FORK_SERVER_RETRY`` seconds; workers start as interpreters meanwhile."""
-        loop = self._loop
-        if loop is None or self._closing or loop.time() < self._fork_server_retry_at:
+        loop = self._roster.loop
+        if loop is None or self._roster.closing or loop.time() < self._fork_server_retry_at:
             return
         self._fork_server_retry_at = loop.time() + _FORK_SERVER_RETRY
         log.warning("the fork server is gone; starting another")
@@ -409,9 +384,11 @@ class WorkerPool:
         a fresh one, else another tenant's idle worker is replaced by one started for this
         tenant (the job waits for it to be ready). A refused call changes nothing.
         """
-        if shard is not None and not 0 <= shard < len(self._free):
-            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._free) - 1}")
-        if self._closing:
+        if shard is not None and not 0 <= shard < len(self._book.stacks):
+            raise ValueError(
+                f"no shard {shard}: the pool has shards 0 to {len(self._book.stacks) - 1}"
+            )
+        if self._roster.closing:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
             raise RuntimeError(f"attempt {job.aid} is already running")
@@ -419,19 +396,19 @@ class WorkerPool:
         chosen = shard
         placement: Placement | None = None
         if chosen is None:
-            chosen, placement = self._best_shard(tenant)
-        stack = self._free[chosen]
+            chosen, placement = self._book.best_shard(tenant)
+        stack = self._book.stacks[chosen]
         if not stack:
             where = "" if shard is None else f" in shard {shard}"
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
-        assert self._loop is not None
+        assert self._roster.loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
         frame = run_frame(job)
         if job.limits is not None and self._needs_own_worker(job.limits):
             self._lend(stack[-1], job, job.limits, tenant)
             return
         if placement is None:
-            placement = place(tenant, stack, fresh_ok=self._fresh_ok)
+            placement = place(tenant, stack, fresh_ok=self._book.fresh_ok)
         if placement is None:  # every free slot is on another tenant's busy worker
             self._lend(stack[-1], job, self._config.limits, tenant)
             return
@@ -441,8 +418,8 @@ class WorkerPool:
             return
         channel = worker.channel
         assert channel is not None
-        self._free_slots[chosen] -= 1
-        self._idle_count -= 1
+        self._book.by_shard[chosen] -= 1
+        self._book.count -= 1
         worker.tenant = tenant
         worker.state = State.BUSY
         worker.jobs[job.aid] = job
@@ -451,35 +428,18 @@ class WorkerPool:
         self._running[job.aid] = worker
         self._send_job(worker, job, frame)
 
-    def _best_shard(self, tenant: str) -> tuple[int, Placement | None]:
-        """With no shard asked for: a shard where ``tenant`` has an idle worker of its own, else
-        of the shards with a fresh worker, else of all, the one with the most free slots (the
-        lowest on ties): no worker is replaced that need not be, and load stays spread."""
-        fresh: tuple[int, Placement] | None = None
-        for index, stack in enumerate(self._free):
-            placement = place(tenant, stack, fresh_ok=self._fresh_ok) if stack else None
-            if placement is None or placement.replace:
-                continue
-            if stack[placement.index].tenant == tenant:
-                return index, placement
-            if fresh is None or self._free_slots[index] > self._free_slots[fresh[0]]:
-                fresh = index, placement
-        if fresh is not None:
-            return fresh
-        return max(range(len(self._free)), key=self._free_slots.__getitem__), None
-
     def _lend(self, lender: WorkerRecord, job: Job, limits: Limits, tenant: str) -> None:
         """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
-        assert self._loop is not None
+        assert self._roster.loop is not None
         log.debug(
             "attempt %d of tenant %r borrows a slot of worker %d", job.aid, tenant, lender.pid
         )
-        self._free_slots[lender.shard] -= 1
-        self._idle_count -= 1
+        self._book.by_shard[lender.shard] -= 1
+        self._book.count -= 1
         lender.lent += 1
         if len(lender.jobs) + lender.lent >= self._slots:
-            self._free[lender.shard].remove(lender)
-        own = WorkerRecord(self._loop.create_future(), lender.shard, limits)
+            self._book.stacks[lender.shard].remove(lender)
+        own = WorkerRecord(self._roster.loop.create_future(), lender.shard, limits)
         own.dedicated = True
         own.lender = lender
         own.tenant = tenant
@@ -491,12 +451,12 @@ class WorkerPool:
     def _replace(self, idle: WorkerRecord, job: Job, tenant: str) -> None:
         """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
         ``job`` waiting for it: capacity moves between tenants, workers never do."""
-        assert self._loop is not None
+        assert self._roster.loop is not None
         log.debug(
             "replacing idle worker %d of tenant %r for tenant %r", idle.pid, idle.tenant, tenant
         )
         self._retire(idle)  # its free slots leave the count; the new one's join when ready
-        fresh = WorkerRecord(self._loop.create_future(), idle.shard, self._config.limits)
+        fresh = WorkerRecord(self._roster.loop.create_future(), idle.shard, self._config.limits)
         fresh.tenant = tenant
         self._workers.add(fresh)
         fresh.jobs[job.aid] = job
@@ -522,16 +482,16 @@ class WorkerPool:
         self._send_now(worker, job, frame)
 
     def _send_now(self, worker: WorkerRecord, job: Job, frame: bytes | None) -> None:
-        assert self._loop is not None
+        assert self._roster.loop is not None
         assert worker.channel is not None
         if frame is None:
             frame = run_frame(job)
         if job.timeout is not None:
-            worker.timers[job.aid] = self._loop.call_later(
+            worker.timers[job.aid] = self._roster.loop.call_later(
                 job.timeout, self._on_timeout, worker, job
             )
         if worker.limits.cpu is not None:
-            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
+            self._roster.loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
         worker.channel.write(frame)
 
     def _watch_cpu(self, worker: WorkerRecord, job: Job) -> None:
@@ -547,13 +507,13 @@ class WorkerPool:
         if used is None:
             used = tree_cpu_seconds(worker.pid)
         if used is None or used < limit:
-            assert self._loop is not None
-            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
+            assert self._roster.loop is not None
+            self._roster.loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
             return
         message = f"the attempt used up its CPU limit of {limit:g}s (its child processes too)"
         error = error_dict(ErrorKind.CPU_LIMIT, "CpuLimit", message)
         for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._emit(outcome)
+            self._roster.emit(outcome)
 
     def _needs_own_worker(self, limits: Limits) -> bool:
         """Limits other than the pool's run in a worker started with them, never by loosening
@@ -568,8 +528,8 @@ class WorkerPool:
         worker.lender = None
         lender.lent -= 1
         if lender.accepting:
-            self._slot_freed(lender)
-            self._notify_idle()
+            self._book.slot_freed(lender)
+            self._roster.notify_idle()
 
     @property
     def max_size(self) -> int:
@@ -585,7 +545,7 @@ class WorkerPool:
 
         The daemon calls it when work waits and every slot is taken. Workers still starting
         count as growth already, so repeated calls while they boot do not overshoot."""
-        if self._closing or not self._started or self._failures:
+        if self._roster.closing or not self._roster.started or self._failures:
             return 0
         room = self._max - self._target
         if room <= 0:
@@ -620,9 +580,9 @@ class WorkerPool:
         return max(0, int(room))
 
     def _arm_scale_down(self) -> None:
-        if self._scale_timer is None and self._loop is not None and not self._closing:
+        if self._scale_timer is None and self._roster.loop is not None and not self._roster.closing:
             period = max(0.05, min(1.0, self._config.idle_timeout / 4))
-            self._scale_timer = self._loop.call_later(period, self._scale_down)
+            self._scale_timer = self._roster.loop.call_later(period, self._scale_down)
 
     def reload(self) -> int:
         """Replace the workers so the next attempts import task code anew (``asynctask
@@ -631,12 +591,12 @@ class WorkerPool:
         (``_refill``). Workers still starting have imported no task code and stay; so do
         dedicated workers (gone after their one job) and lenders (back in rotation soon).
         Returns how many workers were asked to go."""
-        if not self._started or self._closing:
+        if not self._roster.started or self._roster.closing:
             return 0
         chosen = [w for w in self._workers if w.accepting and not w.dedicated and not w.lent]
         for worker in chosen:
             if worker.jobs:
-                self._stop_accepting(worker)  # ``_on_done`` retires it after its last job
+                self._book.stop_accepting(worker)  # ``_on_done`` retires it after its last job
             else:
                 self._retire(worker)
         self._refill()
@@ -645,10 +605,10 @@ class WorkerPool:
     def _scale_down(self) -> None:
         """Retire workers above ``workers`` that have been idle for ``idle_timeout``."""
         self._scale_timer = None
-        assert self._loop is not None
-        if self._closing:
+        assert self._roster.loop is not None
+        if self._roster.closing:
             return
-        cutoff = self._loop.time() - self._config.idle_timeout
+        cutoff = self._roster.loop.time() - self._config.idle_timeout
         for worker in sorted(self._workers, key=lambda w: w.idle_since):
             if self._target <= self._config.workers:
                 break
@@ -671,7 +631,7 @@ class WorkerPool:
         worker = self._running.get(aid)
         if worker is None:
             return False
-        assert self._loop is not None
+        assert self._roster.loop is not None
         error = error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
         if self._shares_worker(worker, aid):
             del self._running[aid]
@@ -680,7 +640,7 @@ class WorkerPool:
         else:
             outcomes = self._abandon(worker, {aid: error}, report=True)
         for outcome in outcomes:
-            self._loop.call_soon(self._emit, outcome)
+            self._roster.loop.call_soon(self._roster.emit, outcome)
         return True
 
     async def stop(self, deadline: float | None) -> list[int]:
@@ -690,10 +650,10 @@ class WorkerPool:
         their aids returned - they get no ``Outcome``, the daemon decides what they become
         (``interrupted``). Idle workers get ``exit``. Returns once every process is reaped.
         """
-        if self._loop is None:
+        if self._roster.loop is None:
             return []
-        loop = self._loop
-        self._closing = True
+        loop = self._roster.loop
+        self._roster.closing = True
         if self._scale_timer is not None:
             self._scale_timer.cancel()
             self._scale_timer = None
@@ -706,17 +666,17 @@ class WorkerPool:
             elif worker.state is State.STARTING and not worker.jobs:
                 self._kill(worker)  # a dedicated one starting for a job may finish it in time
             elif worker.state is State.BUSY:
-                self._stop_accepting(worker)  # it retires once its jobs are done
+                self._book.stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
             try:
                 async with asyncio.timeout_at(deadline):
                     while self._running:
-                        self._drained = loop.create_future()
-                        await self._drained
+                        self._roster.drained = loop.create_future()
+                        await self._roster.drained
             except TimeoutError:
                 pass
             finally:
-                self._drained = None
+                self._roster.drained = None
         unfinished = list(self._running)
         for worker in {id(w): w for w in self._running.values()}.values():
             self._abandon(worker, {}, report=False)
@@ -745,7 +705,7 @@ class WorkerPool:
         The shard is chosen now, from the records that exist now (not when the process is up),
         so a batch of records made in a row - ``start()``, a ``_refill`` - spreads evenly.
         """
-        sizes = [0] * len(self._free)
+        sizes = [0] * len(self._book.stacks)
         for other in self._workers:  # O(workers), once per process start: noise beside a fork
             if other.accepting or (other.state is State.STARTING and not other.dedicated):
                 sizes[other.shard] += 1
@@ -931,9 +891,9 @@ class WorkerPool:
     def _spawn_soon(self, worker: WorkerRecord | None = None) -> None:
         """Start one replacement (or ``worker``, a dedicated one) in the background; failures
         count towards the backoff."""
-        assert self._loop is not None
+        assert self._roster.loop is not None
         if worker is None:
-            worker = self._new_worker(self._loop)
+            worker = self._new_worker(self._roster.loop)
         started = worker
 
         async def spawn() -> None:
@@ -946,20 +906,20 @@ class WorkerPool:
                     ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
                 )
                 for outcome in self._take_jobs(started, {}, error, report=True):
-                    self._emit(outcome)
+                    self._roster.emit(outcome)
                 if started.dedicated:
                     self._return_slot(started)
                     return
                 self._failures += 1
                 self._refill()
 
-        task = self._loop.create_task(spawn())
+        task = self._roster.loop.create_task(spawn())
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
     def _refill(self) -> None:
         """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
-        if not self._started or self._closing or self._backoff is not None:
+        if not self._roster.started or self._roster.closing or self._backoff is not None:
             return
         missing = self._target - self.size
         if missing <= 0:
@@ -970,16 +930,16 @@ class WorkerPool:
             return
         if self.starting:
             return  # a probe is on its way; its fate decides what happens next
-        assert self._loop is not None
+        assert self._roster.loop is not None
         delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
         log.warning(
             "%d worker start(s) failed in a row; trying again in %.1fs", self._failures, delay
         )
-        self._backoff = self._loop.call_later(delay, self._after_backoff)
+        self._backoff = self._roster.loop.call_later(delay, self._after_backoff)
 
     def _after_backoff(self) -> None:
         self._backoff = None
-        if not self._closing and self.size < self._target:
+        if not self._roster.closing and self.size < self._target:
             self._spawn_soon()
 
     # -- events from the workers -----------------------------------------------------------------
@@ -1011,9 +971,9 @@ class WorkerPool:
         cancel_timer(worker.ready_timer)
         worker.ready_timer = None
         worker.was_ready = True
-        assert self._loop is not None
+        assert self._roster.loop is not None
         self._started_count += 1
-        self._ready_seconds.append(self._loop.time() - worker.spawned_at)
+        self._ready_seconds.append(self._roster.loop.time() - worker.spawned_at)
         self._spawn_stats = None
         self._failures = 0
         if worker.dedicated:
@@ -1024,34 +984,34 @@ class WorkerPool:
         if worker.jobs:  # it replaced another tenant's worker, and its first job waits for it
             self._start_waiting_jobs(worker)
             return
-        if self._closing:
+        if self._roster.closing:
             self._retire(worker)
             return
-        self._make_ready(worker)
-        waiter = self._start_waiter
+        self._book.make_ready(worker)
+        waiter = self._roster.start_waiter
         if waiter is not None:
-            if not waiter.done() and self._idle_count == self._config.workers * self._slots:
+            if not waiter.done() and self._book.count == self._config.workers * self._slots:
                 waiter.set_result(None)
             return  # start() is still running: no callbacks before it returns
         self._refill()
-        self._notify_idle()
+        self._roster.notify_idle()
 
     def _start_waiting_jobs(self, worker: WorkerRecord) -> None:
         """A replacement is ready: it joins the pool and runs the jobs that waited for it."""
-        self._make_ready(worker)
+        self._book.make_ready(worker)
         for job in list(worker.jobs.values()):
-            self._free_slots[worker.shard] -= 1
-            self._idle_count -= 1
+            self._book.by_shard[worker.shard] -= 1
+            self._book.count -= 1
             self._send_job(worker, job)
         worker.state = State.BUSY
         if len(worker.jobs) + worker.lent >= self._slots:
-            self._free[worker.shard].remove(worker)
-        if self._closing:
-            self._stop_accepting(worker)  # it retires once its jobs are done
+            self._book.stacks[worker.shard].remove(worker)
+        if self._roster.closing:
+            self._book.stop_accepting(worker)  # it retires once its jobs are done
             return
         self._refill()
         if worker.accepting and len(worker.jobs) < self._slots:
-            self._notify_idle()
+            self._roster.notify_idle()
 
     def _on_done(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         aid = message.get("aid")
@@ -1069,31 +1029,31 @@ class WorkerPool:
             outcome = outcome_of(job.aid, message, worker.pid)
         limit = self._config.max_tasks_per_worker
         drain = (
-            self._closing
+            self._roster.closing
             or worker.dedicated
             or (limit is not None and worker.runs >= limit)
             or self._too_big(worker)
         )
         if drain:
-            self._stop_accepting(worker)  # before the job ends: its slot is not free to count
+            self._book.stop_accepting(worker)  # before the job ends: its slot is not free to count
         self._end_job(worker, job)
         if drain:
             self._refill()  # drain, then retire; a replacement starts now
         freed = worker.accepting
         if freed:
-            self._slot_freed(worker)
+            self._book.slot_freed(worker)
         if not worker.jobs and worker.state is State.BUSY:
             if worker.accepting:
                 worker.state = State.IDLE
-                assert self._loop is not None
-                worker.idle_since = self._loop.time()
+                assert self._roster.loop is not None
+                worker.idle_since = self._roster.loop.time()
             else:
                 self._retire(worker)
-        self._wake_stop()
+        self._roster.wake_stop()
         if outcome is not None:
-            self._emit(outcome)
+            self._roster.emit(outcome)
         if freed:
-            self._notify_idle()
+            self._roster.notify_idle()
 
     def _too_big(self, worker: WorkerRecord) -> bool:
         """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
@@ -1103,17 +1063,10 @@ class WorkerPool:
         log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
         return True
 
-    def _slot_freed(self, worker: WorkerRecord) -> None:
-        """One slot of an accepting worker is free again (a job ended, a loan came back)."""
-        self._free_slots[worker.shard] += 1
-        self._idle_count += 1
-        if len(worker.jobs) + worker.lent == self._slots - 1:  # it was full, so off its stack
-            self._free[worker.shard].append(worker)
-
     def _on_log_frame(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
         if (
-            self._on_log is None
+            self._roster.on_log is None
             or not isinstance(aid, int)
             or aid not in worker.jobs
             or aid in worker.stopping
@@ -1122,7 +1075,7 @@ class WorkerPool:
         ):
             return  # for an attempt already reported, or nonsense
         try:
-            self._on_log(aid, stream, data)
+            self._roster.on_log(aid, stream, data)
         except Exception:
             log.exception("on_log failed for attempt %d", aid)
 
@@ -1136,7 +1089,7 @@ class WorkerPool:
             self._stop_one(worker, job, error)  # reported when it stops, or with the worker
             return
         for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._emit(outcome)
+            self._roster.emit(outcome)
 
     def _on_stop_overdue(self, worker: WorkerRecord, job: Job) -> None:
         """A job sent ``cancel`` did not stop within the grace (a sync task in a thread):
@@ -1150,14 +1103,13 @@ class WorkerPool:
         )  # fmt: skip
         worker.death_note = f"worker {worker.pid} was killed to stop attempt {job.aid}"
         for outcome in self._abandon(worker, {}, report=True):
-            self._emit(outcome)
+            self._roster.emit(outcome)
 
     def _on_ready_timeout(self, worker: WorkerRecord) -> None:
         worker.ready_timer = None
         if worker.state is State.STARTING:
-            worker.death_note = (
-                f"worker {worker.pid} did not send ready within {START_TIMEOUT:g}s{self._hint()}"
-            )
+            within = f"within {START_TIMEOUT:g}s{self._roster.hint()}"
+            worker.death_note = f"worker {worker.pid} did not send ready {within}"
             signal_group(worker, signal.SIGKILL)
 
     def _on_broken(self, worker: WorkerRecord, reason: str) -> None:
@@ -1172,15 +1124,15 @@ class WorkerPool:
             return
         if worker.state is State.IDLE:
             log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
-            self._stop_accepting(worker)
+            self._book.stop_accepting(worker)
             worker.state = State.KILLING
             self._refill()
         elif worker.accepting:
-            self._stop_accepting(worker)  # its jobs are reported when it exits
+            self._book.stop_accepting(worker)  # its jobs are reported when it exits
             self._refill()
         if worker.kill_timer is None:
-            assert self._loop is not None
-            worker.kill_timer = self._loop.call_later(
+            assert self._roster.loop is not None
+            worker.kill_timer = self._roster.loop.call_later(
                 self._config.kill_grace, signal_group, worker, signal.SIGKILL
             )
 
@@ -1206,17 +1158,18 @@ class WorkerPool:
                 ErrorKind.WORKER_DIED, "WorkerDied", note
             )
             outcomes = self._take_jobs(worker, {}, died, report=True)
-            self._wake_stop()
+            self._roster.wake_stop()
         if worker.group is not None:
             worker.group.remove()
             worker.group = None
         if worker.dedicated:
             self._return_slot(worker)
-        elif previous is State.STARTING and not self._closing:
+        elif previous is State.STARTING and not self._roster.closing:
             note = (
-                worker.death_note or f"worker {worker.pid} {how} before it was ready{self._hint()}"
+                worker.death_note
+                or f"worker {worker.pid} {how} before it was ready{self._roster.hint()}"
             )
-            waiter = self._start_waiter
+            waiter = self._roster.start_waiter
             if waiter is not None:
                 if not waiter.done():
                     waiter.set_exception(RuntimeError(f"worker pool failed to start: {note}"))
@@ -1231,7 +1184,7 @@ class WorkerPool:
             self._orphans.sweep()  # what it left behind is ours now: kill and reap it
         self._refill()
         for outcome in outcomes:
-            self._emit(outcome)
+            self._roster.emit(outcome)
 
     # -- acting on workers -----------------------------------------------------------------------
 
@@ -1242,10 +1195,10 @@ class WorkerPool:
     def _stop_one(self, worker: WorkerRecord, job: Job, error: dict[str, Any] | None) -> None:
         """Ask a shared worker to stop one job; kill the worker if it has not within the grace.
         ``error`` is reported when it stops (``None``: the caller reported it already)."""
-        assert self._loop is not None
+        assert self._roster.loop is not None
         worker.stopping[job.aid] = error
         cancel_timer(worker.timers.pop(job.aid, None))
-        worker.timers[job.aid] = self._loop.call_later(
+        worker.timers[job.aid] = self._roster.loop.call_later(
             self._config.kill_grace, self._on_stop_overdue, worker, job
         )
         if worker.channel is not None and not worker.channel.is_closing():
@@ -1262,11 +1215,11 @@ class WorkerPool:
             "WorkerKilled",
             worker.death_note or f"worker {worker.pid} was killed while running this attempt",
         )
-        self._stop_accepting(worker)  # before its jobs go: their slots are not free
+        self._book.stop_accepting(worker)  # before its jobs go: their slots are not free
         outcomes = self._take_jobs(worker, errors, bystander, report=report)
         self._kill(worker)
         self._refill()
-        self._wake_stop()
+        self._roster.wake_stop()
         return outcomes
 
     def _take_jobs(
@@ -1300,47 +1253,26 @@ class WorkerPool:
 
     def _kill(self, worker: WorkerRecord) -> None:
         """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
-        assert self._loop is not None
-        self._stop_accepting(worker)
+        assert self._roster.loop is not None
+        self._book.stop_accepting(worker)
         worker.state = State.KILLING
         signal_group(worker, signal.SIGTERM)
         cancel_timer(worker.kill_timer)
-        worker.kill_timer = self._loop.call_later(
+        worker.kill_timer = self._roster.loop.call_later(
             self._config.kill_grace, signal_group, worker, signal.SIGKILL
         )
 
     def _retire(self, worker: WorkerRecord) -> None:
         """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
-        assert self._loop is not None
-        self._stop_accepting(worker)
+        assert self._roster.loop is not None
+        self._book.stop_accepting(worker)
         worker.state = State.RETIRING
         if worker.channel is not None and not worker.channel.is_closing():
             worker.channel.write(protocol.encode_frame({"op": "exit"}))
         cancel_timer(worker.kill_timer)
-        worker.kill_timer = self._loop.call_later(
+        worker.kill_timer = self._roster.loop.call_later(
             self._config.kill_grace, signal_group, worker, signal.SIGKILL
         )
-
-    def _make_ready(self, worker: WorkerRecord) -> None:
-        assert self._loop is not None
-        worker.idle_since = self._loop.time()
-        worker.state = State.IDLE
-        worker.accepting = True
-        self._free[worker.shard].append(worker)
-        self._free_slots[worker.shard] += self._slots
-        self._idle_count += self._slots
-
-    def _stop_accepting(self, worker: WorkerRecord) -> None:
-        """No new jobs for ``worker``: its free slots leave the pool's count."""
-        if not worker.accepting:
-            return
-        worker.accepting = False
-        free = self._slots - len(worker.jobs) - worker.lent
-        self._free_slots[worker.shard] -= free
-        self._idle_count -= free
-        stack = self._free[worker.shard]
-        if worker in stack:
-            stack.remove(worker)
 
     def _release(self, worker: WorkerRecord) -> None:
         """Drop every timer, transport and list entry of a worker that is gone."""
@@ -1348,7 +1280,7 @@ class WorkerPool:
             cancel_timer(timer)
         worker.timers.clear()
         worker.kill_timer = worker.ready_timer = None
-        self._stop_accepting(worker)
+        self._book.stop_accepting(worker)
         self._workers.discard(worker)
         if worker.channel is not None:
             worker.channel.close()
@@ -1356,29 +1288,6 @@ class WorkerPool:
             worker.process.close()
 
     # -- callbacks to the daemon ---------------------------------------------------------------
-
-    def _emit(self, outcome: Outcome) -> None:
-        # A bug in the daemon's callback must not leave the pool's bookkeeping half done.
-        try:
-            self._on_outcome(outcome)
-        except Exception:
-            log.exception("on_outcome failed for attempt %d", outcome.aid)
-
-    def _notify_idle(self) -> None:
-        if self._closing:
-            return
-        try:
-            self._on_idle()
-        except Exception:
-            log.exception("on_idle failed")
-
-    def _wake_stop(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _hint(self) -> str:
-        where = self._config.output_path
-        return f" (its output is in {where})" if where else " (its stderr is the daemon's)"
 
 
 def _worker_env(config: PoolConfig) -> dict[str, str]:

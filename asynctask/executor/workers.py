@@ -1,8 +1,10 @@
-"""The pool's records: its configuration, the attempts it runs and how they ended, and one
-record per worker process, with the small pure helpers that read them.
+"""The pool's records: its configuration, the attempts it runs and how they ended, one record
+per worker process, and the ``Roster`` every part of the pool shares.
 
-They are plain data, apart from the pool's logic, so that the pool can be split by what each
-part of it owns while every part reads and writes the same records.
+The pool is split by what each part owns (``pool.py`` lists them), and they all read and write
+the same few registries - which workers exist, which attempt runs on which worker, whether the
+pool is stopping. Those live here, in plain records, so that no part needs another part only to
+reach them.
 """
 
 from __future__ import annotations
@@ -188,6 +190,53 @@ class WorkerRecord:
             f"<Worker pid={self.pid} {self.state.value} shard={self.shard} tenant={self.tenant} "
             f"jobs={len(self.jobs)} runs={self.runs}>"
         )
+
+
+class Roster:
+    """What every part of the pool reads: the registries, the loop, the stop flags, and the
+    daemon's callbacks, each wrapped so a bug in the daemon cannot leave the pool half done."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        on_outcome: Callable[[Outcome], None],
+        on_idle: Callable[[], None],
+        on_log: Callable[[int, str, str], None] | None,
+    ) -> None:
+        self.config = config
+        self.on_outcome = on_outcome
+        self.on_idle = on_idle
+        self.on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.workers: set[WorkerRecord] = set()  # every worker whose process is not yet reaped
+        self.running: dict[int, WorkerRecord] = {}  # aid -> the worker it runs on
+        self.started = False  # start() succeeded: replacements are automatic from now on
+        self.closing = False
+        self.start_waiter: asyncio.Future[None] | None = None
+        self.drained: asyncio.Future[None] | None = None
+
+    def emit(self, outcome: Outcome) -> None:
+        # A bug in the daemon's callback must not leave the pool's bookkeeping half done.
+        try:
+            self.on_outcome(outcome)
+        except Exception:
+            log.exception("on_outcome failed for attempt %d", outcome.aid)
+
+    def notify_idle(self) -> None:
+        if self.closing:
+            return
+        try:
+            self.on_idle()
+        except Exception:
+            log.exception("on_idle failed")
+
+    def wake_stop(self) -> None:
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def hint(self) -> str:
+        where = self.config.output_path
+        return f" (its output is in {where})" if where else " (its stderr is the daemon's)"
 
 
 def grandchild(pid: int, ancestor: int) -> bool:
