@@ -17,10 +17,7 @@ process is one too, so a dead worker's descendants become its children, which th
 reaps on every worker exit. A CPU limit counts the attempt's children: the pool polls the
 worker's cgroup (or, without one, its process tree in ``/proc``) every ``CPU_POLL`` seconds.
 
-The daemon's end of each socketpair is an asyncio ``Protocol`` feeding a ``FrameDecoder``: a
-result is handled in the callback that delivered its bytes, with no coroutine per message. Process
-exit is a ``SubprocessProtocol.process_exited`` callback for the same reason; the event loop's
-child watcher reaps the process, so none is left a zombie.
+Starting workers is ``spawner.py``; what they say - frames, EOF, exit - is ``intake.py``.
 
 A worker moves through these states (``State``)::
 
@@ -49,34 +46,18 @@ Idle workers are kept in one stack per shard, so choosing one costs O(shards) at
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
-import socket
-import subprocess
-from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
-from asynctask.errors import ProtocolError
-from asynctask.executor.cgroups import worker_group_name
-from asynctask.executor.childstart import (
-    LIMITS_ENV,
-    PARENT_PID_ENV,
-    PATHS_ENV,
-    SANDBOX_ENV,
-    STACK_DIR_ENV,
-)
-from asynctask.executor.forkserver import ForkServer, ForkServerError
+from asynctask.executor.intake import Intake
 from asynctask.executor.limits import classify_exit
-from asynctask.executor.output import WorkerOutput
-from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
+from asynctask.executor.reaper import become_subreaper, tree_cpu_seconds
 from asynctask.executor.slotbook import SlotBook
-from asynctask.executor.workerenv import home_of, minimal_environment
+from asynctask.executor.spawner import Spawner
 from asynctask.executor.workers import (
     BYSTANDER,
     CPU_POLL,
@@ -87,15 +68,11 @@ from asynctask.executor.workers import (
     State,
     WorkerRecord,
     cancel_timer,
-    describe_exit,
-    grandchild,
     log,
     mib,
-    outcome_of,
     rss,
     run_frame,
     signal_group,
-    state_of,
 )
 from asynctask.model import ErrorKind, error_dict
 from asynctask.resources import Limits
@@ -104,59 +81,8 @@ __all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
 
 __all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
 
-#: How long a new worker may take to send ``ready`` before it counts as failed to start.
-START_TIMEOUT: Final = 15.0
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_MAX: Final = 5.0
-_FORK_SERVER_RETRY: Final = 5.0
-#: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
-#: even when the daemon runs from a source tree and ``cwd`` is the user's project.
-_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
-
-
-class _ProcessProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, pool: WorkerPool, worker: WorkerRecord) -> None:
-        self._pool = pool
-        self._worker = worker
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's process transport quacks like asyncio.SubprocessTransport without being one.
-        process = cast(asyncio.SubprocessTransport, transport)
-        self._worker.process = process
-        self._worker.pid = process.get_pid()
-
-    def process_exited(self) -> None:
-        self._pool._on_exit(self._worker)
-
-
-class _ChannelProtocol(asyncio.Protocol):
-    """The daemon's end of one worker's socketpair: bytes in, frames to the pool."""
-
-    def __init__(self, pool: WorkerPool, worker: WorkerRecord) -> None:
-        self._pool = pool
-        self._worker = worker
-        self._decoder = protocol.FrameDecoder()
-        self._broken = False
-
-    def data_received(self, data: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            messages = self._decoder.feed(data)
-        except ProtocolError as exc:
-            self._broken = True
-            self._pool._on_broken(self._worker, exc.message)
-            return
-        for message in messages:
-            self._pool._on_message(self._worker, message)
-
-    def eof_received(self) -> bool | None:
-        self._pool._on_eof(self._worker)
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            self._pool._on_eof(self._worker)
 
 
 class WorkerPool:
@@ -186,23 +112,16 @@ class WorkerPool:
         self._workers = roster.workers
         self._running = roster.running
         self._slots = config.concurrency
-        self._spawning: set[asyncio.Task[None]] = set()
-        self._spawn_lock = asyncio.Lock()
         self._failures = 0  # consecutive workers that died before they were ready
         self._backoff: asyncio.TimerHandle | None = None
-        self._env = _worker_env(config)
-        self._orphans = OrphanReaper(self._worker_pids) if config.reap_orphans else None
-        output = config.output_path
-        self._output = None if output is None else WorkerOutput(output, config.max_output)
         # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
         self._max = max(config.workers, config.max_workers or config.workers)
         self._target = config.workers
         self._scale_timer: asyncio.TimerHandle | None = None
-        self._forkserver: ForkServer | None = None
-        self._fork_server_retry_at = 0.0
-        self._started_count = 0  # workers that became ready, ever
-        self._ready_seconds: deque[float] = deque(maxlen=4096)  # spawn to ready, newest
-        self._spawn_stats: dict[str, float] | None = None  # spawn_stats() until the next start
+        self._spawner = Spawner(roster, self._book)
+        self._intake = Intake(roster, self._book)
+        self._spawner.wire(self._intake)
+        self._intake.wire(self._spawner, self)
 
     def __repr__(self) -> str:
         shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._book.stacks) > 1 else ""
@@ -230,17 +149,7 @@ class WorkerPool:
     def spawn_stats(self) -> dict[str, float]:
         """Workers started so far and their spawn-to-ready time (ms, over the newest 4,096):
         the price of moving a slot between tenants (``ping``, ``benchmarks/bench_tenants.py``)."""
-        # ``ping`` needs no authorization and may come often: sort only after a new start.
-        if self._spawn_stats is None:
-            times = sorted(self._ready_seconds)
-            stats: dict[str, float] = {"started": self._started_count}
-            if times:
-                stats["ready_p50_ms"] = round(times[len(times) // 2] * 1000, 2)
-                stats["ready_p99_ms"] = round(
-                    times[min(len(times) - 1, len(times) * 99 // 100)] * 1000, 2
-                )
-            self._spawn_stats = stats
-        return dict(self._spawn_stats)
+        return self._spawner.spawn_stats()
 
     def warm_slots(self) -> WarmSlots:
         """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
@@ -276,7 +185,7 @@ class WorkerPool:
     @property
     def fork_server_pid(self) -> int | None:
         """The fork server's pid while it serves (None: workers start as interpreters)."""
-        server = self._forkserver
+        server = self._spawner.forkserver
         return server.pid if server is not None and server.alive else None
 
     def worker_tenants(self) -> dict[int, str | None]:
@@ -300,24 +209,24 @@ class WorkerPool:
         """Start ``config.workers`` workers and return once every one has said ``ready``.
 
         Raises ``RuntimeError`` (after killing whatever did start) when a worker cannot be
-        spawned, exits before it is ready, or is not ready within ``START_TIMEOUT`` seconds:
+        spawned, exits before it is ready, or is not ready within ``spawner.START_TIMEOUT`` seconds:
         a daemon that cannot run tasks should say so at start-up, not at the first task.
         """
         if self._roster.loop is not None:
             raise RuntimeError("WorkerPool.start() can be called only once")
         loop = self._roster.loop = asyncio.get_running_loop()
-        if self._orphans is not None:
+        if self._spawner.orphans is not None:
             if not become_subreaper():
                 log.warning("not a subreaper: a dead worker's setsid descendants may outlive it")
-            self._orphans.start()
+            self._spawner.orphans.start()
         if self._config.fork_server:
-            await self._start_fork_server()
+            await self._spawner.start_fork_server()
         waiter = self._roster.start_waiter = loop.create_future()
         # All records first: "every worker is ready" must not be true while one is unborn.
-        workers = [self._new_worker(loop) for _ in range(self._config.workers)]
+        workers = [self._spawner.new_worker(loop) for _ in range(self._config.workers)]
         try:
             for worker in workers:
-                await self._spawn(worker)
+                await self._spawner.spawn(worker)
             if self._config.workers:
                 await waiter
         except BaseException as exc:
@@ -325,7 +234,7 @@ class WorkerPool:
                 waiter.exception()  # retrieved: the first failure is what we raise
             for worker in workers:
                 if worker.process is None and worker.state is not State.DEAD:
-                    self._discard_unspawned(worker)  # never got its turn to spawn
+                    self._spawner.discard_unspawned(worker)  # never got its turn to spawn
             await self.stop(None)
             if isinstance(exc, OSError):
                 raise RuntimeError(
@@ -337,42 +246,6 @@ class WorkerPool:
             self._roster.start_waiter = None
         self._roster.started = True
         log.info("worker pool started: %r", self)
-
-    async def _start_fork_server(self) -> None:
-        """Without a fork server every worker is an interpreter start: slower, never wrong."""
-        config = self._config
-        server = ForkServer()
-        # Under the spawn lock: the orphan reaper spares only children whose pids it knows.
-        async with self._spawn_lock:
-            output = None
-            if self._output is not None:
-                output = await self._output.pipe(lambda: server.pid)
-            try:
-                await server.start(config.python, self._env, config.cwd, output)
-            except ForkServerError as exc:
-                log.warning("workers start as new interpreters: %s", exc)
-                return
-            finally:
-                if output is not None:
-                    os.close(output)
-            if self._roster.closing:
-                await server.close()
-                return
-            old, self._forkserver = self._forkserver, server
-            if old is not None:
-                await old.close()
-
-    def _restart_fork_server(self) -> None:
-        """The fork server died (its workers with it): start another in the background, at
-        most once per ``_FORK_SERVER_RETRY`` seconds; workers start as interpreters meanwhile."""
-        loop = self._roster.loop
-        if loop is None or self._roster.closing or loop.time() < self._fork_server_retry_at:
-            return
-        self._fork_server_retry_at = loop.time() + _FORK_SERVER_RETRY
-        log.warning("the fork server is gone; starting another")
-        task = loop.create_task(self._start_fork_server())
-        self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
 
     def run(self, job: Job, shard: int | None = None) -> None:
         """Hand ``job`` to a worker with a free slot now; ``RuntimeError`` if none has one.
@@ -680,180 +553,24 @@ class WorkerPool:
         unfinished = list(self._running)
         for worker in {id(w): w for w in self._running.values()}.values():
             self._abandon(worker, {}, report=False)
-        if self._spawning:
-            await asyncio.gather(*self._spawning, return_exceptions=True)
+        if self._spawner.tasks:
+            await asyncio.gather(*self._spawner.tasks, return_exceptions=True)
         pending = [worker.exited for worker in self._workers]
         if pending:
             _, late = await asyncio.wait(pending, timeout=self._config.kill_grace + 10.0)
             if late:
                 log.error("%d worker(s) did not exit even after SIGKILL", len(late))
-        if self._forkserver is not None:
-            await self._forkserver.close()
-        if self._orphans is not None:
-            await self._orphans.wait(timeout=5.0)
-            self._orphans.close()
-        if self._output is not None:
-            await self._output.close(timeout=1.0)
+        if self._spawner.forkserver is not None:
+            await self._spawner.forkserver.close()
+        if self._spawner.orphans is not None:
+            await self._spawner.orphans.wait(timeout=5.0)
+            self._spawner.orphans.close()
+        if self._spawner.output is not None:
+            await self._spawner.output.close(timeout=1.0)
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
 
     # -- spawning ------------------------------------------------------------------------------
-
-    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> WorkerRecord:
-        """A STARTING record in the shard with the fewest workers counting towards ``size``.
-
-        The shard is chosen now, from the records that exist now (not when the process is up),
-        so a batch of records made in a row - ``start()``, a ``_refill`` - spreads evenly.
-        """
-        sizes = [0] * len(self._book.stacks)
-        for other in self._workers:  # O(workers), once per process start: noise beside a fork
-            if other.accepting or (other.state is State.STARTING and not other.dedicated):
-                sizes[other.shard] += 1
-        worker = WorkerRecord(loop.create_future(), sizes.index(min(sizes)), self._config.limits)
-        self._workers.add(worker)
-        return worker
-
-    async def _spawn(self, worker: WorkerRecord) -> None:
-        """Start ``worker``'s process; raises ``OSError`` if it cannot even be spawned.
-
-        The channel is connected before the process exists, so no frame or EOF can arrive
-        before the pool is listening. The lock keeps one child's socket end from being open
-        in the daemon while another child is forked.
-        """
-        loop = asyncio.get_running_loop()
-        async with self._spawn_lock:
-            if worker.state is not State.STARTING:  # stop() came while it waited for the lock
-                self._discard_unspawned(worker)
-                return
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            output: int | None = None
-            try:
-                worker.channel, _ = await loop.connect_accepted_socket(
-                    lambda: _ChannelProtocol(self, worker), ours
-                )
-                if self._output is not None:  # a pipe of its own, read by the daemon
-                    output = await self._output.pipe(lambda: worker.pid)
-                fd = theirs.fileno()
-                worker.ready_timer = loop.call_later(START_TIMEOUT, self._on_ready_timeout, worker)
-                worker.spawned_at = loop.time()
-                await self._start_process(worker, fd, output)
-            except BaseException:
-                if worker.channel is None:
-                    ours.close()  # otherwise the channel owns it and _release closes it
-                self._discard_unspawned(worker)
-                raise
-            finally:
-                theirs.close()
-                if output is not None:
-                    os.close(output)
-        if state_of(worker) is State.DEAD:  # a forked worker that exited at once
-            return
-        self._confine(worker)
-        if state_of(worker) is State.KILLING:  # stop() came while it was spawning
-            signal_group(worker, signal.SIGKILL)
-
-    async def _start_process(self, worker: WorkerRecord, fd: int, output: int | None) -> None:
-        """Fork the worker from the fork server (a few ms), else start an interpreter for it
-        (tens of ms); either way ``worker.pid`` is set and its exit reaches ``_on_exit``."""
-        config = self._config
-        args = [str(config.concurrency)] if config.concurrency > 1 else []
-        server = self._forkserver
-        if server is not None and not server.alive:
-            self._restart_fork_server()
-        if server is not None and server.alive:
-            try:
-                worker.pid = await server.fork(
-                    self._env_for(worker),
-                    config.cwd or os.getcwd(),
-                    args,
-                    [fd] if output is None else [fd, output],
-                    lambda pid, code: self._on_forked_exit(worker, pid, code),
-                )
-                return
-            except ForkServerError as exc:
-                log.warning("starting a worker without the fork server: %s", exc)
-        process, _ = await asyncio.get_running_loop().subprocess_exec(
-            lambda: _ProcessProtocol(self, worker),
-            config.python,
-            "-m",
-            "asynctask.executor.child",
-            str(fd),
-            *args,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            pass_fds=(fd,),
-            start_new_session=True,
-            cwd=config.cwd,
-            env=self._env_for(worker),
-        )
-        if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
-            worker.process = process
-            worker.pid = process.get_pid()
-
-    def _on_forked_exit(self, worker: WorkerRecord, pid: int, code: int | None) -> None:
-        """The fork server reaped ``worker`` (``code`` None: the fork server died, and the
-        worker with it)."""
-        worker.pid = worker.pid or pid
-        worker.returncode = code
-        self._on_exit(worker)
-
-    def _env_for(self, worker: WorkerRecord) -> dict[str, str]:
-        sandbox = self._config.sandbox
-        env = self._env
-        if sandbox is not None:
-            env = {**env, SANDBOX_ENV: sandbox(getattr(worker, "tenant", None))}
-        if worker.limits.is_empty:
-            return env
-        wire: dict[str, Any] = dict(worker.limits.to_wire())
-        support = self._config.cgroups
-        if support is not None and support.memory and worker.limits.memory is not None:
-            wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        env = {**env, LIMITS_ENV: json.dumps(wire)}
-        if worker.limits.user != self._config.limits.user and "HOME" not in self._config.env:
-            env["HOME"] = home_of(worker.limits.user)
-        return env
-
-    def _worker_pids(self) -> set[int] | None:
-        """The pids of the workers, the children ``_orphans`` spares; ``None`` while one is being
-        spawned: its pid is not known yet."""
-        if self._spawn_lock.locked():
-            return None
-        pids = {worker.pid for worker in self._workers if worker.pid > 0}
-        if self._forkserver is not None and self._forkserver.running:
-            pids.add(self._forkserver.pid)
-        return pids
-
-    def _confine(self, worker: WorkerRecord) -> None:
-        """Put a new worker in a cgroup of its own with its memory and process limits, before
-        it is ready for work; without usable cgroups its rlimits alone hold it."""
-        support = self._config.cgroups
-        if support is None or worker.limits.is_empty or worker.pid <= 0:
-            return
-        try:
-            name = worker_group_name(os.getpid(), worker.pid)
-            worker.group = support.create(name, worker.limits)
-            if worker.group is not None:
-                worker.group.add(worker.pid)
-        except OSError as exc:
-            log.warning("worker %d runs on rlimits alone: its cgroup failed: %s", worker.pid, exc)
-            if worker.group is not None:
-                worker.group.remove()
-                worker.group = None
-
-    def _confine_task_process(self, worker: WorkerRecord) -> bool:
-        """A sandboxed worker forks the process that runs tasks, maybe before ``_confine``
-        moved its parent into the group: move it too, before it gets work. ``False``: it could
-        not be, and the worker is killed rather than run without its limits."""
-        if worker.group is None:
-            return True
-        try:
-            worker.group.add(worker.task_pid)
-        except OSError as exc:
-            worker.death_note = f"worker {worker.pid} could not be put in its cgroup: {exc}"
-            signal_group(worker, signal.SIGKILL)
-            return False
-        return True
 
     def _limit_error(self, worker: WorkerRecord, returncode: int | None) -> dict[str, Any] | None:
         """The error of an attempt whose worker a limit killed; ``None`` if none did."""
@@ -881,24 +598,17 @@ class WorkerPool:
             )
         return None
 
-    def _discard_unspawned(self, worker: WorkerRecord) -> None:
-        """Forget a worker whose process never started."""
-        worker.state = State.DEAD
-        self._release(worker)
-        if not worker.exited.done():
-            worker.exited.set_result(None)
-
     def _spawn_soon(self, worker: WorkerRecord | None = None) -> None:
         """Start one replacement (or ``worker``, a dedicated one) in the background; failures
         count towards the backoff."""
         assert self._roster.loop is not None
         if worker is None:
-            worker = self._new_worker(self._roster.loop)
+            worker = self._spawner.new_worker(self._roster.loop)
         started = worker
 
         async def spawn() -> None:
             try:
-                await self._spawn(started)
+                await self._spawner.spawn(started)
             except Exception as exc:
                 log.error("cannot start a worker with %r: %s", self._config.python, exc)
                 # A dedicated worker, or a replacement, had a job waiting for it: report it.
@@ -914,8 +624,8 @@ class WorkerPool:
                 self._refill()
 
         task = self._roster.loop.create_task(spawn())
-        self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
+        self._spawner.tasks.add(task)
+        task.add_done_callback(self._spawner.tasks.discard)
 
     def _refill(self) -> None:
         """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
@@ -944,141 +654,6 @@ class WorkerPool:
 
     # -- events from the workers -----------------------------------------------------------------
 
-    def _on_message(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "log":
-            self._on_log_frame(worker, message)
-        elif op == "done":
-            self._on_done(worker, message)
-        elif op == "ready":
-            reported = message.get("pid")
-            if (
-                worker.state is State.STARTING  # once, before any task code: never a task's
-                and type(reported) is int
-                and reported != worker.pid
-                and grandchild(reported, worker.pid)
-            ):
-                worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
-                if not self._confine_task_process(worker):
-                    return
-            self._on_ready(worker)
-        else:
-            log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
-
-    def _on_ready(self, worker: WorkerRecord) -> None:
-        if worker.state is not State.STARTING:
-            return  # killed (stop, ready timeout) before it got here
-        cancel_timer(worker.ready_timer)
-        worker.ready_timer = None
-        worker.was_ready = True
-        assert self._roster.loop is not None
-        self._started_count += 1
-        self._ready_seconds.append(self._roster.loop.time() - worker.spawned_at)
-        self._spawn_stats = None
-        self._failures = 0
-        if worker.dedicated:
-            worker.state = State.BUSY
-            for job in list(worker.jobs.values()):
-                self._send_job(worker, job)
-            return
-        if worker.jobs:  # it replaced another tenant's worker, and its first job waits for it
-            self._start_waiting_jobs(worker)
-            return
-        if self._roster.closing:
-            self._retire(worker)
-            return
-        self._book.make_ready(worker)
-        waiter = self._roster.start_waiter
-        if waiter is not None:
-            if not waiter.done() and self._book.count == self._config.workers * self._slots:
-                waiter.set_result(None)
-            return  # start() is still running: no callbacks before it returns
-        self._refill()
-        self._roster.notify_idle()
-
-    def _start_waiting_jobs(self, worker: WorkerRecord) -> None:
-        """A replacement is ready: it joins the pool and runs the jobs that waited for it."""
-        self._book.make_ready(worker)
-        for job in list(worker.jobs.values()):
-            self._book.by_shard[worker.shard] -= 1
-            self._book.count -= 1
-            self._send_job(worker, job)
-        worker.state = State.BUSY
-        if len(worker.jobs) + worker.lent >= self._slots:
-            self._book.stacks[worker.shard].remove(worker)
-        if self._roster.closing:
-            self._book.stop_accepting(worker)  # it retires once its jobs are done
-            return
-        self._refill()
-        if worker.accepting and len(worker.jobs) < self._slots:
-            self._roster.notify_idle()
-
-    def _on_done(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
-        aid = message.get("aid")
-        job = worker.jobs.get(aid) if isinstance(aid, int) else None
-        if job is None:
-            return  # a late answer for an attempt already timed out, cancelled or abandoned
-        outcome: Outcome | None
-        if job.aid in worker.stopping:  # a cancel frame was sent: this confirms it
-            error = worker.stopping.pop(job.aid)
-            self._running.pop(job.aid, None)
-            outcome = None if error is None else Outcome(job.aid, False, None, error, worker.pid)
-        else:
-            del self._running[job.aid]
-            worker.runs += 1
-            outcome = outcome_of(job.aid, message, worker.pid)
-        limit = self._config.max_tasks_per_worker
-        drain = (
-            self._roster.closing
-            or worker.dedicated
-            or (limit is not None and worker.runs >= limit)
-            or self._too_big(worker)
-        )
-        if drain:
-            self._book.stop_accepting(worker)  # before the job ends: its slot is not free to count
-        self._end_job(worker, job)
-        if drain:
-            self._refill()  # drain, then retire; a replacement starts now
-        freed = worker.accepting
-        if freed:
-            self._book.slot_freed(worker)
-        if not worker.jobs and worker.state is State.BUSY:
-            if worker.accepting:
-                worker.state = State.IDLE
-                assert self._roster.loop is not None
-                worker.idle_since = self._roster.loop.time()
-            else:
-                self._retire(worker)
-        self._roster.wake_stop()
-        if outcome is not None:
-            self._roster.emit(outcome)
-        if freed:
-            self._roster.notify_idle()
-
-    def _too_big(self, worker: WorkerRecord) -> bool:
-        """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
-        limit = self._config.max_worker_rss
-        if not limit or rss(worker.task_pid or worker.pid) <= limit:
-            return False
-        log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
-        return True
-
-    def _on_log_frame(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
-        aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
-        if (
-            self._roster.on_log is None
-            or not isinstance(aid, int)
-            or aid not in worker.jobs
-            or aid in worker.stopping
-            or stream not in ("stdout", "stderr")
-            or not isinstance(data, str)
-        ):
-            return  # for an attempt already reported, or nonsense
-        try:
-            self._roster.on_log(aid, stream, data)
-        except Exception:
-            log.exception("on_log failed for attempt %d", aid)
-
     def _on_timeout(self, worker: WorkerRecord, job: Job) -> None:
         if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
             return
@@ -1103,87 +678,6 @@ class WorkerPool:
         )  # fmt: skip
         worker.death_note = f"worker {worker.pid} was killed to stop attempt {job.aid}"
         for outcome in self._abandon(worker, {}, report=True):
-            self._roster.emit(outcome)
-
-    def _on_ready_timeout(self, worker: WorkerRecord) -> None:
-        worker.ready_timer = None
-        if worker.state is State.STARTING:
-            within = f"within {START_TIMEOUT:g}s{self._roster.hint()}"
-            worker.death_note = f"worker {worker.pid} did not send ready {within}"
-            signal_group(worker, signal.SIGKILL)
-
-    def _on_broken(self, worker: WorkerRecord, reason: str) -> None:
-        """The worker wrote bytes that are not a frame: it cannot be trusted with anything."""
-        log.error("worker %d broke the frame protocol: %s", worker.pid, reason)
-        worker.death_note = f"worker {worker.pid} broke the frame protocol: {reason}"
-        signal_group(worker, signal.SIGKILL)
-
-    def _on_eof(self, worker: WorkerRecord) -> None:
-        """The worker closed its socket: it is exiting, or useless if it is not."""
-        if worker.state is State.DEAD:
-            return
-        if worker.state is State.IDLE:
-            log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
-            self._book.stop_accepting(worker)
-            worker.state = State.KILLING
-            self._refill()
-        elif worker.accepting:
-            self._book.stop_accepting(worker)  # its jobs are reported when it exits
-            self._refill()
-        if worker.kill_timer is None:
-            assert self._roster.loop is not None
-            worker.kill_timer = self._roster.loop.call_later(
-                self._config.kill_grace, signal_group, worker, signal.SIGKILL
-            )
-
-    def _on_exit(self, worker: WorkerRecord) -> None:
-        """The process is gone (and reaped): clean up after it, report, replace it."""
-        if worker.state is State.DEAD:
-            return
-        process = worker.process
-        returncode = process.get_returncode() if process is not None else worker.returncode
-        signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
-        if self._config.stack_dir is not None and worker.pid > 0:
-            with contextlib.suppress(OSError):
-                name = f"stack-{worker.task_pid or worker.pid}.txt"
-                os.unlink(os.path.join(self._config.stack_dir, name))
-        previous = worker.state
-        worker.state = State.DEAD
-        self._release(worker)
-        how = describe_exit(returncode)
-        outcomes: list[Outcome] = []
-        if worker.jobs:
-            note = worker.death_note or f"worker {worker.pid} {how} while running the task"
-            died = self._limit_error(worker, returncode) or error_dict(
-                ErrorKind.WORKER_DIED, "WorkerDied", note
-            )
-            outcomes = self._take_jobs(worker, {}, died, report=True)
-            self._roster.wake_stop()
-        if worker.group is not None:
-            worker.group.remove()
-            worker.group = None
-        if worker.dedicated:
-            self._return_slot(worker)
-        elif previous is State.STARTING and not self._roster.closing:
-            note = (
-                worker.death_note
-                or f"worker {worker.pid} {how} before it was ready{self._roster.hint()}"
-            )
-            waiter = self._roster.start_waiter
-            if waiter is not None:
-                if not waiter.done():
-                    waiter.set_exception(RuntimeError(f"worker pool failed to start: {note}"))
-            else:
-                self._failures += 1
-                log.error("%s", note)
-        elif previous is State.IDLE:
-            log.warning("idle worker %d %s; replacing it", worker.pid, how)
-        if not worker.exited.done():
-            worker.exited.set_result(None)
-        if self._orphans is not None:
-            self._orphans.sweep()  # what it left behind is ours now: kill and reap it
-        self._refill()
-        for outcome in outcomes:
             self._roster.emit(outcome)
 
     # -- acting on workers -----------------------------------------------------------------------
@@ -1274,37 +768,4 @@ class WorkerPool:
             self._config.kill_grace, signal_group, worker, signal.SIGKILL
         )
 
-    def _release(self, worker: WorkerRecord) -> None:
-        """Drop every timer, transport and list entry of a worker that is gone."""
-        for timer in (*worker.timers.values(), worker.kill_timer, worker.ready_timer):
-            cancel_timer(timer)
-        worker.timers.clear()
-        worker.kill_timer = worker.ready_timer = None
-        self._book.stop_accepting(worker)
-        self._workers.discard(worker)
-        if worker.channel is not None:
-            worker.channel.close()
-        if worker.process is not None:
-            worker.process.close()
-
     # -- callbacks to the daemon ---------------------------------------------------------------
-
-
-def _worker_env(config: PoolConfig) -> dict[str, str]:
-    """A minimal environment (``workerenv.py``), never this process's whole one, plus the
-    pool's own variables."""
-    env = minimal_environment(
-        os.environ,
-        user=config.limits.user,
-        socket_path=config.socket_path,
-        passed=config.env_pass,
-        extra=config.env,
-    )
-    env[PARENT_PID_ENV] = str(os.getpid())
-    env[PATHS_ENV] = os.pathsep.join(config.paths)
-    if config.stack_dir is not None:
-        env[STACK_DIR_ENV] = config.stack_dir
-    python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    if _PACKAGE_ROOT not in python_path:
-        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
-    return env
