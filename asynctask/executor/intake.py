@@ -37,9 +37,11 @@ from asynctask.executor.workers import (
 from asynctask.model import ErrorKind, error_dict
 
 if TYPE_CHECKING:
-    from asynctask.executor.pool import WorkerPool
+    from asynctask.executor.placement import Placer
+    from asynctask.executor.scaling import Scaler
     from asynctask.executor.slotbook import SlotBook
     from asynctask.executor.spawner import Spawner
+    from asynctask.executor.stopping import Stopper
 
 
 class Intake:
@@ -52,18 +54,22 @@ class Intake:
         self._running = roster.running
         self._slots = roster.config.concurrency
         self._spawner: Spawner  # wire()
-        self._pool: WorkerPool  # wire(): for what is not yet a part of its own
+        self._stopper: Stopper  # wire()
+        self._scaler: Scaler  # wire()
+        self._placer: Placer  # wire()
         # ``on_done`` runs once per attempt: what it calls is bound once, here and in ``wire``.
         self._emit = roster.emit
         self._notify_idle = roster.notify_idle
         self._wake_stop = roster.wake_stop
         self._slot_freed = book.slot_freed
 
-    def wire(self, spawner: Spawner, pool: WorkerPool) -> None:
+    def wire(self, spawner: Spawner, stopper: Stopper, scaler: Scaler, placer: Placer) -> None:
         """The other parts it calls, given once all of them exist (some call it too)."""
         self._spawner = spawner
-        self._pool = pool
-        self._end_job = pool._end_job
+        self._stopper = stopper
+        self._end_job = stopper.end_job
+        self._scaler = scaler
+        self._placer = placer
 
     def on_message(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
         op = message.get("op")
@@ -93,17 +99,17 @@ class Intake:
         worker.ready_timer = None
         worker.was_ready = True
         self._spawner.record_ready(worker)
-        self._pool._failures = 0
+        self._scaler.failures = 0
         if worker.dedicated:
             worker.state = State.BUSY
             for job in list(worker.jobs.values()):
-                self._pool._send_job(worker, job)
+                self._placer.send_job(worker, job)
             return
         if worker.jobs:  # it replaced another tenant's worker, and its first job waits for it
             self.start_waiting_jobs(worker)
             return
         if self._roster.closing:
-            self._pool._retire(worker)
+            self._stopper.retire(worker)
             return
         self._book.make_ready(worker)
         waiter = self._roster.start_waiter
@@ -111,7 +117,7 @@ class Intake:
             if not waiter.done() and self._book.count == self._config.workers * self._slots:
                 waiter.set_result(None)
             return  # start() is still running: no callbacks before it returns
-        self._pool._refill()
+        self._scaler.refill()
         self._roster.notify_idle()
 
     def start_waiting_jobs(self, worker: WorkerRecord) -> None:
@@ -120,14 +126,14 @@ class Intake:
         for job in list(worker.jobs.values()):
             self._book.by_shard[worker.shard] -= 1
             self._book.count -= 1
-            self._pool._send_job(worker, job)
+            self._placer.send_job(worker, job)
         worker.state = State.BUSY
         if len(worker.jobs) + worker.lent >= self._slots:
             self._book.stacks[worker.shard].remove(worker)
         if self._roster.closing:
             self._book.stop_accepting(worker)  # it retires once its jobs are done
             return
-        self._pool._refill()
+        self._scaler.refill()
         if worker.accepting and len(worker.jobs) < self._slots:
             self._roster.notify_idle()
 
@@ -156,7 +162,7 @@ class Intake:
             self._book.stop_accepting(worker)  # before the job ends: its slot is not free to count
         self._end_job(worker, job)
         if drain:
-            self._pool._refill()  # drain, then retire; a replacement starts now
+            self._scaler.refill()  # drain, then retire; a replacement starts now
         freed = worker.accepting
         if freed:
             self._slot_freed(worker)
@@ -166,7 +172,7 @@ class Intake:
                 assert self._roster.loop is not None
                 worker.idle_since = self._roster.loop.time()
             else:
-                self._pool._retire(worker)
+                self._stopper.retire(worker)
         self._wake_stop()
         if outcome is not None:
             self._emit(outcome)
@@ -211,10 +217,10 @@ class Intake:
             log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
             self._book.stop_accepting(worker)
             worker.state = State.KILLING
-            self._pool._refill()
+            self._scaler.refill()
         elif worker.accepting:
             self._book.stop_accepting(worker)  # its jobs are reported when it exits
-            self._pool._refill()
+            self._scaler.refill()
         if worker.kill_timer is None:
             assert self._roster.loop is not None
             worker.kill_timer = self._roster.loop.call_later(
@@ -239,16 +245,16 @@ class Intake:
         outcomes: list[Outcome] = []
         if worker.jobs:
             note = worker.death_note or f"worker {worker.pid} {how} while running the task"
-            died = self._pool._limit_error(worker, returncode) or error_dict(
+            died = self._stopper.limit_error(worker, returncode) or error_dict(
                 ErrorKind.WORKER_DIED, "WorkerDied", note
             )
-            outcomes = self._pool._take_jobs(worker, {}, died, report=True)
+            outcomes = self._stopper.take_jobs(worker, {}, died, report=True)
             self._roster.wake_stop()
         if worker.group is not None:
             worker.group.remove()
             worker.group = None
         if worker.dedicated:
-            self._pool._return_slot(worker)
+            self._placer.return_slot(worker)
         elif previous is State.STARTING and not self._roster.closing:
             note = (
                 worker.death_note
@@ -259,7 +265,7 @@ class Intake:
                 if not waiter.done():
                     waiter.set_exception(RuntimeError(f"worker pool failed to start: {note}"))
             else:
-                self._pool._failures += 1
+                self._scaler.failures += 1
                 log.error("%s", note)
         elif previous is State.IDLE:
             log.warning("idle worker %d %s; replacing it", worker.pid, how)
@@ -267,7 +273,7 @@ class Intake:
             worker.exited.set_result(None)
         if self._spawner.orphans is not None:
             self._spawner.orphans.sweep()  # what it left behind is ours now: kill and reap it
-        self._pool._refill()
+        self._scaler.refill()
         for outcome in outcomes:
             self._roster.emit(outcome)
 

@@ -15,22 +15,16 @@ contained by the process tree instead (``reaper.py``): the worker is a child sub
 its descendants after each attempt, and with ``reap_orphans`` (the daemon's setting) the pool's
 process is one too, so a dead worker's descendants become its children, which the pool kills and
 reaps on every worker exit. A CPU limit counts the attempt's children: the pool polls the
-worker's cgroup (or, without one, its process tree in ``/proc``) every ``CPU_POLL`` seconds.
+worker's cgroup (or, without one, its process tree in ``/proc``) every ``workers.CPU_POLL`` seconds.
 
-Starting workers is ``spawner.py``; what they say - frames, EOF, exit - is ``intake.py``.
-
-A worker moves through these states (``State``)::
+A worker moves through these states (``workers.State``)::
 
     STARTING --ready--> IDLE --run()--> BUSY --done--> IDLE (or RETIRING when recycled/stopping)
     BUSY --timeout/cancel()/stop()--> KILLING          IDLE --stop()/recycle--> RETIRING
     any --process exited--> DEAD (then a replacement is started, unless the pool is stopping)
 
 Every job leaves ``BUSY`` through exactly one of: a ``done`` frame, the timeout, ``cancel``, the
-process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Outcome``. A late
-``done`` frame from a worker already being killed is ignored, which keeps "exactly once" true.
-
-Workers that die before they are ready are restarted with a backoff (0.1 s doubling to 5 s), one
-probe at a time, so a broken interpreter or ``cwd`` costs a log line every few seconds, not a CPU.
+process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Outcome``.
 
 Shards. The workers are split into ``config.shards`` shards for shuffle sharding of tenants. The
 pool only places workers in shards and honours the caller's choice: ``run(job, shard)`` takes an
@@ -41,48 +35,50 @@ and every replacement - goes to the shard with the fewest workers that count tow
 that lost it: a tenant confined to a set of shards keeps that set's capacity, and a poison tenant
 that kills the workers of its shards cannot drift the pool's workers away from anyone else's.
 Idle workers are kept in one stack per shard, so choosing one costs O(shards) at most.
+
+The parts
+---------
+The pool is a facade over parts it owns, each owning one thing; they share the registries of
+``workers.Roster`` and call each other directly (``wire``), not through the pool:
+
+* ``workers.py``: the records (``PoolConfig``, ``Job``, ``Outcome``, one ``WorkerRecord`` per
+  process) and the ``Roster``.
+* ``slotbook.py``: free slots per shard and the counts ``idle`` reads.
+* ``spawner.py``: starting workers (the fork server, or an interpreter), confining them.
+* ``intake.py``: the workers' frames, EOFs and exits.
+* ``placement.py``: dedicated and replacement workers for a job, and sending jobs.
+* ``stopping.py``: cancel, timeouts, CPU limits, killing and retiring workers.
+* ``scaling.py``: the pool's size - growing, shrinking, refilling, backing off, reloading.
+
+``run`` stays here, in one method, because the daemon calls it for every attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable
-from typing import Any, Final
 
-from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.executor.intake import Intake
-from asynctask.executor.limits import classify_exit
-from asynctask.executor.reaper import become_subreaper, tree_cpu_seconds
+from asynctask.executor.placement import Placer
+from asynctask.executor.reaper import become_subreaper
+from asynctask.executor.scaling import Scaler
 from asynctask.executor.slotbook import SlotBook
 from asynctask.executor.spawner import Spawner
+from asynctask.executor.stopping import Stopper
 from asynctask.executor.workers import (
-    BYSTANDER,
-    CPU_POLL,
     Job,
     Outcome,
     PoolConfig,
     Roster,
     State,
-    WorkerRecord,
-    cancel_timer,
     log,
-    mib,
-    rss,
     run_frame,
-    signal_group,
 )
-from asynctask.model import ErrorKind, error_dict
-from asynctask.resources import Limits
 
-__all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
-
-__all__ = ["CPU_POLL", "Job", "Outcome", "PoolConfig", "WorkerPool"]
-
-_BACKOFF_FIRST: Final = 0.1
-_BACKOFF_MAX: Final = 5.0
+# PoolConfig, Job and Outcome are the daemon's words for the pool: imported from here.
+__all__ = ["Job", "Outcome", "PoolConfig", "WorkerPool"]
 
 
 class WorkerPool:
@@ -108,29 +104,30 @@ class WorkerPool:
             )
         self._config = config
         roster = self._roster = Roster(config, on_outcome, on_idle, on_log)
-        self._book = SlotBook(roster)
+        book = self._book = SlotBook(roster)
         self._workers = roster.workers
         self._running = roster.running
         self._slots = config.concurrency
-        self._failures = 0  # consecutive workers that died before they were ready
-        self._backoff: asyncio.TimerHandle | None = None
-        # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
-        self._max = max(config.workers, config.max_workers or config.workers)
-        self._target = config.workers
-        self._scale_timer: asyncio.TimerHandle | None = None
-        self._spawner = Spawner(roster, self._book)
-        self._intake = Intake(roster, self._book)
+        # ``run``'s hot path reads these lists (never rebound) without going through the book.
+        self._stacks = book.stacks
+        self._by_shard = book.by_shard
+        self._spawner = Spawner(roster, book)
+        self._intake = Intake(roster, book)
+        self._placer = Placer(roster, book)
+        self._stopper = Stopper(roster, book)
+        self._scaler = Scaler(roster, book)
         self._spawner.wire(self._intake)
-        self._intake.wire(self._spawner, self)
+        self._intake.wire(self._spawner, self._stopper, self._scaler, self._placer)
+        self._placer.wire(self._scaler, self._stopper)
+        self._stopper.wire(self._scaler)
+        self._scaler.wire(self._spawner, self._stopper, self._placer)
 
     def __repr__(self) -> str:
-        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._book.stacks) > 1 else ""
+        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._stacks) > 1 else ""
         return (
-            f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
-            f"starting={self.starting}{shards}>"
+            f"<WorkerPool size={self._scaler.size} idle={self.idle} busy={self.busy} "
+            f"starting={self._scaler.starting}{shards}>"
         )
-
-    # -- state, for the daemon's decisions ---------------------------------------------------
 
     @property
     def idle(self) -> int:
@@ -142,22 +139,18 @@ class WorkerPool:
         """``idle`` per shard, indexed by shard (``config.shards`` long)."""
         return self._book.idle_by_shard()
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
+    def warm_slots(self) -> WarmSlots:
+        """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
+        return self._book.warm_slots()
 
     def spawn_stats(self) -> dict[str, float]:
         """Workers started so far and their spawn-to-ready time (ms, over the newest 4,096):
         the price of moving a slot between tenants (``ping``, ``benchmarks/bench_tenants.py``)."""
         return self._spawner.spawn_stats()
 
-    def warm_slots(self) -> WarmSlots:
-        """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
-        return self._book.warm_slots()
-
     @property
     def starting(self) -> int:
-        return sum(1 for worker in self._workers if worker.state is State.STARTING)
+        return self._scaler.starting
 
     @property
     def size(self) -> int:
@@ -166,11 +159,11 @@ class WorkerPool:
         Workers being killed, retired or drained for recycling are not counted: their
         replacements already are.
         """
-        return sum(
-            1
-            for worker in self._workers
-            if worker.accepting or (worker.state is State.STARTING and not worker.dedicated)
-        )
+        return self._scaler.size
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
 
     @property
     def running(self) -> frozenset[int]:
@@ -202,8 +195,6 @@ class WorkerPool:
         """The shard of the worker running ``aid``, if it runs."""
         worker = self._running.get(aid)
         return worker.shard if worker is not None else None
-
-    # -- the daemon's verbs --------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start ``config.workers`` workers and return once every one has said ``ready``.
@@ -257,10 +248,8 @@ class WorkerPool:
         a fresh one, else another tenant's idle worker is replaced by one started for this
         tenant (the job waits for it to be ready). A refused call changes nothing.
         """
-        if shard is not None and not 0 <= shard < len(self._book.stacks):
-            raise ValueError(
-                f"no shard {shard}: the pool has shards 0 to {len(self._book.stacks) - 1}"
-            )
+        if shard is not None and not 0 <= shard < len(self._stacks):
+            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._stacks) - 1}")
         if self._roster.closing:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
@@ -270,28 +259,28 @@ class WorkerPool:
         placement: Placement | None = None
         if chosen is None:
             chosen, placement = self._book.best_shard(tenant)
-        stack = self._book.stacks[chosen]
+        stack = self._stacks[chosen]
         if not stack:
             where = "" if shard is None else f" in shard {shard}"
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
         assert self._roster.loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
         frame = run_frame(job)
-        if job.limits is not None and self._needs_own_worker(job.limits):
-            self._lend(stack[-1], job, job.limits, tenant)
+        if job.limits is not None and self._placer.needs_own_worker(job.limits):
+            self._placer.lend(stack[-1], job, job.limits, tenant)
             return
         if placement is None:
             placement = place(tenant, stack, fresh_ok=self._book.fresh_ok)
         if placement is None:  # every free slot is on another tenant's busy worker
-            self._lend(stack[-1], job, self._config.limits, tenant)
+            self._placer.lend(stack[-1], job, self._config.limits, tenant)
             return
         worker = stack[placement.index]
         if placement.replace:
-            self._replace(worker, job, tenant)
+            self._placer.replace(worker, job, tenant)
             return
         channel = worker.channel
         assert channel is not None
-        self._book.by_shard[chosen] -= 1
+        self._by_shard[chosen] -= 1
         self._book.count -= 1
         worker.tenant = tenant
         worker.state = State.BUSY
@@ -299,222 +288,36 @@ class WorkerPool:
         if len(worker.jobs) + worker.lent >= self._slots:
             del stack[placement.index]
         self._running[job.aid] = worker
-        self._send_job(worker, job, frame)
-
-    def _lend(self, lender: WorkerRecord, job: Job, limits: Limits, tenant: str) -> None:
-        """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
-        assert self._roster.loop is not None
-        log.debug(
-            "attempt %d of tenant %r borrows a slot of worker %d", job.aid, tenant, lender.pid
-        )
-        self._book.by_shard[lender.shard] -= 1
-        self._book.count -= 1
-        lender.lent += 1
-        if len(lender.jobs) + lender.lent >= self._slots:
-            self._book.stacks[lender.shard].remove(lender)
-        own = WorkerRecord(self._roster.loop.create_future(), lender.shard, limits)
-        own.dedicated = True
-        own.lender = lender
-        own.tenant = tenant
-        self._workers.add(own)
-        own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
-        self._running[job.aid] = own
-        self._spawn_soon(own)
-
-    def _replace(self, idle: WorkerRecord, job: Job, tenant: str) -> None:
-        """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
-        ``job`` waiting for it: capacity moves between tenants, workers never do."""
-        assert self._roster.loop is not None
-        log.debug(
-            "replacing idle worker %d of tenant %r for tenant %r", idle.pid, idle.tenant, tenant
-        )
-        self._retire(idle)  # its free slots leave the count; the new one's join when ready
-        fresh = WorkerRecord(self._roster.loop.create_future(), idle.shard, self._config.limits)
-        fresh.tenant = tenant
-        self._workers.add(fresh)
-        fresh.jobs[job.aid] = job
-        self._running[job.aid] = fresh
-        self._spawn_soon(fresh)
-
-    def _send_job(self, worker: WorkerRecord, job: Job, frame: bytes | None = None) -> None:
-        gate = job.gate
-        if gate is not None and not gate.done():
-            gate.add_done_callback(lambda _: self._send_gated(worker, job, frame))
-            return
-        self._send_now(worker, job, frame)
-
-    def _send_gated(self, worker: WorkerRecord, job: Job, frame: bytes | None) -> None:
-        """The gate opened: send, unless the job was cancelled or its worker died meanwhile."""
-        assert job.gate is not None
-        if job.gate.cancelled() or job.gate.exception() is not None:
-            return
-        if worker.jobs.get(job.aid) is not job or worker.channel is None:
-            return
-        if job.aid in worker.stopping or self._running.get(job.aid) is not worker:
-            return
-        self._send_now(worker, job, frame)
-
-    def _send_now(self, worker: WorkerRecord, job: Job, frame: bytes | None) -> None:
-        assert self._roster.loop is not None
-        assert worker.channel is not None
-        if frame is None:
-            frame = run_frame(job)
-        if job.timeout is not None:
-            worker.timers[job.aid] = self._roster.loop.call_later(
-                job.timeout, self._on_timeout, worker, job
-            )
-        if worker.limits.cpu is not None:
-            self._roster.loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
-        worker.channel.write(frame)
-
-    def _watch_cpu(self, worker: WorkerRecord, job: Job) -> None:
-        """Kill a worker whose CPU time, its children's included, passed its limit.
-
-        RLIMIT_CPU counts each process alone, so work split over child processes would pass
-        it many times over. The cgroup's accounting counts them all; without a cgroup, the
-        worker's process tree in /proc does (``tree_cpu_seconds``)."""
-        limit = worker.limits.cpu
-        if limit is None or worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
-            return
-        used = worker.group.cpu_seconds() if worker.group is not None else None
-        if used is None:
-            used = tree_cpu_seconds(worker.pid)
-        if used is None or used < limit:
-            assert self._roster.loop is not None
-            self._roster.loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
-            return
-        message = f"the attempt used up its CPU limit of {limit:g}s (its child processes too)"
-        error = error_dict(ErrorKind.CPU_LIMIT, "CpuLimit", message)
-        for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._roster.emit(outcome)
-
-    def _needs_own_worker(self, limits: Limits) -> bool:
-        """Limits other than the pool's run in a worker started with them, never by loosening
-        or tightening a shared one; so does any CPU limit, which counts a process's life."""
-        return limits != self._config.limits or limits.cpu is not None
-
-    def _return_slot(self, worker: WorkerRecord) -> None:
-        """A dedicated worker is done: its lender's slot is free again (if it still takes work)."""
-        lender = worker.lender
-        if lender is None:
-            return
-        worker.lender = None
-        lender.lent -= 1
-        if lender.accepting:
-            self._book.slot_freed(lender)
-            self._roster.notify_idle()
+        self._placer.send_job(worker, job, frame)
 
     @property
     def max_size(self) -> int:
-        return self._max
+        return self._scaler.max_size
 
     @property
     def target(self) -> int:
         """The size the pool is kept at now (``workers`` up to ``max_workers``)."""
-        return self._target
+        return self._scaler.target
 
     def grow(self, wanted: int) -> int:
         """Start up to ``wanted`` more workers, within ``max_workers``; how many it starts.
 
-        The daemon calls it when work waits and every slot is taken. Workers still starting
-        count as growth already, so repeated calls while they boot do not overshoot."""
-        if self._roster.closing or not self._roster.started or self._failures:
-            return 0
-        room = self._max - self._target
-        if room <= 0:
-            return 0  # the common case under load: checked on every step, so kept cheap
-        count = max(0, min(wanted - self.starting, room))
-        if count and self._config.memory_budget:
-            count = min(count, self._room_in_budget())
-        if count:
-            self._target += count
-            log.info(
-                "scaling up by %d to %d workers",
-                count,
-                self._target,
-                extra={"event": "pool_grow", "workers": self._target, "added": count},
-            )
-            self._refill()
-            self._arm_scale_down()
-        return count
-
-    def _room_in_budget(self) -> int:
-        """Workers that fit in ``memory_budget`` beside the ones running, each costing what
-        they cost on average now."""
-        sizes = [rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
-        used = sum(sizes)
-        each = max(used // max(len(sizes), 1), 1)
-        room = (self._config.memory_budget - used) // each
-        if room <= 0:
-            log.warning(
-                "not scaling up: workers hold %d MiB of the %d MiB memory budget",
-                used >> 20, self._config.memory_budget >> 20,
-            )  # fmt: skip
-        return max(0, int(room))
-
-    def _arm_scale_down(self) -> None:
-        if self._scale_timer is None and self._roster.loop is not None and not self._roster.closing:
-            period = max(0.05, min(1.0, self._config.idle_timeout / 4))
-            self._scale_timer = self._roster.loop.call_later(period, self._scale_down)
+        The daemon calls it when work waits and every slot is taken (``scaling.py``)."""
+        return self._scaler.grow(wanted)
 
     def reload(self) -> int:
         """Replace the workers so the next attempts import task code anew (``asynctask
-        reload``, SIGHUP): idle ones retire now; busy ones take no new job and retire once
-        their running attempts end, which finish on the old code. Replacements start at once
-        (``_refill``). Workers still starting have imported no task code and stay; so do
-        dedicated workers (gone after their one job) and lenders (back in rotation soon).
-        Returns how many workers were asked to go."""
-        if not self._roster.started or self._roster.closing:
-            return 0
-        chosen = [w for w in self._workers if w.accepting and not w.dedicated and not w.lent]
-        for worker in chosen:
-            if worker.jobs:
-                self._book.stop_accepting(worker)  # ``_on_done`` retires it after its last job
-            else:
-                self._retire(worker)
-        self._refill()
-        return len(chosen)
-
-    def _scale_down(self) -> None:
-        """Retire workers above ``workers`` that have been idle for ``idle_timeout``."""
-        self._scale_timer = None
-        assert self._roster.loop is not None
-        if self._roster.closing:
-            return
-        cutoff = self._roster.loop.time() - self._config.idle_timeout
-        for worker in sorted(self._workers, key=lambda w: w.idle_since):
-            if self._target <= self._config.workers:
-                break
-            if worker.state is State.IDLE and worker.accepting and worker.idle_since <= cutoff:
-                self._target -= 1
-                self._retire(worker)
-                log.info("scaling down to %d workers (idle for %gs)", self._target,
-                         self._config.idle_timeout,
-                         extra={"event": "pool_shrink", "workers": self._target})  # fmt: skip
-        if self._target > self._config.workers:
-            self._arm_scale_down()
+        reload``, SIGHUP); how many were asked to go (``Scaler.reload``)."""
+        return self._scaler.reload()
 
     def cancel(self, aid: int) -> bool:
-        """Stop the attempt ``aid`` by killing its worker; ``False`` if it is not running.
+        """Stop the attempt ``aid``; ``False`` if it is not running.
 
         Its ``Outcome`` (kind ``exception``, type ``Cancelled``) is reported from the event loop
         soon after, never from inside this call, so the caller's own bookkeeping is not
-        re-entered. A replacement worker is started at once.
+        re-entered. A killed worker's replacement is started at once (``Stopper.cancel``).
         """
-        worker = self._running.get(aid)
-        if worker is None:
-            return False
-        assert self._roster.loop is not None
-        error = error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
-        if self._shares_worker(worker, aid):
-            del self._running[aid]
-            self._stop_one(worker, worker.jobs[aid], None)
-            outcomes = [Outcome(aid, False, None, error, worker.pid)]
-        else:
-            outcomes = self._abandon(worker, {aid: error}, report=True)
-        for outcome in outcomes:
-            self._roster.loop.call_soon(self._roster.emit, outcome)
-        return True
+        return self._stopper.cancel(aid)
 
     async def stop(self, deadline: float | None) -> list[int]:
         """Shut down: no new jobs; running ones may finish until ``deadline`` (``loop.time()``).
@@ -527,17 +330,17 @@ class WorkerPool:
             return []
         loop = self._roster.loop
         self._roster.closing = True
-        if self._scale_timer is not None:
-            self._scale_timer.cancel()
-            self._scale_timer = None
-        if self._backoff is not None:
-            self._backoff.cancel()
-            self._backoff = None
+        if self._scaler.scale_timer is not None:
+            self._scaler.scale_timer.cancel()
+            self._scaler.scale_timer = None
+        if self._scaler.backoff is not None:
+            self._scaler.backoff.cancel()
+            self._scaler.backoff = None
         for worker in list(self._workers):
             if worker.state is State.IDLE:
-                self._retire(worker)
+                self._stopper.retire(worker)
             elif worker.state is State.STARTING and not worker.jobs:
-                self._kill(worker)  # a dedicated one starting for a job may finish it in time
+                self._stopper.kill(worker)  # a dedicated one starting for a job may finish it
             elif worker.state is State.BUSY:
                 self._book.stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
@@ -552,7 +355,7 @@ class WorkerPool:
                 self._roster.drained = None
         unfinished = list(self._running)
         for worker in {id(w): w for w in self._running.values()}.values():
-            self._abandon(worker, {}, report=False)
+            self._stopper.abandon(worker, {}, report=False)
         if self._spawner.tasks:
             await asyncio.gather(*self._spawner.tasks, return_exceptions=True)
         pending = [worker.exited for worker in self._workers]
@@ -569,203 +372,3 @@ class WorkerPool:
             await self._spawner.output.close(timeout=1.0)
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
-
-    # -- spawning ------------------------------------------------------------------------------
-
-    def _limit_error(self, worker: WorkerRecord, returncode: int | None) -> dict[str, Any] | None:
-        """The error of an attempt whose worker a limit killed; ``None`` if none did."""
-        group = worker.group
-        limits = worker.limits
-        if group is not None and group.oom_killed():
-            return error_dict(
-                ErrorKind.MEMORY_LIMIT,
-                "MemoryLimit",
-                f"the attempt went over its memory limit of {mib(limits.memory)}",
-            )
-        used = group.cpu_seconds() if group is not None else None
-        why = classify_exit(returncode, limits, used)
-        if why == "cpu_limit":
-            return error_dict(
-                ErrorKind.CPU_LIMIT,
-                "CpuLimit",
-                f"the attempt used up its CPU limit of {limits.cpu:g}s",
-            )
-        if why == "file_size_limit":
-            return error_dict(
-                ErrorKind.FILE_SIZE_LIMIT,
-                "FileSizeLimit",
-                f"the attempt wrote past its file size limit of {mib(limits.file_size)}",
-            )
-        return None
-
-    def _spawn_soon(self, worker: WorkerRecord | None = None) -> None:
-        """Start one replacement (or ``worker``, a dedicated one) in the background; failures
-        count towards the backoff."""
-        assert self._roster.loop is not None
-        if worker is None:
-            worker = self._spawner.new_worker(self._roster.loop)
-        started = worker
-
-        async def spawn() -> None:
-            try:
-                await self._spawner.spawn(started)
-            except Exception as exc:
-                log.error("cannot start a worker with %r: %s", self._config.python, exc)
-                # A dedicated worker, or a replacement, had a job waiting for it: report it.
-                error = error_dict(
-                    ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
-                )
-                for outcome in self._take_jobs(started, {}, error, report=True):
-                    self._roster.emit(outcome)
-                if started.dedicated:
-                    self._return_slot(started)
-                    return
-                self._failures += 1
-                self._refill()
-
-        task = self._roster.loop.create_task(spawn())
-        self._spawner.tasks.add(task)
-        task.add_done_callback(self._spawner.tasks.discard)
-
-    def _refill(self) -> None:
-        """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
-        if not self._roster.started or self._roster.closing or self._backoff is not None:
-            return
-        missing = self._target - self.size
-        if missing <= 0:
-            return
-        if self._failures == 0:
-            for _ in range(missing):
-                self._spawn_soon()
-            return
-        if self.starting:
-            return  # a probe is on its way; its fate decides what happens next
-        assert self._roster.loop is not None
-        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
-        log.warning(
-            "%d worker start(s) failed in a row; trying again in %.1fs", self._failures, delay
-        )
-        self._backoff = self._roster.loop.call_later(delay, self._after_backoff)
-
-    def _after_backoff(self) -> None:
-        self._backoff = None
-        if not self._roster.closing and self.size < self._target:
-            self._spawn_soon()
-
-    # -- events from the workers -----------------------------------------------------------------
-
-    def _on_timeout(self, worker: WorkerRecord, job: Job) -> None:
-        if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
-            return
-        worker.timers.pop(job.aid, None)
-        message = f"attempt exceeded its timeout of {job.timeout:g}s"
-        error = error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)
-        if self._shares_worker(worker, job.aid):
-            self._stop_one(worker, job, error)  # reported when it stops, or with the worker
-            return
-        for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._roster.emit(outcome)
-
-    def _on_stop_overdue(self, worker: WorkerRecord, job: Job) -> None:
-        """A job sent ``cancel`` did not stop within the grace (a sync task in a thread):
-        kill its worker, and with it the other attempts it runs."""
-        if worker.jobs.get(job.aid) is not job:
-            return
-        worker.timers.pop(job.aid, None)
-        log.warning(
-            "attempt %d did not stop within %gs; killing worker %d and its other %d attempt(s)",
-            job.aid, self._config.kill_grace, worker.pid, len(worker.jobs) - 1,
-        )  # fmt: skip
-        worker.death_note = f"worker {worker.pid} was killed to stop attempt {job.aid}"
-        for outcome in self._abandon(worker, {}, report=True):
-            self._roster.emit(outcome)
-
-    # -- acting on workers -----------------------------------------------------------------------
-
-    def _shares_worker(self, worker: WorkerRecord, aid: int) -> bool:
-        """Whether stopping ``aid`` must spare other attempts on its worker (ask, not kill)."""
-        return self._slots > 1 and any(other != aid for other in worker.jobs)
-
-    def _stop_one(self, worker: WorkerRecord, job: Job, error: dict[str, Any] | None) -> None:
-        """Ask a shared worker to stop one job; kill the worker if it has not within the grace.
-        ``error`` is reported when it stops (``None``: the caller reported it already)."""
-        assert self._roster.loop is not None
-        worker.stopping[job.aid] = error
-        cancel_timer(worker.timers.pop(job.aid, None))
-        worker.timers[job.aid] = self._roster.loop.call_later(
-            self._config.kill_grace, self._on_stop_overdue, worker, job
-        )
-        if worker.channel is not None and not worker.channel.is_closing():
-            worker.channel.write(protocol.encode_frame({"op": "cancel", "aid": job.aid}))
-
-    def _abandon(
-        self, worker: WorkerRecord, errors: dict[int, dict[str, Any]], *, report: bool
-    ) -> list[Outcome]:
-        """Kill a worker and take all its jobs away: ``errors`` names why for some, the rest
-        were bystanders (or stopping, with their own error). The Outcomes to report, if
-        ``report``; without, nobody hears of these jobs (``stop`` returns their aids)."""
-        bystander = error_dict(
-            BYSTANDER,
-            "WorkerKilled",
-            worker.death_note or f"worker {worker.pid} was killed while running this attempt",
-        )
-        self._book.stop_accepting(worker)  # before its jobs go: their slots are not free
-        outcomes = self._take_jobs(worker, errors, bystander, report=report)
-        self._kill(worker)
-        self._refill()
-        self._roster.wake_stop()
-        return outcomes
-
-    def _take_jobs(
-        self,
-        worker: WorkerRecord,
-        errors: dict[int, dict[str, Any]],
-        default: dict[str, Any],
-        *,
-        report: bool,
-    ) -> list[Outcome]:
-        """Forget every job of a worker that is going away; the Outcomes owed for them."""
-        outcomes = []
-        for aid, job in list(worker.jobs.items()):
-            if aid in errors:
-                error: dict[str, Any] | None = errors[aid]
-            elif aid in worker.stopping:
-                error = worker.stopping[aid]
-            else:
-                error = default
-            self._end_job(worker, job)
-            self._running.pop(aid, None)
-            if report and error is not None:
-                outcomes.append(Outcome(aid, False, None, error, worker.pid))
-        worker.stopping.clear()
-        return outcomes
-
-    def _end_job(self, worker: WorkerRecord, job: Job) -> None:
-        del worker.jobs[job.aid]
-        worker.stopping.pop(job.aid, None)
-        cancel_timer(worker.timers.pop(job.aid, None))
-
-    def _kill(self, worker: WorkerRecord) -> None:
-        """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
-        assert self._roster.loop is not None
-        self._book.stop_accepting(worker)
-        worker.state = State.KILLING
-        signal_group(worker, signal.SIGTERM)
-        cancel_timer(worker.kill_timer)
-        worker.kill_timer = self._roster.loop.call_later(
-            self._config.kill_grace, signal_group, worker, signal.SIGKILL
-        )
-
-    def _retire(self, worker: WorkerRecord) -> None:
-        """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
-        assert self._roster.loop is not None
-        self._book.stop_accepting(worker)
-        worker.state = State.RETIRING
-        if worker.channel is not None and not worker.channel.is_closing():
-            worker.channel.write(protocol.encode_frame({"op": "exit"}))
-        cancel_timer(worker.kill_timer)
-        worker.kill_timer = self._roster.loop.call_later(
-            self._config.kill_grace, signal_group, worker, signal.SIGKILL
-        )
-
-    # -- callbacks to the daemon ---------------------------------------------------------------
