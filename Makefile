@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check asynctask tests benchmarks examples
 	$(BIN)/ruff format --check asynctask tests benchmarks examples
 	$(BIN)/python scripts/unasync.py --check  # the blocking client is generated from the async one
+	$(BIN)/python scripts/taskfields.py --check  # every list of a task's fields is generated from asynctask/taskfields.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

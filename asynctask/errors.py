@@ -4,7 +4,7 @@ Two families live here:
 
 * ``AsynctaskError`` and its subclasses travel between the daemon and its clients. Each has a
   wire ``code`` (the daemon sends ``{"code", "message", ...}``; the client rebuilds the same class
-  with ``from_wire``) and the CLI ``exit_code`` of PRODUCT.md.
+  with ``from_wire``) and the CLI ``exit_code`` (docs/contract.md, "Exit codes").
 * ``Fail`` and ``Throttled`` are raised by *task code* inside a worker to steer the retry policy.
   They are not ``AsynctaskError``s: they never cross the socket as exceptions, only as the
   ``kind`` of an attempt's error.

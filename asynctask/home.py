@@ -4,7 +4,7 @@ Why: the home holds every tenant's arguments, results and output, and the daemon
 root. A home another user owns or can write lets that user plant a symlink where a log goes -
 ``logs/attempts -> /etc/cron.d`` made a root daemon write task-controlled bytes into a system
 directory - and files created with the default umask (0644) let every local user read the
-database and the logs. PRODUCT.md, "The trust boundary": the home is never readable by other
+database and the logs. README.md, "Private state": the home is never readable by other
 users, and the daemon never follows a symlink inside it.
 
 What ``prepare_home`` does, once at start-up (the daemon, and ``daemon --detach`` before it

@@ -241,9 +241,11 @@ class LiveTask:
     """A task the daemon holds in memory: scheduled, queued or running.
 
     Mutable and slotted, because a 1,000,000-task backlog lives in these: the core changes
-    ``state``, ``attempts`` and the times as it decides; the daemon persists what changed.
+    ``state``, ``attempts`` and the times as it decides; the daemon persists what changed. The
+    fields are defined in ``taskfields.py``; what follows is generated from it.
     """
 
+    # <generated taskfields:LiveTask>
     __slots__ = (
         "attempts",
         "created_at",
@@ -272,7 +274,7 @@ class LiveTask:
         "trace_id",
     )
 
-    def __init__(  # positional too: recovery builds a million, and keywords cost 4x the call
+    def __init__(  # positional too: recovery builds a million, keywords cost 4x
         self,
         seq: int,
         tenant: str,
@@ -319,13 +321,13 @@ class LiveTask:
         self.finished_at = finished_at
         self.result = result
         self.error = error
-        self.errors = errors  # every failed attempt's error, oldest first (see record_error)
-        self.held = held  # paused by selector: waiting, but out of the scheduler's queues
-        self.queued_at = 0.0  # when it last became ready; set by the scheduler (aging)
-        self.trace_id = trace_id  # the client's, for joining its own traces; never changes
-        # One [attempt, eligible, dispatched, started, finished] per ended attempt (see
-        # ``observe.tracing``); None until the first ends, so a queued task carries nothing.
+        self.errors = errors
+        self.held = held
+        self.trace_id = trace_id
         self.trace = trace
+        self.queued_at = 0.0  # when it last became ready; set by the scheduler
+
+    # </generated taskfields:LiveTask>
 
     def __repr__(self) -> str:
         return (

@@ -1,7 +1,7 @@
 """Where the daemon's home and socket are, resolved the same way by the daemon, CLI and client.
 
-Order (PRODUCT.md, Interfaces): ``--home DIR``, else ``$ASYNCTASK_HOME``, else a per-user state
-directory (``$XDG_STATE_HOME/asynctask``, else ``~/.local/state/asynctask``). The socket is
+Order (docs/contract.md, "Interfaces"): ``--home DIR``, else ``$ASYNCTASK_HOME``, else a per-user
+state directory (``$XDG_STATE_HOME/asynctask``, else ``~/.local/state/asynctask``). The socket is
 ``<home>/asynctask.sock`` unless ``--socket`` / ``$ASYNCTASK_SOCKET`` names another path.
 """
 

@@ -1,12 +1,12 @@
 """What every ``asynctask`` command shares: the typer app, the common options, and the one
 way a command fails.
 
-Exit codes (PRODUCT.md): 0 success; 1 the task ended other than ``succeeded`` (``wait``,
-``result``); 2 bad usage or a request the daemon refused; 3 no daemon answering; 4 ``wait
---timeout`` ran out; 5 ``doctor`` found a problem. Errors are one line on stderr, never a
-traceback: a command calls ``fail``, or lets ``run_client`` turn the client's
-``AsynctaskError`` into its exit code. The ``*_opt`` parsers below fail the same way (exit 2,
-naming the flag), so a bad value is refused before anything is sent.
+Exit codes (docs/contract.md, "Exit codes"): 0 success; 1 the task ended other than ``succeeded``
+(``wait``, ``result``); 2 bad usage or a request the daemon refused; 3 no daemon answering; 4 ``wait
+--timeout`` ran out; 5 ``doctor`` found a problem. Errors are one line on stderr, never a traceback:
+a command calls ``fail``, or lets ``run_client`` turn the client's ``AsynctaskError`` into its exit
+code. The ``*_opt`` parsers below fail the same way (exit 2, naming the flag), so a bad value is
+refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ def client_for(home: Path | None, socket: Path | None, tenant: str = "default") 
 
 
 def run_client(action: Any) -> Any:
-    """Run a client call, turning errors into one line and the PRODUCT.md exit code; with
-    ``--json``, also ``{"error": {"code", "message"}}`` on stdout, so that a script can tell
-    a ``storage`` failure from a ``usage`` one without parsing the message."""
+    """Run a client call, turning errors into one line and the exit code (docs/contract.md, "Exit
+    codes"); with ``--json``, also ``{"error": {"code", "message"}}`` on stdout, so that a script
+    can tell a ``storage`` failure from a ``usage`` one without parsing the message."""
     try:
         return action()
     except AsynctaskError as exc:
@@ -100,7 +100,8 @@ def os_error(exc: OSError, where: str) -> str:
 
 def printable(text: str) -> str:
     """Text from a task or from storage (errors, logs, names, a stored row's key), for a
-    terminal: control characters as escapes, so crafted text cannot forge a line (PRODUCT.md)."""
+    terminal: control characters as escapes, so crafted text cannot forge a line
+    (docs/contract.md, "Terminal output")."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

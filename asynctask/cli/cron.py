@@ -1,7 +1,8 @@
 """``asynctask cron add/list/remove``: periodic submission on a cron expression.
 
-``cron add NAME EXPR FUNC [ARGS_JSON]`` takes some of ``submit``'s options (PRODUCT.md); the
-daemon refuses an expression that never fires (exit 2), so nothing stored can stop it starting.
+``cron add NAME EXPR FUNC [ARGS_JSON]`` takes some of ``submit``'s options (docs/contract.md,
+"Interfaces"); the daemon refuses an expression that never fires (exit 2), so nothing stored
+can stop it starting.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from asynctask.cli.app import printable
 from asynctask.model import format_time
 from asynctask.store.health import Health
 
-#: ``doctor``'s exit code when it found something (PRODUCT.md's codes end at 4).
+#: ``doctor``'s exit code when it found something (docs/contract.md, "Exit codes").
 EXIT_FOUND: Final = 5
 
 

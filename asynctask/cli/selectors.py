@@ -1,6 +1,6 @@
 """Bulk control: ``cancel``, ``delete``, ``retry``, ``pause`` and ``resume``.
 
-Each takes one task ID or the filter flags of ``list`` (PRODUCT.md, "Selectors"): ``--tenant
+Each takes one task ID or the filter flags of ``list`` (docs/contract.md, "Selectors"): ``--tenant
 --queue --function --state --prefix --label --since --until``, where ``--since``/``--until``
 compare ``created_at`` and take an ISO 8601 time or a duration ago. ``parse_selector`` turns
 them into the client's fields and refuses an empty selector, so a bare ``cancel`` cannot act on

@@ -3,7 +3,7 @@ printed (``print_task``, also used by ``status``, ``wait`` and ``submit``).
 
 With ``--json`` each prints JSON (``top`` is a live view and has none); without, text for a
 person. Text that came from a task (errors, tracebacks) goes through ``printable`` first
-(PRODUCT.md: no control characters reach a terminal).
+(docs/contract.md, "Terminal output": no control characters reach a terminal).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from asynctask.model import format_time
 
 
 def print_task(status: TaskStatus, as_json: bool) -> None:
-    """One task: with ``as_json`` the PRODUCT.md object, else a field a line, then why it
-    failed (the traceback's tail), each earlier attempt's error and each attempt's stages."""
+    """One task: with ``as_json`` the object of docs/contract.md ("JSON output"), else a field a
+    line, then why it failed (the traceback's tail), each earlier attempt's error and each attempt's
+    stages."""
     if as_json:
         typer.echo(json.dumps(status.to_json()))
         return

@@ -78,7 +78,8 @@ class TaskStatus:
         return self.state is TaskState.SUCCEEDED
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` shape of PRODUCT.md: ISO 8601 UTC times, labels as an object."""
+        """The ``--json`` shape (docs/contract.md, "JSON output"): ISO 8601 UTC times, labels
+        as an object."""
         return {
             "id": self.id,
             "state": self.state.value,

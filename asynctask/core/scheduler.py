@@ -1,7 +1,7 @@
 """Scheduler: the pure decision core of the daemon.
 
-No I/O at all - no sockets, no SQLite, no clock, no global random. Every method takes ``now``
-(epoch seconds, read once per step by ``daemon.py``) and returns *actions*: persist a task's new
+No I/O at all - no sockets, no SQLite, no clock, no global random. Every method takes ``now`` (epoch
+seconds, read once per step by ``daemon/engine.py``) and returns *actions*: persist a task's new
 state, hand a task to a worker, report a finished task. The daemon performs them; nothing here
 awaits. This is the h11 / httpcore shape: decide, then act.
 

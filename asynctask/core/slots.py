@@ -5,7 +5,7 @@ Theory of operation
 A worker process that ran tenant A's code may hold anything A's code left in it: a patched
 module, a thread, a monkey-patched ``asynctask`` internals. So a worker is *bound* to the
 tenant of the first attempt it is given and never runs another tenant's attempt afterwards
-(PRODUCT.md, "The trust boundary"). Capacity still moves between tenants: an idle worker of one
+(README.md, "Security model"). Capacity still moves between tenants: an idle worker of one
 tenant is retired and a fresh one started in its place when another tenant needs the slot.
 
 ``place`` makes that choice and nothing else; the pool (``executor/pool.py``) asks it, then

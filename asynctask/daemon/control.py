@@ -34,12 +34,12 @@ class Control:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
         """Pause or resume a tenant, queue or function; durable before the reply.
 
         Returns whether anything changed (pausing twice is allowed and changes nothing)."""
-        assert self._daemon.store is not None
         if self._daemon.scheduler.is_paused(target) == paused:
             return False
         op = SetPause(*target) if paused else ClearPause(*target)
@@ -56,7 +56,6 @@ class Control:
         """Pause (or resume) the waiting tasks a selector matches, one by one, in one
         transaction; durable before the reply. Unlike a tenant, queue or function pause, it
         holds only what waits now, not later submits. Returns how many changed."""
-        assert self._daemon.store is not None
         now = self._daemon.clock()
         matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
@@ -80,9 +79,9 @@ class Control:
         leaving out failed tasks a ``retry`` is bringing back (not in the scheduler yet)."""
         return [
             t
-            for t in self._daemon.live.values()
+            for t in self._engine.live.values()
             if t.state in states
-            and t.seq not in self._daemon.retrying
+            and t.seq not in self._engine.retrying
             and (task_id is None or t.id == task_id)
             and selected(t, query)
         ]
@@ -90,14 +89,13 @@ class Control:
     async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
         """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-        status = await self._daemon.status(tenant, task_id)  # raises NotFound for an unknown ID
+        status = await self._daemon.queries.status(tenant, task_id)  # unknown: NotFound
         raise UsageError(f"task {task_id!r} is {status['state']}: only waiting tasks can be {verb}")
 
     async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
         """Cancel every live task the selector (and ``task_id``, if given) matches, in one
         transaction; running attempts have their workers stopped (their late reports are
         ignored). Returns how many."""
-        assert self._daemon.store is not None
         assert self._daemon.pool is not None
         now = self._daemon.clock()
         chosen = self._live_matching(query, task_id, LIVE_STATES)
@@ -109,7 +107,7 @@ class Control:
         with self._daemon.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:
-                    self._daemon.running.pop(task.seq, None)
+                    self._engine.running.pop(task.seq, None)
                     self._daemon.pool.cancel(task.seq)
                 self._daemon.engine.perform([self._daemon.scheduler.cancel(task, now)])
         if chosen:
@@ -121,13 +119,12 @@ class Control:
     async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
         """Queue failed tasks (the dead-letter queue) again, in one transaction; their attempt
         count goes on. Returns how many. ``task_id`` names one, which must have failed."""
-        assert self._daemon.store is not None
         if not self._daemon.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no retries")
         await self._daemon.store.flush()  # failures still being written are found too
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = self._daemon.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._engine.live]
         by_tenant: dict[str, list[TaskRow]] = {}
         for row in chosen:
             by_tenant.setdefault(row.tenant, []).append(row)
@@ -144,7 +141,6 @@ class Control:
                 self._daemon.scheduler.unreserve(tenant, count, nbytes)
 
     async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
-        assert self._daemon.store is not None
         tasks = []
         commits = []
         with self._daemon.store.one_transaction():
@@ -153,19 +149,19 @@ class Control:
                 task.move(TaskState.QUEUED)
                 task.finished_at = None
                 commits.append(self._daemon.engine.persist(task))
-                self._daemon.live[(task.tenant, task.id)] = (
+                self._engine.live[(task.tenant, task.id)] = (
                     task  # no second retry picks it meanwhile
                 )
-                self._daemon.retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
+                self._engine.retrying.add(task.seq)  # not in the scheduler yet: cancel skips it
                 tasks.append(task)
         try:
             await asyncio.gather(*commits)
         except BaseException:
             for task in tasks:
-                self._daemon.live.pop((task.tenant, task.id), None)
+                self._engine.live.pop((task.tenant, task.id), None)
             raise
         finally:
-            self._daemon.retrying.difference_update(task.seq for task in tasks)
+            self._engine.retrying.difference_update(task.seq for task in tasks)
         for task in tasks:
             self._daemon.scheduler.add(task, now)
         if tasks:
@@ -176,12 +172,11 @@ class Control:
     async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
         """Remove finished tasks from the history, in one transaction; their IDs may be
         submitted again. Returns how many. ``task_id`` names one, which must have finished."""
-        assert self._daemon.store is not None
         await self._daemon.store.flush()  # tasks still being finished are found too
         rows = await self._rows_for(
             query, task_id, "only finished tasks can be deleted (cancel it first)"
         )
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._daemon.live]
+        chosen = [r for r in rows if (r.tenant, r.id) not in self._engine.live]
         with self._daemon.store.one_transaction():
             commits = [self._daemon.store.put(DeleteTask(row.seq)) for row in chosen]
         await asyncio.gather(*commits)
@@ -193,7 +188,6 @@ class Control:
 
     async def _rows_for(self, query: ListQuery, task_id: str | None, refusal: str) -> list[TaskRow]:
         """The stored rows a selector or one ID names; an ID must be in one of its states."""
-        assert self._daemon.store is not None
         if task_id is None:
             return await self._daemon.store.list_tasks(TaskFilter.from_query(query), MAX_SELECTED)
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT

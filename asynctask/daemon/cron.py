@@ -30,8 +30,6 @@ class CronService:
 
     def fire(self, entry: CronEntry, slot: float) -> None:
         """Submit one cron slot (its ID makes a repeat a no-op) and record it as fired."""
-        assert self._daemon.loop is not None
-        assert self._daemon.store is not None
         submitted = self._daemon.background_task(self._daemon.intake.submit([entry.spec(slot)]))
 
         def done(task: asyncio.Task[list[dict[str, Any]]]) -> None:
@@ -45,7 +43,6 @@ class CronService:
     async def cron_add(
         self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
     ) -> dict[str, Any]:
-        assert self._daemon.store is not None
         now = self._daemon.clock()
         entry = CronEntry(tenant, name, schedule, catch_up, task, created_at=now)
         key = (tenant, name)
@@ -81,7 +78,6 @@ class CronService:
         return self._daemon.crons.entries(tenants)
 
     async def cron_remove(self, tenant: str, name: str) -> bool:
-        assert self._daemon.store is not None
         if not self._daemon.crons.remove(tenant, name):
             return False
         await self._daemon.store.put(DeleteCron(tenant, name))

@@ -9,26 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asynctask import protocol
+from asynctask.core.destinations import destination_of
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
+from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.readout import POOL_ENTITY
-from asynctask.daemon.views import failure_view, row_of, update_of, view_of
+from asynctask.daemon.views import Key, failure_view, row_of, update_of, view_of
 from asynctask.executor.pool import Job, Outcome
 from asynctask.model import LiveTask, SubmitSpec, TaskState
 from asynctask.observe.metrics import CANCELLED, COMPLETED, EXPIRED, FAILED, RETRIED, SUBMITTED
 from asynctask.observe.tracing import queue_wait, record_attempt, run_time
 from asynctask.resources import Limits
 from asynctask.store import InsertTask, Op, StoreError
+from asynctask.store.starts import StartJournal
 
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
 
 log = logging.getLogger("asynctask.daemon")
-
-_DESTINATIONS = {TaskState.SUCCEEDED: "on_success", TaskState.FAILED: "on_failure"}
 
 
 _FINAL_COUNTERS = {
@@ -39,6 +41,10 @@ _FINAL_COUNTERS = {
 }
 
 
+#: Failed attempts ``stats`` keeps for ``top``'s failure list.
+FAILURES_KEPT = 20
+
+
 class Engine:
     """The step loop of one daemon (see the module docstring)."""
 
@@ -47,7 +53,41 @@ class Engine:
         self._step_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
-        self._journal_left: int | None = None  # a start journal file waiting to be emptied
+        #: The tasks not yet ended (and ended ones until their end is stored), by (tenant, ID).
+        self.live = LiveIndex()
+        #: Attempts handed to the pool, by attempt ID (the task's seq).
+        self.running: dict[int, LiveTask] = {}
+        #: An ID whose submit or end is being stored: the next submit of it waits on this.
+        self.claims: dict[Key, asyncio.Future[None]] = {}
+        #: ``wait`` requests, answered once the task's end is stored.
+        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.next_seq = 1
+        #: Limits that functions declared in code, as last applied to the scheduler.
+        self.declared_limits: dict[str, dict[str, float]] = {}
+        #: Tasks whose ``retry`` is being stored (they cannot be retried again meanwhile).
+        self.retrying: set[int] = set()
+        #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
+        self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
+
+    def interrupt(self, aids: Iterable[int], reason: str) -> None:
+        """Attempts the pool gave up on (a stop's drain ran out): each counts as interrupted,
+        and its task is queued again if it has retries left."""
+        now = self._daemon.clock()
+        count = 0
+        for aid in aids:
+            task = self.running.pop(aid, None)
+            if task is not None:
+                self.perform([self._daemon.scheduler.interrupted(task, reason, now)])
+                count += 1
+        if count:
+            log.info("re-queued %d unfinished attempts", count)
+
+    def cancel_waiters(self) -> None:
+        """The daemon stops: ``wait`` requests still open end with their connections."""
+        for futures in self.waiters.values():
+            for future in futures:
+                future.cancel()
+        self.waiters.clear()
 
     def cancel_timer(self) -> None:
         if self._timer is not None:
@@ -55,7 +95,7 @@ class Engine:
             self._timer = None
 
     def wake(self) -> None:
-        if not self._step_pending and self._daemon.loop is not None:
+        if not self._step_pending:
             self._step_pending = True
             self._daemon.loop.call_soon(self.step)
 
@@ -84,7 +124,7 @@ class Engine:
         self._arm_timer(wakeup)
 
     def _arm_timer(self, due: float | None) -> None:
-        if due is None or due == self._timer_due or self._daemon.loop is None:
+        if due is None or due == self._timer_due:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -98,11 +138,10 @@ class Engine:
         self.step()
 
     def perform(self, actions: Iterable[Action]) -> None:
-        assert self._daemon.store is not None
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
-                self._daemon.running[task.seq] = task
+                self.running[task.seq] = task
                 assert self._daemon.pool is not None
                 stored = self.record(task)
                 # The attempt's number is on disk before it starts (store/starts.py), so a
@@ -112,7 +151,7 @@ class Engine:
                 if journal is not None and journal.started(task.seq, task.attempts):
                     gate = None
                     if journal.switch_due():
-                        self._switch_start_journal()
+                        self._switch_start_journal(journal)
                 else:
                     gate = stored
                 self._daemon.pool.run(
@@ -137,28 +176,23 @@ class Engine:
             elif isinstance(action, Finished):
                 self.finish(task)
 
-    def _switch_start_journal(self) -> None:
+    def _switch_start_journal(self, journal: StartJournal) -> None:
         """Start journal lines go to its other file now; the first is emptied once every
         "running" write put so far has committed."""
-        assert self._daemon.starts is not None
-        self._journal_left = self._daemon.starts.switch()
-        self._daemon.background_task(self._empty_journal_file())
+        left = journal.switch()
+        self._daemon.background_task(self._empty_journal_file(journal, left))
 
-    async def _empty_journal_file(self) -> None:
-        assert self._daemon.store is not None
-        while self._journal_left is not None and self._daemon.accepting:
+    async def _empty_journal_file(self, journal: StartJournal, left: int) -> None:
+        while self._daemon.accepting:
             with contextlib.suppress(StoreError):
                 await self._daemon.store.flush()
-                if self._daemon.guard is not None and not self._daemon.guard.unstored:
-                    assert self._daemon.starts is not None
-                    self._daemon.starts.rotated(self._journal_left)
-                    self._journal_left = None
+                if not self._daemon.guard.unstored:
+                    journal.rotated(left)
                     return
             await asyncio.sleep(1.0)  # storage is failing: its lines are still needed
 
     def record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
         """Store a change that already happened (``StoreGuard``): resolves once stored."""
-        assert self._daemon.guard is not None
         return self._daemon.guard.record(task, extra)
 
     def _limits_of(self, task: LiveTask) -> Limits | None:
@@ -176,7 +210,6 @@ class Engine:
     def persist(self, task: LiveTask) -> asyncio.Future[None]:
         """One write of the task's state, for a request that undoes its change if it fails
         (``retry``); a change that already happened goes through ``_record``."""
-        assert self._daemon.store is not None
         return self._daemon.store.put(update_of(task))
 
     def finish(self, task: LiveTask) -> None:
@@ -193,61 +226,54 @@ class Engine:
         committed = self.record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
-        self._daemon.claims[key] = committed
+        self.claims[key] = committed
 
         def released(done: asyncio.Future[None]) -> None:
             if done.cancelled():  # the daemon stopped first: the store has the task as it was
                 return
-            if self._daemon.claims.get(key) is committed:
-                del self._daemon.claims[key]
-            if self._daemon.live.get(key) is task:
-                del self._daemon.live[key]
+            if self.claims.get(key) is committed:
+                del self.claims[key]
+            if self.live.get(key) is task:
+                del self.live[key]
             view = view_of(task)
-            for waiter in self._daemon.waiters.pop(key, ()):
+            for waiter in self.waiters.pop(key, ()):
                 if not waiter.done():
                     waiter.set_result(view)
 
         committed.add_done_callback(released)
 
     def _destination_of(self, task: LiveTask) -> LiveTask | None:
-        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended.
-
-        It gets one argument, ``{"id", "tenant", "state", "result", "error", "attempts"}``, and
-        the ID ``<id>:<on_success|on_failure>:<attempts>``: fixed by the end it reports, so a
-        retried task that fails again gets a new one, and nothing can submit it twice."""
-        option = _DESTINATIONS.get(task.state)
-        function = task.options.get(option) if option else None
-        if not function:
+        """The ``on_success`` / ``on_failure`` task to submit now that ``task`` has ended
+        (``core/destinations.py`` decides which, and its ID)."""
+        destination = destination_of(task)
+        if destination is None:
             return None
+        result = destination.result
         info = {
-            "id": task.id,
-            "tenant": task.tenant,
-            "state": str(task.state),
-            "result": protocol.unpack(task.result) if task.result is not None else None,
-            "error": task.error,
-            "attempts": task.attempts,
+            **destination.info,
+            "result": protocol.unpack(result) if result is not None else None,
         }
         spec = SubmitSpec(
-            function=function, payload=protocol.pack([[info], {}]), tenant=task.tenant
+            function=destination.function,
+            payload=protocol.pack([[info], {}]),
+            tenant=destination.tenant,
         )
-        return self._daemon.intake.new_task(
-            spec, f"{task.id}:{option}:{task.attempts}", self._daemon.clock()
-        )
+        return self._daemon.intake.new_task(spec, destination.task_id, self._daemon.clock())
 
     def _destination_stored(self, task: LiveTask, done: asyncio.Future[None]) -> None:
         if done.cancelled() or done.exception() is not None:
             return  # the failed commit is logged by _persist's callback on the same batch
         key = (task.tenant, task.id)
-        if key in self._daemon.live:
+        if key in self.live:
             return
-        self._daemon.live[key] = task
+        self.live[key] = task
         now = self._daemon.clock()
         self._daemon.scheduler.add(task, now)
         self._daemon.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
         self.wake()
 
     def on_log(self, aid: int, stream: str, text: str) -> None:
-        task = self._daemon.running.get(aid)
+        task = self.running.get(aid)
         if task is not None:
             self._daemon.attempt_logs.append(task.seq, task.attempts, text)
 
@@ -255,7 +281,7 @@ class Engine:
         self._daemon.attempt_logs.finish(
             outcome.aid
         )  # its log is complete (the aid is the task's seq)
-        task = self._daemon.running.pop(outcome.aid, None)
+        task = self.running.pop(outcome.aid, None)
         if task is None:
             return
         now = self._daemon.clock()
@@ -270,7 +296,7 @@ class Engine:
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
             action = self._daemon.scheduler.attempt_failed(task, error, now)
-            self._daemon.failures.append(failure_view(task, error, now))
+            self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self._daemon.metrics.count(key, RETRIED, now)
             self.perform([action])

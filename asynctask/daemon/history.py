@@ -28,6 +28,7 @@ class History:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def run(self, days: float, keep: int) -> None:
         """History retention, in the background: delete the finished tasks created more than
@@ -40,9 +41,8 @@ class History:
         queued behind it wait for its commit. ``PURGE_BATCH`` rows take a few milliseconds
         (5,000 took 65 ms with the history indexes), and each batch waits for its commit
         before the next is read, so the writer serves other transactions in between and a
-        purge adds tens of ms to submit->start p99 while it runs (bench_history.py).
+        purge adds tens of ms to submit->start p99 while it runs (benchmarks/bench_history.py).
         """
-        assert self._daemon.store is not None
         interval = min(days * DAY / 10, PURGE_INTERVAL) if days > 0 else PURGE_INTERVAL
         while self._daemon.accepting:
             try:
@@ -69,10 +69,9 @@ class History:
     async def _delete(self, rows: list[tuple[int, str, str, int]]) -> int:
         """Delete these finished tasks in one transaction, then their attempt logs (in a
         thread: hundreds of unlinks would hold the loop for milliseconds). Returns how many."""
-        assert self._daemon.store is not None
         chosen = []
         for seq, tenant, task_id, attempts in rows:
-            live = self._daemon.live.get((tenant, task_id))
+            live = self._engine.live.get((tenant, task_id))
             if live is None or live.seq != seq:  # a retried task is live again: keep it
                 chosen.append((seq, attempts))
         if not chosen:

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from asynctask.config import FunctionDefaults
+from asynctask.config import Config
+from asynctask.core.admission import TaskDefaults, admit, queue_of
+from asynctask.core.dedup import Dedup, keeps, on_existing
 from asynctask.core.limits import FunctionLimits
 from asynctask.daemon.views import Key, row_of, view_of, view_of_row
 from asynctask.errors import ShuttingDown, StorageError, SubmitThrottled
 from asynctask.model import (
-    DEDUP_STATES,
-    PRIORITY_DEFAULT,
     LiveTask,
     SubmitSpec,
-    TaskState,
     new_task_id,
 )
 from asynctask.observe.metrics import REFUSED, SUBMITTED
@@ -29,15 +28,6 @@ if TYPE_CHECKING:
 #: Tasks of one submit handled between two yields to the loop: one request creating 500 new
 #: queues held other clients for 156 ms in one go.
 CHUNK = 256
-_NO_DEFAULTS = FunctionDefaults()
-T = TypeVar("T")
-
-
-def _first(explicit: T | None, configured: T | None, default: T) -> T:
-    """Submit option, else the function's configured default, else the daemon's."""
-    if explicit is not None:
-        return explicit
-    return configured if configured is not None else default
 
 
 def function_limits(limits: dict[str, float]) -> FunctionLimits:
@@ -56,11 +46,13 @@ class Intake:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
+        self._defaults_of: Config | None = None
+        self._task_defaults = TaskDefaults(retries=0, timeout=None)
 
     async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
         if not self._daemon.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
-        assert self._daemon.store is not None
         now = self._daemon.clock()
         payload_bytes: Counter[str] = Counter()
         queues: dict[str, set[str]] = {}
@@ -91,7 +83,6 @@ class Intake:
                 self._daemon.scheduler.unreserve(tenant, count, payload_bytes[tenant])
 
     async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
-        assert self._daemon.store is not None
         for spec in specs:
             self.declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -118,9 +109,11 @@ class Intake:
                     views[index] = existing
                     continue
                 claim = loop.create_future()
-                self._daemon.claims[key] = own_claims[key] = claim
+                self._engine.claims[key] = own_claims[key] = claim
                 row = await self._daemon.store.get(spec.tenant, spec.id)
-                if row is not None and row.state in DEDUP_STATES:
+                meaning = on_existing(None if row is None else row.state)
+                if meaning is Dedup.KEEP:
+                    assert row is not None
                     views[index] = view_of_row(row)
                     continue
                 task = self.new_task(spec, spec.id, now)
@@ -145,14 +138,14 @@ class Intake:
                     await asyncio.sleep(0)
                 if task.seq not in added:
                     added.add(task.seq)
-                    self._daemon.live[(task.tenant, task.id)] = task
+                    self._engine.live[(task.tenant, task.id)] = task
                     self._daemon.scheduler.add(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
                 views[index] = view_of(task)
         finally:
             for key, claim in own_claims.items():
-                if self._daemon.claims.get(key) is claim:
-                    del self._daemon.claims[key]
+                if self._engine.claims.get(key) is claim:
+                    del self._engine.claims[key]
                 claim.set_result(None)
         self._daemon.engine.wake()
         return [view for view in views if view is not None]
@@ -160,9 +153,9 @@ class Intake:
     def declare_limits(self, function: str, limits: dict[str, float] | None, now: float) -> None:
         """Apply limits a function declares in code (they travel with every submit and are
         stored with each task, so a restart applies them again before anything runs)."""
-        if limits is None or self._daemon.declared_limits.get(function) == limits:
+        if limits is None or self._engine.declared_limits.get(function) == limits:
             return
-        self._daemon.declared_limits[function] = limits
+        self._engine.declared_limits[function] = limits
         concurrency = limits.get("concurrency")
         self._daemon.scheduler.declare_function_limits(
             function,
@@ -178,67 +171,36 @@ class Intake:
         """The view of a live task holding ``key`` once no other submit or finish is in flight
         for it, or ``None`` when the ID is free in memory (the caller then checks the store)."""
         while True:
-            task = self._daemon.live.get(key)
-            if (
-                task is not None
-                and self._daemon.guard is not None
-                and self._daemon.guard.is_unstored(task.seq)
-            ):
-                assert self._daemon.store is not None
+            task = self._engine.live.get(key)
+            if task is not None and self._daemon.guard.is_unstored(task.seq):
                 raise StorageError(
                     f"task {key[1]!r} has a change that is not stored yet, so its ID cannot be "
                     f"used: {self._daemon.store.failure or 'storage is failing'}"
                 )
-            if task is not None and task.state in DEDUP_STATES:
+            if task is not None and keeps(task.state):
                 return view_of(task)
-            claim = self._daemon.claims.get(key)
+            claim = self._engine.claims.get(key)
             if claim is None:
                 return None
             await asyncio.shield(claim)
 
     def new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
-        seq = self._daemon.next_seq
-        self._daemon.next_seq += 1
-        due = spec.run_at
-        if spec.delay:
-            due = now + spec.delay
-        scheduled = due is not None and due > now
-        options: dict[str, Any] = {}
-        defaults = self._daemon.config.functions.get(spec.function, _NO_DEFAULTS)
-        retries = _first(spec.retries, defaults.retries, self._daemon.config.retry.retries)
-        timeout = _first(spec.timeout, defaults.timeout, self._daemon.config.workers.timeout)
-        priority = _first(spec.priority, defaults.priority, PRIORITY_DEFAULT)
-        queue = self.queue_of(spec)
-        options["retries"] = retries
-        options["timeout"] = timeout
-        expires_at = now + spec.ttl if spec.ttl is not None else None
-        if expires_at is not None:
-            options["expires_at"] = expires_at
-        for name in ("on_success", "on_failure", "limits", "resources"):
-            value = getattr(spec, name)
-            if value is not None:
-                options[name] = value
-        shared = self._daemon.interner
-        return LiveTask(
-            seq=seq,
-            tenant=shared.name(spec.tenant),
-            id=task_id,
-            function=shared.name(spec.function),
-            queue=shared.name(queue),
-            priority=priority,
-            state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
-            payload=shared.payload(spec.payload),
-            options=shared.mapping(options),
-            labels=shared.mapping(spec.labels),
-            retries=retries,
-            timeout=timeout,
-            created_at=now,
-            due_at=due if scheduled else None,
-            expires_at=expires_at,
-            trace_id=spec.trace_id,
-        )
+        seq = self._engine.next_seq
+        self._engine.next_seq += 1
+        return admit(spec, task_id, seq, now, self._defaults, self._daemon.interner)
 
     def queue_of(self, spec: SubmitSpec) -> str:
-        defaults = self._daemon.config.functions.get(spec.function, _NO_DEFAULTS)
-        queue = _first(spec.queue, defaults.queue, spec.tenant)
-        return spec.function if queue == "exclusive" else queue
+        return queue_of(spec, self._defaults)
+
+    @property
+    def _defaults(self) -> TaskDefaults:
+        """Read per call: ``reload`` may replace the config's function defaults."""
+        config = self._daemon.config
+        if self._defaults_of is not config:
+            self._defaults_of = config
+            self._task_defaults = TaskDefaults(
+                retries=config.retry.retries,
+                timeout=config.workers.timeout,
+                functions=config.functions,
+            )
+        return self._task_defaults

@@ -29,12 +29,12 @@ class Queries:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        task = self._daemon.live.get((tenant, task_id))
+        task = self._engine.live.get((tenant, task_id))
         if task is not None:
             return view_of(task)
-        assert self._daemon.store is not None
         row = await self._daemon.store.get(tenant, task_id)
         if row is None:
             raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
@@ -42,41 +42,40 @@ class Queries:
 
     async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
         key = (tenant, task_id)
-        task = self._daemon.live.get(key)
+        task = self._engine.live.get(key)
         if task is None:
-            claim = self._daemon.claims.get(key)
+            claim = self._engine.claims.get(key)
             if claim is not None:
                 await asyncio.shield(claim)
-                task = self._daemon.live.get(key)
+                task = self._engine.live.get(key)
         if task is None:
             view = await self.status(tenant, task_id)
             if view["state"] in FINAL_STATES or not self._daemon.accepting:
                 return view
-            task = self._daemon.live.get(key)
+            task = self._engine.live.get(key)
             if task is None:  # finished while we read the store
                 return await self.status(tenant, task_id)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._daemon.waiters.setdefault(key, []).append(waiter)
+        self._engine.waiters.setdefault(key, []).append(waiter)
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
         finally:
-            waiters = self._daemon.waiters.get(key)
+            waiters = self._engine.waiters.get(key)
             if waiters and waiter in waiters:
                 waiters.remove(waiter)
                 if not waiters:
-                    del self._daemon.waiters[key]
+                    del self._engine.waiters[key]
 
     async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
         bytes in one reply (ask again from the new offsets for more); ``done`` once the task
         has ended and everything was read."""
-        live = self._daemon.live.get((tenant, task_id))
+        live = self._engine.live.get((tenant, task_id))
         if live is not None:
             seq, view = live.seq, view_of(live)
         else:
-            assert self._daemon.store is not None
             row = await self._daemon.store.get(tenant, task_id)
             if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
@@ -96,7 +95,7 @@ class Queries:
     async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
         """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and every thread's Python ``stack``."""
-        task = self._daemon.live.get((tenant, task_id))
+        task = self._engine.live.get((tenant, task_id))
         if task is None:
             await self.status(tenant, task_id)  # NotFound for an unknown ID
         pid = self._daemon.pool.pid_of(task.seq) if task is not None and self._daemon.pool else None
@@ -116,14 +115,13 @@ class Queries:
     async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
         """One page: ``tasks`` newest first, and ``cursor`` for the next page, or None when
         this is the last (one row more than the page is read to know)."""
-        assert self._daemon.store is not None
         await self._daemon.store.flush()
         rows = await self._daemon.store.list_tasks(TaskFilter.from_query(query), query.limit + 1)
         more = len(rows) > query.limit
         del rows[query.limit :]
         views = []
         for row in rows:
-            live = self._daemon.live.get((row.tenant, row.id))
+            live = self._engine.live.get((row.tenant, row.id))
             views.append(
                 view_of(live) if live is not None and live.seq == row.seq else view_of_row(row)
             )

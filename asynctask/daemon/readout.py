@@ -2,7 +2,7 @@
 ``stats`` and the Prometheus text, and the gauge sampler behind their per-minute peaks.
 
 Read-only over the daemon's state; each readout is built in chunks with the loop running in
-between, so its cost is what it shows and no client waits behind it (PRODUCT.md,
+between, so its cost is what it shows and no client waits behind it (docs/contract.md,
 "Robustness")."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ SLOW_KEPT = 64
 
 class LoopWatch:
     """How long the event loop was held: the promise is that no request holds it for more than
-    50 ms (PRODUCT.md, "Robustness"), and this is the daemon's own measure of it.
+    50 ms (docs/contract.md, "Robustness"), and this is the daemon's own measure of it.
 
     A timer due every ``LOOP_TICK`` fires late by however long the loop was busy before it.
     Lateness alone also counts time the process waited for a CPU while other processes ran (a
@@ -104,6 +104,7 @@ class Readout:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
         self.loop_watch = LoopWatch()
 
     def ping(self) -> dict[str, Any]:
@@ -114,8 +115,8 @@ class Readout:
             "accepting": self._daemon.accepting,
             "stopping": self._daemon.stop_requested.is_set(),
             "tasks": {
-                "live": len(self._daemon.live),
-                "running": len(self._daemon.running),
+                "live": len(self._engine.live),
+                "running": len(self._engine.running),
                 "queued": self._daemon.scheduler.queued,
                 "scheduled": self._daemon.scheduler.scheduled,
             },
@@ -229,7 +230,7 @@ class Readout:
         visible: frozenset[str] | None = tenants
         if tenant is not None:
             visible = frozenset({tenant}) if tenants is None else tenants & {tenant}
-        failures = [f for f in reversed(self._daemon.failures)]
+        failures = [f for f in reversed(self._engine.failures)]
         busy = self._daemon.pool.busy if self._daemon.pool else 0
         self._daemon.metrics.sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
         pool = self.pool_view(now)
@@ -246,7 +247,7 @@ class Readout:
         self._daemon.metrics.sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
         extra: dict[str, float] = {
             "uptime_seconds": now - self._daemon.started_at,
-            "live_tasks": len(self._daemon.live),
+            "live_tasks": len(self._engine.live),
             "store_transactions_total": self._daemon.store.transactions
             if self._daemon.store
             else 0,

@@ -22,6 +22,7 @@ class Reconfig:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     def reread(self, why: str) -> dict[str, Any]:
         """Take the config file's live keys (``config.reconcile``: limits, fairness knobs,
@@ -41,7 +42,7 @@ class Reconfig:
         if change.applied:
             self._daemon.config = change.config
             declared = {
-                name: function_limits(d) for name, d in self._daemon.declared_limits.items()
+                name: function_limits(d) for name, d in self._engine.declared_limits.items()
             }
             reconfigure(
                 self._daemon.scheduler, change.config.scheduler, declared, self._daemon.clock()

@@ -32,6 +32,7 @@ class Recovery:
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self._engine = daemon.engine
 
     async def load(self) -> int:
         """Load the live tasks back. The cyclic collector is off meanwhile and the result is
@@ -48,20 +49,14 @@ class Recovery:
         """Once start-up's writes (the interrupted attempts it found) have committed, the
         journal's lines are in the database; until then (a full disk) they are kept. A line
         kept longer does no harm: one whose attempt the database already counts is ignored."""
-        assert self._daemon.store is not None
         with contextlib.suppress(StoreError):
             await self._daemon.store.flush()
-            if (
-                self._daemon.starts is not None
-                and self._daemon.guard is not None
-                and not self._daemon.guard.unstored
-            ):
+            if self._daemon.starts is not None and not self._daemon.guard.unstored:
                 self._daemon.starts.reset()
 
     async def _load_live(self) -> int:
-        assert self._daemon.store is not None
         started = await asyncio.to_thread(read_starts, self._daemon.home)
-        self._daemon.next_seq = await self._daemon.store.max_seq() + 1
+        self._engine.next_seq = await self._daemon.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self._daemon.store.load_pauses():
             try:
@@ -107,7 +102,7 @@ class Recovery:
                 if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
                     task.attempts = started[task.seq]
                     task.state = TaskState.RUNNING
-                self._daemon.live[(task.tenant, task.id)] = task
+                self._engine.live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
                     reason = "the daemon stopped during the attempt"
                     interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))
@@ -135,7 +130,6 @@ class Recovery:
         lists them), so that the next start does not meet them again. A store that cannot
         write (read-only, full) leaves them where they are: they were skipped, the daemon
         serves all the same, and the log says so."""
-        assert self._daemon.store is not None
         if not rows:
             return
         try:

@@ -31,20 +31,18 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from asynctask import __version__
 from asynctask.config import (
     Config,
 )
-from asynctask.core.cron import CronSchedule
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
 from asynctask.daemon.attemptlogs import AttemptLogs
+from asynctask.daemon.backend import Backend, principal_of
 from asynctask.daemon.clock import SteadyClock
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
@@ -55,36 +53,34 @@ from asynctask.daemon.gcpause import GcPauses
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake
 from asynctask.daemon.interning import Interner
-from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.otel import SpanExporter, make_span_exporter
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
 from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
+from asynctask.daemon.startup import (
+    claim_home,
+    log_started,
+    log_store_health,
+    open_sandbox,
+    pool_config,
+    write_pid,
+)
 from asynctask.daemon.storeguard import StoreGuard
 from asynctask.daemon.views import (
-    Key,
     update_of,
 )
 from asynctask.errors import (
     EXIT_STORAGE_LOST,
     UsageError,
 )
-from asynctask.executor.cgroups import detect_cgroups, sweep_stale
-from asynctask.executor.lineage import worker_of
-from asynctask.executor.pool import PoolConfig, WorkerPool
-from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
+from asynctask.executor.pool import WorkerPool
 from asynctask.isolation import Isolation
 from asynctask.isolation import choose as choose_isolation
-from asynctask.model import (
-    ListQuery,
-    LiveTask,
-    SubmitSpec,
-)
 from asynctask.observe.metrics import (
     Metrics,
 )
-from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
@@ -102,7 +98,10 @@ log = logging.getLogger("asynctask.daemon")
 
 
 class Daemon:
-    def __init__(self, config: Config, home: Path, socket_path: Path) -> None:
+    """Built and started by ``await Daemon.open(config, home, socket_path)``, which claims the
+    home and opens the store first, so that no part the services use is ever missing."""
+
+    def __init__(self, config: Config, home: Path, socket_path: Path, store: Store) -> None:
         self.config = config
         self.home = home
         self.socket_path = socket_path
@@ -126,9 +125,11 @@ class Daemon:
         )
         self.interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
-        self.store: Store | None = None
-        self.guard: StoreGuard | None = None
-        self.starts: StartJournal | None = None
+        self.loop = asyncio.get_running_loop()
+        self.clock = SteadyClock()
+        self.store = store
+        self.guard = StoreGuard(store, update_of, self.clock)
+        self.starts: StartJournal | None = None  # opened once recovery has read it
         #: The error that made the store stop taking writes; the daemon then exits with
         #: ``EXIT_STORAGE_LOST`` so that a supervisor starts it again from what is on disk.
         self.storage_lost: StoreError | None = None
@@ -137,18 +138,10 @@ class Daemon:
         self.isolation: Isolation | None = None
         self._bound_socket: socket.socket | None = None
         self.accepting = False
-        self.live = LiveIndex()
-        self.running: dict[int, LiveTask] = {}
-        self.claims: dict[Key, asyncio.Future[None]] = {}
-        self.waiters: dict[Key, list[asyncio.Future[dict[str, Any]]]] = {}
-        self.next_seq = 1
-        self.declared_limits: dict[str, dict[str, float]] = {}
-        self.retrying: set[int] = set()
         self.crons = CronTable()
         self._background: set[asyncio.Task[Any]] = set()
         self.missed_slots: list[tuple[CronEntry, float]] = []  # fired once serving
         self.stop_requested = asyncio.Event()
-        self.clock = SteadyClock()
         self.started_at = self.clock()
         self.events = EventLog(  # log lines about limit kills, AIMD, refusals, confinement
             self.scheduler,
@@ -168,22 +161,40 @@ class Daemon:
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
         self.spans: SpanExporter | None = None
-        #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
-        self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: IO[str] | None = None
+        self.backend = Backend(self)
 
     def __repr__(self) -> str:
         return (
-            f"<Daemon live={len(self.live)} running={len(self.running)} "
+            f"<Daemon live={len(self.engine.live)} running={len(self.engine.running)} "
             f"{self.scheduler!r} {self.pool!r}>"
         )
 
     # -- life cycle -----------------------------------------------------------------------------
 
+    @classmethod
+    async def open(cls, config: Config, home: Path, socket_path: Path) -> Daemon:
+        """Claim the home, open the store, start every part and serve; on any failure, undo
+        what was started and raise."""
+        began = time.perf_counter()
+        lock_file = claim_home(home, shared=bool(config.auth.users))
+        try:
+            claim_socket_path(socket_path)
+            store = await Store.open(str(home / DATABASE_NAME), durability=config.daemon.durability)
+        except BaseException:
+            lock_file.close()
+            raise
+        daemon = cls(config, home, socket_path, store)
+        daemon._lock_file = lock_file
+        try:
+            await daemon._start_parts(began)
+        except BaseException:
+            await daemon.shutdown()
+            raise
+        return daemon
+
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then drain and exit."""
-        await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -210,7 +221,6 @@ class Daemon:
 
     def stop(self, drain: float | None) -> dict[str, Any]:
         """The ``stop`` request (``asynctask stop [--drain 30s]``): reply first, then stop."""
-        assert self.loop is not None
         self.loop.call_soon(self.request_stop, drain)
         drain = self._drain if drain is None else drain
         return {"stopping": True, "drain": drain, "pid": os.getpid()}
@@ -231,44 +241,12 @@ class Daemon:
             reply.update(self.reconfig.reread(why))
         return reply
 
-    async def start(self) -> None:
-        began = time.perf_counter()
-        self.loop = asyncio.get_running_loop()
-        os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
-        verify_home(self.home)
-        self._lock_file = lock_home(
-            self.home
-        )  # before any mode changes: another daemon may be serving from it
-        tightened = prepare_home(self.home, shared=bool(self.config.auth.users))
-        if tightened:
-            log.warning(
-                "tightened %d path(s) in the home that others could read (an older version's "
-                "modes): %s%s",
-                len(tightened), "; ".join(tightened[:TIGHTENED_LISTED]),
-                " ..." if len(tightened) > TIGHTENED_LISTED else "",
-                extra={"event": "tightened", "paths": len(tightened)},
-            )  # fmt: skip
-        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
-        claim_socket_path(self.socket_path)
-        try:
-            await self._start_parts(began)
-        except BaseException:
-            await self.shutdown()
-            raise
-
     def _identify(self, peer: Peer) -> Principal:
-        """Who a new connection acts as: a task of its worker's tenant when the peer is one of
-        the pool's workers or a process one started (``lineage.worker_of``), else a user."""
-        tenants = self.pool.worker_tenants() if self.pool is not None else {}
-        worker = worker_of(peer.pid, tenants)
-        if worker is None:
-            return Principal(uid=peer.uid, pid=peer.pid)
-        return Principal(uid=peer.uid, pid=peer.pid, is_worker=True, worker_tenant=tenants[worker])
+        return principal_of(peer, self.pool.worker_tenants() if self.pool is not None else {})
 
     def _record_uid(self, tenant: str, uid: int) -> None:
         """Keep a tenant's new worker uid (``isolation.py``), so it has the same one after a
         restart."""
-        assert self.store is not None
         log.info("tenant %s: workers run as uid %d", tenant, uid,
                  extra={"event": "tenant_uid", "tenant": tenant, "uid": uid})  # fmt: skip
 
@@ -279,33 +257,16 @@ class Daemon:
         self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
 
     async def _start_parts(self, began: float) -> None:
-        self.store = await Store.open(
-            str(self.home / DATABASE_NAME), durability=self.config.daemon.durability
-        )
+        self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         self.store.on_fatal(self._storage_lost)
-        self.guard = StoreGuard(self.store, update_of, self.clock)
         self.guard.start()
-        if self.store.wal_unchecked is not None:
-            log.warning("the WAL could not be checked for damage at start-up: %s",
-                        self.store.wal_unchecked)  # fmt: skip
-        loss = self.store.wal_loss
-        if loss is not None:  # nothing to undo; an operator must know
-            log.error("DATA LOSS in %s: %s", self.store.path, loss,
-                      extra={"event": "wal_damaged", "commits": loss.commits})  # fmt: skip
+        log_store_health(self.store)
         recovered = await self.recovery.load()
         self.starts = StartJournal(self.home)
         await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
-        self.cgroups = detect_cgroups(force_rlimits_only=workers.sandbox == "rlimits")
-        stale = sweep_stale(self.cgroups)
-        if stale:
-            log.info("removed %d worker cgroups left by a daemon that died", stale)
-        if workers.sandbox == "rlimits" or self.cgroups.version == "none":
-            log.warning("sandbox: %s", self.cgroups.description)
-        else:
-            log.info("sandbox: %s", self.cgroups.description)
-        run_dir = self.home / RUN_DIR  # made and checked by prepare_home
+        self.cgroups = open_sandbox(workers.sandbox)
         python = workers.python or sys.executable
         # Bound before the workers start, so that their sandbox can show them the socket.
         self._bound_socket = bind_socket(self.socket_path, shared=bool(self.config.auth.users))
@@ -334,30 +295,14 @@ class Daemon:
             extra={"event": "isolation", "mode": self.isolation.mode},
         )
         self.pool = WorkerPool(
-            PoolConfig(
-                python=python,
-                sandbox=self.isolation.spec_for,
-                bind_at_start=self.isolation.mode == "uids",
-                workers=workers.min_workers,
-                cwd=os.getcwd(),
-                paths=workers.paths,
-                output_path=str(self.home / LOG_DIR / "workers.log"),
-                max_output=workers.max_worker_output,
-                kill_grace=workers.kill_grace,
-                max_tasks_per_worker=workers.max_tasks_per_worker or None,
-                shards=self.scheduler.settings.sharding.shards,
-                concurrency=workers.concurrency,
-                stack_dir=str(run_dir),
-                limits=workers.limits,
-                cgroups=self.cgroups,
-                max_workers=workers.max_workers,
-                idle_timeout=workers.idle_timeout,
-                memory_budget=workers.memory_budget,
-                max_worker_rss=workers.max_worker_rss,
-                socket_path=str(self.socket_path),
-                env_pass=workers.env_pass,
-                env=workers.env,
-                reap_orphans=True,
+            pool_config(
+                self.config,
+                self.isolation,
+                self.cgroups,
+                python,
+                self.scheduler.settings.sharding.shards,
+                self.home,
+                self.socket_path,
             ),
             on_outcome=self.engine.on_outcome,
             on_idle=self.engine.wake,
@@ -366,7 +311,7 @@ class Daemon:
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
         ops = Ops(
-            self,
+            self.backend,
             AuthPolicy(admins, self.config.auth.users),
             self.config.daemon.max_payload,
             policy=self.config.run_policy,
@@ -397,34 +342,8 @@ class Daemon:
         for entry, slot in self.missed_slots:  # slots that fell due while the daemon was down
             self.cron.fire(entry, slot)
         self.missed_slots.clear()
-        pid_fd = open_private(self.home / PID_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(pid_fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(pid_fd)
-        log.info(
-            "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
-            "%.0f ms, start-up %.0f ms",
-            self.socket_path,
-            self.home,
-            self.config.daemon.durability,
-            workers.min_workers,
-            recovered,
-            (recovered_at - began) * 1000,
-            (time.perf_counter() - began) * 1000,
-            extra={
-                "event": "started",
-                "pid": os.getpid(),
-                "version": __version__,
-                "socket": str(self.socket_path),
-                "home": str(self.home),
-                "workers": workers.min_workers,
-                "max_workers": workers.max_workers,
-                "recovered": recovered,
-                "recover_seconds": round(recovered_at - began, 3),
-                "seconds": round(time.perf_counter() - began, 3),
-            },
-        )
+        write_pid(self.home)
+        log_started(self, recovered, recovered_at - began, time.perf_counter() - began)
         self.engine.wake()
 
     async def _start_observers(self) -> None:
@@ -460,44 +379,32 @@ class Daemon:
         if self.pool is not None:
             loop = asyncio.get_running_loop()
             unfinished = await self.pool.stop(loop.time() + self._drain)
-            now = self.clock()
-            for aid in unfinished:
-                task = self.running.pop(aid, None)
-                if task is not None:
-                    reason = "the daemon stopped before the attempt finished"
-                    self.engine.perform([self.scheduler.interrupted(task, reason, now)])
-            if unfinished:
-                log.info("re-queued %d unfinished attempts", len(unfinished))
+            self.engine.interrupt(unfinished, "the daemon stopped before the attempt finished")
             self.attempt_logs.close()
         background = list(self._background)  # retention passes, cron submits in flight
         for job in background:
             job.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.flush()
+        with contextlib.suppress(Exception):
+            await self.store.flush()
         if self.starts is not None:
             self.starts.close()
-        if self.guard is not None:
-            unstored = await self.guard.close()
-            if unstored:
-                log.warning(
-                    "%d task state change(s) could not be stored before the stop; the next "
-                    "start finds those tasks as the store last had them (a started attempt "
-                    "counts as interrupted and runs again)",
-                    unstored,
-                )
-        for futures in self.waiters.values():
-            for future in futures:
-                future.cancel()
+        unstored = await self.guard.close()
+        if unstored:
+            log.warning(
+                "%d task state change(s) could not be stored before the stop; the next start "
+                "finds those tasks as the store last had them (a started attempt counts as "
+                "interrupted and runs again)",
+                unstored,
+            )
+        self.engine.cancel_waiters()
         if self.listener is not None:
             await self.listener.close()
         if self._bound_socket is not None:  # start-up failed before the listener took it
             self._bound_socket.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-        if self.store is not None:
-            await self.store.close()
+        await self.store.close()
         with contextlib.suppress(FileNotFoundError):
             (self.home / PID_NAME).unlink()
         if self._lock_file is not None:
@@ -521,83 +428,10 @@ class Daemon:
         self.request_stop(drain=0.0)
 
     def background_task(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        assert self.loop is not None
         task = self.loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    # -- requests (server.ops.Backend) ----------------------------------------------------------
-
-    async def cron_add(
-        self, tenant: str, name: str, schedule: CronSchedule, catch_up: str, task: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await self.cron.cron_add(tenant, name, schedule, catch_up, task)
-
-    def cron_list(self, tenants: frozenset[str] | None) -> list[dict[str, Any]]:
-        return self.cron.cron_list(tenants)
-
-    async def cron_remove(self, tenant: str, name: str) -> bool:
-        return await self.cron.cron_remove(tenant, name)
-
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
-        return await self.intake.submit(specs)
-
-    async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
-        return await self.queries.status(tenant, task_id)
-
-    async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
-        return await self.queries.wait(tenant, task_id, timeout)
-
-    async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
-        return await self.queries.logs(tenant, task_id, offsets)
-
-    async def inspect(self, tenant: str, task_id: str) -> dict[str, Any]:
-        return await self.queries.inspect(tenant, task_id)
-
-    async def list_tasks(self, query: ListQuery) -> dict[str, Any]:
-        return await self.queries.list_tasks(query)
-
-    async def cancel(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.cancel(query, task_id)
-
-    async def retry(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.retry(query, task_id)
-
-    async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
-        return await self.control.delete(query, task_id)
-
-    async def set_paused(self, target: tuple[str, str, str], paused: bool) -> bool:
-        return await self.control.set_paused(target, paused)
-
-    async def hold(self, query: ListQuery, task_id: str | None, paused: bool) -> int:
-        return await self.control.hold(query, task_id, paused)
-
-    def ping(self) -> dict[str, Any]:
-        return self.readout.ping()
-
-    async def queues(self, tenants: frozenset[str] | None) -> dict[str, Any]:
-        return await self.readout.queues(tenants)
-
-    async def stats(
-        self,
-        tenants: frozenset[str] | None,
-        tenant: str | None,
-        queue: str | None = None,
-        top: int | None = None,
-    ) -> dict[str, Any]:
-        return await self.readout.stats(tenants, tenant, queue, top)
-
-    async def prometheus(self) -> str:
-        return await self.readout.prometheus()
-
-
-#: Paths named in the start-up line about modes tightened (the count is always complete).
-TIGHTENED_LISTED = 10
-
-
-#: Failed attempts ``stats`` keeps for ``top``'s failure list.
-FAILURES_KEPT = 20
 
 
 def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
@@ -605,8 +439,12 @@ def run_daemon(config: Config, home: Path, socket_path: Path) -> None:
     ``EXIT_STORAGE_LOST`` if the store stopped taking writes (see ``Daemon._storage_lost``)."""
     import uvloop
 
-    daemon = Daemon(config, home, socket_path)
-    uvloop.run(daemon.run())
+    async def serve() -> Daemon:
+        daemon = await Daemon.open(config, home, socket_path)
+        await daemon.run()
+        return daemon
+
+    daemon = uvloop.run(serve())
     if daemon.storage_lost is not None:
         sys.stderr.write(f"asynctask: stopped after a storage I/O error: {daemon.storage_lost}\n")
         raise SystemExit(EXIT_STORAGE_LOST)

@@ -1,5 +1,6 @@
 """Mappings between the daemon's live tasks, the store's rows and the views that clients
-get: one place, so that a field added to a task is mapped once."""
+get. The field-by-field mappings are generated from ``taskfields.py``
+(``scripts/taskfields.py``)."""
 
 from __future__ import annotations
 
@@ -28,23 +29,6 @@ def selected(task: LiveTask, query: ListQuery) -> bool:
     )
 
 
-def update_of(task: LiveTask) -> UpdateTask:
-    """The op that writes every mutable column of ``task`` as it is now."""
-    return UpdateTask(
-        seq=task.seq,
-        state=task.state,
-        attempts=task.attempts,
-        result=task.result,
-        error=task.error,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        due_at=task.due_at,
-        errors=task.errors,
-        held=task.held,
-        trace=task.trace,
-    )
-
-
 def failure_view(task: LiveTask, error: dict[str, Any], now: float) -> dict[str, Any]:
     return {
         "id": task.id,
@@ -60,32 +44,6 @@ def failure_view(task: LiveTask, error: dict[str, Any], now: float) -> dict[str,
     }
 
 
-def row_of(task: LiveTask) -> TaskRow:
-    return TaskRow(
-        seq=task.seq,
-        tenant=task.tenant,
-        id=task.id,
-        function=task.function,
-        queue=task.queue,
-        priority=task.priority,
-        state=task.state,
-        payload=task.payload,
-        options=task.options,
-        labels=task.labels,
-        attempts=task.attempts,
-        result=task.result,
-        error=task.error,
-        created_at=task.created_at,
-        due_at=task.due_at,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        errors=task.errors,
-        held=task.held,
-        trace_id=task.trace_id,
-        trace=task.trace,
-    )
-
-
 def check_recovered(task: LiveTask) -> None:
     """``ValueError`` for a recovered task the scheduler could not order or index (a row written
     by hand or by another version): a non-number in a timer poisons a heap for every task."""
@@ -96,8 +54,52 @@ def check_recovered(task: LiveTask) -> None:
             raise ValueError(f"{name} is {value!r}, not a number")
 
 
+# <generated taskfields:mappings>
+def update_of(task: LiveTask) -> UpdateTask:
+    """The op that writes every mutable column of ``task`` as it is now."""
+    return UpdateTask(
+        task.seq,
+        task.state,
+        task.due_at,
+        task.attempts,
+        task.started_at,
+        task.finished_at,
+        task.result,
+        task.error,
+        task.errors,
+        task.held,
+        task.trace,
+    )
+
+
+def row_of(task: LiveTask) -> TaskRow:
+    return TaskRow(
+        task.seq,
+        task.tenant,
+        task.id,
+        task.function,
+        task.queue,
+        task.priority,
+        task.state,
+        task.payload,
+        task.options,
+        task.labels,
+        task.created_at,
+        task.due_at,
+        task.attempts,
+        task.started_at,
+        task.finished_at,
+        task.result,
+        task.error,
+        task.errors,
+        task.held,
+        task.trace_id,
+        task.trace,
+    )
+
+
 def task_from_row(row: TaskRow) -> LiveTask:
-    """Positional, in ``LiveTask``'s parameter order: start-up recovery makes a million."""
+    """Positional, in ``LiveTask``'s parameter order: recovery makes a million."""
     options = row.options
     return LiveTask(
         row.seq,
@@ -108,7 +110,7 @@ def task_from_row(row: TaskRow) -> LiveTask:
         row.priority,
         row.state,
         row.payload,
-        options,
+        row.options,
         row.labels,
         int(options.get("retries", 0)),
         options.get("timeout"),
@@ -149,6 +151,9 @@ def view_of(task: LiveTask) -> dict[str, Any]:
         "trace_id": task.trace_id,
         "trace": stage_views(task.created_at, task.trace),
     }
+
+
+# </generated taskfields:mappings>
 
 
 def view_of_row(row: TaskRow) -> dict[str, Any]:

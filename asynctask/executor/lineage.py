@@ -1,6 +1,6 @@
 """Which worker, if any, a process belongs to: the daemon's test for "this client is a task".
 
-A task is a client of its own tenant only (PRODUCT.md, "The trust boundary"), but it runs as
+A task is a client of its own tenant only (README.md, "Security model"), but it runs as
 the daemon's uid, so the peer uid of a connection cannot tell a task from the admin. The peer
 pid can: a process belongs to worker W when it is W, when W is among its ancestors (the ``ppid``
 chain read from ``/proc/<pid>/stat``), or when it is in W's session or process group. Each

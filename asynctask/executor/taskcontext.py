@@ -19,7 +19,8 @@ from typing import Final
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """The running attempt, as PRODUCT.md promises it: ``attempt`` 1 is the first attempt."""
+    """The running attempt, as docs/contract.md ("Attempts") promises it: ``attempt`` 1 is the
+    first attempt."""
 
     id: str
     tenant: str

@@ -2,7 +2,7 @@
 
 The daemon's environment is its operator's: API keys, cloud credentials, tokens. Task code is
 a tenant's, so a worker gets only what a Python program needs to run and what the
-configuration names (PRODUCT.md, "The trust boundary")::
+configuration names (README.md, "Security model")::
 
     PATH              the daemon's (else a safe default): the interpreter's venv and the
                       programs command tasks run are found where the operator found them
@@ -14,7 +14,7 @@ configuration names (PRODUCT.md, "The trust boundary")::
     [workers] env_pass   these names, copied from the daemon's environment where set
     [workers.env]        these values, which win over everything above
 
-The pool adds its own ``ASYNCTASK_*`` variables after these; ``config.py`` refuses
+The pool adds its own ``ASYNCTASK_*`` variables after these; ``config/values.py`` refuses
 ``ASYNCTASK_*`` names in ``env_pass`` and ``[workers.env]``, so none can be overridden.
 """
 

@@ -60,7 +60,7 @@ ROLLUP_CHUNK: Final = 100
 
 #: One tenant, queue or function the scheduler knows: its group (``(tenant,)``, ``(tenant,
 #: queue)`` or ``(function,)``), backlog (``queued`` for a function), running, and how to
-#: build its full report row should it be shown (``report.py``; a row costs microseconds, so
+#: build its full report row should it be shown (``core/report.py``; a row costs microseconds, so
 #: only the shown ones are built).
 Entry = tuple[tuple[str, ...], int, int, Callable[[], dict[str, Any]]]
 #: Per section (``tenants``, ``queues``, ``functions``), a callable that iterates its entries

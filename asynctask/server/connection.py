@@ -15,8 +15,8 @@ because framing cannot be trusted after it. Any other error is answered on the r
 connection stays open. An unexpected exception in the daemon is logged and answered as an
 internal error; it never propagates to the event loop, so no client can take the daemon down.
 
-Bounds (PRODUCT.md "Robustness"): whatever a client does, one connection holds a bounded amount
-of the daemon's memory, and only for a bounded time.
+Bounds (docs/contract.md, "Robustness"): whatever a client does, one connection holds a
+bounded amount of the daemon's memory, and only for a bounded time.
 
 * Before ``hello`` a frame may be at most ``HELLO_MAX_FRAME`` (64 KiB), and ``hello`` must come
   within ``handshake_timeout``; a bigger length prefix closes the connection before its body is

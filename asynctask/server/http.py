@@ -4,7 +4,7 @@ A few dozen lines of HTTP/1.1 rather than a web framework: it serves one read-on
 kind of client, answers every request with ``Connection: close``, and never reads a body.
 A slow or malformed client gets a timeout or a 400 and costs the daemon nothing else.
 
-Bounds, as on the socket (``connection.py``, PRODUCT.md "Robustness"): the request head must
+Bounds, as on the socket (``connection.py``, docs/contract.md "Robustness"): the request head must
 arrive within ``READ_TIMEOUT`` and fit in ``MAX_HEAD`` bytes (else the connection is closed, or
 answered 431); at most ``MAX_CONNECTIONS`` are served at once, and one more is answered 503 at
 once and closed without reading; a reply the client does not read is given ``WRITE_TIMEOUT``

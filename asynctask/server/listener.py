@@ -2,8 +2,8 @@
 
 A stale socket file (left by a daemon that was killed) is removed; a socket where another daemon
 still answers is not, and start-up fails with a clear message instead of stealing it.
-Permissions follow PRODUCT.md: with no ``[auth.users]`` the socket is 0600 (its directory is
-0700); when other users are configured it is 0666 (the home 0711) and every request is
+Permissions follow README.md, "Security model": with no ``[auth.users]`` the socket is 0600 (its
+directory is 0700); when other users are configured it is 0666 (the home 0711) and every request is
 authorized by the caller's ``SO_PEERCRED``.
 
 Connections are counted per user: at most ``max_connections_per_user`` open at once for one

@@ -65,10 +65,13 @@ def _dump_json(value: dict[str, Any] | list[Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
+# <generated taskfields:row_params>
 def row_params(row: TaskRow) -> Params:
     """The ``INSERT`` parameters of a row, in ``schema.COLUMNS`` order."""
     try:
-        options = msgpack.packb(row.options, use_bin_type=True) if row.options else None
+        options = (
+            msgpack.packb(row.options, use_bin_type=True) if row.options else _EMPTY_MAP_MSGPACK
+        )
         labels = _dump_json(row.labels) if row.labels else _EMPTY_MAP_JSON
         error = None if row.error is None else _dump_json(row.error)
         errors = None if row.errors is None else _dump_json(row.errors)
@@ -84,15 +87,15 @@ def row_params(row: TaskRow) -> Params:
         row.priority,
         row.state.value,
         row.payload,
-        _EMPTY_MAP_MSGPACK if options is None else options,
+        options,
         labels,
-        row.attempts,
-        row.result,
-        error,
         row.created_at,
         row.due_at,
+        row.attempts,
         row.started_at,
         row.finished_at,
+        row.result,
+        error,
         errors,
         row.held,
         row.trace_id,
@@ -100,6 +103,10 @@ def row_params(row: TaskRow) -> Params:
     )
 
 
+# </generated taskfields:row_params>
+
+
+# <generated taskfields:update_params>
 def update_params(op: UpdateTask) -> Params:
     """The ``UPDATE`` parameters of an op, in ``schema.UPDATE`` order."""
     try:
@@ -110,17 +117,20 @@ def update_params(op: UpdateTask) -> Params:
         raise StoreError(f"cannot encode the error of task seq={op.seq}: {exc}") from exc
     return (
         op.state.value,
+        op.due_at,
         op.attempts,
-        op.result,
-        error,
         op.started_at,
         op.finished_at,
-        op.due_at,
+        op.result,
+        error,
         errors,
         op.held,
         trace,
         op.seq,
     )
+
+
+# </generated taskfields:update_params>
 
 
 def encode(op: Op) -> tuple[type[Op], Params]:
@@ -174,6 +184,7 @@ def row_decoder(
     intern = sys.intern
 
     def decode(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> TaskRow:
+        # <generated taskfields:decode_unpack>
         (
             seq,
             tenant,
@@ -185,27 +196,30 @@ def row_decoder(
             payload,
             options_blob,
             labels_text,
-            attempts,
-            result,
-            error,
             created_at,
             due_at,
+            attempts,
             started_at,
             finished_at,
+            result,
+            error,
             errors,
             held,
             trace_id,
             trace,
         ) = row
+        # </generated taskfields:decode_unpack>
+        # <generated taskfields:decode_check>
         if not (  # SQLite keeps what it cannot convert ('x' in an INTEGER column) as it is
             type(priority) is int
-            and type(attempts) is int
             and type(created_at) is float
             and (due_at is None or type(due_at) is float)
+            and type(attempts) is int
             and (started_at is None or type(started_at) is float)
             and (finished_at is None or type(finished_at) is float)
         ):
             raise TypeError(_mistyped(row))
+        # </generated taskfields:decode_check>
         options = options_cache.get(options_blob)
         if options is None:
             options = _unpackb(options_blob, raw=False, strict_map_key=False)
@@ -224,6 +238,7 @@ def row_decoder(
             tenant, function, queue = intern(tenant), intern(function), intern(queue)
             if len(payload) <= _SMALL_PAYLOAD:
                 payload = payloads.setdefault(payload, payload)
+        # <generated taskfields:decode_build>
         return TaskRow(
             seq,
             tenant,
@@ -235,18 +250,19 @@ def row_decoder(
             payload,
             options,
             labels,
-            attempts,
-            result,
-            None if error is None else _json_loads(error),
             created_at,
             due_at,
+            attempts,
             started_at,
             finished_at,
+            result,
+            None if error is None else _json_loads(error),
             None if errors is None else _json_loads(errors),
             bool(held),
             trace_id,
             None if trace is None else _unpackb(trace),
         )
+        # </generated taskfields:decode_build>
 
     if skipped is None:
         return decode
@@ -267,14 +283,16 @@ def row_decoder(
 
 def _mistyped(row: tuple[Any, ...]) -> str:
     """Which of a row's number columns holds something else (``decode`` found one)."""
+    # <generated taskfields:mistyped>
     columns = (
         ("priority", 5, int, False),
-        ("attempts", 10, int, False),
-        ("created_at", 13, float, False),
-        ("due_at", 14, float, True),
-        ("started_at", 15, float, True),
-        ("finished_at", 16, float, True),
+        ("created_at", 10, float, False),
+        ("due_at", 11, float, True),
+        ("attempts", 12, int, False),
+        ("started_at", 13, float, True),
+        ("finished_at", 14, float, True),
     )
+    # </generated taskfields:mistyped>
     wrong = [
         f"{name} is {row[index]!r}"
         for name, index, kind, optional in columns

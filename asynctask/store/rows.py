@@ -27,6 +27,8 @@ class TaskRow:
     JSON in the database so that SQL can filter on them.
     """
 
+    # <generated taskfields:TaskRow>
+    #: Assigned by the daemon at submit, so it is known before commit.
     seq: int
     tenant: str
     id: str
@@ -34,20 +36,27 @@ class TaskRow:
     queue: str
     priority: int
     state: TaskState
+    #: Msgpack of [args, kwargs]; the store never looks into it.
     payload: bytes
     options: dict[str, Any]
     labels: dict[str, str]
-    attempts: int
-    result: bytes | None
-    error: dict[str, Any] | None
     created_at: float
-    due_at: float | None
-    started_at: float | None
-    finished_at: float | None
+    due_at: float | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: Msgpack of the return value.
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    #: Every failed attempt's error, oldest first.
     errors: list[dict[str, Any]] | None = None
+    #: Paused by selector: waiting, but out of the scheduler's queues.
     held: bool = False
+    #: The client's, for joining its own traces; never changes.
     trace_id: str | None = None
+    #: [attempt, eligible, dispatched, started, finished] per ended attempt.
     trace: list[list[float | None]] | None = None
+    # </generated taskfields:TaskRow>
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +108,23 @@ class UpdateTask:
     nothing and is not an error (the row may have been deleted in the same batch).
     """
 
+    # <generated taskfields:UpdateTask>
     seq: int
     state: TaskState
-    attempts: int
-    result: bytes | None
-    error: dict[str, Any] | None
-    started_at: float | None
-    finished_at: float | None
-    due_at: float | None
+    due_at: float | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: Msgpack of the return value.
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    #: Every failed attempt's error, oldest first.
     errors: list[dict[str, Any]] | None = None
+    #: Paused by selector: waiting, but out of the scheduler's queues.
     held: bool = False
+    #: [attempt, eligible, dispatched, started, finished] per ended attempt.
     trace: list[list[float | None]] | None = None
+    # </generated taskfields:UpdateTask>
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ SYNCHRONOUS: Final[dict[str, str]] = {"full": "FULL", "normal": "NORMAL"}
 #: and an operator's ``sqlite3`` shell holding a lock for a moment.
 BUSY_TIMEOUT_MS: Final = 5_000
 
+# <generated taskfields:columns>
 #: The columns of ``tasks`` in ``TaskRow`` field order; reads and inserts use this order.
 COLUMNS: Final = (
     "seq",
@@ -53,18 +54,32 @@ COLUMNS: Final = (
     "payload",
     "options",
     "labels",
-    "attempts",
-    "result",
-    "error",
     "created_at",
     "due_at",
+    "attempts",
     "started_at",
     "finished_at",
+    "result",
+    "error",
     "errors",
     "held",
     "trace_id",
     "trace",
 )
+#: The columns an ``UpdateTask`` writes, in its parameter order (``seq`` last).
+_UPDATE_COLUMNS: Final = (
+    "state",
+    "due_at",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "result",
+    "error",
+    "errors",
+    "held",
+    "trace",
+)
+# </generated taskfields:columns>
 
 
 def _state_list(states: frozenset[TaskState]) -> str:
@@ -199,20 +214,7 @@ INSERT: Final = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
 UPDATE: Final = (
-    "UPDATE tasks SET state = ?, attempts = ?, result = ?, error = ?, "
-    "started_at = ?, finished_at = ?, due_at = ?, errors = ?, held = ?, trace = ? WHERE seq = ?"
-)
-_UPDATE_COLUMNS: Final = (
-    "state",
-    "attempts",
-    "result",
-    "error",
-    "started_at",
-    "finished_at",
-    "due_at",
-    "errors",
-    "held",
-    "trace",
+    f"UPDATE tasks SET {', '.join(f'{column} = ?' for column in _UPDATE_COLUMNS)} WHERE seq = ?"
 )
 
 

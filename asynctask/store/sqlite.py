@@ -1,12 +1,12 @@
 """``Store``: the task record in one SQLite file, WAL mode, one writer, one reader.
 
-Two connections, each on its own thread: the read connection is aiosqlite's; the write
-connection is a plain ``sqlite3`` one (``writeconn.py``: a whole transaction per thread hop). The
-write connection belongs to the ``GroupCommitWriter`` alone (STYLE.md item 7: one owner per
-resource). The read connection
-serves recovery and history queries; WAL lets it read a consistent snapshot while the writer
-commits, so a long ``list`` never delays a submit's commit and a commit never blocks a read.
-The read connection is ``query_only``: a bug cannot make it a second writer.
+Two connections, each on its own thread: the read connection is aiosqlite's; the write connection is
+a plain ``sqlite3`` one (``writeconn.py``: a whole transaction per thread hop). The write connection
+belongs to the ``GroupCommitWriter`` alone (one owner per resource: docs/architecture.md, "The
+performance design", 1). The read connection serves recovery and history queries; WAL lets it read a
+consistent snapshot while the writer commits, so a long ``list`` never delays a submit's commit and
+a commit never blocks a read. The read connection is ``query_only``: a bug cannot make it a second
+writer.
 
 Both are opened with ``isolation_level=None`` so that ``sqlite3`` never begins or commits a
 transaction behind our back; the writer says ``BEGIN IMMEDIATE`` and ``COMMIT`` itself.
@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,12 +27,15 @@ import aiosqlite
 
 from asynctask.store import schema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
-from asynctask.store.errors import StoreError, describe, map_errors
-from asynctask.store.plan import MAX_ARMS, NARROW_LABEL_ROWS
-from asynctask.store.query import NARROW_PREFIX_ROWS, label_probe_sql, list_sql, prefix_probe_sql
+from asynctask.store.errors import StoreError, map_errors
+from asynctask.store.listing import plan_list
+from asynctask.store.opening import configure_reader, configure_writer, migrate, read_wal_loss
+from asynctask.store.quarantine import quarantine_rows
+from asynctask.store.reading import first_row, text_escaped
+from asynctask.store.recovery import checked_uids, live_batches
 from asynctask.store.rows import Op, Quarantine, SkippedRow, TaskFilter, TaskRow
 from asynctask.store.schema import Durability
-from asynctask.store.walcheck import WalLoss, ignored_commits
+from asynctask.store.walcheck import WalLoss
 from asynctask.store.writeconn import WriteConnection
 from asynctask.store.writer import DEFAULT_MAX_BATCH, GroupCommitWriter
 
@@ -86,12 +87,12 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 write_conn = await WriteConnection.open(path)
                 opened.append(write_conn)
-                await write_conn.run(lambda conn: _configure_writer(conn, durability))
-                wal_loss, unchecked = await write_conn.run(lambda conn: _wal_loss(conn, path))
-                await write_conn.run(_migrate)
+                await write_conn.run(lambda conn: configure_writer(conn, durability))
+                wal_loss, unchecked = await write_conn.run(lambda conn: read_wal_loss(conn, path))
+                await write_conn.run(migrate)
                 read_conn = await aiosqlite.connect(path, isolation_level=None)
                 opened.append(read_conn)
-                await _configure(read_conn, durability)
+                await configure_reader(read_conn, durability)
                 await read_conn.execute("PRAGMA query_only = ON")
             writer = GroupCommitWriter(write_conn, max_batch=max_batch)
         except BaseException:
@@ -185,7 +186,7 @@ class Store:
         if not rows:
             return 0
         with map_errors("setting rows aside"):
-            return await self._write_conn.run(lambda conn: _quarantine(conn, rows, now))
+            return await self._write_conn.run(lambda conn: quarantine_rows(conn, rows, now))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -217,60 +218,18 @@ class Store:
         read-only.
 
         With ``skipped``, rows that cannot be decoded are left out of the batches (and left
-        as they are in the database) and described there instead of failing the load.
-
-        Text that is not UTF-8 (a row written by hand) makes SQLite's fetch itself fail, for
-        the whole batch, before a row decoder sees it. Then the load goes on from the last row
-        it yielded, reading one batch with a text factory that cannot fail and skipping the
-        rows whose text it had to escape, and then fast again."""
+        as they are in the database) and described there instead of failing the load; text
+        that is not UTF-8 included (``recovery.live_batches``)."""
         self._check_open()
-        after = 0
-        tolerant = False
-        while True:
-            with map_errors("loading the live tasks", DECODE_ERRORS):
-                try:
-                    async for rows in self._live_batch(after, size, skipped, tolerant):
-                        after = rows[-1]
-                        yield cast(list[TaskRow], rows[:-1])
-                        tolerant = False
-                    return
-                except sqlite3.OperationalError as error:
-                    if skipped is None or tolerant or "decode" not in str(error):
-                        raise
-                    tolerant = True  # again from ``after``, escaping what is not UTF-8
-
-    async def _live_batch(
-        self, after: int, size: int, skipped: list[SkippedRow] | None, tolerant: bool
-    ) -> AsyncIterator[list[Any]]:
-        """Batches of live rows with ``seq > after``, each followed by the last seq it read
-        (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
-        conn = self._read_conn
-        decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)
-        with _text_escaped(conn) if tolerant else contextlib.nullcontext():
-            async with conn.execute(schema.SELECT_LIVE_AFTER, (after,)) as cursor:
-                cursor.row_factory = cast(Any, _with_seq(decoder))
-                while True:
-                    was_enabled = gc.isenabled()
-                    gc.disable()
-                    try:
-                        fetched = cast(
-                            list[tuple[TaskRow | None, int]], await cursor.fetchmany(size)
-                        )
-                    finally:
-                        if was_enabled:
-                            gc.enable()
-                    if not fetched:
-                        return
-                    rows = [row for row, _ in fetched if row is not None]
-                    yield [*rows, fetched[-1][1]]
-                    if tolerant:
-                        return
+        async with contextlib.aclosing(live_batches(self._read_conn, size, skipped)) as batches:
+            async for batch in batches:
+                yield batch
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
         self._check_open()
         with map_errors("reading the largest seq"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.SELECT_MAX_SEQ))
+            row = first_row(await self._read_conn.execute_fetchall(schema.SELECT_MAX_SEQ))
         return int(row[0]) if row is not None else 0
 
     async def load_pauses(self) -> list[tuple[str, str, str]]:
@@ -284,23 +243,11 @@ class Store:
         ``skipped``, a row whose uid is not a uid, or whose tenant is not UTF-8, is described
         there (to be set aside) instead of failing the load."""
         rows = await self._read_escaped("reading the tenants' uids", schema.SELECT_TENANT_UIDS)
-        uids: dict[str, int] = {}
-        for tenant, uid in rows:
-            try:
-                str(tenant).encode()
-                if type(uid) is not int or not 0 <= uid < 2**32:
-                    raise ValueError(f"uid {uid!r} is not a uid")
-            except (ValueError, UnicodeError) as exc:
-                if skipped is None:
-                    raise StoreError(f"reading the tenants' uids failed: {exc}") from exc
-                skipped.append(Quarantine("tenant_uids", (tenant,), str(tenant), describe(exc)))
-                continue
-            uids[str(tenant)] = uid
-        return uids
+        return checked_uids(rows, skipped)
 
     async def _read_escaped(self, doing: str, sql: str) -> list[Any]:
         self._check_open()
-        with _text_escaped(self._read_conn), map_errors(doing):
+        with text_escaped(self._read_conn), map_errors(doing):
             return list(await self._read_conn.execute_fetchall(sql))
 
     async def old_finished(
@@ -322,7 +269,7 @@ class Store:
         """How many finished tasks are stored (history retention's count cap)."""
         self._check_open()
         with map_errors("counting finished tasks"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED))
+            row = first_row(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED))
         return int(row[0]) if row is not None else 0
 
     async def count_finished_by_tenant(self) -> dict[str, int]:
@@ -350,60 +297,21 @@ class Store:
         return rows[0] if rows else None
 
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
-        """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``.
-
-        An ID prefix within tenants is probed first (a bounded count on ``tasks_tenant_id``):
-        ``plan.choose`` reads a narrow prefix's range and sorts it, and walks a wide one in page
-        order instead, where sorting it would cost more than filtering it.
-        """
+        """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``,
+        along the query ``listing.plan_list`` chooses (after bounded probes of the filter)."""
         if limit <= 0 or f.tenants == ():
             self._check_open()
             return []
-        named = f
-        if f.tenants is None and (f.queue is not None or f.id_prefix) and f.function is None:
-            # Queues and IDs are per tenant: with the tenants named, their indexes serve.
-            tenants = await self._tenants(MAX_ARMS + 1)
-            if not tenants:
-                return []
-            if len(tenants) <= MAX_ARMS:
-                named = replace(f, tenants=tuple(tenants))
-        narrow = False
-        probe = prefix_probe_sql(named)
-        if probe is not None:
-            with map_errors("listing tasks"):
-                row = _first_row(await self._read_conn.execute_fetchall(*probe))
-            narrow = row is not None and int(row[0]) < NARROW_PREFIX_ROWS
-        if f.tenants is not None or f.queue is not None or narrow:
-            f = named  # a wide prefix alone: one walk in page order beats a walk per tenant
-        label = await self._rarest_label(f) if f.labels and f.trace_id is None else None
-        sql, params = list_sql(f, limit, narrow, label)
-        return await self._fetch_rows("listing tasks", sql, params)
-
-    async def _rarest_label(self, f: TaskFilter) -> tuple[str, str] | None:
-        """The filter's label carried by the fewest tasks, if fewer than
-        ``NARROW_LABEL_ROWS`` carry it (one bounded count per label)."""
-        best: tuple[int, tuple[str, str]] | None = None
-        for key, value in f.labels.items():
-            with map_errors("listing tasks"):
-                row = _first_row(
-                    await self._read_conn.execute_fetchall(*label_probe_sql(key, value))
-                )
-            count = int(row[0]) if row is not None else 0
-            if count < NARROW_LABEL_ROWS and (best is None or count < best[0]):
-                best = (count, (key, value))
-        return None if best is None else best[1]
-
-    async def _tenants(self, most: int) -> list[str]:
-        """The distinct tenants stored, up to ``most``: one index descent per tenant."""
-        with map_errors("listing tenants"):
-            rows = list(await self._read_conn.execute_fetchall(schema.SELECT_TENANTS, (most,)))
-        return [str(tenant) for (tenant,) in rows]
+        planned = await plan_list(self._read_conn, f, limit)
+        if planned is None:
+            return []
+        return await self._fetch_rows("listing tasks", *planned)
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database (``schema.SCHEMA_VERSION`` once open)."""
         self._check_open()
         with map_errors("reading the schema version"):
-            row = _first_row(await self._read_conn.execute_fetchall(schema.READ_VERSION))
+            row = first_row(await self._read_conn.execute_fetchall(schema.READ_VERSION))
         return int(row[0]) if row is not None else 0
 
     async def settings(self) -> dict[str, Any]:
@@ -457,147 +365,3 @@ class Store:
             f"{writer.ops_committed} ops committed, {writer.ops_failed} failed, "
             f"{writer.pending} pending>"
         )
-
-
-def _first_row(rows: Iterable[Any]) -> Any:
-    return next(iter(rows), None)
-
-
-def _escaped_text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-@contextlib.contextmanager
-def _text_escaped(conn: Any) -> Iterator[None]:
-    """Text read meanwhile on ``conn`` (``sqlite3`` or aiosqlite) that is not UTF-8 comes back
-    escaped (``surrogateescape``: kept exactly, as ``\\udcXX``) instead of failing the read.
-    Start-up and quarantine only: the factory is the connection's, not a statement's."""
-    factory = conn.text_factory
-    conn.text_factory = _escaped_text
-    try:
-        yield
-    finally:
-        conn.text_factory = factory
-
-
-def _with_seq(
-    decoder: Callable[[sqlite3.Cursor, tuple[Any, ...]], TaskRow | None],
-) -> Callable[[sqlite3.Cursor, tuple[Any, ...]], tuple[TaskRow | None, int]]:
-    def decode(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[TaskRow | None, int]:
-        return decoder(cursor, row), row[0]
-
-    return decode
-
-
-async def _configure(conn: aiosqlite.Connection, durability: Durability) -> None:
-    row = _first_row(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-    _check_wal(row)
-    for pragma in schema.connection_pragmas(durability):
-        await conn.execute(pragma)
-
-
-def _configure_writer(conn: sqlite3.Connection, durability: Durability) -> None:
-    _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone())
-    for pragma in schema.connection_pragmas(durability):
-        conn.execute(pragma)
-
-
-def _wal_loss(conn: sqlite3.Connection, path: str) -> tuple[WalLoss | None, str | None]:
-    """Before anything is written (a write may restart the WAL over the evidence): the frames
-    SQLite kept when it replayed the WAL (a passive checkpoint reports them), then what it left.
-
-    The checkpoint copies pages into the database file, so on a full disk it fails; the
-    daemon must start anyway (it serves reads and resumes writing once there is space), so the
-    check is skipped and the reason returned instead.
-    """
-    try:
-        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    except sqlite3.OperationalError as error:
-        return None, describe(error)
-    if row is None or int(row[1]) < 0:  # not in WAL mode
-        return None, None
-    return ignored_commits(f"{path}-wal", int(row[1])), None
-
-
-def _check_wal(row: Any) -> None:
-    mode = str(row[0]).lower() if row is not None else None
-    if mode != "wal":
-        raise StoreError(f"the database cannot use WAL mode (journal_mode is {mode})")
-
-
-def _quarantine(conn: sqlite3.Connection, rows: list[Quarantine], now: float) -> int:
-    """``Store.quarantine``'s transaction. Text is read with ``surrogateescape`` meanwhile, so
-    a column of bytes that are not UTF-8 is kept exactly (as ``\\udcXX`` escapes) instead of
-    failing the read."""
-    with _text_escaped(conn):
-        moved = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for row in rows:
-                where = schema.QUARANTINE_KEYS[row.source]
-                key = tuple(_as_stored(value) for value in row.key)
-                cursor = conn.execute(f"SELECT * FROM {row.source} WHERE {where}", key)
-                found = cursor.fetchone()
-                if found is None:
-                    continue
-                names = [column[0] for column in cursor.description]
-                raw = json.dumps(
-                    {name: _jsonable(value) for name, value in zip(names, found, strict=True)},
-                    ensure_ascii=True,
-                    separators=(",", ":"),
-                )
-                label, error = _utf8(row.label), _utf8(row.error)
-                conn.execute(schema.INSERT_QUARANTINE, (row.source, label, raw, error, now))
-                if row.source == "tasks" and conn.execute(schema.CLEAR_BAD_LABELS, key).rowcount:
-                    conn.execute(schema.DELETE_LABELS_OF, key)
-                conn.execute(f"DELETE FROM {row.source} WHERE {where}", key)
-                moved += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                conn.execute("ROLLBACK")
-            raise
-        return moved
-
-
-def _as_stored(value: object) -> object:
-    """A key's text as the bytes that are stored (a blob, which the ``CAST(? AS TEXT)`` of
-    ``schema.QUARANTINE_KEYS`` compares byte for byte), so that text read escaped because it
-    is not UTF-8 still finds its row."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return value
-
-
-def _utf8(text: str) -> str:
-    """``text`` with what it escaped from bytes that are not UTF-8 (a key or message built from
-    such a row) shown as U+FFFD: SQLite takes only UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _jsonable(value: Any) -> Any:
-    """A column value as JSON can hold it: a blob as ``{"hex": ...}``, the rest as it is."""
-    return {"hex": value.hex()} if isinstance(value, bytes) else value
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to ``schema.SCHEMA_VERSION``, one transaction per missing step."""
-    conn.execute(schema.CREATE_META)
-    row = conn.execute(schema.READ_VERSION).fetchone()
-    version = int(row[0]) if row is not None else 0
-    if version > schema.SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {version}, newer than this asynctask knows "
-            f"({schema.SCHEMA_VERSION}); upgrade asynctask or use another database"
-        )
-    for number in range(version + 1, schema.SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in schema.MIGRATIONS[number - 1]:
-                conn.execute(statement)
-            conn.execute(schema.WRITE_VERSION, (number,))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                conn.execute("ROLLBACK")
-            raise

@@ -1,6 +1,6 @@
 """The start journal: each attempt's number is on disk before the attempt starts.
 
-Why: PRODUCT.md promises that an interrupted attempt counts. The database learns that an
+Why: an interrupted attempt counts (docs/contract.md, "Attempts"). The database learns that an
 attempt started from its "running" write, which commits with the next group commit. Had the
 attempt already begun when the daemon was killed before that commit, the next start found the
 task queued and ran the same attempt number again (3 of 5 re-runs after a kill -9 did, with the

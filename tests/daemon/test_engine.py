@@ -90,27 +90,31 @@ class FakePool:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Daemon:
+def config() -> Config:
     config = Config()
-    config = replace(
+    return replace(
         config,
         workers=replace(config.workers, min_workers=1, max_workers=1),
         retry=replace(config.retry, backoff_base=0.0, backoff_cap=0.0),
     )
-    return Daemon(config, tmp_path / "home", tmp_path / "sock")
 
 
-async def _wired(daemon: Daemon) -> tuple[FakeStore, FakePool]:
-    from asynctask.daemon.storeguard import StoreGuard
-    from asynctask.daemon.views import update_of
-
-    store, pool = FakeStore(), FakePool()
-    daemon.store = store  # type: ignore[assignment]
-    daemon.pool = pool  # type: ignore[assignment]
-    daemon.loop = asyncio.get_running_loop()
-    daemon.guard = StoreGuard(store, update_of, daemon.clock)  # type: ignore[arg-type]
+@pytest.fixture
+async def daemon(config: Config, tmp_path: Path) -> Daemon:
+    """The real daemon's parts around a fake store (``Daemon(..., store)``, as ``Daemon.open``
+    builds it once the store is open) and a fake pool; not started, so no socket or worker."""
+    store = FakeStore()
+    daemon = Daemon(config, tmp_path / "home", tmp_path / "sock", store)  # type: ignore[arg-type]
+    daemon.pool = FakePool()  # type: ignore[assignment]
     daemon.guard.start()
     daemon.accepting = True
+    return daemon
+
+
+def _wired(daemon: Daemon) -> tuple[FakeStore, FakePool]:
+    store, pool = daemon.store, daemon.pool
+    assert isinstance(store, FakeStore)
+    assert isinstance(pool, FakePool)
     return store, pool
 
 
@@ -124,7 +128,7 @@ def _spec(function: str = "m:f", retries: int = 1) -> SubmitSpec:
 
 
 async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
-    store, pool = await _wired(daemon)
+    store, pool = _wired(daemon)
     (view,) = await daemon.intake.submit([_spec()])
     assert isinstance(store.ops[0], InsertTask)  # stored before the reply
     daemon.engine.step()
@@ -137,7 +141,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
     error = {"kind": "exception", "type": "ValueError", "message": "bad"}
     daemon.engine.on_outcome(Outcome(first.aid, False, None, error, pid=1))
     await _settle()
-    task = daemon.live.get(("default", view["id"]))
+    task = daemon.engine.live.get(("default", view["id"]))
     assert task is not None  # no back-off configured: the outcome's step started it again
     assert (task.state, task.attempts) == (TaskState.RUNNING, 2)
     second = pool.jobs[-1]
@@ -146,7 +150,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
     pool.busy -= 1
     daemon.engine.on_outcome(Outcome(second.aid, True, protocol.pack(7), None, pid=1))
     await _settle()
-    assert ("default", view["id"]) not in daemon.live  # released once its end is stored
+    assert ("default", view["id"]) not in daemon.engine.live  # released once its end is stored
     last = [op for op in store.ops if isinstance(op, UpdateTask)][-1]
     assert (last.state, last.attempts) == (TaskState.SUCCEEDED, 2)
     assert last.result == protocol.pack(7)
@@ -155,7 +159,7 @@ async def test_submit_dispatch_fail_retry_succeed(daemon: Daemon) -> None:
 async def test_a_finish_that_cannot_be_stored_is_held_and_waiters_are_not_told(
     daemon: Daemon,
 ) -> None:
-    store, pool = await _wired(daemon)
+    store, pool = _wired(daemon)
     (view,) = await daemon.intake.submit([_spec(retries=0)])
     daemon.engine.step()
     await _settle()
@@ -173,5 +177,5 @@ async def test_a_finish_that_cannot_be_stored_is_held_and_waiters_are_not_told(
     store.failing = None
     reply = await asyncio.wait_for(waiter, 5)  # the guard's re-write lands, then the answer
     assert reply["state"] == "succeeded"
-    assert ("default", view["id"]) not in daemon.live
+    assert ("default", view["id"]) not in daemon.engine.live
     await daemon.guard.close()

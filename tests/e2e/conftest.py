@@ -16,20 +16,17 @@ import pytest
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
 from asynctask.executor.cgroups import detect_cgroups, sweep_stale
+from benchmarks.reliability.common import poll as poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def poll(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    """Call ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {condition}")
-        time.sleep(interval)
+    """``benchmarks.reliability.common.poll`` with a test's default and a test's failure."""
+    try:
+        return poll_until(condition, timeout, f"condition {condition}", interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 class DaemonProcess:

@@ -1,4 +1,4 @@
-"""One fixture set for every store implementation (STYLE.md item 11).
+"""One fixture set for every store implementation (``asynctask/store/interface.py``).
 
 ``STORE_KINDS`` names each implementation and how to open it in a directory; every contract test
 runs once per kind. A PostgreSQL store adds an entry here (opening a fresh schema per directory)

@@ -149,18 +149,18 @@ async def test_update_sets_every_mutable_column(store: TaskStore) -> None:
         due_at=12.0,
     )
     history = [{"attempt": 1, "kind": "exception", "message": "first"}]
-    await store.put(UpdateTask(1, S.QUEUED, 2, None, None, None, None, None, history, True))
+    await store.put(UpdateTask(seq=1, state=S.QUEUED, attempts=2, errors=history, held=True))
     assert await store.get_by_seq(1) == make_row(
         1, state=S.QUEUED, attempts=2, errors=history, held=True
     )
     # and back to None: an update writes every column, including the cleared ones
-    await store.put(UpdateTask(1, S.QUEUED, 2, None, None, None, None, None))
+    await store.put(UpdateTask(seq=1, state=S.QUEUED, attempts=2))
     assert await store.get_by_seq(1) == make_row(1, state=S.QUEUED, attempts=2)
 
 
 async def test_update_or_delete_of_unknown_seq_changes_nothing(store: TaskStore) -> None:
     await store.put(InsertTask(make_row(1)))
-    await store.put(UpdateTask(42, S.FAILED, 1, None, None, None, None, None))
+    await store.put(UpdateTask(seq=42, state=S.FAILED, attempts=1))
     await store.put(DeleteTask(43))
     assert await store.get_by_seq(1) == make_row(1)
     assert await store.max_seq() == 1
@@ -212,11 +212,13 @@ async def test_op_order_is_kept_within_a_batch(store: TaskStore) -> None:
     ops: list[Op] = [
         InsertTask(make_row(1, id="a")),
         InsertTask(make_row(2, id="b")),
-        UpdateTask(1, S.RUNNING, 1, None, None, 5.0, None, None),
-        UpdateTask(1, S.SUCCEEDED, 1, b"ok", None, 5.0, 6.0, None),
+        UpdateTask(seq=1, state=S.RUNNING, attempts=1, started_at=5.0),
+        UpdateTask(
+            seq=1, state=S.SUCCEEDED, attempts=1, result=b"ok", started_at=5.0, finished_at=6.0
+        ),
         DeleteTask(2),
         InsertTask(make_row(3, id="b")),  # b's ID again, after its delete
-        UpdateTask(3, S.RUNNING, 1, None, None, 7.0, None, None),
+        UpdateTask(seq=3, state=S.RUNNING, attempts=1, started_at=7.0),
         ReplaceTask(3, make_row(4, id="b")),
         DeleteTask(4),
         InsertTask(make_row(5, id="b", state=S.SCHEDULED, due_at=9.0)),
@@ -276,7 +278,7 @@ async def test_a_failing_batch_fails_all_its_ops_and_applies_none(store: TaskSto
     await asyncio.sleep(0)  # the writer takes that op: the next ones form a batch of their own
     bad_batch: list[Op] = [
         InsertTask(make_row(3, id="fine")),
-        UpdateTask(1, S.RUNNING, 1, None, None, 1.0, None, None),
+        UpdateTask(seq=1, state=S.RUNNING, attempts=1, started_at=1.0),
         DeleteTask(2),
         InsertTask(make_row(4, id="taken")),  # (tenant, id) already stored: the batch fails
         InsertTask(make_row(5, id="fine-too")),
@@ -314,7 +316,7 @@ async def test_unencodable_op_is_refused_alone(store: TaskStore) -> None:
     with pytest.raises(StoreError):
         store.put(InsertTask(make_row(2, options={"x": object()})))
     with pytest.raises(StoreError):
-        store.put(UpdateTask(1, S.FAILED, 1, None, {"x": {1, 2}}, None, None, None))
+        store.put(UpdateTask(seq=1, state=S.FAILED, attempts=1, error={"x": {1, 2}}))
     await good
     assert await store.get_by_seq(1) == make_row(1)
     assert await store.get_by_seq(2) is None

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asynctask.store import InsertTask, TaskFilter, TaskRow, TaskStore
-from asynctask.store import sqlite as sqlite_store
+from asynctask.store import InsertTask, TaskFilter, TaskRow, TaskStore, listing
 from tests.store.conftest import STORE_KINDS
 from tests.store.helpers import ALL_STATES, TRICKY_IDS, expected, page_key, seeded_rows
 
@@ -92,8 +91,8 @@ def test_list_tasks_agrees_with_brute_force(
     # wide_prefix / wide_label: the store takes every ID prefix (label) for a wide one (plan
     # rule 2, 1b off), so both ways of reading each are checked on the same small history.
     with (
-        mock.patch.object(sqlite_store, "NARROW_PREFIX_ROWS", 0 if wide_prefix else 2_000),
-        mock.patch.object(sqlite_store, "NARROW_LABEL_ROWS", 0 if wide_label else 20_000),
+        mock.patch.object(listing, "NARROW_PREFIX_ROWS", 0 if wide_prefix else 2_000),
+        mock.patch.object(listing, "NARROW_LABEL_ROWS", 0 if wide_label else 20_000),
     ):
         got = runner.run(store.list_tasks(f, limit))
     assert [row.seq for row in got] == expected(ROWS, f, limit)

@@ -28,7 +28,7 @@ async def test_a_read_after_a_commit_sees_it_while_other_reads_overlap(store: Ta
     try:
         for round_ in range(40):
             state = S.SUCCEEDED if round_ % 2 else S.QUEUED
-            await store.put(UpdateTask(1, state, round_, None, None, None, None, None))
+            await store.put(UpdateTask(seq=1, state=state, attempts=round_))
             row = await store.get("default", "task-000001")
             assert row is not None
             assert (row.state, row.attempts) == (state, round_), f"a stale read at {round_}"

@@ -40,7 +40,7 @@ async def test_old_finished_and_count_finished_see_finished_tasks_only(store: Ta
 
 
 async def test_finished_tasks_are_counted_and_found_per_tenant(store: TaskStore) -> None:
-    """history_max counts each tenant's own finished tasks (PRODUCT.md "Robustness")."""
+    """history_max counts each tenant's own finished tasks (README.md, "Using it")."""
     rng = random.Random(5)
     rows = [
         make_row(
