@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asynctask import Client  # noqa: E402
-from asynctask.executor.limits import detect_cgroups  # noqa: E402
+from asynctask.executor.cgroups import detect_cgroups  # noqa: E402
 from asynctask.executor.pool import PoolConfig, WorkerPool  # noqa: E402
 from benchmarks.bench_daemon import _db_rows, start_daemon, stop_daemon, wait_all_done  # noqa: E402
 

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 
 from asynctask import __version__
 from asynctask.config import Config
-from asynctask.executor.limits import CgroupSupport, detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import CgroupSupport, detect_cgroups, sweep_stale
 from asynctask.executor.pool import PoolConfig
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.isolation import Isolation

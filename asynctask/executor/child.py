@@ -25,11 +25,14 @@ Conversation (all frames are ``asynctask.protocol`` maps)::
     child -> {"op": "done", "aid": N, "ok": True, "result": b}             or
     child -> {"op": "done", "aid": N, "ok": False, "error": model.error_dict(...)}
     pool  -> {"op": "exit"}                                                exit 0; EOF does too
+
+What the worker sets on itself before its first frame (parent death, rlimits, the sandbox) is
+``childstart.py``; turning a function reference into a callable is ``funcref.py``. Both are held
+to the same import contract as this module.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import sys
@@ -42,43 +45,29 @@ from typing import TYPE_CHECKING, Any, Final
 from asynctask import protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
 from asynctask.executor.capture import ATTEMPT, Capture
+from asynctask.executor.childstart import (
+    apply_limits,
+    die_with_parent,
+    extend_sys_path,
+    in_own_pid_namespace,
+    in_sandbox,
+    reported_pid,
+)
+from asynctask.executor.funcref import ImportFailure, import_function, type_name
 from asynctask.executor.reaper import become_subreaper, kill_descendants
 from asynctask.executor.taskcontext import CURRENT, TaskContext
-from asynctask.model import ErrorKind, error_dict, is_function_ref
+from asynctask.model import ErrorKind, error_dict
 
 if TYPE_CHECKING:
     import asyncio
 
-PARENT_PID_ENV: Final = "ASYNCTASK_PARENT_PID"
-PATHS_ENV: Final = "ASYNCTASK_PATHS"
-#: The worker's limit profile, JSON of ``Limits.to_wire()`` (+ ``address_space``): applied to
-#: itself first thing, before any task code can run.
-LIMITS_ENV: Final = "ASYNCTASK_LIMITS"
-#: Where ``SIGUSR1`` makes the worker dump its threads' stacks (``asynctask inspect``).
-STACK_DIR_ENV: Final = "ASYNCTASK_STACK_DIR"
-#: The worker sandbox (``executor/sandbox.py``), JSON; entered right after the rlimits.
-SANDBOX_ENV: Final = "ASYNCTASK_SANDBOX"
-#: Set by a sandboxed worker for its tasks: its pid as the daemon (and ``inspect``) know it;
-#: in the sandbox's pid namespace ``os.getpid()`` is 2.
-WORKER_PID_ENV: Final = "ASYNCTASK_WORKER_PID"
 
-_PR_SET_PDEATHSIG: Final = 1
-_SIGKILL: Final = 9
 _RECV_SIZE: Final = 1 << 16
 #: A done frame must fit the pool's decoder; leave room for the frame's other fields.
 _MAX_RESULT: Final = protocol.DEFAULT_MAX_FRAME - 64 * 1024
 #: Error texts are for people; a megabyte of repr would only bloat the database.
 _MAX_MESSAGE: Final = 16 * 1024
 _MAX_TRACEBACK: Final = 64 * 1024
-
-
-class _ImportFailure(Exception):
-    """The function reference cannot be turned into a callable; carries the user-facing message."""
-
-    def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.cause = cause
 
 
 class Worker:
@@ -94,7 +83,7 @@ class Worker:
 
     def serve(self) -> int:
         """Answer ``run`` frames until ``exit`` or EOF; the return value is the exit status."""
-        self._send({"op": "ready", "pid": _reported_pid()})
+        self._send({"op": "ready", "pid": reported_pid()})
         while True:
             try:
                 data = self._sock.recv(_RECV_SIZE)
@@ -141,7 +130,7 @@ class Worker:
         except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
             error = error_dict(
                 ErrorKind.EXCEPTION,
-                _type_name(exc),
+                type_name(exc),
                 f"the worker could not encode the attempt's outcome: {exc}",
             )
             frame = protocol.encode_frame(
@@ -176,7 +165,7 @@ class Worker:
         finally:
             _flush_stdio()  # the task's output belongs to this attempt's log, before "done"
             kill_descendants(
-                whole_namespace=_HOST_PID is not None
+                whole_namespace=in_sandbox()
             )  # nothing the attempt started outlives it (reaper.py)
             if capture.only is not None:
                 capture.finish(capture.only)
@@ -189,10 +178,10 @@ class Worker:
         """The function, arguments and context of a ``run`` frame, or the failed reply."""
         ref = message.get("func")
         if not isinstance(ref, str):
-            raise _ImportFailure(f"the run frame has no function reference: {ref!r}")
+            raise ImportFailure(f"the run frame has no function reference: {ref!r}")
         try:
             function = self._resolve(ref)
-        except _ImportFailure as exc:
+        except ImportFailure as exc:
             return {"ok": False, "error": _describe_import_failure(exc)}
         args, kwargs = _decode_payload(message.get("payload"))
         return function, args, kwargs, _task_context(message.get("ctx"))
@@ -236,7 +225,7 @@ class Worker:
     def _resolve(self, ref: str) -> Callable[..., Any]:
         function = self._functions.get(ref)
         if function is None:
-            function = _import_function(ref)
+            function = import_function(ref)
             self._functions[ref] = function
         return function
 
@@ -276,7 +265,7 @@ class ConcurrentWorker(Worker):
 
         self._sock.setblocking(False)
         reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
-        self._send({"op": "ready", "pid": _reported_pid()})
+        self._send({"op": "ready", "pid": reported_pid()})
         while True:
             try:
                 data = await reader.read(_RECV_SIZE)
@@ -340,7 +329,7 @@ class ConcurrentWorker(Worker):
             self._started.discard(aid)
             self._cancelled.discard(aid)
             if not self._tasks:  # whose a process is cannot be told: only when none runs
-                kill_descendants(whole_namespace=_in_own_pid_namespace())
+                kill_descendants(whole_namespace=in_own_pid_namespace())
             if isinstance(aid, int):
                 self.capture.finish(aid)
         self._reply({"op": "done", "aid": aid, "t0": started, **reply})
@@ -410,55 +399,6 @@ def _success(value: Any) -> dict[str, Any]:
     return {"ok": True, "result": result}
 
 
-def _import_function(ref: str) -> Callable[..., Any]:
-    """``pkg.mod:attr.path`` to a callable, or ``_ImportFailure`` saying exactly what is wrong."""
-    if not is_function_ref(ref):
-        raise _ImportFailure(
-            f"cannot import {ref!r}: a function reference is written 'package.module:function'"
-        )
-    module_name, _, attr_path = ref.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (
-            module_name == exc.name or module_name.startswith(exc.name + ".")
-        ):
-            raise _ImportFailure(
-                f"cannot import {ref!r}: no module named {exc.name!r} on the worker's sys.path "
-                f"(the working directory {os.getcwd()!r} and the configured paths)",
-                exc,
-            ) from None
-        raise _ImportFailure(
-            f"cannot import {ref!r}: importing module {module_name!r} failed: "
-            f"{_type_name(exc)}: {exc}",
-            exc,
-        ) from None
-    except BaseException as exc:  # any error in the module's top level code
-        raise _ImportFailure(
-            f"cannot import {ref!r}: importing module {module_name!r} failed: "
-            f"{_type_name(exc)}: {exc}",
-            exc,
-        ) from None
-    parts = attr_path.split(".")
-    for depth, part in enumerate(parts):
-        try:
-            target = getattr(target, part)
-        except AttributeError as exc:
-            missing = ".".join(parts[: depth + 1])
-            raise _ImportFailure(
-                f"cannot import {ref!r}: module {module_name!r} has no attribute {missing!r}", exc
-            ) from None
-    unwrapped = getattr(target, "__asynctask_fn__", None)
-    if unwrapped is not None:
-        target = unwrapped  # an @asynctask.task object: call the plain function it wraps
-    if not callable(target):
-        raise _ImportFailure(
-            f"cannot import {ref!r}: it is a {type(target).__name__} object, not a callable"
-        )
-    function: Callable[..., Any] = target
-    return function
-
-
 def _decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
     """The msgpack ``[args, kwargs]`` pair; a clear ``ValueError`` when it is anything else."""
     if not isinstance(payload, bytes):
@@ -494,7 +434,7 @@ def _task_context(ctx: Any) -> TaskContext:
 
 def _describe(exc: BaseException) -> dict[str, Any]:
     """The error dict of an exception the task (or its payload) raised."""
-    if isinstance(exc, _ImportFailure):
+    if isinstance(exc, ImportFailure):
         return _describe_import_failure(exc)
     if isinstance(exc, Fail):
         kind = ErrorKind.FAIL
@@ -505,7 +445,7 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     else:
         kind = ErrorKind.EXCEPTION
     error = error_dict(
-        kind, _type_name(exc), _shorten(_message(exc), _MAX_MESSAGE), _traceback_text(exc)
+        kind, type_name(exc), _shorten(_message(exc), _MAX_MESSAGE), _traceback_text(exc)
     )
     # A retry_after that is not a number is no hint (and might not even encode).
     if isinstance(exc, Throttled) and isinstance(exc.retry_after, int | float):
@@ -513,11 +453,11 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     return error
 
 
-def _describe_import_failure(exc: _ImportFailure) -> dict[str, Any]:
+def _describe_import_failure(exc: ImportFailure) -> dict[str, Any]:
     cause = exc.cause
     return error_dict(
         ErrorKind.IMPORT,
-        _type_name(cause) if cause is not None else "ImportError",
+        type_name(cause) if cause is not None else "ImportError",
         _shorten(exc.message, _MAX_MESSAGE),
         _traceback_text(cause) if cause is not None else "",
     )
@@ -530,14 +470,6 @@ def _bad_result(reason: str, value: Any) -> dict[str, Any]:
         "TypeError",
         _shorten(f"the return value cannot be msgpack-encoded{shown}: {reason}", _MAX_MESSAGE),
     )
-
-
-def _type_name(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``package.module.Class`` for everything else."""
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _message(exc: BaseException) -> str:
@@ -566,7 +498,8 @@ def _traceback_text(exc: BaseException) -> str:
 def _is_plumbing(tb: TracebackType) -> bool:
     name = tb.tb_frame.f_globals.get("__name__", "")
     return (
-        tb.tb_frame.f_code.co_filename == __file__
+        tb.tb_frame.f_code.co_filename == __file__  # as ``-m``, this module is ``__main__``
+        or name == "asynctask.executor.funcref"
         or name == "asyncio"
         or name.startswith(("asyncio.", "importlib"))
     )
@@ -585,157 +518,27 @@ def _flush_stdio() -> None:
             pass
 
 
-def _die_with_parent() -> bool:
-    """Ask Linux to SIGKILL us when the daemon dies; ``False`` if it already has.
-
-    Without this a worker outlives a ``kill -9`` of the daemon and keeps running a task that
-    the restarted daemon will run again. The ``getppid`` check closes the race where the daemon
-    died between forking us and the ``prctl``.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes  # Linux only
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - no usable libc: go on without
-            pass
-    expected = os.environ.get(PARENT_PID_ENV)
-    return not (expected and expected.isdigit() and os.getppid() != int(expected))
-
-
-def _apply_limits(frame_fd: int) -> str | None:
-    """rlimits from ``LIMITS_ENV``, then the sandbox of ``SANDBOX_ENV`` (or, without one, the
-    limits' own hardening); the reason it cannot, which ends the worker unstarted."""
-    raw = os.environ.get(LIMITS_ENV)
-    spec_text = os.environ.get(SANDBOX_ENV)
-    if not raw and not spec_text:
-        _dump_stacks_on_sigusr1()
-        return None
-    import json
-
-    from asynctask.executor.limits import apply_rlimits, isolate
-    from asynctask.resources import Limits
-
-    try:
-        wire = json.loads(raw or "{}")
-        address_space = bool(wire.pop("address_space", True))
-        limits = Limits.from_wire(wire)
-        apply_rlimits(limits, address_space=address_space)
-        if not spec_text:
-            _dump_stacks_on_sigusr1()  # opens its file in the daemon's run dir while it can
-            isolate(limits)  # last: it may give up root
-            return None
-        _enter_sandbox(spec_text, limits, frame_fd)
-    except (ValueError, TypeError, OSError) as exc:
-        return f"cannot apply its limits {raw} and sandbox {spec_text}: {exc}"
-    return None
-
-
-def _enter_sandbox(spec_text: str, limits: Any, frame_fd: int) -> None:
-    """``executor/sandbox.py``; returns in the process that runs tasks, as its host pid is
-    known, and with the stack file opened from a descriptor taken before the home was hidden."""
-    from asynctask.executor import sandbox
-
-    global _HOST_PID
-    directory = os.environ.get(STACK_DIR_ENV)
-    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY) if directory else None
-
-    def before_drop(host_pid: int) -> list[int]:
-        return [] if dir_fd is None else _dump_stacks_on_sigusr1(host_pid, dir_fd)
-
-    entered = sandbox.enter(
-        sandbox.Spec.from_json(spec_text),
-        network=limits.network is not False,
-        private_tmp=bool(limits.private_tmp),
-        user=limits.user,
-        keep_fds=[frame_fd],
-        before_drop=before_drop,
-    )
-    _HOST_PID = entered.host_pid
-    os.environ[WORKER_PID_ENV] = str(entered.host_pid)
-
-
-_HOST_PID: int | None = None
-
-
-def _in_own_pid_namespace() -> bool:
-    """Whether the sandbox put this worker in a pid namespace of its own (its pid there differs
-    from the host's, and its parent is that namespace's init): only then is ``kill(-1)`` the
-    attempt's leftovers and nothing else."""
-    return _HOST_PID is not None and os.getpid() != _HOST_PID and os.getppid() == 1
-
-
-def _reported_pid() -> int:
-    """The pid the daemon knows this process by: inside the sandbox's pid namespace
-    ``os.getpid()`` is 2."""
-    return _HOST_PID if _HOST_PID is not None else os.getpid()
-
-
-def _dump_stacks_on_sigusr1(pid: int | None = None, dir_fd: int | None = None) -> list[int]:
-    """``asynctask inspect``: SIGUSR1 appends every thread's stack to the daemon's file for this
-    worker. faulthandler writes from a C signal handler, so the task runs on undisturbed.
-    Returns the file's descriptor, which the worker keeps."""
-    directory = os.environ.get(STACK_DIR_ENV)
-    if not directory:
-        return []
-    import faulthandler
-    import signal
-
-    name = f"stack-{os.getpid() if pid is None else pid}.txt"
-    try:
-        # Kept open for the worker's life: faulthandler holds the descriptor, not the object.
-        # Private, and never through a symlink: the run dir is the daemon's (home.py).
-        nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
-        append = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK  # a FIFO: no block
-        own_dir = dir_fd is None
-        if dir_fd is None:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | nofollow)
-        try:
-            fd = os.open(name, append | nofollow, 0o600, dir_fd=dir_fd)
-        finally:
-            if own_dir:
-                os.close(dir_fd)
-        stack_file = open(fd, "ab", buffering=0)  # noqa: SIM115
-        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True, chain=False)
-        _KEEP.append(stack_file)
-    except OSError as exc:
-        print(f"asynctask worker {os.getpid()}: no stack dumps: {exc}", file=sys.stderr)
-        return []
-    return [fd]
-
-
-_KEEP: list[Any] = []
-
-
-def _extend_sys_path() -> None:
-    """Configured paths, then the working directory, ahead of everything else on sys.path."""
-    extra = [entry for entry in os.environ.get(PATHS_ENV, "").split(os.pathsep) if entry]
-    front = [*extra, os.getcwd()]
-    sys.path[:] = front + [entry for entry in sys.path if entry not in front and entry != ""]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not 1 <= len(args) <= 2 or not all(arg.isdigit() for arg in args) or args[1:] == ["0"]:
         print("usage: python -m asynctask.executor.child FD [CONCURRENCY]", file=sys.stderr)
         return 2
     slots = int(args[1]) if len(args) == 2 else 1
-    if not _die_with_parent():
+    if not die_with_parent():
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
     become_subreaper()  # orphans of the task's processes stay below us (reaper.py)
     sock = socket.socket(fileno=int(args[0]))
     sock.set_inheritable(False)  # programs the task starts must not hold the frame socket
-    _extend_sys_path()
-    limits_error = _apply_limits(sock.fileno())  # may give up root: after what needs it
+    extend_sys_path()
+    limits_error = apply_limits(sock.fileno())  # may give up root: after what needs it
     if limits_error:
         print(f"asynctask worker {os.getpid()}: {limits_error}", file=sys.stderr)
         return 2
-    if _HOST_PID is None and not _die_with_parent():  # again: a setuid clears it
+    if not in_sandbox() and not die_with_parent():  # again: a setuid clears it
         print(f"asynctask worker {os.getpid()}: the daemon is gone; exiting", file=sys.stderr)
         return 1
-    if _HOST_PID is not None:
+    if in_sandbox():
         # The sandbox forked us (pid 2 of its namespace); a fork does not inherit the flag.
         become_subreaper()
     if slots > 1:

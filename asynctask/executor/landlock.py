@@ -21,7 +21,7 @@ Landlock denies ``ptrace`` of them from its first version (which also guards
 sockets to the domain (``LANDLOCK_SCOPE_SIGNAL``, ``LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET``).
 Connecting to a path Unix socket is not something Landlock controls (up to ABI 7).
 
-``restrict_self`` needs ``no_new_privs`` (``sandbox.drop_capabilities`` sets it) and comes
+``restrict_self`` needs ``no_new_privs`` (``syscalls.drop_capabilities`` sets it) and comes
 last. Every access right the running kernel knows (its ABI) is handled; unknown ones would make
 the kernel refuse the whole ruleset.
 """

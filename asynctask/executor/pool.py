@@ -15,25 +15,16 @@ contained by the process tree instead (``reaper.py``): the worker is a child sub
 its descendants after each attempt, and with ``reap_orphans`` (the daemon's setting) the pool's
 process is one too, so a dead worker's descendants become its children, which the pool kills and
 reaps on every worker exit. A CPU limit counts the attempt's children: the pool polls the
-worker's cgroup (or, without one, its process tree in ``/proc``) every ``CPU_POLL`` seconds.
+worker's cgroup (or, without one, its process tree in ``/proc``) every ``workers.CPU_POLL`` seconds.
 
-The daemon's end of each socketpair is an asyncio ``Protocol`` feeding a ``FrameDecoder``: a
-result is handled in the callback that delivered its bytes, with no coroutine per message. Process
-exit is a ``SubprocessProtocol.process_exited`` callback for the same reason; the event loop's
-child watcher reaps the process, so none is left a zombie.
-
-A worker moves through these states (``_State``)::
+A worker moves through these states (``workers.State``)::
 
     STARTING --ready--> IDLE --run()--> BUSY --done--> IDLE (or RETIRING when recycled/stopping)
     BUSY --timeout/cancel()/stop()--> KILLING          IDLE --stop()/recycle--> RETIRING
     any --process exited--> DEAD (then a replacement is started, unless the pool is stopping)
 
 Every job leaves ``BUSY`` through exactly one of: a ``done`` frame, the timeout, ``cancel``, the
-process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Outcome``. A late
-``done`` frame from a worker already being killed is ignored, which keeps "exactly once" true.
-
-Workers that die before they are ready are restarted with a backoff (0.1 s doubling to 5 s), one
-probe at a time, so a broken interpreter or ``cwd`` costs a log line every few seconds, not a CPU.
+process exiting, or ``stop`` giving up on it - and only ``stop`` reports no ``Outcome``.
 
 Shards. The workers are split into ``config.shards`` shards for shuffle sharding of tenants. The
 pool only places workers in shards and honours the caller's choice: ``run(job, shard)`` takes an
@@ -44,263 +35,50 @@ and every replacement - goes to the shard with the fewest workers that count tow
 that lost it: a tenant confined to a set of shards keeps that set's capacity, and a poison tenant
 that kills the workers of its shards cannot drift the pool's workers away from anyone else's.
 Idle workers are kept in one stack per shard, so choosing one costs O(shards) at most.
+
+The parts
+---------
+The pool is a facade over parts it owns, each owning one thing; they share the registries of
+``workers.Roster`` and call each other directly (``wire``), not through the pool:
+
+* ``workers.py``: the records (``PoolConfig``, ``Job``, ``Outcome``, one ``WorkerRecord`` per
+  process) and the ``Roster``.
+* ``slotbook.py``: free slots per shard and the counts ``idle`` reads.
+* ``spawner.py``: starting workers (the fork server, or an interpreter), confining them.
+* ``intake.py``: the workers' frames, EOFs and exits.
+* ``placement.py``: dedicated and replacement workers for a job, and sending jobs.
+* ``stopping.py``: cancel, timeouts, CPU limits, killing and retiring workers.
+* ``scaling.py``: the pool's size - growing, shrinking, refilling, backing off, reloading.
+
+``run`` stays here, in one method, because the daemon calls it for every attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
-from typing import Any, Final, cast
+from collections.abc import Callable
 
-from asynctask import protocol
 from asynctask.core.slots import Placement, WarmSlots, place
-from asynctask.errors import ProtocolError
-from asynctask.executor.child import (
-    LIMITS_ENV,
-    PARENT_PID_ENV,
-    PATHS_ENV,
-    SANDBOX_ENV,
-    STACK_DIR_ENV,
+from asynctask.executor.intake import Intake
+from asynctask.executor.placement import Placer
+from asynctask.executor.reaper import become_subreaper
+from asynctask.executor.scaling import Scaler
+from asynctask.executor.slotbook import SlotBook
+from asynctask.executor.spawner import Spawner
+from asynctask.executor.stopping import Stopper
+from asynctask.executor.workers import (
+    Job,
+    Outcome,
+    PoolConfig,
+    Roster,
+    State,
+    log,
+    run_frame,
 )
-from asynctask.executor.forkserver import ForkServer, ForkServerError
-from asynctask.executor.limits import Cgroup, CgroupSupport, classify_exit, worker_group_name
-from asynctask.executor.output import WorkerOutput
-from asynctask.executor.reaper import OrphanReaper, become_subreaper, tree_cpu_seconds
-from asynctask.executor.workerenv import home_of, minimal_environment
-from asynctask.model import ErrorKind, error_dict
-from asynctask.resources import Limits
 
-log = logging.getLogger("asynctask.executor")
-
-#: How long a new worker may take to send ``ready`` before it counts as failed to start.
-START_TIMEOUT: Final = 15.0
-_BACKOFF_FIRST: Final = 0.1
-_BACKOFF_MAX: Final = 5.0
-_FORK_SERVER_RETRY: Final = 5.0
-#: Seconds between reads of the CPU time of an attempt with a CPU limit, children included.
-CPU_POLL: Final = 0.25
-#: Where the ``asynctask`` package lives: workers must import the same code as the daemon,
-#: even when the daemon runs from a source tree and ``cwd`` is the user's project.
-_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
-
-
-NO_LIMITS: Final = Limits()
-
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """How to start workers; the daemon builds it from the ``[workers]`` configuration."""
-
-    workers: int = 2  # pre-started at start(), kept at this size
-    shards: int = 1  # workers are spread evenly over this many shards (1 to max(workers, 1))
-    python: str = sys.executable
-    cwd: str | None = None  # workers' working directory (the daemon's if None)
-    paths: tuple[str, ...] = ()  # extra sys.path entries for task modules
-    output_path: str | None = None  # append workers' fd 1/2 output here (None: inherit)
-    max_output: int = 1024 * 1024  # bytes of it kept per worker (``output.py``)
-    kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
-    max_tasks_per_worker: int | None = None  # recycle a worker after N attempts
-    max_worker_rss: int = 0  # recycle a worker whose RSS is above this after an attempt; 0: never
-    concurrency: int = 1  # attempts one worker runs at once (child.ConcurrentWorker if > 1)
-    stack_dir: str | None = None  # workers dump stacks here on SIGUSR1 (``inspect``)
-    max_workers: int | None = None  # autoscaling ceiling (None: ``workers``, no scaling)
-    idle_timeout: float = 60.0  # a worker above ``workers`` idle this long is retired
-    memory_budget: int = 0  # bytes all workers together may hold before growth stops; 0: none
-    limits: Limits = NO_LIMITS  # the default limit profile: every pre-started worker's
-    cgroups: CgroupSupport | None = None  # per-worker groups where usable (``detect_cgroups``)
-    fork_server: bool = True  # fork workers from a zygote (``zygote.py``) instead of exec'ing
-    socket_path: str | None = None  # the daemon's socket, told to workers (ASYNCTASK_SOCKET)
-    env_pass: tuple[str, ...] = ()  # names copied from this process's environment to workers'
-    env: Mapping[str, str] = field(default_factory=dict)  # set in workers' environment
-    #: Make this process a child subreaper and kill every child of it that is not a worker
-    #: when a worker exits (``reaper.py``): only for a process whose children are all the
-    #: pool's, as the daemon's are.
-    reap_orphans: bool = False
-    #: The worker sandbox (``executor/sandbox.py``): the JSON spec for a worker of a tenant
-    #: (``None`` while workers are not bound to one). ``None``: workers are not sandboxed.
-    sandbox: Callable[[str | None], str] | None = None
-    #: Workers get their identity (a tenant's uid) when they start, so a pre-started worker,
-    #: bound to no tenant, is replaced rather than bound by its first attempt.
-    bind_at_start: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One attempt to run; ``aid`` is the daemon's key for it, unique while it runs."""
-
-    aid: int
-    func: str
-    payload: bytes
-    context: dict[str, Any]  # {"id", "tenant", "attempt", "labels"}
-    timeout: float | None  # wall-clock seconds
-    limits: Limits | None = None  # None: the pool's default profile
-    #: The job is placed at once (its slot is taken) but sent to its worker only once this
-    #: resolves: the daemon's write of the attempt's start. Cancelled: never sent (the daemon
-    #: is stopping; ``stop`` returns its aid as unfinished).
-    gate: asyncio.Future[None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an attempt ended: ``result`` (packed) when ``ok``, else ``error`` (``error_dict``)."""
-
-    aid: int
-    ok: bool
-    result: bytes | None
-    error: dict[str, Any] | None
-    pid: int  # the worker that ran it
-    #: ``time.monotonic()`` in the worker as it took the attempt up (None: it never said, e.g.
-    #: killed); CLOCK_MONOTONIC is one clock for every process, so the daemon can place it.
-    started: float | None = None
-
-
-class _State(Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    RETIRING = "retiring"  # sent "exit"; SIGKILL after the grace if it lingers
-    KILLING = "killing"  # its process group got SIGTERM; SIGKILL after the grace
-    DEAD = "dead"
-
-
-#: Error kind of an attempt that shared a worker with one that had to be killed.
-_BYSTANDER: Final = ErrorKind.INTERRUPTED
-
-
-class _Worker:
-    """The pool's record of one worker process (plain data; the pool owns the logic)."""
-
-    __slots__ = (
-        "accepting",
-        "channel",
-        "death_note",
-        "dedicated",
-        "exited",
-        "group",
-        "idle_since",
-        "jobs",
-        "kill_timer",
-        "lender",
-        "lent",
-        "limits",
-        "pid",
-        "process",
-        "ready_timer",
-        "returncode",
-        "runs",
-        "shard",
-        "spawned_at",
-        "state",
-        "stopping",
-        "task_pid",
-        "tenant",
-        "timers",
-        "was_ready",
-    )
-
-    def __init__(self, exited: asyncio.Future[None], shard: int, limits: Limits) -> None:
-        self.state = _State.STARTING
-        self.limits = limits  # its profile, applied when it starts; fixed for its life
-        self.group: Cgroup | None = None
-        # A dedicated worker is started for one job whose limits differ from the pool's
-        # default (or that has a CPU limit: RLIMIT_CPU counts a process's whole life). It
-        # borrows a slot of ``lender``, a pool worker, so the pool's capacity stays the same.
-        self.dedicated = False
-        self.idle_since = 0.0  # loop time it last became idle (for scaling down)
-        self.lender: _Worker | None = None
-        self.lent = 0  # slots of this worker lent to dedicated workers
-        self.shard = shard  # fixed for the worker's life; chosen by WorkerPool._new_worker
-        self.pid = 0
-        # The process that runs tasks, as its ``ready`` frame says: in a sandbox it is not
-        # ``pid`` (the process the pool started) but a child in a pid namespace of its own.
-        self.task_pid = 0
-        self.process: asyncio.SubprocessTransport | None = None
-        self.channel: asyncio.Transport | None = None
-        self.jobs: dict[int, Job] = {}  # running on it, reported to nobody yet
-        self.timers: dict[int, asyncio.TimerHandle] = {}  # per job: its timeout or stop grace
-        # Jobs sent a ``cancel`` frame, with the error to report when it is confirmed (None:
-        # already reported). Only with concurrency > 1; otherwise the worker is killed.
-        self.stopping: dict[int, dict[str, Any] | None] = {}
-        self.accepting = False  # ready, and takes new jobs while it has a free slot
-        self.kill_timer: asyncio.TimerHandle | None = None
-        self.ready_timer: asyncio.TimerHandle | None = None
-        self.runs = 0
-        self.returncode: int | None = None  # as the fork server reported it (forked workers)
-        self.spawned_at = 0.0  # loop time its process was asked for (spawn-to-ready figures)
-        # The tenant it serves for its whole life: set by its first attempt (or at its start,
-        # when it replaces another tenant's worker); never changed (``core/slots.py``).
-        self.tenant: str | None = None
-        self.was_ready = False
-        self.death_note: str | None = None  # overrides "exited with code N" in reports
-        self.exited = exited
-
-    @property
-    def busy(self) -> int:
-        """Slots taken: attempts on it and slots lent (``core.slots.SlotHolder``)."""
-        return len(self.jobs) + self.lent
-
-    def __repr__(self) -> str:
-        return (
-            f"<_Worker pid={self.pid} {self.state.value} shard={self.shard} tenant={self.tenant} "
-            f"jobs={len(self.jobs)} runs={self.runs}>"
-        )
-
-
-class _ProcessProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
-        self._pool = pool
-        self._worker = worker
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's process transport quacks like asyncio.SubprocessTransport without being one.
-        process = cast(asyncio.SubprocessTransport, transport)
-        self._worker.process = process
-        self._worker.pid = process.get_pid()
-
-    def process_exited(self) -> None:
-        self._pool._on_exit(self._worker)
-
-
-class _ChannelProtocol(asyncio.Protocol):
-    """The daemon's end of one worker's socketpair: bytes in, frames to the pool."""
-
-    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
-        self._pool = pool
-        self._worker = worker
-        self._decoder = protocol.FrameDecoder()
-        self._broken = False
-
-    def data_received(self, data: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            messages = self._decoder.feed(data)
-        except ProtocolError as exc:
-            self._broken = True
-            self._pool._on_broken(self._worker, exc.message)
-            return
-        for message in messages:
-            self._pool._on_message(self._worker, message)
-
-    def eof_received(self) -> bool | None:
-        self._pool._on_eof(self._worker)
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            self._pool._on_eof(self._worker)
+# PoolConfig, Job and Outcome are the daemon's words for the pool: imported from here.
+__all__ = ["Job", "Outcome", "PoolConfig", "WorkerPool"]
 
 
 class WorkerPool:
@@ -325,101 +103,54 @@ class WorkerPool:
                 f"({max(config.workers, 1)}), not {config.shards}"
             )
         self._config = config
-        self._on_outcome = on_outcome
-        self._on_idle = on_idle
-        self._on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: set[_Worker] = set()  # every worker whose process is not yet reaped
+        roster = self._roster = Roster(config, on_outcome, on_idle, on_log)
+        book = self._book = SlotBook(roster)
+        self._workers = roster.workers
+        self._running = roster.running
         self._slots = config.concurrency
-        # One stack per shard of the accepting workers with a free slot: the most recently
-        # used worker, the warmest, is last.
-        self._free: list[list[_Worker]] = [[] for _ in range(config.shards)]
-        self._free_slots = [0] * config.shards  # per shard: free slots of accepting workers
-        self._idle_count = 0  # their sum: ``idle`` is read on every daemon step
-        self._running: dict[int, _Worker] = {}  # aid -> the worker it runs on
-        self._spawning: set[asyncio.Task[None]] = set()
-        self._spawn_lock = asyncio.Lock()
-        self._started = False  # start() succeeded: replacements are automatic from now on
-        self._closing = False
-        self._failures = 0  # consecutive workers that died before they were ready
-        self._backoff: asyncio.TimerHandle | None = None
-        self._start_waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
-        self._env = _worker_env(config)
-        self._orphans = OrphanReaper(self._worker_pids) if config.reap_orphans else None
-        output = config.output_path
-        self._output = None if output is None else WorkerOutput(output, config.max_output)
-        # Autoscaling: the size ``_refill`` keeps, between ``workers`` and ``max_workers``.
-        self._max = max(config.workers, config.max_workers or config.workers)
-        self._target = config.workers
-        self._scale_timer: asyncio.TimerHandle | None = None
-        self._forkserver: ForkServer | None = None
-        self._fresh_ok = not config.bind_at_start
-        self._fork_server_retry_at = 0.0
-        self._started_count = 0  # workers that became ready, ever
-        self._ready_seconds: deque[float] = deque(maxlen=4096)  # spawn to ready, newest
-        self._spawn_stats: dict[str, float] | None = None  # spawn_stats() until the next start
+        # ``run``'s hot path reads these lists (never rebound) without going through the book.
+        self._stacks = book.stacks
+        self._by_shard = book.by_shard
+        self._spawner = Spawner(roster, book)
+        self._intake = Intake(roster, book)
+        self._placer = Placer(roster, book)
+        self._stopper = Stopper(roster, book)
+        self._scaler = Scaler(roster, book)
+        self._spawner.wire(self._intake)
+        self._intake.wire(self._spawner, self._stopper, self._scaler, self._placer)
+        self._placer.wire(self._scaler, self._stopper)
+        self._stopper.wire(self._scaler)
+        self._scaler.wire(self._spawner, self._stopper, self._placer)
 
     def __repr__(self) -> str:
-        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._free) > 1 else ""
+        shards = f" idle_by_shard={self.idle_by_shard()}" if len(self._stacks) > 1 else ""
         return (
-            f"<WorkerPool size={self.size} idle={self.idle} busy={self.busy} "
-            f"starting={self.starting}{shards}>"
+            f"<WorkerPool size={self._scaler.size} idle={self.idle} busy={self.busy} "
+            f"starting={self._scaler.starting}{shards}>"
         )
-
-    # -- state, for the daemon's decisions ---------------------------------------------------
 
     @property
     def idle(self) -> int:
         """Jobs ``run`` can start right now (in any shard): free slots of accepting workers,
         which is idle workers when each runs one attempt at a time."""
-        return self._idle_count
+        return self._book.count
 
     def idle_by_shard(self) -> list[int]:
         """``idle`` per shard, indexed by shard (``config.shards`` long)."""
-        return list(self._free_slots)
+        return self._book.idle_by_shard()
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
+    def warm_slots(self) -> WarmSlots:
+        """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
+        return self._book.warm_slots()
 
     def spawn_stats(self) -> dict[str, float]:
         """Workers started so far and their spawn-to-ready time (ms, over the newest 4,096):
         the price of moving a slot between tenants (``ping``, ``benchmarks/bench_tenants.py``)."""
-        # ``ping`` needs no authorization and may come often: sort only after a new start.
-        if self._spawn_stats is None:
-            times = sorted(self._ready_seconds)
-            stats: dict[str, float] = {"started": self._started_count}
-            if times:
-                stats["ready_p50_ms"] = round(times[len(times) // 2] * 1000, 2)
-                stats["ready_p99_ms"] = round(
-                    times[min(len(times) - 1, len(times) * 99 // 100)] * 1000, 2
-                )
-            self._spawn_stats = stats
-        return dict(self._spawn_stats)
-
-    def warm_slots(self) -> WarmSlots:
-        """Free slots by the tenant whose worker they are on (``core.slots.WarmSlots``)."""
-        warm = WarmSlots()
-        own = warm.own
-        slots = self._slots
-        shards = warm.shards
-        for shard, stack in enumerate(self._free):
-            for worker in stack:
-                free = slots - len(worker.jobs) - worker.lent
-                if worker.tenant is None:
-                    if not self._fresh_ok:
-                        continue
-                    warm.fresh += free
-                    warm.fresh_shards[shard] = warm.fresh_shards.get(shard, 0) + free
-                else:
-                    own[worker.tenant] = own.get(worker.tenant, 0) + free
-                    shards[worker.tenant] = shard
-        return warm
+        return self._spawner.spawn_stats()
 
     @property
     def starting(self) -> int:
-        return sum(1 for worker in self._workers if worker.state is _State.STARTING)
+        return self._scaler.starting
 
     @property
     def size(self) -> int:
@@ -428,11 +159,11 @@ class WorkerPool:
         Workers being killed, retired or drained for recycling are not counted: their
         replacements already are.
         """
-        return sum(
-            1
-            for worker in self._workers
-            if worker.accepting or (worker.state is _State.STARTING and not worker.dedicated)
-        )
+        return self._scaler.size
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
 
     @property
     def running(self) -> frozenset[int]:
@@ -447,7 +178,7 @@ class WorkerPool:
     @property
     def fork_server_pid(self) -> int | None:
         """The fork server's pid while it serves (None: workers start as interpreters)."""
-        server = self._forkserver
+        server = self._spawner.forkserver
         return server.pid if server is not None and server.alive else None
 
     def worker_tenants(self) -> dict[int, str | None]:
@@ -465,38 +196,36 @@ class WorkerPool:
         worker = self._running.get(aid)
         return worker.shard if worker is not None else None
 
-    # -- the daemon's verbs --------------------------------------------------------------------
-
     async def start(self) -> None:
         """Start ``config.workers`` workers and return once every one has said ``ready``.
 
         Raises ``RuntimeError`` (after killing whatever did start) when a worker cannot be
-        spawned, exits before it is ready, or is not ready within ``START_TIMEOUT`` seconds:
+        spawned, exits before it is ready, or is not ready within ``spawner.START_TIMEOUT`` seconds:
         a daemon that cannot run tasks should say so at start-up, not at the first task.
         """
-        if self._loop is not None:
+        if self._roster.loop is not None:
             raise RuntimeError("WorkerPool.start() can be called only once")
-        loop = self._loop = asyncio.get_running_loop()
-        if self._orphans is not None:
+        loop = self._roster.loop = asyncio.get_running_loop()
+        if self._spawner.orphans is not None:
             if not become_subreaper():
                 log.warning("not a subreaper: a dead worker's setsid descendants may outlive it")
-            self._orphans.start()
+            self._spawner.orphans.start()
         if self._config.fork_server:
-            await self._start_fork_server()
-        waiter = self._start_waiter = loop.create_future()
+            await self._spawner.start_fork_server()
+        waiter = self._roster.start_waiter = loop.create_future()
         # All records first: "every worker is ready" must not be true while one is unborn.
-        workers = [self._new_worker(loop) for _ in range(self._config.workers)]
+        workers = [self._spawner.new_worker(loop) for _ in range(self._config.workers)]
         try:
             for worker in workers:
-                await self._spawn(worker)
+                await self._spawner.spawn(worker)
             if self._config.workers:
                 await waiter
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled():
                 waiter.exception()  # retrieved: the first failure is what we raise
             for worker in workers:
-                if worker.process is None and worker.state is not _State.DEAD:
-                    self._discard_unspawned(worker)  # never got its turn to spawn
+                if worker.process is None and worker.state is not State.DEAD:
+                    self._spawner.discard_unspawned(worker)  # never got its turn to spawn
             await self.stop(None)
             if isinstance(exc, OSError):
                 raise RuntimeError(
@@ -505,45 +234,9 @@ class WorkerPool:
                 ) from exc
             raise
         finally:
-            self._start_waiter = None
-        self._started = True
+            self._roster.start_waiter = None
+        self._roster.started = True
         log.info("worker pool started: %r", self)
-
-    async def _start_fork_server(self) -> None:
-        """Without a fork server every worker is an interpreter start: slower, never wrong."""
-        config = self._config
-        server = ForkServer()
-        # Under the spawn lock: the orphan reaper spares only children whose pids it knows.
-        async with self._spawn_lock:
-            output = None
-            if self._output is not None:
-                output = await self._output.pipe(lambda: server.pid)
-            try:
-                await server.start(config.python, self._env, config.cwd, output)
-            except ForkServerError as exc:
-                log.warning("workers start as new interpreters: %s", exc)
-                return
-            finally:
-                if output is not None:
-                    os.close(output)
-            if self._closing:
-                await server.close()
-                return
-            old, self._forkserver = self._forkserver, server
-            if old is not None:
-                await old.close()
-
-    def _restart_fork_server(self) -> None:
-        """The fork server died (its workers with it): start another in the background, at
-        most once per ``_FORK_SERVER_RETRY`` seconds; workers start as interpreters meanwhile."""
-        loop = self._loop
-        if loop is None or self._closing or loop.time() < self._fork_server_retry_at:
-            return
-        self._fork_server_retry_at = loop.time() + _FORK_SERVER_RETRY
-        log.warning("the fork server is gone; starting another")
-        task = loop.create_task(self._start_fork_server())
-        self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
 
     def run(self, job: Job, shard: int | None = None) -> None:
         """Hand ``job`` to a worker with a free slot now; ``RuntimeError`` if none has one.
@@ -555,9 +248,9 @@ class WorkerPool:
         a fresh one, else another tenant's idle worker is replaced by one started for this
         tenant (the job waits for it to be ready). A refused call changes nothing.
         """
-        if shard is not None and not 0 <= shard < len(self._free):
-            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._free) - 1}")
-        if self._closing:
+        if shard is not None and not 0 <= shard < len(self._stacks):
+            raise ValueError(f"no shard {shard}: the pool has shards 0 to {len(self._stacks) - 1}")
+        if self._roster.closing:
             raise RuntimeError("the worker pool is stopping and takes no new jobs")
         if job.aid in self._running:
             raise RuntimeError(f"attempt {job.aid} is already running")
@@ -565,269 +258,66 @@ class WorkerPool:
         chosen = shard
         placement: Placement | None = None
         if chosen is None:
-            chosen, placement = self._best_shard(tenant)
-        stack = self._free[chosen]
+            chosen, placement = self._book.best_shard(tenant)
+        stack = self._stacks[chosen]
         if not stack:
             where = "" if shard is None else f" in shard {shard}"
             raise RuntimeError(f"no idle worker{where} for attempt {job.aid}: {self!r}")
-        assert self._loop is not None
+        assert self._roster.loop is not None
         # Encode before touching any state: a context msgpack cannot encode raises right here.
-        frame = _run_frame(job)
-        if job.limits is not None and self._needs_own_worker(job.limits):
-            self._lend(stack[-1], job, job.limits, tenant)
+        frame = run_frame(job)
+        if job.limits is not None and self._placer.needs_own_worker(job.limits):
+            self._placer.lend(stack[-1], job, job.limits, tenant)
             return
         if placement is None:
-            placement = place(tenant, stack, fresh_ok=self._fresh_ok)
+            placement = place(tenant, stack, fresh_ok=self._book.fresh_ok)
         if placement is None:  # every free slot is on another tenant's busy worker
-            self._lend(stack[-1], job, self._config.limits, tenant)
+            self._placer.lend(stack[-1], job, self._config.limits, tenant)
             return
         worker = stack[placement.index]
         if placement.replace:
-            self._replace(worker, job, tenant)
+            self._placer.replace(worker, job, tenant)
             return
         channel = worker.channel
         assert channel is not None
-        self._free_slots[chosen] -= 1
-        self._idle_count -= 1
+        self._by_shard[chosen] -= 1
+        self._book.count -= 1
         worker.tenant = tenant
-        worker.state = _State.BUSY
+        worker.state = State.BUSY
         worker.jobs[job.aid] = job
         if len(worker.jobs) + worker.lent >= self._slots:
             del stack[placement.index]
         self._running[job.aid] = worker
-        self._send_job(worker, job, frame)
-
-    def _best_shard(self, tenant: str) -> tuple[int, Placement | None]:
-        """With no shard asked for: a shard where ``tenant`` has an idle worker of its own, else
-        of the shards with a fresh worker, else of all, the one with the most free slots (the
-        lowest on ties): no worker is replaced that need not be, and load stays spread."""
-        fresh: tuple[int, Placement] | None = None
-        for index, stack in enumerate(self._free):
-            placement = place(tenant, stack, fresh_ok=self._fresh_ok) if stack else None
-            if placement is None or placement.replace:
-                continue
-            if stack[placement.index].tenant == tenant:
-                return index, placement
-            if fresh is None or self._free_slots[index] > self._free_slots[fresh[0]]:
-                fresh = index, placement
-        if fresh is not None:
-            return fresh
-        return max(range(len(self._free)), key=self._free_slots.__getitem__), None
-
-    def _lend(self, lender: _Worker, job: Job, limits: Limits, tenant: str) -> None:
-        """Run ``job`` in a worker started for it alone, borrowing one of ``lender``'s slots."""
-        assert self._loop is not None
-        log.debug(
-            "attempt %d of tenant %r borrows a slot of worker %d", job.aid, tenant, lender.pid
-        )
-        self._free_slots[lender.shard] -= 1
-        self._idle_count -= 1
-        lender.lent += 1
-        if len(lender.jobs) + lender.lent >= self._slots:
-            self._free[lender.shard].remove(lender)
-        own = _Worker(self._loop.create_future(), lender.shard, limits)
-        own.dedicated = True
-        own.lender = lender
-        own.tenant = tenant
-        self._workers.add(own)
-        own.jobs[job.aid] = job  # sent once it is ready; every end path sees it already
-        self._running[job.aid] = own
-        self._spawn_soon(own)
-
-    def _replace(self, idle: _Worker, job: Job, tenant: str) -> None:
-        """Retire another tenant's idle worker and start one for ``tenant`` in its place, with
-        ``job`` waiting for it: capacity moves between tenants, workers never do."""
-        assert self._loop is not None
-        log.debug(
-            "replacing idle worker %d of tenant %r for tenant %r", idle.pid, idle.tenant, tenant
-        )
-        self._retire(idle)  # its free slots leave the count; the new one's join when ready
-        fresh = _Worker(self._loop.create_future(), idle.shard, self._config.limits)
-        fresh.tenant = tenant
-        self._workers.add(fresh)
-        fresh.jobs[job.aid] = job
-        self._running[job.aid] = fresh
-        self._spawn_soon(fresh)
-
-    def _send_job(self, worker: _Worker, job: Job, frame: bytes | None = None) -> None:
-        gate = job.gate
-        if gate is not None and not gate.done():
-            gate.add_done_callback(lambda _: self._send_gated(worker, job, frame))
-            return
-        self._send_now(worker, job, frame)
-
-    def _send_gated(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
-        """The gate opened: send, unless the job was cancelled or its worker died meanwhile."""
-        assert job.gate is not None
-        if job.gate.cancelled() or job.gate.exception() is not None:
-            return
-        if worker.jobs.get(job.aid) is not job or worker.channel is None:
-            return
-        if job.aid in worker.stopping or self._running.get(job.aid) is not worker:
-            return
-        self._send_now(worker, job, frame)
-
-    def _send_now(self, worker: _Worker, job: Job, frame: bytes | None) -> None:
-        assert self._loop is not None
-        assert worker.channel is not None
-        if frame is None:
-            frame = _run_frame(job)
-        if job.timeout is not None:
-            worker.timers[job.aid] = self._loop.call_later(
-                job.timeout, self._on_timeout, worker, job
-            )
-        if worker.limits.cpu is not None:
-            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
-        worker.channel.write(frame)
-
-    def _watch_cpu(self, worker: _Worker, job: Job) -> None:
-        """Kill a worker whose CPU time, its children's included, passed its limit.
-
-        RLIMIT_CPU counts each process alone, so work split over child processes would pass
-        it many times over. The cgroup's accounting counts them all; without a cgroup, the
-        worker's process tree in /proc does (``tree_cpu_seconds``)."""
-        limit = worker.limits.cpu
-        if limit is None or worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
-            return
-        used = worker.group.cpu_seconds() if worker.group is not None else None
-        if used is None:
-            used = tree_cpu_seconds(worker.pid)
-        if used is None or used < limit:
-            assert self._loop is not None
-            self._loop.call_later(CPU_POLL, self._watch_cpu, worker, job)
-            return
-        message = f"the attempt used up its CPU limit of {limit:g}s (its child processes too)"
-        error = error_dict(ErrorKind.CPU_LIMIT, "CpuLimit", message)
-        for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._emit(outcome)
-
-    def _needs_own_worker(self, limits: Limits) -> bool:
-        """Limits other than the pool's run in a worker started with them, never by loosening
-        or tightening a shared one; so does any CPU limit, which counts a process's life."""
-        return limits != self._config.limits or limits.cpu is not None
-
-    def _return_slot(self, worker: _Worker) -> None:
-        """A dedicated worker is done: its lender's slot is free again (if it still takes work)."""
-        lender = worker.lender
-        if lender is None:
-            return
-        worker.lender = None
-        lender.lent -= 1
-        if lender.accepting:
-            self._slot_freed(lender)
-            self._notify_idle()
+        self._placer.send_job(worker, job, frame)
 
     @property
     def max_size(self) -> int:
-        return self._max
+        return self._scaler.max_size
 
     @property
     def target(self) -> int:
         """The size the pool is kept at now (``workers`` up to ``max_workers``)."""
-        return self._target
+        return self._scaler.target
 
     def grow(self, wanted: int) -> int:
         """Start up to ``wanted`` more workers, within ``max_workers``; how many it starts.
 
-        The daemon calls it when work waits and every slot is taken. Workers still starting
-        count as growth already, so repeated calls while they boot do not overshoot."""
-        if self._closing or not self._started or self._failures:
-            return 0
-        room = self._max - self._target
-        if room <= 0:
-            return 0  # the common case under load: checked on every step, so kept cheap
-        count = max(0, min(wanted - self.starting, room))
-        if count and self._config.memory_budget:
-            count = min(count, self._room_in_budget())
-        if count:
-            self._target += count
-            log.info(
-                "scaling up by %d to %d workers",
-                count,
-                self._target,
-                extra={"event": "pool_grow", "workers": self._target, "added": count},
-            )
-            self._refill()
-            self._arm_scale_down()
-        return count
-
-    def _room_in_budget(self) -> int:
-        """Workers that fit in ``memory_budget`` beside the ones running, each costing what
-        they cost on average now."""
-        sizes = [_rss(w.task_pid or w.pid) for w in self._workers if w.pid > 0]
-        used = sum(sizes)
-        each = max(used // max(len(sizes), 1), 1)
-        room = (self._config.memory_budget - used) // each
-        if room <= 0:
-            log.warning(
-                "not scaling up: workers hold %d MiB of the %d MiB memory budget",
-                used >> 20, self._config.memory_budget >> 20,
-            )  # fmt: skip
-        return max(0, int(room))
-
-    def _arm_scale_down(self) -> None:
-        if self._scale_timer is None and self._loop is not None and not self._closing:
-            period = max(0.05, min(1.0, self._config.idle_timeout / 4))
-            self._scale_timer = self._loop.call_later(period, self._scale_down)
+        The daemon calls it when work waits and every slot is taken (``scaling.py``)."""
+        return self._scaler.grow(wanted)
 
     def reload(self) -> int:
         """Replace the workers so the next attempts import task code anew (``asynctask
-        reload``, SIGHUP): idle ones retire now; busy ones take no new job and retire once
-        their running attempts end, which finish on the old code. Replacements start at once
-        (``_refill``). Workers still starting have imported no task code and stay; so do
-        dedicated workers (gone after their one job) and lenders (back in rotation soon).
-        Returns how many workers were asked to go."""
-        if not self._started or self._closing:
-            return 0
-        chosen = [w for w in self._workers if w.accepting and not w.dedicated and not w.lent]
-        for worker in chosen:
-            if worker.jobs:
-                self._stop_accepting(worker)  # ``_on_done`` retires it after its last job
-            else:
-                self._retire(worker)
-        self._refill()
-        return len(chosen)
-
-    def _scale_down(self) -> None:
-        """Retire workers above ``workers`` that have been idle for ``idle_timeout``."""
-        self._scale_timer = None
-        assert self._loop is not None
-        if self._closing:
-            return
-        cutoff = self._loop.time() - self._config.idle_timeout
-        for worker in sorted(self._workers, key=lambda w: w.idle_since):
-            if self._target <= self._config.workers:
-                break
-            if worker.state is _State.IDLE and worker.accepting and worker.idle_since <= cutoff:
-                self._target -= 1
-                self._retire(worker)
-                log.info("scaling down to %d workers (idle for %gs)", self._target,
-                         self._config.idle_timeout,
-                         extra={"event": "pool_shrink", "workers": self._target})  # fmt: skip
-        if self._target > self._config.workers:
-            self._arm_scale_down()
+        reload``, SIGHUP); how many were asked to go (``Scaler.reload``)."""
+        return self._scaler.reload()
 
     def cancel(self, aid: int) -> bool:
-        """Stop the attempt ``aid`` by killing its worker; ``False`` if it is not running.
+        """Stop the attempt ``aid``; ``False`` if it is not running.
 
         Its ``Outcome`` (kind ``exception``, type ``Cancelled``) is reported from the event loop
         soon after, never from inside this call, so the caller's own bookkeeping is not
-        re-entered. A replacement worker is started at once.
+        re-entered. A killed worker's replacement is started at once (``Stopper.cancel``).
         """
-        worker = self._running.get(aid)
-        if worker is None:
-            return False
-        assert self._loop is not None
-        error = error_dict(ErrorKind.EXCEPTION, "Cancelled", "the attempt was cancelled")
-        if self._shares_worker(worker, aid):
-            del self._running[aid]
-            self._stop_one(worker, worker.jobs[aid], None)
-            outcomes = [Outcome(aid, False, None, error, worker.pid)]
-        else:
-            outcomes = self._abandon(worker, {aid: error}, report=True)
-        for outcome in outcomes:
-            self._loop.call_soon(self._emit, outcome)
-        return True
+        return self._stopper.cancel(aid)
 
     async def stop(self, deadline: float | None) -> list[int]:
         """Shut down: no new jobs; running ones may finish until ``deadline`` (``loop.time()``).
@@ -836,792 +326,49 @@ class WorkerPool:
         their aids returned - they get no ``Outcome``, the daemon decides what they become
         (``interrupted``). Idle workers get ``exit``. Returns once every process is reaped.
         """
-        if self._loop is None:
+        if self._roster.loop is None:
             return []
-        loop = self._loop
-        self._closing = True
-        if self._scale_timer is not None:
-            self._scale_timer.cancel()
-            self._scale_timer = None
-        if self._backoff is not None:
-            self._backoff.cancel()
-            self._backoff = None
+        loop = self._roster.loop
+        self._roster.closing = True
+        if self._scaler.scale_timer is not None:
+            self._scaler.scale_timer.cancel()
+            self._scaler.scale_timer = None
+        if self._scaler.backoff is not None:
+            self._scaler.backoff.cancel()
+            self._scaler.backoff = None
         for worker in list(self._workers):
-            if worker.state is _State.IDLE:
-                self._retire(worker)
-            elif worker.state is _State.STARTING and not worker.jobs:
-                self._kill(worker)  # a dedicated one starting for a job may finish it in time
-            elif worker.state is _State.BUSY:
-                self._stop_accepting(worker)  # it retires once its jobs are done
+            if worker.state is State.IDLE:
+                self._stopper.retire(worker)
+            elif worker.state is State.STARTING and not worker.jobs:
+                self._stopper.kill(worker)  # a dedicated one starting for a job may finish it
+            elif worker.state is State.BUSY:
+                self._book.stop_accepting(worker)  # it retires once its jobs are done
         if deadline is not None and self._running:
             try:
                 async with asyncio.timeout_at(deadline):
                     while self._running:
-                        self._drained = loop.create_future()
-                        await self._drained
+                        self._roster.drained = loop.create_future()
+                        await self._roster.drained
             except TimeoutError:
                 pass
             finally:
-                self._drained = None
+                self._roster.drained = None
         unfinished = list(self._running)
         for worker in {id(w): w for w in self._running.values()}.values():
-            self._abandon(worker, {}, report=False)
-        if self._spawning:
-            await asyncio.gather(*self._spawning, return_exceptions=True)
+            self._stopper.abandon(worker, {}, report=False)
+        if self._spawner.tasks:
+            await asyncio.gather(*self._spawner.tasks, return_exceptions=True)
         pending = [worker.exited for worker in self._workers]
         if pending:
             _, late = await asyncio.wait(pending, timeout=self._config.kill_grace + 10.0)
             if late:
                 log.error("%d worker(s) did not exit even after SIGKILL", len(late))
-        if self._forkserver is not None:
-            await self._forkserver.close()
-        if self._orphans is not None:
-            await self._orphans.wait(timeout=5.0)
-            self._orphans.close()
-        if self._output is not None:
-            await self._output.close(timeout=1.0)
+        if self._spawner.forkserver is not None:
+            await self._spawner.forkserver.close()
+        if self._spawner.orphans is not None:
+            await self._spawner.orphans.wait(timeout=5.0)
+            self._spawner.orphans.close()
+        if self._spawner.output is not None:
+            await self._spawner.output.close(timeout=1.0)
         log.info("worker pool stopped; %d attempt(s) did not finish", len(unfinished))
         return unfinished
-
-    # -- spawning ------------------------------------------------------------------------------
-
-    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
-        """A STARTING record in the shard with the fewest workers counting towards ``size``.
-
-        The shard is chosen now, from the records that exist now (not when the process is up),
-        so a batch of records made in a row - ``start()``, a ``_refill`` - spreads evenly.
-        """
-        sizes = [0] * len(self._free)
-        for other in self._workers:  # O(workers), once per process start: noise beside a fork
-            if other.accepting or (other.state is _State.STARTING and not other.dedicated):
-                sizes[other.shard] += 1
-        worker = _Worker(loop.create_future(), sizes.index(min(sizes)), self._config.limits)
-        self._workers.add(worker)
-        return worker
-
-    async def _spawn(self, worker: _Worker) -> None:
-        """Start ``worker``'s process; raises ``OSError`` if it cannot even be spawned.
-
-        The channel is connected before the process exists, so no frame or EOF can arrive
-        before the pool is listening. The lock keeps one child's socket end from being open
-        in the daemon while another child is forked.
-        """
-        loop = asyncio.get_running_loop()
-        async with self._spawn_lock:
-            if worker.state is not _State.STARTING:  # stop() came while it waited for the lock
-                self._discard_unspawned(worker)
-                return
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            output: int | None = None
-            try:
-                worker.channel, _ = await loop.connect_accepted_socket(
-                    lambda: _ChannelProtocol(self, worker), ours
-                )
-                if self._output is not None:  # a pipe of its own, read by the daemon
-                    output = await self._output.pipe(lambda: worker.pid)
-                fd = theirs.fileno()
-                worker.ready_timer = loop.call_later(START_TIMEOUT, self._on_ready_timeout, worker)
-                worker.spawned_at = loop.time()
-                await self._start_process(worker, fd, output)
-            except BaseException:
-                if worker.channel is None:
-                    ours.close()  # otherwise the channel owns it and _release closes it
-                self._discard_unspawned(worker)
-                raise
-            finally:
-                theirs.close()
-                if output is not None:
-                    os.close(output)
-        if _state(worker) is _State.DEAD:  # a forked worker that exited at once
-            return
-        self._confine(worker)
-        if _state(worker) is _State.KILLING:  # stop() came while it was spawning
-            self._signal_group(worker, signal.SIGKILL)
-
-    async def _start_process(self, worker: _Worker, fd: int, output: int | None) -> None:
-        """Fork the worker from the fork server (a few ms), else start an interpreter for it
-        (tens of ms); either way ``worker.pid`` is set and its exit reaches ``_on_exit``."""
-        config = self._config
-        args = [str(config.concurrency)] if config.concurrency > 1 else []
-        server = self._forkserver
-        if server is not None and not server.alive:
-            self._restart_fork_server()
-        if server is not None and server.alive:
-            try:
-                worker.pid = await server.fork(
-                    self._env_for(worker),
-                    config.cwd or os.getcwd(),
-                    args,
-                    [fd] if output is None else [fd, output],
-                    lambda pid, code: self._on_forked_exit(worker, pid, code),
-                )
-                return
-            except ForkServerError as exc:
-                log.warning("starting a worker without the fork server: %s", exc)
-        process, _ = await asyncio.get_running_loop().subprocess_exec(
-            lambda: _ProcessProtocol(self, worker),
-            config.python,
-            "-m",
-            "asynctask.executor.child",
-            str(fd),
-            *args,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            pass_fds=(fd,),
-            start_new_session=True,
-            cwd=config.cwd,
-            env=self._env_for(worker),
-        )
-        if worker.process is None:  # normally set already, by _ProcessProtocol.connection_made
-            worker.process = process
-            worker.pid = process.get_pid()
-
-    def _on_forked_exit(self, worker: _Worker, pid: int, code: int | None) -> None:
-        """The fork server reaped ``worker`` (``code`` None: the fork server died, and the
-        worker with it)."""
-        worker.pid = worker.pid or pid
-        worker.returncode = code
-        self._on_exit(worker)
-
-    def _env_for(self, worker: _Worker) -> dict[str, str]:
-        sandbox = self._config.sandbox
-        env = self._env
-        if sandbox is not None:
-            env = {**env, SANDBOX_ENV: sandbox(getattr(worker, "tenant", None))}
-        if worker.limits.is_empty:
-            return env
-        wire: dict[str, Any] = dict(worker.limits.to_wire())
-        support = self._config.cgroups
-        if support is not None and support.memory and worker.limits.memory is not None:
-            wire["address_space"] = False  # the memory cgroup holds it, counting real memory
-        env = {**env, LIMITS_ENV: json.dumps(wire)}
-        if worker.limits.user != self._config.limits.user and "HOME" not in self._config.env:
-            env["HOME"] = home_of(worker.limits.user)
-        return env
-
-    def _worker_pids(self) -> set[int] | None:
-        """The pids of the workers, the children ``_orphans`` spares; ``None`` while one is being
-        spawned: its pid is not known yet."""
-        if self._spawn_lock.locked():
-            return None
-        pids = {worker.pid for worker in self._workers if worker.pid > 0}
-        if self._forkserver is not None and self._forkserver.running:
-            pids.add(self._forkserver.pid)
-        return pids
-
-    def _confine(self, worker: _Worker) -> None:
-        """Put a new worker in a cgroup of its own with its memory and process limits, before
-        it is ready for work; without usable cgroups its rlimits alone hold it."""
-        support = self._config.cgroups
-        if support is None or worker.limits.is_empty or worker.pid <= 0:
-            return
-        try:
-            name = worker_group_name(os.getpid(), worker.pid)
-            worker.group = support.create(name, worker.limits)
-            if worker.group is not None:
-                worker.group.add(worker.pid)
-        except OSError as exc:
-            log.warning("worker %d runs on rlimits alone: its cgroup failed: %s", worker.pid, exc)
-            if worker.group is not None:
-                worker.group.remove()
-                worker.group = None
-
-    def _confine_task_process(self, worker: _Worker) -> bool:
-        """A sandboxed worker forks the process that runs tasks, maybe before ``_confine``
-        moved its parent into the group: move it too, before it gets work. ``False``: it could
-        not be, and the worker is killed rather than run without its limits."""
-        if worker.group is None:
-            return True
-        try:
-            worker.group.add(worker.task_pid)
-        except OSError as exc:
-            worker.death_note = f"worker {worker.pid} could not be put in its cgroup: {exc}"
-            self._signal_group(worker, signal.SIGKILL)
-            return False
-        return True
-
-    def _limit_error(self, worker: _Worker, returncode: int | None) -> dict[str, Any] | None:
-        """The error of an attempt whose worker a limit killed; ``None`` if none did."""
-        group = worker.group
-        limits = worker.limits
-        if group is not None and group.oom_killed():
-            return error_dict(
-                ErrorKind.MEMORY_LIMIT,
-                "MemoryLimit",
-                f"the attempt went over its memory limit of {_mib(limits.memory)}",
-            )
-        used = group.cpu_seconds() if group is not None else None
-        why = classify_exit(returncode, limits, used)
-        if why == "cpu_limit":
-            return error_dict(
-                ErrorKind.CPU_LIMIT,
-                "CpuLimit",
-                f"the attempt used up its CPU limit of {limits.cpu:g}s",
-            )
-        if why == "file_size_limit":
-            return error_dict(
-                ErrorKind.FILE_SIZE_LIMIT,
-                "FileSizeLimit",
-                f"the attempt wrote past its file size limit of {_mib(limits.file_size)}",
-            )
-        return None
-
-    def _discard_unspawned(self, worker: _Worker) -> None:
-        """Forget a worker whose process never started."""
-        worker.state = _State.DEAD
-        self._release(worker)
-        if not worker.exited.done():
-            worker.exited.set_result(None)
-
-    def _spawn_soon(self, worker: _Worker | None = None) -> None:
-        """Start one replacement (or ``worker``, a dedicated one) in the background; failures
-        count towards the backoff."""
-        assert self._loop is not None
-        if worker is None:
-            worker = self._new_worker(self._loop)
-        started = worker
-
-        async def spawn() -> None:
-            try:
-                await self._spawn(started)
-            except Exception as exc:
-                log.error("cannot start a worker with %r: %s", self._config.python, exc)
-                # A dedicated worker, or a replacement, had a job waiting for it: report it.
-                error = error_dict(
-                    ErrorKind.WORKER_DIED, "WorkerDied", f"cannot start a worker: {exc}"
-                )
-                for outcome in self._take_jobs(started, {}, error, report=True):
-                    self._emit(outcome)
-                if started.dedicated:
-                    self._return_slot(started)
-                    return
-                self._failures += 1
-                self._refill()
-
-        task = self._loop.create_task(spawn())
-        self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
-
-    def _refill(self) -> None:
-        """Bring the pool back to ``config.workers``; after start failures, one probe at a time."""
-        if not self._started or self._closing or self._backoff is not None:
-            return
-        missing = self._target - self.size
-        if missing <= 0:
-            return
-        if self._failures == 0:
-            for _ in range(missing):
-                self._spawn_soon()
-            return
-        if self.starting:
-            return  # a probe is on its way; its fate decides what happens next
-        assert self._loop is not None
-        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
-        log.warning(
-            "%d worker start(s) failed in a row; trying again in %.1fs", self._failures, delay
-        )
-        self._backoff = self._loop.call_later(delay, self._after_backoff)
-
-    def _after_backoff(self) -> None:
-        self._backoff = None
-        if not self._closing and self.size < self._target:
-            self._spawn_soon()
-
-    # -- events from the workers -----------------------------------------------------------------
-
-    def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "log":
-            self._on_log_frame(worker, message)
-        elif op == "done":
-            self._on_done(worker, message)
-        elif op == "ready":
-            reported = message.get("pid")
-            if (
-                worker.state is _State.STARTING  # once, before any task code: never a task's
-                and type(reported) is int
-                and reported != worker.pid
-                and _grandchild(reported, worker.pid)
-            ):
-                worker.task_pid = reported  # a sandboxed worker's child, which runs the tasks
-                if not self._confine_task_process(worker):
-                    return
-            self._on_ready(worker)
-        else:
-            log.warning("worker %d sent an unknown op %r; ignored", worker.pid, op)
-
-    def _on_ready(self, worker: _Worker) -> None:
-        if worker.state is not _State.STARTING:
-            return  # killed (stop, ready timeout) before it got here
-        _cancel(worker.ready_timer)
-        worker.ready_timer = None
-        worker.was_ready = True
-        assert self._loop is not None
-        self._started_count += 1
-        self._ready_seconds.append(self._loop.time() - worker.spawned_at)
-        self._spawn_stats = None
-        self._failures = 0
-        if worker.dedicated:
-            worker.state = _State.BUSY
-            for job in list(worker.jobs.values()):
-                self._send_job(worker, job)
-            return
-        if worker.jobs:  # it replaced another tenant's worker, and its first job waits for it
-            self._start_waiting_jobs(worker)
-            return
-        if self._closing:
-            self._retire(worker)
-            return
-        self._make_ready(worker)
-        waiter = self._start_waiter
-        if waiter is not None:
-            if not waiter.done() and self._idle_count == self._config.workers * self._slots:
-                waiter.set_result(None)
-            return  # start() is still running: no callbacks before it returns
-        self._refill()
-        self._notify_idle()
-
-    def _start_waiting_jobs(self, worker: _Worker) -> None:
-        """A replacement is ready: it joins the pool and runs the jobs that waited for it."""
-        self._make_ready(worker)
-        for job in list(worker.jobs.values()):
-            self._free_slots[worker.shard] -= 1
-            self._idle_count -= 1
-            self._send_job(worker, job)
-        worker.state = _State.BUSY
-        if len(worker.jobs) + worker.lent >= self._slots:
-            self._free[worker.shard].remove(worker)
-        if self._closing:
-            self._stop_accepting(worker)  # it retires once its jobs are done
-            return
-        self._refill()
-        if worker.accepting and len(worker.jobs) < self._slots:
-            self._notify_idle()
-
-    def _on_done(self, worker: _Worker, message: dict[str, Any]) -> None:
-        aid = message.get("aid")
-        job = worker.jobs.get(aid) if isinstance(aid, int) else None
-        if job is None:
-            return  # a late answer for an attempt already timed out, cancelled or abandoned
-        outcome: Outcome | None
-        if job.aid in worker.stopping:  # a cancel frame was sent: this confirms it
-            error = worker.stopping.pop(job.aid)
-            self._running.pop(job.aid, None)
-            outcome = None if error is None else Outcome(job.aid, False, None, error, worker.pid)
-        else:
-            del self._running[job.aid]
-            worker.runs += 1
-            outcome = _outcome(job.aid, message, worker.pid)
-        limit = self._config.max_tasks_per_worker
-        drain = (
-            self._closing
-            or worker.dedicated
-            or (limit is not None and worker.runs >= limit)
-            or self._too_big(worker)
-        )
-        if drain:
-            self._stop_accepting(worker)  # before the job ends: its slot is not free to count
-        self._end_job(worker, job)
-        if drain:
-            self._refill()  # drain, then retire; a replacement starts now
-        freed = worker.accepting
-        if freed:
-            self._slot_freed(worker)
-        if not worker.jobs and worker.state is _State.BUSY:
-            if worker.accepting:
-                worker.state = _State.IDLE
-                assert self._loop is not None
-                worker.idle_since = self._loop.time()
-            else:
-                self._retire(worker)
-        self._wake_stop()
-        if outcome is not None:
-            self._emit(outcome)
-        if freed:
-            self._notify_idle()
-
-    def _too_big(self, worker: _Worker) -> bool:
-        """Whether a worker grew past ``max_worker_rss`` (a leak in task code, a cache)."""
-        limit = self._config.max_worker_rss
-        if not limit or _rss(worker.task_pid or worker.pid) <= limit:
-            return False
-        log.info("recycling worker %d: its RSS passed %d MiB", worker.pid, limit >> 20)
-        return True
-
-    def _slot_freed(self, worker: _Worker) -> None:
-        """One slot of an accepting worker is free again (a job ended, a loan came back)."""
-        self._free_slots[worker.shard] += 1
-        self._idle_count += 1
-        if len(worker.jobs) + worker.lent == self._slots - 1:  # it was full, so off its stack
-            self._free[worker.shard].append(worker)
-
-    def _on_log_frame(self, worker: _Worker, message: dict[str, Any]) -> None:
-        aid, stream, data = message.get("aid"), message.get("stream"), message.get("data")
-        if (
-            self._on_log is None
-            or not isinstance(aid, int)
-            or aid not in worker.jobs
-            or aid in worker.stopping
-            or stream not in ("stdout", "stderr")
-            or not isinstance(data, str)
-        ):
-            return  # for an attempt already reported, or nonsense
-        try:
-            self._on_log(aid, stream, data)
-        except Exception:
-            log.exception("on_log failed for attempt %d", aid)
-
-    def _on_timeout(self, worker: _Worker, job: Job) -> None:
-        if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
-            return
-        worker.timers.pop(job.aid, None)
-        message = f"attempt exceeded its timeout of {job.timeout:g}s"
-        error = error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)
-        if self._shares_worker(worker, job.aid):
-            self._stop_one(worker, job, error)  # reported when it stops, or with the worker
-            return
-        for outcome in self._abandon(worker, {job.aid: error}, report=True):
-            self._emit(outcome)
-
-    def _on_stop_overdue(self, worker: _Worker, job: Job) -> None:
-        """A job sent ``cancel`` did not stop within the grace (a sync task in a thread):
-        kill its worker, and with it the other attempts it runs."""
-        if worker.jobs.get(job.aid) is not job:
-            return
-        worker.timers.pop(job.aid, None)
-        log.warning(
-            "attempt %d did not stop within %gs; killing worker %d and its other %d attempt(s)",
-            job.aid, self._config.kill_grace, worker.pid, len(worker.jobs) - 1,
-        )  # fmt: skip
-        worker.death_note = f"worker {worker.pid} was killed to stop attempt {job.aid}"
-        for outcome in self._abandon(worker, {}, report=True):
-            self._emit(outcome)
-
-    def _on_ready_timeout(self, worker: _Worker) -> None:
-        worker.ready_timer = None
-        if worker.state is _State.STARTING:
-            worker.death_note = (
-                f"worker {worker.pid} did not send ready within {START_TIMEOUT:g}s{self._hint()}"
-            )
-            self._signal_group(worker, signal.SIGKILL)
-
-    def _on_broken(self, worker: _Worker, reason: str) -> None:
-        """The worker wrote bytes that are not a frame: it cannot be trusted with anything."""
-        log.error("worker %d broke the frame protocol: %s", worker.pid, reason)
-        worker.death_note = f"worker {worker.pid} broke the frame protocol: {reason}"
-        self._signal_group(worker, signal.SIGKILL)
-
-    def _on_eof(self, worker: _Worker) -> None:
-        """The worker closed its socket: it is exiting, or useless if it is not."""
-        if worker.state is _State.DEAD:
-            return
-        if worker.state is _State.IDLE:
-            log.warning("idle worker %d closed its frame socket; replacing it", worker.pid)
-            self._stop_accepting(worker)
-            worker.state = _State.KILLING
-            self._refill()
-        elif worker.accepting:
-            self._stop_accepting(worker)  # its jobs are reported when it exits
-            self._refill()
-        if worker.kill_timer is None:
-            assert self._loop is not None
-            worker.kill_timer = self._loop.call_later(
-                self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
-            )
-
-    def _on_exit(self, worker: _Worker) -> None:
-        """The process is gone (and reaped): clean up after it, report, replace it."""
-        if worker.state is _State.DEAD:
-            return
-        process = worker.process
-        returncode = process.get_returncode() if process is not None else worker.returncode
-        self._signal_group(worker, signal.SIGKILL)  # whatever it forked dies with it
-        if self._config.stack_dir is not None and worker.pid > 0:
-            with contextlib.suppress(OSError):
-                name = f"stack-{worker.task_pid or worker.pid}.txt"
-                os.unlink(os.path.join(self._config.stack_dir, name))
-        previous = worker.state
-        worker.state = _State.DEAD
-        self._release(worker)
-        how = _describe_exit(returncode)
-        outcomes: list[Outcome] = []
-        if worker.jobs:
-            note = worker.death_note or f"worker {worker.pid} {how} while running the task"
-            died = self._limit_error(worker, returncode) or error_dict(
-                ErrorKind.WORKER_DIED, "WorkerDied", note
-            )
-            outcomes = self._take_jobs(worker, {}, died, report=True)
-            self._wake_stop()
-        if worker.group is not None:
-            worker.group.remove()
-            worker.group = None
-        if worker.dedicated:
-            self._return_slot(worker)
-        elif previous is _State.STARTING and not self._closing:
-            note = (
-                worker.death_note or f"worker {worker.pid} {how} before it was ready{self._hint()}"
-            )
-            waiter = self._start_waiter
-            if waiter is not None:
-                if not waiter.done():
-                    waiter.set_exception(RuntimeError(f"worker pool failed to start: {note}"))
-            else:
-                self._failures += 1
-                log.error("%s", note)
-        elif previous is _State.IDLE:
-            log.warning("idle worker %d %s; replacing it", worker.pid, how)
-        if not worker.exited.done():
-            worker.exited.set_result(None)
-        if self._orphans is not None:
-            self._orphans.sweep()  # what it left behind is ours now: kill and reap it
-        self._refill()
-        for outcome in outcomes:
-            self._emit(outcome)
-
-    # -- acting on workers -----------------------------------------------------------------------
-
-    def _shares_worker(self, worker: _Worker, aid: int) -> bool:
-        """Whether stopping ``aid`` must spare other attempts on its worker (ask, not kill)."""
-        return self._slots > 1 and any(other != aid for other in worker.jobs)
-
-    def _stop_one(self, worker: _Worker, job: Job, error: dict[str, Any] | None) -> None:
-        """Ask a shared worker to stop one job; kill the worker if it has not within the grace.
-        ``error`` is reported when it stops (``None``: the caller reported it already)."""
-        assert self._loop is not None
-        worker.stopping[job.aid] = error
-        _cancel(worker.timers.pop(job.aid, None))
-        worker.timers[job.aid] = self._loop.call_later(
-            self._config.kill_grace, self._on_stop_overdue, worker, job
-        )
-        if worker.channel is not None and not worker.channel.is_closing():
-            worker.channel.write(protocol.encode_frame({"op": "cancel", "aid": job.aid}))
-
-    def _abandon(
-        self, worker: _Worker, errors: dict[int, dict[str, Any]], *, report: bool
-    ) -> list[Outcome]:
-        """Kill a worker and take all its jobs away: ``errors`` names why for some, the rest
-        were bystanders (or stopping, with their own error). The Outcomes to report, if
-        ``report``; without, nobody hears of these jobs (``stop`` returns their aids)."""
-        bystander = error_dict(
-            _BYSTANDER,
-            "WorkerKilled",
-            worker.death_note or f"worker {worker.pid} was killed while running this attempt",
-        )
-        self._stop_accepting(worker)  # before its jobs go: their slots are not free
-        outcomes = self._take_jobs(worker, errors, bystander, report=report)
-        self._kill(worker)
-        self._refill()
-        self._wake_stop()
-        return outcomes
-
-    def _take_jobs(
-        self,
-        worker: _Worker,
-        errors: dict[int, dict[str, Any]],
-        default: dict[str, Any],
-        *,
-        report: bool,
-    ) -> list[Outcome]:
-        """Forget every job of a worker that is going away; the Outcomes owed for them."""
-        outcomes = []
-        for aid, job in list(worker.jobs.items()):
-            if aid in errors:
-                error: dict[str, Any] | None = errors[aid]
-            elif aid in worker.stopping:
-                error = worker.stopping[aid]
-            else:
-                error = default
-            self._end_job(worker, job)
-            self._running.pop(aid, None)
-            if report and error is not None:
-                outcomes.append(Outcome(aid, False, None, error, worker.pid))
-        worker.stopping.clear()
-        return outcomes
-
-    def _end_job(self, worker: _Worker, job: Job) -> None:
-        del worker.jobs[job.aid]
-        worker.stopping.pop(job.aid, None)
-        _cancel(worker.timers.pop(job.aid, None))
-
-    def _kill(self, worker: _Worker) -> None:
-        """SIGTERM the worker's process group now, SIGKILL it after ``kill_grace``."""
-        assert self._loop is not None
-        self._stop_accepting(worker)
-        worker.state = _State.KILLING
-        self._signal_group(worker, signal.SIGTERM)
-        _cancel(worker.kill_timer)
-        worker.kill_timer = self._loop.call_later(
-            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
-        )
-
-    def _retire(self, worker: _Worker) -> None:
-        """Ask a worker with no job to exit; SIGKILL it if it is still there after the grace."""
-        assert self._loop is not None
-        self._stop_accepting(worker)
-        worker.state = _State.RETIRING
-        if worker.channel is not None and not worker.channel.is_closing():
-            worker.channel.write(protocol.encode_frame({"op": "exit"}))
-        _cancel(worker.kill_timer)
-        worker.kill_timer = self._loop.call_later(
-            self._config.kill_grace, self._signal_group, worker, signal.SIGKILL
-        )
-
-    def _make_ready(self, worker: _Worker) -> None:
-        assert self._loop is not None
-        worker.idle_since = self._loop.time()
-        worker.state = _State.IDLE
-        worker.accepting = True
-        self._free[worker.shard].append(worker)
-        self._free_slots[worker.shard] += self._slots
-        self._idle_count += self._slots
-
-    def _stop_accepting(self, worker: _Worker) -> None:
-        """No new jobs for ``worker``: its free slots leave the pool's count."""
-        if not worker.accepting:
-            return
-        worker.accepting = False
-        free = self._slots - len(worker.jobs) - worker.lent
-        self._free_slots[worker.shard] -= free
-        self._idle_count -= free
-        stack = self._free[worker.shard]
-        if worker in stack:
-            stack.remove(worker)
-
-    def _signal_group(self, worker: _Worker, signum: signal.Signals) -> None:
-        # The group id is the worker's pid (start_new_session). While a group member lives the
-        # id cannot be reused, so this never hits a stranger unless the group is already empty.
-        if worker.pid <= 0:
-            return
-        try:
-            os.killpg(worker.pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:  # pragma: no cover - not our process any more
-            log.warning("cannot signal the process group of worker %d: %s", worker.pid, exc)
-
-    def _release(self, worker: _Worker) -> None:
-        """Drop every timer, transport and list entry of a worker that is gone."""
-        for timer in (*worker.timers.values(), worker.kill_timer, worker.ready_timer):
-            _cancel(timer)
-        worker.timers.clear()
-        worker.kill_timer = worker.ready_timer = None
-        self._stop_accepting(worker)
-        self._workers.discard(worker)
-        if worker.channel is not None:
-            worker.channel.close()
-        if worker.process is not None:
-            worker.process.close()
-
-    # -- callbacks to the daemon ---------------------------------------------------------------
-
-    def _emit(self, outcome: Outcome) -> None:
-        # A bug in the daemon's callback must not leave the pool's bookkeeping half done.
-        try:
-            self._on_outcome(outcome)
-        except Exception:
-            log.exception("on_outcome failed for attempt %d", outcome.aid)
-
-    def _notify_idle(self) -> None:
-        if self._closing:
-            return
-        try:
-            self._on_idle()
-        except Exception:
-            log.exception("on_idle failed")
-
-    def _wake_stop(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _hint(self) -> str:
-        where = self._config.output_path
-        return f" (its output is in {where})" if where else " (its stderr is the daemon's)"
-
-
-def _worker_env(config: PoolConfig) -> dict[str, str]:
-    """A minimal environment (``workerenv.py``), never this process's whole one, plus the
-    pool's own variables."""
-    env = minimal_environment(
-        os.environ,
-        user=config.limits.user,
-        socket_path=config.socket_path,
-        passed=config.env_pass,
-        extra=config.env,
-    )
-    env[PARENT_PID_ENV] = str(os.getpid())
-    env[PATHS_ENV] = os.pathsep.join(config.paths)
-    if config.stack_dir is not None:
-        env[STACK_DIR_ENV] = config.stack_dir
-    python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    if _PACKAGE_ROOT not in python_path:
-        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *python_path])
-    return env
-
-
-def _grandchild(pid: int, ancestor: int) -> bool:
-    """Whether ``pid`` is a child's child of ``ancestor`` (the sandbox's worker of the process
-    the pool started): a pid a worker reports is believed only then."""
-    for _ in range(2):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                pid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return pid == ancestor
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _mib(size: int | None) -> str:
-    return "?" if size is None else f"{size / 1048576:g} MiB"
-
-
-def _run_frame(job: Job) -> bytes:
-    return protocol.encode_frame(
-        {"op": "run", "aid": job.aid, "func": job.func, "payload": job.payload, "ctx": job.context}
-    )
-
-
-def _outcome(aid: int, message: dict[str, Any], pid: int) -> Outcome:
-    """An ``Outcome`` from a ``done`` frame, tolerating a worker that sent nonsense."""
-    result = message.get("result")
-    started = message.get("t0")
-    if not isinstance(started, float):
-        started = None
-    if message.get("ok") is True and isinstance(result, bytes):
-        return Outcome(aid, True, result, None, pid, started)
-    error = message.get("error")
-    if not isinstance(error, dict) or "kind" not in error:
-        error = error_dict(
-            ErrorKind.EXCEPTION, "ProtocolError", f"worker {pid} sent a malformed done frame"
-        )
-    return Outcome(aid, False, None, error, pid, started)
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "exited"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return f"died with signal {name}"
-    return f"exited with code {returncode}"
-
-
-def _state(worker: _Worker) -> _State:
-    """The state, read anew: callbacks may have changed it while the caller awaited."""
-    return worker.state
-
-
-def _cancel(timer: asyncio.TimerHandle | None) -> None:
-    if timer is not None:
-        timer.cancel()

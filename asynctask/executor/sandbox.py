@@ -104,36 +104,38 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from asynctask.executor.syscalls import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    ENOSYS,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
+    SandboxError,
+    capabilities,
+    check,
+    drop_bounding_set,
+    drop_capabilities,
+    lib,
+    mount,
+    prctl,
+    set_readonly,
+)
+
 __all__ = ["SANDBOX_ENV", "SandboxError", "Spec", "enter", "listening_socket_paths"]
 
 #: The worker's sandbox spec, JSON of ``Spec.to_json()``; absent: no sandbox (the pool alone).
 SANDBOX_ENV: Final = "ASYNCTASK_SANDBOX"
 
-_CLONE_NEWNS: Final = 0x00020000
-_CLONE_NEWIPC: Final = 0x08000000
-_CLONE_NEWPID: Final = 0x20000000
-_CLONE_NEWUSER: Final = 0x10000000
-_CLONE_NEWNET: Final = 0x40000000
-_MS_RDONLY: Final = 1
-_MS_NOSUID: Final = 2
-_MS_NODEV: Final = 4
-_MS_NOEXEC: Final = 8
-_MS_REMOUNT: Final = 32
-_MS_BIND: Final = 4096
-_MS_REC: Final = 16384
-_MS_PRIVATE: Final = 1 << 18
-_AT_FDCWD: Final = -100
-_AT_RECURSIVE: Final = 0x8000
-_MOUNT_ATTR_RDONLY: Final = 0x1
-_SYS_MOUNT_SETATTR: Final = 442  # the same number on every architecture but alpha
-_PR_SET_PDEATHSIG: Final = 1
-_PR_SET_DUMPABLE: Final = 4
-_PR_CAPBSET_DROP: Final = 24
-_PR_SET_NO_NEW_PRIVS: Final = 38
-_PR_CAP_AMBIENT: Final = 47
-_PR_CAP_AMBIENT_CLEAR_ALL: Final = 4
-_LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
-_ENOSYS: Final = 38
 
 #: Directories that stay writable (and shared with the host): what tasks use as scratch space.
 WRITABLE: Final = ("/tmp", "/var/tmp", "/dev/shm")
@@ -155,11 +157,6 @@ _FORWARDED: Final = (
     signal.SIGQUIT,
     signal.SIGUSR2,
 )
-
-
-class SandboxError(OSError):
-    """The sandbox could not be entered; the worker reports it and exits unstarted (the worker
-    never runs a task with less isolation than the daemon announced)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,156 +216,6 @@ class Entered:
     landlock: int = 0  # the Landlock ABI restricting it (without namespaces only)
 
 
-# --- ctypes ------------------------------------------------------------------------------------
-
-_libc: Any = None
-
-
-def _lib() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-    return _libc
-
-
-def _check(result: int, doing: str) -> None:
-    if result != 0:
-        errno_value = ctypes.get_errno()
-        raise SandboxError(errno_value, f"{doing}: {os.strerror(errno_value)}")
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
-) -> None:
-    result = _lib().mount(
-        None if source is None else source.encode(),
-        target.encode(),
-        None if fstype is None else fstype.encode(),
-        ctypes.c_ulong(flags),
-        None if data is None else data.encode(),
-    )
-    _check(result, f"mount {fstype or source} on {target}")
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = (
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    )
-
-
-def _set_readonly(path: str, readonly: bool) -> None:
-    """``mount_setattr(path, AT_RECURSIVE)``: the mount at ``path`` and every mount below it;
-    a kernel without the syscall gets remounts instead."""
-    attr = _MountAttr(_MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else _MOUNT_ATTR_RDONLY)
-    result = _lib().syscall(
-        ctypes.c_long(_SYS_MOUNT_SETATTR),
-        ctypes.c_int(_AT_FDCWD),
-        path.encode(),
-        ctypes.c_uint(_AT_RECURSIVE),
-        ctypes.byref(attr),
-        ctypes.c_size_t(ctypes.sizeof(attr)),
-    )
-    if result == 0:
-        return
-    if ctypes.get_errno() != _ENOSYS:
-        _check(int(result), f"mount_setattr {path} {'read-only' if readonly else 'writable'}")
-    for point in _mounts_under(path):
-        flags = _MS_BIND | _MS_REMOUNT | (_MS_RDONLY if readonly else 0)
-        with contextlib.suppress(SandboxError):  # a mount another one covers: not reachable
-            _mount(None, point, None, flags | _mount_flags(point), None)
-
-
-def _mounts_under(path: str) -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as lines:
-        for line in lines:
-            point = _unescape(line.split()[4])
-            if point == path or point.startswith(path.rstrip("/") + "/"):
-                points.append(point)
-    return points
-
-
-def _mount_flags(point: str) -> int:
-    """The nosuid/nodev/noexec a remount must keep (the kernel refuses to clear locked ones)."""
-    try:
-        found = os.statvfs(point).f_flag
-    except OSError:
-        return 0
-    flags = 0
-    for st_flag, ms_flag in ((os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV)):
-        if found & st_flag:
-            flags |= ms_flag
-    if found & getattr(os, "ST_NOEXEC", 8):
-        flags |= _MS_NOEXEC
-    return flags
-
-
-def _unescape(field_text: str) -> str:
-    import re
-
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_text)
-
-
-def _prctl(option: int, arg: int, doing: str) -> None:
-    _check(
-        _lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0),
-                     ctypes.c_ulong(0), ctypes.c_ulong(0)),
-        doing,
-    )  # fmt: skip
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = (
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    )
-
-
-def _last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as file:
-            return int(file.read())
-    except (OSError, ValueError):
-        return 63
-
-
-def drop_bounding_set() -> None:
-    """Empty the bounding set (needs ``CAP_SETPCAP``, so before any uid change) and the
-    ambient set: nothing executed later can get a capability from a file or from being root."""
-    for cap in range(_last_cap() + 1):
-        result = _lib().prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0)
-        if result != 0 and ctypes.get_errno() not in (22,):  # EINVAL: no such capability
-            _check(int(result), f"dropping capability {cap} from the bounding set")
-    with contextlib.suppress(SandboxError):  # before Linux 4.3 there is no ambient set
-        _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, "clearing the ambient capabilities")
-
-
-def drop_capabilities() -> None:
-    """Empty effective, permitted and inheritable sets, then ``no_new_privs``."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    _check(_lib().capset(ctypes.byref(header), data), "capset to no capabilities")
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1, "setting no_new_privs")
-
-
-def capabilities() -> int:
-    """The effective set of this process (``CapEff`` in ``/proc/self/status``)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
 # --- what to hide, found before the namespaces --------------------------------------------------
 
 
@@ -422,7 +269,7 @@ def enter(
     failure in the worker ends it with the reason on stderr.
     """
     if not sys.platform.startswith("linux"):
-        raise SandboxError(_ENOSYS, "the worker sandbox needs Linux")
+        raise SandboxError(ENOSYS, "the worker sandbox needs Linux")
     uid, gid = spec.uid, spec.gid
     if user is not None:
         uid, gid = _resolve_user(user)
@@ -430,16 +277,16 @@ def enter(
     if not spec.namespaces:
         return _without_namespaces(spec, set(keep_fds), uid, gid, before_drop)
     sockets = [] if network else listening_socket_paths()
-    flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | (0 if network else _CLONE_NEWNET)
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (0 if network else CLONE_NEWNET)
     if not root:
-        flags |= _CLONE_NEWUSER
+        flags |= CLONE_NEWUSER
     real_uid, real_gid = os.getuid(), os.getgid()
-    _check(_lib().unshare(ctypes.c_int(flags)), "unshare")
+    check(lib().unshare(ctypes.c_int(flags)), "unshare")
     if not root:
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{real_uid} {real_uid} 1")
         _write("/proc/self/gid_map", f"{real_gid} {real_gid} 1")
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     # Opened in the new mount namespace: a bind mount's source must be one of its mounts.
     socket_fd = None
     if network and spec.socket and any(_under(spec.socket, d) for d in spec.hide):
@@ -450,26 +297,26 @@ def enter(
     writable = list(dict.fromkeys(writable))
     for path in writable:
         if not _under(path, "/dev"):  # /dev/shm comes back in the new /dev
-            _mount(path, path, None, _MS_BIND | _MS_REC, None)
+            mount(path, path, None, MS_BIND | MS_REC, None)
     if private_tmp:
-        _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777,size=25%")
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=25%")
     # Under a private /tmp the home is not there to hide (nor its socket to show).
     hidden = [p for p in (os.path.realpath(p) for p in spec.hide) if os.path.isdir(p)]
     for path in hidden:
-        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=0755,size=64k")
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k")
     if socket_fd is not None and spec.socket is not None and hidden:
         _bind_file(socket_fd, spec.socket)
     _minimal_dev(dev_fds, dev_dirs)
     for path in sockets:
         if not any(_under(path, d) for d in hidden):
             with contextlib.suppress(OSError):  # gone since the table was read, or a dangler
-                _mount("/dev/null", path, None, _MS_BIND, None)
-    _set_readonly("/", True)
+                mount("/dev/null", path, None, MS_BIND, None)
+    set_readonly("/", True)
     for path in writable:
         if not _under(path, "/dev") or path == "/dev/shm":
-            _set_readonly(path, False)
+            set_readonly(path, False)
     for path in hidden:  # a hidden home under /tmp must not be writable either
-        _set_readonly(path, True)
+        set_readonly(path, True)
     for fd in [*dev_fds.values(), *dev_dirs.values(), socket_fd]:
         if fd is not None:
             os.close(fd)
@@ -522,18 +369,18 @@ def _write(path: str, text: str) -> None:
 def _bind_file(fd: int, target: str) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    _mount(f"/proc/self/fd/{fd}", target, None, _MS_BIND, None)
+    mount(f"/proc/self/fd/{fd}", target, None, MS_BIND, None)
 
 
 def _minimal_dev(devices: dict[str, int | None], dirs: dict[str, int | None]) -> None:
-    _mount("tmpfs", "/dev", "tmpfs", _MS_NOSUID | _MS_NOEXEC, "mode=0755,size=64k")
+    mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
     for name, fd in devices.items():
         if fd is not None:
             _bind_file(fd, f"/dev/{name}")
     for name, fd in dirs.items():
         if fd is not None:
             os.mkdir(f"/dev/{name}", 0o755)
-            _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, _MS_BIND | _MS_REC, None)
+            mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND | MS_REC, None)
     for name, target in _DEV_LINKS:
         with contextlib.suppress(FileExistsError):
             os.symlink(target, f"/dev/{name}")
@@ -559,7 +406,7 @@ def _fork_init(
     _die_with_parent()
     try:
         host_pid = int(os.readlink("/proc/self"))  # the host's /proc, still mounted here
-        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_RDONLY, None)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, None)
         if before_drop is not None:
             keep.update(before_drop(host_pid))
         drop_bounding_set()
@@ -577,14 +424,14 @@ def _fork_init(
 
 
 def _die_with_parent() -> None:
-    _lib().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    lib().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _unprivileged() -> None:
     """init and the outer process: no capabilities, and not ptrace-able by the task."""
     drop_bounding_set()
     drop_capabilities()
-    _prctl(_PR_SET_DUMPABLE, 0, "making the process non-dumpable")
+    prctl(PR_SET_DUMPABLE, 0, "making the process non-dumpable")
 
 
 def _forward_to(pid: int) -> None:

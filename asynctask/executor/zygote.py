@@ -42,7 +42,7 @@ import traceback
 from typing import Any, Final
 
 from asynctask import protocol
-from asynctask.executor import child
+from asynctask.executor import child, childstart
 
 #: Largest control record (a worker's environment and arguments).
 MAX_RECORD: Final = 1 << 20
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m asynctask.executor.zygote FD", file=sys.stderr)
         return 2
-    if not child._die_with_parent():
+    if not childstart.die_with_parent():
         return 1
     control = socket.socket(fileno=int(args[0]))
     control.set_inheritable(False)
@@ -98,9 +98,9 @@ def _preload() -> None:
     ctypes - so each fork starts with them (importing the sandbox alone costs ~3 ms), then
     move the fork server's objects to the GC's permanent generation, so that a child's
     collections do not write to, and so copy, the pages it shares with the fork server."""
-    import ctypes  # noqa: F401 - child._die_with_parent, reaper: every worker uses them
-    import faulthandler  # noqa: F401 - child._dump_stacks_on_sigusr1
-    import json  # noqa: F401 - child._apply_limits
+    import ctypes  # noqa: F401 - childstart.die_with_parent, reaper: every worker uses them
+    import faulthandler  # noqa: F401 - childstart.dump_stacks_on_sigusr1
+    import json  # noqa: F401 - childstart.apply_limits
 
     import asynctask.executor.landlock  # the sandbox without namespaces
     import asynctask.executor.limits
@@ -180,7 +180,7 @@ def _become_worker(
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in env.items()})
-    os.environ[child.PARENT_PID_ENV] = str(os.getppid())
+    os.environ[childstart.PARENT_PID_ENV] = str(os.getppid())
     sys.argv = [child.__file__, str(channel), *args]  # as ``python -m ...child FD`` has it
     return child.main(sys.argv[1:])
 

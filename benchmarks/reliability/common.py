@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
-from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from benchmarks.bench_daemon import rss_mib, stop_daemon
 
 ROOT = Path(__file__).resolve().parents[2]

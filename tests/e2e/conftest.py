@@ -15,7 +15,7 @@ import pytest
 
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
-from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from benchmarks.reliability.common import poll as poll_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asynctask.errors import UsageError
-from asynctask.executor.limits import detect_cgroups
+from asynctask.executor.cgroups import detect_cgroups
 from tests.e2e import tasks
 
 SUPPORT = detect_cgroups()

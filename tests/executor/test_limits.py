@@ -24,13 +24,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asynctask.executor.limits import (
-    Cgroup,
-    CgroupSupport,
-    Limits,
-    classify_exit,
-    detect_cgroups,
-)
+from asynctask.executor.cgroups import Cgroup, CgroupSupport, detect_cgroups
+from asynctask.executor.limits import Limits, classify_exit
 
 from .conftest import REPO, alive
 

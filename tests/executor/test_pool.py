@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from asynctask import protocol
-from asynctask.executor import pool as pool_module
+from asynctask.executor import spawner
 from asynctask.executor.pool import Job, PoolConfig, WorkerPool
 from asynctask.executor.taskcontext import current_task
 
@@ -392,7 +392,7 @@ async def test_start_fails_clearly_when_the_worker_cannot_start(tmp_path: Path) 
 async def test_start_fails_when_a_worker_never_says_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pool_module, "START_TIMEOUT", 0.3)
+    monkeypatch.setattr(spawner, "START_TIMEOUT", 0.3)
     before = {pid for pid, _ in children()}
     silent = tmp_path / "python"
     silent.write_text("#!/bin/sh\nexec sleep 30\n")

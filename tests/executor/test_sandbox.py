@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctask.executor.limits import detect_cgroups
+from asynctask.executor.cgroups import detect_cgroups
 from asynctask.resources import Limits
 
 from .conftest import Harness, alive, eventually, stop_and_check, value
@@ -102,7 +102,7 @@ async def test_a_dedicated_worker_is_gone_after_a_timeout(pool: Harness) -> None
 
 @pytest.mark.skipif(not SUPPORT.pids, reason=f"no pids cgroup: {SUPPORT.description}")
 def test_sweep_removes_only_the_groups_of_daemons_that_are_gone() -> None:
-    from asynctask.executor.limits import sweep_stale, worker_group_name
+    from asynctask.executor.cgroups import sweep_stale, worker_group_name
 
     dead = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000  # no such pid
     mine = SUPPORT.create(worker_group_name(os.getpid(), 1), Limits(processes=8))

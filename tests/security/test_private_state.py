@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from tests.e2e.conftest import ROOT, DaemonProcess, poll
 
 #: Refusals are usage errors: the daemon command exits 2 with one line saying what to fix.

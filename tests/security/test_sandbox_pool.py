@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from asynctask.executor import landlock
-from asynctask.executor.limits import detect_cgroups, worker_group_name
+from asynctask.executor.cgroups import detect_cgroups, worker_group_name
 from asynctask.executor.sandbox import Spec
 from asynctask.resources import Limits
 from tests.executor.conftest import Harness, alive, eventually, stop_and_check, value

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from asynctask.errors import Unauthorized
-from asynctask.executor.limits import detect_cgroups, sweep_stale
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.ops import OPS, Ops
 from tests.e2e.conftest import DaemonProcess, poll
