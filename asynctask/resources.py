@@ -2,7 +2,8 @@
 
 Plain validated data, shared by everything that handles limits: the wire and the config
 (``server``, ``config``), the daemon that resolves them per task, and the executor that applies
-them (``executor/limits.py``: rlimits inside the worker, cgroups around it).
+them (``executor/limits.py``: rlimits inside the worker; ``executor/cgroups.py``: cgroups
+around it).
 """
 
 from __future__ import annotations
