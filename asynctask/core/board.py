@@ -31,6 +31,7 @@ from asynctask.core.entities import (
     QueueState,
     TenantState,
 )
+from asynctask.core.events import Event
 from asynctask.core.fairness import StrideScheduler
 from asynctask.core.limits import SchedulerSettings
 from asynctask.core.queues import ready_key
@@ -60,6 +61,8 @@ class Board:
         self.running_by_priority = [0] * (PRIORITY_MAX + 1)
         self.queued = 0
         self.paused: set[PauseTarget] = set()
+        #: What changed that the daemon may log, oldest first (``events.py``; ``take_events``).
+        self.events: list[Event] = []
 
     # -- entities ---------------------------------------------------------------------------------
 

@@ -4,14 +4,16 @@ The policy (thresholds, probation, the spare allowance) is in ``sharding.py``; t
 of the scheduler that applies it: which shard a tenant's next attempt goes to, which tenants
 wait on busy shards, the work-conserving spare pass, and the fault record kept as attempts end.
 It shares the ``Board`` with the dispatch pass and keeps only confinement's own state: who
-waits on which shard, who is held by confinement alone, and which attempts run outside their
-tenant's shards.
+waits on which shard, who is held by confinement alone, which attempts run outside their
+tenant's shards, and which fault confinements it reported (``Confined``) and has not yet
+reported over (``Released``).
 """
 
 from __future__ import annotations
 
 from asynctask.core.board import Board
 from asynctask.core.entities import HELD, SHARDS, TenantState
+from asynctask.core.events import Confined, Released
 from asynctask.core.sharding import ALWAYS, FAULTS, PROBATION, FaultRecord, shard_set
 from asynctask.core.slots import WarmSlots
 from asynctask.model import LiveTask
@@ -26,6 +28,9 @@ class Confinement:
         self.held: dict[TenantState, None] = {}
         #: Attempts the spare pass started outside their tenant's own shards (``spread``).
         self.outside: set[int] = set()
+        #: Tenants reported ``Confined`` whose release is not reported yet: a fault during a
+        #: confinement pushes its end on without a second report.
+        self.announced: set[str] = set()
 
     def reason(self, tenant: TenantState, now: float) -> str | None:
         """Why the tenant is confined now (``always``, ``faults``, ``probation``), or ``None``.
@@ -135,22 +140,55 @@ class Confinement:
             tenant.spread -= 1
 
     def clean_end(self, tenant: TenantState, now: float, success: bool) -> None:
-        """An attempt ended without breaking its worker (it succeeded, or its task failed)."""
+        """An attempt ended without breaking its worker (it succeeded, or its task failed);
+        the one that completes a new tenant's probation is reported (``Released``)."""
+        settings = self._board.settings.sharding
         tenant.clean_ends += 1
         faults = fault_record(tenant)
         if success:
             tenant.clean_successes += 1
             faults.on_success()
-        faults.on_clean_end(self._board.settings.sharding, now)
+        faults.on_clean_end(settings, now)
+        # Probation is only in force on a sharded pool in "faults" mode (``reason``).
+        if (
+            tenant.clean_ends == settings.probation
+            and settings.sharded
+            and settings.confinement == FAULTS
+        ):
+            self._board.events.append(Released(tenant.name, PROBATION, self.reason(tenant, now)))
 
     def fault(self, tenant: TenantState, now: float) -> None:
-        """An attempt broke its worker: count it, and back a confined tenant off."""
+        """An attempt broke its worker: count it, back a confined tenant off, and report a
+        confinement for faults that was not in force yet (``Confined``)."""
         settings = self._board.settings.sharding
         faults = fault_record(tenant)
         faults.on_fault(settings, now)
         tenant.clean_successes = 0
-        if self.reason(tenant, now) is not None:
-            faults.back_off(settings, now)
+        reason = self.reason(tenant, now)
+        if reason is None:
+            return
+        faults.back_off(settings, now)
+        if reason == FAULTS and tenant.name not in self.announced:
+            self.announced.add(tenant.name)
+            shards = self.shards_of(tenant.name) if settings.sharded else None
+            count = faults.recent(settings, now)[1]
+            until = faults.confined_until
+            self._board.events.append(
+                Confined(tenant.name, FAULTS, shards, count, until, until - now)
+            )
+
+    def due(self, tenant_name: str, now: float) -> float | None:
+        """A reported fault confinement was due to end by ``now``: report its release, or
+        return when it ends now that faults since pushed it on (None: nothing to wait for)."""
+        if tenant_name not in self.announced:
+            return None
+        tenant = self._board.tenant(tenant_name, now)
+        reason = self.reason(tenant, now)
+        if reason == FAULTS and tenant.faults is not None:
+            return tenant.faults.confined_until
+        self.announced.discard(tenant_name)
+        self._board.events.append(Released(tenant_name, FAULTS, reason))
+        return None
 
 
 def fault_record(tenant: TenantState) -> FaultRecord:

@@ -56,6 +56,7 @@ from asynctask.core.board import Board
 from asynctask.core.confinement import Confinement
 from asynctask.core.dispatcher import Dispatcher
 from asynctask.core.entities import CONCURRENCY, FAULT, SLOW, FunctionState, TenantState
+from asynctask.core.events import AimdMoved, Event
 from asynctask.core.holds import Holds
 from asynctask.core.limits import FunctionLimits, SchedulerSettings
 from asynctask.core.retry import RetryPolicy
@@ -273,6 +274,20 @@ class Scheduler:
         """Whether the tenant may use only its own shards now."""
         return self._confinement.confined(tenant, now)
 
+    def confinement_due(self, tenant_name: str, now: float) -> float | None:
+        """The daemon's timer for a reported ``Confined`` fired (``until``): nothing in the core
+        happens when time passes, so the release is reported when it is asked for. Returns
+        when to ask again if faults since pushed the end on."""
+        return self._confinement.due(tenant_name, now)
+
+    def take_events(self) -> list[Event]:
+        """What changed since the last call that the daemon may log (``events.py``)."""
+        events = self._board.events
+        if not events:
+            return []
+        self._board.events = []
+        return events
+
     # -- attempts ending --------------------------------------------------------------------------
 
     def _release(self, task: LiveTask, now: float) -> FunctionState | None:
@@ -302,11 +317,15 @@ class Scheduler:
         function = self._release(task, now)
         tenant = self._board.tenants[task.tenant]
         if function is not None:
-            if function.aimd is not None:
-                function.aimd.on_success(now, backlog=function.queued > 0)
-            self._board.wake_function_waiters(function)
             tenant.successes += 1
             self._confinement.clean_end(tenant, now, success=True)
+            aimd = function.aimd
+            if aimd is not None:
+                previous = aimd.limit
+                moved = aimd.on_success(now, backlog=function.queued > 0)
+                if moved is not None:
+                    self._board.events.append(AimdMoved.of(function.name, previous, aimd, moved))
+            self._board.wake_function_waiters(function)
             if tenant.parked == FAULT:  # its back-off ended with the success, not at its timer
                 self._board.release_tenant(tenant)
         tenant.completed += 1
@@ -324,17 +343,21 @@ class Scheduler:
         board = self._board
         function = self._release(task, now)
         if function is not None:
-            if function.aimd is not None:
-                if kind is ErrorKind.THROTTLED:
-                    function.aimd.on_throttle(now)
-                else:
-                    function.aimd.on_other_end(now)
-            board.wake_function_waiters(function)
             tenant = board.tenants[task.tenant]
             if kind in WORKER_FAULTS:
                 self._confinement.fault(tenant, now)
             else:  # a task error is the task's, not a broken worker: not a fault
                 self._confinement.clean_end(tenant, now, success=False)
+            aimd = function.aimd
+            if aimd is not None:
+                if kind is ErrorKind.THROTTLED:
+                    previous = aimd.limit
+                    moved = aimd.on_throttle(now)
+                    if moved is not None:
+                        board.events.append(AimdMoved.of(function.name, previous, aimd, moved))
+                else:
+                    aimd.on_other_end(now)
+            board.wake_function_waiters(function)
         record_error(task, error, now)
         if self._retry.should_retry(
             kind, task.attempts, task.retries, retry_limit_kills=retry_limit_kills
