@@ -37,7 +37,7 @@ Rules every decision obeys:
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from asynctask.core import backpressure
@@ -280,11 +280,11 @@ class Scheduler:
         when to ask again if faults since pushed the end on."""
         return self._confinement.due(tenant_name, now)
 
-    def take_events(self) -> list[Event]:
+    def take_events(self) -> Sequence[Event]:
         """What changed since the last call that the daemon may log (``events.py``)."""
         events = self._board.events
         if not events:
-            return []
+            return ()
         self._board.events = []
         return events
 
