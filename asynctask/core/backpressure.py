@@ -1,5 +1,7 @@
 """Back pressure at submit: whether a tenant's backlog may take more tasks, and the reservation
-that keeps concurrent submits from all passing one bound while they are being stored.
+that keeps concurrent submits from all passing one bound while they are being stored. A retry
+of dead-lettered tasks (``requeue_failed``) is a submit of tasks that already exist, and passes
+the same bounds.
 
 Admission reads only a tenant's counters and limits, never the ready queues, so a refusal costs
 the same whatever the backlog; it is a function of the ``Board`` and nothing else.
@@ -7,10 +9,12 @@ the same whatever the backlog; it is a function of the ``Board`` and nothing els
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from asynctask.core.board import Board
 from asynctask.errors import SubmitThrottled, UsageError
+from asynctask.model import LiveTask, TaskState
 
 
 def admit(
@@ -69,3 +73,38 @@ def unreserve(board: Board, tenant_name: str, count: int, nbytes: int) -> None:
     tenant = board.tenants[tenant_name]
     tenant.reserved -= count
     tenant.reserved_bytes -= nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Failed tasks moved back to ``queued``, and what they hold of each tenant's bounds
+    (``reserved``: tenant -> (tasks, payload bytes)) until the caller has stored them,
+    ``add``-ed them and ``unreserve``-d this."""
+
+    tasks: list[LiveTask]
+    reserved: dict[str, tuple[int, int]]
+
+
+def requeue_failed(board: Board, tasks: Sequence[LiveTask], now: float) -> Requeue:
+    """Every tenant's share must pass ``admit`` before any task moves, so a retry is taken
+    whole or refused whole; the tasks keep their attempt count (the retry budget is spent)
+    and their errors, and lose their end time."""
+    for task in tasks:
+        if task.state is not TaskState.FAILED:
+            raise ValueError(f"only failed tasks can be re-queued, not {task.state}")
+    by_tenant: dict[str, list[LiveTask]] = {}
+    for task in tasks:
+        by_tenant.setdefault(task.tenant, []).append(task)
+    reserved: dict[str, tuple[int, int]] = {}
+    queues: dict[str, set[str]] = {}
+    for tenant, mine in by_tenant.items():
+        reserved[tenant] = (len(mine), sum(len(task.payload) for task in mine))
+        queues[tenant] = {task.queue for task in mine}
+    for tenant, (count, nbytes) in reserved.items():
+        admit(board, tenant, count, now, nbytes, queues[tenant])
+    for tenant, (count, nbytes) in reserved.items():  # until added: concurrent submits see them
+        reserve(board, tenant, count, nbytes, queues[tenant], now)
+    for task in tasks:
+        task.move(TaskState.QUEUED)
+        task.finished_at = None
+    return Requeue(list(tasks), reserved)

@@ -52,6 +52,7 @@ from asynctask.core.actions import (
     kind_of,
     record_error,
 )
+from asynctask.core.backpressure import Requeue
 from asynctask.core.board import Board
 from asynctask.core.confinement import Confinement
 from asynctask.core.dispatcher import Dispatcher
@@ -71,6 +72,7 @@ __all__ = [
     "Finished",
     "PauseTarget",
     "Persist",
+    "Requeue",
     "Scheduler",
     "record_error",
 ]
@@ -185,6 +187,13 @@ class Scheduler:
 
     def unreserve(self, tenant_name: str, count: int, nbytes: int) -> None:
         backpressure.unreserve(self._board, tenant_name, count, nbytes)
+
+    def requeue_failed(self, tasks: Sequence[LiveTask], now: float) -> Requeue:
+        """Retry dead-lettered tasks (``failed``, not live): admit them per tenant as a submit
+        (``SubmitThrottled`` / ``UsageError``, and then none moved), reserve their room, and
+        move them back to ``queued``. The caller stores them, ``add``s them, and then
+        ``unreserve``s ``Requeue.reserved`` whatever happened."""
+        return backpressure.requeue_failed(self._board, tasks, now)
 
     def add(self, task: LiveTask, now: float = 0.0) -> None:
         """Take in a task that is ``queued`` or ``scheduled`` (new, or recovered at start-up)."""
