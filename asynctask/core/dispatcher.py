@@ -81,59 +81,26 @@ class Dispatcher:
                     confinement.held[tenant] = None
                 continue
             shard = -1
-            outside = False
             if free is not None:
                 shard = confinement.shard_for(tenant, free, now, warm, spare)
                 if shard < 0:
                     tenant.parked = SHARDS
                     confinement.held[tenant] = None
                     continue
-                own = tenant.shards
-                outside = (
-                    spare
-                    and own is not None
-                    and shard not in own
-                    and confinement.confined(tenant, now)
-                )
-            floor = self._priority_floor(free_slots)
-            picked = self._pick(tenant, now, floor)
+            picked = self._pick(tenant, now, self._priority_floor(free_slots))
             if picked is None:
                 if tenant.queue_heap:
                     deferred.append(tenant)  # only held back by reserve/caps
                 else:
                     tenant.parked = IDLE
                 continue
-            task = picked
-            queue = tenant.queues[task.queue]
-            function = board.functions[task.function]
-            popped = queue.fifo.pop()
-            assert popped is task
-            function.queued -= 1
-            board.queued -= 1
-            tenant.backlog -= 1
-            tenant.backlog_bytes -= len(task.payload)
-            if task.expires_at is not None and task.expires_at <= now:
-                task.move(S.EXPIRED)
-                task.finished_at = now
-                actions.append(Finished(task))
+            queue = tenant.queues[picked.queue]
+            if not self._start(tenant, queue, picked, now, spare and free is not None, shard):
+                actions.append(Finished(picked))  # its TTL passed at the head of its queue
                 board.requeue_head(queue)
                 fair.push_back(tenant)
                 continue
-            for bucket in (tenant.bucket, queue.bucket, function.bucket):
-                if bucket is not None:
-                    bucket.try_take(now)
-            task.move(S.RUNNING)
-            task.attempts += 1
-            task.started_at = now
-            tenant.running += 1
-            queue.running += 1
-            function.running += 1
-            board.running_by_priority[task.priority] += 1
-            board.running[task.seq] = task
-            if outside:
-                confinement.outside.add(task.seq)
-                tenant.spread += 1
-            actions.append(Dispatch(task, shard))
+            actions.append(Dispatch(picked, shard))
             if warm is not None:
                 warm.take(tenant.name, shard)
             free_slots -= 1
@@ -148,6 +115,49 @@ class Dispatcher:
         for tenant in deferred:
             fair.push_back(tenant)
         return actions
+
+    def _start(
+        self,
+        tenant: TenantState,
+        queue: QueueState,
+        task: LiveTask,
+        now: float,
+        spare: bool,
+        shard: int,
+    ) -> bool:
+        """Take the picked head out of its queue and start its attempt; False if it expired
+        there instead (it ends ``expired``). The attempt is counted now, at dispatch, so one
+        that a crash interrupts still counts against the task's retries."""
+        board = self._board
+        function = board.functions[task.function]
+        popped = queue.fifo.pop()
+        assert popped is task
+        function.queued -= 1
+        board.queued -= 1
+        tenant.backlog -= 1
+        tenant.backlog_bytes -= len(task.payload)
+        if task.expires_at is not None and task.expires_at <= now:
+            task.move(S.EXPIRED)
+            task.finished_at = now
+            return False
+        for bucket in (tenant.bucket, queue.bucket, function.bucket):
+            if bucket is not None:
+                bucket.try_take(now)
+        task.move(S.RUNNING)
+        task.attempts += 1
+        task.started_at = now
+        tenant.running += 1
+        queue.running += 1
+        function.running += 1
+        board.running_by_priority[task.priority] += 1
+        board.running[task.seq] = task
+        if spare:  # the spare pass may have placed it outside its tenant's own shards
+            own = tenant.shards
+            confinement = self._confinement
+            if own is not None and shard not in own and confinement.confined(tenant, now):
+                confinement.outside.add(task.seq)
+                tenant.spread += 1
+        return True
 
     def _promote(self, now: float, actions: list[Action]) -> None:
         """Expire waiting tasks whose TTL passed, queue due timers, wake what a timer parked."""
