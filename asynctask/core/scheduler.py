@@ -1,9 +1,13 @@
 """Scheduler: the pure decision core of the daemon.
 
-No I/O at all - no sockets, no SQLite, no clock, no global random. Every method takes ``now`` (epoch
-seconds, read once per step by ``daemon/engine.py``) and returns *actions*: persist a task's new
-state, hand a task to a worker, report a finished task. The daemon performs them; nothing here
-awaits. This is the h11 / httpcore shape: decide, then act.
+No I/O at all - no sockets, no SQLite, no clock, no global random. Every method takes ``now``
+(epoch seconds, read once per step by ``daemon/engine.py``) and returns *actions*: persist a
+task's new state, hand a task to a worker, report a finished task (``actions.py``). The daemon
+performs them; nothing here awaits. This is the h11 / httpcore shape: decide, then act. What
+the core changed on its own (an AIMD move, a confinement, a release) it reports as *events*
+(``events.py``, ``take_events``), so the daemon logs them without keeping copies of its state.
+
+The work is split by concern (``Scheduler``'s docstring); this module keeps the rules below.
 
 What runs next, in three levels:
 
