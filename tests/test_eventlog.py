@@ -193,4 +193,4 @@ def test_leaving_probation_is_logged_once(caplog: pytest.LogCaptureFixture) -> N
 def test_repr_shows_what_it_tracks() -> None:
     harness = Harness()
     harness.events.refused("acme", 1, SubmitThrottled("x", 1.0), 0.0)
-    assert repr(harness.events) == "<EventLog aimd={} refusing=1 confined=[]>"
+    assert repr(harness.events) == "<EventLog refusing=1>"

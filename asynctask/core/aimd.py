@@ -40,14 +40,24 @@ Invariants (checked by ``tests/core/test_aimd.py`` with Hypothesis):
     ``throttle_ratio`` (then, by design, nothing is cut);
 (c) with only successes and backlog the limit climbs to ``max_limit``; throttles meeting both
     thresholds cut it; throttles below either threshold (count or ratio) do not.
+
+The whole limit the dispatcher reads is kept computed, and every event that moves it says why
+(``CUT``, ``INCREASE``, ``RESET``): the dispatcher reads it for every queue it considers, and
+the daemon logs each move without keeping a copy to compare against.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 _SLOTS = 10  # the sliding window's resolution: window / _SLOTS seconds
+
+#: Why the whole limit moved: a throttle pattern, successes with backlog, an idle spell.
+CUT: Final = "cut"
+INCREASE: Final = "increase"
+RESET: Final = "reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,7 @@ class AimdLimit:
         "_idle_since",
         "_last",
         "_last_cut",
+        "_level",
         "_limit",
         "_slot_attempts",
         "_slot_throttles",
@@ -110,6 +121,7 @@ class AimdLimit:
     def __init__(self, config: AimdConfig, now: float) -> None:
         self._config = config
         self._limit = float(config.start)
+        self._level = config.start
         self._cooldown = config.cut_cooldown
         self._last = now
         self._last_cut: float | None = None
@@ -134,24 +146,28 @@ class AimdLimit:
     @property
     def limit(self) -> int:
         """The number of attempts that may run at once, within ``[1, max_limit]``."""
-        # The epsilon keeps 2.9999999999 (a sum of increase / L steps) from reading as 2.
-        return max(1, min(self._config.max_limit, math.floor(self._limit + 1e-9)))
+        return self._level
 
     @property
     def window_counts(self) -> tuple[int, int]:
         """``(attempts, throttles)`` in the sliding window, as of the last event."""
         return self._attempts, self._throttles
 
-    def on_success(self, now: float, backlog: bool) -> None:
+    def on_success(self, now: float, backlog: bool) -> str | None:
+        """Count a success; returns why ``limit`` moved (``INCREASE``, ``RESET``), or None."""
         now = self._advance(now)
         self._record(throttled=False)
-        self._note_backlog(now, backlog)
+        moved = self._note_backlog(now, backlog)
         if backlog:
-            self._limit = min(
-                float(self._config.max_limit), self._limit + self._config.increase / self._limit
-            )
+            config = self._config
+            limit = self._limit
+            if limit < config.max_limit:  # at the ceiling an increase changes nothing
+                self._limit = min(float(config.max_limit), limit + config.increase / limit)
+                return self._moved(INCREASE)
+        return moved
 
-    def on_throttle(self, now: float) -> None:
+    def on_throttle(self, now: float) -> str | None:
+        """Count a throttle; returns ``CUT`` if it cut ``limit``, else None."""
         now = self._advance(now)
         self._record(throttled=True)
         if self._idle_since is not None:  # a throttle is news: the idle period starts over
@@ -164,18 +180,21 @@ class AimdLimit:
         ):
             self._limit = max(1.0, self._limit * config.decrease)
             self._last_cut = now
+            return self._moved(CUT)
+        return None
 
     def on_other_end(self, now: float) -> None:
         """An attempt ended with an error or a timeout: an attempt, neither success nor throttle."""
         self._advance(now)
         self._record(throttled=False)
 
-    def tick(self, now: float, backlog: bool) -> None:
-        """Let time pass without an event: ages the window and applies the idle reset."""
+    def tick(self, now: float, backlog: bool) -> str | None:
+        """Let time pass without an event: ages the window and applies the idle reset (then
+        returns ``RESET`` if ``limit`` moved)."""
         now = self._advance(now)
-        self._note_backlog(now, backlog)
+        return self._note_backlog(now, backlog)
 
-    def _note_backlog(self, now: float, backlog: bool) -> None:
+    def _note_backlog(self, now: float, backlog: bool) -> str | None:
         if backlog:
             self._idle_since = None
         elif self._idle_since is None:
@@ -183,6 +202,17 @@ class AimdLimit:
         elif now - self._idle_since >= self._config.idle_decay:
             self._limit = float(self._config.start)
             self._idle_since = now
+            return self._moved(RESET)
+        return None
+
+    def _moved(self, reason: str) -> str | None:
+        """Recompute the whole limit after ``_limit`` changed; ``reason`` if it moved."""
+        # The epsilon keeps 2.9999999999 (a sum of increase / L steps) from reading as 2.
+        level = max(1, min(self._config.max_limit, math.floor(self._limit + 1e-9)))
+        if level == self._level:
+            return None
+        self._level = level
+        return reason
 
     def _record(self, *, throttled: bool) -> None:
         slot = self._head % _SLOTS

@@ -1,9 +1,9 @@
 """The scheduler's bookkeeping per tenant, queue and function (plain slotted records).
 
-They hold counters, limits and *parking* state; the policy that reads them is in
-``scheduler.py``. An entity that cannot be served right now is *parked* with a reason and taken
-out of its heap; whatever can release it (a finished attempt, a resume, a timer, a new task)
-wakes it again. ``parked`` is one of:
+They hold counters, limits and *parking* state; the policy that reads them is in the
+scheduler's collaborators (``dispatcher.py``, ``confinement.py``, ``board.py``). An entity that
+cannot be served right now is *parked* with a reason and taken out of its heap; whatever can
+release it (a finished attempt, a resume, a timer, a new task) wakes it again. ``parked`` is one of:
 
 * ``None`` - eligible (in its heap) or simply idle with nothing to do;
 * ``IDLE`` - a tenant none of whose queues can run (it wakes when one of them can);
@@ -16,7 +16,7 @@ wakes it again. ``parked`` is one of:
 ``SHARDS`` and ``SLOW`` (``HELD``) are the confinement's own bounds on *where* and *how widely*
 a tenant runs: a tenant parked on one would start an attempt if it were not confined. While it
 is the only such tenant, it still gets idle workers nobody else is waiting for, up to a bound
-its record earns (``Scheduler._spare_pass``, ``FaultRecord.spare``). ``FAULT`` is not lifted:
+its record earns (``Confinement.spare_pass``, ``FaultRecord.spare``). ``FAULT`` is not lifted:
 a tenant backing off has had nothing but faults since its last success.
 """
 

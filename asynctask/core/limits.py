@@ -54,7 +54,8 @@ class SchedulerSettings:
 
     aging: float = 2.0  # seconds of waiting worth one priority level
     # seconds of its own typical attempts a tenant with an idle worker of its own may run ahead
-    # of its fair share rather than have another tenant's worker replaced (``_warm_instead``)
+    # of its fair share rather than have another tenant's worker replaced
+    # (``Dispatcher._warm_instead``)
     affinity: float = 1.0
     reserve: Mapping[int, int] = field(default_factory=dict)  # priority >= p: n slots kept free
     caps: Mapping[int, int] = field(default_factory=dict)  # priority <= p: at most n running

@@ -39,7 +39,7 @@ has shown it is healthy:
 Work conservation, and taking it back. Confinement exists to protect *other* tenants, so in
 ``"faults"`` mode it never idles a worker nobody else is waiting for. After the eligible tenants
 are served, if exactly one tenant is held back by its confinement alone (its shards busy, or at
-its slow-start width) and no other tenant is, it is served again (``Scheduler._spare_pass``)
+its slow-start width) and no other tenant is, it is served again (``Confinement.spare_pass``)
 with two bounds lifted up to its *allowance* ``a = clean // (faults + 1)`` (``FaultRecord.spare``,
 attempts that ended in the window): it may run ``1 + max(s, a)`` attempts at once, and hold up
 to ``a`` of them on workers outside its shards. The allowance is what cannot hurt: with a fault

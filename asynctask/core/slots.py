@@ -85,7 +85,7 @@ class WarmSlots:
     Starting a worker for a tenant costs a fork and the tenant's imports; running on one it
     already has costs nothing. So the scheduler may let a tenant with an idle worker of its own
     go before the tenant whose turn it is, by at most ``[scheduler] affinity`` attempts of its
-    fair share (``Scheduler._warm_instead``). Dispatch consumes these counts as it goes.
+    fair share (``Dispatcher._warm_instead``). Dispatch consumes these counts as it goes.
     """
 
     own: dict[str, int] = field(default_factory=dict)  # tenant -> free slots on its workers

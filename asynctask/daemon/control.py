@@ -124,30 +124,19 @@ class Control:
         await self._daemon.store.flush()  # failures still being written are found too
         rows = await self._rows_for(query, task_id, "only failed tasks can be retried")
         now = self._daemon.clock()
-        chosen = [r for r in rows if (r.tenant, r.id) not in self._engine.live]
-        by_tenant: dict[str, list[TaskRow]] = {}
-        for row in chosen:
-            by_tenant.setdefault(row.tenant, []).append(row)
-        sizes = {t: (len(mine), sum(len(r.payload) for r in mine)) for t, mine in by_tenant.items()}
-        queues = {t: {r.queue for r in mine} for t, mine in by_tenant.items()}
-        for tenant, (count, nbytes) in sizes.items():
-            self._daemon.scheduler.admit(tenant, count, now, nbytes, queues[tenant])
-        for tenant, (count, nbytes) in sizes.items():  # until added: concurrent submits see them
-            self._daemon.scheduler.reserve(tenant, count, nbytes, queues[tenant], now)
+        failed = [task_from_row(r) for r in rows if (r.tenant, r.id) not in self._engine.live]
+        requeue = self._daemon.scheduler.requeue_failed(failed, now)  # admitted, now queued
         try:
-            return await self._retry_admitted(chosen, now)
+            return await self._retry_admitted(requeue.tasks, now)
         finally:
-            for tenant, (count, nbytes) in sizes.items():
+            for tenant, (count, nbytes) in requeue.reserved.items():
                 self._daemon.scheduler.unreserve(tenant, count, nbytes)
 
-    async def _retry_admitted(self, chosen: list[TaskRow], now: float) -> int:
+    async def _retry_admitted(self, chosen: list[LiveTask], now: float) -> int:
         tasks = []
         commits = []
         with self._daemon.store.one_transaction():
-            for row in chosen:
-                task = task_from_row(row)
-                task.move(TaskState.QUEUED)
-                task.finished_at = None
+            for task in chosen:
                 commits.append(self._daemon.engine.persist(task))
                 self._engine.live[(task.tenant, task.id)] = (
                     task  # no second retry picks it meanwhile

@@ -231,12 +231,12 @@ def test_random_operations_keep_every_limit_and_lose_nothing(ops):
                 assert not s.is_paused(("tenant", t.tenant, ""))
                 assert not s.is_paused(("queue", t.tenant, t.queue))
                 assert not s.is_paused(("function", "", t.function))
-            running = list(s._running.values())
+            running = [t for t in everything if t.state is TaskState.RUNNING]
             assert sum(1 for t in running if t.tenant == "t0") <= 2
             assert sum(1 for t in running if t.tenant == "t2" and t.queue == "q") <= 1
             assert sum(1 for t in running if t.function == "m:f1") <= 1
-        elif op == "finish" and s._running:
-            t = rng.choice(sorted(s._running.values(), key=lambda x: x.seq))
+        elif op == "finish" and s.running:
+            t = rng.choice([t for t in everything if t.state is TaskState.RUNNING])
             s.succeeded(t, None, now)
         elif op == "pause":
             s.pause(targets[a % 3])
@@ -250,7 +250,7 @@ def test_random_operations_keep_every_limit_and_lose_nothing(ops):
         if all(t.state is TaskState.SUCCEEDED for t in everything):
             break
         s.dispatch(now, 4)
-        for t in list(s._running.values()):
+        for t in [t for t in everything if t.state is TaskState.RUNNING]:
             s.succeeded(t, None, now)
         wake = s.next_wakeup()
         now = max(now + 0.01, wake or 0.0)
