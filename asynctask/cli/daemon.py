@@ -60,7 +60,8 @@ def daemon(
     """Run the daemon in the foreground (or --detach it); the socket exists once it serves.
 
     It exits 0 after a stop, and 75 after a storage I/O error (a failed write or fsync): start
-    it again, and it re-opens the database from what is on disk."""
+    it again, and it re-opens the database from what is on disk. The database is
+    <home>/asynctask.db (SQLite) unless the config's [store] url names a PostgreSQL one."""
     from asynctask.config import default_config_path, load_config
 
     home_dir = resolve_home(home)
