@@ -87,9 +87,12 @@ def verify_home(home: Path) -> None:
         os.close(fd)
 
 
-def prepare_home(home: Path, *, shared: bool) -> list[str]:
+def prepare_home(home: Path, *, shared: bool, sqlite: bool = True) -> list[str]:
     """Create or verify ``home`` (see the module docstring); returns what was tightened, as
-    ``"<path> 0o644 -> 0o600"`` lines for the caller to log. Raises ``UsageError``."""
+    ``"<path> 0o644 -> 0o600"`` lines for the caller to log. Raises ``UsageError``.
+
+    ``sqlite=False``: the store is elsewhere (``[store] url``), so no empty database file is
+    made, which ``doctor`` and an operator would take for the store."""
     tightened: list[str] = []
     verify_home(home)
     fd = _open_dir(home, None, str(home))
@@ -99,7 +102,8 @@ def prepare_home(home: Path, *, shared: bool) -> list[str]:
         for name in TOP_FILES:
             _check_file(fd, name, home / name, tightened)
         _check_config(fd, home / CONFIG_NAME)
-        _create_private(fd, DATABASE_NAME)
+        if sqlite:
+            _create_private(fd, DATABASE_NAME)
         for relative in DIRECTORIES:
             path = home / relative
             with contextlib.suppress(FileExistsError):

@@ -26,13 +26,16 @@ from asynctask.client import Client  # noqa: E402
 from asynctask.errors import DaemonUnavailable  # noqa: E402
 
 
-def one(root: str, n: int) -> tuple[float, float]:
-    """(bulk submits per second, W2 tasks per second) of the daemon in checkout ``root``."""
+def one(root: str, n: int, store_url: str | None = None) -> tuple[float, float]:
+    """(bulk submits per second, W2 tasks per second) of the daemon in checkout ``root``, on
+    its home's SQLite file or, with ``store_url``, on that PostgreSQL schema (empty, since the
+    drain is counted from its rows; ``store_w2.py``)."""
     with tempfile.TemporaryDirectory(prefix="asynctask-ab-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
+        store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
         (home / "asynctask.toml").write_text(
-            '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
+            f'[daemon]\ndurability = "full"\nlog_level = "warning"\n{store}'
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
@@ -58,13 +61,7 @@ def one(root: str, n: int) -> tuple[float, float]:
             bulk = n / (time.perf_counter() - began)
             deadline = time.time() + 300
             while time.time() < deadline:
-                db = sqlite3.connect(f"file:{home}/asynctask.db?mode=ro", uri=True)
-                try:
-                    done, last = db.execute(
-                        "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
-                    ).fetchone()
-                finally:
-                    db.close()
+                done, last = _finished(home, store_url)
                 if done == n:
                     return bulk, n / (last - due)
                 time.sleep(0.2)
@@ -72,6 +69,33 @@ def one(root: str, n: int) -> tuple[float, float]:
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+_FINISHED = "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
+
+
+def _finished(home: Path, store_url: str | None) -> tuple[int, float]:
+    """(tasks succeeded, the last finish time), read from the store itself."""
+    if store_url is None:
+        db = sqlite3.connect(f"file:{home}/asynctask.db?mode=ro", uri=True)
+        try:
+            done, last = db.execute(_FINISHED).fetchone()
+        finally:
+            db.close()
+        return int(done), float(last or 0.0)
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> tuple[int, float]:
+        conn = await asyncpg.connect(store_url)
+        try:
+            done, last = await conn.fetchrow(_FINISHED)
+        finally:
+            await conn.close()
+        return int(done), float(last or 0.0)
+
+    return asyncio.run(read())
 
 
 def main() -> None:

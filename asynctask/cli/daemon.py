@@ -60,7 +60,8 @@ def daemon(
     """Run the daemon in the foreground (or --detach it); the socket exists once it serves.
 
     It exits 0 after a stop, and 75 after a storage I/O error (a failed write or fsync): start
-    it again, and it re-opens the database from what is on disk."""
+    it again, and it re-opens the database from what is on disk. The database is
+    <home>/asynctask.db (SQLite) unless the config's [store] url names a PostgreSQL one."""
     from asynctask.config import default_config_path, load_config
 
     home_dir = resolve_home(home)
@@ -73,7 +74,10 @@ def daemon(
     if log_format not in (None, "text", "json"):
         fail(f"--log-format must be text or json, not {log_format!r}")
     if detach:
-        _detach(home_dir, socket_path, config_path, log_level, log_format, bool(cfg.auth.users))
+        _detach(
+            home_dir, socket_path, config_path, log_level, log_format, bool(cfg.auth.users),
+            sqlite=cfg.store.url is None,
+        )  # fmt: skip
         return
     from asynctask.daemon import run_daemon
     from asynctask.logs import setup_logging
@@ -94,11 +98,12 @@ def _detach(
     log_level: str | None,
     log_format: str | None,
     shared: bool,
+    sqlite: bool,
 ) -> None:
     from asynctask.home import open_private, prepare_home
 
     try:  # before the log is written in it: the daemon would refuse the home anyway
-        prepare_home(home, shared=shared)  # the daemon logs what it tightened
+        prepare_home(home, shared=shared, sqlite=sqlite)  # the daemon logs what it tightened
     except AsynctaskError as exc:
         fail(exc.message)
     except OSError as exc:
@@ -287,11 +292,25 @@ def doctor(
     """Check the stored state; works whether or not the daemon runs (it reads the database
     read-only). Reports the rows set aside at start-up because they could not be used (table,
     key, error, when) and SQLite's integrity check. Exit 0 when healthy, 5 when something is
-    found."""
+    found. It checks the SQLite file in the home only: when the home's config sets
+    [store] url (PostgreSQL), it says so and exits 2."""
     from asynctask.cli.doctor import EXIT_FOUND, render
+    from asynctask.config import default_config_path, load_config
     from asynctask.store.health import examine
 
-    health = examine(resolve_home(home) / DATABASE_NAME, quick=quick)
+    home_dir = resolve_home(home)
+    try:  # the home's own config: the one a daemon started with --home alone reads
+        url = load_config(default_config_path(home_dir)).store.url
+    except AsynctaskError as exc:
+        fail(exc.message)
+    if url is not None:
+        fail(
+            "doctor checks the embedded SQLite file only, and this home's config sets "
+            "[store] url (PostgreSQL), which it does not check yet; there, rows set aside at "
+            "start-up are in the quarantine table (SELECT * FROM quarantine), and the "
+            "server checks its own storage"
+        )
+    health = examine(home_dir / DATABASE_NAME, quick=quick)
     typer.echo(render(health, as_json))
     if not health.healthy:
         raise typer.Exit(EXIT_FOUND)

@@ -18,6 +18,7 @@ from asynctask.config.sections import (
     ObserveConfig,
     RetryConfig,
     ServerConfig,
+    StoreConfig,
     WorkersConfig,
 )
 from asynctask.errors import ConfigError
@@ -33,6 +34,7 @@ __all__ = [
     "Reload",
     "RetryConfig",
     "ServerConfig",
+    "StoreConfig",
     "WorkersConfig",
     "changed_keys",
     "default_config_path",

@@ -17,6 +17,7 @@ from asynctask.config.sections import (
     ObserveConfig,
     RetryConfig,
     ServerConfig,
+    StoreConfig,
     WorkersConfig,
 )
 from asynctask.config.values import (
@@ -37,6 +38,7 @@ from asynctask.config.values import (
     _python,
     _section,
     _size,
+    _store_url,
     _uid,
     _uid_range,
     _users,
@@ -70,7 +72,7 @@ def default_config_path(home: Path) -> Path | None:
 
 _TOP_KEYS = {
     "daemon", "server", "workers", "retry", "auth", "scheduler", "aimd", "tenants", "queues",
-    "functions", "metrics", "tracing",
+    "functions", "metrics", "tracing", "store",
 }  # fmt: skip
 _DAEMON_KEYS = {
     "durability", "drain", "max_frame", "max_payload", "log_level", "log_format", "history_days",
@@ -84,6 +86,11 @@ _WORKERS_KEYS = {
 _RETRY_KEYS = {"retries", "backoff_base", "backoff_cap"}
 _AUTH_KEYS = {"admins", "users"}
 _SERVER_KEYS = {"handshake_timeout", "idle_timeout", "max_connections_per_user"}
+_STORE_KEYS = {"url", "partitions", "lease"}
+#: ``[store] partitions``: the scale-out plan's bound (docs/scale-out.md, "Limits").
+MAX_PARTITIONS = 65536
+#: ``[store] lease``: at least two of the safety margin (1 s, docs/scale-out.md), at most an hour.
+LEASE_RANGE = (2.0, 3600.0)
 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
@@ -114,6 +121,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         scheduler=scheduler_cfg,
         functions=function_defaults,
         observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
+        store=_store(_section(data, "store")),
         run_policy=_run_policy(_section(data, "tenants"), bool(auth_cfg.users), function_defaults),
         source=source,
     )
@@ -138,6 +146,23 @@ def _daemon(daemon: Mapping[str, Any]) -> DaemonConfig:
     if daemon_cfg.max_payload >= daemon_cfg.max_frame:
         raise ConfigError("daemon.max_payload must be smaller than daemon.max_frame")
     return daemon_cfg
+
+
+def _store(store: Mapping[str, Any]) -> StoreConfig:
+    """``[store]``. ``url`` is checked outside ``_get``, whose message repeats the bad value:
+    a URL may hold a password."""
+    _only(store, "store.", _STORE_KEYS)
+    st = StoreConfig()
+    url = _store_url(store["url"]) if "url" in store else st.url
+    lease = _get(store, "store.lease", st.lease, _duration)
+    low, high = LEASE_RANGE
+    if not low <= lease <= high:
+        raise ConfigError(f"bad value for store.lease: {lease:g}s: must be between 2s and 1h")
+    return StoreConfig(
+        url=url,
+        partitions=_get(store, "store.partitions", st.partitions, _int(1, MAX_PARTITIONS)),
+        lease=lease,
+    )
 
 
 def _server(server: Mapping[str, Any]) -> ServerConfig:

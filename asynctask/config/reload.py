@@ -35,7 +35,9 @@ def reconcile(running: Config, edited: Config) -> Reload:
     (``scheduler.affinity``, ``reserve``, ``caps``), the submit defaults ``retry.retries`` and
     ``workers.timeout``, and ``daemon.log_level``. Everything else was built into something at
     start (the pool, the socket, the store, shards, AIMD and backoff state, the run policy) and
-    needs a restart; it keeps its old value.
+    needs a restart; it keeps its old value. That includes all of ``[store]`` (``url``,
+    ``partitions``, ``lease``): the daemon opened its database with them, and moving it is a
+    restart (docs/scale-out.md).
 
     The two lists are computed from the three configs, not from a list of key names, so the
     report cannot claim a key was applied that the merged config does not carry.

@@ -94,6 +94,15 @@ class ObserveConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """``[store]``: where the task record lives (docs/scale-out.md). Read once at start."""
+
+    url: str | None = None  # a postgresql:// URL; None: the SQLite file in the home
+    partitions: int = 64  # tenants hash onto this many (validated; not used by the daemon yet)
+    lease: float = 10.0  # a partition lease's length (validated; not used by the daemon yet)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -103,6 +112,7 @@ class Config:
     scheduler: SchedulerSettings = field(default_factory=lambda: _default_scheduler())
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     #: What each tenant may run in multi-user mode (``core/allowlist.py``).
     run_policy: RunPolicy = field(default_factory=RunPolicy)
     source: str | None = None

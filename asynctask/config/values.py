@@ -8,6 +8,7 @@ import pwd
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from asynctask.core.allowlist import pattern_problem
 from asynctask.errors import ConfigError
@@ -262,3 +263,39 @@ def _loopback_address(raw: Any) -> tuple[str, int]:
     if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
         raise ValueError("the metrics listener binds to loopback only (127.0.0.1, ::1)")
     return host, int(port_text)
+
+
+#: libpq's URL schemes, the only ones ``[store] url`` takes (``store/open.py`` opens them).
+_STORE_SCHEMES = ("postgresql", "postgres")
+
+
+def _store_url(raw: Any) -> str:
+    """``[store] url``: a libpq-style ``postgresql://`` URL, checked for shape only (whether the
+    server answers is known when the daemon connects). Its messages never repeat the URL, which
+    may hold a password."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(
+            "store.url must be a postgresql:// URL, e.g. postgresql://asynctask@/asynctask"
+            "?host=/run/postgresql (leave it unset for the SQLite file in the home)"
+        )
+    scheme, sep, _rest = raw.partition("://")
+    if not sep:
+        raise ConfigError(
+            "store.url must be a postgresql:// URL (a SQLite file is not configured: it is "
+            "always <home>/asynctask.db, used when store.url is unset)"
+        )
+    if scheme.lower() not in _STORE_SCHEMES:
+        raise ConfigError(
+            f"store.url: unsupported scheme {scheme!r}: only postgresql:// (or postgres://) "
+            "URLs are supported"
+        )
+    if any(c.isspace() or c == "\0" for c in raw):
+        raise ConfigError("store.url must not contain whitespace or NUL characters")
+    try:
+        parsed = urlsplit(raw)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"store.url is not a valid URL: {exc}") from None
+    if parsed.fragment:
+        raise ConfigError("store.url must not have a #fragment")
+    return raw

@@ -62,6 +62,7 @@ from asynctask.daemon.startup import (
     claim_home,
     log_started,
     log_store_health,
+    open_daemon_store,
     open_sandbox,
     pool_config,
     write_pid,
@@ -80,7 +81,7 @@ from asynctask.isolation import choose as choose_isolation
 from asynctask.observe.metrics import (
     Metrics,
 )
-from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME
+from asynctask.paths import LOG_DIR, PID_NAME
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Peer
 from asynctask.server.http import TOKEN_NAME, MetricsHttp
@@ -89,8 +90,8 @@ from asynctask.server.ops import Ops
 from asynctask.store import (
     AssignUid,
     Quarantine,
-    Store,
     StoreError,
+    TaskStore,
 )
 from asynctask.store.starts import StartJournal
 
@@ -101,7 +102,7 @@ class Daemon:
     """Built and started by ``await Daemon.open(config, home, socket_path)``, which claims the
     home and opens the store first, so that no part the services use is ever missing."""
 
-    def __init__(self, config: Config, home: Path, socket_path: Path, store: Store) -> None:
+    def __init__(self, config: Config, home: Path, socket_path: Path, store: TaskStore) -> None:
         self.config = config
         self.home = home
         self.socket_path = socket_path
@@ -127,7 +128,7 @@ class Daemon:
         self._drain = config.daemon.drain  # a stop request may set another
         self.loop = asyncio.get_running_loop()
         self.clock = SteadyClock()
-        self.store = store
+        self.store = store  # SQLite or PostgreSQL (``[store] url``): only the protocol is used
         self.guard = StoreGuard(store, update_of, self.clock)
         self.starts: StartJournal | None = None  # opened once recovery has read it
         #: The error that made the store stop taking writes; the daemon then exits with
@@ -177,10 +178,12 @@ class Daemon:
         """Claim the home, open the store, start every part and serve; on any failure, undo
         what was started and raise."""
         began = time.perf_counter()
-        lock_file = claim_home(home, shared=bool(config.auth.users))
+        lock_file = claim_home(
+            home, shared=bool(config.auth.users), sqlite=config.store.url is None
+        )
         try:
             claim_socket_path(socket_path)
-            store = await Store.open(str(home / DATABASE_NAME), durability=config.daemon.durability)
+            store = await open_daemon_store(config, home)
         except BaseException:
             lock_file.close()
             raise

@@ -1,6 +1,7 @@
-"""The steps of start-up that are not the daemon's state: claiming the home, reporting what the
-store found, the sandbox, the pool's settings, the pid file and the "serving" line. Apart from
-``root.py`` so that the composition root reads as the order of start-up, not its details."""
+"""The steps of start-up that are not the daemon's state: claiming the home, opening the store
+and reporting what it found, the sandbox, the pool's settings, the pid file and the "serving"
+line. Apart from ``root.py`` so that the composition root reads as the order of start-up, not
+its details."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from asynctask.executor.cgroups import CgroupSupport, detect_cgroups, sweep_stal
 from asynctask.executor.pool import PoolConfig
 from asynctask.home import UMASK, lock_home, open_private, prepare_home, verify_home
 from asynctask.isolation import Isolation
-from asynctask.paths import LOG_DIR, PID_NAME, RUN_DIR
-from asynctask.store import Store
+from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, RUN_DIR
+from asynctask.store import Store, TaskStore, open_store
+from asynctask.store.open import redacted
 
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
@@ -27,14 +29,14 @@ log = logging.getLogger("asynctask.daemon")
 TIGHTENED_LISTED = 10
 
 
-def claim_home(home: Path, shared: bool) -> IO[str]:
+def claim_home(home: Path, shared: bool, sqlite: bool = True) -> IO[str]:
     """Make the home private and lock it; the lock comes before any mode change, since another
     daemon may be serving from it. Returns the lock, held for the daemon's life."""
     os.umask(UMASK)  # process-wide: whatever a library creates in the home is private
     verify_home(home)
     lock_file = lock_home(home)
     try:
-        tightened = prepare_home(home, shared=shared)
+        tightened = prepare_home(home, shared=shared, sqlite=sqlite)
     except BaseException:
         lock_file.close()
         raise
@@ -49,8 +51,30 @@ def claim_home(home: Path, shared: bool) -> IO[str]:
     return lock_file
 
 
-def log_store_health(store: Store) -> None:
-    """What opening the store found in its WAL: nothing to undo, but an operator must know."""
+def store_location(config: Config, home: Path) -> str:
+    """``[store] url``, else the SQLite file in the home (README, "Scale-out")."""
+    return config.store.url or str(home / DATABASE_NAME)
+
+
+async def open_daemon_store(config: Config, home: Path) -> TaskStore:
+    """The daemon's store: SQLite in the home, or the PostgreSQL database ``[store] url`` names.
+
+    On PostgreSQL the daemon must be the database's only one (``sole_daemon``): its live
+    queues are in its memory alone until daemons share a database by leased partitions
+    (docs/scale-out.md), so a second daemon would dispatch the same tasks. SQLite needs no
+    such lock: the file is in the home, and ``claim_home`` locks the home."""
+    location = store_location(config, home)
+    durability = config.daemon.durability
+    if config.store.url is None:
+        return await open_store(location, durability)
+    return await open_store(location, durability, sole_daemon=True)
+
+
+def log_store_health(store: TaskStore) -> None:
+    """What opening the store found in its WAL: nothing to undo, but an operator must know.
+    Only SQLite keeps a WAL of its own to check; PostgreSQL recovers its own."""
+    if not isinstance(store, Store):
+        return
     if store.wal_unchecked is not None:
         log.warning("the WAL could not be checked for damage at start-up: %s",
                     store.wal_unchecked)  # fmt: skip
@@ -125,9 +149,10 @@ def log_started(daemon: Daemon, recovered: int, recover_seconds: float, seconds:
     config = daemon.config
     workers = config.workers
     log.info(
-        "serving on %s (home %s, durability=%s, %d workers): recovered %d live tasks in "
-        "%.0f ms, start-up %.0f ms",
-        daemon.socket_path, daemon.home, config.daemon.durability, workers.min_workers,
+        "serving on %s (home %s, store %s, durability=%s, %d workers): recovered %d live "
+        "tasks in %.0f ms, start-up %.0f ms",
+        daemon.socket_path, daemon.home, redacted(store_location(config, daemon.home)),
+        config.daemon.durability, workers.min_workers,
         recovered, recover_seconds * 1000, seconds * 1000,
         extra={
             "event": "started",
@@ -135,6 +160,7 @@ def log_started(daemon: Daemon, recovered: int, recover_seconds: float, seconds:
             "version": __version__,
             "socket": str(daemon.socket_path),
             "home": str(daemon.home),
+            "store": "postgresql" if config.store.url else "sqlite",
             "workers": workers.min_workers,
             "max_workers": workers.max_workers,
             "recovered": recovered,

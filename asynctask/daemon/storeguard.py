@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from asynctask.model import LiveTask
 from asynctask.server.loglimit import LogLimiter, held_back
-from asynctask.store import Op, Store, StoreError, Touch
+from asynctask.store import Op, StoreError, TaskStore, Touch
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -54,7 +54,7 @@ class StoreGuard:
 
     def __init__(
         self,
-        store: Store,
+        store: TaskStore,
         update_of: Callable[[LiveTask], Op],
         clock: Callable[[], float],
         log_interval: float = 10.0,

@@ -1,8 +1,9 @@
 """``TaskStore``: what the daemon needs from durable storage, whatever database provides it.
 
-SQLite (``Store``) is the only implementation today. The scale-out plan puts PostgreSQL
-behind the same interface, and ``tests/store/`` is written against this protocol so
-that a new store inherits the whole contract suite (huey's ``StorageTests``).
+SQLite (``Store``, ``sqlite.py``) and PostgreSQL (``PostgresStore``, ``postgres.py``) implement
+it; the daemon holds its store as a ``TaskStore`` (``open_store`` picks one), and
+``tests/store/`` is written against this protocol so that every store passes the same contract
+suite (huey's ``StorageTests``).
 
 The contract, beyond the signatures:
 
@@ -19,6 +20,7 @@ The contract, beyond the signatures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -60,6 +62,10 @@ class TaskStore(Protocol):
 
     def put(self, op: Op) -> asyncio.Future[None]: ...
 
+    def one_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Ops put inside the (await-free) block commit in one transaction: all or nothing."""
+        ...
+
     def flush(self) -> asyncio.Future[None]: ...
 
     async def close(self) -> None: ...
@@ -76,6 +82,15 @@ class TaskStore(Protocol):
     async def max_seq(self) -> int: ...
 
     async def load_pauses(self) -> list[tuple[str, str, str]]: ...
+
+    async def load_crons(self) -> list[tuple[str, str, bytes]]:
+        """(tenant, name, definition) of every cron entry."""
+        ...
+
+    async def quarantine(self, rows: list[Quarantine], now: float) -> int:
+        """Move ``rows`` whole into the ``quarantine`` table, in one transaction; how many
+        moved. For start-up, before anything is put."""
+        ...
 
     async def load_tenant_uids(self, skipped: list[Quarantine] | None = ...) -> dict[str, int]: ...
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: libpq's URL schemes.
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*")
 
 
 def is_url(location: str) -> bool:
@@ -49,3 +50,19 @@ async def open_store(
     from asynctask.store.postgres import PostgresStore
 
     return await PostgresStore.open(text, durability, **options)
+
+
+def redacted(location: str) -> str:
+    """``location`` without a password (in the user part or a ``password=`` parameter), for
+    messages and logs; a file path is unchanged."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return location
+    rest = _PASSWORD_PARAMETER.sub(r"\1***", rest)
+    location = f"{scheme}://{rest}"
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    credentials, at, host = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return location
+    return f"{scheme}://{credentials.split(':', 1)[0]}@{host}{tail}"

@@ -142,6 +142,21 @@ MIGRATION_LOCK: Final = (
 MIGRATION_UNLOCK: Final = (
     "SELECT pg_advisory_unlock(hashtextextended('asynctask.migrate.' || current_schema(), 0))"
 )
+#: The lock a daemon's write connection holds for the daemon's life (``PostgresStore.open``
+#: with ``sole_daemon``): one daemon per schema until daemons share one by leased partitions
+#: (docs/scale-out.md). A session lock, so the server drops it with the connection, and a
+#: daemon whose write connection broke stops (``pgwriter``): it can never outlive its holder.
+SOLE_DAEMON_KEY: Final = (
+    "hashtextextended('asynctask.daemon.' || coalesce(current_schema(), ''), 0)"
+)
+SOLE_DAEMON_LOCK: Final = f"SELECT pg_try_advisory_lock({SOLE_DAEMON_KEY})"
+#: Who holds it: the backend's pid, its client's application name and address, and since when.
+SOLE_DAEMON_HOLDER: Final = (
+    "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'), "
+    "a.backend_start::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    f"WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND "
+    f"((l.classid::bigint << 32) | l.objid::bigint) = {SOLE_DAEMON_KEY} LIMIT 1"
+)
 CREATE_META: Final = "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)"
 READ_VERSION: Final = "SELECT value FROM meta WHERE key = 'schema_version'"
 WRITE_VERSION: Final = (

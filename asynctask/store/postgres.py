@@ -39,6 +39,7 @@ import asyncpg
 from asynctask.store import pgschema
 from asynctask.store.codec import DECODE_ERRORS, Params, encode, row_decoder
 from asynctask.store.errors import StoreError
+from asynctask.store.open import redacted as _safe
 from asynctask.store.pgerrors import map_errors
 from asynctask.store.pgwriter import DEFAULT_MAX_BATCH, PgWriter
 from asynctask.store.query import prefix_successor
@@ -83,6 +84,9 @@ class PostgresStore:
         self._readers = readers
         self._writer = writer
         self._closing: asyncio.Task[None] | None = None
+        self._on_fatal: Callable[[StoreError], None] | None = None
+        self._fatal: StoreError | None = None
+        writer.on_fatal = self._fatal_once
 
     @classmethod
     async def open(
@@ -92,8 +96,14 @@ class PostgresStore:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         readers: int = DEFAULT_READERS,
+        sole_daemon: bool = False,
     ) -> PostgresStore:
-        """Connect, migrate the schema (once, under an advisory lock) and start the writer."""
+        """Connect, migrate the schema (once, under an advisory lock) and start the writer.
+
+        ``sole_daemon``: the daemon's store, which must be the only one writing this schema
+        until daemons share a database by leased partitions (docs/scale-out.md). The write
+        connection takes an advisory lock first and keeps it while it lives; if another holds
+        it, ``StoreError`` says so and nothing is written."""
         if durability not in _SYNCHRONOUS_COMMIT:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
         settings = {
@@ -105,6 +115,8 @@ class PostgresStore:
         try:
             with map_errors(f"opening the database {_safe(url)}"):
                 write_conn = await asyncpg.connect(url, server_settings=settings)
+                if sole_daemon:
+                    await _claim_sole_daemon(write_conn, url)
                 await _migrate(write_conn)
                 await _check_columns(write_conn)
                 pool = await asyncpg.create_pool(
@@ -122,7 +134,10 @@ class PostgresStore:
                 if write_conn is not None:
                     await write_conn.close()
             raise
-        return cls(url, durability, write_conn, pool, writer)
+        store = cls(url, durability, write_conn, pool, writer)
+        if sole_daemon:
+            write_conn.add_termination_listener(store._lock_lost)
+        return store
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -162,7 +177,30 @@ class PostgresStore:
         return self._writer.failing_since
 
     def on_fatal(self, callback: Callable[[StoreError], None]) -> None:
-        self._writer.on_fatal = callback
+        self._on_fatal = callback
+
+    def _fatal_once(self, error: StoreError) -> None:
+        """The writer's broken connection, or the lost lock connection (``_lock_lost``): the
+        owner hears of the first only (the protocol's "once")."""
+        if self._fatal is not None:
+            return
+        self._fatal = error
+        if self._on_fatal is not None:
+            self._on_fatal(error)
+
+    def _lock_lost(self, _conn: Any) -> None:
+        """The write connection closed while the store was open (``sole_daemon``): with it went
+        the one-daemon lock, so another daemon may start on this database at any moment. The
+        owner must stop now rather than at its next write: its in-memory queues would otherwise
+        dispatch beside the new daemon's (docs/scale-out.md)."""
+        if self._closing is not None:
+            return
+        self._fatal_once(
+            StoreError(
+                "lost the database connection that held the one-daemon lock: nothing more can "
+                "be stored until the store is re-opened"
+            )
+        )
 
     @property
     def closed(self) -> bool:
@@ -479,6 +517,26 @@ async def _migrate(conn: Any) -> None:
         await conn.execute(pgschema.MIGRATION_UNLOCK)
 
 
+async def _claim_sole_daemon(conn: Any, url: str) -> None:
+    """Take the one-daemon-per-schema lock on the write connection, or refuse, naming who
+    holds it (PostgreSQL's view of that connection; its host is the daemon's machine)."""
+    if await conn.fetchval(pgschema.SOLE_DAEMON_LOCK):
+        return
+    holder = await conn.fetchrow(pgschema.SOLE_DAEMON_HOLDER)
+    held_by = (
+        f" (held by server process {holder[0]}, client {holder[1] or '?'} on {holder[2]}, "
+        f"connected since {holder[3]})"
+        if holder is not None
+        else ""
+    )
+    raise StoreError(
+        f"another asynctask daemon is already using the database {_safe(url)}{held_by}: one "
+        "daemon per database (per schema) for now, until daemons can share one "
+        "(docs/scale-out.md); stop the other daemon, or give this one another database or "
+        "search_path"
+    )
+
+
 async def _check_columns(conn: Any) -> None:
     """Refuse a table that lacks a stored field: a field added to ``taskfields`` without its
     migration (``pgschema.add_column``) would otherwise fail every insert."""
@@ -496,15 +554,3 @@ def _utf8(text: str) -> str:
     return (
         text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
     )
-
-
-def _safe(url: str) -> str:
-    """``url`` without a password, for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1) if "@" in rest.split("/", 1)[0] else ("", rest)
-    if not credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
