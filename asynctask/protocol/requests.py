@@ -27,17 +27,17 @@ Wire shapes:
 * ``cron_add``: ``CronAddRequest``; ``cron_remove``: ``CronRef``; ``stop``: ``StopRequest``;
   ``stats``: ``StatsRequest``.
 
-This module loads msgspec, so the worker child (which only frames) does not import it.
+The field checks the Structs share are in ``checks.py``, and the base Struct, the conversion
+with its refusals and the client's encoding in ``wirestruct.py``. This package's schema loads
+msgspec, so the worker child (which only frames) does not import it.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import struct
 import time
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Final, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -47,132 +47,59 @@ from asynctask.model import (
     MAX_SECONDS,
     PRIORITY_MAX,
     PRIORITY_MIN,
-    TaskState,
-    is_function_ref,
     is_name,
     is_task_id,
 )
 from asynctask.observe.readout import MAX_TOP
+from asynctask.protocol.checks import (
+    KNOWN_STATES,
+    MAX_LABELS,
+    MAX_LIST_LIMIT,
+    MAX_TASKS_PER_SUBMIT,
+    MAX_TRACE_ID,
+    STATE_VALUES,
+    check_count,
+    check_function,
+    check_labels,
+    check_name,
+    check_number,
+    check_seconds,
+    check_tenant,
+    check_trace_id,
+    count_refusal,
+    function_refusal,
+    labels_refusal,
+    labels_size,
+    name_refusal,
+    number_refusal,
+    tenant_refusal,
+    trace_id_refusal,
+)
+from asynctask.protocol.wirestruct import (
+    ERROR_AT,
+    ERROR_PATH,
+    Refusal,
+    Refuse,
+    WireStruct,
+    decode,
+    encode_request,
+    refusal,
+    to_wire,
+)
 from asynctask.resources import Limits
 
-MAX_TASKS_PER_SUBMIT: Final = 10_000
-MAX_LIST_LIMIT: Final = 10_000
-MAX_LABELS: Final = 32
-#: Longest ``trace_id``: a W3C traceparent is 55 characters; room for other schemes' IDs.
-MAX_TRACE_ID: Final = 128
-_KNOWN_STATES: Final = ", ".join(state.value for state in TaskState)
-_STATES: Final = frozenset(state.value for state in TaskState)
-
-
-class Refusal(ValueError):
-    """A value a Struct's ``__post_init__`` refuses; its message is the ``UsageError``'s."""
-
-
-Refuse = Callable[[Any], str]
-
-
-class WireStruct(msgspec.Struct, omit_defaults=True):
-    """A request shape. ``_REFUSE`` words the refusal of a field whose type is wrong (given the
-    value sent), ``_NOT_A_MAP`` that of the whole value when it is not a map, ``_unknown`` that
-    of unknown keys (with ``forbid_unknown_fields``)."""
-
-    _REFUSE: ClassVar[dict[str, Refuse]] = {}
-    _NOT_A_MAP: ClassVar[str] = "a request must be a map"
-    _NESTED: ClassVar[dict[str, type[WireStruct]]] = {}
-
-    @classmethod
-    def _unknown(cls, keys: list[str]) -> str:
-        return f"unknown field(s): {', '.join(keys)}"
-
-
-# -- field checks, shared by the Structs -------------------------------------------------------
-
-
-def _name_refusal(key: str) -> Refuse:
-    return lambda value: f"not a valid {key} name: {value!r}"
-
-
-def _tenant_refusal(value: Any) -> str:
-    return f"not a tenant name: {value!r}"
-
-
-def _function_refusal(key: str) -> Refuse:
-    return lambda value: f"{key} must look like package.module:function, got {value!r}"
-
-
-def _number_refusal(key: str) -> Refuse:
-    return lambda value: f"{key} must be a number, got {value!r}"
-
-
-def _labels_refusal(value: Any) -> str:
-    return "labels must be a map of strings to strings"
-
-
-def _trace_id_refusal(value: Any) -> str:
-    return f"trace_id must be 1-{MAX_TRACE_ID} printable ASCII characters"
-
-
-def _check_tenant(tenant: str | None) -> None:
-    if tenant is not None and not is_name(tenant):
-        raise Refusal(_tenant_refusal(tenant))
-
-
-def _check_name(value: str | None, key: str) -> None:
-    if value is not None and not is_name(value):
-        raise Refusal(_name_refusal(key)(value))
-
-
-def _check_function(value: str | None, key: str) -> None:
-    if value is not None and not is_function_ref(value):
-        raise Refusal(_function_refusal(key)(value))
-
-
-def _check_number(value: float | None, key: str) -> None:
-    if value is not None and not math.isfinite(value):
-        raise Refusal(_number_refusal(key)(value))
-
-
-def _check_seconds(value: float | None, key: str, *, positive: bool = False) -> None:
-    """A duration in seconds, at most ``MAX_SECONDS`` (100 years): a time past that no longer
-    fits a date, and reading the task back would fail."""
-    _check_number(value, key)
-    if value is not None and (value < 0 or (positive and value == 0) or value > MAX_SECONDS):
-        raise Refusal(
-            f"{key} must be {'more than 0' if positive else '0 or more'} and at most "
-            f"{MAX_SECONDS:.0f} seconds (100 years), got {value!r}"
-        )
-
-
-def _check_labels(labels: dict[str, str] | None) -> None:
-    if labels is None:
-        return
-    if len(labels) > MAX_LABELS:
-        raise Refusal(f"at most {MAX_LABELS} labels per task")
-    for key, value in labels.items():
-        if not key or len(key) > 128 or len(value) > 1024:
-            raise Refusal(f"label {key!r}: keys are 1-128 and values up to 1024 characters")
-
-
-def _check_trace_id(value: str | None) -> None:
-    """Any printable ASCII text up to ``MAX_TRACE_ID`` characters (the daemon never reads it)."""
-    if value is not None and not (
-        0 < len(value) <= MAX_TRACE_ID and value.isascii() and value.isprintable()
-    ):
-        raise Refusal(_trace_id_refusal(value))
-
-
-def labels_size(labels: Mapping[str, str]) -> int:
-    """The bytes ``labels`` count toward ``max_payload``: their keys and values in UTF-8."""
-    return sum(len(key.encode()) + len(value.encode()) for key, value in labels.items())
-
-
-def _count_refusal(key: str) -> Refuse:
-    return lambda value: f"{key} must be an integer from 0 to 1000"
-
-
-def _check_count(value: int | None, key: str) -> None:
-    if value is not None and not 0 <= value <= 1000:
-        raise Refusal(_count_refusal(key)(value))
+#: Names of the schema's helper modules that importers take from here.
+__all__ = [
+    "MAX_LABELS",
+    "MAX_LIST_LIMIT",
+    "MAX_TASKS_PER_SUBMIT",
+    "MAX_TRACE_ID",
+    "WireStruct",
+    "decode",
+    "encode_request",
+    "labels_size",
+    "to_wire",
+]
 
 
 # -- task specs --------------------------------------------------------------------------------
@@ -248,29 +175,29 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
     trace_id: str | None = None
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
-        "function": _function_refusal("function"),
+        "function": function_refusal("function"),
         "payload": lambda value: "payload must be msgpack bytes of [args, kwargs]",
         "id": lambda value: (
             f"a task ID is 1-200 printable characters without spaces, got {value!r}"
         ),
-        "tenant": _tenant_refusal,
-        "queue": _name_refusal("queue"),
+        "tenant": tenant_refusal,
+        "queue": name_refusal("queue"),
         "priority": lambda value: (
             f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}"
         ),
-        "delay": _number_refusal("delay"),
-        "run_at": _number_refusal("run_at"),
-        "ttl": _number_refusal("ttl"),
-        "retries": _count_refusal("retries"),
-        "timeout": _number_refusal("timeout"),
-        "labels": _labels_refusal,
-        "on_success": _function_refusal("on_success"),
-        "on_failure": _function_refusal("on_failure"),
+        "delay": number_refusal("delay"),
+        "run_at": number_refusal("run_at"),
+        "ttl": number_refusal("ttl"),
+        "retries": count_refusal("retries"),
+        "timeout": number_refusal("timeout"),
+        "labels": labels_refusal,
+        "on_success": function_refusal("on_success"),
+        "on_failure": function_refusal("on_failure"),
         "limits": lambda value: FunctionLimits._NOT_A_MAP,
         "resources": lambda value: (
             "resources must be a map of memory, cpu, open_files, processes, file_size"
         ),
-        "trace_id": _trace_id_refusal,
+        "trace_id": trace_id_refusal,
     }
     _NOT_A_MAP: ClassVar[str] = "a task spec must be a map"
     _NESTED: ClassVar[dict[str, type[WireStruct]]] = {"limits": FunctionLimits}
@@ -280,23 +207,23 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
         return f"unknown task option(s): {', '.join(keys)}"
 
     def __post_init__(self) -> None:
-        _check_function(self.function, "function")
+        check_function(self.function, "function")
         if not isinstance(self.payload, bytes):
             raise Refusal(self._REFUSE["payload"](self.payload))
-        _check_labels(self.labels)
-        _check_tenant(self.tenant)
+        check_labels(self.labels)
+        check_tenant(self.tenant)
         if self.id is not None and not is_task_id(self.id):
             raise Refusal(self._REFUSE["id"](self.id))
-        _check_name(self.queue, "queue")
+        check_name(self.queue, "queue")
         if self.priority is not None and not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
             raise Refusal(self._REFUSE["priority"](self.priority))
-        _check_seconds(self.delay, "delay")
-        _check_number(self.run_at, "run_at")
-        _check_seconds(self.ttl, "ttl")
-        _check_count(self.retries, "retries")
-        _check_seconds(self.timeout, "timeout", positive=True)
-        _check_function(self.on_success, "on_success")
-        _check_function(self.on_failure, "on_failure")
+        check_seconds(self.delay, "delay")
+        check_number(self.run_at, "run_at")
+        check_seconds(self.ttl, "ttl")
+        check_count(self.retries, "retries")
+        check_seconds(self.timeout, "timeout", positive=True)
+        check_function(self.on_success, "on_success")
+        check_function(self.on_failure, "on_failure")
         if self.resources is not None:
             if "user" in self.resources:
                 raise Refusal("resources: 'user' can only be set in the daemon's [workers] config")
@@ -304,7 +231,7 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
                 self.resources = Limits.from_wire(self.resources).to_wire() or None
             except ValueError as exc:
                 raise Refusal(str(exc)) from None
-        _check_trace_id(self.trace_id)
+        check_trace_id(self.trace_id)
 
 
 def check_spec(spec: TaskSpec, max_payload: int, now: float | None = None) -> TaskSpec:
@@ -376,12 +303,12 @@ class TaskRef(WireStruct):
     id: str
     tenant: str | None = None
 
-    _REFUSE: ClassVar[dict[str, Refuse]] = {"id": _task_id_refusal, "tenant": _tenant_refusal}
+    _REFUSE: ClassVar[dict[str, Refuse]] = {"id": _task_id_refusal, "tenant": tenant_refusal}
 
     def __post_init__(self) -> None:
         if not is_task_id(self.id):
             raise Refusal(_task_id_refusal(self.id))
-        _check_tenant(self.tenant)
+        check_tenant(self.tenant)
 
 
 class WaitRequest(TaskRef):
@@ -391,12 +318,12 @@ class WaitRequest(TaskRef):
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
         **TaskRef._REFUSE,
-        "timeout": _number_refusal("timeout"),
+        "timeout": number_refusal("timeout"),
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_seconds(self.timeout, "timeout")
+        check_seconds(self.timeout, "timeout")
 
 
 _OFFSETS_REFUSAL: Final = "offsets must map attempt numbers (1, 2, ...) to byte offsets (>= 0)"
@@ -424,8 +351,8 @@ class LogsRequest(TaskRef):
 def _state_refusal(value: Any) -> str:
     if isinstance(value, list):
         for state in value:
-            if state not in _STATES:
-                return f"unknown state {state!r} (known: {_KNOWN_STATES})"
+            if state not in STATE_VALUES:
+                return f"unknown state {state!r} (known: {KNOWN_STATES})"
     return "state must be a list of task states"
 
 
@@ -450,32 +377,32 @@ class ListRequest(WireStruct):
     cursor: str | None = None
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
-        "tenant": _tenant_refusal,
+        "tenant": tenant_refusal,
         "state": _state_refusal,
-        "queue": _name_refusal("queue"),
+        "queue": name_refusal("queue"),
         "function": lambda value: "function must be a string",
         "prefix": lambda value: "prefix must be a string",
-        "since": _number_refusal("since"),
-        "until": _number_refusal("until"),
-        "labels": _labels_refusal,
-        "trace_id": _trace_id_refusal,
+        "since": number_refusal("since"),
+        "until": number_refusal("until"),
+        "labels": labels_refusal,
+        "trace_id": trace_id_refusal,
         "limit": _limit_refusal,
         "cursor": lambda value: f"not a list cursor: {value!r} (pass the one a list page printed)",
     }
 
     def __post_init__(self) -> None:
         if self.tenant is not None and not is_name(self.tenant):
-            raise Refusal(_tenant_refusal(self.tenant))
+            raise Refusal(tenant_refusal(self.tenant))
         for state in self.states:
-            if state not in _STATES:
+            if state not in STATE_VALUES:
                 raise Refusal(_state_refusal([state]))
         if not 1 <= self.limit <= MAX_LIST_LIMIT:
             raise Refusal(_limit_refusal(self.limit))
-        _check_name(self.queue, "queue")
-        _check_number(self.since, "since")
-        _check_number(self.until, "until")
-        _check_labels(self.labels)
-        _check_trace_id(self.trace_id)
+        check_name(self.queue, "queue")
+        check_number(self.since, "since")
+        check_number(self.until, "until")
+        check_labels(self.labels)
+        check_trace_id(self.trace_id)
         if self.cursor is not None:
             try:
                 decode_cursor(self.cursor)
@@ -526,9 +453,9 @@ class PauseTarget(WireStruct):
     function: str | None = None
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
-        "tenant": _tenant_refusal,
-        "queue": _name_refusal("queue"),
-        "function": _function_refusal("function"),
+        "tenant": tenant_refusal,
+        "queue": name_refusal("queue"),
+        "function": function_refusal("function"),
     }
 
     def __post_init__(self) -> None:
@@ -539,15 +466,15 @@ class PauseTarget(WireStruct):
                     "(to pause one tenant's tasks of a function, add a task filter: "
                     "--state queued)"
                 )
-            _check_function(self.function, "function")
+            check_function(self.function, "function")
             return
         if self.tenant is None:
             raise Refusal(
                 "say what to pause: --tenant, --tenant with --queue, or --function; "
                 "or tasks by ID, --state, --prefix, --label, --since or --until"
             )
-        _check_tenant(self.tenant)
-        _check_name(self.queue, "queue")
+        check_tenant(self.tenant)
+        check_name(self.queue, "queue")
 
 
 class TenantRequest(WireStruct):
@@ -555,10 +482,10 @@ class TenantRequest(WireStruct):
 
     tenant: str | None = None
 
-    _REFUSE: ClassVar[dict[str, Refuse]] = {"tenant": _tenant_refusal}
+    _REFUSE: ClassVar[dict[str, Refuse]] = {"tenant": tenant_refusal}
 
     def __post_init__(self) -> None:
-        _check_tenant(self.tenant)
+        check_tenant(self.tenant)
 
 
 class StatsRequest(TenantRequest):
@@ -595,10 +522,10 @@ class CronRef(WireStruct):
     name: str
     tenant: str | None = None
 
-    _REFUSE: ClassVar[dict[str, Refuse]] = {"name": _cron_name_refusal, "tenant": _tenant_refusal}
+    _REFUSE: ClassVar[dict[str, Refuse]] = {"name": _cron_name_refusal, "tenant": tenant_refusal}
 
     def __post_init__(self) -> None:
-        _check_tenant(self.tenant)
+        check_tenant(self.tenant)
         if not is_name(self.name):
             raise Refusal(_cron_name_refusal(self.name))
 
@@ -625,11 +552,11 @@ class CronAddRequest(WireStruct):
         "tz": lambda value: "expr and tz must be strings",
         "catch_up": lambda value: f"catch_up must be a string, not {value!r}",
         "task": lambda value: "cron_add needs a 'task' map",
-        "tenant": _tenant_refusal,
+        "tenant": tenant_refusal,
     }
 
     def __post_init__(self) -> None:
-        _check_tenant(self.tenant)
+        check_tenant(self.tenant)
         if not is_name(self.name):
             raise Refusal(_cron_add_name_refusal(self.name))
         extra = set(self.task) - CRON_TASK_FIELDS
@@ -645,29 +572,10 @@ class StopRequest(WireStruct):
 
     drain: float | None = None
 
-    _REFUSE: ClassVar[dict[str, Refuse]] = {"drain": _number_refusal("drain")}
+    _REFUSE: ClassVar[dict[str, Refuse]] = {"drain": number_refusal("drain")}
 
     def __post_init__(self) -> None:
-        _check_seconds(self.drain, "drain")
-
-
-# -- decoding and encoding ---------------------------------------------------------------------
-
-S = TypeVar("S", bound=WireStruct)
-
-_AT = re.compile(r" - at `(?P<key>key` in `)?(?P<path>\$[^`]*)`$")
-_PATH = re.compile(r"\.(\w+)|\[(\d+)\]")
-_UNKNOWN = "Object contains unknown field"
-_MISSING = re.compile(r"^Object missing required field `(\w+)`")
-
-
-def decode(kind: type[S], message: Any) -> S:
-    """``message`` (a decoded map) as a ``kind``, or ``UsageError`` naming the field at fault
-    and what it takes."""
-    try:
-        return msgspec.convert(message, kind, strict=True)
-    except msgspec.ValidationError as exc:
-        raise UsageError(refusal(kind, message, exc)) from None
+        check_seconds(self.drain, "drain")
 
 
 def decode_submit(message: Any) -> SubmitRequest:
@@ -676,67 +584,9 @@ def decode_submit(message: Any) -> SubmitRequest:
         return msgspec.convert(message, SubmitRequest, strict=True)
     except msgspec.ValidationError as exc:
         words = refusal(SubmitRequest, message, exc)
-        at = _AT.search(str(exc))
-        steps = _PATH.findall(at["path"]) if at else []
+        at = ERROR_AT.search(str(exc))
+        steps = ERROR_PATH.findall(at["path"]) if at else []
         tasks = message.get("tasks") if isinstance(message, Mapping) else None
         if len(steps) > 1 and steps[1][1] and isinstance(tasks, list) and len(tasks) > 1:
             words = f"task {steps[1][1]}: {words}"
         raise UsageError(words) from None
-
-
-def refusal(kind: type[WireStruct], message: Any, error: msgspec.ValidationError) -> str:
-    """The words of ``error``, raised converting ``message`` to ``kind``: a ``Refusal``'s own,
-    or the refusal the Struct holding the failing field gives for it."""
-    if isinstance(error.__cause__, Refusal):
-        return str(error.__cause__)
-    text = str(error)
-    at = _AT.search(text)
-    summary = text[: at.start()] if at else text
-    steps = _PATH.findall(at["path"]) if at else []
-    owner: type[WireStruct] | None = kind  # the Struct whose value is at the path, if any
-    holder: type[WireStruct] | None = None  # the Struct declaring the last field named
-    field = ""
-    value = field_value = message
-    for name, index in steps:
-        if name:
-            holder, field = owner, name
-            value = field_value = value.get(name) if isinstance(value, Mapping) else None
-            owner = holder._NESTED.get(name) if holder is not None else None
-        else:
-            value = value[int(index)] if isinstance(value, list) else None
-    if summary.startswith(_UNKNOWN) and owner is not None and isinstance(value, Mapping):
-        known = set(owner.__struct_fields__)
-        return owner._unknown(sorted(str(key) for key in value if key not in known))
-    missing = _MISSING.match(summary)
-    if missing and owner is not None:
-        return _field_refusal(owner, missing[1], None, summary)
-    if steps and steps[-1][1] and owner is not None:
-        return owner._NOT_A_MAP  # an element of a list of Structs is not a map
-    if holder is not None:
-        return _field_refusal(holder, field, field_value, summary)
-    if at is not None and at["key"]:
-        return f"{kind._NOT_A_MAP} with text keys"
-    return kind._NOT_A_MAP
-
-
-def _field_refusal(owner: type[WireStruct], field: str, value: Any, summary: str) -> str:
-    refuse = owner._REFUSE.get(field)
-    return refuse(value) if refuse is not None else f"{field}: {summary}"
-
-
-def to_wire(request: WireStruct) -> dict[str, Any]:
-    """A Struct as the map a client sends (unset fields left out, bytes kept bytes)."""
-    wire: dict[str, Any] = msgspec.to_builtins(request, builtin_types=(bytes,))
-    return wire
-
-
-_ENCODER: Final = msgspec.msgpack.Encoder()
-_HEADER: Final = struct.Struct(">I")
-
-
-def encode_request(request: Mapping[str, Any]) -> bytes:
-    """A request map, whose values may be Structs (a ``submit``'s ``TaskSpec``s), as one frame:
-    the same msgpack map ``framing.encode_frame`` makes of the equivalent plain map (a Struct
-    is a map of its set fields; bytes are bin, text str), so any version-1 daemon reads it."""
-    body = _ENCODER.encode(request)
-    return _HEADER.pack(len(body)) + body
