@@ -35,7 +35,7 @@ non-key column), so heartbeats never wait for task writes, and the two cannot de
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,7 +44,7 @@ import asyncpg
 from asynctask.core.leases import Lease, Leave, Release, Renew, Take, Write
 from asynctask.store import pgschema
 from asynctask.store.errors import StoreError
-from asynctask.store.pgerrors import map_errors
+from asynctask.store.pgerrors import is_fatal, map_errors
 
 #: The schema version that has the ``partitions`` and ``nodes`` tables.
 LEASES_VERSION: Final = 2
@@ -164,17 +164,27 @@ class PgLeases:
 
     ``me`` is this node's ID; ``pid``, ``host`` and ``started_at`` go into its heartbeat row
     for ``asynctask nodes``. Not for concurrent use from several tasks: the planner's loop
-    performs its actions in order, on one connection."""
+    performs its actions in order, on one connection. A lost connection is dropped when an
+    error says so (``pgerrors.is_fatal``) and the next call connects again, so the loop only
+    has to carry on: a write that raised settles nothing (``write``)."""
 
     def __init__(
-        self, conn: Any, me: str, *, pid: int | None, host: str | None, started_at: float | None
+        self,
+        url: str,
+        conn: Any,
+        me: str,
+        *,
+        pid: int | None,
+        host: str | None,
+        started_at: float | None,
     ) -> None:
         """Use ``PgLeases.open``; this only wraps an open connection."""
+        self.url = url
         self.me = me
         self.pid = pid
         self.host = host
         self.started_at = started_at
-        self._conn = conn
+        self._conn: Any = conn
 
     @classmethod
     async def open(
@@ -191,13 +201,7 @@ class PgLeases:
         conn: Any = None
         try:
             with map_errors("opening the lease table"):
-                conn = await asyncpg.connect(
-                    url,
-                    server_settings={
-                        "synchronous_commit": "on",
-                        "application_name": "asynctask-leases",
-                    },
-                )
+                conn = await _connect(url)
                 value = await conn.fetchval(pgschema.READ_VERSION)
             version = int(value) if value is not None else 0
             if version < LEASES_VERSION:
@@ -210,21 +214,39 @@ class PgLeases:
                 with contextlib.suppress(Exception):
                     await conn.close()
             raise
-        return cls(conn, me, pid=pid, host=host, started_at=started_at)
+        return cls(url, conn, me, pid=pid, host=host, started_at=started_at)
 
     async def close(self) -> None:
-        with map_errors("closing the lease table"):
-            await self._conn.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with map_errors("closing the lease table"):
+                await conn.close()
+
+    @contextlib.asynccontextmanager
+    async def _using(self, doing: str) -> AsyncIterator[Any]:
+        """The connection, opened again if the last one was lost; errors as ``StoreError``."""
+        with map_errors(doing):
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await _connect(self.url)
+                yield self._conn
+            except BaseException as error:
+                if is_fatal(error) and self._conn is not None:
+                    self._conn.terminate()
+                    self._conn = None
+                raise
 
     # -- reads --------------------------------------------------------------------------------
 
     async def read(self) -> tuple[dict[int, Lease], dict[str, float]]:
         """The table and the heartbeats for ``plan``, from one snapshot (a heartbeat and its
         renewals commit together, so the planner never sees one without the other)."""
-        with map_errors("reading the lease table"):
-            async with self._conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = await self._conn.fetch(SELECT_TABLE)
-                beats = await self._conn.fetch(SELECT_HEARTBEATS)
+        async with (
+            self._using("reading the lease table") as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(SELECT_TABLE)
+            beats = await conn.fetch(SELECT_HEARTBEATS)
         return {row[0]: Lease(row[1], row[2], row[3]) for row in rows}, {
             row[0]: row[1] for row in beats
         }
@@ -232,8 +254,8 @@ class PgLeases:
     async def nodes(self, now: float, lease: float) -> list[NodeRow]:
         """The nodes whose heartbeat is younger than ``lease`` (``core.leases.live_nodes``),
         each with the partitions whose lease it holds by ``now``."""
-        with map_errors("reading the nodes"):
-            rows = await self._conn.fetch(SELECT_NODES, now)
+        async with self._using("reading the nodes") as conn:
+            rows = await conn.fetch(SELECT_NODES, now)
         return [
             NodeRow(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]))
             for row in rows
@@ -244,7 +266,12 @@ class PgLeases:
 
     async def write(self, write: Write, running: int = 0) -> dict[int, Lease | None]:
         """Perform ``write``; what ``Holdings.settle(write, ...)`` takes. ``running`` (attempts
-        running here) goes into the heartbeat of a ``Renew``."""
+        running here) goes into the heartbeat of a ``Renew``.
+
+        On ``StoreError`` the outcome is unknown (the commit may have landed): settle nothing.
+        That is safe by the core's rules: a take whose answer was lost grants nothing, and its
+        row becomes takeable when it expires; a renewal whose answer was lost leaves the
+        grant at its old expiry, so the node stops in time."""
         match write:
             case Take():
                 return await self.take(write)
@@ -258,40 +285,44 @@ class PgLeases:
     async def take(self, take: Take) -> dict[int, Lease | None]:
         """``LeaseTable._take``: the row is created free if missing, locked, then set."""
         args = (take.partition, self.me, take.read_epoch, take.epoch, take.as_of, take.expires_at)
-        with map_errors(f"taking partition {take.partition}"):
-            async with self._conn.transaction():
-                await self._conn.execute(ENSURE_ROW, take.partition)
-                await self._conn.execute(LOCK_FOR_TAKE, take.partition)
-                row = await self._conn.fetchrow(TAKE, *args)
+        async with self._using(f"taking partition {take.partition}") as conn, conn.transaction():
+            await conn.execute(ENSURE_ROW, take.partition)
+            await conn.execute(LOCK_FOR_TAKE, take.partition)
+            row = await conn.fetchrow(TAKE, *args)
         return {take.partition: _lease(row) if row is not None else None}
 
     async def renew(self, renew: Renew, running: int = 0) -> dict[int, Lease | None]:
         """``LeaseTable.write(Renew)``: the heartbeat and every renewal in one transaction."""
         parts, epochs = _split(renew.leases)
-        with map_errors("renewing the leases"):
-            async with self._conn.transaction():
-                await self._conn.execute(
-                    HEARTBEAT, self.me, renew.at, self.pid, self.host, self.started_at, running
-                )
-                rows = await self._conn.fetch(RENEW, self.me, parts, epochs, renew.expires_at)
+        async with self._using("renewing the leases") as conn, conn.transaction():
+            await conn.execute(
+                HEARTBEAT, self.me, renew.at, self.pid, self.host, self.started_at, running
+            )
+            rows = await conn.fetch(RENEW, self.me, parts, epochs, renew.expires_at)
         return _answer(renew.leases, rows)
 
     async def release(self, release: Release) -> dict[int, Lease | None]:
         """``LeaseTable._release``: free the partition if still held at this epoch."""
         leases = ((release.partition, release.epoch),)
         parts, epochs = _split(leases)
-        with map_errors(f"releasing partition {release.partition}"):
-            rows = await self._conn.fetch(RELEASE, self.me, parts, epochs)
+        async with self._using(f"releasing partition {release.partition}") as conn:
+            rows = await conn.fetch(RELEASE, self.me, parts, epochs)
         return _answer(leases, rows)
 
     async def leave(self, leave: Leave) -> dict[int, Lease | None]:
         """``LeaseTable.write(Leave)``: every release and the heartbeat's deletion at once."""
         parts, epochs = _split(leave.leases)
-        with map_errors("leaving the cluster"):
-            async with self._conn.transaction():
-                rows = await self._conn.fetch(RELEASE, self.me, parts, epochs)
-                await self._conn.execute(FORGET_NODE, self.me)
+        async with self._using("leaving the cluster") as conn, conn.transaction():
+            rows = await conn.fetch(RELEASE, self.me, parts, epochs)
+            await conn.execute(FORGET_NODE, self.me)
         return _answer(leave.leases, rows)
+
+
+async def _connect(url: str) -> Any:
+    return await asyncpg.connect(
+        url,
+        server_settings={"synchronous_commit": "on", "application_name": "asynctask-leases"},
+    )
 
 
 def _lease(row: Any) -> Lease:

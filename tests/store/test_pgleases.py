@@ -262,6 +262,11 @@ async def test_two_connections_racing_for_one_partition_exactly_one_wins(
         take = Take(p, epoch, epoch + 1, 2000.0 + 20 * round_, 2010.0 + 20 * round_)
         got = await asyncio.gather(*(nodes[me].take(take) for me in NODES))
         assert sum(answer[p] is not None for answer in got) == 1
+    # Partitions never taken: the takes race to insert the free row first, too.
+    for p in range(10, 20):
+        take = Take(p, 0, 1, 1000.0, 1010.0)
+        got = await asyncio.gather(*(nodes[me].take(take) for me in NODES))
+        assert sum(answer[p] is not None for answer in got) == 1
 
 
 async def test_a_take_racing_a_renewal_of_an_expired_lease_one_of_them_wins(
@@ -369,3 +374,26 @@ async def test_a_renewal_never_shortens_and_a_read_is_one_snapshot(
     assert (table, beats) == ({1: Lease("a", 1, 1015.0)}, {"a": 1005.0})
     assert (await a.release(Release(1, 1)))[1] == Lease(None, 1, 1015.0)
     assert (await a.release(Release(1, 1)))[1] is None  # no longer the owner
+
+
+async def test_a_lost_connection_fails_one_call_and_the_next_connects_again(
+    nodes: dict[str, PgLeases], admin: Any
+) -> None:
+    a = nodes["a"]
+    await a.renew(Renew((), 1000.0, 1010.0))
+    pid = await a._conn.fetchval("SELECT pg_backend_pid()")
+    assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    await asyncio.sleep(0.1)
+    # The call that finds the connection gone may fail (if the driver had not noticed yet);
+    # the one after it connects again.
+    failed: list[str] = []
+    for at in (1001.0, 1002.0):
+        try:
+            assert await a.renew(Renew((), at, at + LEASE)) == {}
+            break
+        except StoreError as error:
+            failed.append(str(error))
+    assert len(failed) <= 1, failed
+    assert all("renewing the leases failed" in message for message in failed)
+    assert (await a.read())[1]["a"] in (1001.0, 1002.0)
+    assert await a._conn.fetchval("SELECT pg_backend_pid()") != pid
