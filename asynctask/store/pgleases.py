@@ -29,7 +29,10 @@ take waits for the task write to commit, and the taker's load sees it. If the ta
 first, the fence waits and then re-reads the row at its new epoch (READ COMMITTED re-checks a
 locked row's condition on its newest version) and the write does nothing. ``FOR KEY SHARE``,
 not ``FOR SHARE``: it does not conflict with the holder's own renewal (an ``UPDATE`` of a
-non-key column), so heartbeats never wait for task writes, and the two cannot deadlock.
+non-key column), so a renewal does not wait for task writes. (It does queue behind a take of
+the same row that waits for them; that take is of an expired lease, and the renewal is then
+refused anyway.) No cycle of waits is possible: a take locks one row, a fenced transaction
+waits for nothing a renewal holds, and ``still_held`` locks its rows in partition order.
 """
 
 from __future__ import annotations

@@ -327,20 +327,23 @@ async def test_a_write_after_losing_the_lease_commits_nothing(
 
 
 async def test_a_take_waits_for_a_fenced_write_in_flight_and_then_sees_it(
-    nodes: dict[str, PgLeases], work: Any
+    nodes: dict[str, PgLeases], work: Any, url: str
 ) -> None:
     a, b = nodes["a"], nodes["b"]
     await a.take(Take(0, 0, 1, 1000.0, 1010.0))
-    conn = a._conn
-    async with conn.transaction():
-        assert await still_held(conn, "a", {0: 1}, 1009.0) == {0}
-        await conn.execute("INSERT INTO work VALUES (0, 'in flight')")
-        taking = asyncio.create_task(b.take(Take(0, 1, 2, 1010.0, 1020.0)))
-        assert await _blocked(taking)  # the take waits for the fenced transaction
-        # a's renewal is not held up by its own fenced write (FOR KEY SHARE vs UPDATE).
-        renewing = asyncio.create_task(nodes["c"].renew(Renew((), 1009.0, 1019.0)))
-        await asyncio.wait_for(renewing, 5)
-    assert (await taking)[0] == Lease("b", 2, 1020.0)
+    writer = await asyncpg.connect(url)  # a's task writer: a connection of its own
+    try:
+        async with writer.transaction():
+            assert await still_held(writer, "a", {0: 1}, 1004.0) == {0}
+            await writer.execute("INSERT INTO work VALUES (0, 'in flight')")
+            # a's renewal does not wait for its fenced write (FOR KEY SHARE vs UPDATE).
+            renewed = await asyncio.wait_for(a.renew(Renew(((0, 1),), 1005.0, 1015.0)), 5)
+            assert renewed == {0: Lease("a", 1, 1015.0)}
+            taking = asyncio.create_task(b.take(Take(0, 1, 2, 1015.0, 1025.0)))
+            assert await _blocked(taking)  # the take waits for the fenced transaction
+        assert (await taking)[0] == Lease("b", 2, 1025.0)
+    finally:
+        await writer.close()
     assert await work.fetchval("SELECT note FROM work") == "in flight"
 
 
