@@ -70,13 +70,14 @@ TAKE: Final = (
     f"RETURNING {_ROW}"
 )
 #: The heartbeat half of ``Renew``: $1 node, $2 at, $3 pid, $4 host, $5 started_at, $6 running.
-#: ``GREATEST`` as for the leases: a late heartbeat never moves it back.
+#: A late heartbeat changes nothing (``GREATEST``, as for the leases, and the figures of the
+#: newer one stay with it).
 HEARTBEAT: Final = (
     "INSERT INTO nodes (node, heartbeat_at, pid, host, started_at, running) "
     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node) DO UPDATE SET "
-    "heartbeat_at = GREATEST(nodes.heartbeat_at, excluded.heartbeat_at), "
-    "pid = excluded.pid, host = excluded.host, started_at = excluded.started_at, "
-    "running = excluded.running"
+    "heartbeat_at = excluded.heartbeat_at, pid = excluded.pid, host = excluded.host, "
+    "started_at = excluded.started_at, running = excluded.running "
+    "WHERE nodes.heartbeat_at <= excluded.heartbeat_at"
 )
 #: ``LeaseTable._renew`` for every lease at once: $1 me, $2 partitions, $3 epochs, $4 expiry.
 RENEW: Final = (

@@ -211,7 +211,7 @@ async def test_the_heartbeat_row_carries_what_asynctask_nodes_shows(url: str) ->
         assert (row.node, row.heartbeat_at, row.pid, row.host, row.started_at) == (
             "n1", 1001.0, 4242, "box", 990.0,
         )  # fmt: skip
-        assert (row.running, row.partitions) == (6, (3,))
+        assert (row.running, row.partitions) == (5, (3,))  # the late heartbeat's figure lost
         assert await leases.nodes(1011.0, LEASE) == []  # the heartbeat is a lease old: not live
         assert (await leases.read())[0][3] == Lease("n1", 1, 1011.0)
     finally:
