@@ -130,6 +130,23 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE quarantine (id bigserial PRIMARY KEY, source text NOT NULL, "
         "key text NOT NULL, row text NOT NULL, error text NOT NULL, at double precision NOT NULL)",
     ),
+    # 2: the lease table and the heartbeats of scale-out (docs/scale-out.md; ``pgleases.py``
+    # has the statements and says why the times are the writer's clock, in epoch seconds).
+    # ``partitions`` has no row per partition up front: the count is configuration, and a
+    # missing row reads as free at epoch 0 (``core.leases.FREE``); the first take inserts it.
+    # ``expires_at`` of a free row is kept (a release leaves it), and '-Infinity' is a row
+    # never held. No handover columns: a drain is the holder's own state
+    # (``Holdings.draining``); the table sees only its release. ``nodes`` keeps, beside the
+    # heartbeat the planner reads, what ``asynctask nodes`` shows: pid, host, start time and
+    # running attempts, written by each heartbeat.
+    (
+        "CREATE TABLE partitions (partition integer PRIMARY KEY CHECK (partition >= 0), "
+        'owner text COLLATE "C", epoch bigint NOT NULL CHECK (epoch >= 0), '
+        "expires_at double precision NOT NULL)",
+        'CREATE TABLE nodes (node text COLLATE "C" PRIMARY KEY, '
+        "heartbeat_at double precision NOT NULL, pid integer, host text, "
+        "started_at double precision, running integer NOT NULL DEFAULT 0)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
