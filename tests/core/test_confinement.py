@@ -29,6 +29,7 @@ from asynctask.core.limits import SchedulerSettings
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Dispatch, Scheduler
 from asynctask.core.sharding import ShardSettings
+from asynctask.core.slots import WarmSlots
 from asynctask.model import ErrorKind, LiveTask, error_dict
 from tests.core.helpers import make_task
 
@@ -320,3 +321,88 @@ def test_the_issue_14_starvation_scenario_finishes_in_bounded_time():
         assert now < 30.0, f"{finished} of {len(tasks)} finished after {now:.0f} s"
     busy_time = sum(duration for _, duration in plan.values()) / SHARDS
     assert now <= max(busy_time, 10.0) * 1.5
+
+
+def test_take_back_holds_while_the_other_tenant_has_queued_work_and_ends_when_it_runs_dry():
+    """The scenario of the e2e take-back test, on the scheduler alone: 4 shards of one worker,
+    one shard per tenant, warm workers as the pool reports them. ``x`` is confined by 3 crashes,
+    then spreads alone over all 4 workers; ``y`` brings 100 short tasks. Once the attempts ``x``
+    started before ``y`` came have ended, ``x`` runs on its own shard only while ``y`` has
+    queued work - and it spreads again in the very dispatch after ``y``'s queue runs dry, while
+    ``y``'s last attempts still run. So an observer that reads ``y``'s backlog and ``x``'s
+    running count in two separate requests can see ``x`` spread "while y had work": only a
+    snapshot that holds both rows tells."""
+    sched = core(shards=4, per_tenant=1, probation=0, fault_backoff=0.01, fault_backoff_max=0.02)
+    (own,) = sched.shards_of("x")
+    x, y = sched.tenant("x"), sched.tenant("y")
+    busy: dict[int, LiveTask] = {}
+    ends: dict[int, float] = {}
+    worker_of: dict[int, str] = {}  # shard -> the tenant its worker is bound to
+    length = {"x": 0.3, "y": 0.05}
+    crashes: set[int] = set()
+    for _ in range(3):
+        made = task("x")
+        crashes.add(made.seq)
+        sched.add(made)
+
+    def step(now: float) -> list[Dispatch]:
+        free = [0 if shard in busy else 1 for shard in range(4)]
+        warm = WarmSlots()
+        for shard in range(4):
+            if shard in busy:
+                continue
+            owner = worker_of.get(shard)
+            if owner is None:
+                warm.fresh += 1
+                warm.fresh_shards[shard] = warm.fresh_shards.get(shard, 0) + 1
+            else:
+                warm.own[owner] = warm.own.get(owner, 0) + 1
+                warm.shards[owner] = shard
+        started = [a for a in sched.dispatch(now, free, warm) if isinstance(a, Dispatch)]
+        for action in started:
+            assert action.shard not in busy
+            busy[action.shard] = action.task
+            worker_of[action.shard] = action.task.tenant
+            crash = action.task.seq in crashes
+            ends[action.shard] = now + (0.0 if crash else length[action.task.tenant])
+        return started
+
+    def finish(now: float) -> None:
+        for shard in sorted(s for s, at in ends.items() if at <= now):
+            del ends[shard]
+            running = busy.pop(shard)
+            if running.seq in crashes:
+                end(sched, running, "died", now)
+                worker_of.pop(shard)
+            else:
+                end(sched, running, "ok", now)
+
+    now = 0.0
+    while sched.running or sched.queued:  # the 3 crashes, one at a time, backing off
+        step(now)
+        now = round(now + 0.01, 3)
+        finish(now)
+    assert confined_for_faults(sched, "x", now)
+    for _ in range(300):
+        sched.add(task("x"), now)
+    while x.running < 4:  # alone, it earns all 4 workers
+        step(now)
+        now = round(now + 0.01, 3)
+        finish(now)
+        assert now < 20.0
+    came = now
+    for _ in range(100):
+        sched.add(task("y"), now)
+    spread_again = None
+    while y.backlog or y.running:
+        step(now)
+        assert confined_for_faults(sched, "x", now)
+        if y.backlog and now >= came + length["x"]:
+            assert x.running <= 1, (now, x.running, y.backlog)  # its own shard, while y waits
+            assert all(shard == own for shard, t in busy.items() if t.tenant == "x")
+        if not y.backlog and y.running and x.running > 1 and spread_again is None:
+            spread_again = now
+        now = round(now + 0.01, 3)
+        finish(now)
+        assert now < came + 30.0
+    assert spread_again is not None, "x got its spread back only after y's last attempt ended"
