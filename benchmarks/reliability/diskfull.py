@@ -1,6 +1,6 @@
 """Disk-full run: the daemon's home on a small tmpfs that a filler file fills up.
 
-PRODUCT.md "Robustness": a storage error (disk full) fails the affected requests with a typed
+docs/contract.md "Robustness": a storage error (disk full) fails the affected requests with a typed
 error (``storage``), never acknowledges what was not committed, keeps reads working, and service
 resumes without a restart once space returns. This check mounts a tmpfs (root only), starts a
 daemon whose home is on it, has it run some tasks, fills the disk, then:

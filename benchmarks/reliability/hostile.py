@@ -1,6 +1,6 @@
 """Hostile clients: what each bad-client pattern costs the daemon in memory and in loop stalls.
 
-PRODUCT.md "Robustness": the daemon's memory is bounded whatever clients do, and no single
+docs/contract.md "Robustness": the daemon's memory is bounded whatever clients do, and no single
 request blocks the event loop for more than 50 ms. tests/e2e/test_connection_bounds.py checks
 each bound on its own; this measures the cost of each pattern at scale, on one daemon:
 

@@ -1,6 +1,6 @@
 """kill -9 checker: the daemon and its workers die at random while producers submit.
 
-PRODUCT.md "At-least-once execution": a task whose worker or daemon dies runs again (the
+docs/contract.md "At-least-once execution": a task whose worker or daemon dies runs again (the
 interrupted attempt counts), and nothing acknowledged is ever lost. Here producers submit tasks
 with known IDs (an ID is "acknowledged" once a submit of it returned; a failed submit is retried
 with the same ID after a restart, which de-duplication makes safe), each task appends ``start``

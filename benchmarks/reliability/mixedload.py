@@ -30,7 +30,7 @@ CONFIG = (
     '[workers]\nmin_workers = 2\nmax_workers = 4\nkill_grace = "200ms"\n'
     '[retry]\nretries = 2\nbackoff_base = "50ms"\nbackoff_cap = "500ms"\n'
     # Timeouts and os._exit break workers, and a tenant that breaks workers is confined and
-    # backs off up to 30 s per attempt by default (PRODUCT.md isolation): by design, but it
+    # backs off up to 30 s per attempt by default (README, "Security model"): by design, but it
     # would stretch the drain to many minutes. The soak measures footprint, so shorter.
     '[scheduler]\nfault_backoff = "50ms"\nfault_backoff_max = "500ms"\n'
 )

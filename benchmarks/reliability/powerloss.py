@@ -1,6 +1,6 @@
 """Power-loss model: replay the daemon's writes as a power cut would have left them on disk.
 
-PRODUCT.md "Durable submit": with ``[daemon] durability = "full"`` a power loss loses nothing
+docs/contract.md "Durable submit": with ``[daemon] durability = "full"`` a power loss loses nothing
 acknowledged; with ``"normal"`` it may lose the last transactions. A kill -9 cannot show either
 (the kernel's page cache survives a process), so this check records every write, truncate and
 fsync the daemon makes under its home (faultshim's journal), then rebuilds the home as a power

@@ -1,7 +1,7 @@
 """Build and drive faultshim, the LD_PRELOAD library that fails or records one process's disk I/O.
 
 Why a preload library: the daemon's storage errors (EIO, ENOSPC on a write or an fsync) and its
-fsync points are the behaviour PRODUCT.md "Robustness" and "Durable submit" promise about, and
+fsync points are the behaviour docs/contract.md "Robustness" and "Durable submit" promise about, and
 neither a real failing disk nor a real power cut can be had on demand in a test. SQLite calls
 libc's ``write``/``pwrite64``/``fdatasync`` through the PLT, so a preloaded library sees each one.
 

@@ -14,7 +14,7 @@ The checks (one module each in benchmarks/reliability/; short runs in tests/reli
 
 A check that cannot run here (no gcc, not root) is reported as skipped with the reason. The
 file is written whatever the checks find; the exit status is 1 when any check found a promise
-of PRODUCT.md broken, so a scheduled run can alert on it.
+of docs/contract.md broken, so a scheduled run can alert on it.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def _hostile(args: argparse.Namespace) -> Section:
     results = hostile.run(args.hostile_scale)
     lines = [hostile.TABLE_HEAD, *(r.row() for r in results)]
     findings = [  # the daemon's own measure: a ping also waits for a CPU on 2 busy cores
-        f"{r.name}: the loop was held {r.held_max_ms:.0f} ms (PRODUCT.md: 50 ms)"
+        f"{r.name}: the loop was held {r.held_max_ms:.0f} ms (docs/contract.md: 50 ms)"
         for r in results
         if r.held_max_ms > 50
     ]
@@ -199,7 +199,8 @@ def write(sections: list[Section], command: str, started: datetime.datetime, out
         "",
         "Written by benchmarks/reliability/soak.py; what each check does is in its module's "
         "docstring (benchmarks/reliability/), and tests/reliability/ runs each one short in "
-        "`make test`. A FINDING is a promise of PRODUCT.md that the daemon broke in this run.",
+        "`make test`. A FINDING is a promise of docs/contract.md that the daemon broke in this "
+        "run.",
         "",
         f"- Date: {started:%Y-%m-%d %H:%M} UTC ({total / 60:.1f} min)",
         f"- Machine: {machine()}",

@@ -1,4 +1,5 @@
-"""A client connection holds bounded memory for a bounded time (PRODUCT.md "Robustness"; issue 14).
+"""A client connection holds bounded memory for a bounded time (docs/contract.md,
+"Robustness"; issue 14).
 
 Real daemons, raw Unix-socket clients: no hello, a huge length prefix before hello, idle
 connections, replies never read, more connections than a user may have, a flood of bad frames,

@@ -1,5 +1,5 @@
 """Unusable stored rows are set aside at start-up, and ``asynctask doctor`` reports them and the
-database's integrity, with the daemon running or not (PRODUCT.md, "Robustness")."""
+database's integrity, with the daemon running or not (docs/contract.md, "Robustness")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Readouts cost what they show (PRODUCT.md "Robustness", issue 14): one tenant with 20,000
+"""Readouts cost what they show (docs/contract.md "Robustness", issue 14): one tenant with 20,000
 queue names must not stall other clients while ``stats`` or ``metrics`` run, and neither
 reply may grow with the number of queues.
 

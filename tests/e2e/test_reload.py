@@ -1,5 +1,5 @@
 """SIGHUP and ``asynctask reload`` re-read the config file: live keys take effect, other changed
-keys are logged as needing a restart, and a broken file changes nothing (PRODUCT.md,
+keys are logged as needing a restart, and a broken file changes nothing (docs/contract.md,
 "Robustness")."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Storage faults with a real disk: the daemon's home on a small tmpfs that a test fills up.
 
 Disk full is the fault a real disk gives most (a write fails with ENOSPC, SQLite rolls the
-transaction back). The promises (PRODUCT.md, "Robustness"): the affected requests fail with the
-code ``storage``, nothing is acknowledged that was not committed, reads keep working, ``ping``
-says storage is failing, and service resumes without a restart once there is space again.
+transaction back). The promises (docs/contract.md, "Robustness"): the affected requests fail
+with the code ``storage``, nothing is acknowledged that was not committed, reads keep working,
+``ping`` says storage is failing, and service resumes without a restart once there is space
+again.
 """
 
 from __future__ import annotations

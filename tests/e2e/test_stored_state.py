@@ -1,4 +1,4 @@
-"""Nothing stored can stop the daemon from starting (PRODUCT.md, "Robustness").
+"""Nothing stored can stop the daemon from starting (docs/contract.md, "Robustness").
 
 A cron expression that never fires is refused at ``cron add``; a stored cron entry or task row
 that cannot be used (written by another version, or by hand) is logged and moved into the

@@ -2,7 +2,7 @@
 last byte (root only: mount), and every fsync failing with EIO through faultshim. Either way
 submits are refused, nothing acknowledged is lost, the daemon's view and the database agree
 (also after a restart), reads keep working, and the same daemon process takes submits again once
-the disk recovers (PRODUCT.md "Robustness")."""
+the disk recovers (docs/contract.md "Robustness")."""
 
 from __future__ import annotations
 

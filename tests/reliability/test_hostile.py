@@ -1,7 +1,8 @@
 """Hostile clients at a reduced scale (benchmarks/reliability/hostile.py; `make soak` runs the
 full one): the daemon survives each pattern with bounded memory, and a separate client pinging
-every 10 ms measures how long the event loop stalls. PRODUCT.md promises 50 ms; the tests allow
-200 ms because the machine's own jitter (2 cores, shared) is in the figure."""
+every 10 ms measures how long the event loop stalls. docs/contract.md ("Robustness") promises
+50 ms; the tests allow 200 ms because the machine's own jitter (2 cores, shared) is in the
+figure."""
 
 from __future__ import annotations
 

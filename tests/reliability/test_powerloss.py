@@ -1,6 +1,6 @@
 """Power cuts replayed from the daemon's own write journal (benchmarks/reliability/powerloss.py):
 ``durability = "normal"`` must lose acknowledged submits (else the model could not see loss at
-all) and ``"full"`` must lose none (PRODUCT.md "Durable submit")."""
+all) and ``"full"`` must lose none (docs/contract.md "Durable submit")."""
 
 from __future__ import annotations
 

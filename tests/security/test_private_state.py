@@ -1,4 +1,4 @@
-"""Private state (PRODUCT.md, "The trust boundary"): real daemons, real files, real users.
+"""Private state (README, "Security model"): real daemons, real files, real users.
 
 The home is 0700 (0711 when ``[auth.users]`` lets other users reach its socket); the database,
 WAL, every log, the pid and lock files are 0600; a home the daemon does not own, or that others

@@ -1,4 +1,4 @@
-"""Tasks are clients of their own tenant (PRODUCT.md, "The trust boundary"; issue 13).
+"""Tasks are clients of their own tenant (README, "Security model"; issue 13).
 
 A task runs as the daemon's uid, which is an admin on the socket; these tests submit real tasks
 for tenant ``a`` that use ``asynctask.Client`` against the daemon running them and check that
