@@ -1,17 +1,17 @@
 """The ``asynctask`` command line: the table of commands, and the console entry point.
 
 The commands live by verb family: ``cli/daemon.py`` (daemon, ping, stop, reload, doctor),
-``cli/tasks.py`` (submit, status, wait, result, logs, inspect), ``cli/selectors.py`` (cancel,
-delete, retry, pause, resume), ``cli/views.py`` (list, queues, stats, metrics, top),
-``cli/cron.py`` (cron add/list/remove); what they share is in ``cli/app.py``. They are
-registered here, in one table, because typer lists commands in the order they are registered,
-and ``asynctask --help`` keeps the order users know. Only ``asynctask daemon`` imports the
-daemon; everything else is a client.
+``cli/migrate.py`` (migrate-store), ``cli/tasks.py`` (submit, status, wait, result, logs,
+inspect), ``cli/selectors.py`` (cancel, delete, retry, pause, resume), ``cli/views.py``
+(list, queues, stats, metrics, top), ``cli/cron.py`` (cron add/list/remove); what they share
+is in ``cli/app.py``. They are registered here, in one table, because typer lists commands in
+the order they are registered, and ``asynctask --help`` keeps the order users know. Only
+``asynctask daemon`` imports the daemon; everything else is a client.
 """
 
 from __future__ import annotations
 
-from asynctask.cli import cron, daemon, selectors, tasks, views
+from asynctask.cli import cron, daemon, migrate, selectors, tasks, views
 from asynctask.cli.app import app, fail, os_error
 from asynctask.errors import UsageError
 
@@ -35,6 +35,7 @@ app.command()(tasks.inspect)
 app.command()(daemon.stop)
 app.command()(daemon.reload)
 app.command()(daemon.doctor)
+app.command()(migrate.migrate_store)
 app.command()(views.stats)
 app.command()(views.metrics)
 app.command()(views.queues)

@@ -1,6 +1,6 @@
 """``open_store``: the store a location names - a file path is SQLite, a URL PostgreSQL.
 
-One function, so that whoever reads ``[store]`` from the configuration (the daemon, a future
+One function, so that whoever reads ``[store]`` from the configuration (the daemon, the
 ``migrate-store`` command) does not branch on the database itself. The PostgreSQL store is
 imported only when a URL asks for it: SQLite users do not pay asyncpg's import at start-up.
 """
