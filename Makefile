@@ -74,11 +74,12 @@ SOAK_ARGS ?=
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.reliability.soak $(SOAK_ARGS)
 
-## The peer task queues (Huey, Celery, Dramatiq, RQ, arq, taskiq, SAQ) on this machine, same
-## workloads; prints a table (~20 min with 3 reps). Installs redis-server and .venv-peers* if
+## The peer task queues (Huey, Celery, Dramatiq, RQ, arq, taskiq, SAQ, procrastinate) on this
+## machine, same workloads; prints a table (~25 min with 3 reps). Installs redis-server,
+## .venv-peers* and PostgreSQL (procrastinate's broker: the tests' private cluster) if
 ## missing. Smoke run: make bench-peers PEER_ARGS="--reps 1 --quick"
 PEER_ARGS ?= --reps 3
-bench-peers:
+bench-peers: $(STAMP) $(PG_STAMP)
 	PYTHON=$(PYTHON) bash benchmarks/peers/setup.sh
 	.venv-peers/bin/python benchmarks/peers/run.py $(PEER_ARGS)
 

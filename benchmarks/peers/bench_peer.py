@@ -20,7 +20,8 @@ PEER_SIDE_URL, HUEY_DB and PYTHONPATH (this directory). Per rep, in this order:
 
 A peer module provides: DISTS, IS_ASYNC, worker_cmds(io), describe(), durability(); sync peers
 submit(kind, *args), flush() and optionally submit_bulk(n); async peers astartup(),
-asubmit(kind, *args), aflush() and optionally ashutdown(). kind is "noop", "lat" (one float:
+asubmit(kind, *args), aflush() and optionally ashutdown() and asubmit_bulk(n) (run in the
+peer's event loop, like asubmit). kind is "noop", "lat" (one float:
 the submit time) or "nap". Writes the JSON after every rep; exits 1 if anything failed.
 """
 
@@ -91,7 +92,7 @@ class Peer:
 
     @property
     def has_bulk(self) -> bool:
-        return hasattr(self.mod, "submit_bulk")
+        return hasattr(self.mod, "submit_bulk") or hasattr(self.mod, "asubmit_bulk")
 
     def flush(self) -> None:
         if self.runner is not None:
@@ -101,7 +102,10 @@ class Peer:
 
     def bulk(self, n: int) -> float:
         t0 = time.perf_counter()
-        self.mod.submit_bulk(n)
+        if self.runner is not None and hasattr(self.mod, "asubmit_bulk"):
+            self.runner.run(self.mod.asubmit_bulk(n))
+        else:
+            self.mod.submit_bulk(n)
         return time.perf_counter() - t0
 
     def submit_many(self, kind: str, n: int, rate: float = 0.0, stamp: bool = False) -> float:

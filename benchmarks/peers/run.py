@@ -11,6 +11,10 @@ temporary data dir, and stops exactly those PIDs at the end (also on an error or
   6390  broker, Redis's durability defaults: appendonly no (RDB snapshots off: --save "")
   6391  durable broker: appendonly yes, appendfsync always (the *-aof-always configs)
   6392  side channel (completion counter, start times), no persistence
+The PostgreSQL peer (procrastinate) also needs a private PostgreSQL cluster: when such a config
+is selected, run.py starts pgserver.py with the project's own Python (.venv: the cluster is the
+tests' tests/pgcluster.py, which needs asyncpg) and stops it by closing its stdin, or by SIGTERM
+to the PID it started. Unix socket only, fsync=on, synchronous_commit=on.
 Each config runs bench_peer.py in its venv, in a subprocess, one config at a time, and writes
 results/<config>.json (raw per-rep numbers); worker logs go to results/logs/<config>/.
 """
@@ -38,6 +42,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(HERE, "results")
 VENV = os.environ.get("PEER_VENV", os.path.join(ROOT, ".venv-peers"))
 VENV_ARQ = os.environ.get("PEER_VENV_ARQ", os.path.join(ROOT, ".venv-peers-arq"))
+# procrastinate 3 (psycopg 3) in a venv of its own: adding it to .venv-peers would change that
+# venv's pinned list and so re-install every other peer
+VENV_PROC = os.environ.get("PEER_VENV_PROC", os.path.join(ROOT, ".venv-peers-procrastinate"))
+PROJECT_PY = os.path.join(ROOT, ".venv", "bin", "python")  # runs pgserver.py
 PORT_FAST, PORT_AOF, PORT_SIDE = 6390, 6391, 6392
 FAST = f"redis://127.0.0.1:{PORT_FAST}/0"
 AOF = f"redis://127.0.0.1:{PORT_AOF}/0"
@@ -48,6 +56,7 @@ QUICK_N = {"n1": 2_000, "n2": 2_000, "n3": 100, "n4": 400, "n5": 2_000}
 AOF_ONLY = "w1,w2,w5"  # W1 includes W1 bulk where the peer has a bulk API
 
 # config -> (venv, peer module, extra env, N overrides (capped by --quick), workloads or None)
+# procrastinate runs W1 (+ bulk) and W2 only: the workloads issue 16's targets name
 CONFIGS: dict[str, tuple[str, str, dict[str, str], dict[str, int], str | None]] = {
     "huey": (VENV, "huey", {}, {}, None),
     "celery": (VENV, "celery", {}, {}, None),
@@ -78,7 +87,9 @@ CONFIGS: dict[str, tuple[str, str, dict[str, str], dict[str, int], str | None]] 
         {"n1": 5_000, "n2": 5_000},
         AOF_ONLY,
     ),
+    "procrastinate": (VENV_PROC, "procrastinate", {}, {}, "w1,w2"),
 }
+PG_CONFIGS = {"procrastinate"}  # configs whose broker is the private PostgreSQL cluster
 
 
 # --- Redis -----------------------------------------------------------------------------------
@@ -159,6 +170,39 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class PgServer:
+    """The private PostgreSQL cluster, through pgserver.py run with the project's Python."""
+
+    def __init__(self) -> None:
+        if not os.path.exists(PROJECT_PY):
+            raise RuntimeError(f"no {PROJECT_PY}: run `make venv` (pgserver.py needs asyncpg)")
+        self.proc = subprocess.Popen(
+            [PROJECT_PY, os.path.join(HERE, "pgserver.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError("pgserver.py did not start a cluster (its error is above)")
+        info = json.loads(line)
+        self.url: str = info["url"]
+        self.version: str = info["version"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # pgserver.py stops the cluster and exits
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()  # SIGTERM to the PID we started: it still stops the cluster
+                self.proc.wait(60)
 
 
 # --- table -----------------------------------------------------------------------------------
@@ -243,7 +287,7 @@ def bench_args(name: str, a: argparse.Namespace) -> list[str]:
     return args + ([f"--only={only}"] if only else [])
 
 
-def run_config(name: str, a: argparse.Namespace, workdir: str) -> int:
+def run_config(name: str, a: argparse.Namespace, workdir: str, pg_url: str | None) -> int:
     venv, peer, env_extra, _, _ = CONFIGS[name]
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
@@ -265,6 +309,8 @@ def run_config(name: str, a: argparse.Namespace, workdir: str) -> int:
         PYTHONPATH=HERE,
         PYTHONUNBUFFERED="1",
     )
+    if pg_url is not None:
+        env["PEER_PG_URL"] = pg_url
     env.update(env_extra)
     cmd = [py, os.path.join(HERE, "bench_peer.py"), "--peer", peer, "--config", name]
     cmd += ["--reps", str(a.reps), "--out", out, "--logdir", os.path.join(a.results, "logs")]
@@ -312,6 +358,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.UTC)
     workdir = tempfile.mkdtemp(prefix="peerbench-")
     servers: list[Redis] = []
+    pg: PgServer | None = None
     failed: list[str] = []
     t0 = time.monotonic()
     try:
@@ -323,10 +370,16 @@ def main() -> None:
             f"data in {workdir}; {os.cpu_count()} CPUs, {platform.platform()}",
             flush=True,
         )
+        if PG_CONFIGS & set(want):
+            pg = PgServer()
+            print(f"{pg.version}, private cluster: {pg.url}", flush=True)
         for name in want:
-            if run_config(name, a, workdir) != 0:
+            url = pg.url if pg is not None and name in PG_CONFIGS else None
+            if run_config(name, a, workdir, url) != 0:
                 failed.append(name)
     finally:
+        if pg is not None:
+            pg.stop()
         for s in servers:
             s.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -2,9 +2,13 @@
 # Install what the peer benchmark needs, idempotently:
 #   - Debian's redis-server (apt-get), if `redis-server` is not on PATH;
 #   - <root>/.venv-peers      huey celery dramatiq rq taskiq saq (+ redis-py 8, hiredis, psutil);
-#   - <root>/.venv-peers-arq  arq 0.28 with a redis-py < 6 (arq 0.28 does not accept redis-py 6+).
+#   - <root>/.venv-peers-arq  arq 0.28 with a redis-py < 6 (arq 0.28 does not accept redis-py 6+);
+#   - <root>/.venv-peers-procrastinate  procrastinate 3.10 (psycopg 3), the PostgreSQL peer, in a
+#     venv of its own so that adding it did not change (and re-install) .venv-peers. Its broker
+#     is the tests' private PostgreSQL cluster, whose binaries `make bench-peers` installs
+#     (scripts/install-postgres) and which run.py starts with the project's .venv.
 # A venv whose stamp file holds the same requirement list is left alone. The exact installed
-# versions are written to benchmarks/peers/freeze-peers.txt and freeze-peers-arq.txt.
+# versions are written to benchmarks/peers/freeze-peers*.txt.
 #   benchmarks/peers/setup.sh           (PYTHON=python3.11 to choose the interpreter)
 set -euo pipefail
 
@@ -53,5 +57,8 @@ make_venv "$root/.venv-peers" "$here/freeze-peers.txt" \
 
 make_venv "$root/.venv-peers-arq" "$here/freeze-peers-arq.txt" \
   arq==0.28.0 "redis<6" hiredis psutil
+
+make_venv "$root/.venv-peers-procrastinate" "$here/freeze-peers-procrastinate.txt" \
+  "procrastinate[psycopg]==3.10.0" "psycopg[binary]" redis==8.1.0 hiredis psutil
 
 echo "setup.sh: redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), venvs ready"
