@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asynctask.client import Client  # noqa: E402
-from asynctask.errors import DaemonUnavailable  # noqa: E402
+from benchmarks.ab_w2 import daemon_of  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -36,40 +34,20 @@ def _cpu_seconds(pid: int) -> float:
 
 def one(root: str, n: int) -> tuple[float, float]:
     """(daemon CPU µs per submit, submits per second) of the daemon in checkout ``root``."""
-    with tempfile.TemporaryDirectory(prefix="asynctask-cpu-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        (home / "asynctask.toml").write_text(
-            '[daemon]\ndurability = "full"\nlog_level = "warning"\n'
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
-            cwd=root,
-            env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client = Client(home / "asynctask.sock", connect_timeout=0.5)
-            for _ in range(600):
-                try:
-                    client.ping()
-                    break
-                except DaemonUnavailable:
-                    time.sleep(0.05)
-            due = time.time() + 3600
-            for _ in range(200):  # warm up: first queue, histogram and statement cache
-                client.submit("benchmarks.tasks:noop", run_at=due)
-            cpu = _cpu_seconds(proc.pid)
-            began = time.perf_counter()
-            for _ in range(n):
-                client.submit("benchmarks.tasks:noop", run_at=due)
-            wall = time.perf_counter() - began
-            used = _cpu_seconds(proc.pid) - cpu
-            return used / n * 1e6, n / wall
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with (
+        tempfile.TemporaryDirectory(prefix="asynctask-cpu-") as tmp,
+        daemon_of(root, Path(tmp) / "home") as (pid, client),
+    ):
+        due = time.time() + 3600
+        for _ in range(200):  # warm up: first queue, histogram and statement cache
+            client.submit("benchmarks.tasks:noop", run_at=due)
+        cpu = _cpu_seconds(pid)
+        began = time.perf_counter()
+        for _ in range(n):
+            client.submit("benchmarks.tasks:noop", run_at=due)
+        wall = time.perf_counter() - began
+        used = _cpu_seconds(pid) - cpu
+        return used / n * 1e6, n / wall
 
 
 def main() -> None:

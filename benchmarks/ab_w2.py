@@ -11,12 +11,14 @@ keeps a noisy machine's drift out of the comparison; prints figures, asserts not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,32 +28,43 @@ from asynctask.client import Client  # noqa: E402
 from asynctask.errors import DaemonUnavailable  # noqa: E402
 
 
+@contextlib.contextmanager
+def daemon_of(root: str, home: Path, config: str = "") -> Iterator[tuple[int, Client]]:
+    """A daemon started from checkout ``root`` on ``home`` (durability full, warnings only,
+    ``config`` appended), once it answers: (its pid, a client). Terminated on exit."""
+    home.mkdir()
+    (home / "asynctask.toml").write_text(
+        f'[daemon]\ndurability = "full"\nlog_level = "warning"\n{config}'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
+        cwd=root,
+        env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = Client(home / "asynctask.sock", connect_timeout=0.5)
+        for _ in range(600):
+            try:
+                client.ping()
+                break
+            except DaemonUnavailable:
+                time.sleep(0.05)
+        yield proc.pid, client
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def one(root: str, n: int, store_url: str | None = None) -> tuple[float, float]:
     """(bulk submits per second, W2 tasks per second) of the daemon in checkout ``root``, on
     its home's SQLite file or, with ``store_url``, on that PostgreSQL schema (empty, since the
     drain is counted from its rows; ``store_w2.py``)."""
     with tempfile.TemporaryDirectory(prefix="asynctask-ab-") as tmp:
         home = Path(tmp) / "home"
-        home.mkdir()
         store = f'[store]\nurl = "{store_url}"\n' if store_url else ""
-        (home / "asynctask.toml").write_text(
-            f'[daemon]\ndurability = "full"\nlog_level = "warning"\n{store}'
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asynctask", "daemon", "--home", str(home)],
-            cwd=root,
-            env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client = Client(home / "asynctask.sock", connect_timeout=0.5)
-            for _ in range(600):
-                try:
-                    client.ping()
-                    break
-                except DaemonUnavailable:
-                    time.sleep(0.05)
+        with daemon_of(root, home, store) as (_, client):
             due = time.time() + 3
             began = time.perf_counter()
             for _ in range(n // 100):
@@ -66,9 +79,6 @@ def one(root: str, n: int, store_url: str | None = None) -> tuple[float, float]:
                     return bulk, n / (last - due)
                 time.sleep(0.2)
             raise SystemExit(f"{root}: {n} tasks did not finish within 300 s")
-        finally:
-            proc.terminate()
-            proc.wait(30)
 
 
 _FINISHED = "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
