@@ -91,7 +91,11 @@ def first(explicit: T | None, configured: T | None, default: T) -> T:
 
 def queue_of(spec: SubmitSpec, defaults: TaskDefaults) -> str:
     """The task's queue: as submitted, else the function's, else its tenant's own."""
-    queue = first(spec.queue, defaults.of(spec.function).queue, spec.tenant)
+    return _queue(spec, defaults.of(spec.function))
+
+
+def _queue(spec: SubmitSpec, configured: FunctionDefaults) -> str:
+    queue = first(spec.queue, configured.queue, spec.tenant)
     return spec.function if queue == EXCLUSIVE else queue
 
 
@@ -122,7 +126,7 @@ def admit(
         tenant=shared.name(spec.tenant),
         id=task_id,
         function=shared.name(spec.function),
-        queue=shared.name(queue_of(spec, defaults)),
+        queue=shared.name(_queue(spec, configured)),
         priority=first(spec.priority, configured.priority, PRIORITY_DEFAULT),
         state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
         payload=shared.payload(spec.payload),
