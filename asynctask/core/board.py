@@ -148,6 +148,28 @@ class Board:
             self.timers.discard(task)
         return Finished(task)
 
+    def forget(self, tasks: list[LiveTask]) -> None:
+        """Drop waiting tasks from the board as they are: no state change, no ``Finished``.
+        For a partition another daemon takes over, which has them from the database."""
+        gone = {id(task) for task in tasks}
+        for task in tasks:
+            tenant = self.tenants[task.tenant]
+            tenant.backlog -= 1
+            tenant.backlog_bytes -= len(task.payload)
+            queue = tenant.queues[task.queue]
+            if task.held:
+                queue.held -= 1
+            elif task.state is S.QUEUED:
+                queue.fifo.discard(task)
+                self.functions[task.function].queued -= 1
+                self.queued -= 1
+            elif task.state is S.SCHEDULED:
+                queue.scheduled -= 1
+                self.timers.discard(task)
+        if gone and any(id(entry[2]) in gone for entry in self.expiries):
+            self.expiries = [entry for entry in self.expiries if id(entry[2]) not in gone]
+            heapq.heapify(self.expiries)
+
     def back_to_waiting(self, task: LiveTask) -> None:
         """Count a task that was running as waiting again (a retry or a re-queue)."""
         tenant = self.tenant(task.tenant)

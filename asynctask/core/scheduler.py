@@ -207,6 +207,19 @@ class Scheduler:
         """Take a queued or scheduled task out (cancel); it ends in ``new_state``."""
         return self._board.remove(task, new_state, now)
 
+    def forget(self, tasks: Sequence[LiveTask], now: float) -> None:
+        """Let go of tasks without ending them: their partition moved to another daemon
+        (docs/scale-out.md), which has them from the database. Waiting ones leave the queues
+        and timers; running ones give their slots back (the caller has stopped their
+        attempts). Their states stay as they are, and nothing is to be stored."""
+        waiting = [task for task in tasks if task.state is not S.RUNNING]
+        self._board.forget(waiting)
+        for task in tasks:
+            if task.state is S.RUNNING:
+                function = self._release(task, now)
+                if function is not None:
+                    self._board.wake_function_waiters(function)
+
     def cancel(self, task: LiveTask, now: float) -> Finished:
         """Cancel a live task. A running one ends ``cancelled`` at once and gives its slot back:
         the caller stops its worker and ignores whatever the attempt reports later."""

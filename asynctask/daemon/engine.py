@@ -69,6 +69,25 @@ class Engine:
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
 
+    def take_seq(self) -> int:
+        """The next task's number: this daemon's counter, or a block of the shared store's."""
+        cluster = self._daemon.cluster
+        if cluster is not None:
+            return cluster.next_seq()
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def adopt(self, task: LiveTask, now: float) -> bool:
+        """Keep a stored waiting task in memory to dispatch; ``False`` (left to the database)
+        when another daemon serves its tenant, or this one is handing it over."""
+        cluster = self._daemon.cluster
+        if cluster is not None and not cluster.serves(task.tenant):
+            return False
+        self.live[(task.tenant, task.id)] = task
+        self._daemon.scheduler.add(task, now)
+        return True
+
     def interrupt(self, aids: Iterable[int], reason: str) -> None:
         """Attempts the pool gave up on (a stop's drain ran out): each counts as interrupted,
         and its task is queued again if it has retries left."""
@@ -104,6 +123,8 @@ class Engine:
         self._step_pending = False
         if self._daemon.pool is None or not self._daemon.accepting:
             return
+        if self._daemon.cluster is not None:
+            self._daemon.cluster.drop_lapsed()  # the safety rule: held now, not at the plan
         now = self._daemon.clock()
         for entry, slot in self._daemon.crons.due(now):
             self._daemon.cron.fire(entry, slot)
@@ -222,7 +243,11 @@ class Engine:
         destination = self._destination_of(task)
         # The end of the task and the submit of its destination commit together: after a
         # crash either both happened or neither did, so the destination runs once.
-        extra = () if destination is None else (InsertTask(row_of(destination)),)
+        extra = (
+            ()
+            if destination is None
+            else (InsertTask(row_of(destination), foreign=not self._serves(destination)),)
+        )
         committed = self.record(task, extra)
         if destination is not None:
             committed.add_done_callback(lambda done: self._destination_stored(destination, done))
@@ -266,11 +291,14 @@ class Engine:
         key = (task.tenant, task.id)
         if key in self.live:
             return
-        self.live[key] = task
         now = self._daemon.clock()
-        self._daemon.scheduler.add(task, now)
+        self.adopt(task, now)
         self._daemon.metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
         self.wake()
+
+    def _serves(self, task: LiveTask) -> bool:
+        cluster = self._daemon.cluster
+        return cluster is None or cluster.serves(task.tenant)
 
     def on_log(self, aid: int, stream: str, text: str) -> None:
         task = self.running.get(aid)
@@ -300,6 +328,8 @@ class Engine:
             if task.state is not TaskState.FAILED:
                 self._daemon.metrics.count(key, RETRIED, now)
             self.perform([action])
+        if self._daemon.cluster is not None:
+            self._daemon.cluster.let_go_if_moved(task)
         if self._daemon.spans is not None:
             outcome_name = "succeeded" if outcome.ok else str((outcome.error or {}).get("kind"))
             self._daemon.spans.attempt(task, stages, outcome_name)

@@ -56,10 +56,13 @@ class Intake:
         now = self._daemon.clock()
         payload_bytes: Counter[str] = Counter()
         queues: dict[str, set[str]] = {}
+        foreign = self._foreign(specs)
         for spec in specs:
+            if spec.tenant in foreign:  # its owner admits it when it takes it in
+                continue
             payload_bytes[spec.tenant] += len(spec.payload)
             queues.setdefault(spec.tenant, set()).add(self.queue_of(spec))
-        counts = Counter(spec.tenant for spec in specs)
+        counts = Counter(spec.tenant for spec in specs if spec.tenant not in foreign)
         for tenant, count in counts.items():
             try:
                 self._daemon.scheduler.admit(
@@ -77,12 +80,22 @@ class Intake:
                 tenant, count, payload_bytes[tenant], queues[tenant], now
             )
         try:
-            return await self._submit_admitted(specs, now)
+            return await self._submit_admitted(specs, now, foreign)
         finally:
             for tenant, count in counts.items():
                 self._daemon.scheduler.unreserve(tenant, count, payload_bytes[tenant])
 
-    async def _submit_admitted(self, specs: list[SubmitSpec], now: float) -> list[dict[str, Any]]:
+    def _foreign(self, specs: list[SubmitSpec]) -> frozenset[str]:
+        """The tenants of ``specs`` that another daemon serves (docs/scale-out.md): their
+        tasks are stored with a note to their owner, and not kept here."""
+        cluster = self._daemon.cluster
+        if cluster is None:
+            return frozenset()
+        return frozenset(t for t in {s.tenant for s in specs} if not cluster.serves(t))
+
+    async def _submit_admitted(
+        self, specs: list[SubmitSpec], now: float, foreign: frozenset[str]
+    ) -> list[dict[str, Any]]:
         for spec in specs:
             self.declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -95,9 +108,10 @@ class Intake:
             for index, spec in enumerate(specs):
                 if index % CHUNK == CHUNK - 1:  # a 10,000-task request: the others go on too
                     await asyncio.sleep(0)
+                elsewhere = spec.tenant in foreign
                 if spec.id is None:
                     task = self.new_task(spec, new_task_id(now), now)
-                    ops.append(InsertTask(row_of(task)))
+                    ops.append(InsertTask(row_of(task), foreign=elsewhere))
                     created.append((index, task))
                     continue
                 key = (spec.tenant, spec.id)
@@ -118,7 +132,9 @@ class Intake:
                     continue
                 task = self.new_task(spec, spec.id, now)
                 ops.append(
-                    InsertTask(row_of(task)) if row is None else ReplaceTask(row.seq, row_of(task))
+                    InsertTask(row_of(task), foreign=elsewhere)
+                    if row is None
+                    else ReplaceTask(row.seq, row_of(task), foreign=elsewhere)
                 )
                 created.append((index, task))
                 in_batch[key] = task
@@ -138,8 +154,8 @@ class Intake:
                     await asyncio.sleep(0)
                 if task.seq not in added:
                     added.add(task.seq)
-                    self._engine.live[(task.tenant, task.id)] = task
-                    self._daemon.scheduler.add(task, now)
+                    if task.tenant not in foreign:  # else: its owner takes it from the inbox
+                        self._engine.adopt(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
                 views[index] = view_of(task)
         finally:
@@ -185,8 +201,7 @@ class Intake:
             await asyncio.shield(claim)
 
     def new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
-        seq = self._engine.next_seq
-        self._engine.next_seq += 1
+        seq = self._engine.take_seq()
         return admit(spec, task_id, seq, now, self._defaults, self._daemon.interner)
 
     def queue_of(self, spec: SubmitSpec) -> str:

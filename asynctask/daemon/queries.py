@@ -17,6 +17,8 @@ from asynctask.store import TaskFilter
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
 
+#: How often ``wait`` reads the row of a task another daemon serves (docs/scale-out.md).
+SHARED_POLL = 0.2
 #: The most log bytes one ``logs`` reply carries (the client asks again for more).
 LOG_CHUNK = 4 * 1024 * 1024
 
@@ -41,6 +43,8 @@ class Queries:
         return view_of_row(row)
 
     async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
+        if self._daemon.cluster is not None:
+            return await self._wait_shared(tenant, task_id, timeout)
         key = (tenant, task_id)
         task = self._engine.live.get(key)
         if task is None:
@@ -67,6 +71,40 @@ class Queries:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._engine.waiters[key]
+
+    async def _wait_shared(
+        self, tenant: str, task_id: str, timeout: float | None
+    ) -> dict[str, Any]:
+        """``wait`` when daemons share the store: the task may end on any of them, and move
+        between them while it waits. In memory here it is waited for as on one daemon, a
+        second at a time; otherwise its row is read every ``SHARED_POLL`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        key = (tenant, task_id)
+        while True:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s")
+            task = self._engine.live.get(key)
+            if task is None:
+                view = await self.status(tenant, task_id)
+                if view["state"] in FINAL_STATES or not self._daemon.accepting:
+                    return view
+                if self._engine.live.get(key) is None:
+                    await asyncio.sleep(SHARED_POLL if left is None else min(left, SHARED_POLL))
+                continue
+            waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._engine.waiters.setdefault(key, []).append(waiter)
+            try:
+                return await asyncio.wait_for(waiter, 1.0 if left is None else min(left, 1.0))
+            except TimeoutError:
+                continue
+            finally:
+                waiters = self._engine.waiters.get(key)
+                if waiters and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._engine.waiters[key]
 
     async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``

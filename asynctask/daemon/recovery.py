@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from asynctask.core.scheduler import Action
@@ -15,7 +16,7 @@ from asynctask.daemon.crontab import UnusableCron
 from asynctask.daemon.views import check_recovered, task_from_row
 from asynctask.model import TaskState
 from asynctask.server.requests import PAUSE_KINDS
-from asynctask.store import Quarantine, SkippedRow, StoreError
+from asynctask.store import Quarantine, SkippedRow, StoreError, TaskRow
 from asynctask.store.errors import describe
 from asynctask.store.starts import read_starts
 
@@ -55,8 +56,12 @@ class Recovery:
                 self._daemon.starts.reset()
 
     async def _load_live(self) -> int:
-        started = await asyncio.to_thread(read_starts, self._daemon.home)
-        self._engine.next_seq = await self._daemon.store.max_seq() + 1
+        cluster = self._daemon.cluster is not None
+        # On a shared store the live tasks come with the partitions the lease loop takes
+        # (``cluster.py``), and task numbers from the database's blocks.
+        started = {} if cluster else await asyncio.to_thread(read_starts, self._daemon.home)
+        if not cluster:
+            self._engine.next_seq = await self._daemon.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self._daemon.store.load_pauses():
             try:
@@ -87,7 +92,8 @@ class Recovery:
         # In batches: each is turned into tasks (sharing equal values) before the next is read,
         # so the rows of a million-task backlog never all exist beside their tasks.
         declare = self._daemon.intake.declare_limits
-        async for rows in self._daemon.store.load_live_batches(skipped=skipped):
+        batches = _nothing() if cluster else self._daemon.store.load_live_batches(skipped=skipped)
+        async for rows in batches:
             now = self._daemon.clock()
             loaded += len(rows)
             for row in rows:
@@ -148,3 +154,8 @@ class Recovery:
             "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
             "them", moved, extra={"event": "quarantined", "rows": moved},
         )  # fmt: skip
+
+
+async def _nothing() -> AsyncIterator[list[TaskRow]]:
+    return
+    yield

@@ -44,6 +44,7 @@ from asynctask.core.scheduler import Scheduler
 from asynctask.daemon.attemptlogs import AttemptLogs
 from asynctask.daemon.backend import Backend, principal_of
 from asynctask.daemon.clock import SteadyClock
+from asynctask.daemon.cluster import Cluster
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
 from asynctask.daemon.crontab import CronEntry, CronTable
@@ -93,6 +94,7 @@ from asynctask.store import (
     StoreError,
     TaskStore,
 )
+from asynctask.store.postgres import PostgresStore
 from asynctask.store.starts import StartJournal
 
 log = logging.getLogger("asynctask.daemon")
@@ -129,6 +131,8 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.clock = SteadyClock()
         self.store = store  # SQLite or PostgreSQL (``[store] url``): only the protocol is used
+        #: Daemons sharing a PostgreSQL store: the partitions this one serves (``cluster.py``).
+        self.cluster: Cluster | None = None
         self.guard = StoreGuard(store, update_of, self.clock)
         self.starts: StartJournal | None = None  # opened once recovery has read it
         #: The error that made the store stop taking writes; the daemon then exits with
@@ -264,9 +268,12 @@ class Daemon:
         self.store.on_fatal(self._storage_lost)
         self.guard.start()
         log_store_health(self.store)
+        if isinstance(self.store, PostgresStore):
+            self.cluster = await Cluster.open(self, self.store)
         recovered = await self.recovery.load()
-        self.starts = StartJournal(self.home)
-        await self.recovery.empty_start_journal()  # before anything is dispatched
+        if self.cluster is None:  # a shared store's taker cannot read this home's journal
+            self.starts = StartJournal(self.home)
+            await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = open_sandbox(workers.sandbox)
@@ -337,6 +344,8 @@ class Daemon:
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
         self.gc_pauses.install()
+        if self.cluster is not None:
+            self.cluster.start()
         self.background_task(self.readout.sample_loop())
         self.background_task(self.readout.loop_watch.run())
         history = self.config.daemon
@@ -372,6 +381,8 @@ class Daemon:
     async def shutdown(self) -> None:
         self.gc_pauses.remove()
         self.accepting = False
+        if self.cluster is not None:
+            self.cluster.begin_stop()  # renews what it holds until ``leave``, takes nothing
         if self.metrics_http is not None:
             await self.metrics_http.close()
         if self.spans is not None:
@@ -392,6 +403,10 @@ class Daemon:
             await self.store.flush()
         if self.starts is not None:
             self.starts.close()
+        if self.cluster is not None:
+            if self.storage_lost is None:
+                await self.cluster.leave()
+            await self.cluster.close()
         unstored = await self.guard.close()
         if unstored:
             log.warning(

@@ -59,15 +59,11 @@ def store_location(config: Config, home: Path) -> str:
 async def open_daemon_store(config: Config, home: Path) -> TaskStore:
     """The daemon's store: SQLite in the home, or the PostgreSQL database ``[store] url`` names.
 
-    On PostgreSQL the daemon must be the database's only one (``sole_daemon``): its live
-    queues are in its memory alone until daemons share a database by leased partitions
-    (docs/scale-out.md), so a second daemon would dispatch the same tasks. SQLite needs no
-    such lock: the file is in the home, and ``claim_home`` locks the home."""
-    location = store_location(config, home)
-    durability = config.daemon.durability
-    if config.store.url is None:
-        return await open_store(location, durability)
-    return await open_store(location, durability, sole_daemon=True)
+    On PostgreSQL any number of daemons may share the database: each serves the partitions
+    it leases (``daemon/cluster.py``), and the writer fences every task write on those
+    leases, so no lock of the whole database is taken. SQLite is the home's alone:
+    ``claim_home`` locks the home."""
+    return await open_store(store_location(config, home), config.daemon.durability)
 
 
 def log_store_health(store: TaskStore) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from asynctask.model import LiveTask
 from asynctask.server.loglimit import LogLimiter, held_back
-from asynctask.store import Op, StoreError, TaskStore, Touch
+from asynctask.store import Fenced, Op, StoreError, TaskStore, Touch
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -102,7 +102,8 @@ class StoreGuard:
     def record(self, task: LiveTask, extra: Sequence[Op] = ()) -> asyncio.Future[None]:
         """Write ``task``'s current state (and ``extra`` ops, in the same transaction); the
         future resolves once it is stored, however many attempts that takes. It is cancelled
-        only if the daemon stops first."""
+        if the daemon stops first, or if the fence refused it (the task's partition moved to
+        another daemon, which owns the task's state from then on: ``Fenced``)."""
         future: asyncio.Future[None] = self._loop.create_future()
         entry = self._unstored.get(task.seq)
         if entry is not None:  # an earlier change is not stored: the re-write carries this one
@@ -130,6 +131,8 @@ class StoreGuard:
             error = None if result.cancelled() else result.exception()
             if error is None and not result.cancelled():
                 future.set_result(None)
+            elif isinstance(error, Fenced):  # another daemon owns the task now: not ours
+                future.cancel()
             else:
                 self._hold(task, list(extra), future, error)
 

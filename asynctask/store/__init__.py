@@ -9,7 +9,7 @@ durable before acknowledging it (``put`` then await the future), rebuilding memo
 policy: which ops to write, and when, is the daemon's business.
 """
 
-from asynctask.store.errors import StoreError
+from asynctask.store.errors import Fenced, StoreError
 from asynctask.store.interface import TaskStore
 from asynctask.store.open import open_store
 from asynctask.store.rows import (
@@ -39,6 +39,7 @@ __all__ = [
     "DeleteCron",
     "DeleteTask",
     "Durability",
+    "Fenced",
     "InsertTask",
     "Op",
     "PutCron",

@@ -27,6 +27,12 @@ class StoreError(StorageError):
     """
 
 
+class Fenced(StoreError):
+    """A write of a partition this daemon no longer holds was refused (docs/scale-out.md,
+    fencing): another daemon owns the task now, and nothing of the write was stored. Not a
+    failure to retry: the write's daemon stops acting for the partition."""
+
+
 def describe(error: BaseException) -> str:
     """A message that says what went wrong in the daemon's terms, not SQLite's."""
     text = str(error)

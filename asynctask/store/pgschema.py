@@ -147,6 +147,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "heartbeat_at double precision NOT NULL, pid integer, host text, "
         "started_at double precision, running integer NOT NULL DEFAULT 0)",
     ),
+    # 3: daemons sharing the database (docs/scale-out.md, "Several daemons"). ``inbox``: a
+    # task stored by a daemon that does not hold its partition, for the owner to take in
+    # (``pgcluster.py``); a row lives from that submit's commit to the owner's next read.
+    # ``task_seq_blocks``: each daemon draws blocks of ``SEQ_BLOCK`` task numbers from it, so
+    # daemons never hand out one seq twice. ``tasks_live_tenant``: a partition's live tasks
+    # are those of its tenants, found without reading every live row.
+    (
+        "CREATE TABLE inbox (seq bigint PRIMARY KEY, partition integer NOT NULL)",
+        "CREATE INDEX inbox_partition ON inbox (partition)",
+        "CREATE SEQUENCE task_seq_blocks START 1",
+        f"CREATE INDEX tasks_live_tenant ON tasks (tenant) WHERE {LIVE_CONDITION}",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -252,3 +264,33 @@ COUNT_FINISHED: Final = f"SELECT count(*) FROM tasks WHERE {FINAL_CONDITION}"
 COUNT_FINISHED_BY_TENANT: Final = (
     f"SELECT tenant, count(*) FROM tasks WHERE {FINAL_CONDITION} GROUP BY tenant"
 )
+
+
+# -- several daemons (``pgcluster.py``) -----------------------------------------------------
+
+#: Task numbers per block a daemon draws (``pgcluster.PgCluster.seq_block``).
+SEQ_BLOCK: Final = 1 << 16
+NEXT_SEQ_BLOCK: Final = "SELECT nextval('task_seq_blocks')"
+#: Past blocks that numbers already stored (a migrated store, or one a single daemon wrote).
+SKIP_SEQ_BLOCKS: Final = "SELECT setval('task_seq_blocks', $1)"
+#: ``[store] partitions`` as the first daemon set it: every daemon must map tenants alike.
+CLAIM_PARTITIONS: Final = (
+    "INSERT INTO meta (key, value) VALUES ('partitions', $1) ON CONFLICT (key) DO NOTHING"
+)
+READ_PARTITIONS: Final = "SELECT value FROM meta WHERE key = 'partitions'"
+INBOX_CHANNEL: Final = "asynctask_inbox"
+INSERT_INBOX: Final = (
+    "INSERT INTO inbox (seq, partition) SELECT * FROM unnest($1::bigint[], $2::integer[]) "
+    "ON CONFLICT (seq) DO NOTHING"
+)
+NOTIFY_INBOX: Final = f"SELECT pg_notify('{INBOX_CHANNEL}', '')"
+TAKE_INBOX: Final = "DELETE FROM inbox WHERE partition = ANY($1::integer[]) RETURNING seq"
+CLEAR_INBOX: Final = "DELETE FROM inbox WHERE partition = ANY($1::integer[])"
+SELECT_LIVE_TENANTS: Final = f"SELECT DISTINCT tenant FROM tasks WHERE {LIVE_CONDITION}"
+SELECT_LIVE_OF_TENANTS: Final = (
+    f"{_SELECT} WHERE {LIVE_CONDITION} AND tenant = ANY($1::text[]) ORDER BY seq"
+)
+SELECT_LIVE_BY_SEQS: Final = (
+    f"{_SELECT} WHERE {LIVE_CONDITION} AND seq = ANY($1::bigint[]) ORDER BY seq"
+)
+SELECT_TENANTS_OF_SEQS: Final = "SELECT seq, tenant FROM tasks WHERE seq = ANY($1::bigint[])"

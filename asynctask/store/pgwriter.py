@@ -29,15 +29,18 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Final
 
+from asynctask.core.partitions import partition_of
 from asynctask.store import pgschema
 from asynctask.store.codec import Params
-from asynctask.store.errors import StoreError
+from asynctask.store.errors import Fenced, StoreError
 from asynctask.store.pgerrors import describe, is_fatal
+from asynctask.store.pgleases import still_held
 from asynctask.store.rows import (
     AssignUid,
     ClearPause,
@@ -53,6 +56,32 @@ from asynctask.store.rows import (
 )
 
 DEFAULT_MAX_BATCH: Final = 5_000
+_SEQ: Final = pgschema.COLUMNS.index("seq")
+_TENANT: Final = pgschema.COLUMNS.index("tenant")
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a batch's task writes are conditioned on when daemons share the database
+    (docs/scale-out.md, fencing): ``me`` holds ``held`` (partition: epoch) by its own belief,
+    and each lease must outlast ``now`` (the daemon's clock plus its margin)."""
+
+    me: str
+    held: Mapping[int, int]
+    now: float
+    partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignInsert(InsertTask):
+    """The writer's kind for an insert into a partition another daemon holds: the row, plus
+    its seq in that partition's inbox and a notification, all in the batch's transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignReplace(ReplaceTask):
+    """``ForeignInsert`` for a ``ReplaceTask``."""
+
 
 _Item = tuple[type[Op], Params]
 #: One statement of a transaction: (SQL, parameter tuples); one tuple runs it with ``execute``,
@@ -102,6 +131,10 @@ class PgWriter:
         self.failing_since: float | None = None
         self.broken: StoreError | None = None
         self.on_fatal: Callable[[StoreError], None] | None = None
+        #: Set when daemons share the database: every batch's task writes are fenced.
+        self.fence: Callable[[], Fence] | None = None
+        #: Ops refused by the fence (their partition had moved).
+        self.ops_fenced = 0
         self._task = self._loop.create_task(self._run(), name="asynctask-pg-writer")
 
     def put(self, op: Op) -> asyncio.Future[None]:
@@ -168,14 +201,14 @@ class PgWriter:
                 batch = self._queue.popleft()
                 self._inflight = batch
                 try:
-                    await self._commit(batch)
+                    refused = await self._commit(batch)
                 except Exception as error:  # a failed batch fails its ops, never the writer
                     if is_fatal(error) or self._conn.is_closed():
                         self._break(batch, error)
                         return
                     self._finish(batch, error)
                 else:
-                    self._finish(batch, None)
+                    self._finish(batch, None, refused)
                 finally:
                     self._inflight = None
         except asyncio.CancelledError:
@@ -185,14 +218,23 @@ class PgWriter:
             self._queue.clear()
             raise
 
-    async def _commit(self, batch: _Batch) -> None:
+    async def _commit(self, batch: _Batch) -> set[int]:
+        """Run the batch as one transaction; the indexes of the ops the fence refused."""
         conn = self._conn
+        items = batch.items
+        refused: set[int] = set()
+        partitions = None
         async with conn.transaction():
-            for sql, params in statements(batch.items):
+            if self.fence is not None:
+                fence = self.fence()
+                partitions = fence.partitions
+                items, refused = await _fenced(conn, items, fence)
+            for sql, params in statements(items, partitions):
                 if len(params) == 1:
                     await conn.execute(sql, *params[0])
                 else:
                     await conn.executemany(sql, params)
+        return refused
 
     def _break(self, batch: _Batch, error: BaseException) -> None:
         broken = StoreError(
@@ -207,15 +249,24 @@ class PgWriter:
         if self.on_fatal is not None:
             self.on_fatal(broken)
 
-    def _finish(self, batch: _Batch, error: BaseException | None) -> None:
+    def _finish(
+        self, batch: _Batch, error: BaseException | None, refused: AbstractSet[int] = frozenset()
+    ) -> None:
         count = len(batch.items)
         self.pending -= count
         if error is None:
             self.failure = self.failing_since = None
             self.transactions += 1
-            self.ops_committed += count
-            for future in batch.futures:
-                if not future.done():
+            self.ops_committed += count - len(refused)
+            self.ops_fenced += len(refused)
+            for index, future in enumerate(batch.futures):
+                if future.done():
+                    continue
+                if index in refused:
+                    future.set_exception(
+                        Fenced("the task's partition is held by another daemon now: not stored")
+                    )
+                else:
                     future.set_result(None)
         else:
             self.ops_failed += count
@@ -244,12 +295,65 @@ class PgWriter:
                 future.set_result(None)
 
 
-def statements(items: Sequence[_Item]) -> Iterator[Statement]:
+async def _fenced(conn: Any, items: list[_Item], fence: Fence) -> tuple[list[_Item], set[int]]:
+    """The batch's ops as the fence lets them through, and the indexes of those it refuses.
+
+    Called first in the batch's transaction: ``still_held`` locks the rows of the partitions
+    the batch writes, so a take of one of them waits for this commit (``pgleases.py``). An
+    update or replace of a partition no longer held is refused (``Fenced``). An insert into
+    one is stored all the same, as a foreign insert: the submit was acknowledged by its
+    caller's terms (stored), and the partition's owner takes it in from the inbox. Deletes,
+    pauses, crons and uids are not fenced: none of them is a live task's state."""
+    tenant_of: dict[int, str] = {}
+    for kind, params in items:
+        if kind is InsertTask:
+            tenant_of[params[_SEQ]] = params[_TENANT]
+        elif kind is ReplaceTask:
+            tenant_of[params[1]] = params[2][_TENANT]
+    unknown = [p[-1] for kind, p in items if kind is UpdateTask and p[-1] not in tenant_of]
+    if unknown:
+        for seq, tenant in await conn.fetch(pgschema.SELECT_TENANTS_OF_SEQS, unknown):
+            tenant_of[seq] = tenant
+    part = {seq: partition_of(tenant, fence.partitions) for seq, tenant in tenant_of.items()}
+    needed = {part[seq] for seq in part}
+    ok = await still_held(
+        conn, fence.me, {p: fence.held[p] for p in needed if p in fence.held}, fence.now
+    )
+    kept: list[_Item] = []
+    refused: set[int] = set()
+    for index, item in enumerate(items):
+        kind, params = item
+        if kind is InsertTask:
+            kept.append(item if part[params[_SEQ]] in ok else (ForeignInsert, params))
+        elif (kind is ReplaceTask and part[params[1]] not in ok) or (
+            kind is UpdateTask and params[-1] in part and part[params[-1]] not in ok
+        ):
+            refused.add(index)
+        else:
+            kept.append(item)
+    return kept, refused
+
+
+def statements(items: Sequence[_Item], partitions: int | None = None) -> Iterator[Statement]:
     """The statements of a batch, in op order: one per run of same-kind ops (two per chunk of
-    replaces), each binding the run's rows as arrays."""
+    replaces), each binding the run's rows as arrays. Foreign inserts (``partitions`` is
+    then the cluster's count) also note each task in its partition's inbox, and the batch
+    ends with one notification to the owners."""
+    foreign = False
     for kind, run in itertools.groupby(items, key=itemgetter(0)):
         params = [item[1] for item in run]
-        if kind is InsertTask:
+        if kind is ForeignInsert or kind is ForeignReplace:
+            assert partitions is not None, "a foreign insert needs the partition count"
+            foreign = True
+            rows = params if kind is ForeignInsert else [p[2] for p in params]
+            if kind is ForeignInsert:
+                yield pgschema.INSERT_UNNEST, [pgschema.columns_of(rows)]
+            else:
+                yield from _replace_statements(params)
+            seqs = [row[_SEQ] for row in rows]
+            parts = [partition_of(row[_TENANT], partitions) for row in rows]
+            yield pgschema.INSERT_INBOX, [(seqs, parts)]
+        elif kind is InsertTask:
             yield pgschema.INSERT_UNNEST, [pgschema.columns_of(params)]
         elif kind is UpdateTask:
             # Every mutable column is written, so within a run only the last update of a task
@@ -273,6 +377,8 @@ def statements(items: Sequence[_Item]) -> Iterator[Statement]:
         else:
             assert kind is Touch
             yield pgschema.TOUCH, [(repr(float(params[-1][0])),)]
+    if foreign:
+        yield pgschema.NOTIFY_INBOX, [()]
 
 
 def _replace_statements(params: list[Params]) -> Iterator[Statement]:

@@ -41,7 +41,13 @@ from asynctask.store.codec import DECODE_ERRORS, Params, encode, row_decoder
 from asynctask.store.errors import StoreError
 from asynctask.store.open import redacted as _safe
 from asynctask.store.pgerrors import map_errors
-from asynctask.store.pgwriter import DEFAULT_MAX_BATCH, PgWriter
+from asynctask.store.pgwriter import (
+    DEFAULT_MAX_BATCH,
+    Fence,
+    ForeignInsert,
+    ForeignReplace,
+    PgWriter,
+)
 from asynctask.store.query import prefix_successor
 from asynctask.store.rows import (
     InsertTask,
@@ -144,6 +150,15 @@ class PostgresStore:
     def put(self, op: Op) -> asyncio.Future[None]:
         """Queue ``op``; the future resolves when its transaction has committed."""
         return self._writer.put(op)
+
+    def fence_writes(self, fence: Callable[[], Fence]) -> None:
+        """Daemons share this database (docs/scale-out.md): from now on every batch's task
+        writes are conditioned on the leases ``fence()`` names when the batch commits."""
+        self._writer.fence = fence
+
+    @property
+    def ops_fenced(self) -> int:
+        return self._writer.ops_fenced
 
     def one_transaction(self) -> contextlib.AbstractContextManager[None]:
         """Ops put inside the (await-free) block commit together: all or nothing."""
@@ -471,6 +486,10 @@ def _encode(op: Op) -> tuple[type[Op], Params]:
     surrogates; SQLite would fail such a row at commit, with the whole batch. Checked here, on
     the caller's turn, so the op is refused alone (``StoreError``) as an unencodable one is."""
     kind, params = encode(op)
+    if isinstance(op, InsertTask) and op.foreign:
+        kind = ForeignInsert
+    elif isinstance(op, ReplaceTask) and op.foreign:
+        kind = ForeignReplace
     row = op.row if isinstance(op, InsertTask | ReplaceTask) else None
     values: tuple[Any, ...] = params[2] if isinstance(op, ReplaceTask) else params
     for value in values:

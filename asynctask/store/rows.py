@@ -94,9 +94,14 @@ class Quarantine:
 
 @dataclass(frozen=True, slots=True)
 class InsertTask:
-    """Store a new task. Fails its batch if ``seq`` or (``tenant``, ``id``) is already stored."""
+    """Store a new task. Fails its batch if ``seq`` or (``tenant``, ``id``) is already stored.
+
+    ``foreign``: on a shared PostgreSQL store, a task whose partition another daemon holds
+    (docs/scale-out.md): stored with a note in that partition's inbox, which its owner reads
+    to take the task in. SQLite has one daemon and ignores it."""
 
     row: TaskRow
+    foreign: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,7 @@ class ReplaceTask:
 
     old_seq: int
     row: TaskRow
+    foreign: bool = False  # as ``InsertTask.foreign``
 
 
 @dataclass(frozen=True, slots=True)

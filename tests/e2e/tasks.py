@@ -206,3 +206,18 @@ def talk_when(go: str, ledger: str, lines: int) -> int:
     for n in range(lines):
         print(f"line {n}", flush=True)
     return attempt
+
+
+def ledgered(ledger: str, seconds: float) -> int:
+    """Append ``<id> <attempt> <host pid>`` to ``ledger`` as the attempt starts (one write, so
+    lines of concurrent workers never mix), sleep ``seconds`` and return the attempt: a test
+    counts how many times each task ran, and where."""
+    task = asynctask.current_task()
+    line = f"{task.id} {task.attempt} {_host_pid()}\n".encode()
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    time.sleep(seconds)
+    return task.attempt
