@@ -76,7 +76,7 @@ def _node_of(daemon: DaemonProcess) -> str:
         return [node for node in rows if prefix in node]
 
     (node,) = poll(found, timeout=20, interval=0.05)
-    return node
+    return str(node)
 
 
 def _url_of(daemon: DaemonProcess) -> str:
@@ -144,7 +144,7 @@ def test_three_daemons_share_twelve_tenants_and_a_kill9_loses_nothing(
             break
     else:
         assert not twice, f"ran twice, but not first on the killed daemon: {twice}"
-    stored = dict(_query(pg_url, "SELECT id, attempts FROM tasks"))
+    stored = {str(i): int(str(a)) for i, a in _query(pg_url, "SELECT id, attempts FROM tasks")}
     for task_id, count in runs.items():
         assert stored[task_id] >= count, (task_id, stored[task_id], count)  # each run counted
     # An attempt the dead daemon had marked running counts even if its worker never began
