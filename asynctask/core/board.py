@@ -58,6 +58,8 @@ class Board:
         self.wakeups: list[tuple[float, int, QueueState | TenantState]] = []
         self._wake_order = itertools.count()
         self.running: dict[int, LiveTask] = {}
+        #: This daemon's part of every function's limits (``limits.shared``).
+        self.share = 1.0
         self.running_by_priority = [0] * (PRIORITY_MAX + 1)
         self.queued = 0
         self.paused: set[PauseTarget] = set()
@@ -87,7 +89,7 @@ class Board:
         if function is None:
             settings = self.settings
             function = self.functions[name] = FunctionState(
-                name, settings.function(name), settings.aimd, settings.capacity, now
+                name, settings.function(name), settings.aimd, settings.capacity, now, self.share
             )
             function.paused = ("function", "", name) in self.paused
         return function
@@ -152,6 +154,7 @@ class Board:
         """Drop waiting tasks from the board as they are: no state change, no ``Finished``.
         For a partition another daemon takes over, which has them from the database."""
         gone = {id(task) for task in tasks}
+        timed: set[int] = set()
         for task in tasks:
             tenant = self.tenants[task.tenant]
             tenant.backlog -= 1
@@ -165,7 +168,9 @@ class Board:
                 self.queued -= 1
             elif task.state is S.SCHEDULED:
                 queue.scheduled -= 1
-                self.timers.discard(task)
+                timed.add(task.seq)
+        if timed:  # they stay scheduled, so their entries are not stale: out now
+            self.timers.drop(timed)
         if gone and any(id(entry[2]) in gone for entry in self.expiries):
             self.expiries = [entry for entry in self.expiries if id(entry[2]) not in gone]
             heapq.heapify(self.expiries)

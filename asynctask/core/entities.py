@@ -32,6 +32,7 @@ from asynctask.core.limits import (
     QueueLimits,
     TenantLimits,
     burst_of,
+    shared,
 )
 from asynctask.core.queues import PriorityFifo
 from asynctask.core.sharding import FaultRecord
@@ -178,7 +179,18 @@ class QueueState:
 
 
 class FunctionState:
-    __slots__ = ("aimd", "bucket", "limits", "name", "paused", "queued", "running", "waiters")
+    __slots__ = (
+        "aimd",
+        "bucket",
+        "limits",
+        "local",
+        "name",
+        "paused",
+        "queued",
+        "running",
+        "share",
+        "waiters",
+    )
 
     def __init__(
         self,
@@ -187,27 +199,40 @@ class FunctionState:
         aimd: AimdSettings,
         capacity: int,
         now: float,
+        share: float = 1.0,
     ) -> None:
         self.name = name
         self.running = 0
         self.queued = 0
         self.paused = False
         self.waiters: dict[QueueState, None] = {}  # insertion-ordered set
+        #: The limits as configured or declared, and this daemon's part of them (``share``:
+        #: 1 / the daemons sharing a database; ``limits.shared``), which is what is enforced.
         self.limits = limits
-        self.bucket = _bucket(limits.rate, limits.burst, now)
-        self.aimd = _aimd(limits, aimd, capacity, now)
+        self.share = share
+        self.local = local = shared(limits, share)
+        self.bucket = _bucket(local.rate, local.burst, now)
+        self.aimd = _aimd(local, aimd, capacity, now)
 
     def configure(
-        self, limits: FunctionLimits, aimd: AimdSettings, capacity: int, now: float
+        self,
+        limits: FunctionLimits,
+        aimd: AimdSettings,
+        capacity: int,
+        now: float,
+        share: float | None = None,
     ) -> None:
-        """Take new limits (declared in code); a rate bucket or AIMD state whose settings did
-        not change is kept, so re-declaring the same limits costs nothing."""
-        old = self.limits
+        """Take new limits (declared in code) or a new share; a rate bucket or AIMD state
+        whose settings did not change is kept, so re-declaring the same limits costs nothing."""
+        old = self.local
         self.limits = limits
-        if (old.rate, old.burst) != (limits.rate, limits.burst):
-            self.bucket = _bucket(limits.rate, limits.burst, now)
-        if (old.concurrency, old.aimd) != (limits.concurrency, limits.aimd):
-            self.aimd = _aimd(limits, aimd, capacity, now)
+        if share is not None:
+            self.share = share
+        self.local = local = shared(limits, self.share)
+        if (old.rate, old.burst) != (local.rate, local.burst):
+            self.bucket = _bucket(local.rate, local.burst, now)
+        if (old.concurrency, old.aimd) != (local.concurrency, local.aimd):
+            self.aimd = _aimd(local, aimd, capacity, now)
 
     def __repr__(self) -> str:
         return (
@@ -219,4 +244,4 @@ class FunctionState:
         """The configured limit, lowered by AIMD while throttling is seen."""
         if self.aimd is not None:
             return self.aimd.limit
-        return self.limits.concurrency
+        return self.local.concurrency

@@ -85,3 +85,22 @@ def burst_of(rate: float | None, burst: float | None) -> float:
     if burst is not None:
         return burst
     return max(1.0, rate or 1.0)
+
+
+def shared(limits: FunctionLimits, share: float) -> FunctionLimits:
+    """One daemon's part of a function's budget when ``1 / share`` daemons share a database
+    (docs/scale-out.md, "Per-function limits"): rate and burst scale exactly, so the cluster's
+    rate stays the configured one; a concurrency limit scales down but never below 1, so one
+    lower than the number of daemons is exceeded (each may run one)."""
+    if share >= 1.0:
+        return limits
+    return FunctionLimits(
+        concurrency=None
+        if limits.concurrency is None
+        else max(1, int(limits.concurrency * share + 1e-9)),
+        rate=None if limits.rate is None else limits.rate * share,
+        burst=None
+        if limits.rate is None and limits.burst is None
+        else max(1.0, burst_of(limits.rate, limits.burst) * share),
+        aimd=limits.aimd,
+    )

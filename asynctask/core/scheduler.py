@@ -159,6 +159,20 @@ class Scheduler:
         function.configure(merged, settings.aimd, settings.capacity, now)
         self._board.wake_function_waiters(function)  # a raised limit may free waiting queues
 
+    def share_function_limits(self, share: float, now: float) -> None:
+        """Enforce ``share`` of every function's limits from now on: ``1 / N`` when ``N``
+        daemons share a database (docs/scale-out.md, "Per-function limits")."""
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"a share is in (0, 1], not {share}")
+        board = self._board
+        if share == board.share:
+            return
+        board.share = share
+        settings = self.settings
+        for function in board.functions.values():
+            function.configure(function.limits, settings.aimd, settings.capacity, now, share)
+            board.wake_function_waiters(function)
+
     def tenants(self) -> Iterator[TenantState]:
         return iter(self._board.tenants.values())
 

@@ -16,6 +16,9 @@ holds:
   its running attempts are stopped. The fence (``pgwriter``) refuses whatever of it was still
   being written.
 
+Per-function limits are split evenly: with ``N`` live daemons each enforces ``1 / N`` of every
+function's rate, burst and concurrency (``core.limits.shared``), re-read at every plan.
+
 Between plans the loop reads the inbox of the partitions it dispatches: tasks submitted on
 another daemon, noted there by the writer and announced by a notification. Every ``wait``,
 ``status`` and ``list`` of another daemon's task answers from the database.
@@ -46,6 +49,7 @@ from asynctask.core.leases import (
     Take,
     held,
     leave,
+    live_nodes,
     plan,
 )
 from asynctask.core.leases import (
@@ -299,6 +303,8 @@ class Cluster:
         now = time.time()
         busy = {self.partition(task.tenant) for task in self._daemon.engine.running.values()}
         actions = plan(table, beats, self.holdings, busy, now, self.settings)
+        live = live_nodes(beats, now, self.settings.lease) | {self.me}
+        self._daemon.scheduler.share_function_limits(1 / len(live), self._daemon.clock())
         taken: list[int] = []
         for action in actions:
             if self._stopping and isinstance(action, Take | HandOver):
