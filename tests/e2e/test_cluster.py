@@ -235,3 +235,37 @@ def test_a_clean_stop_hands_partitions_over_at_once(
     client: Client = second.client(TENANTS[0])
     assert client.submit("tests.e2e.tasks:add", 1, 2).result(timeout=30) == 3
     assert os.path.exists(second.socket)
+
+
+def test_a_function_rate_limit_holds_across_two_daemons(
+    make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
+) -> None:
+    """Each of the two daemons enforces half of the function's rate (docs/scale-out.md,
+    "Per-function limits"), so the cluster starts it at the configured rate, within 10 %."""
+    limited = '[functions."tests.e2e.tasks:add"]\nrate = "40/s"\nburst = 1\n'
+    first, second = (
+        make_daemon(_config(pg_url) + limited, home=tmp_path / f"home{n}").start() for n in range(2)
+    )
+    _balanced(pg_url, [first, second])
+    owners = _owners(pg_url)
+    nodes = [_node_of(first), _node_of(second)]
+    tenants = [f"rated-{n}" for n in range(200)]
+    # Three tenants on each daemon, with as many tasks each: both are busy for the whole run.
+    chosen = [
+        tenant
+        for node in nodes
+        for tenant in [t for t in tenants if owners[partition_of(t, PARTITIONS)] == node][:3]
+    ]
+    assert len(chosen) == 6
+    handles = []
+    for tenant in chosen:
+        client = first.client(tenant)
+        handles += client.submit_many(
+            [{"func": "tests.e2e.tasks:add", "args": (n, 1)} for n in range(60)]
+        )
+    for handle in handles:
+        assert handle.wait(timeout=60).state.value == "succeeded"
+    starts = sorted(float(str(at)) for (at,) in _query(pg_url, "SELECT started_at FROM tasks"))
+    assert len(starts) == 360
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert 36.0 <= rate <= 44.0, rate
