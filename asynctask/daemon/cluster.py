@@ -57,6 +57,7 @@ from asynctask.core.leases import (
 )
 from asynctask.core.partitions import partition_of
 from asynctask.core.scheduler import Action
+from asynctask.daemon.crontab import CronEntry, UnusableCron
 from asynctask.daemon.views import check_recovered, task_from_row
 from asynctask.errors import StorageError
 from asynctask.model import LiveTask, TaskState
@@ -313,8 +314,9 @@ class Cluster:
                 await self._perform(action, taken)
             except StoreError as error:
                 self._log(f"lease write {type(action).__name__} failed: {error}")
-        await self._take_in(taken)
+        fresh = await self._take_in(taken)
         await self._follow_pauses()
+        await self._follow_crons(fresh)
         if first and self.holdings.beat != float("-inf"):
             return None
         return bool(taken)
@@ -384,14 +386,15 @@ class Cluster:
             if self._daemon.engine.live.get(key) is task:
                 del self._daemon.engine.live[key]
 
-    async def _take_in(self, taken: list[int] | tuple[()]) -> None:
+    async def _take_in(self, taken: list[int] | tuple[()]) -> set[int]:
         """Load the live tasks of every partition dispatched but not loaded yet (just
-        ``taken``, or whose load failed before), and the inbox of the others."""
+        ``taken``, or whose load failed before), and the inbox of the others. Returns the
+        partitions loaded whole."""
         serving = self.dispatching()
         held_now = self.held_now()
         wanted = {p: e for p, e in held_now.items() if p in serving}
         if not wanted:
-            return
+            return set()
         skipped: list[SkippedRow] = []
         now = time.time()
         whole = set(wanted) - self._serving
@@ -440,6 +443,7 @@ class Cluster:
             )  # fmt: skip
         if loaded:
             engine.wake()
+        return ok & whole
 
     async def _follow_pauses(self) -> None:
         """Pauses are stored and shared: one set on another daemon reaches this one here,
@@ -454,6 +458,39 @@ class Cluster:
             scheduler.resume(target)
         if resumed:
             self._daemon.engine.wake()
+
+    async def _follow_crons(self, fresh: set[int]) -> None:
+        """Cron entries are stored and shared: every daemon lists them all, and only the
+        daemon serving an entry's tenant fires it (``Engine.step``). An entry added, changed
+        or removed on another daemon is followed here; one of a partition just taken is
+        loaded from its stored last slot, so the slots missed while no daemon served it are
+        fired as its ``catch_up`` says."""
+        daemon = self._daemon
+        crons = daemon.crons
+        now = daemon.clock()
+        stored = {(tenant, name): blob for tenant, name, blob in await self._store.load_crons()}
+        for key in crons.keys() - set(stored):
+            crons.remove(*key)
+        for (tenant, name), blob in stored.items():
+            current = crons.get(tenant, name)
+            moved_here = self.partition(tenant) in fresh
+            if current is not None and not moved_here:
+                try:
+                    if current.same_schedule(CronEntry.from_definition(tenant, name, blob)):
+                        continue
+                except Exception:
+                    pass
+            elif current is None and crons.has(tenant, name):
+                continue  # set aside already
+            try:
+                missed = crons.load_stored(tenant, name, blob, now)
+            except UnusableCron as error:
+                self._log(f"cron {tenant}/{name} cannot be used: {error}")
+                continue
+            if self.serves(tenant):
+                for entry, slot in missed:
+                    daemon.cron.fire(entry, slot)
+        daemon.engine.wake()
 
     def _log(self, message: str) -> None:
         held_count = self._limiter.allow("cluster")

@@ -37,6 +37,12 @@ class CronEntry:
     last_slot: float | None = None
     generation: int = field(default=0, compare=False)
 
+    def same_schedule(self, other: CronEntry) -> bool:
+        """Whether ``other`` is this entry as another daemon stored it, apart from the last
+        slot fired (docs/scale-out.md: daemons sharing a database follow each other's
+        entries)."""
+        return _schedule_key(self) == _schedule_key(other)
+
     def definition(self) -> bytes:
         return protocol.pack(
             {
@@ -126,6 +132,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _schedule_key(entry: CronEntry) -> tuple[Any, ...]:
+    schedule = entry.schedule
+    return (schedule.expr, schedule.tz, entry.catch_up, entry.task, entry.created_at)
+
+
 class CronTable:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], CronEntry] = {}
@@ -143,6 +154,9 @@ class CronTable:
         first = entry.schedule.first_slot(now, within=math.inf)
         since = entry.last_slot if entry.last_slot is not None else entry.created_at
         missed = entry.schedule.missed(since, now, entry.catch_up)
+        old = self._entries.get((entry.tenant, entry.name))
+        if old is not None:  # reloaded (a shared store): the old heap entries go stale
+            entry.generation = old.generation + 1
         self._put(entry, first)
         return missed
 
@@ -169,6 +183,13 @@ class CronTable:
             entry.generation = old.generation + 1
         self._unusable.pop(key, None)
         self._put(entry, first)
+
+    def get(self, tenant: str, name: str) -> CronEntry | None:
+        return self._entries.get((tenant, name))
+
+    def keys(self) -> set[tuple[str, str]]:
+        """Every entry's (tenant, name), usable or set aside."""
+        return set(self._entries) | set(self._unusable)
 
     def has(self, tenant: str, name: str) -> bool:
         """Whether ``tenant`` has an entry ``name``, usable or set aside."""

@@ -126,8 +126,10 @@ class Engine:
         if self._daemon.cluster is not None:
             self._daemon.cluster.drop_lapsed()  # the safety rule: held now, not at the plan
         now = self._daemon.clock()
+        cluster = self._daemon.cluster
         for entry, slot in self._daemon.crons.due(now):
-            self._daemon.cron.fire(entry, slot)
+            if cluster is None or cluster.serves(entry.tenant):  # once per cluster: its owner
+                self._daemon.cron.fire(entry, slot)
         pool = self._daemon.pool
         free = pool.idle_by_shard() if self._daemon.sharded else pool.idle
         self.perform(

@@ -10,6 +10,7 @@ runs where the daemons' own records could be wrong.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -269,3 +270,33 @@ def test_a_function_rate_limit_holds_across_two_daemons(
     assert len(starts) == 360
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert 36.0 <= rate <= 44.0, rate
+
+
+def test_cron_added_on_any_daemon_fires_once_per_slot_and_survives_its_owner(
+    make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
+) -> None:
+    first, second = _start(make_daemon, tmp_path, pg_url, 2)
+    _balanced(pg_url, [first, second])
+    owner_node = _owners(pg_url)[partition_of("default", PARTITIONS)]
+    owner, other = (first, second) if _node_of(first) == owner_node else (second, first)
+    ledger = tmp_path / "ledger"
+    ledger.touch(mode=0o666)
+    added = other.cli(  # on the daemon that does not serve the tenant: its owner follows
+        "cron", "add", "tick", "* * * * * *", "tests.e2e.tasks:ledgered",
+        json.dumps([str(ledger), 0.0]),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    poll(lambda: len(_ledger(ledger)) >= 3, timeout=30, interval=0.1)
+    for daemon in (first, second):  # listed on both
+        listed = json.loads(daemon.cli("cron", "list", "--json").stdout)
+        assert [entry["name"] for entry in listed] == ["tick"]
+    owner.kill9()  # the survivor takes the partition, and the entry with it
+    before = len(_ledger(ledger))
+    poll(lambda: len(_ledger(ledger)) >= before + 3, timeout=30, interval=0.1)
+    ids = [task_id for task_id, _, _ in _ledger(ledger)]
+    assert len(ids) == len(set(ids))  # no slot ran twice
+    assert other.cli("cron", "remove", "tick").returncode == 0
+    time.sleep(1.5)  # a slot in flight may still land
+    settled = len(_ledger(ledger))
+    time.sleep(2.0)
+    assert len(_ledger(ledger)) == settled
