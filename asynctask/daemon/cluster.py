@@ -112,6 +112,7 @@ class Cluster:
         #: Partitions whose tasks are in memory (taken in, not dropped since).
         self._serving: set[int] = set()
         self._wake = asyncio.Event()
+        self._taking_in = asyncio.Lock()  # the loop's and a request's (``catch_up``)
         self._inbox_due = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -193,6 +194,14 @@ class Cluster:
                 extra={"event": "partition_lost", "partitions": sorted(lapsed)},
             )  # fmt: skip
 
+    async def owner_of(self, tenant: str) -> str | None:
+        """The daemon whose lease on ``tenant``'s partition has not run out, by the table."""
+        table, _ = await self.leases.read()
+        row = table.get(self.partition(tenant))
+        if row is None or row.owner is None or row.expires_at <= time.time():
+            return None
+        return row.owner
+
     def fence(self) -> Fence:
         """What the writer conditions a batch on: the leases held now, each of which must
         outlast the margin in the database too (``pgleases.still_held``)."""
@@ -233,6 +242,10 @@ class Cluster:
             except StoreError as error:
                 self._log(f"cannot draw task numbers: {error}")
                 await asyncio.sleep(pause)
+
+    async def catch_up(self) -> None:
+        """Read the inbox now (a request names a task submitted elsewhere a moment ago)."""
+        await self._take_in(())
 
     def notified(self) -> None:
         self._inbox_due = True
@@ -390,6 +403,10 @@ class Cluster:
         """Load the live tasks of every partition dispatched but not loaded yet (just
         ``taken``, or whose load failed before), and the inbox of the others. Returns the
         partitions loaded whole."""
+        async with self._taking_in:
+            return await self._take_in_now(taken)
+
+    async def _take_in_now(self, taken: list[int] | tuple[()]) -> set[int]:
         serving = self.dispatching()
         held_now = self.held_now()
         wanted = {p: e for p, e in held_now.items() if p in serving}

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from asynctask.daemon.views import selected, task_from_row
+from asynctask.daemon.views import row_of, selected, task_from_row
 from asynctask.errors import NotFound, ShuttingDown, UsageError
 from asynctask.model import (
     DEFAULT_TENANT,
@@ -18,7 +18,7 @@ from asynctask.model import (
     LiveTask,
     TaskState,
 )
-from asynctask.store import ClearPause, DeleteTask, SetPause, TaskFilter, TaskRow
+from asynctask.store import ClearPause, DeleteTask, ReplaceTask, SetPause, TaskFilter, TaskRow
 
 if TYPE_CHECKING:
     from asynctask.daemon.root import Daemon
@@ -59,6 +59,12 @@ class Control:
         now = self._daemon.clock()
         matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
+            tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
+            row = await self._daemon.store.get(tenant, task_id)
+            if row is not None and row.state in WAITING_STATES:
+                await self._refuse_elsewhere(tenant, task_id, "paused or resumed")
+                matching = self._live_matching(query, task_id, WAITING_STATES)
+        if task_id is not None and not matching:
             await self._raise_not_waiting(query, task_id, "paused" if paused else "resumed")
         scheduler = self._daemon.scheduler
         changed = scheduler.hold(matching) if paused else scheduler.release(matching, now)
@@ -86,6 +92,24 @@ class Control:
             and selected(t, query)
         ]
 
+    async def _refuse_elsewhere(self, tenant: str, task_id: str, verb: str) -> None:
+        """A live task that another daemon sharing the store serves (docs/scale-out.md): it
+        is in that daemon's memory only, so only that one can change it. Says which. Served
+        here but not in memory yet: it was submitted on another daemon a moment ago, so the
+        inbox is read now."""
+        cluster = self._daemon.cluster
+        if cluster is None:
+            return
+        if cluster.serves(tenant):
+            await cluster.catch_up()
+            return
+        owner = await cluster.owner_of(tenant)
+        raise UsageError(
+            f"task {task_id!r} of tenant {tenant!r} can only be {verb} by the daemon serving "
+            f"its tenant, {owner or 'none right now (its partition is moving)'}: send the "
+            "request to that daemon (`asynctask nodes` lists them)"
+        )
+
     async def _raise_not_waiting(self, query: ListQuery, task_id: str, verb: str) -> None:
         """An ID that names no waiting task: "not found", or why it cannot be ``verb``."""
         tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
@@ -102,8 +126,12 @@ class Control:
         if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
             await self._daemon.store.flush()
             tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
-            if await self._daemon.store.get(tenant, task_id) is None:
+            row = await self._daemon.store.get(tenant, task_id)
+            if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+            if row.state in LIVE_STATES:
+                await self._refuse_elsewhere(tenant, task_id, "cancelled")
+                chosen = self._live_matching(query, task_id, LIVE_STATES)
         with self._daemon.store.one_transaction():
             for task in chosen:
                 if task.state is TaskState.RUNNING:
@@ -135,8 +163,14 @@ class Control:
     async def _retry_admitted(self, chosen: list[LiveTask], now: float) -> int:
         tasks = []
         commits = []
+        cluster = self._daemon.cluster
+        elsewhere = [t for t in chosen if cluster is not None and not cluster.serves(t.tenant)]
         with self._daemon.store.one_transaction():
+            for task in elsewhere:  # the row goes back queued, with a note to its owner
+                commits.append(self._daemon.store.put(ReplaceTask(task.seq, row_of(task), True)))
             for task in chosen:
+                if task in elsewhere:
+                    continue
                 commits.append(self._daemon.engine.persist(task))
                 self._engine.live[(task.tenant, task.id)] = (
                     task  # no second retry picks it meanwhile
@@ -153,10 +187,10 @@ class Control:
             self._engine.retrying.difference_update(task.seq for task in tasks)
         for task in tasks:
             self._daemon.scheduler.add(task, now)
-        if tasks:
-            log.info("retrying %d failed tasks", len(tasks))
+        if tasks or elsewhere:
+            log.info("retrying %d failed tasks", len(tasks) + len(elsewhere))
             self._daemon.engine.wake()
-        return len(tasks)
+        return len(tasks) + len(elsewhere)
 
     async def delete(self, query: ListQuery, task_id: str | None = None) -> int:
         """Remove finished tasks from the history, in one transaction; their IDs may be

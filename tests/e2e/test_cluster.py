@@ -23,6 +23,7 @@ import pytest
 
 from asynctask.client import Client
 from asynctask.core.partitions import partition_of
+from asynctask.errors import UsageError
 from tests import pgcluster
 from tests.e2e.conftest import DaemonProcess, poll
 
@@ -300,3 +301,39 @@ def test_cron_added_on_any_daemon_fires_once_per_slot_and_survives_its_owner(
     settled = len(_ledger(ledger))
     time.sleep(2.0)
     assert len(_ledger(ledger)) == settled
+
+
+def test_control_requests_for_a_tenant_served_elsewhere(
+    make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
+) -> None:
+    """A pause and a retry work from any daemon (stored, and followed by the owner); a
+    cancel of a live task another daemon serves is refused with that daemon's name."""
+    first, second = _start(make_daemon, tmp_path, pg_url, 2)
+    _balanced(pg_url, [first, second])
+    owners = _owners(pg_url)
+    other_node = _node_of(second)
+    tenant = next(t for t in TENANTS if owners[partition_of(t, PARTITIONS)] == other_node)
+    here = first.client(tenant)  # the daemon that does not serve the tenant
+
+    later = here.submit("tests.e2e.tasks:add", 1, 1, delay=60)
+    with pytest.raises(UsageError, match=f"the daemon serving its tenant, {other_node}"):
+        here.cancel(task_id=later.id)
+    assert second.client(tenant).cancel(task_id=later.id) == 1
+    assert here.status(later.id).state.value == "cancelled"
+
+    flag = tmp_path / "down"
+    flag.touch()
+    broken = here.submit("tests.e2e.tasks:fail_while", str(flag), retries=0)
+    assert broken.wait(timeout=30).state.value == "failed"
+    flag.unlink()
+    assert here.retry(task_id=broken.id) == 1  # the owner takes it from the inbox
+    final = here.wait(broken.id, timeout=30)
+    assert (final.state.value, final.result, final.attempts) == ("succeeded", 2, 2)
+
+    assert here.pause(tenant=tenant) == 1  # stored; the owner follows within a heartbeat
+    time.sleep(1.5)
+    held = here.submit("tests.e2e.tasks:add", 2, 2)
+    time.sleep(1.0)
+    assert here.status(held.id).state.value == "queued"
+    assert here.resume(tenant=tenant) == 1
+    assert held.result(timeout=30) == 4
