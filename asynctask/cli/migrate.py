@@ -2,8 +2,9 @@
 
 Like ``doctor`` it works on the home without the daemon, and it requires the daemon stopped: it
 takes the home's lock (``home.lock_home``, the daemon's own), so a daemon running there is
-refused and none can start while the copy runs. The target is opened as the daemon opens it
-(``sole_daemon``: one daemon per schema), so no daemon writes it meanwhile either. The copy
+refused and none can start while the copy runs. The target is opened with the schema's writers' lock
+held exclusive (``lock="exclusive"``; every daemon holds it shared), so no daemon runs on it
+during the copy either. The copy
 itself is ``store/migrate.py``'s, through the ``TaskStore`` protocol; the store is imported
 only inside the command, so that other commands do not load it.
 """
@@ -102,7 +103,7 @@ async def _copy(database: str, url: str) -> dict[str, Any]:
         raise StorageError(f"opening {database}: {exc}") from None
     try:
         try:
-            target = await open_store(url, sole_daemon=True)
+            target = await open_store(url, lock="exclusive")
         except StoreError as exc:
             raise StorageError(f"{redacted(url)}: {exc}; nothing written") from None
         try:

@@ -61,9 +61,12 @@ async def open_daemon_store(config: Config, home: Path) -> TaskStore:
 
     On PostgreSQL any number of daemons may share the database: each serves the partitions
     it leases (``daemon/cluster.py``), and the writer fences every task write on those
-    leases, so no lock of the whole database is taken. SQLite is the home's alone:
+    leases. Each holds the schema's writers' lock shared, so a ``migrate-store`` (which
+    holds it exclusive) never copies beside a daemon. SQLite is the home's alone:
     ``claim_home`` locks the home."""
-    return await open_store(store_location(config, home), config.daemon.durability)
+    if config.store.url is None:
+        return await open_store(store_location(config, home), config.daemon.durability)
+    return await open_store(config.store.url, config.daemon.durability, lock="daemon")
 
 
 def log_store_health(store: TaskStore) -> None:

@@ -171,14 +171,17 @@ MIGRATION_LOCK: Final = (
 MIGRATION_UNLOCK: Final = (
     "SELECT pg_advisory_unlock(hashtextextended('asynctask.migrate.' || current_schema(), 0))"
 )
-#: The lock a daemon's write connection holds for the daemon's life (``PostgresStore.open``
-#: with ``sole_daemon``): one daemon per schema until daemons share one by leased partitions
-#: (docs/scale-out.md). A session lock, so the server drops it with the connection, and a
-#: daemon whose write connection broke stops (``pgwriter``): it can never outlive its holder.
+#: The lock of a schema's writers (``PostgresStore.open(lock=...)``): every daemon's write
+#: connection holds it shared for the daemon's life (daemons share the schema by leased
+#: partitions, docs/scale-out.md); ``migrate-store`` holds it exclusive while it copies, so a
+#: copy never runs beside a daemon, which would not take in the tasks it writes. A session
+#: lock: the server drops it with the connection, and a daemon whose write connection broke
+#: stops (``pgwriter``), so it never outlives its holder.
 SOLE_DAEMON_KEY: Final = (
     "hashtextextended('asynctask.daemon.' || coalesce(current_schema(), ''), 0)"
 )
 SOLE_DAEMON_LOCK: Final = f"SELECT pg_try_advisory_lock({SOLE_DAEMON_KEY})"
+SHARED_DAEMON_LOCK: Final = f"SELECT pg_try_advisory_lock_shared({SOLE_DAEMON_KEY})"
 #: Who holds it: the backend's pid, its client's application name and address, and since when.
 SOLE_DAEMON_HOLDER: Final = (
     "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'), "

@@ -32,7 +32,7 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import asyncpg
 
@@ -102,14 +102,15 @@ class PostgresStore:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         readers: int = DEFAULT_READERS,
-        sole_daemon: bool = False,
+        lock: Literal["daemon", "exclusive"] | None = None,
     ) -> PostgresStore:
         """Connect, migrate the schema (once, under an advisory lock) and start the writer.
 
-        ``sole_daemon``: the daemon's store, which must be the only one writing this schema
-        until daemons share a database by leased partitions (docs/scale-out.md). The write
-        connection takes an advisory lock first and keeps it while it lives; if another holds
-        it, ``StoreError`` says so and nothing is written."""
+        ``lock``: the write connection first takes the schema's writers' lock
+        (``pgschema.SOLE_DAEMON_KEY``) and keeps it while it lives: ``"daemon"`` shared, as
+        every daemon does (any number of them share a schema), ``"exclusive"`` for
+        ``migrate-store``, which must write alone. Where the other kind is held,
+        ``StoreError`` says by whom and nothing is written."""
         if durability not in _SYNCHRONOUS_COMMIT:
             raise ValueError(f"durability must be 'full' or 'normal', not {durability!r}")
         settings = {
@@ -121,8 +122,8 @@ class PostgresStore:
         try:
             with map_errors(f"opening the database {_safe(url)}"):
                 write_conn = await asyncpg.connect(url, server_settings=settings)
-                if sole_daemon:
-                    await _claim_sole_daemon(write_conn, url)
+                if lock is not None:
+                    await _claim_lock(write_conn, url, lock)
                 await _migrate(write_conn)
                 await _check_columns(write_conn)
                 pool = await asyncpg.create_pool(
@@ -141,7 +142,7 @@ class PostgresStore:
                     await write_conn.close()
             raise
         store = cls(url, durability, write_conn, pool, writer)
-        if sole_daemon:
+        if lock is not None:
             write_conn.add_termination_listener(store._lock_lost)
         return store
 
@@ -204,16 +205,16 @@ class PostgresStore:
             self._on_fatal(error)
 
     def _lock_lost(self, _conn: Any) -> None:
-        """The write connection closed while the store was open (``sole_daemon``): with it went
-        the one-daemon lock, so another daemon may start on this database at any moment. The
-        owner must stop now rather than at its next write: its in-memory queues would otherwise
-        dispatch beside the new daemon's (docs/scale-out.md)."""
+        """The write connection closed while the store was open (``lock``): with it went the
+        writers' lock, so a ``migrate-store`` could start writing beside this store at any
+        moment, and whether its last batch committed is unknown. The owner must stop now
+        rather than at its next write."""
         if self._closing is not None:
             return
         self._fatal_once(
             StoreError(
-                "lost the database connection that held the one-daemon lock: nothing more can "
-                "be stored until the store is re-opened"
+                "lost the database connection (the one that held the writers' lock): nothing "
+                "more can be stored until the store is re-opened"
             )
         )
 
@@ -536,10 +537,11 @@ async def _migrate(conn: Any) -> None:
         await conn.execute(pgschema.MIGRATION_UNLOCK)
 
 
-async def _claim_sole_daemon(conn: Any, url: str) -> None:
-    """Take the one-daemon-per-schema lock on the write connection, or refuse, naming who
-    holds it (PostgreSQL's view of that connection; its host is the daemon's machine)."""
-    if await conn.fetchval(pgschema.SOLE_DAEMON_LOCK):
+async def _claim_lock(conn: Any, url: str, lock: str) -> None:
+    """Take the schema's writers' lock (shared for a daemon, exclusive for a copy), or refuse,
+    naming a holder (PostgreSQL's view of its connection; its host is the holder's machine)."""
+    statement = pgschema.SHARED_DAEMON_LOCK if lock == "daemon" else pgschema.SOLE_DAEMON_LOCK
+    if await conn.fetchval(statement):
         return
     holder = await conn.fetchrow(pgschema.SOLE_DAEMON_HOLDER)
     held_by = (
@@ -548,11 +550,14 @@ async def _claim_sole_daemon(conn: Any, url: str) -> None:
         if holder is not None
         else ""
     )
+    if lock == "daemon":
+        raise StoreError(
+            f"asynctask migrate-store is copying into the database {_safe(url)}{held_by}: "
+            "start the daemon once the copy is done"
+        )
     raise StoreError(
-        f"another asynctask daemon is already using the database {_safe(url)}{held_by}: one "
-        "daemon per database (per schema) for now, until daemons can share one "
-        "(docs/scale-out.md); stop the other daemon, or give this one another database or "
-        "search_path"
+        f"asynctask daemons are using the database {_safe(url)}{held_by}: stop every daemon "
+        "of this database (or schema) first, or copy into another one"
     )
 
 

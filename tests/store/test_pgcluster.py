@@ -160,3 +160,21 @@ async def test_every_daemon_of_a_database_must_use_one_partition_count(
     await opened.close()
     with pytest.raises(StoreError, match="partitions = 4, and this daemon has 8"):
         await PgCluster.open(url, 8)
+
+
+async def test_daemons_share_the_writers_lock_and_a_copy_takes_it_alone(
+    url: str, store: PostgresStore
+) -> None:
+    daemons = [await PostgresStore.open(url, lock="daemon") for _ in range(2)]  # shared
+    try:
+        with pytest.raises(StoreError, match="daemons are using the database"):
+            await PostgresStore.open(url, lock="exclusive")
+    finally:
+        for opened in daemons:
+            await opened.close()
+    copy = await PostgresStore.open(url, lock="exclusive")
+    try:
+        with pytest.raises(StoreError, match="migrate-store is copying into the database"):
+            await PostgresStore.open(url, lock="daemon")
+    finally:
+        await copy.close()
