@@ -74,6 +74,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("asynctask.daemon")
 
+#: Rounds between two deletions of the heartbeat rows of nodes that have been gone for
+#: ``PRUNE_AFTER`` leases (``PgLeases.prune``).
+PRUNE_EVERY = 100
+PRUNE_AFTER = 30
 #: The shortest pause between two reads of the inbox, however many notifications arrive.
 INBOX_PAUSE = 0.01
 
@@ -112,6 +116,7 @@ class Cluster:
         #: Partitions whose tasks are in memory (taken in, not dropped since).
         self._serving: set[int] = set()
         self._wake = asyncio.Event()
+        self._rounds = 0
         self._taking_in = asyncio.Lock()  # the loop's and a request's (``catch_up``)
         self._inbox_due = False
         self._stopping = False
@@ -327,6 +332,11 @@ class Cluster:
                 await self._perform(action, taken)
             except StoreError as error:
                 self._log(f"lease write {type(action).__name__} failed: {error}")
+        self._rounds += 1
+        if self._rounds % PRUNE_EVERY == 1:  # nodes killed long ago: their heartbeat rows go
+            gone = await self.leases.prune(now - PRUNE_AFTER * self.settings.lease, now)
+            if gone:
+                log.info("deleted the heartbeat rows of %d node(s) gone for good", gone)
         fresh = await self._take_in(taken)
         await self._follow_pauses()
         await self._follow_crons(fresh)

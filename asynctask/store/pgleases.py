@@ -98,6 +98,12 @@ RELEASE: Final = (
 )
 #: The heartbeat half of ``Leave``: a leaver stops counting as live at once.
 FORGET_NODE: Final = "DELETE FROM nodes WHERE node = $1"
+#: Heartbeat rows of nodes gone long ago (a ``kill -9`` leaves its row): $1 the cut-off, $2
+#: now. A row whose node still owns an unexpired lease stays, whatever its age.
+PRUNE_NODES: Final = (
+    "DELETE FROM nodes WHERE heartbeat_at < $1 AND NOT EXISTS (SELECT 1 FROM partitions "
+    "WHERE partitions.owner = nodes.node AND partitions.expires_at > $2)"
+)
 SELECT_TABLE: Final = f"SELECT {_ROW} FROM partitions ORDER BY partition"
 SELECT_HEARTBEATS: Final = "SELECT node, heartbeat_at FROM nodes ORDER BY node"
 SELECT_NODES: Final = (
@@ -265,6 +271,14 @@ class PgLeases:
             for row in rows
             if now - row[1] < lease
         ]
+
+    async def prune(self, before: float, now: float) -> int:
+        """Delete the heartbeat rows older than ``before`` of nodes that hold nothing by
+        ``now``; how many. Harmless to the planner either way (a stale heartbeat is not
+        live), but ``asynctask nodes`` and the table stay to the point."""
+        async with self._using("pruning the nodes") as conn:
+            status = await conn.execute(PRUNE_NODES, before, now)
+        return int(status.split()[-1])
 
     # -- writes: one transaction each ---------------------------------------------------------
 

@@ -178,3 +178,21 @@ async def test_daemons_share_the_writers_lock_and_a_copy_takes_it_alone(
             await PostgresStore.open(url, lock="daemon")
     finally:
         await copy.close()
+
+
+async def test_prune_deletes_only_long_gone_nodes_that_hold_nothing(
+    url: str, store: PostgresStore, admin: Any
+) -> None:
+    now = time.time()
+    for node, beat in (("gone", now - 1000), ("holder", now - 1000), ("alive", now)):
+        await admin.execute(
+            "INSERT INTO nodes (node, heartbeat_at, running) VALUES ($1, $2, 0)", node, beat
+        )
+    await _take(url, "holder", 2)  # an unexpired lease keeps even an old row
+    leases = await PgLeases.open(url, "alive")
+    try:
+        assert await leases.prune(now - 300, now) == 1
+    finally:
+        await leases.close()
+    left = [r[0] for r in await admin.fetch("SELECT node FROM nodes ORDER BY node")]
+    assert left == ["alive", "holder"]
