@@ -391,7 +391,11 @@ class Cluster:
                 if engine.running.pop(task.seq, None) is not None and self._daemon.pool:
                     self._daemon.pool.cancel(task.seq)
             elif task.state not in (TaskState.QUEUED, TaskState.SCHEDULED):
-                continue  # ended: leaves memory once its end is stored
+                if stop_running:  # ended, its end not stored yet: the fence refuses it now
+                    key = (task.tenant, task.id)
+                    if engine.live.get(key) is task:
+                        del engine.live[key]
+                continue  # else it leaves memory once its end is stored
             gone.append(task)
         self._daemon.scheduler.forget(gone, self._daemon.clock())
         for task in gone:

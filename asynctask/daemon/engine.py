@@ -256,7 +256,9 @@ class Engine:
         self.claims[key] = committed
 
         def released(done: asyncio.Future[None]) -> None:
-            if done.cancelled():  # the daemon stopped first: the store has the task as it was
+            if done.cancelled():  # the daemon stopped first, or the fence refused the end
+                if self.claims.get(key) is committed:  # (its partition moved): not ours now
+                    del self.claims[key]
                 return
             if self.claims.get(key) is committed:
                 del self.claims[key]

@@ -198,7 +198,7 @@ class Intake:
             claim = self._engine.claims.get(key)
             if claim is None:
                 return None
-            await asyncio.shield(claim)
+            await asyncio.wait([claim])  # cancelled (a fenced end) or not: look again
 
     def new_task(self, spec: SubmitSpec, task_id: str, now: float) -> LiveTask:
         seq = self._engine.take_seq()

@@ -180,12 +180,27 @@ class StoreGuard:
         self._unstored.clear()
         store = self._store
         try:
+            per_entry: list[list[asyncio.Future[None]]] = []
             with store.one_transaction():
                 commits = [store.put(Touch(self._clock()))]
                 for entry in entries:
-                    commits.append(store.put(self._update_of(entry.task)))
-                    commits.extend(store.put(op) for op in entry.extra)
-            await asyncio.gather(*commits)
+                    own = [store.put(self._update_of(entry.task))]
+                    own.extend(store.put(op) for op in entry.extra)
+                    per_entry.append(own)
+                    commits.extend(own)
+            outcomes = await asyncio.gather(*commits, return_exceptions=True)
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            fenced = {
+                index
+                for index, own in enumerate(per_entry)
+                if any(f.done() and not f.cancelled() and isinstance(f.exception(), Fenced)
+                       for f in own)
+            }  # fmt: skip
+            if any(not isinstance(o, Fenced) for o in failed):
+                raise next(o for o in failed if not isinstance(o, Fenced))
+            for index in sorted(fenced, reverse=True):  # another daemon's task now: let go
+                for future in entries.pop(index).futures:
+                    future.cancel()
         except (StoreError, asyncio.CancelledError) as error:
             for entry in entries:  # back, ahead of anything held since
                 later = self._unstored.get(entry.task.seq)
