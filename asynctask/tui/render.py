@@ -332,6 +332,8 @@ def frame(
     failures = visible(snapshot.get("failures", ()), state.tenant)
     functions = len(snapshot.get("functions", ()))
     cluster = nodes is not None and bool(nodes.get("cluster"))
+    if layout.height is not None and layout.height < FIXED_LINES + 1 + 3:
+        cluster = False  # the nodes line gives way to a queue table of one row (3 lines)
     fit = budget(layout, queues, tenants, functions, len(failures), extra=int(cluster))
     parts: list[RenderableType] = [
         header_line(snapshot, state, source),
