@@ -55,7 +55,7 @@ def node_rows(reply: Mapping[str, Any]) -> list[list[str]]:
 def summary(reply: Mapping[str, Any]) -> list[str]:
     """The lines above the table (what kind of store) and below it (what no node holds)."""
     if not reply.get("cluster"):
-        return ["not a cluster: the store is SQLite, and this daemon runs all the work"]
+        return ["not a cluster: this daemon runs all the work"]
     nodes = reply.get("nodes") or ()
     unowned = list(reply.get("unowned") or ())
     lines = [

@@ -56,9 +56,7 @@ def test_sqlite_is_one_daemon_holding_all_the_work() -> None:
         "cluster": False, "me": "local", "partitions": None, "lease": None, "unowned": [],
         "nodes": [_node("local", None, me=True, age=0.0, running=2)],
     }  # fmt: skip
-    assert summary(local) == [
-        "not a cluster: the store is SQLite, and this daemon runs all the work"
-    ]
+    assert summary(local) == ["not a cluster: this daemon runs all the work"]
     assert node_rows(local) == [["local", "box", "7", "all", "0.0s ago", "2", "(this daemon)"]]
 
 

@@ -33,7 +33,7 @@ def test_nodes_text_marks_this_daemon(daemon: DaemonProcess) -> None:
     result = daemon.cli("nodes")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "not a cluster: the store is SQLite, and this daemon runs all the work"
+    assert lines[0] == "not a cluster: this daemon runs all the work"
     assert lines[1].split() == ["NODE", "HOST", "PID", "PARTITIONS", "HEARTBEAT", "RUNNING"]
     assert daemon.proc is not None
     assert lines[2].split() == [
