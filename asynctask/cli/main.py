@@ -3,7 +3,7 @@
 The commands live by verb family: ``cli/daemon.py`` (daemon, ping, stop, reload, doctor),
 ``cli/migrate.py`` (migrate-store), ``cli/tasks.py`` (submit, status, wait, result, logs,
 inspect), ``cli/selectors.py`` (cancel, delete, retry, pause, resume), ``cli/views.py``
-(list, queues, stats, metrics, top), ``cli/cron.py`` (cron add/list/remove); what they share
+(list, queues, stats, nodes, metrics, top), ``cli/cron.py`` (cron add/list/remove); what they share
 is in ``cli/app.py``. They are registered here, in one table, because typer lists commands in
 the order they are registered, and ``asynctask --help`` keeps the order users know. Only
 ``asynctask daemon`` imports the daemon; everything else is a client.
@@ -37,6 +37,7 @@ app.command()(daemon.reload)
 app.command()(daemon.doctor)
 app.command()(migrate.migrate_store)
 app.command()(views.stats)
+app.command()(views.nodes)
 app.command()(views.metrics)
 app.command()(views.queues)
 app.command()(views.top)

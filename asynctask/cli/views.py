@@ -1,5 +1,5 @@
-"""Read-outs: ``list``, ``queues``, ``stats``, ``metrics`` and ``top``, and how one task is
-printed (``print_task``, also used by ``status``, ``wait`` and ``submit``).
+"""Read-outs: ``list``, ``queues``, ``stats``, ``nodes``, ``metrics`` and ``top``, and how one
+task is printed (``print_task``, also used by ``status``, ``wait`` and ``submit``).
 
 With ``--json`` each prints JSON (``top`` is a live view and has none); without, text for a
 person. Text that came from a task (errors, tracebacks) goes through ``printable`` first
@@ -201,6 +201,25 @@ def stats(
     from asynctask.cli.statsview import render_stats
 
     render_stats(reply, minutes, Console(width=200))
+
+
+def nodes(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:
+    """The live daemons sharing this daemon's store: each one's ID, host, pid, the partitions
+    it holds (how many, then which: 0-7,12), its last heartbeat and the attempts it was
+    running then; "(this daemon)" marks the one that answered, and the partitions no live
+    daemon holds are listed last. A daemon is live while its heartbeat is younger than one
+    [store] lease. On SQLite (no [store] url) there is one daemon and nothing is
+    partitioned. --json: {"cluster", "me", "partitions", "lease", "nodes": [{"node", "host",
+    "pid", "started_at", "heartbeat_at", "age", "running", "partitions", "me"}], "unowned"}."""
+    reply = run_client(lambda: client_for(home, socket).nodes())
+    if as_json:
+        typer.echo(json.dumps(reply))
+        return
+    from rich.console import Console
+
+    from asynctask.cli.nodestable import render_nodes
+
+    render_nodes(reply, Console(width=200))
 
 
 def metrics(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = False) -> None:

@@ -409,6 +409,15 @@ def _report(reply: Mapping[str, Any]) -> dict[str, Any]:
     return {key: reply[key] for key in ("tenants", "queues", "functions", "more") if key in reply}
 
 
+#: The fields of a ``nodes`` reply (``daemon/nodesview.py``).
+NODES_FIELDS: Final = ("cluster", "me", "partitions", "lease", "nodes", "unowned")
+
+
+def _nodes(reply: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``nodes`` reply without the envelope (``ok``, ``rid``)."""
+    return {key: reply[key] for key in NODES_FIELDS if key in reply}
+
+
 def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
     """The wire spec ``submit_many`` would send for one call (``func``, ``args``, ``kwargs``
     and submit options), or the ``UsageError`` it would raise. For a caller that checks a whole

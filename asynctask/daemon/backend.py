@@ -4,10 +4,14 @@ parts, and the routing of requests can be read in one place."""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from asynctask.core.cron import CronSchedule
+from asynctask.daemon.nodesview import local_view, nodes_view
 from asynctask.executor.lineage import worker_of
 from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import Principal
@@ -106,3 +110,22 @@ class Backend:
 
     async def prometheus(self) -> str:
         return await self._readout.prometheus()
+
+    async def nodes(self) -> dict[str, Any]:
+        """The cluster's live daemons from the lease tables; on SQLite, this daemon alone."""
+        cluster = self._daemon.cluster
+        if cluster is None:
+            return local_view(
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started_at=self._daemon.started_at,
+                running=len(self._daemon.engine.running),
+                now=self._daemon.clock(),
+            )
+        return await nodes_view(
+            cluster.leases,
+            cluster.me,
+            cluster.settings,
+            time.time(),
+            my_running=len(self._daemon.engine.running),
+        )

@@ -26,6 +26,7 @@ Wire shapes:
   ``pause`` / ``resume`` of a tenant, queue or function: ``PauseTarget``.
 * ``cron_add``: ``CronAddRequest``; ``cron_remove``: ``CronRef``; ``stop``: ``StopRequest``;
   ``stats``: ``StatsRequest``.
+* ``ping``, ``queues``, ``cron_list``, ``metrics``, ``reload`` and ``nodes``: no fields.
 
 The field checks the Structs share are in ``checks.py``, and the base Struct, the conversion
 with its refusals and the client's encoding in ``wirestruct.py``. This package's schema loads

@@ -99,6 +99,10 @@ class Backend(Protocol):
 
     def prometheus(self) -> Awaitable[str]: ...
 
+    def nodes(self) -> Awaitable[dict[str, Any]]:
+        """The live daemons of the cluster (``daemon/nodesview.py`` has the shape)."""
+        ...
+
 
 class Ops:
     """``policy`` says what each tenant may run (multi-user mode); ``clock`` gives the epoch
@@ -231,6 +235,12 @@ class Ops:
     def _ping(self, who: Principal, message: dict[str, Any]) -> Reply:
         return self._backend.ping()
 
+    def _nodes(self, who: Principal, message: dict[str, Any]) -> Reply:
+        """Any user, as ``ping``: daemons' IDs, hosts, pids, partition numbers and running
+        counts, no tenant's name, task or figure (``ping`` already shows a pid and the running
+        count to anyone who may connect)."""
+        return self._backend.nodes()
+
     #: Each op's handler; a new op is a method and a line here.
     _handlers: ClassVar[dict[str, Callable[[Ops, Principal, dict[str, Any]], Reply]]] = {
         "ping": _ping,
@@ -253,6 +263,7 @@ class Ops:
         "reload": _reload,
         "stats": _stats,
         "metrics": _metrics,
+        "nodes": _nodes,
     }
 
     def _task_ref(self, who: Principal, message: dict[str, Any]) -> tuple[str, str]:

@@ -37,6 +37,7 @@ waits for nothing a renewal holds, and ``still_held`` locks its rows in partitio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -173,10 +174,13 @@ class PgLeases:
     """The ``partitions`` and ``nodes`` tables for one node. Open with ``PgLeases.open``.
 
     ``me`` is this node's ID; ``pid``, ``host`` and ``started_at`` go into its heartbeat row
-    for ``asynctask nodes``. Not for concurrent use from several tasks: the planner's loop
-    performs its actions in order, on one connection. A lost connection is dropped when an
-    error says so (``pgerrors.is_fatal``) and the next call connects again, so the loop only
-    has to carry on: a write that raised settles nothing (``write``)."""
+    for ``asynctask nodes``. ``read`` and the writes are not for concurrent use from several
+    tasks: the planner's loop performs its actions in order, on one connection. ``nodes`` is:
+    requests call it while the loop writes, so it reads on a second connection of its own
+    (opened on its first call; the calls take turns on it), and a renewal never waits behind
+    a request. A lost connection is dropped when an error says so (``pgerrors.is_fatal``) and
+    the next call connects again, so the loop only has to carry on: a write that raised
+    settles nothing (``write``)."""
 
     def __init__(
         self,
@@ -195,6 +199,8 @@ class PgLeases:
         self.host = host
         self.started_at = started_at
         self._conn: Any = conn
+        self._reader: Any = None  # ``nodes``' own connection
+        self._reading = asyncio.Lock()  # one ``nodes`` query at a time on it
 
     @classmethod
     async def open(
@@ -227,23 +233,31 @@ class PgLeases:
         return cls(url, conn, me, pid=pid, host=host, started_at=started_at)
 
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.terminate()  # it only reads: nothing to finish, no goodbye to wait for
         conn, self._conn = self._conn, None
         if conn is not None:
             with map_errors("closing the lease table"):
                 await conn.close()
 
     @contextlib.asynccontextmanager
-    async def _using(self, doing: str) -> AsyncIterator[Any]:
-        """The connection, opened again if the last one was lost; errors as ``StoreError``."""
+    async def _using(self, doing: str, *, reader: bool = False) -> AsyncIterator[Any]:
+        """The connection (``reader``: ``nodes``' own), opened again if the last one was
+        lost; errors as ``StoreError``."""
+        name = "_reader" if reader else "_conn"
         with map_errors(doing):
             try:
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await _connect(self.url)
-                yield self._conn
+                conn = getattr(self, name)
+                if conn is None or conn.is_closed():
+                    conn = await _connect(self.url)
+                    setattr(self, name, conn)
+                yield conn
             except BaseException as error:
-                if is_fatal(error) and self._conn is not None:
-                    self._conn.terminate()
-                    self._conn = None
+                conn = getattr(self, name)
+                if is_fatal(error) and conn is not None:
+                    conn.terminate()
+                    setattr(self, name, None)
                 raise
 
     # -- reads --------------------------------------------------------------------------------
@@ -263,8 +277,9 @@ class PgLeases:
 
     async def nodes(self, now: float, lease: float) -> list[NodeRow]:
         """The nodes whose heartbeat is younger than ``lease`` (``core.leases.live_nodes``),
-        each with the partitions whose lease it holds by ``now``."""
-        async with self._using("reading the nodes") as conn:
+        each with the partitions whose lease it holds by ``now``. Safe to call while the
+        lease loop writes: on the reader connection (the class docstring)."""
+        async with self._reading, self._using("reading the nodes", reader=True) as conn:
             rows = await conn.fetch(SELECT_NODES, now)
         return [
             NodeRow(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]))

@@ -3,6 +3,8 @@
 Each turn waits in ``select`` on stdin until a key arrives or the next poll is due, so an idle
 view costs one ``stats`` request per interval and nothing in between, while a key is answered at
 once (a pause or resume also polls at once, so its effect shows without waiting the interval).
+A ``nodes`` request rides along at most every ``NODES_EVERY`` seconds (``NodesPoll``): the
+members of a cluster change at heartbeat pace, not per frame.
 
 A daemon that stops answering does not end the view: the last frame stays, the status line says
 why, and the next poll tries again. Only the first poll is allowed to fail the command (exit 3),
@@ -16,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from rich.console import Console
@@ -38,6 +40,36 @@ class StatsClient(Protocol):
     def pause(self, tenant: str | None = None, queue: str | None = None) -> int: ...
 
     def resume(self, tenant: str | None = None, queue: str | None = None) -> int: ...
+
+    def nodes(self) -> dict[str, Any]: ...
+
+
+#: Seconds between two ``nodes`` requests of ``top`` (a heartbeat is a third of a lease, 3.3 s
+#: at the defaults, so a node that comes or goes shows within a few seconds).
+NODES_EVERY = 5.0
+
+
+@dataclass(slots=True)
+class NodesPoll:
+    """The last ``nodes`` reply, asked again once ``every`` seconds have passed (``now`` is the
+    caller's monotonic clock). A daemon that refuses the op (an older one: "unknown op") is not
+    asked again; any other error keeps the last reply, as ``poll`` keeps the last snapshot."""
+
+    every: float = NODES_EVERY
+    reply: dict[str, Any] | None = None
+    due: float = float("-inf")
+    supported: bool = True
+
+    def poll(self, client: StatsClient, now: float) -> dict[str, Any] | None:
+        if self.supported and now >= self.due:
+            self.due = now + self.every
+            try:
+                self.reply = client.nodes()
+            except UsageError:
+                self.supported, self.reply = False, None
+            except AsynctaskError:
+                pass
+        return self.reply
 
 
 def perform(client: StatsClient, action: Action, state: ViewState) -> ViewState:
@@ -80,10 +112,10 @@ def run_top(
     state = ViewState(tenant=tenant)
     if once:
         snapshot = client.stats()
+        nodes = NodesPoll().poll(client, time.monotonic())
         console = Console(width=None if sys.stdout.isatty() else ONCE_WIDTH)
-        console.print(
-            frame(snapshot, state, Layout(console.width, None, interactive=False), source)
-        )
+        layout = Layout(console.width, None, interactive=False)
+        console.print(frame(snapshot, state, layout, source, nodes))
         return
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("top needs a terminal on stdin and stdout; use --once to print one frame")
@@ -119,11 +151,13 @@ def _live(
         redirect_stdout=False,
         redirect_stderr=False,
     )
+    members = NodesPoll()
     with _terminated_as_exit(), cbreak(fd), live:
         due = time.monotonic() + interval
         while True:
+            nodes = members.poll(client, time.monotonic())
             layout = Layout(console.width, console.height)
-            live.update(frame(snapshot, state, layout, source), refresh=True)
+            live.update(frame(snapshot, state, layout, source, nodes), refresh=True)
             for key in read_keys(fd, parser, due - time.monotonic()):
                 state, action = on_key(snapshot, state, key)
                 if action is None:

@@ -24,6 +24,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from asynctask.tui.nodes import nodes_line
 from asynctask.tui.view import HELP, Snapshot, ViewState, current, visible, visible_queues
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -174,10 +175,13 @@ class Budget:
     failures: int
 
 
-def budget(layout: Layout, queues: int, tenants: int, functions: int, failures: int) -> Budget:
-    """Fit the tables into the height. Failures give way first (all of them if need be), then
-    functions and tenants down to ``MIN_ROWS``, then the queue table scrolls down to one row,
-    and only then do functions and tenants go altogether: the queues are what keys act on."""
+def budget(
+    layout: Layout, queues: int, tenants: int, functions: int, failures: int, extra: int = 0
+) -> Budget:
+    """Fit the tables into the height, less ``extra`` lines (the nodes line). Failures give
+    way first (all of them if need be), then functions and tenants down to ``MIN_ROWS``, then
+    the queue table scrolls down to one row, and only then do functions and tenants go
+    altogether: the queues are what keys act on."""
     want = Budget(queues, tenants, functions, failures)
     height = layout.height
     if height is None:
@@ -185,7 +189,7 @@ def budget(layout: Layout, queues: int, tenants: int, functions: int, failures: 
 
     def excess(b: Budget) -> int:
         tables = 2 + b.queues + sum(n + 2 for n in (b.tenants, b.functions, b.failures) if n)
-        return FIXED_LINES + tables - height
+        return FIXED_LINES + extra + tables - height
 
     steps = (("failures", 0), ("functions", MIN_ROWS), ("tenants", MIN_ROWS), ("queues", 1),
              ("functions", 0), ("tenants", 0))  # fmt: skip
@@ -314,17 +318,29 @@ def footer_line(state: ViewState) -> Text:
     return text
 
 
-def frame(snapshot: Snapshot, state: ViewState, layout: Layout, source: str = "") -> RenderableType:
-    """The whole screen for one snapshot."""
+def frame(
+    snapshot: Snapshot,
+    state: ViewState,
+    layout: Layout,
+    source: str = "",
+    nodes: Snapshot | None = None,
+) -> RenderableType:
+    """The whole screen for one snapshot; ``nodes``, the last ``nodes`` reply, adds the nodes
+    line under the workers line when the daemon is one of a cluster."""
     queues = len(visible_queues(snapshot, state.tenant))
     tenants = len(visible(snapshot.get("tenants", ()), state.tenant))
     failures = visible(snapshot.get("failures", ()), state.tenant)
     functions = len(snapshot.get("functions", ()))
-    fit = budget(layout, queues, tenants, functions, len(failures))
+    cluster = nodes is not None and bool(nodes.get("cluster"))
+    if layout.height is not None and layout.height < FIXED_LINES + 1 + 3:
+        cluster = False  # the nodes line gives way to a queue table of one row (3 lines)
+    fit = budget(layout, queues, tenants, functions, len(failures), extra=int(cluster))
     parts: list[RenderableType] = [
         header_line(snapshot, state, source),
         workers_line(snapshot, layout),
     ]
+    if nodes is not None and cluster:
+        parts.append(nodes_line(nodes))
     parts.append(queue_table(snapshot, state, layout, fit.queues))
     if fit.tenants:
         parts.append(tenant_table(snapshot, state, layout, fit.tenants))

@@ -263,3 +263,22 @@ def test_a_worker_is_never_an_admin_whatever_its_uid() -> None:
     user = Principal(uid=uid)
     assert policy.is_admin(user)
     assert policy.tenants_of(user) is None
+
+
+def test_any_user_and_a_task_may_list_the_nodes_as_they_may_ping() -> None:
+    """``nodes`` carries daemons' IDs, hosts, pids, partitions and running counts, no tenant's
+    name or task: every caller that may ``ping`` may ask it."""
+
+    class Nodes:
+        def nodes(self) -> dict[str, Any]:
+            return {"cluster": False}
+
+    uid = os.getuid()
+    ops = Ops(Nodes(), AuthPolicy((0,), {uid + 1: frozenset({"a"})}), 1 << 20)  # type: ignore[arg-type]
+    callers = (
+        Principal(uid=uid + 1),  # a user with one tenant
+        Principal(uid=uid + 2),  # a user with none
+        Principal(uid=uid, pid=1234, is_worker=True, worker_tenant="a"),  # a task
+    )
+    for who in callers:
+        assert ops(who, "nodes", {"op": "nodes"}) == {"cluster": False}

@@ -218,6 +218,32 @@ async def test_the_heartbeat_row_carries_what_asynctask_nodes_shows(url: str) ->
         await leases.close()
 
 
+async def test_nodes_may_be_read_while_the_loop_writes_and_by_several_requests_at_once(
+    url: str,
+) -> None:
+    """``asynctask nodes`` calls ``nodes`` from requests while the lease loop is inside a write:
+    on one connection asyncpg would refuse one of them ("another operation is in progress")."""
+    leases = await PgLeases.open(url, "n1", pid=1, host="box")
+    try:
+        await leases.write(Renew((), 1000.0, 1010.0), running=2)
+        conn = leases._conn
+
+        async def writing() -> None:  # the loop, mid-transaction on its connection
+            async with conn.transaction():
+                await conn.execute("SELECT pg_sleep(0.3)")
+
+        loop_write = asyncio.create_task(writing())
+        await asyncio.sleep(0.05)
+        reads = await asyncio.gather(*(leases.nodes(1001.0, LEASE) for _ in range(3)))
+        assert not loop_write.done()  # the reads did not wait for the write
+        await loop_write
+        assert [[(row.node, row.running) for row in read] for read in reads] == [[("n1", 2)]] * 3
+        await leases.write(Renew((), 1002.0, 1012.0), running=0)  # the loop's connection is fine
+    finally:
+        await leases.close()
+    assert leases._reader is None
+
+
 async def test_opening_refuses_a_schema_without_the_lease_table(tmp_path: Path) -> None:
     url = await pgcluster.url_for(tmp_path)  # never opened by the store: not migrated
     conn = await asyncpg.connect(url)

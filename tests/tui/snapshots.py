@@ -89,10 +89,34 @@ def snapshot(
     }
 
 
-def screen(snap: dict[str, Any], state: ViewState, layout: Layout | None = None) -> list[str]:
-    """The frame as the lines a terminal of the layout's size would show."""
+def screen(
+    snap: dict[str, Any],
+    state: ViewState,
+    layout: Layout | None = None,
+    nodes: dict[str, Any] | None = None,
+) -> list[str]:
+    """The frame as the lines a terminal of the layout's size would show (with ``nodes``, a
+    ``nodes`` reply, as ``top`` draws it)."""
     layout = layout or Layout(160, None)
     out = io.StringIO()
     console = Console(file=out, width=layout.width, color_system=None, legacy_windows=False)
-    console.print(frame(snap, state, layout))
+    console.print(frame(snap, state, layout, nodes=nodes))
     return out.getvalue().splitlines()
+
+
+def nodes_reply(*names: str, me: str = "n1", partitions: int = 8) -> dict[str, Any]:
+    """A ``nodes`` reply of a cluster (asynctask/daemon/nodesview.py): the partitions dealt out
+    in turn to ``names``, none unowned."""
+    return {
+        "cluster": True,
+        "me": me,
+        "partitions": partitions,
+        "lease": 10.0,
+        "nodes": [
+            {"node": name, "host": "box", "pid": 100 + i, "started_at": NOW - 600,
+             "heartbeat_at": NOW - 1.5, "age": 1.5, "running": i,
+             "partitions": list(range(i, partitions, len(names))), "me": name == me}
+            for i, name in enumerate(names)
+        ],
+        "unowned": [] if names else list(range(partitions)),
+    }  # fmt: skip

@@ -31,6 +31,9 @@ class ScriptedClient:
     def resume(self, tenant=None, queue=None):
         return self._next(("resume", tenant, queue))
 
+    def nodes(self):
+        return {"cluster": False}  # not scripted: top asks it on its own schedule
+
 
 STATE = ViewState("acme", ("acme", "reports"))
 

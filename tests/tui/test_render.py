@@ -19,7 +19,17 @@ from asynctask.tui.render import (
     window,
 )
 from asynctask.tui.view import ViewState
-from tests.tui.snapshots import NOW, failure, function, queue, screen, series, snapshot, tenant
+from tests.tui.snapshots import (
+    NOW,
+    failure,
+    function,
+    nodes_reply,
+    queue,
+    screen,
+    series,
+    snapshot,
+    tenant,
+)
 
 
 def line_with(lines: list[str], *words: str) -> str:
@@ -155,9 +165,10 @@ def test_an_empty_daemon_renders_headers_only() -> None:
     functions=st.integers(0, 8),
     failures=st.integers(0, 20),
     selected=st.integers(0, 39),
+    cluster=st.booleans(),
 )
 def test_a_frame_never_overflows_its_terminal_and_keeps_the_highlight_in_view(
-    height, queues, tenants, functions, failures, selected
+    height, queues, tenants, functions, failures, selected, cluster
 ) -> None:
     snap = snapshot(
         [queue("acme", f"q{i:02}") for i in range(queues)],
@@ -166,7 +177,8 @@ def test_a_frame_never_overflows_its_terminal_and_keeps_the_highlight_in_view(
         failures=[failure("acme", "q00", f"e{i}") for i in range(failures)],
     )
     state = ViewState(selected=("acme", f"q{selected:02}"))
-    lines = screen(snap, state, Layout(160, height))
+    nodes = nodes_reply("n1", "n2") if cluster else None
+    lines = screen(snap, state, Layout(160, height), nodes)
     assert len(lines) <= height
     if selected < queues:
         assert line_with(lines, f"q{selected:02}").startswith(">")

@@ -25,6 +25,7 @@ from asynctask.client._calls import (
     _command_args,
     _finished,
     _id_field,
+    _nodes,
     _report,
     _seconds,
     _specs_of,
@@ -289,6 +290,12 @@ class Client:
         summed in ``more``; ``queue`` shows only the queues of that name."""
         fields = self._calls.fields(StatsRequest, tenant=tenant, queue=queue, top=top)
         return dict(self._call("stats", **fields))
+
+    def nodes(self) -> dict[str, Any]:
+        """The live daemons: ``{"cluster", "me", "partitions", "lease", "nodes": [{"node",
+        "host", "pid", "started_at", "heartbeat_at", "age", "running", "partitions", "me"}],
+        "unowned"}``; on SQLite ``cluster`` is false and the one node is ``local``."""
+        return _nodes(self._call("nodes"))
 
     def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
