@@ -201,11 +201,7 @@ class Cluster:
 
     async def owner_of(self, tenant: str) -> str | None:
         """The daemon whose lease on ``tenant``'s partition has not run out, by the table."""
-        table, _ = await self.leases.read()
-        row = table.get(self.partition(tenant))
-        if row is None or row.owner is None or row.expires_at <= time.time():
-            return None
-        return row.owner
+        return await self.leases.owner(self.partition(tenant), time.time())
 
     def fence(self) -> Fence:
         """What the writer conditions a batch on: the leases held now, each of which must

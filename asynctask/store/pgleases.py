@@ -105,6 +105,9 @@ PRUNE_NODES: Final = (
     "DELETE FROM nodes WHERE heartbeat_at < $1 AND NOT EXISTS (SELECT 1 FROM partitions "
     "WHERE partitions.owner = nodes.node AND partitions.expires_at > $2)"
 )
+SELECT_OWNER: Final = (
+    "SELECT owner FROM partitions WHERE partition = $1 AND owner IS NOT NULL AND expires_at > $2"
+)
 SELECT_TABLE: Final = f"SELECT {_ROW} FROM partitions ORDER BY partition"
 SELECT_HEARTBEATS: Final = "SELECT node, heartbeat_at FROM nodes ORDER BY node"
 SELECT_NODES: Final = (
@@ -286,6 +289,13 @@ class PgLeases:
             for row in rows
             if now - row[1] < lease
         ]
+
+    async def owner(self, partition: int, now: float) -> str | None:
+        """Who holds ``partition`` past ``now`` by the table, if anyone. On the reader
+        connection, as ``nodes``: a request asks it while the lease loop writes."""
+        async with self._reading, self._using("reading a lease", reader=True) as conn:
+            owner = await conn.fetchval(SELECT_OWNER, partition, now)
+        return None if owner is None else str(owner)
 
     async def prune(self, before: float, now: float) -> int:
         """Delete the heartbeat rows older than ``before`` of nodes that hold nothing by
