@@ -20,6 +20,7 @@ beyond the ``TaskStore`` protocol (docs/scale-out.md, "Several daemons").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any, cast
@@ -46,6 +47,9 @@ class PgCluster:
         self.partitions = partitions
         self._conn: Any = conn
         self._listen_conn: Any = None
+        #: One statement at a time on a connection (asyncpg refuses a second): the lease
+        #: loop's reads and a block drawn in the background take turns.
+        self._turn = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, partitions: int) -> PgCluster:
@@ -80,6 +84,11 @@ class PgCluster:
 
     @contextlib.asynccontextmanager
     async def _using(self, doing: str) -> AsyncIterator[Any]:
+        async with self._turn, self._connected(doing) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connected(self, doing: str) -> AsyncIterator[Any]:
         with map_errors(doing, DECODE_ERRORS):
             try:
                 if self._conn is None or self._conn.is_closed():
