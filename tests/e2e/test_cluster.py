@@ -230,10 +230,21 @@ def test_a_clean_stop_hands_partitions_over_at_once(
     first, second = _start(make_daemon, tmp_path, pg_url, 2)
     _balanced(pg_url, [first, second])
     leaving = _node_of(first)
+    listed = json.loads(second.cli("nodes", "--json").stdout)  # any daemon lists them all
+    assert listed["cluster"] is True
+    assert listed["partitions"] == PARTITIONS
+    assert sorted(n["node"] for n in listed["nodes"]) == sorted([leaving, _node_of(second)])
+    assert sum(len(n["partitions"]) for n in listed["nodes"]) == PARTITIONS
+    assert [n["me"] for n in listed["nodes"] if n["node"] == leaving] == [False]
     assert first.stop() == 0
     assert leaving not in set(_owners(pg_url).values())  # released, not left to lapse
     assert _query(pg_url, "SELECT count(*) FROM nodes WHERE node = $1", leaving) == [(0,)]
     _balanced(pg_url, [second])
+    listed = json.loads(second.cli("nodes", "--json").stdout)
+    assert [(n["node"], len(n["partitions"])) for n in listed["nodes"]] == [
+        (_node_of(second), PARTITIONS)
+    ]
+    assert listed["unowned"] == []
     client: Client = second.client(TENANTS[0])
     assert client.submit("tests.e2e.tasks:add", 1, 2).result(timeout=30) == 3
     assert os.path.exists(second.socket)
