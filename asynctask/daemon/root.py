@@ -352,7 +352,8 @@ class Daemon:
         if history.history_days > 0 or history.history_max > 0:
             self.background_task(self.history.run(history.history_days, history.history_max))
         for entry, slot in self.missed_slots:  # slots that fell due while the daemon was down
-            self.cron.fire(entry, slot)
+            if self.cluster is None:  # else the owner of each entry's partition fires them
+                self.cron.fire(entry, slot)
         self.missed_slots.clear()
         write_pid(self.home)
         log_started(self, recovered, recovered_at - began, time.perf_counter() - began)

@@ -210,6 +210,9 @@ INSERT_UNNEST: Final = (
     + ", ".join(f"${i}::{_bare_type(_BY_NAME[c])}[]" for i, c in enumerate(COLUMNS, 1))
     + ")"
 )
+#: ``INSERT_UNNEST`` that skips a row whose seq or (tenant, id) is taken, and says which it
+#: stored: daemons sharing a database may store one new ID at the same moment (``pgwriter``).
+INSERT_UNNEST_NEW: Final = f"{INSERT_UNNEST} ON CONFLICT DO NOTHING RETURNING seq"
 #: One statement for a run of updates (distinct seqs), the same way.
 UPDATE_UNNEST: Final = (
     "UPDATE tasks SET "

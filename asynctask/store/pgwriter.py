@@ -30,7 +30,6 @@ import contextlib
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Final
@@ -58,6 +57,7 @@ from asynctask.store.rows import (
 DEFAULT_MAX_BATCH: Final = 5_000
 _SEQ: Final = pgschema.COLUMNS.index("seq")
 _TENANT: Final = pgschema.COLUMNS.index("tenant")
+_ID: Final = pgschema.COLUMNS.index("id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,23 +218,15 @@ class PgWriter:
             self._queue.clear()
             raise
 
-    async def _commit(self, batch: _Batch) -> set[int]:
-        """Run the batch as one transaction; the indexes of the ops the fence refused."""
+    async def _commit(self, batch: _Batch) -> dict[int, StoreError]:
+        """Run the batch as one transaction; the ops refused alone in it, by index."""
         conn = self._conn
-        items = batch.items
-        refused: set[int] = set()
-        partitions = None
         async with conn.transaction():
             if self.fence is not None:
-                fence = self.fence()
-                partitions = fence.partitions
-                items, refused = await _fenced(conn, items, fence)
-            for sql, params in statements(items, partitions):
-                if len(params) == 1:
-                    await conn.execute(sql, *params[0])
-                else:
-                    await conn.executemany(sql, params)
-        return refused
+                return await _commit_shared(conn, batch.items, self.fence())
+            for sql, params in statements(batch.items):
+                await _run(conn, sql, params)
+        return {}
 
     def _break(self, batch: _Batch, error: BaseException) -> None:
         broken = StoreError(
@@ -250,22 +242,24 @@ class PgWriter:
             self.on_fatal(broken)
 
     def _finish(
-        self, batch: _Batch, error: BaseException | None, refused: AbstractSet[int] = frozenset()
+        self,
+        batch: _Batch,
+        error: BaseException | None,
+        refused: Mapping[int, StoreError] | None = None,
     ) -> None:
+        refused = refused or {}
         count = len(batch.items)
         self.pending -= count
         if error is None:
             self.failure = self.failing_since = None
             self.transactions += 1
             self.ops_committed += count - len(refused)
-            self.ops_fenced += len(refused)
+            self.ops_fenced += sum(1 for e in refused.values() if isinstance(e, Fenced))
             for index, future in enumerate(batch.futures):
                 if future.done():
                     continue
                 if index in refused:
-                    future.set_exception(
-                        Fenced("the task's partition is held by another daemon now: not stored")
-                    )
+                    future.set_exception(refused[index])
                 else:
                     future.set_result(None)
         else:
@@ -295,8 +289,67 @@ class PgWriter:
                 future.set_result(None)
 
 
-async def _fenced(conn: Any, items: list[_Item], fence: Fence) -> tuple[list[_Item], set[int]]:
-    """The batch's ops as the fence lets them through, and the indexes of those it refuses.
+async def _run(conn: Any, sql: str, params: list[Params]) -> None:
+    if len(params) == 1:
+        await conn.execute(sql, *params[0])
+    else:
+        await conn.executemany(sql, params)
+
+
+async def _commit_shared(conn: Any, items: list[_Item], fence: Fence) -> dict[int, StoreError]:
+    """A batch on a shared store, inside its transaction: fenced first (``_fenced``), then
+    run in op order, with each insert alone to fail. Two daemons may store one new
+    (tenant, ID) at the same moment (neither had it in memory), and a unique violation would
+    fail the whole batch, every other op of it with it; so inserts skip a taken key
+    (``ON CONFLICT DO NOTHING``) and each one skipped is refused alone. Returns the ops
+    refused, by index."""
+    kept, refused = await _fenced(conn, items, fence)
+    foreign = False
+    for kind, run in itertools.groupby(kept, key=lambda entry: entry[1][0]):
+        entries = list(run)
+        if kind is InsertTask or kind is ForeignInsert:
+            rows = [params for _, (_, params) in entries]
+            inserted = {
+                record[0]
+                for record in await conn.fetch(
+                    pgschema.INSERT_UNNEST_NEW, *pgschema.columns_of(rows)
+                )
+            }
+            for index, (_, params) in entries:
+                if params[_SEQ] not in inserted:
+                    refused[index] = StoreError(
+                        f"a task with the ID {params[_TENANT]}/{params[_ID]} was stored by "
+                        "another daemon at the same moment: this one was not; submit again "
+                        "to get that task"
+                    )
+            if kind is ForeignInsert:
+                noted = [row for row in rows if row[_SEQ] in inserted]
+                if noted:
+                    foreign = True
+                    await _run(conn, pgschema.INSERT_INBOX, [_inbox_rows(noted, fence)])
+            continue
+        for sql, batch in statements([item for _, item in entries], fence.partitions):
+            if sql == pgschema.NOTIFY_INBOX:
+                foreign = True
+                continue
+            await _run(conn, sql, batch)
+    if foreign:
+        await conn.execute(pgschema.NOTIFY_INBOX)
+    return refused
+
+
+def _inbox_rows(rows: list[Params], fence: Fence) -> Params:
+    return (
+        [row[_SEQ] for row in rows],
+        [partition_of(row[_TENANT], fence.partitions) for row in rows],
+    )
+
+
+async def _fenced(
+    conn: Any, items: list[_Item], fence: Fence
+) -> tuple[list[tuple[int, _Item]], dict[int, StoreError]]:
+    """The batch's ops as the fence lets them through (with their indexes), and those it
+    refuses.
 
     Called first in the batch's transaction: ``still_held`` locks the rows of the partitions
     the batch writes, so a take of one of them waits for this commit (``pgleases.py``). An
@@ -319,18 +372,20 @@ async def _fenced(conn: Any, items: list[_Item], fence: Fence) -> tuple[list[_It
     ok = await still_held(
         conn, fence.me, {p: fence.held[p] for p in needed if p in fence.held}, fence.now
     )
-    kept: list[_Item] = []
-    refused: set[int] = set()
+    kept: list[tuple[int, _Item]] = []
+    refused: dict[int, StoreError] = {}
     for index, item in enumerate(items):
         kind, params = item
         if kind is InsertTask:
-            kept.append(item if part[params[_SEQ]] in ok else (ForeignInsert, params))
+            kept.append((index, item if part[params[_SEQ]] in ok else (ForeignInsert, params)))
         elif (kind is ReplaceTask and part[params[1]] not in ok) or (
             kind is UpdateTask and params[-1] in part and part[params[-1]] not in ok
         ):
-            refused.add(index)
+            refused[index] = Fenced(
+                "the task's partition is held by another daemon now: not stored"
+            )
         else:
-            kept.append(item)
+            kept.append((index, item))
     return kept, refused
 
 

@@ -196,3 +196,30 @@ async def test_prune_deletes_only_long_gone_nodes_that_hold_nothing(
         await leases.close()
     left = [r[0] for r in await admin.fetch("SELECT node FROM nodes ORDER BY node")]
     assert left == ["alive", "holder"]
+
+
+async def test_one_new_id_stored_by_two_daemons_at_once_fails_that_op_alone(
+    url: str, store: PostgresStore, admin: Any
+) -> None:
+    """Two daemons submit the same new (tenant, ID): one row is stored; the other daemon's
+    op fails alone, and the rest of its batch commits (a unique violation would have rolled
+    it all back)."""
+    tenant = _tenant_in(1)
+    epoch = await _take(url, "a", 0)
+    store.fence_writes(lambda: _fence("a", {0: epoch}))
+    other = await PostgresStore.open(url)
+    other.fence_writes(lambda: _fence("b", {}))
+    try:
+        await other.put(InsertTask(make_row(1, tenant=tenant, id="same"), foreign=True))
+        with store.one_transaction():
+            duplicate = store.put(InsertTask(make_row(2, tenant=tenant, id="same"), foreign=True))
+            bystander = store.put(InsertTask(make_row(3, tenant=tenant, id="else"), foreign=True))
+        with pytest.raises(StoreError, match="stored by another daemon at the same moment"):
+            await duplicate
+        await bystander
+    finally:
+        await other.close()
+    rows = await admin.fetch("SELECT seq, id FROM tasks ORDER BY seq")
+    assert [tuple(r) for r in rows] == [(1, "same"), (3, "else")]
+    inbox = await admin.fetch("SELECT seq FROM inbox ORDER BY seq")
+    assert [r[0] for r in inbox] == [1, 3]
