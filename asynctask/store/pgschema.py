@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from asynctask.model import FINAL_STATES, LIVE_STATES, TaskState
 from asynctask.store import schema as sqlite_schema
+from asynctask.store.pglogs import LOGS_MIGRATION
 from asynctask.taskfields import MUTABLE, STORED, TaskField
 
 COLUMNS: Final = tuple(f.name for f in STORED)
@@ -147,6 +148,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "heartbeat_at double precision NOT NULL, pid integer, host text, "
         "started_at double precision, running integer NOT NULL DEFAULT 0)",
     ),
+    # 3: ended attempts' logs, readable by every daemon (``pglogs.py``).
+    LOGS_MIGRATION,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
