@@ -130,8 +130,8 @@ class SharedLogs:
                 self._warn("delete", "cannot delete the stored logs of deleted tasks: %s", exc)
 
     async def sweep(self) -> int:
-        """Delete stored logs whose task is gone (a daemon died between the two deletions):
-        once at start-up is enough. Returns how many; a failure is logged, never raised."""
+        """Delete up to 1,000 stored logs whose task is gone (a daemon died between the two
+        deletions), once at start-up. Returns how many; a failure is logged, never raised."""
         if self.remote is None:
             return 0
         try:
