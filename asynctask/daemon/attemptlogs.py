@@ -38,6 +38,8 @@ log = logging.getLogger("asynctask.daemon")
 #: Open files kept for running attempts: beyond it the oldest is closed (and reopened on its
 #: next write), so a pool with thousands of concurrent attempts cannot run out of descriptors.
 MAX_OPEN: Final = 256
+#: Bytes beyond ``max_bytes`` a finished log may hold: its marker line (under 100 bytes).
+MARKER_ROOM: Final = 256
 
 
 @dataclass(slots=True)
@@ -111,11 +113,12 @@ class AttemptLogs:
                 extra={"event": "log_write_failed", "seq": seq, "attempt": state.attempt},
             )  # fmt: skip
 
-    def finish(self, seq: int) -> None:
-        """The task's attempt ended: write the truncation marker if output was dropped; close."""
+    def finish(self, seq: int) -> int | None:
+        """The task's attempt ended: write the truncation marker if output was dropped; close.
+        Returns the attempt's number, or None if it wrote nothing (it has no file)."""
         state = self._open.pop(seq, None)
         if state is None:
-            return
+            return None
         if state.dropped and not state.failed:
             fd = self._fd(seq, state)
             if fd is not None:
@@ -130,6 +133,7 @@ class AttemptLogs:
                     )
         if state.fd is not None:
             os.close(state.fd)
+        return state.attempt
 
     def read(self, seq: int, attempts: int, offsets: dict[int, int]) -> list[AttemptLog]:
         """Each attempt's output that has a file, from ``offsets[attempt]`` (default 0)."""
@@ -155,6 +159,38 @@ class AttemptLogs:
                 os.close(fd)
             logs.append(AttemptLog(attempt, size, data))
         return logs
+
+    def contents(self, seq: int, attempt: int) -> bytes | None:
+        """An ended attempt's whole log (its marker included), to copy elsewhere
+        (``sharedlogs.py``); None if it has no file. At most ``max_bytes`` and a marker's room
+        are read: task code runs as the daemon's uid and could grow the file behind our back.
+        It may run in a thread, so it opens the directory for itself (as ``unlink``)."""
+        try:
+            dir_fd = open_dir(self.root, under=self.home)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fd = open_private(self.name(seq, attempt), os.O_RDONLY, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return None
+            try:
+                size = min(os.fstat(fd).st_size, max(0, self.max_bytes) + MARKER_ROOM)
+                data = bytearray()
+                while len(data) < size:
+                    chunk = os.pread(fd, size - len(data), len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+                return bytes(data)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dir_fd)
+
+    def running(self) -> list[tuple[int, int]]:
+        """The (seq, attempt) of every attempt with output not yet finished."""
+        return [(seq, state.attempt) for seq, state in self._open.items()]
 
     def delete(self, seq: int, attempts: int) -> None:
         """Remove a deleted task's logs (its attempts 1 to ``attempts``)."""

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from asynctask.model import FINAL_STATES, LIVE_STATES, TaskState
 from asynctask.store import schema as sqlite_schema
+from asynctask.store.pglogs import LOGS_MIGRATION
 from asynctask.taskfields import MUTABLE, STORED, TaskField
 
 COLUMNS: Final = tuple(f.name for f in STORED)
@@ -159,6 +160,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE SEQUENCE task_seq_blocks START 1",
         f"CREATE INDEX tasks_live_tenant ON tasks (tenant) WHERE {LIVE_CONDITION}",
     ),
+    # 4: ended attempts' logs, readable by every daemon (``pglogs.py``).
+    LOGS_MIGRATION,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
