@@ -203,8 +203,7 @@ class Control:
         with self._daemon.store.one_transaction():
             commits = [self._daemon.store.put(DeleteTask(row.seq)) for row in chosen]
         await asyncio.gather(*commits)
-        for row in chosen:
-            self._daemon.attempt_logs.delete(row.seq, row.attempts)
+        await self._daemon.shared_logs.forget([(row.seq, row.attempts) for row in chosen])
         if chosen:
             log.info("deleted %d finished tasks", len(chosen))
         return len(chosen)

@@ -310,9 +310,9 @@ class Engine:
             self._daemon.attempt_logs.append(task.seq, task.attempts, text)
 
     def on_outcome(self, outcome: Outcome) -> None:
-        self._daemon.attempt_logs.finish(
+        self._daemon.shared_logs.finish(
             outcome.aid
-        )  # its log is complete (the aid is the task's seq)
+        )  # its log is complete (the aid is the task's seq); copied for the other daemons
         task = self.running.pop(outcome.aid, None)
         if task is None:
             return

@@ -79,10 +79,6 @@ class History:
         with self._daemon.store.one_transaction():
             commits = [self._daemon.store.put(DeleteTask(seq)) for seq, _ in chosen]
         await asyncio.gather(*commits)  # StoreError: nothing of the batch was deleted
-        logs = self._daemon.attempt_logs
-        for seq, _ in chosen:
-            logs.finish(seq)
-        names = [(seq, n) for seq, attempts in chosen for n in range(1, attempts + 1)]
-        await asyncio.to_thread(logs.unlink, names)
+        await self._daemon.shared_logs.forget(chosen)
         log.info("history retention: deleted %d finished tasks", len(chosen))
         return len(chosen)

@@ -121,7 +121,7 @@ class Queries:
         budget = LOG_CHUNK
         attempts = []
         complete = True
-        for entry in self._daemon.attempt_logs.read(seq, view["attempts"], offsets):
+        for entry in await self._daemon.shared_logs.read(seq, view["attempts"], offsets):
             data = entry.data[:budget]
             budget -= len(data)
             start = min(max(0, offsets.get(entry.attempt, 0)), entry.size)

@@ -59,6 +59,7 @@ from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
 from asynctask.daemon.reconfig import Reconfig
 from asynctask.daemon.recovery import Recovery
+from asynctask.daemon.sharedlogs import SharedLogs
 from asynctask.daemon.startup import (
     claim_home,
     log_started,
@@ -126,6 +127,9 @@ class Daemon:
         self.attempt_logs = AttemptLogs(
             home / LOG_DIR / "attempts", config.workers.max_log_bytes, home
         )
+        #: The attempt logs every daemon reads: local files, and on PostgreSQL (``[store]
+        #: url``) copies of ended attempts' (``_start_parts`` connects them).
+        self.shared_logs = SharedLogs(self.attempt_logs, None)
         self.interner = Interner()  # equal names, options and labels of tasks share one object
         self._drain = config.daemon.drain  # a stop request may set another
         self.loop = asyncio.get_running_loop()
@@ -265,6 +269,9 @@ class Daemon:
 
     async def _start_parts(self, began: float) -> None:
         self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
+        if self.config.store.url is not None:
+            self.shared_logs = await SharedLogs.open(self.attempt_logs, self.config.store.url)
+            self.background_task(self.shared_logs.sweep())
         self.store.on_fatal(self._storage_lost)
         self.guard.start()
         log_store_health(self.store)
@@ -395,11 +402,11 @@ class Daemon:
             loop = asyncio.get_running_loop()
             unfinished = await self.pool.stop(loop.time() + self._drain)
             self.engine.interrupt(unfinished, "the daemon stopped before the attempt finished")
-            self.attempt_logs.close()
         background = list(self._background)  # retention passes, cron submits in flight
         for job in background:
             job.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await self.shared_logs.close()  # the interrupted attempts' logs are copied too
         with contextlib.suppress(Exception):
             await self.store.flush()
         if self.starts is not None:

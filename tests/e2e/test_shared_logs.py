@@ -43,10 +43,6 @@ def _rows(url: str) -> list[tuple[int, int, int]]:
     return asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SharedLogs is wired into root/engine/queries on merge (remove this marker then)",
-)
 def test_logs_answer_on_a_daemon_that_did_not_run_the_attempt(
     make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
 ) -> None:
