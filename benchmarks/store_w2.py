@@ -7,7 +7,9 @@ Each rep runs ``ab_w2.one`` (durability full, 2 workers, 20,000 no-op tasks by
 home's SQLite file and once on a fresh PostgreSQL schema (issue 16's "same workloads on
 PostgreSQL and on SQLite, same run"). Without ``--store-url`` it starts the tests' private
 cluster (``tests/pgcluster.py``: a Unix socket, no TCP, ``fsync=on``, ``synchronous_commit=on``)
-and stops it at the end. Prints medians and each rep; asserts nothing.
+and stops it at the end. On PostgreSQL nothing is timed until the daemon holds its partitions
+(``ab_w2.wait_served``). Prints medians and each rep; asserts nothing. ``store_workloads.py``
+runs W1, W3 and a base checkout too.
 """
 
 from __future__ import annotations
