@@ -113,6 +113,9 @@ class Cluster:
         self.me = leases.me
         self.holdings = Holdings(self.me)
         self._partition_cache: dict[str, int] = {}
+        #: The start journal of this home as the daemon's last life left it (``store/starts.py``):
+        #: an attempt begun before its "running" write committed, applied as its task loads.
+        self.earlier_starts: dict[int, int] = {}
         #: Partitions whose tasks are in memory (taken in, not dropped since).
         self._serving: set[int] = set()
         self._wake = asyncio.Event()
@@ -454,6 +457,10 @@ class Cluster:
                 continue
             engine.live[key] = task
             loaded += 1
+            begun = self.earlier_starts.pop(task.seq, 0)
+            if begun > task.attempts:  # began here before "running" committed, then a crash
+                task.attempts = begun
+                task.state = TaskState.RUNNING
             if task.state is TaskState.RUNNING:
                 reason = "the daemon running the attempt stopped or lost its lease"
                 interrupted.append(daemon.scheduler.interrupted(task, reason, clock_now))

@@ -57,10 +57,13 @@ class Recovery:
 
     async def _load_live(self) -> int:
         cluster = self._daemon.cluster is not None
-        # On a shared store the live tasks come with the partitions the lease loop takes
-        # (``cluster.py``), and task numbers from the database's blocks.
-        started = {} if cluster else await asyncio.to_thread(read_starts, self._daemon.home)
-        if not cluster:
+        started = await asyncio.to_thread(read_starts, self._daemon.home)
+        if self._daemon.cluster is not None:
+            # On a shared store the live tasks come with the partitions the lease loop takes
+            # (``cluster.py``), which applies the journal as they load; task numbers come
+            # from the database's blocks.
+            self._daemon.cluster.earlier_starts = started
+        else:
             self._engine.next_seq = await self._daemon.store.max_seq() + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self._daemon.store.load_pauses():

@@ -278,9 +278,8 @@ class Daemon:
         if isinstance(self.store, PostgresStore):
             self.cluster = await Cluster.open(self, self.store)
         recovered = await self.recovery.load()
-        if self.cluster is None:  # a shared store's taker cannot read this home's journal
-            self.starts = StartJournal(self.home)
-            await self.recovery.empty_start_journal()  # before anything is dispatched
+        self.starts = StartJournal(self.home)
+        await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = open_sandbox(workers.sandbox)
