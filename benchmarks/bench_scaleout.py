@@ -35,6 +35,9 @@ counts:
 - **Drain.** Throughput is tasks / (last ``finished_at`` - first submit), both by this
   machine's clock; the harness polls ``count(*)`` of the succeeded timed tasks on one
   connection of its own every 0.25 s.
+- **Idle.** Then ``--idle`` seconds (5) of the settled, idle cluster's CPU (the same sums as
+  below, per second): the lease loops' and heartbeats' cost, which a slow drain spreads over
+  its tasks.
 - **CPU.** utime + stime of every process of the PostgreSQL server (the postmaster and its
   children, plus the children it reaped meanwhile: cutime + cstime), read from /proc before the
   first submit and once all succeeded, minus the harness's own polling backend; likewise each
@@ -303,6 +306,8 @@ class Run:
     settle: str
     imbalance: str
     load: float
+    idle_db: float  # CPU seconds per second, the settled cluster with no task
+    idle_dm: float
 
 
 def tenant_name(i: int) -> str:
@@ -356,9 +361,11 @@ def warm_up(daemons: list[Daemon], watch: Watcher, tenants: int, timeout: float)
         time.sleep(0.1)
 
 
-def imbalance_of(watch: Watcher, tenants: int) -> str:
-    """Timed tasks per partition owner, when the store records owners (a guide to how evenly
-    the tenants' partitions fell on the daemons); '-' otherwise."""
+def per_daemon(watch: Watcher, first: float) -> str:
+    """Each partition owner's share of the timed tasks: "tenants/tasks@tasks per second until
+    its own last finish", busiest first (a daemon runs only its partitions' tenants, so the
+    busiest one bounds the drain); '-' without owners. Assumes no partition moved during the
+    drain (the settle wait is before the clock)."""
     try:
         rows = watch.fetch("SELECT owner, partition FROM partitions WHERE owner IS NOT NULL")
     except asyncpg.UndefinedTableError:
@@ -369,11 +376,20 @@ def imbalance_of(watch: Watcher, tenants: int) -> str:
 
     owner = {int(r["partition"]): str(r["owner"]) for r in rows}
     total = int(watch.fetch("SELECT count(*) FROM partitions")[0][0])
-    per: dict[str, int] = {}
-    for t in range(tenants):
-        key = owner.get(partition_of(tenant_name(t), total), "?")
-        per[key] = per.get(key, 0) + 1
-    return "/".join(str(n) for n in sorted(per.values(), reverse=True)) + " tenants"
+    per: dict[str, list[float]] = {}  # owner -> [tenants, tasks, last finish]
+    for r in watch.fetch(
+        "SELECT tenant, count(*) AS n, max(finished_at) AS last FROM tasks "
+        "WHERE function = $1 AND state = 'succeeded' GROUP BY tenant",
+        TASK,
+    ):
+        got = per.setdefault(owner.get(partition_of(str(r["tenant"]), total), "?"), [0, 0, 0.0])
+        got[0] += 1
+        got[1] += int(r["n"])
+        got[2] = max(got[2], float(r["last"]))
+    return " ".join(
+        f"{t:.0f}/{n:.0f}@{n / (last - first):.0f}"
+        for t, n, last in sorted(per.values(), key=lambda v: -v[1])
+    )
 
 
 def one_run(url: str, postmaster: int, n: int, args: argparse.Namespace, rep: int) -> Run:
@@ -389,9 +405,13 @@ def one_run(url: str, postmaster: int, n: int, args: argparse.Namespace, rep: in
                 warm_up(daemons, watch, args.tenants, 120)
                 exclude = frozenset({watch.backend})
                 pids = [d.proc.pid for d in daemons]
+                idle_db, idle_dm = tree_cpu([postmaster], exclude), tree_cpu(pids)
+                time.sleep(args.idle)
                 db0 = tree_cpu([postmaster], exclude)
                 dm0 = tree_cpu(pids)
                 own0 = own_cpu(pids)
+                idle_db = (db0 - idle_db) / args.idle
+                idle_dm = (dm0 - idle_dm) / args.idle
                 first = time.time()
                 submit_s = submit_all(daemons, args.tasks, args.tenants)
                 deadline = time.monotonic() + args.timeout
@@ -416,7 +436,7 @@ def one_run(url: str, postmaster: int, n: int, args: argparse.Namespace, rep: in
                 own1 = own_cpu(pids)
                 if bad:
                     print(f"  warning: {bad} timed tasks did not succeed", flush=True)
-                imbalance = imbalance_of(watch, args.tenants) if n > 1 else "-"
+                imbalance = per_daemon(watch, first) if n > 1 else "-"
             finally:
                 watch.close()
     finally:
@@ -437,6 +457,8 @@ def one_run(url: str, postmaster: int, n: int, args: argparse.Namespace, rep: in
         settle=settled,
         imbalance=imbalance,
         load=load,
+        idle_db=idle_db,
+        idle_dm=idle_dm,
     )
 
 
@@ -472,6 +494,9 @@ def main() -> None:
     parser.add_argument(
         "--affinity", help='[scheduler] affinity, e.g. "10s" (default: the daemon\'s, 1s)'
     )
+    parser.add_argument(
+        "--idle", type=float, default=5, help="seconds of the idle cluster's CPU, measured first"
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per drain")
     parser.add_argument("--settle-timeout", type=float, default=60)
     parser.add_argument("--store-url", help="a PostgreSQL database (default: a private cluster)")
@@ -497,7 +522,7 @@ def main() -> None:
         print(
             f"{'rep':>3} {'N':>2} {'tasks/s':>8} {'bound':>6} {'submit s':>8} {'drain s':>8} "
             f"{'db µs/task':>10} {'daemons+workers µs/task':>23} {'daemons alone':>13} "
-            f"{'load':>5}  settle; tenants per daemon",
+            f"{'idle db/daemons %':>17} {'load':>5}  settle; per daemon: tenants/tasks@tasks/s",
             flush=True,
         )
         runs: list[Run] = []
@@ -508,7 +533,8 @@ def main() -> None:
                 print(
                     f"{rep + 1:>3} {n:>2} {run.per_s:>8,.0f} {n * slots / SLEEP:>6,.0f} "
                     f"{run.submit_s:>8.2f} {run.drain_s:>8.2f} {run.db_us:>10,.0f} "
-                    f"{run.daemons_us:>23,.0f} {run.own_us:>13,.0f} {run.load:>5.1f}  "
+                    f"{run.daemons_us:>23,.0f} {run.own_us:>13,.0f} "
+                    f"{f'{run.idle_db * 100:.1f}/{run.idle_dm * 100:.1f}':>17} {run.load:>5.1f}  "
                     f"{run.settle}; {run.imbalance}",
                     flush=True,
                 )
@@ -519,9 +545,10 @@ def main() -> None:
     print()
     print(
         "| daemons | tasks/s median (reps) | bound | scale vs 1 | DB CPU µs/task "
-        "| daemons' CPU µs/task, with workers (daemons alone) |"
+        "| daemons' CPU µs/task, with workers (daemons alone) "
+        "| idle CPU % of a core, DB / daemons |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     base: float | None = None
     for n in counts:
         mine = [r for r in runs if r.daemons == n]
@@ -534,7 +561,9 @@ def main() -> None:
             f"| {n} | {rate:,.0f} ({reps}) | {n * slots / SLEEP:,.0f} | {scale} | "
             f"{statistics.median(r.db_us for r in mine):,.0f} | "
             f"{statistics.median(r.daemons_us for r in mine):,.0f} "
-            f"({statistics.median(r.own_us for r in mine):,.0f}) |"
+            f"({statistics.median(r.own_us for r in mine):,.0f}) | "
+            f"{statistics.median(r.idle_db for r in mine) * 100:.1f} / "
+            f"{statistics.median(r.idle_dm for r in mine) * 100:.1f} |"
         )
 
 
