@@ -353,6 +353,20 @@ class Scheduler:
             board.wake_queue(queue)
         return function
 
+    def undispatch(self, task: LiveTask, now: float) -> None:
+        """Take back a dispatch that no worker could take after all (the pool had fewer free
+        slots than it said: replacing another tenant's idle worker retires all of that
+        worker's slots for the one job that waits on its replacement). The attempt never
+        started, so it is not counted; the task waits in its queue again."""
+        task.started_at = None  # not an attempt that ran: no run time for the tenant's average
+        function = self._release(task, now)
+        if function is not None:
+            self._board.wake_function_waiters(function)
+        task.move(S.QUEUED)
+        task.attempts -= 1
+        self._board.back_to_waiting(task)
+        self._board.enqueue(task, now)
+
     def succeeded(self, task: LiveTask, result: bytes | None, now: float) -> Finished:
         function = self._release(task, now)
         tenant = self._board.tenants[task.tenant]

@@ -164,8 +164,12 @@ class Engine:
         for action in actions:
             task = action.task
             if isinstance(action, Dispatch):
-                self.running[task.seq] = task
                 assert self._daemon.pool is not None
+                shard = action.shard if action.shard >= 0 else None
+                if not self._daemon.pool.can_run(shard):  # fewer free slots than it said
+                    self._daemon.scheduler.undispatch(task, self._daemon.clock())
+                    continue  # dispatched again once a worker is free (the pool wakes us)
+                self.running[task.seq] = task
                 stored = self.record(task)
                 # The attempt's number is on disk before it starts (store/starts.py), so a
                 # crash in between re-runs it as the next attempt, never as this one again;
@@ -192,7 +196,7 @@ class Engine:
                         limits=self._limits_of(task),
                         gate=gate,
                     ),
-                    shard=action.shard if action.shard >= 0 else None,
+                    shard=shard,
                 )
             elif isinstance(action, Persist):
                 self.record(task)

@@ -238,6 +238,12 @@ class WorkerPool:
         self._roster.started = True
         log.info("worker pool started: %r", self)
 
+    def can_run(self, shard: int | None = None) -> bool:
+        """Whether ``run`` would find an idle worker (in ``shard``) now."""
+        if shard is None:
+            return any(self._stacks)
+        return 0 <= shard < len(self._stacks) and bool(self._stacks[shard])
+
     def run(self, job: Job, shard: int | None = None) -> None:
         """Hand ``job`` to a worker with a free slot now; ``RuntimeError`` if none has one.
 

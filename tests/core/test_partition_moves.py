@@ -124,3 +124,25 @@ def test_two_daemons_at_half_share_start_the_configured_rate_between_them() -> N
     alone.share_function_limits(0.5, 0.0)
     alone.share_function_limits(1.0, 0.0)
     assert alone.function("m:f").local == limits
+
+
+def test_an_undispatched_attempt_is_not_counted_and_runs_again() -> None:
+    """``undispatch``: the pool had no worker for a dispatch after all; the core takes it back
+    as if it had never been made (``Engine.perform``)."""
+    scheduler = core(**{"m:f": FunctionLimits(concurrency=1, aimd=False)})
+    task = make_task(tenant="a")
+    scheduler.add(task, 0.0)
+    (first,) = [a.task for a in scheduler.dispatch(0.0, 4) if isinstance(a, Dispatch)]
+    assert (first.state, first.attempts, scheduler.running, scheduler.queued) == (
+        S.RUNNING,
+        1,
+        1,
+        0,
+    )
+    scheduler.undispatch(first, 0.1)
+    assert (task.state, task.attempts, task.started_at) == (S.QUEUED, 0, None)
+    assert (scheduler.running, scheduler.queued) == (0, 1)
+    assert scheduler.tenant("a").backlog == 1
+    (again,) = [a.task for a in scheduler.dispatch(0.2, 4) if isinstance(a, Dispatch)]
+    assert again is task  # its function's one slot was given back
+    assert task.attempts == 1
