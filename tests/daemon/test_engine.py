@@ -77,7 +77,11 @@ class FakePool:
     def warm_slots(self) -> WarmSlots:
         return WarmSlots(fresh=self.idle)
 
+    def can_run(self, shard: int | None = None) -> bool:
+        return self.idle > 0
+
     def run(self, job: Job, shard: int | None = None) -> None:
+        assert self.idle > 0, "dispatched past the free slots"
         self.busy += 1
         assert job.gate is not None  # no start journal here: the attempt waits for its commit
         job.gate.add_done_callback(lambda _: self.jobs.append(job))
