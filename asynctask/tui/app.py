@@ -126,15 +126,20 @@ def run_top(
 @contextlib.contextmanager
 def _terminated_as_exit() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C does (the default action would leave the terminal in cbreak
-    mode on the alternate screen): exit status 143, as a shell reports a SIGTERM death."""
+    mode on the alternate screen): exit status 143, as a shell reports a SIGTERM death. Ctrl-C
+    raises ``KeyboardInterrupt`` even where ``top`` was started with SIGINT ignored (a
+    background job of a non-interactive shell inherits that): a view that Ctrl-C cannot quit
+    would hold the terminal."""
 
     def leave(signum: int, _: object) -> None:
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, leave)
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
+        signal.signal(signal.SIGINT, interrupt)
         signal.signal(signal.SIGTERM, previous)
 
 
