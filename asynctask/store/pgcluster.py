@@ -32,7 +32,8 @@ from asynctask.store import pgschema
 from asynctask.store.codec import DECODE_ERRORS, row_decoder
 from asynctask.store.errors import StoreError
 from asynctask.store.open import redacted
-from asynctask.store.pgerrors import is_fatal, map_errors
+from asynctask.store.pgconn import reconnecting
+from asynctask.store.pgerrors import map_errors
 from asynctask.store.pgleases import still_held
 from asynctask.store.rows import SkippedRow, TaskRow
 
@@ -84,21 +85,11 @@ class PgCluster:
 
     @contextlib.asynccontextmanager
     async def _using(self, doing: str) -> AsyncIterator[Any]:
-        async with self._turn, self._connected(doing) as conn:
+        async with (
+            self._turn,
+            reconnecting(self, "_conn", lambda: _connect(self.url), doing, DECODE_ERRORS) as conn,
+        ):
             yield conn
-
-    @contextlib.asynccontextmanager
-    async def _connected(self, doing: str) -> AsyncIterator[Any]:
-        with map_errors(doing, DECODE_ERRORS):
-            try:
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await _connect(self.url)
-                yield self._conn
-            except BaseException as error:
-                if is_fatal(error) and self._conn is not None:
-                    self._conn.terminate()
-                    self._conn = None
-                raise
 
     async def seq_block(self) -> int:
         """The first of ``pgschema.SEQ_BLOCK`` task numbers no daemon has or will hand out.

@@ -48,7 +48,8 @@ import asyncpg
 from asynctask.core.leases import Lease, Leave, Release, Renew, Take, Write
 from asynctask.store import pgschema
 from asynctask.store.errors import StoreError
-from asynctask.store.pgerrors import is_fatal, map_errors
+from asynctask.store.pgconn import reconnecting
+from asynctask.store.pgerrors import map_errors
 
 #: The schema version that has the ``partitions`` and ``nodes`` tables.
 LEASES_VERSION: Final = 2
@@ -247,21 +248,10 @@ class PgLeases:
     @contextlib.asynccontextmanager
     async def _using(self, doing: str, *, reader: bool = False) -> AsyncIterator[Any]:
         """The connection (``reader``: ``nodes``' own), opened again if the last one was
-        lost; errors as ``StoreError``."""
+        lost; errors as ``StoreError`` (``pgconn.reconnecting``)."""
         name = "_reader" if reader else "_conn"
-        with map_errors(doing):
-            try:
-                conn = getattr(self, name)
-                if conn is None or conn.is_closed():
-                    conn = await _connect(self.url)
-                    setattr(self, name, conn)
-                yield conn
-            except BaseException as error:
-                conn = getattr(self, name)
-                if is_fatal(error) and conn is not None:
-                    conn.terminate()
-                    setattr(self, name, None)
-                raise
+        async with reconnecting(self, name, lambda: _connect(self.url), doing) as conn:
+            yield conn
 
     # -- reads --------------------------------------------------------------------------------
 

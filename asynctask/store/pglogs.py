@@ -40,7 +40,8 @@ from typing import Any, Final
 import asyncpg
 
 from asynctask.store.errors import StoreError
-from asynctask.store.pgerrors import is_fatal, map_errors
+from asynctask.store.pgconn import reconnecting
+from asynctask.store.pgerrors import map_errors
 
 #: The migration step that adds the table (after the store's steps in ``pgschema``).
 LOGS_MIGRATION: Final[tuple[str, ...]] = (
@@ -134,18 +135,11 @@ class PgAttemptLogs:
     @contextlib.asynccontextmanager
     async def _using(self, doing: str) -> AsyncIterator[Any]:
         """The connection, to this caller alone, opened again if the last one was lost."""
-        async with self._lock:
-            # InternalClientError: the server's goodbye arrived mid-statement (``is_fatal``).
-            with map_errors(doing, also=(asyncpg.InternalClientError,)):
-                try:
-                    if self._conn is None or self._conn.is_closed():
-                        self._conn = await _connect(self.url)
-                    yield self._conn
-                except BaseException as error:
-                    if is_fatal(error) and self._conn is not None:
-                        self._conn.terminate()
-                        self._conn = None
-                    raise
+        # InternalClientError: the server's goodbye arrived mid-statement (``is_fatal``).
+        connect = lambda: _connect(self.url)  # noqa: E731
+        also = (asyncpg.InternalClientError,)
+        async with self._lock, reconnecting(self, "_conn", connect, doing, also) as conn:
+            yield conn
 
     async def store(self, seq: int, attempt: int, data: bytes) -> int:
         """Keep (or replace) the log of attempt ``attempt`` of task ``seq``. Returns 1, or 0
