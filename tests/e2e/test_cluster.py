@@ -148,12 +148,15 @@ def test_three_daemons_share_twelve_tenants_and_a_kill9_loses_nothing(
         assert not twice, f"ran twice, but not first on the killed daemon: {twice}"
     stored = {str(i): int(str(a)) for i, a in _query(pg_url, "SELECT id, attempts FROM tasks")}
     for task_id, count in runs.items():
-        assert stored[task_id] >= count, (task_id, stored[task_id], count)  # each run counted
+        # Each run is counted, except an attempt begun on the killed daemon before its
+        # "running" write committed: the taker runs it again under the same number
+        # (docs/scale-out.md, "Attempt numbers"), so it is one short, and only for those.
+        short = count - stored[task_id]
+        assert short <= (1 if task_id in twice else 0), (task_id, stored[task_id], count)
     # An attempt the dead daemon had marked running counts even if its worker never began
-    # it; there were at most 2 (its workers).
+    # it. Counted or not, the attempts in flight there were at most 2 (its workers).
     interrupted = {task_id for task_id, attempts in stored.items() if attempts != 1}
-    assert twice <= interrupted, (interrupted, twice)
-    assert len(interrupted) <= 2, interrupted
+    assert len(interrupted | twice) <= 2, (interrupted, twice)
     states = _query(pg_url, "SELECT state, count(*) FROM tasks GROUP BY state")
     assert states == [("succeeded", 240)]
     assert _query(pg_url, "SELECT count(*) FROM inbox") == [(0,)]
