@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_history.py
 	$(BIN)/python benchmarks/bench_top.py
 	$(BIN)/python benchmarks/bench_tenants.py
+	$(BIN)/python benchmarks/bench_request_cpu.py
 
 ## The reliability battery with full counts (~5 min): power cuts replayed from the daemon's
 ## write journal (durability normal vs full), 30 kill -9s of the daemon plus worker kills, a
