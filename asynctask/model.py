@@ -214,6 +214,8 @@ def format_time(epoch: float | None) -> str | None:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Every pair of Crockford digits, indexed by its 10 bits: an ID is 13 lookups, not 26 steps.
+_CROCKFORD_PAIRS: Final = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 
 
 def new_task_id(now: float | None = None) -> str:
@@ -223,11 +225,8 @@ def new_task_id(now: float | None = None) -> str:
     """
     millis = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    pairs = _CROCKFORD_PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
 def error_dict(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from asynctask.core.cron import CronSchedule
@@ -49,8 +49,12 @@ class Backend:
     def reload(self, why: str = "reload") -> dict[str, Any]:
         return self._daemon.reload(why)
 
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
-        return await self._intake.submit(specs)
+    def submit(self, specs: list[SubmitSpec]) -> Awaitable[list[dict[str, Any]]]:
+        if len(specs) == 1:
+            answer = self._intake.submit_one(specs[0])
+            if answer is not None:
+                return answer
+        return self._intake.submit(specs)
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
         return await self._queries.status(tenant, task_id)

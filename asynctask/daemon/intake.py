@@ -85,6 +85,58 @@ class Intake:
             for tenant, count in counts.items():
                 self._daemon.scheduler.unreserve(tenant, count, payload_bytes[tenant])
 
+    def submit_one(self, spec: SubmitSpec) -> asyncio.Future[list[dict[str, Any]]] | None:
+        """The common submit, one task with no ID of a tenant this daemon serves, without a
+        coroutine: admitted and put at once, adopted and answered from the commit's callback.
+        ``None`` for any other submit (``submit`` then takes it). The steps and their order
+        are ``submit``'s: nothing is adopted, and so nothing runs, before the commit."""
+        daemon = self._daemon
+        cluster = daemon.cluster
+        if spec.id is not None or (cluster is not None and not cluster.serves(spec.tenant)):
+            return None
+        if not daemon.accepting:
+            raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
+        now = daemon.clock()
+        tenant = spec.tenant
+        queues = (self.queue_of(spec),)
+        nbytes = len(spec.payload)
+        scheduler = daemon.scheduler
+        try:
+            scheduler.admit(tenant, 1, now, nbytes, queues)
+        except SubmitThrottled as refusal:
+            daemon.events.refused(tenant, 1, refusal, now)
+            daemon.metrics.count((tenant, queues[0], spec.function), REFUSED, now)
+            raise
+        scheduler.reserve(tenant, 1, nbytes, queues, now)
+        try:
+            self.declare_limits(spec.function, spec.limits, now)
+            task = self.new_task(spec, new_task_id(now), now)
+            stored = daemon.store.put(InsertTask(row_of(task)))
+        except BaseException:
+            scheduler.unreserve(tenant, 1, nbytes)
+            raise
+        reply: asyncio.Future[list[dict[str, Any]]] = daemon.loop.create_future()
+
+        def committed(done: asyncio.Future[None]) -> None:
+            scheduler.unreserve(tenant, 1, nbytes)
+            if done.cancelled():
+                if not reply.done():
+                    reply.cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                if not reply.done():
+                    reply.set_exception(error)
+                return
+            self._engine.adopt(task, now)
+            daemon.metrics.count((tenant, task.queue, task.function), SUBMITTED, now)
+            self._engine.wake()
+            if not reply.done():
+                reply.set_result([view_of(task)])
+
+        stored.add_done_callback(committed)
+        return reply
+
     def _foreign(self, specs: list[SubmitSpec]) -> frozenset[str]:
         """The tenants of ``specs`` that another daemon serves (docs/scale-out.md): their
         tasks are stored with a note to their owner, and not kept here."""

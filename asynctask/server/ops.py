@@ -13,6 +13,7 @@ for any user.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -139,7 +140,7 @@ class Ops:
             where = f"task {index}: " if len(specs) > 1 else ""
             for function in (spec.function, spec.on_success, spec.on_failure):
                 self._may_run(spec.tenant, function, where)
-        return _wrap(self._backend.submit(specs), "tasks")
+        return _keyed(self._backend.submit(specs), "tasks")
 
     def _status(self, who: Principal, message: dict[str, Any]) -> Reply:
         tenant, task_id = self._task_ref(who, message)
@@ -305,6 +306,27 @@ class Ops:
 
 async def _wrap(result: Awaitable[Any], key: str) -> dict[str, Any]:
     return {key: await result}
+
+
+def _keyed(result: Awaitable[Any], key: str) -> Reply:
+    """``{key: result}``; a future (the daemon's submit of one task) is chained by a callback
+    rather than awaited in a coroutine, which would cost an asyncio Task per request."""
+    if not isinstance(result, asyncio.Future):
+        return _wrap(result, key)
+    reply: asyncio.Future[dict[str, Any]] = result.get_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if reply.done():
+            return
+        if done.cancelled():
+            reply.cancel()
+        elif (error := done.exception()) is not None:
+            reply.set_exception(error)
+        else:
+            reply.set_result({key: done.result()})
+
+    result.add_done_callback(settle)
+    return reply
 
 
 def parse_readout_page(message: dict[str, Any]) -> tuple[str | None, int | None]:
