@@ -76,11 +76,7 @@ def _encoded(f: TaskField, owner: str) -> tuple[str | None, str]:
     """(a line that encodes the field before the tuple, or None; its expression in the tuple)."""
     value = f"{owner}.{f.name}"
     if f.column == "options":
-        return (
-            f"{f.name} = msgpack.packb({value}, use_bin_type=True) if {value} "
-            "else _EMPTY_MAP_MSGPACK",
-            f.name,
-        )
+        return f"{f.name} = _pack_options({value})", f.name
     if f.column == "labels":
         return f"{f.name} = _dump_json({value}) if {value} else _EMPTY_MAP_JSON", f.name
     if f.column == "json":

@@ -65,13 +65,31 @@ def _dump_json(value: dict[str, Any] | list[Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
+#: The packed form of recently encoded ``options`` maps, by identity (the map is kept, so its
+#: ``id`` cannot be reused while it is here). Most tasks share one interned map
+#: (``daemon/interning.py``), so a submit of a hundred tasks packs it once. Maps are read-only
+#: once made (a change builds a new one), which is what makes the identity a valid key.
+_packed_options: dict[int, tuple[dict[str, Any], bytes]] = {}
+
+
+def _pack_options(options: dict[str, Any]) -> bytes:
+    if not options:
+        return _EMPTY_MAP_MSGPACK
+    known = _packed_options.get(id(options))
+    if known is not None and known[0] is options:
+        return known[1]
+    packed: bytes = msgpack.packb(options, use_bin_type=True)
+    if len(_packed_options) >= _CACHE_LIMIT:
+        _packed_options.clear()
+    _packed_options[id(options)] = (options, packed)
+    return packed
+
+
 # <generated taskfields:row_params>
 def row_params(row: TaskRow) -> Params:
     """The ``INSERT`` parameters of a row, in ``schema.COLUMNS`` order."""
     try:
-        options = (
-            msgpack.packb(row.options, use_bin_type=True) if row.options else _EMPTY_MAP_MSGPACK
-        )
+        options = _pack_options(row.options)
         labels = _dump_json(row.labels) if row.labels else _EMPTY_MAP_JSON
         error = None if row.error is None else _dump_json(row.error)
         errors = None if row.errors is None else _dump_json(row.errors)
