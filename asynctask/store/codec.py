@@ -50,7 +50,7 @@ Params = tuple[Any, ...]
 DECODE_ERRORS: Final = (KeyError, TypeError, IndexError, msgpack.UnpackException)
 
 _STATES: Final = {state.value: state for state in TaskState}
-_EMPTY_MAP_MSGPACK: Final = msgpack.packb({})
+_EMPTY_MAP_MSGPACK: Final[bytes] = msgpack.packb({})
 _EMPTY_MAP_JSON: Final = "{}"
 _json_loads = json.loads
 _CACHE_LIMIT: Final = 1_024
