@@ -380,28 +380,8 @@ class Cluster:
         ones stay when ``stop_running`` is false (a handover lets them finish)."""
         self._serving -= partitions
         engine = self._daemon.engine
-        gone: list[LiveTask] = []
-        for task in list(engine.live.values()):
-            if self.partition(task.tenant) not in partitions:
-                continue
-            if task.state is TaskState.RUNNING:
-                if not stop_running:
-                    continue
-                if engine.running.pop(task.seq, None) is not None and self._daemon.pool:
-                    self._daemon.pool.cancel(task.seq)
-            elif task.state not in (TaskState.QUEUED, TaskState.SCHEDULED):
-                if stop_running:  # ended, its end not stored yet: the fence refuses it now
-                    key = (task.tenant, task.id)
-                    if engine.live.get(key) is task:
-                        del engine.live[key]
-                continue  # else it leaves memory once its end is stored
-            gone.append(task)
-        self._daemon.scheduler.forget(gone, self._daemon.clock())
-        for task in gone:
-            key = (task.tenant, task.id)
-            if engine.live.get(key) is task:
-                del engine.live[key]
-        return len(gone)
+        moved = [t for t in engine.live.values() if self.partition(t.tenant) in partitions]
+        return engine.let_go(moved, stop_running)
 
     def let_go_if_moved(self, task: LiveTask) -> None:
         """After an attempt's outcome: a task now waiting again (a retry) whose partition

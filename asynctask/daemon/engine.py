@@ -239,6 +239,34 @@ class Engine:
         (``retry``); a change that already happened goes through ``_record``."""
         return self._daemon.store.put(update_of(task))
 
+    def let_go(self, tasks: Sequence[LiveTask], stop_running: bool) -> int:
+        """Take ``tasks`` out of memory without ending them: another daemon now has them
+        (``cluster.py``), or their submit was not stored (``Intake.submit_one``). Waiting ones
+        leave at once; running ones are stopped first, or stay to finish when
+        ``stop_running`` is false; ended ones whose end is not stored yet leave at once when
+        ``stop_running`` (their end is refused or moot), else once it is stored. Returns how
+        many waiting or running tasks left."""
+        gone: list[LiveTask] = []
+        for task in tasks:
+            if task.state is TaskState.RUNNING:
+                if not stop_running:
+                    continue
+                if self.running.pop(task.seq, None) is not None and self._daemon.pool:
+                    self._daemon.pool.cancel(task.seq)
+            elif task.state not in (TaskState.QUEUED, TaskState.SCHEDULED):
+                if stop_running:
+                    key = (task.tenant, task.id)
+                    if self.live.get(key) is task:
+                        del self.live[key]
+                continue
+            gone.append(task)
+        self._daemon.scheduler.forget(gone, self._daemon.clock())
+        for task in gone:
+            key = (task.tenant, task.id)
+            if self.live.get(key) is task:
+                del self.live[key]
+        return len(gone)
+
     def finish(self, task: LiveTask) -> None:
         counter = _FINAL_COUNTERS.get(task.state)
         if counter is not None:

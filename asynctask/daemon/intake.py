@@ -87,9 +87,17 @@ class Intake:
 
     def submit_one(self, spec: SubmitSpec) -> asyncio.Future[list[dict[str, Any]]] | None:
         """The common submit, one task with no ID of a tenant this daemon serves, without a
-        coroutine: admitted and put at once, adopted and answered from the commit's callback.
-        ``None`` for any other submit (``submit`` then takes it). The steps and their order
-        are ``submit``'s: nothing is adopted, and so nothing runs, before the commit."""
+        coroutine: admitted and put at once, answered from the commit's callback. ``None`` for
+        any other submit (``submit`` then takes it).
+
+        Speculative dispatch (docs/contract.md, "Durable submit"): on a daemon of its own store, the task is
+        adopted, and so may start, while its insert commits; the reply still waits for the
+        commit. Nobody can ask about the task before the reply names its ID, and lists read
+        the store, so no status or result shows before the commit. If the commit fails, the
+        task leaves memory (stopped if it started) and the submit is refused: it may have run
+        without being acknowledged, which at-least-once allows, as after a crash. A task that
+        submits others when it ends (``on_success``/``on_failure``) is not started early, so
+        an unstored task never leaves a stored one behind."""
         daemon = self._daemon
         cluster = daemon.cluster
         if spec.id is not None or (cluster is not None and not cluster.serves(spec.tenant)):
@@ -116,23 +124,30 @@ class Intake:
             scheduler.unreserve(tenant, 1, nbytes)
             raise
         reply: asyncio.Future[list[dict[str, Any]]] = daemon.loop.create_future()
+        early = cluster is None and spec.on_success is None and spec.on_failure is None
+        if early:
+            view = view_of(task)  # the reply shows the task as submitted, not as it runs
+            self._engine.adopt(task, now)
+            self._engine.wake()
 
         def committed(done: asyncio.Future[None]) -> None:
             scheduler.unreserve(tenant, 1, nbytes)
-            if done.cancelled():
-                if not reply.done():
+            if done.cancelled() or done.exception() is not None:
+                if early:
+                    self._engine.let_go([task], stop_running=True)
+                if reply.done():
+                    return
+                if done.cancelled():
                     reply.cancel()
+                else:
+                    reply.set_exception(done.exception())  # type: ignore[arg-type]
                 return
-            error = done.exception()
-            if error is not None:
-                if not reply.done():
-                    reply.set_exception(error)
-                return
-            self._engine.adopt(task, now)
             daemon.metrics.count((tenant, task.queue, task.function), SUBMITTED, now)
-            self._engine.wake()
+            if not early:
+                self._engine.adopt(task, now)
+                self._engine.wake()
             if not reply.done():
-                reply.set_result([view_of(task)])
+                reply.set_result([view if early else view_of(task)])
 
         stored.add_done_callback(committed)
         return reply

@@ -64,7 +64,11 @@ class Recovery:
             # from the database's blocks.
             self._daemon.cluster.earlier_starts = started
         else:
-            self._engine.next_seq = await self._daemon.store.max_seq() + 1
+            # Above the journal's numbers too: a task may start before its insert commits
+            # (``Intake.submit_one``), and a number the store never got must not be given
+            # to a new task while a journal line still says it began.
+            stored = await self._daemon.store.max_seq()
+            self._engine.next_seq = max(stored, max(started, default=0)) + 1
         unusable: list[Quarantine] = []  # set aside once everything is loaded
         for kind, tenant, name in await self._daemon.store.load_pauses():
             try:
