@@ -90,14 +90,14 @@ class Intake:
         coroutine: admitted and put at once, answered from the commit's callback. ``None`` for
         any other submit (``submit`` then takes it).
 
-        Speculative dispatch (docs/contract.md, "Durable submit"): on a daemon of its own store, the task is
-        adopted, and so may start, while its insert commits; the reply still waits for the
-        commit. Nobody can ask about the task before the reply names its ID, and lists read
-        the store, so no status or result shows before the commit. If the commit fails, the
-        task leaves memory (stopped if it started) and the submit is refused: it may have run
-        without being acknowledged, which at-least-once allows, as after a crash. A task that
-        submits others when it ends (``on_success``/``on_failure``) is not started early, so
-        an unstored task never leaves a stored one behind."""
+        Speculative dispatch (docs/contract.md, "Durable submit"): on a daemon of its own store, the
+        task is adopted, and so may start, while its insert commits; the reply still waits for the
+        commit. Nobody can ask about the task before the reply names its ID, and lists read the
+        store, so no status or result shows before the commit. If the commit fails, the task leaves
+        memory (stopped if it started) and the submit is refused: it may have run without being
+        acknowledged, which at-least-once allows, as after a crash. A task that submits others when
+        it ends (``on_success``/``on_failure``) is not started early, so an unstored task never
+        leaves a stored one behind."""
         daemon = self._daemon
         cluster = daemon.cluster
         if spec.id is not None or (cluster is not None and not cluster.serves(spec.tenant)):

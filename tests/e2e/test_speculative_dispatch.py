@@ -1,8 +1,8 @@
-"""Speculative dispatch (docs/contract.md, "Durable submit"): a one-task submit may start while its insert
-commits, but the reply, any status and any listing wait for the commit. On a slow disk (the
-fault shim delays every fsync), the task's side effect happens before the submit returns, and
-the task is not listed until the commit; if the commit fails, the submit is refused and the
-daemon holds nothing of the task."""
+"""Speculative dispatch (docs/contract.md, "Durable submit"): a one-task submit may start while its
+insert commits, but the reply, any status and any listing wait for the commit. On a slow disk (the
+fault shim delays every fsync), the task's side effect happens before the submit returns, and the
+task is not listed until the commit; if the commit fails, the submit is refused and the daemon holds
+nothing of the task."""
 
 from __future__ import annotations
 
