@@ -113,6 +113,21 @@ class Engine:
             self._timer.cancel()
             self._timer = None
 
+    def wake_for(self, task: LiveTask) -> None:
+        """``wake`` for a task just adopted, unless it is due (and expires) no sooner than the
+        timer already armed: then the step would find nothing to do, so a delayed submit costs
+        no pass."""
+        armed = self._timer_due
+        if (
+            armed is not None
+            and task.state is TaskState.SCHEDULED
+            and task.due_at is not None
+            and task.due_at >= armed
+            and (task.expires_at is None or task.expires_at >= armed)
+        ):
+            return
+        self.wake()
+
     def wake(self) -> None:
         if not self._step_pending:
             self._step_pending = True

@@ -128,7 +128,7 @@ class Intake:
         if early:
             view = view_of(task)  # the reply shows the task as submitted, not as it runs
             self._engine.adopt(task, now)
-            self._engine.wake()
+            self._engine.wake_for(task)
 
         def committed(done: asyncio.Future[None]) -> None:
             scheduler.unreserve(tenant, 1, nbytes)
@@ -145,7 +145,7 @@ class Intake:
             daemon.metrics.count((tenant, task.queue, task.function), SUBMITTED, now)
             if not early:
                 self._engine.adopt(task, now)
-                self._engine.wake()
+                self._engine.wake_for(task)
             if not reply.done():
                 reply.set_result([view if early else view_of(task)])
 

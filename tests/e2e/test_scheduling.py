@@ -245,3 +245,19 @@ def test_a_confined_tenant_gives_its_spread_back_when_another_tenant_has_work(ma
     assert max(samples) <= 1, samples  # its own shard of one worker, while y waits
     assert row("x")["confinement"] == "faults"
     assert all(h.wait(timeout=30).state.value == "succeeded" for h in handles)
+
+
+def test_a_delay_before_the_armed_timer_and_a_ttl_before_the_due_time_both_count(
+    daemon: DaemonProcess,
+) -> None:
+    """A submit due later than the armed timer wakes nobody (``Engine.wake_for``); one due
+    sooner, or expiring sooner, must still be acted on at its own time, not the timer's."""
+    client = daemon.client()
+    later = client.submit("tests.e2e.tasks:add", 1, 1, delay=60)  # arms the timer a minute out
+    began = time.monotonic()
+    expiring = client.submit("tests.e2e.tasks:add", 3, 3, delay=120, ttl=0.5)
+    poll(lambda: expiring.status().state.value == "expired", timeout=20)
+    soon = client.submit("tests.e2e.tasks:add", 2, 2, delay=0.3)
+    assert soon.result(timeout=20) == 4
+    assert time.monotonic() - began < 10
+    assert later.status().state.value == "scheduled"
