@@ -5,8 +5,9 @@ and the interner that lets equal names and mappings share one object in memory."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, Protocol, TypeVar
 
 from asynctask.model import PRIORITY_DEFAULT, LiveTask, SubmitSpec, TaskState
@@ -99,15 +100,57 @@ def _queue(spec: SubmitSpec, configured: FunctionDefaults) -> str:
     return spec.function if queue == EXCLUSIVE else queue
 
 
-def admit(
-    spec: SubmitSpec,
-    task_id: str,
-    seq: int,
-    now: float,
-    defaults: TaskDefaults,
-    shared: Interning = IDENTITY,
-) -> LiveTask:
-    """The live task a validated spec becomes at ``now``."""
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a spec makes of a task admitted at one instant, all but its number, ID and
+    arguments: a ``submit_many`` of one function's calls computes it once for all of them."""
+
+    tenant: str
+    function: str
+    queue: str
+    priority: int
+    state: TaskState
+    options: dict[str, Any]
+    labels: dict[str, str]
+    retries: int
+    timeout: float | None
+    created_at: float
+    due_at: float | None
+    expires_at: float | None
+    trace_id: str | None
+
+    def task(self, seq: int, task_id: str, payload: bytes) -> LiveTask:
+        return LiveTask(
+            seq,
+            self.tenant,
+            task_id,
+            self.function,
+            self.queue,
+            self.priority,
+            self.state,
+            payload,
+            self.options,
+            self.labels,
+            self.retries,
+            self.timeout,
+            self.created_at,
+            self.due_at,
+            self.expires_at,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            False,
+            self.trace_id,
+        )
+
+
+def admission(
+    spec: SubmitSpec, now: float, defaults: TaskDefaults, shared: Interning = IDENTITY
+) -> Admission:
+    """What ``spec`` makes of a task admitted at ``now``, but for its number, ID and payload."""
     configured = defaults.of(spec.function)
     due = now + spec.delay if spec.delay else spec.run_at
     scheduled = due is not None and due > now
@@ -121,15 +164,12 @@ def admit(
         value = getattr(spec, name)
         if value is not None:
             options[name] = value
-    return LiveTask(
-        seq=seq,
+    return Admission(
         tenant=shared.name(spec.tenant),
-        id=task_id,
         function=shared.name(spec.function),
         queue=shared.name(_queue(spec, configured)),
         priority=first(spec.priority, configured.priority, PRIORITY_DEFAULT),
         state=TaskState.SCHEDULED if scheduled else TaskState.QUEUED,
-        payload=shared.payload(spec.payload),
         options=shared.mapping(options),
         labels=shared.mapping(spec.labels),
         retries=retries,
@@ -139,3 +179,22 @@ def admit(
         expires_at=expires_at,
         trace_id=spec.trace_id,
     )
+
+
+#: Every field of a spec but its arguments and ID: specs equal in these make equal
+#: ``Admission``s at one instant.
+spec_shape: Callable[[SubmitSpec], tuple[Any, ...]] = attrgetter(
+    *(f.name for f in fields(SubmitSpec) if f.name not in ("payload", "id"))
+)
+
+
+def admit(
+    spec: SubmitSpec,
+    task_id: str,
+    seq: int,
+    now: float,
+    defaults: TaskDefaults,
+    shared: Interning = IDENTITY,
+) -> LiveTask:
+    """The live task a validated spec becomes at ``now``."""
+    return admission(spec, now, defaults, shared).task(seq, task_id, shared.payload(spec.payload))

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from asynctask.config import Config
-from asynctask.core.admission import TaskDefaults, admit, queue_of
+from asynctask.core.admission import Admission, TaskDefaults, admission, admit, queue_of, spec_shape
 from asynctask.core.dedup import Dedup, keeps, on_existing
 from asynctask.core.limits import FunctionLimits
 from asynctask.daemon.views import Key, row_of, view_of, view_of_row
@@ -171,13 +171,23 @@ class Intake:
         in_batch: dict[Key, LiveTask] = {}
         loop = asyncio.get_running_loop()
         ops: list[Op] = []
+        # A batch of one function's calls: what the spec makes of a task is worked out once
+        # for each run of specs alike but for their arguments (``admission.spec_shape``).
+        shape: tuple[Any, ...] | None = None
+        admitted: Admission | None = None
+        interner = self._daemon.interner
         try:
             for index, spec in enumerate(specs):
                 if index % CHUNK == CHUNK - 1:  # a 10,000-task request: the others go on too
                     await asyncio.sleep(0)
                 elsewhere = spec.tenant in foreign
                 if spec.id is None:
-                    task = self.new_task(spec, new_task_id(now), now)
+                    if admitted is None or spec_shape(spec) != shape:
+                        shape = spec_shape(spec)
+                        admitted = admission(spec, now, self._defaults, interner)
+                    task = admitted.task(
+                        self._engine.take_seq(), new_task_id(now), interner.payload(spec.payload)
+                    )
                     ops.append(InsertTask(row_of(task), foreign=elsewhere))
                     created.append((index, task))
                     continue

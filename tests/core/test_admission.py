@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asynctask.core.admission import EXCLUSIVE, TaskDefaults, admit, queue_of
+from asynctask.core.admission import EXCLUSIVE, TaskDefaults, admission, admit, queue_of, spec_shape
 from asynctask.core.dedup import Dedup, keeps, on_existing
 from asynctask.core.destinations import destination_of
 from asynctask.model import DEDUP_STATES, PRIORITY_DEFAULT, SubmitSpec, TaskState
@@ -138,3 +138,48 @@ def test_the_destination_follows_the_end_and_its_id_names_the_end(
     assert destination.result == b"\x07"
     assert list(destination.info) == ["id", "tenant", "state", "result", "error", "attempts"]
     assert destination.info["state"] == str(state)
+
+
+specs = st.builds(
+    SubmitSpec,
+    function=st.sampled_from(["m:f", "m:g"]),
+    payload=st.binary(max_size=8),
+    tenant=st.sampled_from(["a", "b"]),
+    id=st.none() | st.sampled_from(["x", "y"]),
+    queue=st.none() | st.sampled_from(["q", EXCLUSIVE]),
+    priority=maybe_int,
+    delay=st.none() | st.floats(0, 100),
+    run_at=st.none() | st.floats(0, 300),
+    ttl=maybe_seconds,
+    retries=maybe_int,
+    timeout=maybe_seconds,
+    labels=st.dictionaries(st.sampled_from(["k", "l"]), st.sampled_from(["v", "w"])),
+    on_success=st.none() | st.just("m:done"),
+    limits=st.none() | st.just({"rate": 2.0}),
+    trace_id=st.none() | st.just("t" * 32),
+)
+
+
+@given(first=specs, data=st.data(), now=st.floats(0, 200))
+def test_specs_of_one_shape_make_the_same_task_but_for_number_id_and_arguments(
+    first: SubmitSpec, data: st.DataObject, now: float
+) -> None:
+    """A ``submit_many`` works a run of alike specs out once (``Admission``): that must be
+    the task each would have made on its own."""
+    other_call = st.builds(
+        lambda payload, task_id: replace(first, payload=payload, id=task_id),
+        st.binary(max_size=8),
+        st.none() | st.just("z"),
+    )
+    second = data.draw(specs | other_call)
+    defaults = TaskDefaults(retries=3, timeout=None, functions={"m:f": Defaults(queue="c")})
+    shared = admission(first, now, defaults)
+    alike = replace(second, payload=first.payload, id=first.id)
+    assert (spec_shape(alike) == spec_shape(first)) == (alike == first)  # the shape is the rest
+    if spec_shape(second) == spec_shape(first):
+        made = shared.task(2, "id2", second.payload)
+        assert vars_of(made) == vars_of(admit(second, "id2", 2, now, defaults))
+
+
+def vars_of(task: object) -> dict[str, object]:
+    return {name: getattr(task, name) for name in type(task).__slots__}  # type: ignore[attr-defined]
