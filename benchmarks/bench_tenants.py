@@ -4,7 +4,8 @@
 
 Each rep starts a fresh daemon from this checkout (durability full, 2 workers) twice: W2
 submits ``n`` no-op tasks for one tenant, MT submits them for ``tenants`` tenants round-robin
-(task i belongs to tenant i mod tenants), in ``submit_many`` batches of 100, all due 3 s later.
+(task i belongs to tenant ``t{i % tenants}``; ``bench_daemon.py``'s MT row is the same
+drain on 2 fixed workers), in ``submit_many`` batches of 100, all due 3 s later.
 The drain rate is ``n / (last finish - due)`` from the stored times, as ``ab_w2.py`` does. For
 MT it also prints the workers started, their spawn-to-ready p50/p99 (``ping``), and the peak
 summed RSS of the daemon's worker processes. Reps interleave W2 and MT to keep a noisy
@@ -28,7 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asynctask.client import Client  # noqa: E402
-from benchmarks.bench_daemon import _db_rows, start_daemon, stop_daemon  # noqa: E402
+from benchmarks.bench_daemon import (  # noqa: E402
+    drain_rate,
+    start_daemon,
+    stop_daemon,
+    submit_round_robin,
+)
 
 
 def descendants_rss(pid: int) -> int:
@@ -66,29 +72,17 @@ def drain(n: int, tenants: int, affinity: str | None) -> dict[str, Any]:
             client = Client(home / "asynctask.sock")
             before = client.ping()["workers"].get("spawns", {}).get("started", 0)
             due = time.time() + 3
-            names = [f"tenant-{i}" for i in range(tenants)]
-            for start in range(0, n, 100):
-                client.submit_many(
-                    {"func": "benchmarks.tasks:noop", "run_at": due, "tenant": names[i % tenants]}
-                    for i in range(start, min(start + 100, n))
-                )
+            submit_round_robin(client, n, tenants, due)
             sampler.start()
-            deadline = time.time() + 600
-            while time.time() < deadline:
-                ((done, last),) = _db_rows(
-                    home, "SELECT count(*), max(finished_at) FROM tasks WHERE state = 'succeeded'"
-                )
-                if done == n:
-                    spawns = client.ping()["workers"].get("spawns", {})
-                    return {
-                        "rate": n / (last - due),
-                        "started": spawns.get("started", 0) - before,
-                        "p50": spawns.get("ready_p50_ms"),
-                        "p99": spawns.get("ready_p99_ms"),
-                        "rss": peak[0],
-                    }
-                time.sleep(0.2)
-            raise SystemExit(f"{n} tasks did not finish within 600 s")
+            rate = drain_rate(home, n, due)
+            spawns = client.ping()["workers"].get("spawns", {})
+            return {
+                "rate": rate,
+                "started": spawns.get("started", 0) - before,
+                "p50": spawns.get("ready_p50_ms"),
+                "p99": spawns.get("ready_p99_ms"),
+                "rss": peak[0],
+            }
         finally:
             stop.set()
             stop_daemon(proc)

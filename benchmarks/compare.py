@@ -29,6 +29,8 @@ WORKLOADS = (
     ("w4_per_s", "W4 10 ms sleeps tasks/s (wall)", True),
     ("w4_first_last_per_s", "W4 first->last tasks/s", True),
     ("w5_per_s", "W5 8 producers submits/s", True),
+    ("mt_per_s", "MT drain tasks/s, 100 tenants (ours only)", True),
+    ("mt_over_w2", "MT / W2 (target >= 0.70; ours only)", True),
     ("rss_mib", "RSS MiB during W2 (ours: daemon; peers: workers)", False),
 )
 
@@ -77,6 +79,8 @@ def main() -> None:
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 10:
+        return f"{value:,.2f}"  # a ratio (MT / W2) or a few ms
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 

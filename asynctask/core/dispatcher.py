@@ -39,6 +39,8 @@ S = TaskState
 #: Shortest run time the affinity budget divides by, and the most attempts it may allow.
 _RUN_FLOOR = 1e-4
 _AHEAD_MAX = 256.0
+#: The most attempts a warm tenant may go ahead per task in the passed-over tenant's backlog.
+AHEAD_PER_WAITING = 8.0
 
 
 class Dispatcher:
@@ -187,9 +189,17 @@ class Dispatcher:
     def _warm_instead(self, popped: TenantState, warm: WarmSlots) -> TenantState:
         """The eligible tenant with an idle worker of its own and the smallest pass, if it is
         ahead of ``popped`` by at most ``affinity`` seconds of its own typical attempt (an
-        average of its recent run times, and at most ``_AHEAD_MAX`` attempts); else
-        ``popped``. ``popped`` goes back to the heap uncharged when passed over, so it keeps its
-        turn for the next slot.
+        average of its recent run times, at most ``_AHEAD_MAX`` attempts, and at most
+        ``AHEAD_PER_WAITING`` attempts per task ``popped`` has waiting); else ``popped``.
+        ``popped`` goes back to the heap uncharged when passed over, so it keeps its turn for
+        the next slot.
+
+        The per-task cap is for a tenant with a few tasks beside one that has many: passing it
+        over saves no replacement when the warm tenant will not drain within the budget (its
+        worker is replaced for ``popped`` all the same, only later), and 256 no-ops of a flood
+        were 50-180 ms of wait for W7's small tenant on 2 workers (benchmarks/RESULTS.md,
+        issue 17). A tenant with a backlog of its own still lets the warm one run the full
+        budget, so a 100-tenant drain replaces no more workers than before.
 
         This bends the stride bound by that much: over any interval, a tenant runs at most
         ``affinity`` seconds of work ahead of its share (tests/core/test_affinity.py). Replacing
@@ -197,6 +207,7 @@ class Dispatcher:
         """
         board = self._board
         budget = board.settings.affinity
+        cap = min(_AHEAD_MAX, AHEAD_PER_WAITING * popped.backlog)
         best: TenantState | None = None
         for name, free in warm.own.items():
             if free <= 0:
@@ -208,7 +219,7 @@ class Dispatcher:
             # each): a tenant of short tasks may run many ahead, one of long tasks few, and one
             # with none finished yet only ties.
             typical = other.run_avg
-            ahead = 0.0 if typical is None else min(budget / max(typical, _RUN_FLOOR), _AHEAD_MAX)
+            ahead = 0.0 if typical is None else min(budget / max(typical, _RUN_FLOOR), cap)
             ahead /= other.weight
             if other.vpass > popped.vpass + ahead:
                 continue

@@ -8,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asynctask.core.dispatcher import AHEAD_PER_WAITING
 from asynctask.core.limits import SchedulerSettings
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Dispatch, Scheduler
@@ -104,3 +105,40 @@ def test_the_budget_is_time_so_long_attempts_get_little_affinity():
         core.succeeded(task, None, 20.0 * step + 10.0)
         order.append(task.tenant)
     assert abs(order.count("warm") - order.count("cold")) <= 2
+
+
+def flood_until(core: Scheduler, small: LiveTask, now: float) -> tuple[int, float]:
+    """One slot every ms on the flood's warm worker until ``small`` starts: the flood's
+    attempts started meanwhile, and the time."""
+    flood = 0
+    while small.started_at is None:
+        for action in core.dispatch(now, 1, WarmSlots(own={"flood": 1})):
+            if isinstance(action, Dispatch):
+                flood += action.task.tenant == "flood"
+                core.succeeded(action.task, None, now + 1e-4)
+        now += 1e-3
+    return flood, now
+
+
+def test_a_tenant_with_few_tasks_waiting_is_passed_over_for_few_attempts():
+    """W7's shape: a flood of 0.1 ms attempts whose workers are all warm, and a small tenant.
+    The budget (1 s of the flood's attempts) allows the most, 256 attempts, ahead of a tenant
+    with many tasks waiting, but only ``AHEAD_PER_WAITING`` per task it has waiting: passing
+    over one task for 256 attempts of a flood that will not drain saves no replacement."""
+    core = scheduler(affinity=1.0)
+    for _ in range(5000):
+        core.add(make_task(tenant="flood"))
+    now = 0.0
+    for _ in range(50):  # the flood's typical attempt becomes known
+        (dispatch,) = [a for a in core.dispatch(now, 1) if isinstance(a, Dispatch)]
+        core.succeeded(dispatch.task, None, now + 1e-4)
+        now += 1e-3
+    lone = make_task(tenant="small")
+    core.add(lone)
+    flood, now = flood_until(core, lone, now)
+    assert flood <= AHEAD_PER_WAITING + 2
+    burst = [make_task(tenant="small") for _ in range(100)]
+    for task in burst:
+        core.add(task)
+    flood, now = flood_until(core, burst[0], now)
+    assert 256 - 2 <= flood <= 256 + 2
