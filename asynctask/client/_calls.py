@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+import msgspec
+
 from asynctask.client._options import SUBMIT_OPTIONS, TASK_FILTERS
 from asynctask.errors import (
     AsynctaskError,
@@ -133,6 +135,34 @@ class TaskStatus:
             trace_id=raw.get("trace_id"),
             trace=list(raw.get("trace") or []),
         )
+
+
+class Reply(msgspec.Struct):
+    """The envelope every reply has, all a connection reads of one to match it to its request
+    and to see a connection-level error (``rid`` None). A call whose reply the client decodes
+    typed (``SUBMIT_REPLY``) subclasses it; others are decoded to plain maps."""
+
+    rid: Any = None
+    ok: Any = None
+    error: Any = None
+
+
+class Submitted(msgspec.Struct):
+    """What ``submit`` and ``submit_many`` keep of each task of the reply: its handle."""
+
+    id: str
+    tenant: str
+
+
+class SubmitReply(Reply):
+    """A ``submit`` reply as the handles need it; the tasks' other fields are skipped unread,
+    so a producer does not build a ``TaskStatus`` per task only to drop it."""
+
+    tasks: list[Submitted] = []
+
+
+#: The decoder of ``SubmitReply`` (``submit_status`` still reads the whole status).
+SUBMIT_REPLY: Final = msgspec.msgpack.Decoder(SubmitReply)
 
 
 _STAGES = ("submitted", "eligible", "dispatched", "started", "finished")
@@ -268,6 +298,13 @@ class _Calls:
         if message.get("ok") is True:
             return dict(message)
         raise AsynctaskError.from_wire(message.get("error"))
+
+    @staticmethod
+    def submitted(reply: SubmitReply) -> list[Submitted]:
+        """The tasks of a ``submit`` reply decoded with ``SUBMIT_REPLY``, or its error."""
+        if reply.ok is True:
+            return reply.tasks
+        raise AsynctaskError.from_wire(reply.error)
 
     @staticmethod
     def tasks(reply: Mapping[str, Any]) -> list[TaskStatus]:
