@@ -222,7 +222,7 @@ class _Calls:
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return {"op": op, "rid": next(self._rids), **fields}
 
-    def frame(self, request: dict[str, Any]) -> bytes:
+    def frame(self, request: dict[str, Any]) -> bytearray:
         """``request`` as a frame; ``UsageError`` if it is over the daemon's frame limit, which
         would close the connection (the caller would see only a broken pipe)."""
         data = encode_request(request)
@@ -251,20 +251,29 @@ class _Calls:
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
     ) -> dict[str, Any]:
         """The wire spec of one call, as built (``checked`` checks it)."""
-        unknown = set(options) - SUBMIT_OPTIONS
-        if unknown:
+        if not options.keys() <= SUBMIT_OPTIONS:
+            unknown = set(options) - SUBMIT_OPTIONS
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
-        defaults = getattr(func, "__asynctask_options__", None) or {}
-        merged = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-        try:
-            payload = pack([list(args), dict(kwargs or {})])
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+        merged = {k: v for k, v in options.items() if v is not None}
+        plain = type(func) is str  # no decorator's defaults or limits to look up
+        if not plain:
+            defaults = getattr(func, "__asynctask_options__", None)
+            if defaults:
+                merged = {**defaults, **merged}
+        if args or kwargs:
+            try:
+                payload = pack([list(args), dict(kwargs or {})])
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+        else:
+            payload = _NO_ARGUMENTS
         spec: dict[str, Any] = {
-            "function": function_ref(func),
+            "function": func if plain else function_ref(func),
             "payload": payload,
             "tenant": merged.pop("tenant", self.tenant),
         }
+        if not merged:
+            return spec if plain else _with_limits(spec, func)
         if "task_id" in merged:
             spec["id"] = merged.pop("task_id")
         for name in ("delay", "ttl", "timeout"):
@@ -272,23 +281,25 @@ class _Calls:
                 spec[name] = _seconds(merged.pop(name), name)
         if "run_at" in merged:
             spec["run_at"] = _epoch(merged.pop("run_at"))
-        resources = {key: merged.pop(key) for key in RESOURCE_KEYS if key in merged}
-        if resources:
+        if not RESOURCE_KEYS.isdisjoint(merged):
+            resources = {key: merged.pop(key) for key in RESOURCE_KEYS if key in merged}
             try:
                 spec["resources"] = Limits.from_wire(resources).to_wire()
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         spec.update(merged)
-        limits = getattr(func, "__asynctask_limits__", None)
-        if limits:
-            spec["limits"] = limits
-        return spec
+        return spec if plain else _with_limits(spec, func)
 
     @staticmethod
     def checked(spec: Mapping[str, Any]) -> dict[str, Any]:
         """A wire spec checked as the daemon checks it, a ``TaskSpec`` (all but what needs the
         daemon: its ``max_payload`` and clock), in wire form."""
         return to_wire(decode(TaskSpec, spec))
+
+    @staticmethod
+    def checked_spec(spec: Mapping[str, Any]) -> TaskSpec:
+        """``checked``, kept a ``TaskSpec``: a request encodes it as the same map."""
+        return decode(TaskSpec, spec)
 
     def hello(self) -> dict[str, Any]:
         return self.request("hello", version=PROTOCOL_VERSION)
@@ -387,6 +398,18 @@ class _Calls:
         return fields
 
 
+#: The payload of a call without arguments: ``pack([[], {}])``.
+_NO_ARGUMENTS: Final = pack([[], {}])
+
+
+def _with_limits(spec: dict[str, Any], func: Any) -> dict[str, Any]:
+    """``spec`` with the ``limits`` ``@asynctask.task`` gave ``func``, if any."""
+    limits = getattr(func, "__asynctask_limits__", None)
+    if limits:
+        spec["limits"] = limits
+    return spec
+
+
 #: The built-in task function that runs a command (``asynctask.executor.command``).
 COMMAND_REF: Final = "asynctask.executor.command:run_command"
 
@@ -462,14 +485,14 @@ def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str
     return _spec_of(_Calls(tenant), call)
 
 
-def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[TaskSpec]:
     """``submit_many``'s specs, each checked; a refusal of one of several names it (``task 2:
     ...``), as the daemon's would."""
     specs = [_built(calls, call) for call in many]
     checked = []
     for index, spec in enumerate(specs):
         try:
-            checked.append(calls.checked(spec))
+            checked.append(calls.checked_spec(spec))
         except UsageError as exc:
             where = f"task {index}: " if len(specs) > 1 else ""
             raise UsageError(f"{where}{exc.message}") from None

@@ -285,9 +285,9 @@ class Connection:
     def _roundtrip(self, request: dict[str, Any], reply: Decoder = _MAP) -> Any:
         sock = self._sock
         assert sock is not None
-        data = self._calls.frame(request)  # refused before anything is sent
+        frame = self._calls.frame(request)  # refused before anything is sent
         try:
-            sock.sendall(data)
+            sock.sendall(frame)
             while True:
                 data = sock.recv(1 << 16)
                 if not data:

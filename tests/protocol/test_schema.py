@@ -19,6 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 
+import asynctask
 from asynctask.client._calls import _Calls, _specs_of
 from asynctask.client._options import (
     LimitOptions,
@@ -310,6 +311,64 @@ def test_a_new_client_frame_is_the_map_an_old_client_sent() -> None:
     # an old client's frame is a valid request to the new daemon, and means the same
     (old_decoded,) = FrameDecoder().feed(encode_frame(old))
     assert requests.parse_submit(old_decoded, 1024) == requests.parse_submit(decoded, 1024)
+
+
+def test_a_checked_spec_sent_as_a_struct_is_the_same_frame_as_its_map() -> None:
+    """``submit`` sends ``TaskSpec`` Structs as they are; the bytes are those of ``checked``'s
+    map, every field set (a decorated function's ``limits``, normalized ``resources``)."""
+
+    @asynctask.task(concurrency=2, rate="5/s", queue="q")
+    def job() -> None: ...
+
+    job.__asynctask_ref__ = FN  # type: ignore[attr-defined]
+    calls = _Calls("acme")
+    options: dict[str, Any] = {
+        "task_id": "t-1", "priority": 3, "delay": "1.5s", "ttl": 60, "retries": 2,
+        "timeout": "30s", "labels": {"k": "v"}, "on_success": FN, "on_failure": FN,
+        "trace_id": "abc", "memory": "256M", "cpu": 2,
+    }  # fmt: skip
+    built = calls.spec(job, (1, b"x"), {"a": [1.5, None]}, **options)
+    struct = calls.checked_spec(built)
+    assert struct.limits is not None
+    assert struct.resources is not None
+    as_struct = calls.frame(calls.request("submit", tasks=[struct]))
+    as_map = calls.frame({**calls.request("submit", tasks=[calls.checked(built)]), "rid": 1})
+    assert as_struct == as_map
+    assert msgpack.unpackb(bytes(as_struct[4:]))["tasks"][0]["queue"] == "q"
+
+
+def test_a_spec_with_several_faults_is_refused_for_the_first_as_before() -> None:
+    """The order of ``TaskSpec``'s checks, a refusal's words when more than one field is bad."""
+    faults = [
+        ({"labels": {"": "x"}}, "label ''"),
+        ({"tenant": "a b"}, "not a tenant name"),
+        ({"id": "a b"}, "a task ID is"),
+        ({"queue": "a b"}, "not a valid queue name"),
+        ({"priority": 10}, "priority must be"),
+        ({"delay": -1.0}, "delay must be 0 or more"),
+        ({"run_at": math.nan}, "run_at must be a number"),
+        ({"ttl": -1.0}, "ttl must be 0 or more"),
+        ({"retries": 1001}, "retries must be"),
+        ({"timeout": 0.0}, "timeout must be more than 0"),
+        ({"on_success": "x"}, "on_success must look like"),
+        ({"on_failure": "x"}, "on_failure must look like"),
+        ({"resources": {"user": "root"}}, "resources: 'user'"),
+        ({"trace_id": ""}, "trace_id must be"),
+    ]
+    for first in range(len(faults)):
+        raw = spec(**{k: v for fields, _ in faults[first:] for k, v in fields.items()})
+        with pytest.raises(UsageError) as refused:
+            validate_spec(raw, 1024)
+        assert refused.value.message.startswith(faults[first][1])
+
+
+def test_a_call_without_arguments_has_the_payload_of_empty_ones() -> None:
+    calls = _Calls("default")
+    for kwargs in (None, {}):
+        assert calls.spec(FN, (), kwargs)["payload"] == pack([[], {}])
+    assert calls.spec(FN, (), {"a": 1})["payload"] == pack([[], {"a": 1}])
+    with pytest.raises(UsageError, match="cannot be encoded with msgpack"):
+        calls.spec(FN, (object(),), None)
 
 
 def test_encode_request_has_a_frame_header() -> None:
