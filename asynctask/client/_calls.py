@@ -251,7 +251,19 @@ class _Calls:
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
     ) -> dict[str, Any]:
         """The wire spec of one call, as built (``checked`` checks it)."""
+        return self.spec_of(func, args, kwargs, options)
+
+    def spec_of(
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """``spec`` with the options in a map (``submit_many``'s calls), left unchanged."""
         if not options.keys() <= SUBMIT_OPTIONS:
+            if not all(isinstance(name, str) for name in options):
+                raise TypeError("keywords must be strings")  # as ``**options`` refuses them
             unknown = set(options) - SUBMIT_OPTIONS
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
         merged = {k: v for k, v in options.items() if v is not None}
@@ -442,6 +454,8 @@ def _seconds(value: Any, name: str) -> float:
 
 
 def _epoch(value: Any) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise UsageError("run_at needs a timezone-aware datetime")
@@ -485,10 +499,17 @@ def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str
     return _spec_of(_Calls(tenant), call)
 
 
+_TASK_SPECS: Final = list[TaskSpec]
+
+
 def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[TaskSpec]:
     """``submit_many``'s specs, each checked; a refusal of one of several names it (``task 2:
     ...``), as the daemon's would."""
     specs = [_built(calls, call) for call in many]
+    try:
+        return msgspec.convert(specs, _TASK_SPECS, strict=True)  # all at once
+    except msgspec.ValidationError:
+        pass  # find the first refused one, and word its refusal as one spec's
     checked = []
     for index, spec in enumerate(specs):
         try:
@@ -510,4 +531,4 @@ def _built(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
     func = options.pop("func")
     args = tuple(options.pop("args", ()))
     kwargs = options.pop("kwargs", None)
-    return calls.spec(func, args, kwargs, **options)
+    return calls.spec_of(func, args, kwargs, options)

@@ -32,7 +32,7 @@ from asynctask.cursor import encode_cursor
 from asynctask.decorator import _LIMITS
 from asynctask.errors import UsageError
 from asynctask.model import TaskState
-from asynctask.protocol import FrameDecoder, encode_frame, pack
+from asynctask.protocol import FrameDecoder, checks, encode_frame, pack
 from asynctask.protocol.requests import (
     CRON_TASK_FIELDS,
     SELECTOR_FIELDS,
@@ -369,6 +369,37 @@ def test_a_call_without_arguments_has_the_payload_of_empty_ones() -> None:
     assert calls.spec(FN, (), {"a": 1})["payload"] == pack([[], {"a": 1}])
     with pytest.raises(UsageError, match="cannot be encoded with msgpack"):
         calls.spec(FN, (object(),), None)
+
+
+def test_names_and_functions_remembered_valid_do_not_let_invalid_ones_through() -> None:
+    for _ in range(3):  # the first time matched, then remembered
+        assert validate_spec(spec(tenant="acme", queue="q", on_success=FN), 1024).tenant == "acme"
+    with pytest.raises(UsageError, match="not a tenant name: 'acme '"):
+        validate_spec(spec(tenant="acme "), 1024)
+    with pytest.raises(UsageError, match="not a valid queue name: 'q q'"):
+        validate_spec(spec(queue="q q"), 1024)
+    with pytest.raises(UsageError, match="on_success must look like"):
+        validate_spec(spec(on_success=FN + " "), 1024)
+    for i in range(3000):  # bounded: a stream of new names does not grow it
+        validate_spec(spec(tenant=f"t{i}", function=f"m{i}:f"), 1024)
+    assert len(checks._VALID_NAMES) <= checks._MAX_REMEMBERED
+    assert len(checks._VALID_FUNCTIONS) <= checks._MAX_REMEMBERED
+
+
+def test_submit_many_refuses_what_it_refused_before() -> None:
+    calls = _Calls("default")
+    with pytest.raises(TypeError, match="keywords must be strings"):
+        _specs_of(calls, [{"func": FN, 1: 2}])
+    with pytest.raises(UsageError, match=r"^unknown submit option\(s\): colour$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN}, {"func": FN, "colour": "red"}])
+    with pytest.raises(UsageError, match=r"^delay: a duration cannot be negative or NaN: -1$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN, "delay": -1}, {"func": "bad"}])
+    with pytest.raises(UsageError, match=r"^task 1: priority must be an integer from 0 to 9$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN, "priority": 10}, {"func": "bad"}])
+    with pytest.raises(UsageError, match=r"^each call for submit_many needs a 'func'$"):
+        _specs_of(calls, [{"args": [1]}])
+    specs = _specs_of(calls, [{"func": FN, "args": [1, 2], "priority": 1}, {"func": FN}])
+    assert [(s.payload, s.priority) for s in specs] == [(PAYLOAD, 1), (pack([[], {}]), None)]
 
 
 def test_encode_request_has_a_frame_header() -> None:
