@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket as socketlib
 import struct
 import threading
@@ -210,14 +211,25 @@ class AsyncConnection:
 _PEEK: Final = int(socketlib.MSG_PEEK | socketlib.MSG_DONTWAIT)
 
 
-def _closed_by_daemon(sock: socketlib.socket) -> bool:
-    """Whether the daemon has closed ``sock`` (EOF waiting to be read): one non-blocking peek."""
+def _closed_by_daemon(sock: socketlib.socket, readable: select.poll) -> bool:
+    """Whether the daemon has closed ``sock`` (EOF waiting to be read). ``readable`` (a poll
+    of ``sock``) says first whether anything at all waits: usually nothing, and that answer
+    costs no exception, where a peek into an empty socket raises ``BlockingIOError``. If
+    something does, one non-blocking peek tells EOF (or an error) from bytes."""
+    if not readable.poll(0):
+        return False
     try:
         return sock.recv(1, _PEEK) == b""
     except BlockingIOError:
         return False
     except OSError:
         return True
+
+
+def _poll_of(sock: socketlib.socket) -> select.poll:
+    readable = select.poll()
+    readable.register(sock, select.POLLIN)
+    return readable
 
 
 class Connection:
@@ -228,6 +240,7 @@ class Connection:
         self._calls = calls
         self._connect_timeout = connect_timeout
         self._sock: socketlib.socket | None = None
+        self._readable = select.poll()  # of ``_sock``, once connected
         self._frames = ReplyFrames()
         self._lock = threading.Lock()
 
@@ -264,7 +277,7 @@ class Connection:
 
     def _connect_locked(self) -> None:
         if self._sock is not None:
-            if not _closed_by_daemon(self._sock):
+            if not _closed_by_daemon(self._sock, self._readable):
                 return
             # Idle past ``[server] idle_timeout``: nothing was sent on it since, so the next
             # request goes on a new connection rather than failing with a broken pipe.
@@ -279,6 +292,7 @@ class Connection:
             raise _unavailable(self._path, exc) from None
         sock.settimeout(None)
         self._sock = sock
+        self._readable = _poll_of(sock)
         self._frames = ReplyFrames()
         self._calls.greeted(self._calls.reply(self._roundtrip(self._calls.hello())))
 

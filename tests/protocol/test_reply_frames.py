@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import struct
 from typing import Any
 
@@ -13,7 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asynctask.client._calls import SUBMIT_REPLY, SubmitReply, Submitted, _Calls
-from asynctask.client._connection import _MAP, Decoder, ReplyFrames, decode_reply
+from asynctask.client._connection import (
+    _MAP,
+    Decoder,
+    ReplyFrames,
+    _closed_by_daemon,
+    _poll_of,
+    decode_reply,
+)
 from asynctask.errors import ProtocolError, UsageError
 from asynctask.protocol import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame, encode_frames
 
@@ -106,3 +114,18 @@ def test_a_submit_reply_without_a_task_id_is_a_protocol_error():
     task = {key: value for key, value in STATUS.items() if key != "id"}
     with pytest.raises(ProtocolError, match="shape"):
         _read(ReplyFrames(), encode_frame({"rid": 3, "ok": True, "tasks": [task]}), SUBMIT_REPLY)
+
+
+def test_the_idle_check_sees_only_a_close_and_reads_nothing() -> None:
+    """The blocking client's check before each request: closed only at EOF (or an error),
+    not while the socket is empty or has bytes waiting, which it leaves to be read."""
+    ours, daemons = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, daemons:
+        readable = _poll_of(ours)
+        assert not _closed_by_daemon(ours, readable)
+        daemons.sendall(b"x")
+        assert not _closed_by_daemon(ours, readable)
+        assert ours.recv(16) == b"x"
+        assert not _closed_by_daemon(ours, readable)
+        daemons.close()
+        assert _closed_by_daemon(ours, readable)
