@@ -10,12 +10,15 @@ the bytes.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+import msgpack
 import msgspec
 
 from asynctask.client._options import SUBMIT_OPTIONS, TASK_FILTERS
@@ -218,6 +221,8 @@ class _Calls:
         self.tenant = tenant
         self._rids = itertools.count(1)
         self.max_frame = DEFAULT_MAX_FRAME  # the daemon's, once its ``hello`` reply says
+        #: ``checked_call``'s specs already checked, by function reference and options.
+        self._checked: dict[tuple[Any, ...], TaskSpec] = {}
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return {"op": op, "rid": next(self._rids), **fields}
@@ -272,13 +277,7 @@ class _Calls:
             defaults = getattr(func, "__asynctask_options__", None)
             if defaults:
                 merged = {**defaults, **merged}
-        if args or kwargs:
-            try:
-                payload = pack([list(args), dict(kwargs or {})])
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
-        else:
-            payload = _NO_ARGUMENTS
+        payload = _payload(args, kwargs)
         spec: dict[str, Any] = {
             "function": func if plain else function_ref(func),
             "payload": payload,
@@ -301,6 +300,42 @@ class _Calls:
                 raise UsageError(str(exc)) from None
         spec.update(merged)
         return spec if plain else _with_limits(spec, func)
+
+    def checked_call(
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> TaskSpec:
+        """``checked_spec(spec_of(...))``: the checked spec of one ``submit``.
+
+        A program submitting to one ``"module:function"`` with the same options call after
+        call gets the spec checked the first time again, with the new arguments' payload:
+        everything else in it follows from the reference and the options alone, and a spec
+        is remembered only once checked. Options are told apart by type as well as value
+        (``priority=True`` is refused where ``priority=1`` is not, and ``True == 1``); a
+        call with an unhashable option (``labels``) or a function object is checked anew."""
+        if type(func) is not str:
+            return self.checked_spec(self.spec_of(func, args, kwargs, options))
+        try:
+            key = (
+                func,
+                self.tenant,
+                *[(name, type(value), value) for name, value in options.items()],
+            )
+            known = self._checked.get(key)
+        except TypeError:  # an unhashable option value
+            return self.checked_spec(self.spec_of(func, args, kwargs, options))
+        if known is None:
+            spec = self.checked_spec(self.spec_of(func, args, kwargs, options))
+            if len(self._checked) >= _MAX_CHECKED:
+                self._checked.clear()
+            self._checked[key] = spec
+            return spec
+        spec = copy.copy(known)
+        spec.payload = _payload(args, kwargs)
+        return spec
 
     @staticmethod
     def checked(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -412,6 +447,31 @@ class _Calls:
 
 #: The payload of a call without arguments: ``pack([[], {}])``.
 _NO_ARGUMENTS: Final = pack([[], {}])
+
+
+#: How many ``checked_call`` specs a client remembers (all forgotten when full).
+_MAX_CHECKED: Final = 256
+
+
+#: Each thread's msgpack ``Packer`` (``protocol.pack``'s settings), made once rather than
+#: per call as ``msgpack.packb`` does; a ``Packer`` empties itself after a refused value.
+_PACKERS: Final = threading.local()
+
+
+def _payload(args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> bytes:
+    """msgpack of ``[args, kwargs]`` (``protocol.pack``'s bytes), or the ``UsageError`` a
+    submit gives."""
+    if not args and not kwargs:
+        return _NO_ARGUMENTS
+    try:
+        packer = _PACKERS.packer
+    except AttributeError:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        data: bytes = packer.pack([list(args), dict(kwargs or {})])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+    return data
 
 
 def _with_limits(spec: dict[str, Any], func: Any) -> dict[str, Any]:

@@ -402,6 +402,58 @@ def test_submit_many_refuses_what_it_refused_before() -> None:
     assert [(s.payload, s.priority) for s in specs] == [(PAYLOAD, 1), (pack([[], {}]), None)]
 
 
+def test_a_call_checked_before_is_the_same_spec_with_its_own_payload() -> None:
+    calls = _Calls("acme")
+    options = {"priority": 3, "run_at": 1.5e9, "queue": "q"}
+    first = calls.checked_call(FN, (1, 2), None, options)
+    again = calls.checked_call(FN, ("x",), {"k": b"v"}, options)
+    fresh = calls.checked_spec(calls.spec(FN, ("x",), {"k": b"v"}, **options))
+    assert again == fresh
+    assert again is not first
+    assert first.payload == PAYLOAD
+    assert calls.checked_call(FN, (), None, options).payload == pack([[], {}])
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused", "words"),
+    [
+        ({"priority": 1}, {"priority": True}, "priority must be an integer from 0 to 9"),
+        ({"retries": 0}, {"retries": False}, "retries must be an integer from 0 to 1000"),
+        ({"delay": 1}, {"delay": True}, "delay: not a duration: True"),
+        ({"queue": "q"}, {"queue": "q q"}, "not a valid queue name: 'q q'"),
+        ({}, {"colour": "red"}, "unknown submit option(s): colour"),
+    ],
+)
+def test_a_call_checked_before_does_not_let_a_refused_one_through(
+    accepted: dict[str, Any], refused: dict[str, Any], words: str
+) -> None:
+    """Options equal in value but not in type (``True == 1``) are not the same call."""
+    calls = _Calls("default")
+    calls.checked_call(FN, (), None, accepted)
+    for _ in range(2):  # nor is a refused call remembered
+        with pytest.raises(UsageError) as client:
+            calls.checked_call(FN, (), None, refused)
+        assert words in client.value.message
+        with pytest.raises(UsageError) as fresh:
+            calls.checked_spec(calls.spec(FN, (), None, **refused))
+        assert client.value.message == fresh.value.message
+
+
+def test_a_call_checked_before_still_refuses_its_arguments_and_forgets_when_full() -> None:
+    calls = _Calls("default")
+    calls.checked_call(FN, (1,), None, {"priority": 2})
+    with pytest.raises(UsageError, match="arguments cannot be encoded with msgpack: can not seri"):
+        calls.checked_call(FN, ({1, 2},), None, {"priority": 2})
+    assert calls.checked_call(FN, (1, 2), None, {"priority": 2}).payload == PAYLOAD
+    labelled = calls.checked_call(FN, (), None, {"labels": {"k": "v"}})  # unhashable: anew
+    assert labelled.labels == {"k": "v"}
+    with pytest.raises(UsageError, match="labels must be a map of strings to strings"):
+        calls.checked_call(FN, (), None, {"labels": {"k": 1}})
+    for delay in range(600):
+        calls.checked_call(FN, (), None, {"delay": delay})
+    assert len(calls._checked) <= 256
+
+
 def test_encode_request_has_a_frame_header() -> None:
     frame = encode_request({"op": "ping", "rid": 1})
     assert frame == encode_frame({"op": "ping", "rid": 1})

@@ -129,7 +129,7 @@ class AsyncClient:
     ) -> AsyncTaskHandle:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
-        spec = self._calls.checked_spec(self._calls.spec_of(func, args, kwargs, options))
+        spec = self._calls.checked_call(func, args, kwargs, options)
         request = self._calls.request("submit", tasks=[spec])
         (task,) = self._calls.submitted(await self._connection.call(request, SUBMIT_REPLY))
         return AsyncTaskHandle(task.id, task.tenant, self)
@@ -159,7 +159,7 @@ class AsyncClient:
 
         ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
         ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
-        spec = self._calls.checked_spec(self._calls.spec_of(func, args, kwargs, options))
+        spec = self._calls.checked_call(func, args, kwargs, options)
         return self._calls.tasks(await self._call("submit", tasks=[spec]))[0]
 
     async def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
