@@ -10,11 +10,16 @@ the bytes.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+
+import msgpack
+import msgspec
 
 from asynctask.client._options import SUBMIT_OPTIONS, TASK_FILTERS
 from asynctask.errors import (
@@ -135,6 +140,34 @@ class TaskStatus:
         )
 
 
+class Reply(msgspec.Struct):
+    """The envelope every reply has, all a connection reads of one to match it to its request
+    and to see a connection-level error (``rid`` None). A call whose reply the client decodes
+    typed (``SUBMIT_REPLY``) subclasses it; others are decoded to plain maps."""
+
+    rid: Any = None
+    ok: Any = None
+    error: Any = None
+
+
+class Submitted(msgspec.Struct):
+    """What ``submit`` and ``submit_many`` keep of each task of the reply: its handle."""
+
+    id: str
+    tenant: str
+
+
+class SubmitReply(Reply):
+    """A ``submit`` reply as the handles need it; the tasks' other fields are skipped unread,
+    so a producer does not build a ``TaskStatus`` per task only to drop it."""
+
+    tasks: list[Submitted] = []
+
+
+#: The decoder of ``SubmitReply`` (``submit_status`` still reads the whole status).
+SUBMIT_REPLY: Final = msgspec.msgpack.Decoder(SubmitReply)
+
+
 _STAGES = ("submitted", "eligible", "dispatched", "started", "finished")
 
 
@@ -188,11 +221,13 @@ class _Calls:
         self.tenant = tenant
         self._rids = itertools.count(1)
         self.max_frame = DEFAULT_MAX_FRAME  # the daemon's, once its ``hello`` reply says
+        #: ``checked_call``'s specs already checked, by function reference and options.
+        self._checked: dict[tuple[Any, ...], TaskSpec] = {}
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return {"op": op, "rid": next(self._rids), **fields}
 
-    def frame(self, request: dict[str, Any]) -> bytes:
+    def frame(self, request: dict[str, Any]) -> bytearray:
         """``request`` as a frame; ``UsageError`` if it is over the daemon's frame limit, which
         would close the connection (the caller would see only a broken pipe)."""
         data = encode_request(request)
@@ -221,20 +256,35 @@ class _Calls:
         self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, **options: Any
     ) -> dict[str, Any]:
         """The wire spec of one call, as built (``checked`` checks it)."""
-        unknown = set(options) - SUBMIT_OPTIONS
-        if unknown:
+        return self.spec_of(func, args, kwargs, options)
+
+    def spec_of(
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """``spec`` with the options in a map (``submit_many``'s calls), left unchanged."""
+        if not options.keys() <= SUBMIT_OPTIONS:
+            if not all(isinstance(name, str) for name in options):
+                raise TypeError("keywords must be strings")  # as ``**options`` refuses them
+            unknown = set(options) - SUBMIT_OPTIONS
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
-        defaults = getattr(func, "__asynctask_options__", None) or {}
-        merged = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-        try:
-            payload = pack([list(args), dict(kwargs or {})])
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+        merged = {k: v for k, v in options.items() if v is not None}
+        plain = type(func) is str  # no decorator's defaults or limits to look up
+        if not plain:
+            defaults = getattr(func, "__asynctask_options__", None)
+            if defaults:
+                merged = {**defaults, **merged}
+        payload = _payload(args, kwargs)
         spec: dict[str, Any] = {
-            "function": function_ref(func),
+            "function": func if plain else function_ref(func),
             "payload": payload,
             "tenant": merged.pop("tenant", self.tenant),
         }
+        if not merged:
+            return spec if plain else _with_limits(spec, func)
         if "task_id" in merged:
             spec["id"] = merged.pop("task_id")
         for name in ("delay", "ttl", "timeout"):
@@ -242,16 +292,49 @@ class _Calls:
                 spec[name] = _seconds(merged.pop(name), name)
         if "run_at" in merged:
             spec["run_at"] = _epoch(merged.pop("run_at"))
-        resources = {key: merged.pop(key) for key in RESOURCE_KEYS if key in merged}
-        if resources:
+        if not RESOURCE_KEYS.isdisjoint(merged):
+            resources = {key: merged.pop(key) for key in RESOURCE_KEYS if key in merged}
             try:
                 spec["resources"] = Limits.from_wire(resources).to_wire()
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         spec.update(merged)
-        limits = getattr(func, "__asynctask_limits__", None)
-        if limits:
-            spec["limits"] = limits
+        return spec if plain else _with_limits(spec, func)
+
+    def checked_call(
+        self,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> TaskSpec:
+        """``checked_spec(spec_of(...))``: the checked spec of one ``submit``.
+
+        A program submitting to one ``"module:function"`` with the same options call after
+        call gets the spec checked the first time again, with the new arguments' payload:
+        everything else in it follows from the reference and the options alone, and a spec
+        is remembered only once checked. Options are told apart by type as well as value
+        (``priority=True`` is refused where ``priority=1`` is not, and ``True == 1``); a
+        call with an unhashable option (``labels``) or a function object is checked anew."""
+        if type(func) is not str:
+            return self.checked_spec(self.spec_of(func, args, kwargs, options))
+        try:
+            key = (
+                func,
+                self.tenant,
+                *[(name, type(value), value) for name, value in options.items()],
+            )
+            known = self._checked.get(key)
+        except TypeError:  # an unhashable option value
+            return self.checked_spec(self.spec_of(func, args, kwargs, options))
+        if known is None:
+            spec = self.checked_spec(self.spec_of(func, args, kwargs, options))
+            if len(self._checked) >= _MAX_CHECKED:
+                self._checked.clear()
+            self._checked[key] = spec
+            return spec
+        spec = copy.copy(known)
+        spec.payload = _payload(args, kwargs)
         return spec
 
     @staticmethod
@@ -259,6 +342,11 @@ class _Calls:
         """A wire spec checked as the daemon checks it, a ``TaskSpec`` (all but what needs the
         daemon: its ``max_payload`` and clock), in wire form."""
         return to_wire(decode(TaskSpec, spec))
+
+    @staticmethod
+    def checked_spec(spec: Mapping[str, Any]) -> TaskSpec:
+        """``checked``, kept a ``TaskSpec``: a request encodes it as the same map."""
+        return decode(TaskSpec, spec)
 
     def hello(self) -> dict[str, Any]:
         return self.request("hello", version=PROTOCOL_VERSION)
@@ -268,6 +356,13 @@ class _Calls:
         if message.get("ok") is True:
             return dict(message)
         raise AsynctaskError.from_wire(message.get("error"))
+
+    @staticmethod
+    def submitted(reply: SubmitReply) -> list[Submitted]:
+        """The tasks of a ``submit`` reply decoded with ``SUBMIT_REPLY``, or its error."""
+        if reply.ok is True:
+            return reply.tasks
+        raise AsynctaskError.from_wire(reply.error)
 
     @staticmethod
     def tasks(reply: Mapping[str, Any]) -> list[TaskStatus]:
@@ -350,6 +445,43 @@ class _Calls:
         return fields
 
 
+#: The payload of a call without arguments: ``pack([[], {}])``.
+_NO_ARGUMENTS: Final = pack([[], {}])
+
+
+#: How many ``checked_call`` specs a client remembers (all forgotten when full).
+_MAX_CHECKED: Final = 256
+
+
+#: Each thread's msgpack ``Packer`` (``protocol.pack``'s settings), made once rather than
+#: per call as ``msgpack.packb`` does; a ``Packer`` empties itself after a refused value.
+_PACKERS: Final = threading.local()
+
+
+def _payload(args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> bytes:
+    """msgpack of ``[args, kwargs]`` (``protocol.pack``'s bytes), or the ``UsageError`` a
+    submit gives."""
+    if not args and not kwargs:
+        return _NO_ARGUMENTS
+    try:
+        packer = _PACKERS.packer
+    except AttributeError:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    try:
+        data: bytes = packer.pack([list(args), dict(kwargs or {})])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
+    return data
+
+
+def _with_limits(spec: dict[str, Any], func: Any) -> dict[str, Any]:
+    """``spec`` with the ``limits`` ``@asynctask.task`` gave ``func``, if any."""
+    limits = getattr(func, "__asynctask_limits__", None)
+    if limits:
+        spec["limits"] = limits
+    return spec
+
+
 #: The built-in task function that runs a command (``asynctask.executor.command``).
 COMMAND_REF: Final = "asynctask.executor.command:run_command"
 
@@ -382,6 +514,8 @@ def _seconds(value: Any, name: str) -> float:
 
 
 def _epoch(value: Any) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise UsageError("run_at needs a timezone-aware datetime")
@@ -425,14 +559,21 @@ def task_spec(call: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> dict[str
     return _spec_of(_Calls(tenant), call)
 
 
-def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+_TASK_SPECS: Final = list[TaskSpec]
+
+
+def _specs_of(calls: _Calls, many: Iterable[Mapping[str, Any]]) -> list[TaskSpec]:
     """``submit_many``'s specs, each checked; a refusal of one of several names it (``task 2:
     ...``), as the daemon's would."""
     specs = [_built(calls, call) for call in many]
+    try:
+        return msgspec.convert(specs, _TASK_SPECS, strict=True)  # all at once
+    except msgspec.ValidationError:
+        pass  # find the first refused one, and word its refusal as one spec's
     checked = []
     for index, spec in enumerate(specs):
         try:
-            checked.append(calls.checked(spec))
+            checked.append(calls.checked_spec(spec))
         except UsageError as exc:
             where = f"task {index}: " if len(specs) > 1 else ""
             raise UsageError(f"{where}{exc.message}") from None
@@ -450,4 +591,4 @@ def _built(calls: _Calls, call: Mapping[str, Any]) -> dict[str, Any]:
     func = options.pop("func")
     args = tuple(options.pop("args", ()))
     kwargs = options.pop("kwargs", None)
-    return calls.spec(func, args, kwargs, **options)
+    return calls.spec_of(func, args, kwargs, options)

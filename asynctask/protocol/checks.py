@@ -44,19 +44,42 @@ def trace_id_refusal(value: Any) -> str:
     return f"trace_id must be 1-{MAX_TRACE_ID} printable ASCII characters"
 
 
+#: Names and function references already matched valid. A submit of many tasks names the
+#: same few again and again: each is matched once, then found here. Emptied when full, so
+#: a peer sending endless new names costs a match each, as without it.
+_VALID_NAMES: Final[set[str]] = set()
+_VALID_FUNCTIONS: Final[set[str]] = set()
+_MAX_REMEMBERED: Final = 1024
+
+
+def _remember(seen: set[str], value: str) -> None:
+    if len(seen) >= _MAX_REMEMBERED:
+        seen.clear()
+    seen.add(value)
+
+
 def check_tenant(tenant: str | None) -> None:
-    if tenant is not None and not is_name(tenant):
+    if tenant is None or tenant in _VALID_NAMES:
+        return
+    if not is_name(tenant):
         raise Refusal(tenant_refusal(tenant))
+    _remember(_VALID_NAMES, tenant)
 
 
 def check_name(value: str | None, key: str) -> None:
-    if value is not None and not is_name(value):
+    if value is None or value in _VALID_NAMES:
+        return
+    if not is_name(value):
         raise Refusal(name_refusal(key)(value))
+    _remember(_VALID_NAMES, value)
 
 
 def check_function(value: str | None, key: str) -> None:
-    if value is not None and not is_function_ref(value):
+    if value is None or value in _VALID_FUNCTIONS:
+        return
+    if not is_function_ref(value):
         raise Refusal(function_refusal(key)(value))
+    _remember(_VALID_FUNCTIONS, value)
 
 
 def check_number(value: float | None, key: str) -> None:

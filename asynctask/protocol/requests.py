@@ -208,23 +208,35 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
         return f"unknown task option(s): {', '.join(keys)}"
 
     def __post_init__(self) -> None:
+        # In the order of the checks' refusals; each optional field's check only when it is
+        # set (every spec of a submit passes here, in the client and again in the daemon).
         check_function(self.function, "function")
         if not isinstance(self.payload, bytes):
             raise Refusal(self._REFUSE["payload"](self.payload))
-        check_labels(self.labels)
-        check_tenant(self.tenant)
+        if self.labels is not None:
+            check_labels(self.labels)
+        if self.tenant is not None:
+            check_tenant(self.tenant)
         if self.id is not None and not is_task_id(self.id):
             raise Refusal(self._REFUSE["id"](self.id))
-        check_name(self.queue, "queue")
+        if self.queue is not None:
+            check_name(self.queue, "queue")
         if self.priority is not None and not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
             raise Refusal(self._REFUSE["priority"](self.priority))
-        check_seconds(self.delay, "delay")
-        check_number(self.run_at, "run_at")
-        check_seconds(self.ttl, "ttl")
-        check_count(self.retries, "retries")
-        check_seconds(self.timeout, "timeout", positive=True)
-        check_function(self.on_success, "on_success")
-        check_function(self.on_failure, "on_failure")
+        if self.delay is not None:
+            check_seconds(self.delay, "delay")
+        if self.run_at is not None:
+            check_number(self.run_at, "run_at")
+        if self.ttl is not None:
+            check_seconds(self.ttl, "ttl")
+        if self.retries is not None:
+            check_count(self.retries, "retries")
+        if self.timeout is not None:
+            check_seconds(self.timeout, "timeout", positive=True)
+        if self.on_success is not None:
+            check_function(self.on_success, "on_success")
+        if self.on_failure is not None:
+            check_function(self.on_failure, "on_failure")
         if self.resources is not None:
             if "user" in self.resources:
                 raise Refusal("resources: 'user' can only be set in the daemon's [workers] config")
@@ -232,7 +244,8 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
                 self.resources = Limits.from_wire(self.resources).to_wire() or None
             except ValueError as exc:
                 raise Refusal(str(exc)) from None
-        check_trace_id(self.trace_id)
+        if self.trace_id is not None:
+            check_trace_id(self.trace_id)
 
 
 def check_spec(spec: TaskSpec, max_payload: int, now: float | None = None) -> TaskSpec:

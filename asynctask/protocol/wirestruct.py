@@ -102,9 +102,12 @@ _ENCODER: Final = msgspec.msgpack.Encoder()
 _HEADER: Final = struct.Struct(">I")
 
 
-def encode_request(request: Mapping[str, Any]) -> bytes:
+def encode_request(request: Mapping[str, Any]) -> bytearray:
     """A request map, whose values may be Structs (a ``submit``'s ``TaskSpec``s), as one frame:
     the same msgpack map ``framing.encode_frame`` makes of the equivalent plain map (a Struct
-    is a map of its set fields; bytes are bin, text str), so any version-1 daemon reads it."""
-    body = _ENCODER.encode(request)
-    return _HEADER.pack(len(body)) + body
+    is a map of its set fields; bytes are bin, text str), so any version-1 daemon reads it.
+    Encoded after room for the header, which is then written in place: no second copy."""
+    frame = bytearray(_HEADER.size)
+    _ENCODER.encode_into(request, frame, _HEADER.size)
+    _HEADER.pack_into(frame, 0, len(frame) - _HEADER.size)
+    return frame

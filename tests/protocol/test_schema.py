@@ -19,6 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 
+import asynctask
 from asynctask.client._calls import _Calls, _specs_of
 from asynctask.client._options import (
     LimitOptions,
@@ -31,7 +32,7 @@ from asynctask.cursor import encode_cursor
 from asynctask.decorator import _LIMITS
 from asynctask.errors import UsageError
 from asynctask.model import TaskState
-from asynctask.protocol import FrameDecoder, encode_frame, pack
+from asynctask.protocol import FrameDecoder, checks, encode_frame, pack
 from asynctask.protocol.requests import (
     CRON_TASK_FIELDS,
     SELECTOR_FIELDS,
@@ -310,6 +311,147 @@ def test_a_new_client_frame_is_the_map_an_old_client_sent() -> None:
     # an old client's frame is a valid request to the new daemon, and means the same
     (old_decoded,) = FrameDecoder().feed(encode_frame(old))
     assert requests.parse_submit(old_decoded, 1024) == requests.parse_submit(decoded, 1024)
+
+
+def test_a_checked_spec_sent_as_a_struct_is_the_same_frame_as_its_map() -> None:
+    """``submit`` sends ``TaskSpec`` Structs as they are; the bytes are those of ``checked``'s
+    map, every field set (a decorated function's ``limits``, normalized ``resources``)."""
+
+    @asynctask.task(concurrency=2, rate="5/s", queue="q")
+    def job() -> None: ...
+
+    job.__asynctask_ref__ = FN  # type: ignore[attr-defined]
+    calls = _Calls("acme")
+    options: dict[str, Any] = {
+        "task_id": "t-1", "priority": 3, "delay": "1.5s", "ttl": 60, "retries": 2,
+        "timeout": "30s", "labels": {"k": "v"}, "on_success": FN, "on_failure": FN,
+        "trace_id": "abc", "memory": "256M", "cpu": 2,
+    }  # fmt: skip
+    built = calls.spec(job, (1, b"x"), {"a": [1.5, None]}, **options)
+    struct = calls.checked_spec(built)
+    assert struct.limits is not None
+    assert struct.resources is not None
+    as_struct = calls.frame(calls.request("submit", tasks=[struct]))
+    as_map = calls.frame({**calls.request("submit", tasks=[calls.checked(built)]), "rid": 1})
+    assert as_struct == as_map
+    assert msgpack.unpackb(bytes(as_struct[4:]))["tasks"][0]["queue"] == "q"
+
+
+def test_a_spec_with_several_faults_is_refused_for_the_first_as_before() -> None:
+    """The order of ``TaskSpec``'s checks, a refusal's words when more than one field is bad."""
+    faults = [
+        ({"labels": {"": "x"}}, "label ''"),
+        ({"tenant": "a b"}, "not a tenant name"),
+        ({"id": "a b"}, "a task ID is"),
+        ({"queue": "a b"}, "not a valid queue name"),
+        ({"priority": 10}, "priority must be"),
+        ({"delay": -1.0}, "delay must be 0 or more"),
+        ({"run_at": math.nan}, "run_at must be a number"),
+        ({"ttl": -1.0}, "ttl must be 0 or more"),
+        ({"retries": 1001}, "retries must be"),
+        ({"timeout": 0.0}, "timeout must be more than 0"),
+        ({"on_success": "x"}, "on_success must look like"),
+        ({"on_failure": "x"}, "on_failure must look like"),
+        ({"resources": {"user": "root"}}, "resources: 'user'"),
+        ({"trace_id": ""}, "trace_id must be"),
+    ]
+    for first in range(len(faults)):
+        raw = spec(**{k: v for fields, _ in faults[first:] for k, v in fields.items()})
+        with pytest.raises(UsageError) as refused:
+            validate_spec(raw, 1024)
+        assert refused.value.message.startswith(faults[first][1])
+
+
+def test_a_call_without_arguments_has_the_payload_of_empty_ones() -> None:
+    calls = _Calls("default")
+    for kwargs in (None, {}):
+        assert calls.spec(FN, (), kwargs)["payload"] == pack([[], {}])
+    assert calls.spec(FN, (), {"a": 1})["payload"] == pack([[], {"a": 1}])
+    with pytest.raises(UsageError, match="cannot be encoded with msgpack"):
+        calls.spec(FN, (object(),), None)
+
+
+def test_names_and_functions_remembered_valid_do_not_let_invalid_ones_through() -> None:
+    for _ in range(3):  # the first time matched, then remembered
+        assert validate_spec(spec(tenant="acme", queue="q", on_success=FN), 1024).tenant == "acme"
+    with pytest.raises(UsageError, match="not a tenant name: 'acme '"):
+        validate_spec(spec(tenant="acme "), 1024)
+    with pytest.raises(UsageError, match="not a valid queue name: 'q q'"):
+        validate_spec(spec(queue="q q"), 1024)
+    with pytest.raises(UsageError, match="on_success must look like"):
+        validate_spec(spec(on_success=FN + " "), 1024)
+    for i in range(3000):  # bounded: a stream of new names does not grow it
+        validate_spec(spec(tenant=f"t{i}", function=f"m{i}:f"), 1024)
+    assert len(checks._VALID_NAMES) <= checks._MAX_REMEMBERED
+    assert len(checks._VALID_FUNCTIONS) <= checks._MAX_REMEMBERED
+
+
+def test_submit_many_refuses_what_it_refused_before() -> None:
+    calls = _Calls("default")
+    with pytest.raises(TypeError, match="keywords must be strings"):
+        _specs_of(calls, [{"func": FN, 1: 2}])
+    with pytest.raises(UsageError, match=r"^unknown submit option\(s\): colour$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN}, {"func": FN, "colour": "red"}])
+    with pytest.raises(UsageError, match=r"^delay: a duration cannot be negative or NaN: -1$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN, "delay": -1}, {"func": "bad"}])
+    with pytest.raises(UsageError, match=r"^task 1: priority must be an integer from 0 to 9$"):
+        _specs_of(calls, [{"func": FN}, {"func": FN, "priority": 10}, {"func": "bad"}])
+    with pytest.raises(UsageError, match=r"^each call for submit_many needs a 'func'$"):
+        _specs_of(calls, [{"args": [1]}])
+    specs = _specs_of(calls, [{"func": FN, "args": [1, 2], "priority": 1}, {"func": FN}])
+    assert [(s.payload, s.priority) for s in specs] == [(PAYLOAD, 1), (pack([[], {}]), None)]
+
+
+def test_a_call_checked_before_is_the_same_spec_with_its_own_payload() -> None:
+    calls = _Calls("acme")
+    options = {"priority": 3, "run_at": 1.5e9, "queue": "q"}
+    first = calls.checked_call(FN, (1, 2), None, options)
+    again = calls.checked_call(FN, ("x",), {"k": b"v"}, options)
+    fresh = calls.checked_spec(calls.spec(FN, ("x",), {"k": b"v"}, **options))
+    assert again == fresh
+    assert again is not first
+    assert first.payload == PAYLOAD
+    assert calls.checked_call(FN, (), None, options).payload == pack([[], {}])
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused", "words"),
+    [
+        ({"priority": 1}, {"priority": True}, "priority must be an integer from 0 to 9"),
+        ({"retries": 0}, {"retries": False}, "retries must be an integer from 0 to 1000"),
+        ({"delay": 1}, {"delay": True}, "delay: not a duration: True"),
+        ({"queue": "q"}, {"queue": "q q"}, "not a valid queue name: 'q q'"),
+        ({}, {"colour": "red"}, "unknown submit option(s): colour"),
+    ],
+)
+def test_a_call_checked_before_does_not_let_a_refused_one_through(
+    accepted: dict[str, Any], refused: dict[str, Any], words: str
+) -> None:
+    """Options equal in value but not in type (``True == 1``) are not the same call."""
+    calls = _Calls("default")
+    calls.checked_call(FN, (), None, accepted)
+    for _ in range(2):  # nor is a refused call remembered
+        with pytest.raises(UsageError) as client:
+            calls.checked_call(FN, (), None, refused)
+        assert words in client.value.message
+        with pytest.raises(UsageError) as fresh:
+            calls.checked_spec(calls.spec(FN, (), None, **refused))
+        assert client.value.message == fresh.value.message
+
+
+def test_a_call_checked_before_still_refuses_its_arguments_and_forgets_when_full() -> None:
+    calls = _Calls("default")
+    calls.checked_call(FN, (1,), None, {"priority": 2})
+    with pytest.raises(UsageError, match="arguments cannot be encoded with msgpack: can not seri"):
+        calls.checked_call(FN, ({1, 2},), None, {"priority": 2})
+    assert calls.checked_call(FN, (1, 2), None, {"priority": 2}).payload == PAYLOAD
+    labelled = calls.checked_call(FN, (), None, {"labels": {"k": "v"}})  # unhashable: anew
+    assert labelled.labels == {"k": "v"}
+    with pytest.raises(UsageError, match="labels must be a map of strings to strings"):
+        calls.checked_call(FN, (), None, {"labels": {"k": 1}})
+    for delay in range(600):
+        calls.checked_call(FN, (), None, {"delay": delay})
+    assert len(calls._checked) <= 256
 
 
 def test_encode_request_has_a_frame_header() -> None:

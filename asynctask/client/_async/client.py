@@ -18,6 +18,7 @@ from typing import Any, Unpack
 
 from asynctask.client._calls import (
     COMMAND_REF,
+    SUBMIT_REPLY,
     Page,
     TaskStatus,
     _Calls,
@@ -128,9 +129,10 @@ class AsyncClient:
     ) -> AsyncTaskHandle:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
-        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
-        (status,) = self._calls.tasks(await self._call("submit", tasks=[spec]))
-        return AsyncTaskHandle(status.id, status.tenant, self)
+        spec = self._calls.checked_call(func, args, kwargs, options)
+        request = self._calls.request("submit", tasks=[spec])
+        (task,) = self._calls.submitted(await self._connection.call(request, SUBMIT_REPLY))
+        return AsyncTaskHandle(task.id, task.tenant, self)
 
     async def submit_cmd(
         self,
@@ -157,7 +159,7 @@ class AsyncClient:
 
         ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
         ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
-        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
+        spec = self._calls.checked_call(func, args, kwargs, options)
         return self._calls.tasks(await self._call("submit", tasks=[spec]))[0]
 
     async def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AsyncTaskHandle]:
@@ -166,8 +168,9 @@ class AsyncClient:
         specs = _specs_of(self._calls, calls)
         if not specs:
             return []
-        statuses = self._calls.tasks(await self._call("submit", tasks=specs))
-        return [AsyncTaskHandle(s.id, s.tenant, self) for s in statuses]
+        request = self._calls.request("submit", tasks=specs)
+        tasks = self._calls.submitted(await self._connection.call(request, SUBMIT_REPLY))
+        return [AsyncTaskHandle(task.id, task.tenant, self) for task in tasks]
 
     async def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
         return self._calls.task(

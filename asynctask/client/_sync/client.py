@@ -19,6 +19,7 @@ from typing import Any, Unpack
 
 from asynctask.client._calls import (
     COMMAND_REF,
+    SUBMIT_REPLY,
     Page,
     TaskStatus,
     _Calls,
@@ -129,9 +130,10 @@ class Client:
     ) -> TaskHandle:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
-        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
-        (status,) = self._calls.tasks(self._call("submit", tasks=[spec]))
-        return TaskHandle(status.id, status.tenant, self)
+        spec = self._calls.checked_call(func, args, kwargs, options)
+        request = self._calls.request("submit", tasks=[spec])
+        (task,) = self._calls.submitted(self._connection.call(request, SUBMIT_REPLY))
+        return TaskHandle(task.id, task.tenant, self)
 
     def submit_cmd(
         self,
@@ -158,7 +160,7 @@ class Client:
 
         ``func`` may be typed ``None`` (a ``UsageError`` at run time) only because
         ``asynctask submit`` passes its FUNC without narrowing it; tighten it when that does."""
-        spec = self._calls.checked(self._calls.spec(func, args, kwargs, **options))
+        spec = self._calls.checked_call(func, args, kwargs, options)
         return self._calls.tasks(self._call("submit", tasks=[spec]))[0]
 
     def submit_many(self, calls: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
@@ -167,8 +169,9 @@ class Client:
         specs = _specs_of(self._calls, calls)
         if not specs:
             return []
-        statuses = self._calls.tasks(self._call("submit", tasks=specs))
-        return [TaskHandle(s.id, s.tenant, self) for s in statuses]
+        request = self._calls.request("submit", tasks=specs)
+        tasks = self._calls.submitted(self._connection.call(request, SUBMIT_REPLY))
+        return [TaskHandle(task.id, task.tenant, self) for task in tasks]
 
     def status(self, task_id: str, tenant: str | None = None) -> TaskStatus:
         return self._calls.task(
