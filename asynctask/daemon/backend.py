@@ -49,12 +49,14 @@ class Backend:
     def reload(self, why: str = "reload") -> dict[str, Any]:
         return self._daemon.reload(why)
 
-    def submit(self, specs: list[SubmitSpec]) -> Awaitable[list[dict[str, Any]]]:
+    def submit(
+        self, specs: list[SubmitSpec], brief: bool = False
+    ) -> Awaitable[list[dict[str, Any]]]:
         if len(specs) == 1:
-            answer = self._intake.submit_one(specs[0])
+            answer = self._intake.submit_one(specs[0], brief)
             if answer is not None:
                 return answer
-        return self._intake.submit(specs)
+        return self._intake.submit(specs, brief)
 
     async def status(self, tenant: str, task_id: str) -> dict[str, Any]:
         return await self._queries.status(tenant, task_id)

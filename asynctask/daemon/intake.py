@@ -12,7 +12,7 @@ from asynctask.config import Config
 from asynctask.core.admission import Admission, TaskDefaults, admission, admit, queue_of, spec_shape
 from asynctask.core.dedup import Dedup, keeps, on_existing
 from asynctask.core.limits import FunctionLimits
-from asynctask.daemon.views import Key, row_of, view_of, view_of_row
+from asynctask.daemon.views import Key, brief_of, brief_view, row_of, view_of, view_of_row
 from asynctask.errors import ShuttingDown, StorageError, SubmitThrottled
 from asynctask.model import (
     LiveTask,
@@ -50,7 +50,8 @@ class Intake:
         self._defaults_of: Config | None = None
         self._task_defaults = TaskDefaults(retries=0, timeout=None)
 
-    async def submit(self, specs: list[SubmitSpec]) -> list[dict[str, Any]]:
+    async def submit(self, specs: list[SubmitSpec], brief: bool = False) -> list[dict[str, Any]]:
+        """Each task's view, or with ``brief`` only its id, tenant and state."""
         if not self._daemon.accepting:
             raise ShuttingDown("the daemon is shutting down and accepts no new tasks")
         now = self._daemon.clock()
@@ -80,12 +81,14 @@ class Intake:
                 tenant, count, payload_bytes[tenant], queues[tenant], now
             )
         try:
-            return await self._submit_admitted(specs, now, foreign)
+            return await self._submit_admitted(specs, now, foreign, brief)
         finally:
             for tenant, count in counts.items():
                 self._daemon.scheduler.unreserve(tenant, count, payload_bytes[tenant])
 
-    def submit_one(self, spec: SubmitSpec) -> asyncio.Future[list[dict[str, Any]]] | None:
+    def submit_one(
+        self, spec: SubmitSpec, brief: bool = False
+    ) -> asyncio.Future[list[dict[str, Any]]] | None:
         """The common submit, one task with no ID of a tenant this daemon serves, without a
         coroutine: admitted and put at once, answered from the commit's callback. ``None`` for
         any other submit (``submit`` then takes it).
@@ -126,7 +129,7 @@ class Intake:
         reply: asyncio.Future[list[dict[str, Any]]] = daemon.loop.create_future()
         early = cluster is None and spec.on_success is None and spec.on_failure is None
         if early:
-            view = view_of(task)  # the reply shows the task as submitted, not as it runs
+            view = (brief_view if brief else view_of)(task)  # as submitted, not as it runs
             self._engine.adopt(task, now)
             self._engine.wake_for(task)
 
@@ -147,7 +150,7 @@ class Intake:
                 self._engine.adopt(task, now)
                 self._engine.wake_for(task)
             if not reply.done():
-                reply.set_result([view if early else view_of(task)])
+                reply.set_result([view if early else (brief_view if brief else view_of)(task)])
 
         stored.add_done_callback(committed)
         return reply
@@ -161,8 +164,9 @@ class Intake:
         return frozenset(t for t in {s.tenant for s in specs} if not cluster.serves(t))
 
     async def _submit_admitted(
-        self, specs: list[SubmitSpec], now: float, foreign: frozenset[str]
+        self, specs: list[SubmitSpec], now: float, foreign: frozenset[str], brief: bool
     ) -> list[dict[str, Any]]:
+        view_of_new = brief_view if brief else view_of
         for spec in specs:
             self.declare_limits(spec.function, spec.limits, now)
         views: list[dict[str, Any] | None] = [None] * len(specs)
@@ -197,7 +201,7 @@ class Intake:
                     continue
                 existing = await self.settled(key)
                 if existing is not None:
-                    views[index] = existing
+                    views[index] = brief_of(existing) if brief else existing
                     continue
                 claim = loop.create_future()
                 self._engine.claims[key] = own_claims[key] = claim
@@ -205,7 +209,7 @@ class Intake:
                 meaning = on_existing(None if row is None else row.state)
                 if meaning is Dedup.KEEP:
                     assert row is not None
-                    views[index] = view_of_row(row)
+                    views[index] = brief_of(view_of_row(row)) if brief else view_of_row(row)
                     continue
                 task = self.new_task(spec, spec.id, now)
                 ops.append(
@@ -234,7 +238,7 @@ class Intake:
                     if task.tenant not in foreign:  # else: its owner takes it from the inbox
                         self._engine.adopt(task, now)
                     metrics.count((task.tenant, task.queue, task.function), SUBMITTED, now)
-                views[index] = view_of(task)
+                views[index] = view_of_new(task)
         finally:
             for key, claim in own_claims.items():
                 if self._engine.claims.get(key) is claim:

@@ -158,3 +158,13 @@ def view_of(task: LiveTask) -> dict[str, Any]:
 
 def view_of_row(row: TaskRow) -> dict[str, Any]:
     return view_of(task_from_row(row))
+
+
+def brief_view(task: LiveTask) -> dict[str, Any]:
+    """A submit's ``brief`` reply for one task: what a client needs to make its handle."""
+    return {"id": task.id, "tenant": task.tenant, "state": str(task.state)}
+
+
+def brief_of(view: dict[str, Any]) -> dict[str, Any]:
+    """``brief_view`` of a task known by its whole view (an ID that was already taken)."""
+    return {"id": view["id"], "tenant": view["tenant"], "state": view["state"]}

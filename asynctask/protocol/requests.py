@@ -287,9 +287,18 @@ def _tasks_refusal(value: Any) -> str:
 
 
 class SubmitRequest(WireStruct):
-    tasks: Annotated[list[TaskSpec], msgspec.Meta(max_length=MAX_TASKS_PER_SUBMIT)]
+    """``tasks``; ``brief``: each task of the reply is only its ``id``, ``tenant`` and
+    ``state``, not its whole view (what a client that makes handles needs, at a fraction of
+    the bytes to encode, send and decode; a daemon that predates it sends whole views, which
+    carry those fields too)."""
 
-    _REFUSE: ClassVar[dict[str, Refuse]] = {"tasks": _tasks_refusal}
+    tasks: Annotated[list[TaskSpec], msgspec.Meta(max_length=MAX_TASKS_PER_SUBMIT)]
+    brief: bool = False
+
+    _REFUSE: ClassVar[dict[str, Refuse]] = {
+        "tasks": _tasks_refusal,
+        "brief": lambda value: f"brief must be true or false, got {value!r}",
+    }
     _NESTED: ClassVar[dict[str, type[WireStruct]]] = {"tasks": TaskSpec}
 
     def __post_init__(self) -> None:

@@ -48,7 +48,11 @@ from asynctask.server.requests import (
 class Backend(Protocol):
     def ping(self) -> dict[str, Any]: ...
 
-    def submit(self, specs: list[SubmitSpec]) -> Awaitable[list[dict[str, Any]]]: ...
+    def submit(
+        self, specs: list[SubmitSpec], brief: bool = False
+    ) -> Awaitable[list[dict[str, Any]]]:
+        """Each task's view, or with ``brief`` only its id, tenant and state."""
+        ...
 
     def status(self, tenant: str, task_id: str) -> Awaitable[dict[str, Any]]: ...
 
@@ -133,14 +137,14 @@ class Ops:
         return handler(self, who, message)
 
     def _submit(self, who: Principal, message: dict[str, Any]) -> Reply:
-        specs = parse_submit(message, self._max_payload, self._clock())
+        specs, brief = parse_submit(message, self._max_payload, self._clock())
         for spec in specs:
             self._auth.check(who, spec.tenant)
         for index, spec in enumerate(specs):
             where = f"task {index}: " if len(specs) > 1 else ""
             for function in (spec.function, spec.on_success, spec.on_failure):
                 self._may_run(spec.tenant, function, where)
-        return _keyed(self._backend.submit(specs), "tasks")
+        return _keyed(self._backend.submit(specs, brief), "tasks")
 
     def _status(self, who: Principal, message: dict[str, Any]) -> Reply:
         tenant, task_id = self._task_ref(who, message)

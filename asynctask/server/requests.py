@@ -81,10 +81,11 @@ __all__ = [
 
 def parse_submit(
     message: dict[str, Any], max_payload: int, now: float | None = None
-) -> list[SubmitSpec]:
-    """The specs of a ``submit``; ``now`` (epoch seconds, default the wall clock) bounds
-    ``run_at``."""
-    tasks = decode_submit(message).tasks
+) -> tuple[list[SubmitSpec], bool]:
+    """The specs of a ``submit`` and whether its reply is brief; ``now`` (epoch seconds,
+    default the wall clock) bounds ``run_at``."""
+    request = decode_submit(message)
+    tasks = request.tasks
     specs = []
     for index, spec in enumerate(tasks):
         try:
@@ -92,7 +93,7 @@ def parse_submit(
         except UsageError as exc:
             where = f"task {index}: " if len(tasks) > 1 else ""
             raise UsageError(f"{where}{exc.message}") from None
-    return specs
+    return specs, request.brief
 
 
 def parse_spec(raw: Any, max_payload: int, now: float | None = None) -> SubmitSpec:

@@ -70,3 +70,35 @@ def test_client_hanging_up_mid_frame_is_harmless(daemon: DaemonProcess) -> None:
         with connect(daemon) as sock:
             sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1})[:3])
     assert daemon.client().ping()["accepting"] is True
+
+
+def test_a_brief_submit_answers_each_task_by_id_tenant_and_state_only(
+    daemon: DaemonProcess,
+) -> None:
+    payload = msgpack.packb([[1, 2], {}])
+    task = {"function": "tests.e2e.tasks:add", "payload": payload, "delay": 60}
+    with connect(daemon) as sock:
+        sock.sendall(encode_frame({"op": "hello", "rid": 0, "version": 1}))
+        assert read_frame(sock)["ok"] is True
+        sock.sendall(encode_frame({"op": "submit", "rid": 1, "tasks": [task], "brief": True}))
+        (brief,) = read_frame(sock)["tasks"]
+        assert brief.keys() == {"id", "tenant", "state"}
+        assert (brief["tenant"], brief["state"]) == ("default", "scheduled")
+        sock.sendall(encode_frame({"op": "submit", "rid": 2, "tasks": [task, task]}))
+        whole = read_frame(sock)["tasks"]  # without brief: each task's whole view
+        assert len(whole) == 2
+        assert {"id", "function", "created_at", "due_at"} <= whole[0].keys()
+        named = {**task, "id": "named"}
+        sock.sendall(encode_frame({"op": "submit", "rid": 3, "tasks": [named], "brief": True}))
+        assert read_frame(sock)["tasks"][0]["id"] == "named"
+        sock.sendall(encode_frame({"op": "submit", "rid": 4, "tasks": [named, task], "brief": 1}))
+        refused = read_frame(sock)
+        assert (refused["rid"], refused["error"]["code"]) == (4, "usage")
+        assert "brief must be true or false" in refused["error"]["message"]
+        sock.sendall(
+            encode_frame({"op": "submit", "rid": 5, "tasks": [named, task], "brief": True})
+        )
+        first, second = read_frame(sock)["tasks"]  # an ID already taken is answered briefly too
+        assert first == {"id": "named", "tenant": "default", "state": "scheduled"}
+        assert second.keys() == {"id", "tenant", "state"}
+    assert daemon.client().status(brief["id"]).state.value == "scheduled"

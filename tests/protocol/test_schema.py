@@ -179,21 +179,22 @@ def test_a_submit_names_the_bad_task_and_changes_nothing() -> None:
 
 
 def test_a_valid_submit_gives_the_same_model_values() -> None:
-    (parsed,) = requests.parse_submit(
-        {"op": "submit", "rid": 7, "tasks": [spec(
+    (parsed,), brief = requests.parse_submit(
+        {"op": "submit", "rid": 7, "brief": True, "tasks": [spec(
             id="t1", tenant="acme", queue="q", priority=3, delay=1, ttl=60, retries=2, timeout=5,
             labels={"k": "v"}, on_success=FN, limits={"concurrency": 2, "rate": 5},
             resources={"memory": "64M", "cpu": 2}, trace_id="abc",
         )]},
         1024,
     )  # fmt: skip
+    assert brief is True
     assert (parsed.id, parsed.tenant, parsed.queue, parsed.priority) == ("t1", "acme", "q", 3)
     assert (parsed.delay, parsed.ttl, parsed.retries, parsed.timeout) == (1.0, 60.0, 2, 5.0)
     assert (parsed.labels, parsed.on_success, parsed.trace_id) == ({"k": "v"}, FN, "abc")
     assert parsed.limits == {"concurrency": 2, "rate": 5.0}
     assert parsed.resources == {"memory": 64 * 1024 * 1024, "cpu": 2.0}
-    (default,) = requests.parse_submit({"tasks": [spec(tenant=None, labels=None)]}, 1024)
-    assert (default.tenant, default.labels, default.limits) == ("default", {}, None)
+    (default,), brief = requests.parse_submit({"tasks": [spec(tenant=None, labels=None)]}, 1024)
+    assert (default.tenant, default.labels, default.limits, brief) == ("default", {}, None, False)
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ class AsyncClient:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
         spec = self._calls.checked_call(func, args, kwargs, options)
-        request = self._calls.request("submit", tasks=[spec])
+        request = self._calls.request("submit", tasks=[spec], brief=True)
         (task,) = self._calls.submitted(await self._connection.call(request, SUBMIT_REPLY))
         return AsyncTaskHandle(task.id, task.tenant, self)
 
@@ -168,7 +168,7 @@ class AsyncClient:
         specs = _specs_of(self._calls, calls)
         if not specs:
             return []
-        request = self._calls.request("submit", tasks=specs)
+        request = self._calls.request("submit", tasks=specs, brief=True)
         tasks = self._calls.submitted(await self._connection.call(request, SUBMIT_REPLY))
         return [AsyncTaskHandle(task.id, task.tenant, self) for task in tasks]
 

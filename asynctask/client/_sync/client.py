@@ -131,7 +131,7 @@ class Client:
         """Submit ``func(*args, **kwargs)``; ``func`` is ``"module:function"`` or a module-level
         (decorated) function, whose ``@asynctask.task`` defaults the ``options`` override."""
         spec = self._calls.checked_call(func, args, kwargs, options)
-        request = self._calls.request("submit", tasks=[spec])
+        request = self._calls.request("submit", tasks=[spec], brief=True)
         (task,) = self._calls.submitted(self._connection.call(request, SUBMIT_REPLY))
         return TaskHandle(task.id, task.tenant, self)
 
@@ -169,7 +169,7 @@ class Client:
         specs = _specs_of(self._calls, calls)
         if not specs:
             return []
-        request = self._calls.request("submit", tasks=specs)
+        request = self._calls.request("submit", tasks=specs, brief=True)
         tasks = self._calls.submitted(self._connection.call(request, SUBMIT_REPLY))
         return [TaskHandle(task.id, task.tenant, self) for task in tasks]
 
