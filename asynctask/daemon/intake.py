@@ -127,7 +127,12 @@ class Intake:
             scheduler.unreserve(tenant, 1, nbytes)
             raise
         reply: asyncio.Future[list[dict[str, Any]]] = daemon.loop.create_future()
-        early = cluster is None and spec.on_success is None and spec.on_failure is None
+        early = (
+            cluster is None
+            and spec.on_success is None
+            and spec.on_failure is None
+            and daemon.store.failure is None  # a failing store: the commit will fail too
+        )
         if early:
             view = (brief_view if brief else view_of)(task)  # as submitted, not as it runs
             self._engine.adopt(task, now)
@@ -138,6 +143,7 @@ class Intake:
             if done.cancelled() or done.exception() is not None:
                 if early:
                     self._engine.let_go([task], stop_running=True)
+                    daemon.guard.forget(task.seq)
                 if reply.done():
                     return
                 if done.cancelled():

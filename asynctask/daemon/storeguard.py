@@ -69,6 +69,8 @@ class StoreGuard:
         self._task: asyncio.Task[None] | None = None
         #: Re-write transactions that committed (for tests and ``ping``).
         self.rewrites = 0
+        #: Tasks whose insert was never stored (``forget``): their changes are not re-written.
+        self._forgotten: set[int] = set()
 
     def __repr__(self) -> str:
         return f"<StoreGuard {len(self._unstored)} unstored, {self.rewrites} re-writes>"
@@ -139,6 +141,16 @@ class StoreGuard:
         committed.add_done_callback(done)
         return future
 
+    def forget(self, seq: int) -> None:
+        """Task ``seq`` was never stored (its submit's commit failed after it had started:
+        ``Intake.submit_one``), so there is no row to write its changes to: drop those held,
+        and refuse those still in flight when they fail. Re-writing them would update no row,
+        and such a no-op commit would report a failing store healthy."""
+        self._forgotten.add(seq)
+        entry = self._unstored.pop(seq, None)
+        for future in entry.futures if entry is not None else ():
+            future.cancel()
+
     def _hold(
         self,
         task: LiveTask,
@@ -146,6 +158,9 @@ class StoreGuard:
         future: asyncio.Future[None],
         error: BaseException | None,
     ) -> None:
+        if task.seq in self._forgotten:
+            future.cancel()
+            return
         entry = self._unstored.get(task.seq)
         if entry is None:
             entry = self._unstored[task.seq] = _Unstored(task)
