@@ -296,6 +296,22 @@ class Store:
         rows = await self._fetch_rows(f"reading task seq={seq}", schema.SELECT_BY_SEQ, (seq,))
         return rows[0] if rows else None
 
+    async def get_by_seqs(self, seqs: list[int]) -> list[TaskRow]:
+        """The rows of ``seqs`` that exist, in ``seq`` order, decoded as the backlog's are
+        (``row_decoder(shared=True)``: equal values are one object; read-only)."""
+        self._check_open()
+        rows: list[TaskRow] = []
+        decode = row_decoder(shared=True)
+        seqs = sorted(set(seqs))  # each statement's rows come in seq order: so do all
+        step = schema.SEQS_PER_SELECT
+        with map_errors(f"reading {len(seqs)} tasks by seq", DECODE_ERRORS):
+            for start in range(0, len(seqs), step):
+                part = seqs[start : start + step]
+                sql = schema.SELECT_BY_SEQS.format(", ".join("?" * len(part)))
+                raw = await self._read_conn.execute_fetchall(sql, part)
+                rows += cast(list[TaskRow], [decode(cast(Any, None), tuple(row)) for row in raw])
+        return rows
+
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
         """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``,
         along the query ``listing.plan_list`` chooses (after bounded probes of the filter)."""
