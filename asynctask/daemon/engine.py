@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from asynctask import protocol
 from asynctask.core.destinations import destination_of
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
+from asynctask.daemon.coldqueue import ColdQueue
 from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.readout import POOL_ENTITY
 from asynctask.daemon.views import Key, failure_view, row_of, update_of, view_of
@@ -68,6 +69,8 @@ class Engine:
         self.retrying: set[int] = set()
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
+        #: Long queues' tails, kept in the store (not on a store that daemons share).
+        self.cold = ColdQueue(daemon, enabled=daemon.config.store.url is None)
 
     def take_seq(self) -> int:
         """The next task's number: this daemon's counter, or a block of the shared store's."""
@@ -84,6 +87,8 @@ class Engine:
         cluster = self._daemon.cluster
         if cluster is not None and not cluster.serves(task.tenant):
             return False
+        if self.cold.keep_stored(task, now):  # a long queue's tail: the store keeps it
+            return True
         self.live[(task.tenant, task.id)] = task
         self._daemon.scheduler.add(task, now)
         return True
@@ -140,6 +145,7 @@ class Engine:
         )  # peak per minute
         if pool.idle == 0 and self._daemon.scheduler.has_eligible():
             pool.grow(self._daemon.scheduler.queued)  # work waits and every slot is taken
+        self.cold.check()  # read back the tails of queues that dispatch ran low
         wakeup = self._daemon.scheduler.next_wakeup()
         cron_at = self._daemon.crons.next_at()
         if cron_at is not None and (wakeup is None or cron_at < wakeup):

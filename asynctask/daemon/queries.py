@@ -47,6 +47,12 @@ class Queries:
             return await self._wait_shared(tenant, task_id, timeout)
         key = (tenant, task_id)
         task = self._engine.live.get(key)
+        if (
+            task is None
+            and await self._engine.cold.holds_key(tenant, task_id)
+            and self._daemon.accepting
+        ):
+            return await self._wait_for(key, task_id, timeout)  # in a long queue's tail
         if task is None:
             claim = self._engine.claims.get(key)
             if claim is not None:
@@ -59,6 +65,12 @@ class Queries:
             task = self._engine.live.get(key)
             if task is None:  # finished while we read the store
                 return await self.status(tenant, task_id)
+        return await self._wait_for(key, task_id, timeout)
+
+    async def _wait_for(
+        self, key: tuple[str, str], task_id: str, timeout: float | None
+    ) -> dict[str, Any]:
+        """Until the live task ``key`` ends (``Engine.finish`` releases its waiters)."""
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._engine.waiters.setdefault(key, []).append(waiter)
         try:
@@ -134,11 +146,12 @@ class Queries:
         """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and every thread's Python ``stack``."""
         task = self._engine.live.get((tenant, task_id))
-        if task is None:
-            await self.status(tenant, task_id)  # NotFound for an unknown ID
+        stored = None
+        if task is None:  # NotFound for an unknown ID; a stored one is finished or queued
+            stored = (await self.status(tenant, task_id))["state"]
         pid = self._daemon.pool.pid_of(task.seq) if task is not None and self._daemon.pool else None
         if task is None or task.state is not TaskState.RUNNING or pid is None:
-            state = task.state if task is not None else "finished"
+            state = task.state if task is not None else stored
             raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
         try:
             info = process_info(pid)

@@ -111,12 +111,12 @@ class Recovery:
                 if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
                     task.attempts = started[task.seq]
                     task.state = TaskState.RUNNING
-                self._engine.live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
+                    self._engine.live[(task.tenant, task.id)] = task
                     reason = "the daemon stopped during the attempt"
                     interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))
-                else:
-                    self._daemon.scheduler.add(task, now)
+                else:  # in memory, or in its queue's stored tail (``coldqueue.py``)
+                    self._engine.adopt(task, now)
         for bad in skipped[:_SKIPPED_LOGGED]:
             log.error("skipped %s", bad, extra={"event": "row_skipped"})
         unusable += (
