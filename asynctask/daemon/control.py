@@ -56,6 +56,7 @@ class Control:
         """Pause (or resume) the waiting tasks a selector matches, one by one, in one
         transaction; durable before the reply. Unlike a tenant, queue or function pause, it
         holds only what waits now, not later submits. Returns how many changed."""
+        await self._engine.loaded.wait()  # a backlog still loading: every task is seen
         await self._take_stored(query, task_id)
         now = self._daemon.clock()
         matching = self._live_matching(query, task_id, WAITING_STATES)
@@ -133,6 +134,7 @@ class Control:
         transaction; running attempts have their workers stopped (their late reports are
         ignored). Returns how many."""
         assert self._daemon.pool is not None
+        await self._engine.loaded.wait()  # a backlog still loading: every task is seen
         await self._take_stored(query, task_id)
         now = self._daemon.clock()
         chosen = self._live_matching(query, task_id, LIVE_STATES)

@@ -47,6 +47,9 @@ class Queries:
             return await self._wait_shared(tenant, task_id, timeout)
         key = (tenant, task_id)
         task = self._engine.live.get(key)
+        if task is None and not self._engine.loaded.is_set():
+            await self._engine.loaded.wait()  # it may be a task of the backlog still loading
+            task = self._engine.live.get(key)
         if (
             task is None
             and await self._engine.cold.holds_key(tenant, task_id)

@@ -219,11 +219,25 @@ class Store:
 
         With ``skipped``, rows that cannot be decoded are left out of the batches (and left
         as they are in the database) and described there instead of failing the load; text
-        that is not UTF-8 included (``recovery.live_batches``)."""
+        that is not UTF-8 included (``recovery.live_batches``).
+
+        It reads on a connection of its own, closed when the batches end: its one statement
+        keeps a read snapshot for as long as the load takes, which on the read connection
+        would have every other read (``status`` of a task submitted meanwhile) see that
+        snapshot too, and the daemon serves while a long backlog loads."""
         self._check_open()
-        async with contextlib.aclosing(live_batches(self._read_conn, size, skipped)) as batches:
-            async for batch in batches:
-                yield batch
+        with map_errors("opening a connection to load the live tasks"):
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            with map_errors("opening a connection to load the live tasks"):
+                await configure_reader(conn, self.durability)
+                await conn.execute("PRAGMA query_only = ON")
+            async with contextlib.aclosing(live_batches(conn, size, skipped)) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
