@@ -103,19 +103,39 @@ class ColdQueue:
             return False
         if task.expires_at is not None:
             return False
-        level = (task.tenant, task.queue, task.priority)
+        return self._keep(
+            task.seq, task.tenant, task.queue, task.priority, task.function, task.payload, now
+        )
+
+    def keep_stored_row(self, row: TaskRow, now: float) -> bool:
+        """``keep_stored`` for a row start-up recovery read, before a task is made of it. The
+        caller has checked that it is queued, not held, without a TTL and usable."""
+        if not self.enabled:
+            return False
+        return self._keep(
+            row.seq, row.tenant, row.queue, row.priority, row.function, row.payload, now
+        )
+
+    def _keep(
+        self,
+        seq: int,
+        tenant: str,
+        queue: str,
+        priority: int,
+        function: str,
+        payload: bytes,
+        now: float,
+    ) -> bool:
+        level = (tenant, queue, priority)
         tail = self._tails.get(level)
         if tail is None:
-            scheduler = self._daemon.scheduler
-            if scheduler.queued_at_level(*level) < WINDOW:
+            if self._daemon.scheduler.queued_at_level(tenant, queue, priority) < WINDOW:
                 return False
             tail = self._tails[level] = _Tail()
-        tail.seqs.append(task.seq)
+        tail.seqs.append(seq)
         tail.ats.append(now)
         self.stored += 1
-        self._daemon.scheduler.add_stored(
-            task.tenant, task.queue, task.function, len(task.payload), now
-        )
+        self._daemon.scheduler.add_stored(tenant, queue, function, len(payload), now)
         return True
 
     def check(self) -> None:

@@ -114,6 +114,9 @@ class Readout:
             "uptime": self._daemon.clock() - self._daemon.started_at,
             "accepting": self._daemon.accepting,
             "stopping": self._daemon.stop_requested.is_set(),
+            # The stored backlog is still loading (start-up): nothing is dispatched yet and
+            # the counts below do not have all of it.
+            "loading": self._engine.loading,
             "tasks": {
                 "live": len(self._engine.live) + self._engine.cold.stored,
                 "running": len(self._engine.running),

@@ -9,7 +9,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asynctask.core.scheduler import Action
 from asynctask.daemon.crontab import UnusableCron
@@ -146,7 +146,10 @@ class Recovery:
         started = self._started
         skipped = self._skipped
         engine = self._engine
+        cold = engine.cold
         cap = self._cap
+        queued = TaskState.QUEUED
+        plain: dict[int, tuple[dict[str, Any], bool]] = {}  # by options: may go to a tail
         while limit is None or self._loaded < limit:
             try:
                 rows = await anext(batches)
@@ -156,6 +159,21 @@ class Recovery:
             now = self._daemon.clock()
             for row in rows:
                 if row.seq > cap:  # submitted since the start: ``Engine.adopt`` has it
+                    continue
+                options = row.options
+                known = plain.get(id(options))
+                if known is None or known[0] is not options:
+                    known = plain[id(options)] = (options, _plain(options))
+                if (  # a long queue's tail (``coldqueue.py``): no task object is made
+                    known[1]
+                    and row.state is queued
+                    and not row.held
+                    and type(row.labels) is dict
+                    and started.get(row.seq, 0) <= row.attempts
+                    and cold.keep_stored_row(row, now)
+                ):
+                    declare(row.function, options.get("limits"), now)
+                    self._loaded += 1
                     continue
                 try:
                     task = task_from_row(row)  # the rows share equal values already
@@ -220,3 +238,15 @@ class Recovery:
             "set aside %d unusable row(s) in the quarantine table; `asynctask doctor` lists "
             "them", moved, extra={"event": "quarantined", "rows": moved},
         )  # fmt: skip
+
+
+def _plain(options: dict[str, Any]) -> bool:
+    """Whether a recovered task with these options may stay in a queue's stored tail: no TTL
+    (the expiry heap holds task objects), and what ``check_recovered`` checks of them holds."""
+    timeout = options.get("timeout")
+    retries = options.get("retries", 0)
+    return (
+        options.get("expires_at") is None
+        and (timeout is None or type(timeout) in (int, float))
+        and type(retries) is int
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from asynctask.daemon.coldqueue import WINDOW
+from asynctask.daemon.recovery import BEFORE_SERVING
 from asynctask.errors import WaitTimeout
 from tests.e2e.conftest import poll
 
@@ -102,3 +103,31 @@ def test_a_long_paused_backlog_costs_little_memory(make_daemon, tmp_path: Path) 
     grown = _rss_kib(daemon.proc.pid) - before
     assert client.ping()["tasks"]["live"] == 33_000
     assert grown < 4 * 1024, f"RSS grew {grown} KiB for 30,000 queued tasks"
+
+
+def test_requests_are_answered_while_a_long_backlog_loads(make_daemon, tmp_path: Path) -> None:
+    """Past ``BEFORE_SERVING`` stored tasks the daemon serves while the rest loads: ping says
+    so, status and de-duplication answer from the store, a submit is stored at once (and runs
+    once the load is over, after the backlog it must not overtake), a cancel waits for it."""
+    count = BEFORE_SERVING + 30_000
+    daemon = make_daemon().start()
+    client = daemon.client(tenant="bulk")
+    client.pause(tenant="bulk")
+    for _ in range(count // 5_000):
+        client.submit_many({"func": "tests.e2e.tasks:add", "args": [1, 2]} for _n in range(5_000))
+    last = client.submit("tests.e2e.tasks:add", 1, 2, task_id="last")  # loaded last
+    assert daemon.stop() == 0
+
+    daemon.start()  # answered ping: serving
+    client = daemon.client(tenant="bulk")
+    assert client.ping()["loading"] is True  # the rest of the backlog still loads
+    assert client.status("last").state.value == "queued"  # from the store
+    again = client.submit("tests.e2e.tasks:add", 3, 4, task_id="last")
+    assert (again.id, again.status().state.value) == ("last", "queued")  # the stored one
+    other = daemon.client(tenant="other").submit("tests.e2e.tasks:add", 2, 3)
+    assert other.status().state.value == "queued"  # stored at once, found by status
+    assert client.cancel(task_id="last") == 1  # waits for the load, then finds it
+    assert client.ping()["loading"] is False
+    assert other.result(timeout=60) == 5
+    assert client.ping()["tasks"]["live"] == count
+    assert last.status().state.value == "cancelled"
