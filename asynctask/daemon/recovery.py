@@ -27,8 +27,9 @@ log = logging.getLogger("asynctask.daemon")
 #: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
 _SKIPPED_LOGGED = 100
 #: Stored live tasks loaded before the daemon serves; a longer backlog's rest loads while it
-#: serves (1,000,000 tasks took 5.7 s before the first request was answered).
-BEFORE_SERVING = 50_000
+#: serves (1,000,000 tasks took 5.7 s before the first request was answered). Below it a
+#: restart is as before: everything loaded before the first request.
+BEFORE_SERVING = 10_000
 #: Rows a batch of the load reads: the loop serves requests between two batches.
 BATCH = 5_000
 
