@@ -218,11 +218,17 @@ class Scheduler:
         self._board.add(task, now)
 
     def add_stored(
-        self, tenant: str, queue: str, function: str, nbytes: int, now: float = 0.0
+        self,
+        tenant: str,
+        queue: str,
+        function: str,
+        nbytes: int,
+        now: float = 0.0,
+        count: int = 1,
     ) -> None:
-        """Count a queued task of ``nbytes`` payload whose object stays in the store (a long
-        queue's tail); it is dispatched only once ``unstore``d and ``add``ed."""
-        self._board.add_stored(tenant, queue, function, nbytes, now)
+        """Count ``count`` queued tasks of ``nbytes`` payload in all whose objects stay in the
+        store (a long queue's tail); each is dispatched only once ``unstore``d and ``add``ed."""
+        self._board.add_stored(tenant, queue, function, nbytes, now, count)
 
     def unstore(self, tenant: str, queue: str, function: str, nbytes: int) -> None:
         """Stop counting a task ``add_stored`` counted (then ``add`` it, or it is gone)."""

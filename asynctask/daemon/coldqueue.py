@@ -90,6 +90,8 @@ class ColdQueue:
         self._daemon = daemon
         self.enabled = enabled
         self._tails: dict[Level, _Tail] = {}
+        #: Rows kept by ``keep_stored_row`` not counted by the scheduler yet: tasks, bytes.
+        self._uncounted: dict[tuple[str, str, str], list[int]] = {}
         #: Tasks in the tails (and refills in flight), for the counts ``ping`` shows.
         self.stored = 0
 
@@ -109,12 +111,35 @@ class ColdQueue:
 
     def keep_stored_row(self, row: TaskRow, now: float) -> bool:
         """``keep_stored`` for a row start-up recovery read, before a task is made of it. The
-        caller has checked that it is queued, not held, without a TTL and usable."""
+        caller has checked that it is queued, not held, without a TTL and usable, and calls
+        ``count_rows`` before anything else may look at the counts (at the end of its batch)."""
         if not self.enabled:
             return False
-        return self._keep(
-            row.seq, row.tenant, row.queue, row.priority, row.function, row.payload, now
-        )
+        tenant, queue, priority = row.tenant, row.queue, row.priority
+        level = (tenant, queue, priority)
+        tail = self._tails.get(level)
+        if tail is None:
+            if self._daemon.scheduler.queued_at_level(tenant, queue, priority) < WINDOW:
+                return False
+            tail = self._tails[level] = _Tail()
+        tail.seqs.append(row.seq)
+        tail.ats.append(now)
+        self.stored += 1
+        where = (tenant, queue, row.function)
+        counted = self._uncounted.get(where)
+        if counted is None:
+            self._uncounted[where] = [1, len(row.payload)]
+        else:
+            counted[0] += 1
+            counted[1] += len(row.payload)
+        return True
+
+    def count_rows(self, now: float) -> None:
+        """Have the scheduler count the rows ``keep_stored_row`` kept (one call per queue and
+        function, not per row)."""
+        uncounted, self._uncounted = self._uncounted, {}
+        for (tenant, queue, function), (count, nbytes) in uncounted.items():
+            self._daemon.scheduler.add_stored(tenant, queue, function, nbytes, now, count)
 
     def _keep(
         self,

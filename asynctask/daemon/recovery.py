@@ -193,6 +193,7 @@ class Recovery:
                     self._interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))
                 else:  # in memory, or in its queue's stored tail (``coldqueue.py``)
                     engine.adopt(task, now, recovered=True)
+            cold.count_rows(now)  # the batch's stored rows, one call per queue and function
         return False
 
     async def _end_load(self) -> None:
