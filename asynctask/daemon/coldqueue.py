@@ -224,7 +224,12 @@ class ColdQueue:
         if row.state is not TaskState.QUEUED or row.held:  # not expected: nothing changes it
             log.error("stored task %s/%s is %s now; left as it is", row.tenant, row.id, row.state)
             return
-        task = task_from_row(row)
+        try:
+            task = task_from_row(row)
+        except Exception as exc:  # not expected: it was a usable task when it was stored
+            log.error("stored task %s/%s cannot be read back (%s); it stays queued in the "
+                      "store for the next start", row.tenant, row.id, exc)  # fmt: skip
+            return
         self._daemon.engine.live[(task.tenant, task.id)] = task
         scheduler.add(task, at)
 

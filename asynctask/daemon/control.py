@@ -201,8 +201,11 @@ class Control:
             raise
         finally:
             self._engine.retrying.difference_update(task.seq for task in tasks)
-        for task in tasks:
-            self._daemon.scheduler.add(task, now)
+        for task in tasks:  # behind a long queue's stored tail, if it has one
+            if self._engine.cold.keep_stored(task, now):
+                self._engine.live.pop((task.tenant, task.id), None)
+            else:
+                self._daemon.scheduler.add(task, now)
         if tasks or elsewhere:
             log.info("retrying %d failed tasks", len(tasks) + len(elsewhere))
             self._daemon.engine.wake()
