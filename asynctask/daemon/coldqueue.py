@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("asynctask.daemon")
 
 #: Task objects a (tenant, queue, priority) level keeps before its tail starts.
-WINDOW: Final = 1_000
+WINDOW: Final = 2_000
 #: A level with no more objects than this has the next of its tail read back.
-REFILL_AT: Final = WINDOW // 2
+REFILL_AT: Final = WINDOW * 3 // 4
 
 Level = tuple[str, str, int]
 

@@ -15,7 +15,7 @@ from asynctask.errors import WaitTimeout
 from tests.e2e.conftest import poll
 
 ONE_WORKER = "[workers]\nmin_workers = 1\nmax_workers = 1\n"
-TAIL = 2_500  # WINDOW in memory, the rest in the store
+TAIL = 5_000  # WINDOW in memory, the rest in the store
 assert TAIL > 2 * WINDOW
 
 
