@@ -245,6 +245,8 @@ class Recovery:
 def _plain(options: dict[str, Any]) -> bool:
     """Whether a recovered task with these options may stay in a queue's stored tail: no TTL
     (the expiry heap holds task objects), and what ``check_recovered`` checks of them holds."""
+    if type(options) is not dict:  # decoded, but not a map: ``task_from_row`` says why
+        return False
     timeout = options.get("timeout")
     retries = options.get("retries", 0)
     return (
