@@ -116,6 +116,38 @@ class Board:
         if task.expires_at is not None:
             heapq.heappush(self.expiries, (task.expires_at, task.seq, task))
 
+    def add_stored(
+        self,
+        tenant_name: str,
+        queue_name: str,
+        function_name: str,
+        nbytes: int,
+        now: float,
+        count: int = 1,
+    ) -> None:
+        """Count a queued task that the daemon keeps in the store only (a long queue's tail:
+        ``daemon/coldqueue.py``). It counts as queued everywhere (back pressure, readouts, the
+        function's backlog) but is not in the queue's ``fifo`` until it is ``add``ed, after
+        ``unstore``; until then no dispatch sees it. ``count`` such tasks of ``nbytes`` in all
+        at once (start-up recovery counts a batch of them in one call)."""
+        tenant = self.tenant(tenant_name, now)
+        queue = self.queue(tenant, queue_name, now)
+        function = self.function(function_name, now)
+        tenant.backlog += count
+        tenant.backlog_bytes += nbytes
+        queue.stored += count
+        function.queued += count
+        self.queued += count
+
+    def unstore(self, tenant_name: str, queue_name: str, function_name: str, nbytes: int) -> None:
+        """Undo ``add_stored`` for one task: it is being ``add``ed now, or it left the backlog."""
+        tenant = self.tenants[tenant_name]
+        tenant.backlog -= 1
+        tenant.backlog_bytes -= nbytes
+        tenant.queues[queue_name].stored -= 1
+        self.functions[function_name].queued -= 1
+        self.queued -= 1
+
     def enqueue(self, task: LiveTask, now: float) -> None:
         tenant = self.tenants[task.tenant]
         queue = tenant.queues[task.queue]

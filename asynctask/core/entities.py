@@ -151,6 +151,7 @@ class QueueState:
         "paused",
         "running",
         "scheduled",
+        "stored",
         "tenant",
     )
 
@@ -165,6 +166,9 @@ class QueueState:
         self.running = 0
         self.scheduled = 0
         self.held = 0  # waiting tasks paused by selector (in neither ``fifo`` nor the timers)
+        #: Queued tasks the daemon keeps in the store only, beyond the queue's window
+        #: (``Board.add_stored``): counted as queued, not yet in ``fifo``.
+        self.stored = 0
         self.paused = False
         self.parked: str | None = None
         self.in_heap = False
@@ -174,7 +178,7 @@ class QueueState:
     def __repr__(self) -> str:
         return (
             f"<Queue {self.tenant.name}/{self.name} queued={len(self.fifo)} "
-            f"running={self.running} parked={self.parked}>"
+            f"stored={self.stored} running={self.running} parked={self.parked}>"
         )
 
 

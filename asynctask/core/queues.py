@@ -35,12 +35,14 @@ def ready_key(task: LiveTask, aging: float) -> float:
 
 
 class PriorityFifo:
-    __slots__ = ("_aging", "_levels", "live")
+    __slots__ = ("_aging", "_levels", "live", "live_at")
 
     def __init__(self, aging: float) -> None:
         self._aging = aging
         self._levels: list[deque[LiveTask] | None] = [None] * _LEVELS
         self.live = 0
+        #: Queued tasks per priority level (``live`` split by level; stale entries not counted).
+        self.live_at = [0] * _LEVELS
 
     def __len__(self) -> int:
         return self.live
@@ -55,10 +57,12 @@ class PriorityFifo:
             fifo = self._levels[task.priority] = deque()
         fifo.append(task)
         self.live += 1
+        self.live_at[task.priority] += 1
 
     def discard(self, task: LiveTask) -> None:
         """A queued task left ``queued`` some other way; its entry is skipped later."""
         self.live -= 1
+        self.live_at[task.priority] -= 1
 
     def drop(self, seqs: set[int]) -> None:
         """Take the queued tasks ``seqs`` out now, not lazily: they stay ``queued`` (held by a
@@ -68,9 +72,9 @@ class PriorityFifo:
             if not fifo:
                 continue
             kept = deque(task for task in fifo if task.seq not in seqs)
-            self.live -= sum(
-                1 for task in fifo if task.seq in seqs and task.state is TaskState.QUEUED
-            )
+            dropped = sum(1 for task in fifo if task.seq in seqs and task.state is TaskState.QUEUED)
+            self.live -= dropped
+            self.live_at[priority] -= dropped
             self._levels[priority] = kept
 
     def head(self) -> LiveTask | None:
@@ -100,4 +104,5 @@ class PriorityFifo:
             assert fifo is not None
             fifo.popleft()
             self.live -= 1
+            self.live_at[task.priority] -= 1
         return task

@@ -78,7 +78,7 @@ def _queue_entries(tenants: list[TenantState], now: float, name: str | None) -> 
         for q in queues:
             yield (
                 (tenant.name, q.name),
-                len(q.fifo) + q.scheduled + q.held,
+                len(q.fifo) + q.stored + q.scheduled + q.held,
                 q.running,
                 functools.partial(_queue_row, q, now),
             )
@@ -123,8 +123,8 @@ def _queue_row(queue: QueueState, now: float) -> dict[str, Any]:
         "tenant": queue.tenant.name,
         "queue": queue.name,
         "paused": queue.paused or queue.tenant.paused,
-        "backlog": len(queue.fifo) + queue.scheduled + queue.held,
-        "queued": len(queue.fifo),
+        "backlog": len(queue.fifo) + queue.stored + queue.scheduled + queue.held,
+        "queued": len(queue.fifo) + queue.stored,
         "scheduled": queue.scheduled,
         "paused_tasks": queue.held,
         "running": queue.running,

@@ -217,6 +217,30 @@ class Scheduler:
         """Take in a task that is ``queued`` or ``scheduled`` (new, or recovered at start-up)."""
         self._board.add(task, now)
 
+    def add_stored(
+        self,
+        tenant: str,
+        queue: str,
+        function: str,
+        nbytes: int,
+        now: float = 0.0,
+        count: int = 1,
+    ) -> None:
+        """Count ``count`` queued tasks of ``nbytes`` payload in all whose objects stay in the
+        store (a long queue's tail); each is dispatched only once ``unstore``d and ``add``ed."""
+        self._board.add_stored(tenant, queue, function, nbytes, now, count)
+
+    def unstore(self, tenant: str, queue: str, function: str, nbytes: int) -> None:
+        """Stop counting a task ``add_stored`` counted (then ``add`` it, or it is gone)."""
+        self._board.unstore(tenant, queue, function, nbytes)
+
+    def queued_at_level(self, tenant: str, queue: str, priority: int) -> int:
+        """The task objects queued in ``tenant``'s ``queue`` at ``priority``, ready to
+        dispatch (stored ones not counted)."""
+        state = self._board.tenants.get(tenant)
+        found = None if state is None else state.queues.get(queue)
+        return 0 if found is None else found.fifo.live_at[priority]
+
     def remove(self, task: LiveTask, new_state: TaskState, now: float) -> Finished:
         """Take a queued or scheduled task out (cancel); it ends in ``new_state``."""
         return self._board.remove(task, new_state, now)

@@ -56,12 +56,15 @@ class Control:
         """Pause (or resume) the waiting tasks a selector matches, one by one, in one
         transaction; durable before the reply. Unlike a tenant, queue or function pause, it
         holds only what waits now, not later submits. Returns how many changed."""
+        await self._engine.loaded.wait()  # a backlog still loading: every task is seen
+        await self._take_stored(query, task_id)
         now = self._daemon.clock()
         matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
             tenant = query.tenants[0] if query.tenants else DEFAULT_TENANT
             row = await self._daemon.store.get(tenant, task_id)
             if row is not None and row.state in WAITING_STATES:
+                await self._engine.cold.take(row)
                 await self._refuse_elsewhere(tenant, task_id, "paused or resumed")
                 matching = self._live_matching(query, task_id, WAITING_STATES)
         if task_id is not None and not matching:
@@ -92,6 +95,16 @@ class Control:
             and selected(t, query)
         ]
 
+    async def _take_stored(self, query: ListQuery, task_id: str | None) -> None:
+        """A selector may match queued tasks of a long queue's tail, which the store alone
+        holds (``coldqueue.py``): read them back first, so that it acts on every one. (One
+        ID is read back once the store says it waits: ``ColdQueue.take``.)"""
+        if task_id is not None or not self._engine.cold.stored:
+            return
+        if query.states and TaskState.QUEUED not in query.states:
+            return
+        await self._engine.cold.take_all(query.tenants)
+
     async def _refuse_elsewhere(self, tenant: str, task_id: str, verb: str) -> None:
         """A live task that another daemon sharing the store serves (docs/scale-out.md): it
         is in that daemon's memory only, so only that one can change it. Says which. Served
@@ -121,6 +134,8 @@ class Control:
         transaction; running attempts have their workers stopped (their late reports are
         ignored). Returns how many."""
         assert self._daemon.pool is not None
+        await self._engine.loaded.wait()  # a backlog still loading: every task is seen
+        await self._take_stored(query, task_id)
         now = self._daemon.clock()
         chosen = self._live_matching(query, task_id, LIVE_STATES)
         if task_id is not None and not chosen:  # one ID: unknown is "not found", as elsewhere
@@ -130,6 +145,7 @@ class Control:
             if row is None:
                 raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
             if row.state in LIVE_STATES:
+                await self._engine.cold.take(row)
                 await self._refuse_elsewhere(tenant, task_id, "cancelled")
                 chosen = self._live_matching(query, task_id, LIVE_STATES)
         with self._daemon.store.one_transaction():
@@ -185,8 +201,11 @@ class Control:
             raise
         finally:
             self._engine.retrying.difference_update(task.seq for task in tasks)
-        for task in tasks:
-            self._daemon.scheduler.add(task, now)
+        for task in tasks:  # behind a long queue's stored tail, if it has one
+            if self._engine.cold.keep_stored(task, now):
+                self._engine.live.pop((task.tenant, task.id), None)
+            else:
+                self._daemon.scheduler.add(task, now)
         if tasks or elsewhere:
             log.info("retrying %d failed tasks", len(tasks) + len(elsewhere))
             self._daemon.engine.wake()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from asynctask import protocol
 from asynctask.core.destinations import destination_of
 from asynctask.core.scheduler import Action, Dispatch, Finished, Persist
+from asynctask.daemon.coldqueue import ColdQueue
 from asynctask.daemon.liveindex import LiveIndex
 from asynctask.daemon.readout import POOL_ENTITY
 from asynctask.daemon.views import Key, failure_view, row_of, update_of, view_of
@@ -68,6 +69,16 @@ class Engine:
         self.retrying: set[int] = set()
         #: The newest failed attempts, for ``stats`` and ``top`` (newest last).
         self.failures: deque[dict[str, Any]] = deque(maxlen=FAILURES_KEPT)
+        #: Long queues' tails, kept in the store (not on a store that daemons share).
+        self.cold = ColdQueue(daemon, enabled=daemon.config.store.url is None)
+        #: The stored backlog is still loading (``Recovery.load_rest``): nothing is dispatched,
+        #: and tasks submitted meanwhile (``seq`` above ``_load_cap``) wait in ``_deferred``.
+        self.loading = False
+        #: Set once the stored backlog is loaded; what must see every task waits for it.
+        self.loaded = asyncio.Event()
+        self.loaded.set()
+        self._load_cap = 0
+        self._deferred: list[LiveTask] = []
 
     def take_seq(self) -> int:
         """The next task's number: this daemon's counter, or a block of the shared store's."""
@@ -78,15 +89,52 @@ class Engine:
         self.next_seq += 1
         return seq
 
-    def adopt(self, task: LiveTask, now: float) -> bool:
+    def adopt(self, task: LiveTask, now: float, recovered: bool = False) -> bool:
         """Keep a stored waiting task in memory to dispatch; ``False`` (left to the database)
-        when another daemon serves its tenant, or this one is handing it over."""
+        when another daemon serves its tenant, or this one is handing it over. A task
+        submitted while the backlog loads waits until it has loaded (``recovered``: one of
+        the backlog's), so that it never overtakes an older one not loaded yet."""
         cluster = self._daemon.cluster
         if cluster is not None and not cluster.serves(task.tenant):
             return False
+        if self.loading and not recovered and task.seq > self._load_cap:
+            self.live[(task.tenant, task.id)] = task  # status and wait find it meanwhile
+            self._deferred.append(task)
+            return True
+        if self.cold.keep_stored(task, now):  # a long queue's tail: the store keeps it
+            return True
         self.live[(task.tenant, task.id)] = task
         self._daemon.scheduler.add(task, now)
         return True
+
+    def adopts_at_once(self, task: LiveTask) -> bool:
+        """Whether ``adopt`` would hand ``task`` to the scheduler as an object now: not while
+        the backlog loads (it waits aside), nor into a long queue's stored tail. Only such a
+        task may be adopted before its insert commits (``Intake.submit_one``), since only
+        such a one can be let go again if the commit fails."""
+        return not self.loading and not self.cold.would_keep(task)
+
+    def begin_loading(self, cap: int) -> None:
+        """The stored backlog (tasks up to ``seq`` ``cap``) goes on loading while the daemon
+        serves (``Recovery``)."""
+        self.loading = True
+        self._load_cap = cap
+        self.loaded.clear()
+
+    def end_loading(self, now: float) -> None:
+        """The stored backlog is loaded (or the daemon stops): the tasks submitted meanwhile
+        join their queues, in order, and dispatch begins."""
+        if not self.loading:
+            return
+        self.loading = False
+        deferred, self._deferred = self._deferred, []
+        for task in deferred:
+            key = (task.tenant, task.id)
+            if self.live.get(key) is task:
+                del self.live[key]
+                self.adopt(task, now)
+        self.loaded.set()
+        self.wake()
 
     def interrupt(self, aids: Iterable[int], reason: str) -> None:
         """Attempts the pool gave up on (a stop's drain ran out): each counts as interrupted,
@@ -136,7 +184,7 @@ class Engine:
     def step(self) -> None:
         """One decision pass: dispatch to free workers, promote due timers, arm the next timer."""
         self._step_pending = False
-        if self._daemon.pool is None or not self._daemon.accepting:
+        if self._daemon.pool is None or not self._daemon.accepting or self.loading:
             return
         if self._daemon.cluster is not None:
             self._daemon.cluster.drop_lapsed()  # the safety rule: held now, not at the plan
@@ -155,6 +203,7 @@ class Engine:
         )  # peak per minute
         if pool.idle == 0 and self._daemon.scheduler.has_eligible():
             pool.grow(self._daemon.scheduler.queued)  # work waits and every slot is taken
+        self.cold.check()  # read back the tails of queues that dispatch ran low
         wakeup = self._daemon.scheduler.next_wakeup()
         cron_at = self._daemon.crons.next_at()
         if cron_at is not None and (wakeup is None or cron_at < wakeup):

@@ -132,6 +132,7 @@ class Intake:
             and spec.on_success is None
             and spec.on_failure is None
             and daemon.store.failure is None  # a failing store: the commit will fail too
+            and self._engine.adopts_at_once(task)
         )
         if early:
             view = (brief_view if brief else view_of)(task)  # as submitted, not as it runs

@@ -45,8 +45,31 @@ class Queries:
     async def wait(self, tenant: str, task_id: str, timeout: float | None) -> dict[str, Any]:
         if self._daemon.cluster is not None:
             return await self._wait_shared(tenant, task_id, timeout)
+        if (tenant, task_id) not in self._engine.live and not self._engine.loaded.is_set():
+            # It may be a task of the backlog still loading: the wait counts in the timeout.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                await asyncio.wait_for(self._engine.loaded.wait(), timeout)
+            except TimeoutError:
+                raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
+            left = None if timeout is None else max(0.0, timeout - (loop.time() - began))
+            return await self._wait_here(tenant, task_id, left, timeout)
+        return await self._wait_here(tenant, task_id, timeout, timeout)
+
+    async def _wait_here(
+        self, tenant: str, task_id: str, timeout: float | None, asked: float | None
+    ) -> dict[str, Any]:
+        """``wait`` on a daemon that is its store's only one (``asked``: the request's
+        timeout, for the message; ``timeout`` is what is left of it)."""
         key = (tenant, task_id)
         task = self._engine.live.get(key)
+        if (
+            task is None
+            and await self._engine.cold.holds_key(tenant, task_id)
+            and self._daemon.accepting
+        ):
+            return await self._wait_for(key, task_id, timeout, asked)  # in a long queue's tail
         if task is None:
             claim = self._engine.claims.get(key)
             if claim is not None:
@@ -59,12 +82,18 @@ class Queries:
             task = self._engine.live.get(key)
             if task is None:  # finished while we read the store
                 return await self.status(tenant, task_id)
+        return await self._wait_for(key, task_id, timeout, asked)
+
+    async def _wait_for(
+        self, key: tuple[str, str], task_id: str, timeout: float | None, asked: float | None
+    ) -> dict[str, Any]:
+        """Until the live task ``key`` ends (``Engine.finish`` releases its waiters)."""
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._engine.waiters.setdefault(key, []).append(waiter)
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
-            raise WaitTimeout(f"task {task_id!r} did not finish within {timeout:g}s") from None
+            raise WaitTimeout(f"task {task_id!r} did not finish within {asked:g}s") from None
         finally:
             waiters = self._engine.waiters.get(key)
             if waiters and waiter in waiters:
@@ -134,11 +163,12 @@ class Queries:
         """The worker running a task: ``pid``, ``rss``, ``cpu_seconds``, ``open_files``,
         ``threads``, ``children`` and every thread's Python ``stack``."""
         task = self._engine.live.get((tenant, task_id))
-        if task is None:
-            await self.status(tenant, task_id)  # NotFound for an unknown ID
+        stored = None
+        if task is None:  # NotFound for an unknown ID; a stored one is finished or queued
+            stored = (await self.status(tenant, task_id))["state"]
         pid = self._daemon.pool.pid_of(task.seq) if task is not None and self._daemon.pool else None
         if task is None or task.state is not TaskState.RUNNING or pid is None:
-            state = task.state if task is not None else "finished"
+            state = task.state if task is not None else stored
             raise UsageError(f"task {task_id!r} is {state}: only a running task can be inspected")
         try:
             info = process_info(pid)

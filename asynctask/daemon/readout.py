@@ -114,8 +114,11 @@ class Readout:
             "uptime": self._daemon.clock() - self._daemon.started_at,
             "accepting": self._daemon.accepting,
             "stopping": self._daemon.stop_requested.is_set(),
+            # The stored backlog is still loading (start-up): nothing is dispatched yet and
+            # the counts below do not have all of it.
+            "loading": self._engine.loading,
             "tasks": {
-                "live": len(self._engine.live),
+                "live": len(self._engine.live) + self._engine.cold.stored,
                 "running": len(self._engine.running),
                 "queued": self._daemon.scheduler.queued,
                 "scheduled": self._daemon.scheduler.scheduled,
@@ -247,7 +250,7 @@ class Readout:
         self._daemon.metrics.sample(POOL_ENTITY, self._daemon.scheduler.queued, busy, now)
         extra: dict[str, float] = {
             "uptime_seconds": now - self._daemon.started_at,
-            "live_tasks": len(self._engine.live),
+            "live_tasks": len(self._engine.live) + self._engine.cold.stored,
             "store_transactions_total": self._daemon.store.transactions
             if self._daemon.store
             else 0,

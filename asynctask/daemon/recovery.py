@@ -9,7 +9,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asynctask.core.scheduler import Action
 from asynctask.daemon.crontab import UnusableCron
@@ -26,25 +26,66 @@ if TYPE_CHECKING:
 log = logging.getLogger("asynctask.daemon")
 #: Unusable stored rows logged one by one at start-up; the recovery line counts them all.
 _SKIPPED_LOGGED = 100
+#: Stored live tasks loaded before the daemon serves; a longer backlog's rest loads while it
+#: serves (1,000,000 tasks took 5.7 s before the first request was answered). Below it a
+#: restart is as before: everything loaded before the first request.
+BEFORE_SERVING = 10_000
+#: Rows a batch of the load reads: the loop serves requests between two batches.
+BATCH = 5_000
 
 
 class Recovery:
-    """The start-up recovery of one daemon (see the module docstring)."""
+    """The start-up recovery of one daemon (see the module docstring).
+
+    A long backlog loads in two parts: the first ``BEFORE_SERVING`` rows before the daemon
+    serves (``load``), the rest while it serves (``load_rest``, a background task). Meanwhile
+    nothing is dispatched (``Engine.loading``), and the requests that would miss a task not
+    loaded yet wait for the end of the load (``Engine.loaded``): cancel, pause of tasks, wait.
+    Status, list and de-duplication read the store, which has every task; a submit is
+    stored at once and taken in when the load ends (``Engine.adopt``)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
         self._engine = daemon.engine
+        self._started: dict[int, int] = {}
+        self._unusable: list[Quarantine] = []  # set aside once everything is loaded
+        self._interrupted: list[Action] = []
+        self._skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
+        self._loaded = 0
+        self._cap = 0
+        self._batches: AsyncIterator[list[TaskRow]] | None = None
 
     async def load(self) -> int:
-        """Load the live tasks back. The cyclic collector is off meanwhile and the result is
-        frozen out of its reach: a million long-lived objects made it rescan everything again
-        and again (1,000,000 tasks: 3.9 s to build them with it on, 1.8 s with it off)."""
+        """Load the live tasks back, up to ``BEFORE_SERVING`` of them; returns how many. If
+        more are stored, ``Engine.loading`` is set and ``load_rest`` loads them. The cyclic
+        collector is off meanwhile and the result is frozen out of its reach: a million
+        long-lived objects made it rescan everything again and again (1,000,000 tasks: 3.9 s
+        to build them with it on, 1.8 s with it off)."""
         gc.disable()
         try:
-            return await self._load_live()
+            await self._prepare()
+            if await self._load_batches(BEFORE_SERVING):
+                await self._end_load()
+            else:
+                self._engine.begin_loading(self._cap)
+            return self._loaded
         finally:
             gc.freeze()
             gc.enable()
+
+    async def load_rest(self) -> int:
+        """Load the rest of a long backlog, batch by batch with the loop serving in between;
+        returns how many tasks were loaded in all."""
+        await self._load_batches(None)
+        await self._end_load()
+        return self._loaded
+
+    async def close(self) -> None:
+        """The load stops (the daemon stops first): its read connection is closed."""
+        close = getattr(self._batches, "aclose", None)
+        self._batches = None
+        if close is not None:
+            await close()
 
     async def empty_start_journal(self) -> None:
         """Once start-up's writes (the interrupted attempts it found) have committed, the
@@ -55,7 +96,7 @@ class Recovery:
             if self._daemon.starts is not None and not self._daemon.guard.unstored:
                 self._daemon.starts.reset()
 
-    async def _load_live(self) -> int:
+    async def _prepare(self) -> None:
         cluster = self._daemon.cluster is not None
         started = await asyncio.to_thread(read_starts, self._daemon.home)
         if self._daemon.cluster is not None:
@@ -69,7 +110,9 @@ class Recovery:
             # to a new task while a journal line still says it began.
             stored = await self._daemon.store.max_seq()
             self._engine.next_seq = max(stored, max(started, default=0)) + 1
-        unusable: list[Quarantine] = []  # set aside once everything is loaded
+        self._started = started
+        self._cap = self._engine.next_seq - 1  # submits from now on are not the backlog's
+        unusable = self._unusable
         for kind, tenant, name in await self._daemon.store.load_pauses():
             try:
                 kind.encode(), tenant.encode(), name.encode()  # escaped: not UTF-8
@@ -93,42 +136,83 @@ class Recovery:
                     extra={"event": "cron_skipped", "tenant": tenant, "cron": name},
                 )  # fmt: skip
                 unusable.append(Quarantine("crons", (tenant, name), f"{tenant}/{name}", str(exc)))
-        interrupted: list[Action] = []
-        loaded = 0
-        skipped: list[SkippedRow] = []  # left in the store as they are, for an operator
         # In batches: each is turned into tasks (sharing equal values) before the next is read,
         # so the rows of a million-task backlog never all exist beside their tasks.
+        if not cluster:
+            self._batches = self._daemon.store.load_live_batches(size=BATCH, skipped=self._skipped)
+
+    async def _load_batches(self, limit: int | None) -> bool:
+        """Load batches until ``limit`` rows were loaded in all (``None``: no limit); whether
+        every batch is loaded."""
+        batches = self._batches
+        if batches is None:
+            return True
         declare = self._daemon.intake.declare_limits
-        batches = _nothing() if cluster else self._daemon.store.load_live_batches(skipped=skipped)
-        async for rows in batches:
+        started = self._started
+        skipped = self._skipped
+        engine = self._engine
+        cold = engine.cold
+        cap = self._cap
+        queued = TaskState.QUEUED
+        plain: dict[int, tuple[dict[str, Any], bool]] = {}  # by options: may go to a tail
+        while limit is None or self._loaded < limit:
+            try:
+                rows = await anext(batches)
+            except StopAsyncIteration:
+                self._batches = None
+                return True
             now = self._daemon.clock()
-            loaded += len(rows)
             for row in rows:
+                if row.seq > cap:  # submitted since the start: ``Engine.adopt`` has it
+                    continue
+                options = row.options
+                known = plain.get(id(options))
+                if known is None or known[0] is not options:
+                    known = plain[id(options)] = (options, _plain(options))
+                if (  # a long queue's tail (``coldqueue.py``): no task object is made
+                    known[1]
+                    and row.state is queued
+                    and not row.held
+                    and type(row.labels) is dict
+                    and started.get(row.seq, 0) <= row.attempts
+                    and cold.keep_stored_row(row, now)
+                ):
+                    declare(row.function, options.get("limits"), now)
+                    self._loaded += 1
+                    continue
                 try:
                     task = task_from_row(row)  # the rows share equal values already
                     check_recovered(task)
                     declare(task.function, task.options.get("limits"), now)
                 except Exception as exc:  # decoded, but not a task this version can run
                     skipped.append(SkippedRow(row.seq, row.tenant, row.id, describe(exc)))
-                    loaded -= 1
                     continue
+                self._loaded += 1
                 if started.get(task.seq, 0) > task.attempts:  # began before "running" committed
                     task.attempts = started[task.seq]
                     task.state = TaskState.RUNNING
-                self._engine.live[(task.tenant, task.id)] = task
                 if task.state is TaskState.RUNNING:
+                    engine.live[(task.tenant, task.id)] = task
                     reason = "the daemon stopped during the attempt"
-                    interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))
-                else:
-                    self._daemon.scheduler.add(task, now)
+                    self._interrupted.append(self._daemon.scheduler.interrupted(task, reason, now))
+                else:  # in memory, or in its queue's stored tail (``coldqueue.py``)
+                    engine.adopt(task, now, recovered=True)
+            cold.count_rows(now)  # the batch's stored rows, one call per queue and function
+        return False
+
+    async def _end_load(self) -> None:
+        skipped = self._skipped
         for bad in skipped[:_SKIPPED_LOGGED]:
             log.error("skipped %s", bad, extra={"event": "row_skipped"})
+        unusable = self._unusable
         unusable += (
             Quarantine("tasks", (bad.seq,), f"seq={bad.seq} {bad.tenant}/{bad.id}", bad.reason)
             for bad in skipped
         )
         await self.set_aside(unusable)
+        interrupted, self._interrupted = self._interrupted, []
         self._daemon.engine.perform(interrupted)
+        loaded = self._loaded
         if loaded or skipped:
             log.info(
                 "recovered %d live tasks, %d of them interrupted attempts; skipped %d bad rows",
@@ -136,7 +220,6 @@ class Recovery:
                 extra={"event": "recovery", "live": loaded, "interrupted": len(interrupted),
                        "skipped": len(skipped)},
             )  # fmt: skip
-        return loaded
 
     async def set_aside(self, rows: list[Quarantine]) -> None:
         """Move the rows start-up skipped into the ``quarantine`` table (``asynctask doctor``
@@ -163,6 +246,15 @@ class Recovery:
         )  # fmt: skip
 
 
-async def _nothing() -> AsyncIterator[list[TaskRow]]:
-    return
-    yield
+def _plain(options: dict[str, Any]) -> bool:
+    """Whether a recovered task with these options may stay in a queue's stored tail: no TTL
+    (the expiry heap holds task objects), and what ``check_recovered`` checks of them holds."""
+    if type(options) is not dict:  # decoded, but not a map: ``task_from_row`` says why
+        return False
+    timeout = options.get("timeout")
+    retries = options.get("retries", 0)
+    return (
+        options.get("expires_at") is None
+        and (timeout is None or type(timeout) in (int, float))
+        and type(retries) is int
+    )

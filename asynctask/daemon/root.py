@@ -277,9 +277,10 @@ class Daemon:
         log_store_health(self.store)
         if isinstance(self.store, PostgresStore):
             self.cluster = await Cluster.open(self, self.store)
-        recovered = await self.recovery.load()
+        recovered = await self.recovery.load()  # a long backlog: its first part
         self.starts = StartJournal(self.home)
-        await self.recovery.empty_start_journal()  # before anything is dispatched
+        if not self.engine.loading:
+            await self.recovery.empty_start_journal()  # before anything is dispatched
         recovered_at = time.perf_counter()
         workers = self.config.workers
         self.cgroups = open_sandbox(workers.sandbox)
@@ -363,7 +364,24 @@ class Daemon:
         self.missed_slots.clear()
         write_pid(self.home)
         log_started(self, recovered, recovered_at - began, time.perf_counter() - began)
+        if self.engine.loading:  # a long backlog's rest loads while the daemon serves
+            self.background_task(self._load_rest())
         self.engine.wake()
+
+    async def _load_rest(self) -> None:
+        """The rest of a long stored backlog (``Recovery``), then the start journal is
+        emptied and dispatch begins. A store that fails meanwhile stops the daemon, as at
+        start-up: a backlog half loaded must not be served as if it were all."""
+        try:
+            await self.recovery.load_rest()
+            await self.recovery.empty_start_journal()  # before anything is dispatched
+            self.engine.end_loading(self.clock())
+        except StoreError as exc:
+            self._storage_lost(StoreError(f"loading the stored backlog failed: {exc}"))
+        finally:
+            await self.recovery.close()
+            if self.engine.loading:  # stopped (or failed) first: requests waiting end
+                self.engine.loaded.set()
 
     async def _start_observers(self) -> None:
         """The /metrics listener and the span exporter, when configured."""

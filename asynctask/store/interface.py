@@ -98,6 +98,11 @@ class TaskStore(Protocol):
 
     async def get_by_seq(self, seq: int) -> TaskRow | None: ...
 
+    async def get_by_seqs(self, seqs: list[int]) -> list[TaskRow]:
+        """The rows of ``seqs`` that exist, in ``seq`` order; equal values of the rows may be
+        shared objects, so treat them as read-only."""
+        ...
+
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]: ...
 
     async def old_finished(

@@ -352,6 +352,12 @@ class PostgresStore:
         rows = await self._fetch_rows(f"reading task seq={seq}", pgschema.SELECT_BY_SEQ, seq)
         return rows[0] if rows else None
 
+    async def get_by_seqs(self, seqs: list[int]) -> list[TaskRow]:
+        """The rows of ``seqs`` that exist, in ``seq`` order (``sqlite.Store.get_by_seqs``)."""
+        return await self._fetch_rows(
+            f"reading {len(seqs)} tasks by seq", pgschema.SELECT_BY_SEQS, seqs
+        )
+
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
         """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 import aiosqlite
@@ -32,10 +32,13 @@ async def live_batches(
     while True:
         with map_errors("loading the live tasks", DECODE_ERRORS):
             try:
-                async for rows in _live_batch(conn, after, size, skipped, tolerant):
-                    after = rows[-1]
-                    yield cast(list[TaskRow], rows[:-1])
-                    tolerant = False
+                # Closed here, not whenever it is collected: the connection may be gone by then.
+                batch = _live_batch(conn, after, size, skipped, tolerant)
+                async with contextlib.aclosing(batch):
+                    async for rows in batch:
+                        after = rows[-1]
+                        yield cast(list[TaskRow], rows[:-1])
+                        tolerant = False
                 return
             except sqlite3.OperationalError as error:
                 if skipped is None or tolerant or "decode" not in str(error):
@@ -49,7 +52,7 @@ async def _live_batch(
     size: int,
     skipped: list[SkippedRow] | None,
     tolerant: bool,
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Batches of live rows with ``seq > after``, each followed by the last seq it read
     (so that a retry resumes there); ``tolerant``: only one batch, read with escaped text."""
     decoder = row_decoder(shared=True, skipped=skipped, check_text=tolerant)

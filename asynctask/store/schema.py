@@ -317,6 +317,10 @@ SELECT_LIVE_AFTER: Final = (
 )
 SELECT_BY_KEY: Final = f"{_SELECT} WHERE tenant = ? AND id = ?"
 SELECT_BY_SEQ: Final = f"{_SELECT} WHERE seq = ?"
+#: ``SELECT_BY_SEQS.format(marks)``: the rows of a list of seqs (``marks``: one ``?`` each).
+SELECT_BY_SEQS: Final = f"{_SELECT} WHERE seq IN ({{}}) ORDER BY seq"
+#: The most seqs one ``SELECT_BY_SEQS`` names (SQLite allows 32,766 parameters).
+SEQS_PER_SELECT: Final = 500
 SELECT_MAX_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM tasks"
 
 

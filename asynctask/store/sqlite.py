@@ -219,11 +219,25 @@ class Store:
 
         With ``skipped``, rows that cannot be decoded are left out of the batches (and left
         as they are in the database) and described there instead of failing the load; text
-        that is not UTF-8 included (``recovery.live_batches``)."""
+        that is not UTF-8 included (``recovery.live_batches``).
+
+        It reads on a connection of its own, closed when the batches end: its one statement
+        keeps a read snapshot for as long as the load takes, which on the read connection
+        would have every other read (``status`` of a task submitted meanwhile) see that
+        snapshot too, and the daemon serves while a long backlog loads."""
         self._check_open()
-        async with contextlib.aclosing(live_batches(self._read_conn, size, skipped)) as batches:
-            async for batch in batches:
-                yield batch
+        with map_errors("opening a connection to load the live tasks"):
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            with map_errors("opening a connection to load the live tasks"):
+                await configure_reader(conn, self.durability)
+                await conn.execute("PRAGMA query_only = ON")
+            async with contextlib.aclosing(live_batches(conn, size, skipped)) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def max_seq(self) -> int:
         """The largest ``seq`` stored, 0 for an empty store: where the daemon's counter resumes."""
@@ -295,6 +309,22 @@ class Store:
     async def get_by_seq(self, seq: int) -> TaskRow | None:
         rows = await self._fetch_rows(f"reading task seq={seq}", schema.SELECT_BY_SEQ, (seq,))
         return rows[0] if rows else None
+
+    async def get_by_seqs(self, seqs: list[int]) -> list[TaskRow]:
+        """The rows of ``seqs`` that exist, in ``seq`` order, decoded as the backlog's are
+        (``row_decoder(shared=True)``: equal values are one object; read-only)."""
+        self._check_open()
+        rows: list[TaskRow] = []
+        decode = row_decoder(shared=True)
+        seqs = sorted(set(seqs))  # each statement's rows come in seq order: so do all
+        step = schema.SEQS_PER_SELECT
+        with map_errors(f"reading {len(seqs)} tasks by seq", DECODE_ERRORS):
+            for start in range(0, len(seqs), step):
+                part = seqs[start : start + step]
+                sql = schema.SELECT_BY_SEQS.format(", ".join("?" * len(part)))
+                raw = await self._read_conn.execute_fetchall(sql, part)
+                rows += cast(list[TaskRow], [decode(cast(Any, None), tuple(row)) for row in raw])
+        return rows
 
     async def list_tasks(self, f: TaskFilter, limit: int) -> list[TaskRow]:
         """Tasks matching ``f``, newest (``created_at``, then ``seq``) first, at most ``limit``,

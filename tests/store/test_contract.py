@@ -116,6 +116,17 @@ async def test_get_misses_and_is_scoped_by_tenant(store: TaskStore) -> None:
     assert await store.get_by_seq(99) is None
 
 
+async def test_get_by_seqs_reads_the_rows_that_exist_in_seq_order(store: TaskStore) -> None:
+    rows = [make_row(seq, id=f"t{seq}", options={"retries": 2}) for seq in range(1, 1_203)]
+    await put_all(store, [InsertTask(row) for row in rows])
+    wanted = [1_202, 3, 700, 9_999, 1, *range(100, 1_100)]  # more than one statement's worth
+    got = await store.get_by_seqs(wanted)
+    assert [row.seq for row in got] == sorted(set(wanted) - {9_999})
+    assert got[0] == rows[0]
+    assert got[-1] == rows[-1]
+    assert await store.get_by_seqs([]) == []
+
+
 async def test_max_seq(store: TaskStore) -> None:
     assert await store.max_seq() == 0
     await put_all(store, [InsertTask(make_row(7)), InsertTask(make_row(3))])
