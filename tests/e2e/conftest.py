@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,10 +75,21 @@ class DaemonProcess:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and the exit status. A daemon still running after ``timeout`` fails the
+        test with the end of its log and its threads' stacks (py-spy, when installed), so a
+        rare hang in a stop can be read from the failure alone."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stacks = _stacks(self.proc.pid)
+            log = self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+            raise AssertionError(
+                f"the daemon did not stop within {timeout:g}s\n--- its log ---\n{log}"
+                f"\n--- its threads ---\n{stacks}"
+            ) from None
 
     def worker_pids(self) -> list[int]:
         """PIDs of every process below the daemon: its workers (children of its fork server,
@@ -129,3 +141,16 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 @pytest.fixture
 def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
     return make_daemon().start()
+
+
+def _stacks(pid: int) -> str:
+    """The Python stacks of process ``pid``'s threads, if py-spy is on the PATH."""
+    beside = Path(sys.executable).with_name("py-spy")  # the venv's, whatever PATH says
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        return "(py-spy is not installed)"
+    try:
+        done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(py-spy failed: {exc})"
+    return (done.stdout + done.stderr).decode(errors="replace")
