@@ -101,13 +101,13 @@ class ColdQueue:
     def keep_stored(self, task: LiveTask, now: float) -> bool:
         """Whether ``task`` (committed, queued, being adopted) joins its level's tail instead
         of memory; if so, it is counted by the scheduler as stored."""
-        if not self.enabled or task.state is not TaskState.QUEUED or task.held:
+        if not self.would_keep(task):
             return False
-        if task.expires_at is not None:
-            return False
-        return self._keep(
-            task.seq, task.tenant, task.queue, task.priority, task.function, task.payload, now
+        self._append((task.tenant, task.queue, task.priority), task.seq, now)
+        self._daemon.scheduler.add_stored(
+            task.tenant, task.queue, task.function, len(task.payload), now
         )
+        return True
 
     def would_keep(self, task: LiveTask) -> bool:
         """Whether ``keep_stored`` would take ``task`` now, changing nothing."""
@@ -115,26 +115,17 @@ class ColdQueue:
             return False
         if task.expires_at is not None:
             return False
-        level = (task.tenant, task.queue, task.priority)
-        return level in self._tails or (self._daemon.scheduler.queued_at_level(*level) >= WINDOW)
+        return self._joins_tail((task.tenant, task.queue, task.priority))
 
     def keep_stored_row(self, row: TaskRow, now: float) -> bool:
         """``keep_stored`` for a row start-up recovery read, before a task is made of it. The
         caller has checked that it is queued, not held, without a TTL and usable, and calls
         ``count_rows`` before anything else may look at the counts (at the end of its batch)."""
-        if not self.enabled:
+        level = (row.tenant, row.queue, row.priority)
+        if not self.enabled or not self._joins_tail(level):
             return False
-        tenant, queue, priority = row.tenant, row.queue, row.priority
-        level = (tenant, queue, priority)
-        tail = self._tails.get(level)
-        if tail is None:
-            if self._daemon.scheduler.queued_at_level(tenant, queue, priority) < WINDOW:
-                return False
-            tail = self._tails[level] = _Tail()
-        tail.seqs.append(row.seq)
-        tail.ats.append(now)
-        self.stored += 1
-        where = (tenant, queue, row.function)
+        self._append(level, row.seq, now)
+        where = (row.tenant, row.queue, row.function)
         counted = self._uncounted.get(where)
         if counted is None:
             self._uncounted[where] = [1, len(row.payload)]
@@ -150,27 +141,18 @@ class ColdQueue:
         for (tenant, queue, function), (count, nbytes) in uncounted.items():
             self._daemon.scheduler.add_stored(tenant, queue, function, nbytes, now, count)
 
-    def _keep(
-        self,
-        seq: int,
-        tenant: str,
-        queue: str,
-        priority: int,
-        function: str,
-        payload: bytes,
-        now: float,
-    ) -> bool:
-        level = (tenant, queue, priority)
+    def _joins_tail(self, level: Level) -> bool:
+        """A level's new task goes to its tail once it has one, or once ``WINDOW`` of its
+        tasks are objects: the tail is always the level's newest, which keeps FIFO."""
+        return level in self._tails or self._daemon.scheduler.queued_at_level(*level) >= WINDOW
+
+    def _append(self, level: Level, seq: int, now: float) -> None:
         tail = self._tails.get(level)
         if tail is None:
-            if self._daemon.scheduler.queued_at_level(tenant, queue, priority) < WINDOW:
-                return False
             tail = self._tails[level] = _Tail()
         tail.seqs.append(seq)
         tail.ats.append(now)
         self.stored += 1
-        self._daemon.scheduler.add_stored(tenant, queue, function, len(payload), now)
-        return True
 
     def check(self) -> None:
         """Start a refill for each level whose objects ran low (called after each step)."""
