@@ -32,6 +32,7 @@ import msgspec
 from asynctask.client._calls import Reply, _Calls
 from asynctask.errors import AsynctaskError, DaemonUnavailable, ProtocolError
 from asynctask.protocol import DEFAULT_MAX_FRAME
+from asynctask.protocol.framing import take_frames
 
 R = TypeVar("R", bound=Reply)
 #: How a reply body is decoded: to a plain map, or (a call that asks) to a ``Reply`` Struct.
@@ -58,25 +59,8 @@ class ReplyFrames:
             (length,) = _HEADER.unpack_from(data)
             if length == len(data) - 4 and length <= DEFAULT_MAX_FRAME:
                 return [memoryview(data)[4:]]
-        buffer = self._buffer
-        buffer += data
-        bodies: list[memoryview] = []
-        offset = 0
-        end = len(buffer)
-        while end - offset >= 4:
-            (length,) = _HEADER.unpack_from(buffer, offset)
-            if length > DEFAULT_MAX_FRAME:
-                raise ProtocolError(
-                    f"frame of {length} bytes exceeds the maximum of {DEFAULT_MAX_FRAME} bytes"
-                )
-            start = offset + 4
-            if end - start < length:
-                break
-            bodies.append(memoryview(bytes(buffer[start : start + length])))
-            offset = start + length
-        if offset:
-            del buffer[:offset]
-        return bodies
+        self._buffer += data
+        return [memoryview(body) for body in take_frames(self._buffer, DEFAULT_MAX_FRAME)]
 
 
 def decode_reply(body: memoryview, decoder: Decoder) -> Any:

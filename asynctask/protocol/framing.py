@@ -94,25 +94,31 @@ class FrameDecoder:
         rest stay buffered, undecoded, for the next call (``feed(b"")`` to go on without new
         bytes), so the caller can act on one message - or stop reading - before the next one
         is even checked against ``max_frame``."""
-        buffer = self._buffer
-        buffer += data
-        messages: list[dict[str, Any]] = []
-        offset = 0
-        end = len(buffer)
-        while end - offset >= _HEADER_SIZE and (limit is None or len(messages) < limit):
-            (length,) = _HEADER.unpack_from(buffer, offset)
-            if length > self._max_frame:
-                raise ProtocolError(
-                    f"frame of {length} bytes exceeds the maximum of {self._max_frame} bytes"
-                )
-            start = offset + _HEADER_SIZE
-            if end - start < length:
-                break
-            messages.append(_decode_body(bytes(buffer[start : start + length])))
-            offset = start + length
-        if offset:
-            del buffer[:offset]
-        return messages
+        self._buffer += data
+        return [_decode_body(body) for body in take_frames(self._buffer, self._max_frame, limit)]
+
+
+def take_frames(buffer: bytearray, max_frame: int, limit: int | None = None) -> list[bytes]:
+    """Cut the bodies of the complete frames at the front of ``buffer`` off it, at most
+    ``limit`` of them; a partial frame stays. ``ProtocolError`` for a length prefix over
+    ``max_frame``, before its body is waited for. The one framing rule of the daemon's
+    ``FrameDecoder`` and the client's reply reader (``client/_connection.py``), which decode
+    the bodies each in its own way."""
+    bodies: list[bytes] = []
+    offset = 0
+    end = len(buffer)
+    while end - offset >= _HEADER_SIZE and (limit is None or len(bodies) < limit):
+        (length,) = _HEADER.unpack_from(buffer, offset)
+        if length > max_frame:
+            raise ProtocolError(f"frame of {length} bytes exceeds the maximum of {max_frame} bytes")
+        start = offset + _HEADER_SIZE
+        if end - start < length:
+            break
+        bodies.append(bytes(buffer[start : start + length]))
+        offset = start + length
+    if offset:
+        del buffer[:offset]
+    return bodies
 
 
 def _decode_body(body: bytes) -> dict[str, Any]:
