@@ -24,19 +24,7 @@ from asynctask.client._connection import (
 )
 from asynctask.errors import ProtocolError, UsageError
 from asynctask.protocol import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame, encode_frames
-
-messages = st.dictionaries(
-    st.text(max_size=8),
-    st.one_of(
-        st.integers(-(2**63), 2**64 - 1),
-        st.text(max_size=20),
-        st.binary(max_size=50),
-        st.none(),
-        st.booleans(),
-        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=5),
-    ),
-    max_size=6,
-)
+from tests.protocol.test_frames import messages  # the same maps the daemon's decoder is fed
 
 STATUS = {
     "id": "01M9916JRX573BSRFK6Z4PSY37", "state": "scheduled", "tenant": "acme",
