@@ -70,11 +70,7 @@ class Intake:
                     tenant, count, now, payload_bytes[tenant], queues[tenant]
                 )
             except SubmitThrottled as refusal:
-                self._daemon.events.refused(tenant, count, refusal, now)
-                for spec in specs:
-                    if spec.tenant == tenant:
-                        where = (spec.tenant, self.queue_of(spec), spec.function)
-                        self._daemon.metrics.count(where, REFUSED, now)
+                self._refused([spec for spec in specs if spec.tenant == tenant], refusal, now)
                 raise
         for tenant, count in counts.items():  # until added: concurrent submits see them
             self._daemon.scheduler.reserve(
@@ -115,8 +111,7 @@ class Intake:
         try:
             scheduler.admit(tenant, 1, now, nbytes, queues)
         except SubmitThrottled as refusal:
-            daemon.events.refused(tenant, 1, refusal, now)
-            daemon.metrics.count((tenant, queues[0], spec.function), REFUSED, now)
+            self._refused([spec], refusal, now)
             raise
         scheduler.reserve(tenant, 1, nbytes, queues, now)
         try:
@@ -127,6 +122,7 @@ class Intake:
             scheduler.unreserve(tenant, 1, nbytes)
             raise
         reply: asyncio.Future[list[dict[str, Any]]] = daemon.loop.create_future()
+        view = (brief_view if brief else view_of)(task)  # as submitted, not as it runs
         early = (
             cluster is None
             and spec.on_success is None
@@ -135,7 +131,6 @@ class Intake:
             and self._engine.adopts_at_once(task)
         )
         if early:
-            view = (brief_view if brief else view_of)(task)  # as submitted, not as it runs
             self._engine.adopt(task, now)
             self._engine.wake_for(task)
 
@@ -157,10 +152,17 @@ class Intake:
                 self._engine.adopt(task, now)
                 self._engine.wake_for(task)
             if not reply.done():
-                reply.set_result([view if early else (brief_view if brief else view_of)(task)])
+                reply.set_result([view])
 
         stored.add_done_callback(committed)
         return reply
+
+    def _refused(self, specs: list[SubmitSpec], refusal: SubmitThrottled, now: float) -> None:
+        """Back pressure refused ``specs``, all of one tenant: the event and the counts."""
+        self._daemon.events.refused(specs[0].tenant, len(specs), refusal, now)
+        for spec in specs:
+            where = (spec.tenant, self.queue_of(spec), spec.function)
+            self._daemon.metrics.count(where, REFUSED, now)
 
     def _foreign(self, specs: list[SubmitSpec]) -> frozenset[str]:
         """The tenants of ``specs`` that another daemon serves (docs/scale-out.md): their
