@@ -195,8 +195,9 @@ class Intake:
                     await asyncio.sleep(0)
                 elsewhere = spec.tenant in foreign
                 if spec.id is None:
-                    if admitted is None or spec_shape(spec) != shape:
-                        shape = spec_shape(spec)
+                    this_shape = spec_shape(spec)
+                    if admitted is None or this_shape != shape:
+                        shape = this_shape
                         admitted = admission(spec, now, self._defaults, interner)
                     task = admitted.task(
                         self._engine.take_seq(), new_task_id(now), interner.payload(spec.payload)
