@@ -24,7 +24,7 @@ CALLS = {
     "connect", "close", "ping", "submit", "submit_cmd", "submit_status", "submit_many",
     "status", "wait", "result", "list", "list_page", "retry", "delete", "cron_add",
     "cron_list", "cron_remove", "cancel", "pause", "resume", "queues", "stats", "metrics",
-    "reload", "stop", "logs", "inspect", "nodes",
+    "reload", "stop", "logs", "inspect", "nodes", "web_token",
 }  # fmt: skip
 
 

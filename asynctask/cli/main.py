@@ -11,7 +11,7 @@ the order they are registered, and ``asynctask --help`` keeps the order users kn
 
 from __future__ import annotations
 
-from asynctask.cli import cron, daemon, migrate, selectors, tasks, views
+from asynctask.cli import cron, daemon, migrate, selectors, tasks, views, webtoken
 from asynctask.cli.app import app, fail, os_error
 from asynctask.errors import UsageError
 
@@ -41,6 +41,7 @@ app.command()(views.nodes)
 app.command()(views.metrics)
 app.command()(views.queues)
 app.command()(views.top)
+app.command("web-token")(webtoken.web_token)
 app.add_typer(cron.cron_app, name="cron")
 
 

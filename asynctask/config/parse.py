@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from asynctask.config.sections import (
     RetryConfig,
     ServerConfig,
     StoreConfig,
+    WebConfig,
     WorkersConfig,
 )
 from asynctask.config.values import (
@@ -72,7 +74,7 @@ def default_config_path(home: Path) -> Path | None:
 
 _TOP_KEYS = {
     "daemon", "server", "workers", "retry", "auth", "scheduler", "aimd", "tenants", "queues",
-    "functions", "metrics", "tracing", "store",
+    "functions", "metrics", "tracing", "store", "web",
 }  # fmt: skip
 _DAEMON_KEYS = {
     "durability", "drain", "max_frame", "max_payload", "log_level", "log_format", "history_days",
@@ -122,6 +124,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         functions=function_defaults,
         observe=_observe(_section(data, "metrics"), _section(data, "tracing")),
         store=_store(_section(data, "store")),
+        web=_web(_section(data, "web")),
         run_policy=_run_policy(_section(data, "tenants"), bool(auth_cfg.users), function_defaults),
         source=source,
     )
@@ -302,3 +305,52 @@ def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveC
             tracing, "tracing.opentelemetry", "off", _choice("off", "otlp", "console")
         ),
     )
+
+
+#: ``[web] token_ttl``: at least a minute, at most 30 days (a login is renewed by running
+#: ``asynctask web-token`` again).
+TOKEN_TTL_RANGE = (60.0, 30 * DAY)
+DEFAULT_TOKEN_TTL = 12 * 3600.0
+
+
+def _web(web: Mapping[str, Any]) -> WebConfig:
+    """``[web]``: the console's address, loopback unless ``allow_remote`` (the login cookie
+    travels in clear text over plain HTTP), and how long a login token is valid."""
+    _only(web, "web.", {"http", "allow_remote", "token_ttl"})
+    allow_remote = _get(web, "web.allow_remote", False, _bool)
+    http = _get(web, "web.http", None, _listen_address)
+    if http is not None and not allow_remote and not _is_loopback(http[0]):
+        raise ConfigError(
+            f"bad value for web.http: {http[0]} is not a loopback address: the web console "
+            "binds to loopback only (127.0.0.1, ::1) unless [web] allow_remote = true (its "
+            "login cookie then crosses the network in clear text: put a TLS proxy in front)"
+        )
+    ttl = _get(web, "web.token_ttl", DEFAULT_TOKEN_TTL, _positive_duration)
+    low, high = TOKEN_TTL_RANGE
+    if not low <= ttl <= high:
+        raise ConfigError(f"bad value for web.token_ttl: {ttl:g}s is not between 1m and 30d")
+    return WebConfig(http=http, allow_remote=allow_remote, token_ttl=ttl)
+
+
+def _listen_address(raw: Any) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6), any host; ``_web`` decides whether a host
+    that is not loopback may be used."""
+    if not isinstance(raw, str):
+        raise TypeError("expected host:port, e.g. 127.0.0.1:8080")
+    host, sep, port_text = raw.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8080")
+    if not host or any(c.isspace() or c in "/[]@" for c in host):
+        raise ValueError("expected host:port with a host name or address, e.g. 127.0.0.1:8080")
+    return host, int(port_text)
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ``::1`` or ``localhost``; a host name may resolve to anything."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -94,6 +94,15 @@ class ObserveConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """``[web]``: the web console (``asynctask/web/``, docs/web-console.md). Read once at start."""
+
+    http: tuple[str, int] | None = None  # host and port of the console; None: no console
+    allow_remote: bool = False  # http may name a host that is not loopback
+    token_ttl: float = 12 * 3600.0  # seconds a login token (``asynctask web-token``) is valid
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """``[store]``: where the task record lives (docs/scale-out.md). Read once at start."""
 
@@ -113,6 +122,7 @@ class Config:
     functions: Mapping[str, FunctionDefaults] = field(default_factory=dict)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     #: What each tenant may run in multi-user mode (``core/allowlist.py``).
     run_policy: RunPolicy = field(default_factory=RunPolicy)
     source: str | None = None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from asynctask.core.cron import CronSchedule
 from asynctask.daemon.nodesview import local_view, nodes_view
+from asynctask.errors import UsageError
 from asynctask.executor.lineage import worker_of
 from asynctask.model import ListQuery, SubmitSpec
 from asynctask.server.auth import Principal
@@ -135,3 +136,12 @@ class Backend:
             time.time(),
             my_running=len(self._daemon.engine.running),
         )
+
+    def web_token(self, uid: int) -> dict[str, Any]:
+        web = self._daemon.web
+        if web is None:
+            raise UsageError(
+                "the web console is off: set [web] http in the config and restart the daemon "
+                "(docs/web-console.md)"
+            )
+        return web.issue(uid)

@@ -97,6 +97,7 @@ from asynctask.store import (
 )
 from asynctask.store.postgres import PostgresStore
 from asynctask.store.starts import StartJournal
+from asynctask.web.console import WEB_SECRET, WebConsole
 
 log = logging.getLogger("asynctask.daemon")
 
@@ -169,6 +170,7 @@ class Daemon:
         self.recovery = Recovery(self)
         self.queries = Queries(self)
         self.metrics_http: MetricsHttp | None = None
+        self.web: WebConsole | None = None  # [web] http: the console (web/console.py)
         self.spans: SpanExporter | None = None
         self._lock_file: IO[str] | None = None
         self.backend = Backend(self)
@@ -327,9 +329,10 @@ class Daemon:
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)
+        auth = AuthPolicy(admins, self.config.auth.users)
         ops = Ops(
             self.backend,
-            AuthPolicy(admins, self.config.auth.users),
+            auth,
             self.config.daemon.max_payload,
             policy=self.config.run_policy,
             clock=self.clock,
@@ -347,6 +350,7 @@ class Daemon:
         # Observers first, and accepting before the socket listens: a client that connects
         # during any await of start-up must find the daemon taking tasks, not "shutting down".
         await self._start_observers()
+        await self._start_web(ops, auth)
         self.accepting = True
         bound, self._bound_socket = self._bound_socket, None
         await self.listener.start(bound)
@@ -403,9 +407,28 @@ class Daemon:
         if observe.opentelemetry != "off":
             self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
 
+    async def _start_web(self, ops: Ops, auth: AuthPolicy) -> None:
+        """The web console, when ``[web] http`` is set: the same ``ops`` as the socket."""
+        web = self.config.web
+        if web.http is None:
+            return
+        console = WebConsole(
+            *web.http, ops, auth, str(self.home / WEB_SECRET), web.token_ttl, self.clock
+        )
+        try:
+            await console.start()
+        except OSError as exc:
+            host, port = web.http
+            raise UsageError(f"web.http: cannot listen on {host}:{port}: {exc}") from None
+        self.web = console
+        log.info("web console: %s (log in: asynctask web-token)", console.url,
+                 extra={"event": "web_console"})  # fmt: skip
+
     async def shutdown(self) -> None:
         self.gc_pauses.remove()
         self.accepting = False
+        if self.web is not None:
+            await self.web.close()
         if self.cluster is not None:
             self.cluster.begin_stop()  # renews what it holds until ``leave``, takes nothing
         if self.metrics_http is not None:

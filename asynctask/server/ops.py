@@ -108,6 +108,10 @@ class Backend(Protocol):
         """The live daemons of the cluster (``daemon/nodesview.py`` has the shape)."""
         ...
 
+    def web_token(self, uid: int) -> dict[str, Any]:
+        """A web console login token for ``uid`` (``web/console.py``: ``WebConsole.issue``)."""
+        ...
+
 
 class Ops:
     """``policy`` says what each tenant may run (multi-user mode); ``clock`` gives the epoch
@@ -246,6 +250,15 @@ class Ops:
         count to anyone who may connect)."""
         return self._backend.nodes()
 
+    def _web_token(self, who: Principal, message: dict[str, Any]) -> Reply:
+        """A login token for the web console, for the caller's own uid: the console then
+        acts as that uid, with what ``AuthPolicy`` lets it do. A task may not have one."""
+        if who.is_worker:
+            raise Unauthorized("a task may not log in to the web console")
+        if self._auth.tenants_of(who) == frozenset():
+            raise Unauthorized(f"{who} may act for no tenant ([auth.users])")
+        return self._backend.web_token(who.uid)
+
     #: Each op's handler; a new op is a method and a line here.
     _handlers: ClassVar[dict[str, Callable[[Ops, Principal, dict[str, Any]], Reply]]] = {
         "ping": _ping,
@@ -269,6 +282,7 @@ class Ops:
         "stats": _stats,
         "metrics": _metrics,
         "nodes": _nodes,
+        "web_token": _web_token,
     }
 
     def _task_ref(self, who: Principal, message: dict[str, Any]) -> tuple[str, str]:

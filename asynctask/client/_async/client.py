@@ -301,6 +301,11 @@ class AsyncClient:
         "unowned"}``; on SQLite ``cluster`` is false and the one node is ``local``."""
         return _nodes(await self._call("nodes"))
 
+    async def web_token(self) -> dict[str, Any]:
+        """A login token for the web console, valid for the tenants this caller may act for:
+        ``{"token", "expires_at", "url", "login_url"}`` (docs/web-console.md)."""
+        return dict(await self._call("web_token"))
+
     async def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
         return str((await self._call("metrics"))["text"])

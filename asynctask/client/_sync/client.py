@@ -300,6 +300,11 @@ class Client:
         "unowned"}``; on SQLite ``cluster`` is false and the one node is ``local``."""
         return _nodes(self._call("nodes"))
 
+    def web_token(self) -> dict[str, Any]:
+        """A login token for the web console, valid for the tenants this caller may act for:
+        ``{"token", "expires_at", "url", "login_url"}`` (docs/web-console.md)."""
+        return dict(self._call("web_token"))
+
     def metrics(self) -> str:
         """Every metric in the Prometheus text format (admins only)."""
         return str((self._call("metrics"))["text"])

@@ -1,0 +1,356 @@
+"""The web console's routes: who is asking (the session cookie), whether an action is theirs
+(the CSRF token and the request's origin), then the same ``Ops`` call a CLI request makes.
+
+Routes (GET unless said): ``/login`` (GET, POST), ``/logout`` (POST), ``/`` the overview,
+``/tasks`` the list (``asynctask list``'s filters, paged by cursor), ``/task?tenant=&id=`` one
+task, ``/failures`` the dead letters grouped by function and error type, ``/static/<file>``;
+actions (POST, CSRF token required): ``/task/cancel``, ``/task/retry``, ``/task/delete``,
+``/queue/pause``, ``/queue/resume``.
+
+Sessions: the login token (``tokens.py``) is the cookie, ``HttpOnly`` and ``SameSite=Strict``
+(not ``Secure``: the console speaks plain HTTP on loopback; docs/web-console.md says to put a
+TLS proxy in front of a remote one). A POST must carry the session's CSRF token and, when the
+browser sends them, an ``Origin`` of this console and a ``Sec-Fetch-Site`` that is not another
+site; otherwise it is refused with 403 and nothing changes.
+
+"Not found": a task of a tenant the caller may not see is answered exactly as an unknown ID
+(404, the daemon's own words), so the console cannot be used to learn that an ID exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import pwd
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from asynctask.errors import AsynctaskError, NotFound, StorageError, Unauthorized
+from asynctask.model import parse_duration, parse_time
+from asynctask.server.auth import AuthPolicy, Principal
+from asynctask.server.connection import Reply
+from asynctask.server.http import ensure_token
+from asynctask.web import pages, tokens
+from asynctask.web.httpserver import HttpServer, Request, Response, text_response
+
+log = logging.getLogger(__name__)
+
+#: The signing secret's file in the home (``server.http.ensure_token``: 0600, kept).
+WEB_SECRET: Final = "web.secret"
+#: The session cookie's name.
+COOKIE: Final = "asynctask_session"
+#: Tasks per page of the list, and the failed tasks the Failures page groups.
+PAGE_SIZE: Final = 50
+FAILURES_READ: Final = 500
+#: Files under ``/static/`` and their types; nothing else is served from the package.
+STATIC: Final = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+}
+#: What a finished action says on the page it leads to (by code: no text from the URL).
+NOTICES: Final = {
+    "cancelled": "Cancelled.",
+    "retried": "Queued again for a retry.",
+    "deleted": "Deleted.",
+    "paused": "Queue paused.",
+    "resumed": "Queue resumed.",
+    "nothing": "Nothing changed: the task was no longer in a state this action applies to.",
+}
+
+OpsCall = Callable[[Principal, str, dict[str, Any]], Reply]
+
+
+class WebConsole:
+    """The console on ``host:port``, calling ``ops`` as each session's principal; ``secret_file``
+    holds the signing secret (made 0600 if missing); ``clock`` gives epoch seconds."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ops: OpsCall,
+        auth: AuthPolicy,
+        secret_file: str,
+        token_ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ops = ops
+        self._auth = auth
+        self._secret_file = secret_file
+        self._ttl = token_ttl
+        self._clock = clock
+        self._secret = b""
+        self._static: dict[str, bytes] = {}
+        self._names: dict[int, str] = {}
+        self._server = HttpServer(host, port, self.handle)
+
+    def __repr__(self) -> str:
+        return f"<WebConsole {self._server!r}>"
+
+    async def start(self) -> None:
+        self._secret = ensure_token(self._secret_file).encode()
+        folder = resources.files("asynctask.web") / "static"
+        self._static = {name: (folder / name).read_bytes() for name in STATIC}
+        await self._server.start()
+
+    async def close(self) -> None:
+        await self._server.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.address
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def issue(self, uid: int) -> dict[str, Any]:
+        """A login token for ``uid`` (the ``web_token`` op: ``asynctask web-token``). The link
+        carries it after ``#``, which browsers never send: ``console.js`` posts it to /login."""
+        token, expires = tokens.issue(self._secret, uid, self._clock(), self._ttl)
+        return {
+            "token": token,
+            "expires_at": expires,
+            "url": self.url,
+            "login_url": f"{self.url}/login#{token}",
+        }
+
+    # -- routing --------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/static/"):
+            return self._static_file(path.removeprefix("/static/"))
+        if path == "/login":
+            return self._login(request)
+        session = request.cookie(COOKIE) or ""
+        login = tokens.verify(self._secret, session, self._clock()) if session else None
+        if login is None:
+            message = "Your session has expired or is not valid: log in again." if session else ""
+            if request.method == "POST":
+                return text_response(401, "log in first (asynctask web-token)")
+            return _html(401, pages.login_page(message))
+        who = Principal(uid=login.uid)
+        csrf = tokens.csrf_of(self._secret, session)
+        if request.method == "POST":
+            refusal = self._refusal(request, session)
+            if refusal is not None:
+                return text_response(403, refusal)
+            return await self._act(request, who, csrf)
+        route = _PAGES.get(path)
+        if route is None:
+            page = pages.error_page("Not found", f"no page {path}", self._who(who), csrf)
+            return _html(404, page)
+        return await route(self, request, who, csrf)
+
+    def _static_file(self, name: str) -> Response:
+        body = self._static.get(name)
+        if body is None:
+            return text_response(404, "not found")
+        return Response(200, body, STATIC[name])
+
+    def _login(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _html(200, pages.login_page())
+        if self._cross_site(request):
+            return text_response(403, "a login must come from this console's own page")
+        token = request.form.get("token", "").strip()
+        login = tokens.verify(self._secret, token, self._clock())
+        if login is None:
+            return _html(401, pages.login_page("That token is not valid or has expired."))
+        age = max(1, int(login.expires - self._clock()))
+        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={age}"
+        return _redirect("/", (("Set-Cookie", cookie),))
+
+    def _refusal(self, request: Request, session: str) -> str | None:
+        """Why a POST is refused (``None``: it is not): from another site, or without this
+        session's CSRF token."""
+        if self._cross_site(request):
+            return "refused: the request came from another site"
+        if not tokens.csrf_ok(self._secret, session, request.form.get("csrf", "")):
+            return "refused: the form's CSRF token is missing or wrong (reload the page)"
+        return None
+
+    @staticmethod
+    def _cross_site(request: Request) -> bool:
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            return True
+        origin = request.headers.get("origin")
+        host = request.headers.get("host")
+        return origin is not None and (host is None or origin != f"http://{host}")
+
+    def _who(self, who: Principal) -> str:
+        name = self._names.get(who.uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(who.uid).pw_name
+            except KeyError:
+                name = f"uid {who.uid}"
+            self._names[who.uid] = name
+        tenants = self._auth.tenants_of(who)
+        scope = "admin" if tenants is None else "tenants: " + ", ".join(sorted(tenants))
+        return f"{name} ({scope})"
+
+    async def _call(self, who: Principal, op: str, message: dict[str, Any]) -> dict[str, Any]:
+        reply = self._ops(who, op, message)
+        return reply if isinstance(reply, dict) else await reply
+
+    def _may_see(self, who: Principal, tenant: str) -> bool:
+        allowed = self._auth.tenants_of(who)
+        return allowed is None or tenant in allowed
+
+    def _failure(self, error: AsynctaskError, who: Principal, csrf: str) -> Response:
+        status = 400
+        if isinstance(error, NotFound):
+            status = 404
+        elif isinstance(error, Unauthorized):
+            status = 403
+        elif isinstance(error, StorageError):
+            status = 503
+        title = "Not found" if status == 404 else "Refused"
+        return _html(status, pages.error_page(title, error.message, self._who(who), csrf))
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def _overview(self, request: Request, who: Principal, csrf: str) -> Response:
+        try:
+            stats = await self._call(who, "stats", {})
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        notice = NOTICES.get(request.query.get("done", ""), "")
+        return _html(200, pages.overview_page(stats, self._who(who), csrf, notice))
+
+    async def _tasks(self, request: Request, who: Principal, csrf: str) -> Response:
+        filters = {k: request.query[k].strip() for k in pages.LIST_FILTERS if k in request.query}
+        try:
+            message = self._list_message(filters)
+            cursor = request.query.get("cursor")
+            if cursor:
+                message["cursor"] = cursor
+            reply = await self._call(who, "list", message)
+        except ValueError as exc:
+            return _html(400, pages.error_page("Bad filter", str(exc), self._who(who), csrf))
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        page = pages.tasks_page(reply["tasks"], filters, reply.get("cursor"), self._who(who), csrf)
+        return _html(200, page)
+
+    def _list_message(self, filters: Mapping[str, str]) -> dict[str, Any]:
+        """``asynctask list``'s filters as a ``list`` request; ``ValueError`` names a bad one."""
+        message: dict[str, Any] = {"limit": PAGE_SIZE}
+        for name in ("tenant", "queue", "function", "prefix", "trace_id"):
+            if filters.get(name):
+                message[name] = filters[name]
+        if filters.get("state"):
+            message["state"] = [s.strip() for s in filters["state"].split(",") if s.strip()]
+        if filters.get("label"):
+            labels = {}
+            for pair in filters["label"].split(","):
+                key, sep, value = pair.strip().partition("=")
+                if not sep or not key:
+                    raise ValueError(f"label: expected k=v, got {pair.strip()!r}")
+                labels[key] = value
+            message["labels"] = labels
+        for name in ("since", "until"):
+            if filters.get(name):
+                message[name] = self._moment(name, filters[name])
+        return message
+
+    def _moment(self, name: str, text: str) -> float:
+        """An ISO 8601 time, or a duration ago (``1h``), as ``list --since`` takes them."""
+        try:
+            return parse_time(text)
+        except ValueError:
+            try:
+                return self._clock() - parse_duration(text)
+            except ValueError:
+                pass
+        raise ValueError(f"{name}: expected an ISO 8601 time or a duration such as 1h")
+
+    async def _task(self, request: Request, who: Principal, csrf: str) -> Response:
+        tenant = request.query.get("tenant") or "default"
+        task_id = request.query.get("id", "")
+        try:
+            task, logs = await self._read_task(who, tenant, task_id)
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        notice = NOTICES.get(request.query.get("done", ""), "")
+        return _html(200, pages.task_page(task, logs, self._who(who), csrf, notice))
+
+    async def _read_task(
+        self, who: Principal, tenant: str, task_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The task and its logs; another tenant's task is ``NotFound``, as an unknown ID."""
+        if not self._may_see(who, tenant):
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        ref = {"id": task_id, "tenant": tenant}
+        try:
+            task = (await self._call(who, "status", ref))["task"]
+            logs = await self._call(who, "logs", ref)
+        except Unauthorized:
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}") from None
+        return task, logs
+
+    async def _failures(self, request: Request, who: Principal, csrf: str) -> Response:
+        try:
+            reply = await self._call(who, "list", {"state": ["failed"], "limit": FAILURES_READ})
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        complete = reply.get("cursor") is None
+        return _html(200, pages.failures_page(reply["tasks"], complete, self._who(who), csrf))
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def _act(self, request: Request, who: Principal, csrf: str) -> Response:
+        path, form = request.path, request.form
+        if path == "/logout":
+            expired = f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+            return _redirect("/login", (("Set-Cookie", expired),))
+        try:
+            if path in ("/task/cancel", "/task/retry", "/task/delete"):
+                return await self._task_action(who, path.removeprefix("/task/"), form)
+            if path in ("/queue/pause", "/queue/resume"):
+                op = path.removeprefix("/queue/")
+                message = {"tenant": form.get("tenant") or "default", "queue": form.get("queue")}
+                await self._call(who, op, message)
+                return _redirect("/?" + urlencode({"done": f"{op}d"}))
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        return text_response(404, f"no action {path}")
+
+    async def _task_action(self, who: Principal, op: str, form: Mapping[str, str]) -> Response:
+        tenant, task_id = form.get("tenant") or "default", form.get("id", "")
+        if not self._may_see(who, tenant):
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}")
+        try:
+            reply = await self._call(who, op, {"id": task_id, "tenant": tenant})
+        except Unauthorized:
+            raise NotFound(f"no task {task_id!r} in tenant {tenant!r}") from None
+        done = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}[op]
+        changed = int(reply.get(done, 0))
+        if op == "delete" and changed:
+            return _redirect("/tasks?" + urlencode({"done": done}))
+        code = done if changed else "nothing"
+        return _redirect(pages.task_href(tenant, task_id) + "&" + urlencode({"done": code}))
+
+
+Route = Callable[[WebConsole, Request, Principal, str], Awaitable[Response]]
+
+_PAGES: Final[dict[str, Route]] = {
+    "/": WebConsole._overview,
+    "/tasks": WebConsole._tasks,
+    "/task": WebConsole._task,
+    "/failures": WebConsole._failures,
+}
+
+
+def _html(status: int, page: str) -> Response:
+    return Response(status, page.encode())
+
+
+def _redirect(location: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(303, b"", "text/plain; charset=utf-8", (("Location", location), *headers))
