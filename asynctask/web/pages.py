@@ -22,8 +22,9 @@ from urllib.parse import urlencode
 #: a note; the CLI has it whole).
 TEXT_SHOWN: Final = 64 * 1024
 #: The list filters the Tasks page takes, as ``asynctask list`` spells them.
-LIST_FILTERS: Final[tuple[str, ...]] = ("state", "tenant", "queue", "function", "prefix", "label", "since",
-                       "until", "trace_id")  # fmt: skip
+LIST_FILTERS: Final[tuple[str, ...]] = (
+    "state", "tenant", "queue", "function", "prefix", "label", "since", "until", "trace_id",
+)  # fmt: skip
 
 
 def esc(value: object) -> str:
