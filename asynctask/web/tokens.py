@@ -11,7 +11,7 @@ A CSRF token is the HMAC of the session token under another label: a page's form
 an action is taken only when the form's value matches the cookie's session. Nothing is kept per
 session, so a restart keeps sessions open and nothing grows with logins.
 
-No clock is read here: ``now`` is an argument (STYLE.md, "Time is an argument").
+No clock is read here: ``now`` is an argument, as in ``core/``.
 """
 
 from __future__ import annotations
