@@ -135,6 +135,15 @@ class Queries:
                     if not waiters:
                         del self._engine.waiters[key]
 
+    async def payload(self, tenant: str, task_id: str) -> bytes | None:
+        """A task's arguments as submitted (msgpack), for the web console's task page, which
+        has authorized the caller with ``status`` first; ``None`` for an unknown ID."""
+        task = self._engine.live.get((tenant, task_id))
+        if task is not None:
+            return task.payload
+        row = await self._daemon.store.get(tenant, task_id)
+        return None if row is None else row.payload
+
     async def logs(self, tenant: str, task_id: str, offsets: dict[int, int]) -> dict[str, Any]:
         """Each attempt's captured output from ``offsets[attempt]`` on, at most ``LOG_CHUNK``
         bytes in one reply (ask again from the new offsets for more); ``done`` once the task

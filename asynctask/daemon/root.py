@@ -413,7 +413,13 @@ class Daemon:
         if web.http is None:
             return
         console = WebConsole(
-            *web.http, ops, auth, str(self.home / WEB_SECRET), web.token_ttl, self.clock
+            *web.http,
+            ops,
+            auth,
+            str(self.home / WEB_SECRET),
+            web.token_ttl,
+            self.clock,
+            payload_of=self.queries.payload,
         )
         try:
             await console.start()

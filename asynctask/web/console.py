@@ -60,6 +60,8 @@ NOTICES: Final = {
 }
 
 OpsCall = Callable[[Principal, str, dict[str, Any]], Reply]
+#: A task's submitted arguments (msgpack), read once ``status`` has authorized the caller.
+PayloadOf = Callable[[str, str], Awaitable[bytes | None]]
 
 
 class WebConsole:
@@ -75,8 +77,11 @@ class WebConsole:
         secret_file: str,
         token_ttl: float,
         clock: Callable[[], float] = time.time,
+        *,
+        payload_of: PayloadOf | None = None,
     ) -> None:
         self._ops = ops
+        self._payload_of = payload_of
         self._auth = auth
         self._secret_file = secret_file
         self._ttl = token_ttl
@@ -279,7 +284,11 @@ class WebConsole:
         except AsynctaskError as exc:
             return self._failure(exc, who, csrf)
         notice = NOTICES.get(request.query.get("done", ""), "")
-        return _html(200, pages.task_page(task, logs, self._who(who), csrf, notice))
+        payload = None
+        if self._payload_of is not None:  # after status: the caller may see this task
+            payload = await self._payload_of(tenant, task_id)
+        args = None if payload is None else pages.arguments_text(payload)
+        return _html(200, pages.task_page(task, logs, self._who(who), csrf, notice, args))
 
     async def _read_task(
         self, who: Principal, tenant: str, task_id: str

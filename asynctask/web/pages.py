@@ -18,9 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
+from asynctask.protocol.framing import unpack
+
 #: The most characters of a log, traceback or result shown in a page (the rest is cut, with
 #: a note; the CLI has it whole).
 TEXT_SHOWN: Final = 64 * 1024
+#: Arguments are decoded for the task page only up to this many bytes of msgpack, and shown
+#: up to ``ARGS_SHOWN`` characters (a task's arguments may be up to ``[daemon] max_payload``).
+ARGS_DECODED: Final = 64 * 1024
+ARGS_SHOWN: Final = 4096
 #: The list filters the Tasks page takes, as ``asynctask list`` spells them.
 LIST_FILTERS: Final[tuple[str, ...]] = (
     "state", "tenant", "queue", "function", "prefix", "label", "since", "until", "trace_id",
@@ -35,6 +41,20 @@ def capped(text: str, limit: int = TEXT_SHOWN) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… ({len(text) - limit:,} more characters: see the CLI)"
+
+
+def arguments_text(payload: bytes) -> str:
+    """A task's ``[args, kwargs]`` as Python would write the call's arguments, size-capped;
+    a payload too big to decode here is only measured."""
+    if len(payload) > ARGS_DECODED:
+        return f"({len(payload):,} bytes of arguments: too large to show here)"
+    try:
+        args, kwargs = unpack(payload)
+        parts = [repr(arg) for arg in args]
+        parts += [f"{key}={value!r}" for key, value in dict(kwargs).items()]
+    except Exception:  # stored by another version, or not a call: show its size
+        return f"({len(payload):,} bytes of arguments in a form this page cannot read)"
+    return capped(", ".join(parts), ARGS_SHOWN)
 
 
 def when(epoch: object) -> str:
@@ -244,9 +264,10 @@ def task_page(
     who: str,
     csrf: str,
     notice: str = "",
+    args: str | None = None,
 ) -> str:
-    """State, fields, actions, each attempt's error (the last with its traceback), the stage
-    times, the logs."""
+    """State, fields, arguments (size-capped), actions, each attempt's error (the last with
+    its traceback), the stage times, the logs."""
     state = str(task.get("state"))
     actions = []
     if state in ("scheduled", "queued", "running"):
@@ -262,6 +283,7 @@ def task_page(
         ("queue", esc(task.get("queue"))),
         ("function", esc(task.get("function"))),
         ("priority", esc(task.get("priority"))),
+        ("arguments", "" if args is None else f'<pre class="args">{esc(args)}</pre>'),
         ("attempts", f"{esc(task.get('attempts'))} (retries allowed: {esc(task.get('retries'))})"),
         ("labels", esc(", ".join(f"{k}={v}" for k, v in (task.get("labels") or {}).items()))),
         ("created", esc(when(task.get("created_at")))),

@@ -234,3 +234,20 @@ def test_web_token_prints_a_link_and_the_token(web_daemon: DaemonProcess) -> Non
     assert "/login#v1." in done.stdout
     as_json = json.loads(web_daemon.cli("web-token", "--json").stdout)
     assert as_json["login_url"] == f"{as_json['url']}/login#{as_json['token']}"
+
+
+def test_a_task_page_shows_its_arguments_size_capped(web_daemon: DaemonProcess) -> None:
+    client = web_daemon.client()
+    small = client.submit("tests.e2e.tasks:echo", 1, "<b>two</b>", kwargs={"three": [3]}, delay=600)
+    large = client.submit("tests.e2e.tasks:echo", "x" * 20_000, delay=600)
+    huge = client.submit("tests.e2e.tasks:echo", "y" * 100_000, delay=600)
+    browser = browser_for(web_daemon)
+    page = browser.get(f"/task?tenant=default&id={small.id}").body
+    assert "1, &#x27;&lt;b&gt;two&lt;/b&gt;&#x27;, three=[3]" in page
+    capped = browser.get(f"/task?tenant=default&id={large.id}").body
+    assert "x" * 4000 in capped
+    assert "x" * 4200 not in capped
+    assert "more characters" in capped
+    measured = browser.get(f"/task?tenant=default&id={huge.id}").body
+    assert "bytes of arguments: too large to show here" in measured
+    assert "y" * 100 not in measured
