@@ -420,6 +420,7 @@ class Daemon:
             web.token_ttl,
             self.clock,
             payload_of=self.queries.payload,
+            any_host=web.allow_remote,
         )
         try:
             await console.start()

@@ -7,6 +7,8 @@ task, ``/failures`` the dead letters grouped by function and error type, ``/stat
 actions (POST, CSRF token required): ``/task/cancel``, ``/task/retry``, ``/task/delete``,
 ``/queue/pause``, ``/queue/resume``.
 
+Unless ``[web] allow_remote``, a request must name a loopback ``Host`` (DNS rebinding).
+
 Sessions: the login token (``tokens.py``) is the cookie, ``HttpOnly`` and ``SameSite=Strict``
 (not ``Secure``: the console speaks plain HTTP on loopback; docs/web-console.md says to put a
 TLS proxy in front of a remote one). A POST must carry the session's CSRF token and, when the
@@ -79,8 +81,10 @@ class WebConsole:
         clock: Callable[[], float] = time.time,
         *,
         payload_of: PayloadOf | None = None,
+        any_host: bool = False,
     ) -> None:
         self._ops = ops
+        self._any_host = any_host
         self._payload_of = payload_of
         self._auth = auth
         self._secret_file = secret_file
@@ -126,6 +130,8 @@ class WebConsole:
     # -- routing --------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
+        if not self._any_host and not self._loopback_host(request.headers.get("host", "")):
+            return text_response(400, "this console answers only to a loopback Host")
         path = request.path
         if path.startswith("/static/"):
             return self._static_file(path.removeprefix("/static/"))
@@ -178,6 +184,14 @@ class WebConsole:
         if not tokens.csrf_ok(self._secret, session, request.form.get("csrf", "")):
             return "refused: the form's CSRF token is missing or wrong (reload the page)"
         return None
+
+    @staticmethod
+    def _loopback_host(host: str) -> bool:
+        """Whether a ``Host`` header names loopback. A page of another site whose name was
+        made to resolve to 127.0.0.1 (DNS rebinding) sends its own name: it gets nothing
+        here, not even the login page."""
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.lower() in ("127.0.0.1", "localhost", "[::1]") or name.startswith("127.")
 
     @staticmethod
     def _cross_site(request: Request) -> bool:

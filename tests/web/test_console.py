@@ -251,3 +251,14 @@ def test_a_task_page_shows_its_arguments_size_capped(web_daemon: DaemonProcess) 
     measured = browser.get(f"/task?tenant=default&id={huge.id}").body
     assert "bytes of arguments: too large to show here" in measured
     assert "y" * 100 not in measured
+
+
+def test_a_request_naming_another_host_gets_nothing(web_daemon: DaemonProcess) -> None:
+    """DNS rebinding: a page of another site whose name resolves to 127.0.0.1 sends its own
+    name as the Host."""
+    token = web_token(web_daemon)
+    browser = browser_for(web_daemon, token)
+    assert browser.request("GET", "/", Host=f"evil.example:{browser.port}").status == 400
+    assert browser.request("GET", "/login", Host="evil.example").status == 400
+    assert browser.request("GET", "/", Host=f"localhost:{browser.port}").status == 200
+    assert browser.get("/").status == 200
