@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: The largest request body read (the console's forms are a few fields).
 MAX_BODY: Final = 16 * 1024
+#: The most fields a query string or form may have.
+MAX_FIELDS: Final = 64
 #: Connections served at once; one more gets 503 and is closed.
 MAX_CONNECTIONS: Final = 32
 
@@ -188,7 +190,7 @@ class HttpServer:
             text = body.decode()
         except UnicodeDecodeError:
             raise BadRequest(400, "the body is not UTF-8") from None
-        form = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=64))
+        form = _fields(text)
         return Request(request.method, request.path, request.query, request.headers, form)
 
     async def _reply(
@@ -230,8 +232,15 @@ def parse_head(head: bytes) -> Request:
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     split = urlsplit(target)
-    query = dict(parse_qsl(split.query, keep_blank_values=True, max_num_fields=64))
-    return Request(method, unquote(split.path), query, headers)
+    return Request(method, unquote(split.path), _fields(split.query), headers)
+
+
+def _fields(text: str) -> dict[str, str]:
+    """A query string or form body; the last value of a repeated name wins."""
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS))
+    except ValueError:
+        raise BadRequest(400, f"more than {MAX_FIELDS} fields") from None
 
 
 def text_response(status: int, message: str) -> Response:

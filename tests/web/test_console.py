@@ -223,6 +223,12 @@ def test_hostile_requests_get_an_error_and_the_daemon_serves_on(web_daemon: Daem
     assert raw(b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400")
     big = b"POST /login HTTP/1.1\r\nContent-Length: 999999\r\n\r\n"
     assert raw(big).startswith(b"HTTP/1.1 413")
+    many = "&".join(f"f{n}=1" for n in range(100))
+    assert raw(f"GET /tasks?{many} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()).startswith(
+        b"HTTP/1.1 400"
+    )
+    chunked = b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert raw(chunked).startswith(b"HTTP/1.1 411")
     assert web_daemon.client().ping()["accepting"]
     assert browser_for(web_daemon, token).get("/").status == 200
 
