@@ -57,6 +57,19 @@ def arguments_text(payload: bytes) -> str:
     return capped(", ".join(parts), ARGS_SHOWN)
 
 
+def result_text(result: object) -> str:
+    """A task's result as the daemon keeps it (msgpack), decoded and size-capped as the
+    arguments are."""
+    if not isinstance(result, bytes):
+        return capped(repr(result), ARGS_SHOWN)
+    if len(result) > ARGS_DECODED:
+        return f"({len(result):,} bytes of result: too large to show here)"
+    try:
+        return capped(repr(unpack(result)), ARGS_SHOWN)
+    except Exception:  # not msgpack: show its size
+        return f"({len(result):,} bytes of result in a form this page cannot read)"
+
+
 def when(epoch: object) -> str:
     if not isinstance(epoch, int | float):
         return ""
@@ -291,7 +304,7 @@ def task_page(
         ("started", esc(when(task.get("started_at")))),
         ("finished", esc(when(task.get("finished_at")))),
         ("trace id", esc(task.get("trace_id"))),
-        ("result", f"<pre>{esc(capped(repr(task.get('result'))))}</pre>"
+        ("result", f"<pre>{esc(result_text(task.get('result')))}</pre>"
                    if task.get("result") is not None else ""),
     ]  # fmt: skip
     rows = "".join(f"<tr><th>{esc(name)}</th><td>{value}</td></tr>" for name, value in fields)

@@ -56,6 +56,7 @@ def test_every_page_renders_for_an_admin(web_daemon: DaemonProcess) -> None:
     assert "succeeded" in page.body
     assert "half way\ndone talking" in page.body  # the logs
     assert "Stage times" in page.body
+    assert "<pre>&#x27;talked&#x27;</pre>" in page.body  # the result, decoded
 
     failure = browser.get(f"/task?tenant=default&id={failed}")
     assert failure.status == 200
