@@ -200,7 +200,11 @@ class WebConsole:
             return True
         origin = request.headers.get("origin")
         host = request.headers.get("host")
-        return origin is not None and (host is None or origin != f"http://{host}")
+        if origin is None:
+            return False
+        # Either scheme: behind a TLS proxy (allow_remote) the browser's origin is https.
+        scheme, _, netloc = origin.partition("://")
+        return host is None or scheme not in ("http", "https") or netloc != host
 
     def _who(self, who: Principal) -> str:
         name = self._names.get(who.uid)

@@ -112,7 +112,8 @@ def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
     assert cli_state(web_daemon, handle.id) == "scheduled"
     assert web_daemon.client().queues()["queues"][0]["paused"] is False
 
-    done = browser.post("/task/cancel", {**form, "csrf": page.csrf})
+    same_site = {"Origin": f"http://127.0.0.1:{browser.port}", "Sec-Fetch-Site": "same-origin"}
+    done = browser.post("/task/cancel", {**form, "csrf": page.csrf}, **same_site)
     assert done.status == 303
     assert cli_state(web_daemon, handle.id) == "cancelled"
 
