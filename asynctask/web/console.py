@@ -21,6 +21,7 @@ site; otherwise it is refused with 403 and nothing changes.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import pwd
 import time
@@ -190,8 +191,14 @@ class WebConsole:
         """Whether a ``Host`` header names loopback. A page of another site whose name was
         made to resolve to 127.0.0.1 (DNS rebinding) sends its own name: it gets nothing
         here, not even the login page."""
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name.lower() in ("127.0.0.1", "localhost", "[::1]") or name.startswith("127.")
+        name = host if host.endswith("]") else host.rpartition(":")[0] or host
+        name = name.removeprefix("[").removesuffix("]").lower()
+        if name == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False  # a name (127.0.0.1.evil.example included): not ours
 
     @staticmethod
     def _cross_site(request: Request) -> bool:

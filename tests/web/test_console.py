@@ -268,5 +268,8 @@ def test_a_request_naming_another_host_gets_nothing(web_daemon: DaemonProcess) -
     browser = browser_for(web_daemon, token)
     assert browser.request("GET", "/", Host=f"evil.example:{browser.port}").status == 400
     assert browser.request("GET", "/login", Host="evil.example").status == 400
+    assert browser.request("GET", "/login", Host="127.0.0.1.evil.example").status == 400
+    assert browser.request("GET", "/login", Host="[::1]:80").status == 200
+    assert browser.request("GET", "/login", Host="127.0.0.1").status == 200
     assert browser.request("GET", "/", Host=f"localhost:{browser.port}").status == 200
     assert browser.get("/").status == 200
