@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from asynctask import hooks, protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
-from asynctask.executor.capture import ATTEMPT, Capture
+from asynctask.executor.capture import ATTEMPT, LOG_LEVEL_ENV, Capture, capture_logging
 from asynctask.executor.childstart import (
     apply_limits,
     die_with_parent,
@@ -635,11 +635,13 @@ def main(argv: list[str] | None = None) -> int:
     if slots > 1:
         concurrent = ConcurrentWorker(sock, slots)
         concurrent.capture.install()
+        capture_logging(concurrent.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
         status = concurrent.serve()
         _flush_stdio()
         os._exit(status)  # not sys.exit: it would wait for task threads nobody waits for
     worker = Worker(sock)
     worker.capture.install()
+    capture_logging(worker.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
     try:
         return worker.serve()
     except BrokenPipeError:
