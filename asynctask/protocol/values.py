@@ -51,17 +51,18 @@ the value it is (``args[1]['when']``), and a value nested deeper than ``MAX_DEPT
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, tzinfo
-from decimal import Decimal
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
+
+if TYPE_CHECKING:
+    import uuid
+    from decimal import Decimal
 
 DATETIME: Final = 1
 DATE: Final = 2
@@ -184,9 +185,13 @@ def _default(depth: int, value: Any) -> Any:
     encode = _ENCODERS.get(kind)
     if encode is not None:
         return encode(value, depth)
-    for base, encode in _ENCODERS.items():  # subclasses: a NamedTuple is a plain tuple
+    # Subclasses: a NamedTuple is a plain tuple. (A snapshot: another thread may be adding
+    # UUID and Decimal, below.)
+    for base, encode in tuple(_ENCODERS.items()):
         if isinstance(value, base):
             return encode(value, depth)
+    if _learn_lazy_types():  # a UUID or Decimal met for the first time: known now
+        return _default(depth, value)
     if isinstance(value, DataclassRecord):  # passed on as it came: the class it names
         return msgpack.ExtType(DATACLASS, _nested([value.ref, dict(value.fields)], depth))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -201,6 +206,34 @@ def _default(depth: int, value: Any) -> Any:
 #: Types msgpack packs itself, whose subclasses travel as them (``strict_types`` sends those
 #: to ``_default``).
 _BUILTINS: Final[tuple[type[Any], ...]] = (int, float, str, bytes, list, dict)
+
+
+def _learn_lazy_types() -> bool:
+    """Add ``UUID`` and ``Decimal`` to the encoders once their modules are imported (a value
+    of either means its module is). Importing ``uuid`` costs a worker ~15 ms at start-up, for
+    ``platform``; the fork server's workers would not pay it, a worker started with limits of
+    its own would. ``True`` if this learned something."""
+    learned = False
+    uuid_module = sys.modules.get("uuid")
+    if uuid_module is not None and uuid_module.UUID not in _ENCODERS:
+        _ENCODERS[uuid_module.UUID] = lambda value, depth: msgpack.ExtType(UUID, value.bytes)
+        learned = True
+    decimal_module = sys.modules.get("decimal")
+    if decimal_module is not None and decimal_module.Decimal not in _ENCODERS:
+        _ENCODERS[decimal_module.Decimal] = lambda value, depth: msgpack.ExtType(
+            DECIMAL, str(value).encode()
+        )
+        learned = True
+    return learned
+
+
+def _is_lazy_type(value: Any) -> bool:
+    """A ``UUID`` or ``Decimal``, without importing their modules."""
+    uuid_module = sys.modules.get("uuid")
+    decimal_module = sys.modules.get("decimal")
+    return (uuid_module is not None and isinstance(value, uuid_module.UUID)) or (
+        decimal_module is not None and isinstance(value, decimal_module.Decimal)
+    )
 
 
 def _encode_datetime(value: datetime, depth: int) -> msgpack.ExtType:
@@ -237,8 +270,6 @@ _ENCODERS: Final[dict[type, Callable[[Any, int], msgpack.ExtType]]] = {
     datetime: _encode_datetime,
     date: lambda value, depth: msgpack.ExtType(DATE, value.isoformat().encode()),
     time: lambda value, depth: msgpack.ExtType(TIME, value.isoformat().encode()),
-    uuid.UUID: lambda value, depth: msgpack.ExtType(UUID, value.bytes),
-    Decimal: lambda value, depth: msgpack.ExtType(DECIMAL, str(value).encode()),
     tuple: lambda value, depth: msgpack.ExtType(TUPLE, _nested(list(value), depth)),
     set: lambda value, depth: msgpack.ExtType(SET, _nested(list(value), depth)),
     frozenset: lambda value, depth: msgpack.ExtType(FROZENSET, _nested(list(value), depth)),
@@ -279,7 +310,7 @@ def _first_unencodable(value: Any, path: str, depth: int, seen: set[int]) -> tup
             (f"{path}.{field.name}", getattr(value, field.name))
             for field in dataclasses.fields(value)
         )
-    elif isinstance(value, date | time | uuid.UUID | Decimal | str | float | bytes):
+    elif isinstance(value, date | time | str | float | bytes) or _is_lazy_type(value):
         return None
     else:
         return path, value
@@ -401,9 +432,17 @@ def _in_zone(value: datetime, key: str) -> datetime | None:
 
 
 def _decode_uuid(data: bytes, hook: _Hook) -> uuid.UUID:
+    import uuid  # on first use (see _learn_lazy_types)
+
     if len(data) != 16:
         raise ValueError(f"{len(data)} bytes, not 16")
     return uuid.UUID(bytes=data)
+
+
+def _decode_decimal(data: bytes, hook: _Hook) -> Decimal:
+    from decimal import Decimal
+
+    return Decimal(data.decode("ascii"))
 
 
 def _decode_dataclass(data: bytes, hook: _Hook) -> Any:
@@ -474,7 +513,7 @@ _DECODERS: Final[dict[int, Callable[[bytes, _Hook], Any]]] = {
     DATE: lambda data, hook: date.fromisoformat(_text(data)),
     TIME: lambda data, hook: time.fromisoformat(_text(data)),
     UUID: _decode_uuid,
-    DECIMAL: lambda data, hook: Decimal(data.decode("ascii")),
+    DECIMAL: _decode_decimal,
     TUPLE: lambda data, hook: tuple(hook.items(data)),
     SET: lambda data, hook: set(hook.items(data)),
     FROZENSET: lambda data, hook: frozenset(hook.items(data)),
@@ -524,13 +563,15 @@ def _jsonable(value: Any, depth: int) -> Any:
         return {"$date": value.isoformat()}
     if isinstance(value, time):
         return {"$time": value.isoformat()}
-    if isinstance(value, uuid.UUID):
+    uuid_module = sys.modules.get("uuid")
+    if uuid_module is not None and isinstance(value, uuid_module.UUID):
         return {"$uuid": str(value)}
-    if isinstance(value, Decimal):
+    decimal_module = sys.modules.get("decimal")
+    if decimal_module is not None and isinstance(value, decimal_module.Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, set | frozenset):
         items = [_jsonable(item, depth + 1) for item in value]
-        items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
+        items.sort(key=_sort_key)
         return {"$frozenset" if isinstance(value, frozenset) else "$set": items}
     if isinstance(value, DataclassRecord):
         return {"$dataclass": value.ref, "fields": _jsonable(dict(value.fields), depth + 1)}
@@ -550,4 +591,10 @@ def _key(key: Any) -> str:
     if isinstance(key, str):
         return key
     shown = _jsonable(key, 0)
-    return shown if isinstance(shown, str) else json.dumps(shown, sort_keys=True)
+    return shown if isinstance(shown, str) else _sort_key(shown)
+
+
+def _sort_key(shown: Any) -> str:
+    import json  # only the command line's rendering needs it
+
+    return json.dumps(shown, sort_keys=True, default=str)

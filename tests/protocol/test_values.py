@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import json
 import math
+import subprocess
 import sys
 import uuid
 from collections import OrderedDict
@@ -382,3 +383,18 @@ def test_a_record_passed_on_is_the_dataclass_it_names() -> None:
     """A program without the class can still hand the value on, to a side that has it."""
     record = DataclassRecord(f"{__name__}:Point", {"x": 1, "y": 2})
     assert unpack_value(pack_value(record)) == Point(1, 2)
+
+
+def test_the_worker_does_not_import_uuid_or_decimal_until_a_value_needs_them() -> None:
+    """``uuid`` imports ``platform`` (~15 ms): a worker started with limits of its own would
+    pay it before its first attempt. A fresh interpreter shows what the worker loads."""
+    script = (
+        "import sys, asynctask.executor.child as child\n"
+        "from asynctask.protocol.values import pack_value, unpack_value\n"
+        "assert not {'uuid', 'decimal', 'platform', 'json'} & set(sys.modules), sys.modules\n"
+        "import uuid, decimal\n"
+        "value = [uuid.UUID(int=3), decimal.Decimal('2.5'), (1,)]\n"
+        "assert unpack_value(pack_value(value)) == value\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
