@@ -64,3 +64,19 @@ def logs(count: int) -> str:
     finally:
         tagged.removeHandler(handler)
     return "logged"
+
+
+def forge_result(result: bytes) -> None:
+    """Hostile task code: sends its worker's ``done`` frame itself, with ``result`` bytes the
+    encoder would never make, then ends the worker before the real one goes out."""
+    import os
+
+    from asynctask.protocol import encode_frame
+
+    frame = sys._getframe()
+    while frame is not None and not (frame.f_code.co_name == "run" and "aid" in frame.f_locals):
+        frame = frame.f_back
+    assert frame is not None, "not run by a worker"
+    worker, aid = frame.f_locals["self"], frame.f_locals["aid"]
+    worker._sock.sendall(encode_frame({"op": "done", "aid": aid, "ok": True, "result": result}))
+    os._exit(0)

@@ -180,3 +180,22 @@ def test_worker_hooks_run_in_a_real_worker(daemon: DaemonProcess, tmp_path: Path
     assert lines[:2] == ["before 1 started=1", "after 1 ConnectionError"]
     assert lines[2].startswith("before 2 started=")
     assert lines[3:] == ["task", "after 2 ok"]
+
+
+def test_a_forged_result_is_carried_not_decoded_by_the_daemon(daemon: DaemonProcess) -> None:
+    """A task that writes its own done frame can hand the daemon result bytes that are not
+    msgpack at all. The daemon stores them and passes None to the destination; the reader
+    sees them as undecodable; nothing stops."""
+    client = daemon.client()
+    handle = client.submit(
+        f"{VALUES}:forge_result", b"\xc1\x00", on_success="tests.e2e.tasks:remember"
+    )
+    status = handle.wait(timeout=30)
+    assert status.state.value == "succeeded"
+    shown = json.loads(daemon.cli("status", handle.id, "--json").stdout)["result"]
+    assert "not a value asynctask encoded" in shown["$undecodable"]
+    told = client.result(f"{handle.id}:on_success:1", timeout=30)
+    assert told["result"] is None
+    assert daemon.proc is not None
+    assert client.ping()["pid"] == daemon.proc.pid
+    assert client.submit("tests.e2e.tasks:add", 2, 2).result(timeout=30) == 4
