@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from asynctask.decorator import TaskFunction, task
 from asynctask.errors import AsynctaskError, Fail, TaskNotSucceeded, Throttled
 from asynctask.executor.taskcontext import TaskContext, current_task
+from asynctask.hooks import after_attempt, before_attempt, on_worker_start
+from asynctask.tasklog import task_logger
 
 __version__ = "0.1.0"
 
@@ -30,8 +32,12 @@ __all__ = [
     "TaskStatus",
     "Throttled",
     "__version__",
+    "after_attempt",
+    "before_attempt",
     "current_task",
+    "on_worker_start",
     "task",
+    "task_logger",
 ]
 
 _LAZY = {"AsyncClient", "AsyncTaskHandle", "Client", "TaskHandle", "TaskStatus"}

@@ -78,6 +78,7 @@ class ErrorKind(StrEnum):
     INTERRUPTED = "interrupted"  # the daemon stopped or died mid-attempt: retryable
     IMPORT = "import"  # module or function cannot be loaded: not retried
     BAD_RESULT = "bad_result"  # the return value cannot be msgpack-encoded: not retried
+    HOOK = "hook"  # an on_worker_start or before_attempt hook raised: retryable
     MEMORY_LIMIT = "memory_limit"  # not retried unless the function opts in
     CPU_LIMIT = "cpu_limit"  # not retried unless the function opts in
     FILE_SIZE_LIMIT = "file_size_limit"  # a program killed by SIGXFSZ; not retried either
@@ -90,6 +91,7 @@ RETRYABLE_KINDS: Final = frozenset(
         ErrorKind.TIMEOUT,
         ErrorKind.WORKER_DIED,
         ErrorKind.INTERRUPTED,
+        ErrorKind.HOOK,
     }
 )
 

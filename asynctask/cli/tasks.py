@@ -386,7 +386,11 @@ def result(
     socket: SocketOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Wait for the task and print its result as JSON; exit 1 unless it succeeded."""
+    """Wait for the task and print its result as JSON; exit 1 unless it succeeded.
+
+    A tuple prints as an array; a datetime, date, time, UUID, Decimal, set or dataclass as a
+    tagged object such as {"$datetime": "2026-12-07T10:00:00+01:00"} (docs/worker.md).
+    """
     limit = duration_opt(timeout, "--timeout")
     final = run_client(lambda: client_for(home, socket).wait(task_id, tenant, limit))
     if not final.succeeded:

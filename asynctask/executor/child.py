@@ -6,9 +6,10 @@ The daemon pre-starts these processes so that a task costs a frame round trip, n
 interpreter start (docs/architecture.md, "The performance design"). Everything here serves
 two goals:
 
-* **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol``), ``asynctask.model``
-  and ``asynctask.errors`` are imported at start-up. ``asyncio``, ``traceback`` and ``ctypes``
-  are imported the first time they are needed, so a pool of sync tasks never pays for them.
+* **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol`` and its value codec,
+  ``protocol/values.py``), ``asynctask.model``, ``asynctask.errors`` and ``asynctask.hooks`` are
+  imported at start-up. ``asyncio``, ``traceback`` and ``ctypes`` are imported the first time
+  they are needed, so a pool of sync tasks never pays for them.
 * **Never be killed by the task.** One task runs at a time, synchronously, in the main thread.
   Every exception the task raises - ``SystemExit`` and ``KeyboardInterrupt`` included - becomes a
   ``done`` frame with an error. Only what Python cannot catch (``os._exit``, a signal, a segfault)
@@ -29,6 +30,12 @@ Conversation (all frames are ``asynctask.protocol`` maps)::
 What the worker sets on itself before its first frame (parent death, rlimits, the sandbox) is
 ``childstart.py``; turning a function reference into a callable is ``funcref.py``. Both are held
 to the same import contract as this module.
+
+One attempt: import the function's module (once per worker), run the ``on_worker_start`` hooks
+not yet run, decode the arguments (``protocol/values.py``: a dataclass is rebuilt from a class
+the imports made known), then in the thread that runs the task the ``before_attempt`` hooks,
+the call, the result's encoding and the ``after_attempt`` hooks (``hooks.py``). A result that
+cannot be encoded fails the attempt here, as ``bad_result``, before the daemon hears it ended.
 """
 
 from __future__ import annotations
@@ -42,9 +49,9 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from asynctask import protocol
+from asynctask import hooks, protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
-from asynctask.executor.capture import ATTEMPT, Capture
+from asynctask.executor.capture import ATTEMPT, LOG_LEVEL_ENV, Capture, capture_logging
 from asynctask.executor.childstart import (
     apply_limits,
     die_with_parent,
@@ -57,6 +64,7 @@ from asynctask.executor.funcref import ImportFailure, import_function, type_name
 from asynctask.executor.reaper import become_subreaper, kill_descendants
 from asynctask.executor.taskcontext import CURRENT, TaskContext
 from asynctask.model import ErrorKind, error_dict
+from asynctask.protocol.values import ValueEncodingError, pack_value, unpack_value
 
 if TYPE_CHECKING:
     import asyncio
@@ -154,12 +162,7 @@ class Worker:
                 reply = prepared
             else:
                 function, args, kwargs, context = prepared
-                try:
-                    value = self._call(function, args, kwargs, context)
-                except Exception as exc:
-                    reply = _failure(function, exc)
-                else:
-                    reply = _success(value)
+                reply = _attempt(function, context, lambda: self._call(function, args, kwargs))
         except BaseException as exc:  # the task must never end the worker
             reply = {"ok": False, "error": _describe(exc)}
         finally:
@@ -175,7 +178,11 @@ class Worker:
     def _prepare(
         self, message: dict[str, Any]
     ) -> tuple[Callable[..., Any], list[Any], dict[str, Any], TaskContext] | dict[str, Any]:
-        """The function, arguments and context of a ``run`` frame, or the failed reply."""
+        """The function, arguments and context of a ``run`` frame, or the failed reply.
+
+        The function's module is imported first, then the ``on_worker_start`` hooks it (or an
+        earlier module) registered run (``hooks.py``), then the arguments are decoded: a
+        dataclass argument is rebuilt from a class the imports made known."""
         ref = message.get("func")
         if not isinstance(ref, str):
             raise ImportFailure(f"the run frame has no function reference: {ref!r}")
@@ -183,25 +190,20 @@ class Worker:
             function = self._resolve(ref)
         except ImportFailure as exc:
             return {"ok": False, "error": _describe_import_failure(exc)}
+        try:
+            hooks.run_worker_start()
+        except hooks.HookError as exc:
+            return {"ok": False, "error": _describe_hook(exc)}
         args, kwargs = _decode_payload(message.get("payload"))
         return function, args, kwargs, _task_context(message.get("ctx"))
 
-    def _call(
-        self,
-        function: Callable[..., Any],
-        args: list[Any],
-        kwargs: dict[str, Any],
-        context: TaskContext,
-    ) -> Any:
-        token = CURRENT.set(context)
-        try:
-            value = function(*args, **kwargs)
-            if isinstance(value, Coroutine):
-                # Created while CURRENT is set, so the asyncio task copies the task's context.
-                value = self._run_coroutine(value)
-            return value
-        finally:
-            CURRENT.reset(token)
+    def _call(self, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the task function (``CURRENT`` is set); a coroutine is run to its end."""
+        value = function(*args, **kwargs)
+        if isinstance(value, Coroutine):
+            # Created while CURRENT is set, so the asyncio task copies the task's context.
+            value = self._run_coroutine(value)
+        return value
 
     def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run an async task on the worker's one loop, created on first use and then kept.
@@ -313,15 +315,11 @@ class ConcurrentWorker(Worker):
             else:
                 function, args, kwargs, context = prepared
                 try:
-                    value = await self._call_async(aid, function, args, kwargs, context)
+                    reply = await self._attempt_async(aid, function, args, kwargs, context)
                 except asyncio.CancelledError:
                     if aid not in self._cancelled:
                         raise
                     reply = {"ok": False, "cancelled": True}
-                except Exception as exc:
-                    reply = _failure(function, exc)
-                else:
-                    reply = _success(value)
         except BaseException as exc:  # the task must never end the worker
             reply = {"ok": False, "error": _describe(exc)}
         finally:
@@ -334,31 +332,40 @@ class ConcurrentWorker(Worker):
                 self.capture.finish(aid)
         self._reply({"op": "done", "aid": aid, "t0": started, **reply})
 
-    async def _call_async(
+    async def _attempt_async(
         self,
         aid: Any,
         function: Callable[..., Any],
         args: list[Any],
         kwargs: dict[str, Any],
         context: TaskContext,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """One attempt's reply. An async function runs, hooks and all, on the loop; a sync one
+        runs in a task thread, and so do its hooks (per-thread state is the attempt's)."""
         import asyncio
         import contextvars
         import functools
         import inspect
 
-        CURRENT.set(context)  # this asyncio task's own context: no reset needed
         if inspect.iscoroutinefunction(function):
-            return await function(*args, **kwargs)
-        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+            return await _attempt_coroutine(function, args, kwargs, context)
+        loop = asyncio.get_running_loop()
+
+        def invoke() -> Any:
+            value = function(*args, **kwargs)
+            if isinstance(value, Coroutine):  # a sync function that returned a coroutine
+                # Run on the loop; the handle copies this thread's context (CURRENT, ATTEMPT).
+                value = asyncio.run_coroutine_threadsafe(value, loop).result()
+            return value
+
+        call = functools.partial(
+            contextvars.copy_context().run, _attempt, function, context, invoke
+        )
         self._in_threads.add(aid)
         try:
-            value = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+            return await loop.run_in_executor(self._threads, call)
         finally:
             self._in_threads.discard(aid)
-        if isinstance(value, Coroutine):  # a sync function that returned a coroutine
-            value = await value
-        return value
 
     def _write_frame(self, frame: bytes) -> None:
         """From the loop's thread, or a task thread's print: frames keep their order."""
@@ -369,6 +376,88 @@ class ConcurrentWorker(Worker):
         else:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(writer.write, frame)
+
+
+def _attempt(
+    function: Callable[..., Any], context: TaskContext, invoke: Callable[[], Any]
+) -> dict[str, Any]:
+    """One attempt in the thread that runs it: the ``before_attempt`` hooks, the call, the
+    result's encoding, the ``after_attempt`` hooks (``hooks.py``); its reply, never raises
+    for what the task or a hook did."""
+    token = CURRENT.set(context)
+    try:
+        reply, error = _before(context)
+        if reply is None:
+            try:
+                value = invoke()
+            except Exception as exc:
+                reply, error = _failure(function, exc), exc
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: the worker goes on
+                reply, error = {"ok": False, "error": _describe(exc)}, exc
+            else:
+                reply, error = _success(value)
+        _after(context, error)
+        return reply
+    finally:
+        CURRENT.reset(token)
+
+
+async def _attempt_coroutine(
+    function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], context: TaskContext
+) -> dict[str, Any]:
+    """``_attempt`` for an async function on a concurrent worker's loop; a cancel still
+    runs the ``after_attempt`` hooks (with the ``CancelledError``), then goes on."""
+    import asyncio
+
+    CURRENT.set(context)  # this asyncio task's own context: no reset needed
+    reply, error = _before(context)
+    if reply is None:
+        try:
+            value = await function(*args, **kwargs)
+        except Exception as exc:
+            reply, error = _failure(function, exc), exc
+        except asyncio.CancelledError as exc:
+            _after(context, exc)
+            raise
+        except BaseException as exc:
+            reply, error = {"ok": False, "error": _describe(exc)}, exc
+        else:
+            reply, error = _success(value)
+    _after(context, error)
+    return reply
+
+
+def _before(context: TaskContext) -> tuple[dict[str, Any] | None, BaseException | None]:
+    """The failed reply and its cause if a ``before_attempt`` hook raised, else two Nones."""
+    try:
+        hooks.run_before_attempt(context)
+    except hooks.HookError as exc:
+        return {"ok": False, "error": _describe_hook(exc)}, exc.cause
+    return None, None
+
+
+def _after(context: TaskContext, error: BaseException | None) -> None:
+    """The ``after_attempt`` hooks; one that raises is told in the attempt's log only."""
+    for name, exc in hooks.run_after_attempt(context, error):
+        trace = _traceback_text(exc)
+        print(
+            f"asynctask: after_attempt hook {name} raised {type_name(exc)}: {_message(exc)}"
+            f" (the attempt's outcome stands)\n{trace}",
+            file=sys.stderr,
+            end="" if trace.endswith("\n") else "\n",
+        )
+
+
+def _describe_hook(exc: hooks.HookError) -> dict[str, Any]:
+    """A hook's error: kind ``hook``, unless it raised ``Fail``, ``Throttled`` or
+    ``MemoryError``, which mean what they mean in a task."""
+    error = _describe(exc.cause)
+    if error["kind"] == ErrorKind.EXCEPTION.value:
+        error["kind"] = ErrorKind.HOOK.value
+    error["message"] = _shorten(
+        f"{exc.stage} hook {exc.hook} raised: {error['message']}", _MAX_MESSAGE
+    )
+    return error
 
 
 def _failure(function: Callable[..., Any], exc: Exception) -> dict[str, Any]:
@@ -382,30 +471,30 @@ def _failure(function: Callable[..., Any], exc: Exception) -> dict[str, Any]:
     return {"ok": False, "error": error}
 
 
-def _success(value: Any) -> dict[str, Any]:
-    """The reply for a returned value: packed, or a bad-result error."""
+def _success(value: Any) -> tuple[dict[str, Any], BaseException | None]:
+    """The reply for a returned value: packed, or a bad-result error (and its exception, for
+    the ``after_attempt`` hooks)."""
     try:
-        result = protocol.pack(value)
-    except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
-        return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}
+        result = pack_value(value, "result")
+    except ValueEncodingError as exc:  # says where in the value, and its type
+        return {"ok": False, "error": _bad_result(str(exc), value)}, exc
+    except Exception as exc:  # a broken __eq__/__hash__/property the encoder touched
+        return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}, exc
     if len(result) > _MAX_RESULT:
-        return {
-            "ok": False,
-            "error": _bad_result(
-                f"the packed result is {len(result)} bytes, more than the {_MAX_RESULT}-byte limit",
-                None,
-            ),
-        }
-    return {"ok": True, "result": result}
+        reason = f"the packed result is {len(result)} bytes, more than the {_MAX_RESULT}-byte limit"
+        return {"ok": False, "error": _bad_result(reason, None)}, ValueError(reason)
+    return {"ok": True, "result": result}, None
 
 
 def _decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
-    """The msgpack ``[args, kwargs]`` pair; a clear ``ValueError`` when it is anything else."""
+    """The msgpack ``[args, kwargs]`` pair, with its values' types (``protocol/values.py``); a
+    clear ``ValueError`` when it is anything else (bad ext values from a hostile client
+    included: the attempt fails, the worker goes on)."""
     if not isinstance(payload, bytes):
         raise ValueError(f"the task payload must be msgpack bytes, not {type(payload).__name__}")
     try:
-        decoded = protocol.unpack(payload)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        decoded = unpack_value(payload)
+    except ValueError as exc:  # ValueDecodingError: it says what is wrong
         raise ValueError(f"the task payload cannot be unpacked: {exc}") from None
     if (
         not isinstance(decoded, list)
@@ -464,11 +553,13 @@ def _describe_import_failure(exc: ImportFailure) -> dict[str, Any]:
 
 
 def _bad_result(reason: str, value: Any) -> dict[str, Any]:
+    """Kind ``bad_result``, not retried: the function ran to its end, and running it again
+    would repeat its side effects only to return the same value (docs/worker.md)."""
     shown = "" if value is None else f" (returned a {type(value).__name__})"
     return error_dict(
         ErrorKind.BAD_RESULT,
         "TypeError",
-        _shorten(f"the return value cannot be msgpack-encoded{shown}: {reason}", _MAX_MESSAGE),
+        _shorten(f"the return value cannot be encoded{shown}: {reason}", _MAX_MESSAGE),
     )
 
 
@@ -499,7 +590,7 @@ def _is_plumbing(tb: TracebackType) -> bool:
     name = tb.tb_frame.f_globals.get("__name__", "")
     return (
         tb.tb_frame.f_code.co_filename == __file__  # as ``-m``, this module is ``__main__``
-        or name == "asynctask.executor.funcref"
+        or name in ("asynctask.executor.funcref", "asynctask.hooks")
         or name == "asyncio"
         or name.startswith(("asyncio.", "importlib"))
     )
@@ -544,11 +635,13 @@ def main(argv: list[str] | None = None) -> int:
     if slots > 1:
         concurrent = ConcurrentWorker(sock, slots)
         concurrent.capture.install()
+        capture_logging(concurrent.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
         status = concurrent.serve()
         _flush_stdio()
         os._exit(status)  # not sys.exit: it would wait for task threads nobody waits for
     worker = Worker(sock)
     worker.capture.install()
+    capture_logging(worker.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
     try:
         return worker.serve()
     except BrokenPipeError:
