@@ -39,6 +39,7 @@ from typing import IO, Any
 from asynctask.config import (
     Config,
 )
+from asynctask.config.values import is_loopback
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
 from asynctask.daemon.attemptlogs import AttemptLogs
@@ -425,6 +426,13 @@ class Daemon:
                 *url_host(http.address),
                 token_file,
             )
+            if not is_loopback(observe.http[0]):
+                log.warning(
+                    "metrics: listening on %s, which is not loopback ([metrics] allow_remote): "
+                    "scrapes from other machines carry the bearer token in clear text",
+                    observe.http[0],
+                    extra={"event": "metrics_remote"},
+                )
         if observe.opentelemetry != "off":
             self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
 
