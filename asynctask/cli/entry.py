@@ -7,7 +7,8 @@ the daemon the ``daemon`` extra (the stores' drivers, uvloop, croniter; ``cli`` 
 client-only user who runs ``asynctask`` must not get a traceback about ``typer``: this module
 imports nothing beyond the standard library before the command line itself, and turns the
 ``ModuleNotFoundError`` of an extra's package into the ``pip install`` line that fixes it.
-``--version`` is answered here too, so it works in any install.
+``--version`` is answered here too, so it works in any install, and so is ``health``
+(``cli/probe.py``), so that a probe does not pay for importing the whole command line.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):
         print(version_line())
         return
+    if sys.argv[1:2] == ["health"] and "--help" not in sys.argv:
+        # A probe runs every few seconds: it skips the command line's packages (cli/probe.py).
+        from asynctask.cli.probe import main as probe
+
+        raise SystemExit(probe(sys.argv[2:]))
     try:
         from asynctask.cli.main import main as run
 

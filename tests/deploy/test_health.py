@@ -4,14 +4,17 @@ stopped and hangs; each reason of ``verdict`` on its own."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from asynctask.cli.health import verdict
-from tests.e2e.conftest import poll
+from asynctask.cli.probe import verdict
+from tests.e2e.conftest import ROOT, poll
 
 SERVING = {
     "pid": 42,
@@ -37,6 +40,46 @@ def test_a_serving_daemon_is_healthy(daemon) -> None:
     assert (as_json["ok"], as_json["code"]) == (True, 0)
     assert as_json["daemon"]["pid"] == daemon.proc.pid
     assert as_json["daemon"]["accepting"] is True
+
+
+#: ``asynctask health`` as typer runs it (the command table), not through the console script's
+#: fast path (``cli/entry.py`` -> ``cli/probe.py``); and the fast path, saying whether it
+#: imported typer.
+_TYPER = "import sys; sys.argv[0] = 'asynctask'; from asynctask.cli.main import main; main()"
+_FAST = (
+    "import atexit, sys; sys.argv[0] = 'asynctask';"
+    "atexit.register(lambda: sys.stderr.write(f'typer loaded: {\"typer\" in sys.modules}\\n'));"
+    "from asynctask.cli.entry import main; main()"
+)
+
+
+def _python(daemon, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False, env={**os.environ, "ASYNCTASK_HOME": str(daemon.home)},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [["health"], ["health", "--json"], ["health", "--live"]])
+def test_the_fast_path_answers_as_the_command_table_does(daemon, args) -> None:
+    """The console script runs ``health`` without typer; typer's command is the same."""
+    fast = _python(daemon, _FAST, *args)
+    typed = _python(daemon, _TYPER, *args)
+    assert fast.returncode == typed.returncode == 0, fast.stderr + typed.stderr
+    if "--json" in args:  # the same verdict; the daemon's numbers (uptime) move on
+        first, second = json.loads(fast.stdout), json.loads(typed.stdout)
+        assert first.pop("daemon")["pid"] == second.pop("daemon")["pid"] == daemon.proc.pid
+        assert first == second
+    else:
+        assert fast.stdout == typed.stdout
+    assert fast.stderr == "typer loaded: False\n"
+
+
+def test_a_bad_timeout_is_a_usage_error_either_way(daemon) -> None:
+    for code in (_FAST, _TYPER):
+        done = _python(daemon, code, "health", "--timeout", "soon")
+        assert done.returncode == 2
+        assert "--timeout" in done.stderr
 
 
 def test_no_daemon_is_exit_3_with_one_line(make_daemon) -> None:
