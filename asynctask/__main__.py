@@ -1,3 +1,3 @@
-from asynctask.cli.main import main
+from asynctask.cli.entry import main
 
 main()

@@ -17,10 +17,13 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from asynctask.cli.probe import printable
 from asynctask.client import Client
 from asynctask.errors import EXIT_USAGE, AsynctaskError
 from asynctask.model import parse_duration, parse_time
 from asynctask.paths import resolve_socket
+
+__all__ = ["printable"]  # re-exported: every command escapes task text with it
 
 app = typer.Typer(
     name="asynctask",
@@ -96,13 +99,6 @@ def _json_output() -> bool:
 def os_error(exc: OSError, where: str) -> str:
     """One line for an ``OSError``: the file it names (else ``where``) and why."""
     return f"{exc.filename or where}: {exc.strerror or exc}"
-
-
-def printable(text: str) -> str:
-    """Text from a task or from storage (errors, logs, names, a stored row's key), for a
-    terminal: control characters as escapes, so crafted text cannot forge a line
-    (docs/contract.md, "Terminal output")."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def labels_opt(values: list[str] | None) -> dict[str, str]:

@@ -30,9 +30,11 @@ from asynctask.cli.app import (
     printable,
     run_client,
 )
+from asynctask.cli.probe import alive as _alive
+from asynctask.cli.probe import home_daemon_pid as _home_daemon_pid
 from asynctask.client import Client
 from asynctask.errors import EXIT_USAGE, EXIT_WAIT_TIMEOUT, AsynctaskError, DaemonUnavailable
-from asynctask.paths import DATABASE_NAME, LOG_DIR, PID_NAME, resolve_home, resolve_socket
+from asynctask.paths import DATABASE_NAME, LOG_DIR, resolve_home, resolve_socket
 
 
 def daemon(
@@ -181,33 +183,6 @@ def ping(home: HomeOpt = None, socket: SocketOpt = None, as_json: JsonOpt = Fals
         for_ = storage.get("failing_for")
         since = f" for {for_:.0f}s" if isinstance(for_, int | float) else ""
         fail(f"storage failing{since}: {printable(str(storage.get('error')))}", EXIT_USAGE)
-
-
-def _home_daemon_pid(home: Path | None) -> int | None:
-    """The pid in the home's pid file, if that process is alive (it is removed last)."""
-    try:
-        pid = int((resolve_home(home) / PID_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and has not exited (a zombie has: its parent, say a
-    test harness, has not reaped it yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: the signal 0 probe (a zombie counts as alive there)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def stop(

@@ -3,21 +3,53 @@
 The commands live by verb family: ``cli/daemon.py`` (daemon, ping, stop, reload, doctor),
 ``cli/migrate.py`` (migrate-store), ``cli/tasks.py`` (submit, status, wait, result, logs,
 inspect), ``cli/selectors.py`` (cancel, delete, retry, pause, resume), ``cli/views.py``
-(list, queues, stats, nodes, metrics, top), ``cli/cron.py`` (cron add/list/remove); what they share
-is in ``cli/app.py``. They are registered here, in one table, because typer lists commands in
-the order they are registered, and ``asynctask --help`` keeps the order users know. Only
-``asynctask daemon`` imports the daemon; everything else is a client.
+(list, queues, stats, nodes, metrics, top), ``cli/cron.py`` (cron add/list/remove),
+``cli/health.py`` (health, for probes); what they share is in ``cli/app.py``. They are
+registered here, in one table, because typer lists commands in the order they are registered,
+and ``asynctask --help`` keeps the order users know. Only ``asynctask daemon`` imports the
+daemon; everything else is a client. The console script enters through ``cli/entry.py``, which
+says what to install when an extra is missing.
 """
 
 from __future__ import annotations
 
-from asynctask.cli import cron, daemon, migrate, selectors, tasks, views, webtoken
+from typing import Annotated
+
+import typer
+
+from asynctask.cli import cron, daemon, health, migrate, selectors, tasks, views, webtoken
 from asynctask.cli.app import app, fail, os_error
+from asynctask.cli.entry import version_line
 from asynctask.errors import UsageError
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    # The app's help is Typer(help=...) in cli/app.py; this callback only adds --version.
+    pass
+
 
 # The commands, in the order --help lists them.
 app.command()(daemon.daemon)
 app.command()(daemon.ping)
+app.command()(health.health)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     tasks.submit
 )

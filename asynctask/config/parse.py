@@ -30,8 +30,8 @@ from asynctask.config.values import (
     _env_names,
     _env_table,
     _get,
+    _http_address,
     _int,
-    _loopback_address,
     _number,
     _only,
     _paths,
@@ -44,6 +44,7 @@ from asynctask.config.values import (
     _uid,
     _uid_range,
     _users,
+    is_loopback,
 )
 from asynctask.core.allowlist import RunPolicy, TenantRights
 from asynctask.errors import ConfigError
@@ -303,14 +304,26 @@ def _rights(raw: Mapping[str, Any], path: str) -> TenantRights:
 
 
 def _observe(metrics: Mapping[str, Any], tracing: Mapping[str, Any]) -> ObserveConfig:
-    _only(metrics, "metrics.", {"http", "token_file"})
+    _only(metrics, "metrics.", {"http", "token_file", "allow_remote"})
     _only(tracing, "tracing.", {"opentelemetry"})
+    allow_remote = _get(metrics, "metrics.allow_remote", False, _bool)
+    http = _get(metrics, "metrics.http", None, _http_address)
+    if http is not None and not allow_remote and not is_loopback(http[0]):
+        # The bearer token is the listener's only access control and travels in clear text:
+        # reachable from other machines only when the operator says so.
+        raise ConfigError(
+            f"bad value for metrics.http: {http[0]} is not a loopback address: the metrics "
+            "listener binds to loopback only (127.0.0.1, ::1) unless [metrics] allow_remote "
+            "= true (its bearer token then crosses the network in clear text: keep it on a "
+            "private network or behind a TLS proxy)"
+        )
     return ObserveConfig(
-        http=_get(metrics, "metrics.http", None, _loopback_address),
+        http=http,
         token_file=_get(metrics, "metrics.token_file", None, _absolute_path),
         opentelemetry=_get(
             tracing, "tracing.opentelemetry", "off", _choice("off", "otlp", "console")
         ),
+        allow_remote=allow_remote,
     )
 
 

@@ -119,6 +119,7 @@ _FILE_KEYS: tuple[tuple[str, str | None], ...] = (
     (".workers.limits.", "workers."),
     (".observe.http", "metrics.http"),
     (".observe.token_file", "metrics.token_file"),
+    (".observe.allow_remote", "metrics.allow_remote"),
     (".observe.opentelemetry", "tracing.opentelemetry"),
     (".", ""),
 )

@@ -89,9 +89,10 @@ class FunctionDefaults:
 class ObserveConfig:
     """``[metrics]`` and ``[tracing]``."""
 
-    http: tuple[str, int] | None = None  # loopback host and port of the /metrics listener
+    http: tuple[str, int] | None = None  # host and port of the /metrics listener
     token_file: str | None = None  # the listener's bearer token; None: <home>/metrics.token
     opentelemetry: str = "off"  # "otlp" or "console": export a span per attempt
+    allow_remote: bool = False  # http may name a host that is not loopback
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ converters that check a value and turn it into what the config holds, naming wha
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import re
@@ -248,21 +249,28 @@ def _absolute_path(raw: Any) -> str:
     return os.path.normpath(path)
 
 
-_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-
-
-def _loopback_address(raw: Any) -> tuple[str, int]:
-    """``host:port`` on loopback (``[::1]:port`` for IPv6): a bearer token is the listener's
-    only access control, so it must not be reachable from another machine either."""
+def _http_address(raw: Any) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) of a listener; whether a host that is not
+    loopback may be used is ``_observe``'s decision (``[metrics] allow_remote``)."""
     if not isinstance(raw, str):
         raise TypeError("expected host:port, e.g. 127.0.0.1:9464")
     host, sep, port_text = raw.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:9464")
-    if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
-        raise ValueError("the metrics listener binds to loopback only (127.0.0.1, ::1)")
+    if not host or any(c.isspace() or c in "/[]@" for c in host):
+        raise ValueError("expected host:port with a host name or address, e.g. 127.0.0.1:9464")
     return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ``::1``) or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 #: libpq's URL schemes, the only ones ``[store] url`` takes (``store/open.py`` opens them).

@@ -39,6 +39,7 @@ from typing import IO, Any
 from asynctask.config import (
     Config,
 )
+from asynctask.config.values import is_loopback
 from asynctask.core.retry import RetryPolicy
 from asynctask.core.scheduler import Scheduler
 from asynctask.daemon.attemptlogs import AttemptLogs
@@ -54,6 +55,7 @@ from asynctask.daemon.gcpause import GcPauses
 from asynctask.daemon.history import History
 from asynctask.daemon.intake import Intake
 from asynctask.daemon.interning import Interner
+from asynctask.daemon.notify import STOP_GRACE, Notifier
 from asynctask.daemon.otel import SpanExporter, make_span_exporter
 from asynctask.daemon.queries import Queries
 from asynctask.daemon.readout import Readout, url_host
@@ -174,6 +176,8 @@ class Daemon:
         self.spans: SpanExporter | None = None
         self._lock_file: IO[str] | None = None
         self.backend = Backend(self)
+        #: ``sd_notify`` to systemd under ``Type=notify`` (``notify.py``); inert otherwise.
+        self.notifier = Notifier.from_environment()
 
     def __repr__(self) -> str:
         return (
@@ -230,6 +234,11 @@ class Daemon:
             self._drain,
             extra={"event": "stopping", "drain": self._drain},
         )
+        self.notifier.notify(
+            STOPPING=1,
+            STATUS=f"stopping: draining running attempts for up to {self._drain:g}s",
+            EXTEND_TIMEOUT_USEC=int((self._drain + STOP_GRACE) * 1_000_000),
+        )
         self.stop_requested.set()
 
     def stop(self, drain: float | None) -> dict[str, Any]:
@@ -270,6 +279,7 @@ class Daemon:
         self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
 
     async def _start_parts(self, began: float) -> None:
+        self.notifier.notify(STATUS="starting: loading the stored tasks")
         self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
         if self.config.store.url is not None:
             self.shared_logs = await SharedLogs.open(self.attempt_logs, self.config.store.url)
@@ -370,16 +380,32 @@ class Daemon:
         log_started(self, recovered, recovered_at - began, time.perf_counter() - began)
         if self.engine.loading:  # a long backlog's rest loads while the daemon serves
             self.background_task(self._load_rest())
+        # Ready once the socket serves (a long backlog's rest may still load: requests are
+        # answered meanwhile, which is what a unit ordered After= this one waits for).
+        self.notifier.notify(READY=1, STATUS=self._status_line(recovered))
         self.engine.wake()
+
+    def _status_line(self, recovered: int) -> str:
+        """The line ``systemctl status`` shows while the daemon serves."""
+        if self.engine.loading:
+            return (
+                f"serving on {self.socket_path}; loading the stored backlog "
+                f"({recovered} tasks loaded so far, nothing dispatched until it is all in)"
+            )
+        return f"serving on {self.socket_path}"
 
     async def _load_rest(self) -> None:
         """The rest of a long stored backlog (``Recovery``), then the start journal is
         emptied and dispatch begins. A store that fails meanwhile stops the daemon, as at
         start-up: a backlog half loaded must not be served as if it were all."""
         try:
-            await self.recovery.load_rest()
+            loaded = await self.recovery.load_rest()
             await self.recovery.empty_start_journal()  # before anything is dispatched
             self.engine.end_loading(self.clock())
+            if not self.stop_requested.is_set():
+                self.notifier.notify(
+                    STATUS=f"serving on {self.socket_path}; {loaded} stored tasks loaded"
+                )
         except StoreError as exc:
             self._storage_lost(StoreError(f"loading the stored backlog failed: {exc}"))
         finally:
@@ -404,6 +430,13 @@ class Daemon:
                 *url_host(http.address),
                 token_file,
             )
+            if not is_loopback(observe.http[0]):
+                log.warning(
+                    "metrics: listening on %s, which is not loopback ([metrics] allow_remote): "
+                    "scrapes from other machines carry the bearer token in clear text",
+                    observe.http[0],
+                    extra={"event": "metrics_remote"},
+                )
         if observe.opentelemetry != "off":
             self.spans = make_span_exporter(observe.opentelemetry, self.home / LOG_DIR)
 
@@ -482,6 +515,7 @@ class Daemon:
             (self.home / PID_NAME).unlink()
         if self._lock_file is not None:
             self._lock_file.close()
+        self.notifier.close()
         log.info("stopped", extra={"event": "stopped"})
 
     # -- the step -------------------------------------------------------------------------------
@@ -492,6 +526,7 @@ class Daemon:
         if self.storage_lost is not None:
             return
         self.storage_lost = error
+        self.notifier.notify(STATUS=f"storage lost, restarting: {error}")
         log.critical(
             "%s. Stopping now: the daemon exits with code %d so that its supervisor starts it "
             "again, which re-opens the database from what is on disk",

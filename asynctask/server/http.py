@@ -21,8 +21,10 @@ random and kept in a file only the daemon's user can read (``token_file``, defau
 credentials_file:``. The file is made without following a symlink (``O_NOFOLLOW | O_EXCL``
 after unlinking whatever was there), and kept across restarts when it is a regular file the
 daemon's user owns that no one else can write or read (0600, or 0640 to give a group access).
-The listener still binds to loopback only (the config refuses other hosts): the token travels
-in clear text.
+The listener binds to loopback unless ``[metrics] allow_remote`` is set (the config refuses other
+hosts without it): the token travels in clear text, so another machine may scrape only where the
+operator chose to let it (a private network, a container network, a TLS proxy in front). The same
+token is required from every address; nothing else changes with the address.
 """
 
 from __future__ import annotations
