@@ -61,7 +61,8 @@ BLOCK_TIMEOUT = 60.0
 
 
 def _relative(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    """A page's name in messages: its path in the repository (a test's own page: its name)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 class Page:
@@ -226,13 +227,20 @@ def documented() -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", PAGES, ids=_relative)
 def test_page(path: Path, tmp_path: Path, documented: set[tuple[str, str]]) -> None:
+    run_page(path, tmp_path, documented)
+
+
+def run_page(path: Path, tmp: Path, documented: set[tuple[str, str]]) -> None:
+    """Act on every block of the page at ``path`` in page order, in the directory ``tmp``;
+    ``pytest.fail`` names the page, the line and the output of the first block that fails."""
     text = path.read_text()
     name = _relative(path)
     try:
         found = md.blocks(text)
     except md.DocsError as exc:
         pytest.fail(f"{name}: {exc}", pytrace=False)
-    page = Page(path, tmp_path)
+    tmp.mkdir(parents=True, exist_ok=True)
+    page = Page(path, tmp)
     try:
         if any(_runs(block) for block in found) and not md.starts_own_daemon(text):
             page.start_daemon()
