@@ -49,7 +49,7 @@ from tests.docs.conftest import NOT_RUN
 from tests.e2e.conftest import DaemonProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 CONFIG = ROOT / "config" / "asynctask.toml"
 REFERENCE = ROOT / "docs" / "operating.md"
 REFERENCE_HEADING = "Configuration reference"
@@ -94,6 +94,9 @@ class Page:
         if self.runner is not None:
             self.runner.kill()
             self.runner.wait(10)
+            if self.runner.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    self.runner.stdin.close()
             self.replies.close()
         if self.daemon is not None and self.daemon.proc is not None:
             self.daemon.proc.kill()
@@ -130,7 +133,9 @@ class Page:
         assert block.file is not None
         target = (self.tmp / block.file).resolve()
         if not target.is_relative_to(self.tmp.resolve()):
-            pytest.fail(f"{self.name}:{block.fence_line}: # file: {block.file} leaves the page's dir")
+            pytest.fail(
+                f"{self.name}:{block.fence_line}: # file: {block.file} leaves the page's dir"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(block.text)
 
@@ -290,9 +295,9 @@ def _parser_known(section: str) -> set[str]:
     with pytest.raises(ConfigError) as refused:
         parse_config(document)
     match = _UNKNOWN.search(str(refused.value))
-    assert match is not None and match["key"].endswith("zz_probe"), (
-        f"the parser refused the probe of [{section}] otherwise: {refused.value}"
-    )
+    problem = f"the parser refused the probe of [{section}] otherwise: {refused.value}"
+    assert match is not None, problem
+    assert match["key"].endswith("zz_probe"), problem
     return {key.strip() for key in match["known"].split(",")}
 
 

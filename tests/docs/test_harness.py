@@ -12,7 +12,7 @@ import pytest
 
 from tests.docs import blocks as md
 from tests.docs.conftest import NOT_RUN
-from tests.docs.test_guide import run_page
+from tests.docs.test_guide import CONFIG, run_page
 
 HEAD = f"# A test page\n\n{md.OWN_DAEMON}\n\n"
 
@@ -23,9 +23,12 @@ def _page(tmp_path: Path, body: str) -> Path:
     return path
 
 
+DOCUMENTED = md.documented_keys(CONFIG.read_text())
+
+
 def _failure(tmp_path: Path, body: str) -> str:
     with pytest.raises(pytest.fail.Exception) as failed:
-        run_page(_page(tmp_path, body), tmp_path / "run", set())
+        run_page(_page(tmp_path, body), tmp_path / "run", DOCUMENTED)
     return str(failed.value)
 
 
@@ -102,7 +105,9 @@ $ systemctl start asynctask-that-does-not-exist
     run_page(_page(tmp_path, body), tmp_path / "run", set())
     reported = NOT_RUN[before:]
     del NOT_RUN[before:]  # the session's summary lists the guide's blocks, not this page's
-    assert reported == [f"page.md:{HEAD.count(chr(10)) + 3} (console): needs a machine with systemd"]
+    assert reported == [
+        f"page.md:{HEAD.count(chr(10)) + 3} (console): needs a machine with systemd"
+    ]
 
 
 def test_a_toml_block_with_an_unknown_key_fails(tmp_path: Path) -> None:
