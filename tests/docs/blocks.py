@@ -17,6 +17,7 @@ Config keys are ``(section, key)`` pairs. A section that holds one table per nam
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -198,10 +199,12 @@ def documented_keys(config_text: str) -> set[tuple[str, str]]:
     return keys
 
 
-def reference_keys(page_text: str, heading: str) -> set[tuple[str, str]]:
-    """The ``(section, key)`` pairs the config reference of a page lists: under ``## heading``,
-    a ``### `[section]` `` heading per section and a table row per key (`` | `key` | ... ``)."""
-    keys: set[tuple[str, str]] = set()
+def reference_rows(page_text: str, heading: str) -> dict[tuple[str, str], str]:
+    """The config reference of a page, ``(section, key)`` to the row's second cell (its
+    default): under ``## heading``, a ``### `[section]` `` heading per section and a table row
+    per key (`` | `key` | default | what | ``). A table of the user's own names
+    (``[workers.env]``) is listed by its heading alone, with no default."""
+    rows: dict[tuple[str, str], str] = {}
     inside = False
     section: str | None = None
     for line in page_text.split("\n"):
@@ -214,13 +217,39 @@ def reference_keys(page_text: str, heading: str) -> set[tuple[str, str]]:
         if match is not None:
             section, key = section_of(match["name"])
             if key is not None:
-                keys.add((section, key))
+                rows[(section, key)] = ""
                 section = None  # its rows are examples of the user's own names
             continue
         row = _REF_ROW.match(line)
         if row is not None and section is not None:
-            keys.add((section, row["key"]))
-    return keys
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[(section, row["key"])] = cells[1] if len(cells) > 1 else ""
+    return rows
+
+
+def reference_keys(page_text: str, heading: str) -> set[tuple[str, str]]:
+    """The ``(section, key)`` pairs the config reference of a page lists."""
+    return set(reference_rows(page_text, heading))
+
+
+def default_mismatches(rows: Mapping[tuple[str, str], str], config: Mapping[str, Any]) -> list[str]:
+    """The reference's defaults that differ from the values ``config/asynctask.toml`` sets
+    (``config`` is that file, parsed). A key the file sets must show its value as one TOML
+    literal in backticks (`` `"30s"` ``, `` `8` ``, `` `{}` ``); keys the file only shows in
+    comments (unset by default) are not compared."""
+    wrong: list[str] = []
+    for (section, key), cell in sorted(rows.items()):
+        table = config.get(section)
+        if not isinstance(table, dict) or key not in table or isinstance(table[key], dict):
+            continue
+        literal = re.fullmatch(r"`([^`]+)`", cell)
+        try:
+            shown = tomllib.loads(f"v = {literal[1]}")["v"] if literal else None
+        except tomllib.TOMLDecodeError:
+            shown = None
+        if literal is None or shown != table[key]:
+            wrong.append(f"[{section}] {key}: the reference says {cell!r}, the file {table[key]!r}")
+    return wrong
 
 
 def config_keys(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -178,3 +178,23 @@ def test_reference_keys_are_read_under_their_heading() -> None:
 def test_own_daemon_only_as_a_line_of_its_own() -> None:
     assert md.starts_own_daemon(f"# Page\n\n{md.OWN_DAEMON}\n\ntext\n")
     assert not md.starts_own_daemon(f"- a list item that mentions `{md.OWN_DAEMON}`\n")
+
+
+def test_reference_defaults_are_compared_with_the_file() -> None:
+    page = """## Configuration reference
+
+### `[daemon]`
+
+| key | default | what |
+|---|---|---|
+| `drain` | `"30s"` | |
+| `max_frame` | 16M | not a literal |
+| `durability` | `"normal"` | differs |
+| `memory` | unset | the file only shows it in a comment |
+"""
+    rows = md.reference_rows(page, "Configuration reference")
+    config = tomllib.loads('[daemon]\ndrain = "30s"\nmax_frame = "16M"\ndurability = "full"\n')
+    assert md.default_mismatches(rows, config) == [
+        "[daemon] durability: the reference says '`\"normal\"`', the file 'full'",
+        "[daemon] max_frame: the reference says '16M', the file '16M'",
+    ]

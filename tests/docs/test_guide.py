@@ -179,29 +179,34 @@ class Page:
             )
 
     def run_console(self, block: md.Block) -> None:
+        """Each command in ``bash``; its output goes to a file, not a pipe, so that a process
+        it leaves running (``daemon &``) cannot hold the command's end up."""
+        output = self.tmp / ".console-output"
         for command in md.commands(block):
-            try:
-                done = subprocess.run(
-                    ["bash", "-o", "pipefail", "-c", command.command],
-                    cwd=self.tmp,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    timeout=BLOCK_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired as exc:
-                output = (exc.output or b"").decode(errors="replace")
+            with open(output, "wb") as out:
+                try:
+                    done = subprocess.run(
+                        ["bash", "-o", "pipefail", "-c", command.command],
+                        cwd=self.tmp,
+                        env=self.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        timeout=BLOCK_TIMEOUT,
+                    )
+                except subprocess.TimeoutExpired:
+                    done = None
+            text = output.read_text(errors="replace")
+            if done is None:
                 pytest.fail(
                     f"{self.name}:{command.line}: `{command.command}` did not finish within "
-                    f"{BLOCK_TIMEOUT:g}s\n--- output ---\n{output}{self.daemon_log()}",
+                    f"{BLOCK_TIMEOUT:g}s\n--- output ---\n{text}{self.daemon_log()}",
                     pytrace=False,
                 )
             if done.returncode != command.exits:
                 pytest.fail(
                     f"{self.name}:{command.line}: `{command.command}` exited {done.returncode}, "
-                    f"expected {command.exits}\n--- output ---\n"
-                    f"{done.stdout.decode(errors='replace')}{self.daemon_log()}",
+                    f"expected {command.exits}\n--- output ---\n{text}{self.daemon_log()}",
                     pytrace=False,
                 )
 
@@ -275,6 +280,13 @@ def test_reference_lists_every_documented_key(documented: set[tuple[str, str]]) 
     extra = sorted(f"[{s}] {k}" for s, k in listed - documented)
     assert not missing, f"{_relative(REFERENCE)} lacks keys config/asynctask.toml has: {missing}"
     assert not extra, f"{_relative(REFERENCE)} lists keys config/asynctask.toml lacks: {extra}"
+
+
+def test_reference_defaults_are_the_files() -> None:
+    """A default the reference shows is the value config/asynctask.toml sets."""
+    rows = md.reference_rows(REFERENCE.read_text(), REFERENCE_HEADING)
+    wrong = md.default_mismatches(rows, tomllib.loads(CONFIG.read_text()))
+    assert wrong == [], f"{_relative(REFERENCE)}: defaults that differ from the file"
 
 
 #: A name for the probe table of each section that holds one table per name.

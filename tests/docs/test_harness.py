@@ -6,6 +6,9 @@ start no daemon."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,17 @@ drian = "5s"
 """
     message = _failure(tmp_path, body)
     assert "[daemon] drian" in message
+
+
+def test_a_process_left_running_does_not_hold_its_command_up(tmp_path: Path) -> None:
+    body = """
+```console
+$ sleep 60 & echo $! > background.pid
+```
+"""
+    started = time.monotonic()
+    try:
+        run_page(_page(tmp_path, body), tmp_path / "run", DOCUMENTED)
+        assert time.monotonic() - started < 30  # not the 60 s of the sleep
+    finally:
+        os.kill(int((tmp_path / "run" / "background.pid").read_text()), signal.SIGKILL)
