@@ -88,6 +88,7 @@ class Page:
     # -- the daemon ---------------------------------------------------------------------------
 
     def start_daemon(self) -> None:
+        self.home.mkdir(mode=0o700)  # private from the start, as the daemon wants it
         self.daemon = DaemonProcess(self.home, root=self.tmp).start()
 
     def close(self) -> None:
@@ -105,9 +106,11 @@ class Page:
         sweep_stale(detect_cgroups())  # the groups of workers the kill -9 above left behind
 
     def _stop_own_daemon(self) -> None:
-        """A daemon the page's own commands started (``--detach``) and left running."""
-        pid_file = self.home / "daemon.pid"
-        if self.daemon is not None or not pid_file.exists():
+        """A daemon the page's own commands started (``daemon --detach``, a restart) and left
+        running: stopped by ``asynctask stop``, else killed, by the pid in the home's pid file,
+        and only if that process is a daemon of this home."""
+        pid = self._home_daemon()
+        if pid is None:
             return
         with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run(
@@ -117,10 +120,18 @@ class Page:
                 capture_output=True,
                 timeout=30,
             )
-        with contextlib.suppress(ValueError, OSError):
-            pid = int(pid_file.read_text().split()[0])
-            if Path(f"/proc/{pid}").exists():
+        if self._home_daemon() == pid:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def _home_daemon(self) -> int | None:
+        """The pid of the home's pid file, if that process runs a daemon of this home."""
+        try:
+            pid = int((self.home / "daemon.pid").read_text().split()[0])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if str(self.home).encode() in argv and b"daemon" in argv else None
 
     def daemon_log(self) -> str:
         logs = [self.home / "daemon-test.log", self.home / "logs" / "daemon.log"]
