@@ -6,6 +6,7 @@ start no daemon."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -136,3 +137,19 @@ $ sleep 60 & echo $! > background.pid
         assert time.monotonic() - started < 30  # not the 60 s of the sleep
     finally:
         os.kill(int((tmp_path / "run" / "background.pid").read_text()), signal.SIGKILL)
+
+
+def test_a_daemon_the_page_started_is_stopped_when_the_page_fails(tmp_path: Path) -> None:
+    body = """
+```console
+$ asynctask daemon --detach
+$ asynctask ping --json > ping.json
+$ false
+```
+"""
+    message = _failure(tmp_path, body)
+    assert "`false` exited 1" in message
+    pid = json.loads((tmp_path / "run" / "ping.json").read_text())["pid"]
+    assert not (tmp_path / "run" / "home" / "daemon.pid").exists()
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z")  # gone, or a zombie
