@@ -280,3 +280,58 @@ def undocumented(data: Mapping[str, Any], documented: Iterable[tuple[str, str]])
         for section, key in config_keys(data)
         if (section, key) not in known
     )
+
+
+# -- links ------------------------------------------------------------------------------------
+
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+_HEADING_LINE = re.compile(r"^#{1,6}\s+(?P<text>.+?)\s*#*\s*$")
+
+
+def prose_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of every line outside fenced blocks."""
+    fence: str | None = None
+    for number, line in enumerate(text.split("\n"), 1):
+        match = _FENCE.match(line)
+        if fence is None and match is not None:
+            fence = match["fence"]
+            continue
+        if fence is not None:
+            if _closes(match, fence):
+                fence = None
+            continue
+        yield number, line
+
+
+def _closes(match: re.Match[str] | None, fence: str) -> bool:
+    """Whether a fence line closes the block ``fence`` opened."""
+    return (
+        match is not None
+        and not match["info"]
+        and match["fence"][0] == fence[0]
+        and len(match["fence"]) >= len(fence)
+    )
+
+
+def links(text: str) -> list[tuple[int, str]]:
+    """The relative link targets of a page's prose (``[text](target)``), with their lines;
+    web links are left out."""
+    found = []
+    for number, line in prose_lines(text):
+        for match in _LINK.finditer(line):
+            target = match["target"]
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                found.append((number, target))
+    return found
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to
+    hyphens (``## At least once, so...`` is ``#at-least-once-so...``)."""
+    slugs = set()
+    for _, line in prose_lines(text):
+        match = _HEADING_LINE.match(line)
+        if match is not None:
+            slug = re.sub(r"[^\w\- ]", "", match["text"].strip().lower()).replace(" ", "-")
+            slugs.add(slug)
+    return slugs

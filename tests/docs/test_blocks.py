@@ -198,3 +198,22 @@ def test_reference_defaults_are_compared_with_the_file() -> None:
         "[daemon] durability: the reference says '`\"normal\"`', the file 'full'",
         "[daemon] max_frame: the reference says '16M', the file '16M'",
     ]
+
+
+def test_links_of_the_prose_only_and_their_anchors() -> None:
+    page = """# Title
+
+See [the concepts](concepts.md#at-least-once-so-make-tasks-idempotent) and
+[the web](https://example.com) and [here](#a-heading-with-code).
+
+```python
+x = [1](2)  # not a link: code
+```
+
+## A heading with `code`, and more!
+"""
+    assert md.links(page) == [
+        (3, "concepts.md#at-least-once-so-make-tasks-idempotent"),
+        (4, "#a-heading-with-code"),
+    ]
+    assert md.anchors(page) == {"title", "a-heading-with-code-and-more"}
