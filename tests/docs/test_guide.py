@@ -22,7 +22,8 @@ none, and stops whatever daemon the page left running. Pages with nothing to run
 
 Also here: the config reference (``docs/operating.md``, "Configuration reference") lists exactly
 the keys ``config/asynctask.toml`` documents, and those are exactly the keys the daemon's
-config parser accepts (asked of the parser itself, ``asynctask.config.parse_config``).
+config parser accepts (asked of the parser itself, ``asynctask.config.parse_config``), with
+the defaults the file sets; and every relative link of the pages reaches a file and a heading.
 """
 
 from __future__ import annotations
