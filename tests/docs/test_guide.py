@@ -350,7 +350,6 @@ PENDING_PAGES = {
     "docs/calling.md",
     "docs/testing.md",
     "docs/testing-daemon.md",
-    "docs/worker.md",
     "docs/frameworks.md",
     "docs/deploy.md",
 }
