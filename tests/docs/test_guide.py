@@ -351,7 +351,6 @@ PENDING_PAGES = {
     "docs/testing.md",
     "docs/testing-daemon.md",
     "docs/frameworks.md",
-    "docs/deploy.md",
 }
 
 

@@ -69,9 +69,12 @@ def _installed(venv: Path) -> dict[str, int]:
         print(json.dumps(sizes))
         """
     )
+    # Run from the venv, not the checkout: `-c` puts the working directory on sys.path, and a
+    # checkout's *.egg-info would be counted as installed.
     done = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
-    )
+        [str(venv / "bin" / "python"), "-c", code],
+        capture_output=True, text=True, check=True, cwd=venv,
+    )  # fmt: skip
     return json.loads(done.stdout)
 
 
