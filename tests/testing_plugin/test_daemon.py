@@ -1,0 +1,71 @@
+"""``asynctask.testing.daemon``: a real daemon in a temporary home, started, used, stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asynctask.errors import DaemonUnavailable
+from asynctask.testing.daemon import DaemonProcess, DaemonProcessError, run_daemon
+
+
+def test_run_daemon_serves_tasks_from_cwd_and_cleans_up(tmp_path: Path) -> None:
+    (tmp_path / "jobs_here.py").write_text("def double(x):\n    return 2 * x\n")
+
+    with run_daemon(cwd=tmp_path) as daemon:
+        home, socket = daemon.home, daemon.socket
+        assert oct(home.stat().st_mode & 0o777) == "0o700"
+        with daemon.client() as client:
+            assert client.submit("jobs_here:double", 21).result(timeout=20) == 42
+        # the environment it hands out reaches it from a subprocess's `asynctask` command
+        pinged = subprocess.run(
+            [sys.executable, "-m", "asynctask", "ping"],
+            env={**os.environ, **daemon.env},
+            capture_output=True,
+            timeout=60,
+        )
+        assert pinged.returncode == 0, pinged.stderr
+        pid = daemon.pid
+
+    assert daemon.proc is not None
+    assert daemon.proc.returncode == 0
+    assert not home.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(DaemonUnavailable), DaemonProcess(home).client() as client:
+        client.ping()
+    assert not socket.exists()
+
+
+async def test_the_async_client_reaches_it(tmp_path: Path) -> None:
+    (tmp_path / "jobs_async.py").write_text("async def echo(x):\n    return x\n")
+    with run_daemon(cwd=tmp_path) as daemon:
+        async with daemon.async_client() as client:
+            handle = await client.submit("jobs_async:echo", "hi")
+            assert await handle.result(timeout=20) == "hi"
+
+
+def test_a_daemon_that_cannot_start_fails_with_its_log(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with (
+        pytest.raises(DaemonProcessError) as failed,
+        run_daemon(home, config="[workers]\nbogus = 1\n"),
+    ):
+        pass  # pragma: no cover - never reached
+    message = str(failed.value)
+    assert "exited at start-up" in message
+    assert "bogus" in message  # the daemon's own words, from its log
+    assert home.exists()  # a home that was given is left for the reader
+
+
+def test_a_given_home_is_kept_and_a_second_start_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "kept"
+    with run_daemon(home) as daemon:
+        with pytest.raises(DaemonProcessError, match="started already"):
+            daemon.start()
+        assert "pid" in repr(daemon)
+    assert (home / "daemon-output.log").exists()
