@@ -12,6 +12,7 @@ from asynctask.decorator import TaskFunction, task
 from asynctask.errors import AsynctaskError, Fail, TaskNotSucceeded, Throttled
 from asynctask.executor.taskcontext import TaskContext, current_task
 from asynctask.hooks import after_attempt, before_attempt, on_worker_start
+from asynctask.tasklog import task_logger
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "current_task",
     "on_worker_start",
     "task",
+    "task_logger",
 ]
 
 _LAZY = {"AsyncClient", "AsyncTaskHandle", "Client", "TaskHandle", "TaskStatus"}

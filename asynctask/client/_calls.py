@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import copy
 import itertools
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-import msgpack
 import msgspec
 
 from asynctask.client._options import SUBMIT_OPTIONS, TASK_FILTERS
@@ -35,7 +33,7 @@ from asynctask.model import (
     parse_duration,
     parse_time,
 )
-from asynctask.protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION, pack, unpack
+from asynctask.protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION, pack
 from asynctask.protocol.requests import (
     CronAddRequest,
     ListRequest,
@@ -46,6 +44,12 @@ from asynctask.protocol.requests import (
     decode,
     encode_request,
     to_wire,
+)
+from asynctask.protocol.values import (
+    ValueEncodingError,
+    pack_arguments,
+    to_jsonable,
+    unpack_value,
 )
 from asynctask.resources import RESOURCE_KEYS, Limits
 
@@ -101,7 +105,7 @@ class TaskStatus:
             "priority": self.priority,
             "attempts": self.attempts,
             "retries": self.retries,
-            "result": _jsonable(self.result),
+            "result": to_jsonable(self.result),
             "error": self.error,
             "errors": [_error_json(entry) for entry in self.errors],
             "paused": self.paused,
@@ -126,7 +130,7 @@ class TaskStatus:
             priority=raw["priority"],
             attempts=raw["attempts"],
             retries=raw.get("retries", 0),
-            result=unpack(result) if isinstance(result, bytes) else None,
+            result=unpack_value(result, lenient=True) if isinstance(result, bytes) else None,
             error=raw.get("error"),
             labels=dict(raw.get("labels") or {}),
             errors=list(raw.get("errors") or []),
@@ -180,19 +184,6 @@ def _error_json(entry: Mapping[str, Any]) -> dict[str, Any]:
     """An ``errors`` entry with its times as ISO 8601, like the task's own."""
     times = ("started_at", "finished_at")
     return {key: format_time(value) if key in times else value for key, value in entry.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return value.hex()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def function_ref(func: Any) -> str:
@@ -453,25 +444,15 @@ _NO_ARGUMENTS: Final = pack([[], {}])
 _MAX_CHECKED: Final = 256
 
 
-#: Each thread's msgpack ``Packer`` (``protocol.pack``'s settings), made once rather than
-#: per call as ``msgpack.packb`` does; a ``Packer`` empties itself after a refused value.
-_PACKERS: Final = threading.local()
-
-
 def _payload(args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> bytes:
-    """msgpack of ``[args, kwargs]`` (``protocol.pack``'s bytes), or the ``UsageError`` a
-    submit gives."""
+    """msgpack of ``[args, kwargs]`` with the task value types (``protocol/values.py``), or
+    the ``UsageError`` a submit gives."""
     if not args and not kwargs:
         return _NO_ARGUMENTS
     try:
-        packer = _PACKERS.packer
-    except AttributeError:
-        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
-    try:
-        data: bytes = packer.pack([list(args), dict(kwargs or {})])
-    except (TypeError, ValueError, OverflowError) as exc:
+        return pack_arguments(args, kwargs or {})
+    except ValueEncodingError as exc:
         raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
-    return data
 
 
 def _with_limits(spec: dict[str, Any], func: Any) -> dict[str, Any]:

@@ -81,7 +81,8 @@ _DAEMON_KEYS = {
 _WORKERS_KEYS = {
     "min_workers", "max_workers", "timeout", "kill_grace", "max_tasks_per_worker", "paths",
     "concurrency", "max_log_bytes", "idle_timeout", "memory_budget", "max_worker_rss",
-    "max_worker_output", "sandbox", "env_pass", "env", "python", "uids", *RESOURCE_KEYS,
+    "max_worker_output", "sandbox", "env_pass", "env", "python", "uids", "log_level",
+    *RESOURCE_KEYS,
 }  # fmt: skip
 _RETRY_KEYS = {"retries", "backoff_base", "backoff_cap"}
 _AUTH_KEYS = {"admins", "users"}
@@ -204,6 +205,12 @@ def _workers(workers: Mapping[str, Any], data: Mapping[str, Any]) -> WorkersConf
         env=_env_table(workers.get("env", {})),
         python=_get(workers, "workers.python", w.python, _python),
         uids=_get(workers, "workers.uids", w.uids, _uid_range),
+        log_level=_get(
+            workers,
+            "workers.log_level",
+            w.log_level,
+            _choice("debug", "info", "warning", "error", "off"),
+        ),
         tenant_users=_tenant_users(_section(data, "tenants")),
     )
     if workers_cfg.max_workers < workers_cfg.min_workers:

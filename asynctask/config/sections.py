@@ -57,6 +57,7 @@ class WorkersConfig:
     env: Mapping[str, str] = field(default_factory=dict)  # [workers.env]: set in workers'
     python: str = ""  # the workers' interpreter; "": the daemon's
     uids: tuple[int, int] = (61000, 61999)  # per-tenant worker uids (``isolation.py``)
+    log_level: str = "info"  # task code's logging kept in its attempt's log from this level
     #: ``[tenants.<t>] user``: the uid a tenant's workers run as, instead of one from ``uids``.
     tenant_users: Mapping[str, int] = field(default_factory=dict)
 

@@ -373,11 +373,7 @@ class Engine:
         destination = destination_of(task)
         if destination is None:
             return None
-        result = destination.result
-        info = {
-            **destination.info,
-            "result": protocol.unpack(result) if result is not None else None,
-        }
+        info = {**destination.info, "result": _opaque(destination.result)}
         spec = SubmitSpec(
             function=destination.function,
             payload=protocol.pack([[info], {}]),
@@ -435,3 +431,17 @@ class Engine:
             self._daemon.spans.attempt(task, stages, outcome_name)
         self._daemon.events.outcome(task, None if outcome.ok else error, outcome.pid, now)
         self.wake()
+
+
+def _opaque(result: bytes | None) -> Any:
+    """A finished task's packed result, for its destination's argument, without decoding its
+    values: msgpack hands the task value types (``protocol/values.py``) back as ``ExtType``s,
+    packed again byte for byte, so the daemon never imports or runs what a value names. Bytes
+    that are not one msgpack value (only a task that forged its worker's frames sends those)
+    become ``None`` rather than an error in the daemon."""
+    if result is None:
+        return None
+    try:
+        return protocol.unpack(result)
+    except Exception:  # msgpack raises several unrelated types for bad input
+        return None

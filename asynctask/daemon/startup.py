@@ -131,6 +131,7 @@ def pool_config(
         socket_path=str(socket_path),
         env_pass=workers.env_pass,
         env=workers.env,
+        log_level=workers.log_level,
         reap_orphans=True,
     )
 

@@ -14,6 +14,16 @@ task started included. With several at once, the attempt whose context the writi
 in (a ``ContextVar``, which async tasks and the worker's task threads inherit); a thread a task
 starts itself has a fresh context, and its output goes to the workers' log.
 
+Python ``logging``: a plain program shows only warnings, through ``logging.lastResort``, and
+only while no handler is configured. The worker makes ``AttemptLogHandler`` that last resort,
+at ``[workers] log_level`` (``LOG_LEVEL_ENV``; default ``info``), and lowers the root logger to
+that level, so ``logging.info()`` in a task lands in its attempt's log as a line
+``<time> INFO <logger>: <message>`` on stderr. Being the last resort, not a root handler, keeps
+every logging configuration a task makes (``basicConfig``, ``dictConfig``, a handler of its
+own) in charge of what it covers, with no line written twice; a logger with a handler of its
+own (a library's ``NullHandler``) is not captured, exactly as Python would not show it. What
+it writes counts toward ``[workers] max_log_bytes`` like the rest of the attempt's output.
+
 Output written to file descriptors 1 and 2 directly (C extensions, child processes) bypasses
 ``sys.stdout``; command tasks pipe their program's output through here on purpose
 (``command.py``). This module is stdlib only: the worker imports it at start-up.
@@ -22,6 +32,7 @@ Output written to file descriptors 1 and 2 directly (C extensions, child process
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +41,12 @@ from typing import Any, Final, TextIO
 
 #: Characters buffered per attempt and stream before a frame goes out without a line end.
 FLUSH_AT: Final = 8192
+
+#: The level from which task code's ``logging`` goes to the attempt's log: ``debug``,
+#: ``info``, ``warning``, ``error``, or ``off`` (Python's default: no capture set up).
+LOG_LEVEL_ENV: Final = "ASYNCTASK_LOG_LEVEL"
+#: How a record reads in the attempt's log.
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: The attempt whose context this code runs in, when several share the worker.
 ATTEMPT: Final[ContextVar[int | None]] = ContextVar("asynctask_attempt", default=None)
@@ -124,3 +141,41 @@ class AttemptStream(io.TextIOBase):
         if self._original is None:
             raise io.UnsupportedOperation("fileno")
         return self._original.fileno()
+
+
+class AttemptLogHandler(logging.Handler):
+    """``logging``'s last resort in a worker: a record, formatted, to the attempt's stderr
+    (``Capture``); outside an attempt to the worker's own, with the task fields that
+    ``asynctask.task_logger`` adds, since that log is every attempt's."""
+
+    def __init__(self, capture: Capture, level: int) -> None:
+        super().__init__(level)
+        self._capture = capture
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            task_id = getattr(record, "task_id", None)
+            if task_id is not None and self._capture.attempt() is None:
+                text += (
+                    f" [task {task_id} tenant {getattr(record, 'tenant', '')}"
+                    f" attempt {getattr(record, 'attempt', '')}]"
+                )
+            self._capture.stderr.write(text + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def capture_logging(capture: Capture, level_name: str) -> AttemptLogHandler | None:
+    """Make task code's ``logging`` at ``level_name`` and above go to its attempt's log (see
+    the module docstring); the handler, or ``None`` for ``off``."""
+    if level_name == "off":
+        return None
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        level = logging.INFO  # the daemon checked the config; a hand-started worker may not
+    handler = AttemptLogHandler(capture, level)
+    logging.lastResort = handler
+    logging.root.setLevel(level)
+    return handler

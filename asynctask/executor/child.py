@@ -6,9 +6,10 @@ The daemon pre-starts these processes so that a task costs a frame round trip, n
 interpreter start (docs/architecture.md, "The performance design"). Everything here serves
 two goals:
 
-* **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol``), ``asynctask.model``
-  and ``asynctask.errors`` are imported at start-up. ``asyncio``, ``traceback`` and ``ctypes``
-  are imported the first time they are needed, so a pool of sync tasks never pays for them.
+* **Start fast.** Only the stdlib, msgpack (through ``asynctask.protocol`` and its value codec,
+  ``protocol/values.py``), ``asynctask.model``, ``asynctask.errors`` and ``asynctask.hooks`` are
+  imported at start-up. ``asyncio``, ``traceback`` and ``ctypes`` are imported the first time
+  they are needed, so a pool of sync tasks never pays for them.
 * **Never be killed by the task.** One task runs at a time, synchronously, in the main thread.
   Every exception the task raises - ``SystemExit`` and ``KeyboardInterrupt`` included - becomes a
   ``done`` frame with an error. Only what Python cannot catch (``os._exit``, a signal, a segfault)
@@ -29,6 +30,12 @@ Conversation (all frames are ``asynctask.protocol`` maps)::
 What the worker sets on itself before its first frame (parent death, rlimits, the sandbox) is
 ``childstart.py``; turning a function reference into a callable is ``funcref.py``. Both are held
 to the same import contract as this module.
+
+One attempt: import the function's module (once per worker), run the ``on_worker_start`` hooks
+not yet run, decode the arguments (``protocol/values.py``: a dataclass is rebuilt from a class
+the imports made known), then in the thread that runs the task the ``before_attempt`` hooks,
+the call, the result's encoding and the ``after_attempt`` hooks (``hooks.py``). A result that
+cannot be encoded fails the attempt here, as ``bad_result``, before the daemon hears it ended.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from asynctask import hooks, protocol
 from asynctask.errors import Fail, ProtocolError, Throttled
-from asynctask.executor.capture import ATTEMPT, Capture
+from asynctask.executor.capture import ATTEMPT, LOG_LEVEL_ENV, Capture, capture_logging
 from asynctask.executor.childstart import (
     apply_limits,
     die_with_parent,
@@ -57,6 +64,7 @@ from asynctask.executor.funcref import ImportFailure, import_function, type_name
 from asynctask.executor.reaper import become_subreaper, kill_descendants
 from asynctask.executor.taskcontext import CURRENT, TaskContext
 from asynctask.model import ErrorKind, error_dict
+from asynctask.protocol.values import ValueEncodingError, pack_value, unpack_value
 
 if TYPE_CHECKING:
     import asyncio
@@ -154,9 +162,7 @@ class Worker:
                 reply = prepared
             else:
                 function, args, kwargs, context = prepared
-                reply = _attempt(
-                    function, context, lambda: self._call(function, args, kwargs)
-                )
+                reply = _attempt(function, context, lambda: self._call(function, args, kwargs))
         except BaseException as exc:  # the task must never end the worker
             reply = {"ok": False, "error": _describe(exc)}
         finally:
@@ -469,8 +475,10 @@ def _success(value: Any) -> tuple[dict[str, Any], BaseException | None]:
     """The reply for a returned value: packed, or a bad-result error (and its exception, for
     the ``after_attempt`` hooks)."""
     try:
-        result = protocol.pack(value)
-    except Exception as exc:  # msgpack raises TypeError, OverflowError, ValueError
+        result = pack_value(value, "result")
+    except ValueEncodingError as exc:  # says where in the value, and its type
+        return {"ok": False, "error": _bad_result(str(exc), value)}, exc
+    except Exception as exc:  # a broken __eq__/__hash__/property the encoder touched
         return {"ok": False, "error": _bad_result(f"{type(exc).__name__}: {exc}", value)}, exc
     if len(result) > _MAX_RESULT:
         reason = f"the packed result is {len(result)} bytes, more than the {_MAX_RESULT}-byte limit"
@@ -479,12 +487,14 @@ def _success(value: Any) -> tuple[dict[str, Any], BaseException | None]:
 
 
 def _decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
-    """The msgpack ``[args, kwargs]`` pair; a clear ``ValueError`` when it is anything else."""
+    """The msgpack ``[args, kwargs]`` pair, with its values' types (``protocol/values.py``); a
+    clear ``ValueError`` when it is anything else (bad ext values from a hostile client
+    included: the attempt fails, the worker goes on)."""
     if not isinstance(payload, bytes):
         raise ValueError(f"the task payload must be msgpack bytes, not {type(payload).__name__}")
     try:
-        decoded = protocol.unpack(payload)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        decoded = unpack_value(payload)
+    except ValueError as exc:  # ValueDecodingError: it says what is wrong
         raise ValueError(f"the task payload cannot be unpacked: {exc}") from None
     if (
         not isinstance(decoded, list)
@@ -543,11 +553,13 @@ def _describe_import_failure(exc: ImportFailure) -> dict[str, Any]:
 
 
 def _bad_result(reason: str, value: Any) -> dict[str, Any]:
+    """Kind ``bad_result``, not retried: the function ran to its end, and running it again
+    would repeat its side effects only to return the same value (docs/worker.md)."""
     shown = "" if value is None else f" (returned a {type(value).__name__})"
     return error_dict(
         ErrorKind.BAD_RESULT,
         "TypeError",
-        _shorten(f"the return value cannot be msgpack-encoded{shown}: {reason}", _MAX_MESSAGE),
+        _shorten(f"the return value cannot be encoded{shown}: {reason}", _MAX_MESSAGE),
     )
 
 
@@ -623,11 +635,13 @@ def main(argv: list[str] | None = None) -> int:
     if slots > 1:
         concurrent = ConcurrentWorker(sock, slots)
         concurrent.capture.install()
+        capture_logging(concurrent.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
         status = concurrent.serve()
         _flush_stdio()
         os._exit(status)  # not sys.exit: it would wait for task threads nobody waits for
     worker = Worker(sock)
     worker.capture.install()
+    capture_logging(worker.capture, os.environ.get(LOG_LEVEL_ENV, "info"))
     try:
         return worker.serve()
     except BrokenPipeError:

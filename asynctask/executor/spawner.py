@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from asynctask.executor.capture import LOG_LEVEL_ENV
 from asynctask.executor.cgroups import worker_group_name
 from asynctask.executor.childstart import (
     LIMITS_ENV,
@@ -343,6 +344,7 @@ def worker_env(config: PoolConfig) -> dict[str, str]:
     )
     env[PARENT_PID_ENV] = str(os.getpid())
     env[PATHS_ENV] = os.pathsep.join(config.paths)
+    env[LOG_LEVEL_ENV] = config.log_level
     if config.stack_dir is not None:
         env[STACK_DIR_ENV] = config.stack_dir
     python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]

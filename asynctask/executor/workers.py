@@ -57,6 +57,9 @@ class PoolConfig:
     socket_path: str | None = None  # the daemon's socket, told to workers (ASYNCTASK_SOCKET)
     env_pass: tuple[str, ...] = ()  # names copied from this process's environment to workers'
     env: Mapping[str, str] = field(default_factory=dict)  # set in workers' environment
+    #: Task code's ``logging`` records from this level go to the attempt's log
+    #: (``capture.py``); "off": Python's own default (warnings to stderr).
+    log_level: str = "info"
     #: Make this process a child subreaper and kill every child of it that is not a worker
     #: when a worker exits (``reaper.py``): only for a process whose children are all the
     #: pool's, as the daemon's are.

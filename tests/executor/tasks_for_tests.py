@@ -248,3 +248,34 @@ def connect(port: int) -> str:
 
 def whoami() -> list[int]:
     return [os.getuid(), os.getgid()]
+
+
+def log_levels(tag: str) -> str:
+    """Logs at three levels through a logger with no handler of its own."""
+    import logging
+
+    log = logging.getLogger("levels")
+    log.debug("%s debug", tag)
+    log.info("%s info", tag)
+    log.warning("%s warning", tag)
+    return tag
+
+
+def configure_logging_and_log(tag: str) -> str:
+    """A task that sets up logging itself, as a script would: its handler, its format."""
+    import logging
+
+    logging.basicConfig(format="own %(levelname)s %(message)s")
+    logging.getLogger("mine").info("%s info", tag)
+    return tag
+
+
+def log_from_threads(tag: str, seconds: float) -> str:
+    """Logs from the attempt's thread, after a pause (on a concurrent worker, while another
+    attempt logs too)."""
+    import logging
+
+    logging.getLogger("threads").info("%s start", tag)
+    time.sleep(seconds)
+    logging.getLogger("threads").info("%s end", tag)
+    return tag

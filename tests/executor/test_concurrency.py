@@ -126,6 +126,12 @@ async def test_output_of_concurrent_attempts_is_kept_apart(shared: Harness) -> N
         text = "".join(data for _, data in shared.logs[aid])
         if tag == "c":
             # its own thread's print has a fresh context: that line goes to the workers' log
-            assert text == "c line 1\nc warned\nc no newline"
+            lines = text.split("\n")  # logging's line is "<time> WARNING task: c warned"
+            assert (lines[0], lines[1].split(" ", 2)[2], lines[2]) == (
+                "c line 1",
+                "WARNING task: c warned",
+                "c no newline",
+            )
+            assert len(lines) == 3
         else:
             assert text == f"{tag} before\n{tag} after\n"
