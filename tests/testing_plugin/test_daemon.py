@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from asynctask.errors import DaemonUnavailable
+from asynctask.executor.cgroups import detect_cgroups, sweep_stale
 from asynctask.testing.daemon import DaemonProcess, DaemonProcessError, run_daemon
 
 
@@ -69,3 +71,19 @@ def test_a_given_home_is_kept_and_a_second_start_is_refused(tmp_path: Path) -> N
             daemon.start()
         assert "pid" in repr(daemon)
     assert (home / "daemon-output.log").exists()
+
+
+def test_a_daemon_that_dies_during_the_test_fails_it(tmp_path: Path) -> None:
+    """A test whose input killed the daemon must not pass quietly."""
+
+    def killing_test() -> None:
+        with run_daemon(tmp_path / "home") as daemon:
+            os.kill(daemon.pid, signal.SIGKILL)
+            assert daemon.proc is not None
+            daemon.proc.wait(10)
+
+    with pytest.raises(DaemonProcessError) as failed:
+        killing_test()
+    sweep_stale(detect_cgroups())  # the worker groups the kill -9 left behind
+    assert "died during the test" in str(failed.value)
+    assert "serving on" in str(failed.value)  # its log's end is in the message
