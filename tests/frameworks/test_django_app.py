@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,38 @@ def test_a_failing_django_task_is_failed_with_its_error_after_the_backends_retri
     assert result.attempts == 2  # OPTIONS retries = 1 in the example's settings
     assert result.errors[-1].exception_class is ValueError
     assert "note 7 cannot be summarized" in result.errors[-1].traceback
+
+
+def test_a_django_task_that_takes_context_gets_its_own_result_and_attempt(
+    daemon: DaemonProcess,
+) -> None:
+    from notes import tasks
+
+    result = tasks.which_attempt.enqueue(3)
+    poll(lambda: result.refresh() or result.is_finished)
+
+    assert result.errors == []
+    assert result.return_value == {"note": 3, "result_id": result.id, "attempt": 1}
+
+
+def test_the_shared_client_is_one_per_process_and_socket(tmp_path: Path) -> None:
+    from asynctask.contrib.django import shared_client
+
+    first = shared_client(tmp_path / "a.sock")
+    assert shared_client(tmp_path / "a.sock") is first
+    assert shared_client(tmp_path / "b.sock") is not first
+    assert shared_client(tmp_path / "a.sock", tenant="other") is not first
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, b"new" if shared_client(tmp_path / "a.sock") is not first else b"old")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 3) == b"new"  # a forked child never shares the parent's socket
+    os.close(read)
+    os.close(write)
 
 
 def test_the_runner_refuses_what_is_not_a_django_task(daemon: DaemonProcess) -> None:

@@ -8,6 +8,8 @@
 import asynctask.contrib.django.worker  # noqa: F401  (first: django.setup() in a worker)
 
 # isort: split
+from typing import Any
+
 from django.db import connection
 
 from notes.models import Note
@@ -35,6 +37,12 @@ def summarize(note_id: int) -> str:
     note.summary = note.text.split(".")[0][:200]
     note.save(update_fields=["summary"])
     return note.summary
+
+
+@task(takes_context=True)
+def which_attempt(context: Any, note_id: int) -> dict[str, Any]:
+    """A task that asks for Django's TaskContext: its result ID and attempt number."""
+    return {"note": note_id, "result_id": context.task_result.id, "attempt": context.attempt}
 
 
 @task()
