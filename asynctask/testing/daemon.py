@@ -139,11 +139,12 @@ class DaemonProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            stacks = _stacks(self.proc.pid)
             self.proc.kill()
             self.proc.wait()
             raise DaemonProcessError(
                 f"the daemon (pid {self.proc.pid}) did not stop within {timeout:g}s of SIGTERM "
-                f"and was killed\n{self.log_tail()}"
+                f"and was killed\n{self.log_tail()}\n--- its threads ---\n{stacks}"
             ) from None
 
     def log_tail(self, chars: int = TAIL_CHARS) -> str:
@@ -185,6 +186,20 @@ class DaemonProcess:
         raise DaemonProcessError(
             f"the daemon did not answer within {timeout:g}s and was killed\n{self.log_tail()}"
         )
+
+
+def _stacks(pid: int) -> str:
+    """The Python stacks of a hung daemon's threads, when py-spy is installed (beside this
+    interpreter or on ``PATH``): a rare hang can then be read from the failure alone."""
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        return "(py-spy is not installed)"
+    try:
+        done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(py-spy failed: {exc})"
+    return (done.stdout + done.stderr).decode(errors="replace")
 
 
 def _ping(client: Client) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,28 @@ def test_a_daemon_that_dies_during_the_test_fails_it(tmp_path: Path) -> None:
     sweep_stale(detect_cgroups())  # the worker groups the kill -9 left behind
     assert "died during the test" in str(failed.value)
     assert "serving on" in str(failed.value)  # its log's end is in the message
+
+
+def test_a_daemon_that_does_not_stop_in_time_is_killed_and_says_so(tmp_path: Path) -> None:
+    """A running attempt holds the stop for up to ``drain``: past the deadline, the error."""
+    (tmp_path / "jobs_slow.py").write_text("import time\n\ndef nap():\n    time.sleep(60)\n")
+    daemon = DaemonProcess(tmp_path / "home", config='[daemon]\ndrain = "1m"\n', cwd=tmp_path)
+    daemon.start()
+    with daemon.client() as client:
+        handle = client.submit("jobs_slow:nap")
+        poll_until(lambda: client.status(handle.id).state.value == "running")
+
+    with pytest.raises(DaemonProcessError, match="did not stop within 1s") as failed:
+        daemon.stop(timeout=1)
+
+    assert "--- its threads ---" in str(failed.value)
+    assert daemon.proc is not None
+    assert daemon.proc.returncode == -signal.SIGKILL
+    sweep_stale(detect_cgroups())  # the worker groups the kill left behind
+
+
+def poll_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout}s"
+        time.sleep(0.05)
