@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+import asynctask
 from asynctask.errors import Fail, Throttled
 from asynctask.executor.taskcontext import current_task
 
@@ -248,3 +249,10 @@ def connect(port: int) -> str:
 
 def whoami() -> list[int]:
     return [os.getuid(), os.getgid()]
+
+
+@asynctask.task(retries=0, timeout="1s", queue="q")
+def declared_sleep(seconds: float) -> str:
+    """Declares options in code: its worker reports them before its first attempt."""
+    time.sleep(seconds)
+    return "slept"
