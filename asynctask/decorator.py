@@ -11,9 +11,9 @@ any other function and tests can call it directly. What it gains (docs/calling.m
 * ``f.asubmit``, ``f.adelay``, ``f.aapply_async`` (also on ``f.options(...)``): the same for
   asyncio code, through an ``AsyncClient``.
 
-Without ``client=``, calls go through the process-wide default client (``client/_default.py``:
-one connection reused by every thread, a new one after a fork; one ``AsyncClient`` per event
-loop). Under ``asynctask.testing.eager()`` they run the task at once, in this process.
+Without ``client=``, calls go through the default client (``client/_default.py``: one
+connection per thread, reused call after call, a new one after a fork; one ``AsyncClient`` per
+event loop). Under ``asynctask.testing.eager()`` they run the task at once, in this process.
 
 The decorator's options (``retries``, ``timeout``, ``queue``, ...) travel apart from a submit's
 own (``TaskSpec.defaults``), and the worker that imports the function reports them to the

@@ -6,7 +6,7 @@
 - ``_connection.py``: the only I/O, one class per style (pipelined asyncio, blocking socket).
 - ``_calls.py``: requests built and checked, replies parsed; no I/O.
 - ``_options.py``: the calls' keyword arguments as ``TypedDict``s, for the user's type checker.
-- ``_default.py``: the process-wide default clients of ``f.submit()`` and its kin.
+- ``_default.py``: the default clients of ``f.submit()`` and its kin (one per thread).
 - ``_eager.py``: where ``asynctask.testing.eager()`` plugs in.
 """
 

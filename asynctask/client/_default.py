@@ -1,20 +1,23 @@
-"""The process-wide default clients that ``f.submit()``, ``f.delay()`` and their async twins use.
+"""The default clients that ``f.submit()``, ``f.delay()`` and their async twins use.
 
 Before this, every ``f.submit()`` made a new ``Client()``: a socket, a handshake and a close
-per call (about 3 ms). Now there is one blocking ``Client`` per process, made on first use and
-kept, so its connection is reused; and one ``AsyncClient`` per event loop (an asyncio
-connection belongs to the loop that opened it).
+per call. Now each thread has one blocking ``Client``, made at its first call and kept, so its
+connection is reused; and each event loop has one ``AsyncClient`` (an asyncio connection
+belongs to the loop that opened it).
 
-* **Threads.** The blocking client is shared by every thread: its connection does one round
-  trip at a time under a lock (``_connection.Connection``). One connection per thread was the
-  alternative; measured with a real daemon (docs/calling.md, "The default client") it was no
-  faster for submits, since the daemon answers one connection's requests and another's on the
-  same event loop, and it would open a connection per thread, against the daemon's cap of
-  ``[server] max_connections_per_user`` (256) that a thread-pool web server can pass.
+* **Threads.** One connection per thread, not one shared under a lock: measured with a real
+  daemon (``benchmarks/bench_default_client.py``, 7 runs on a busy 2-core machine), 8
+  threads submitting through one shared connection made 594-1,847 submits/s, through a
+  connection each 1,207-5,092/s (faster in 6 runs of 7, even in the 7th), because the daemon
+  commits the submits of several connections together (group commit) while a shared
+  connection carries one request at a time. A thread's client goes when the thread ends (its
+  socket is closed then). Each thread that submits holds a connection: the daemon allows
+  ``[server] max_connections_per_user`` (256) per user; a program with more submitting
+  threads than that should share explicit clients instead.
 * **Fork.** A child must not speak on its parent's socket: replies would go to whichever
-  process reads first. The client remembers the pid that made it; in another process (a fork)
-  it is dropped, unused, and a new one made. ``os.register_at_fork`` also resets the lock in
-  the child, in case a parent thread held it at the fork.
+  process reads first. ``os.register_at_fork`` drops every client in the child (unused: the
+  parent's sockets are left alone), and each client is also checked against the pid that made
+  it, for a fork the hook did not see.
 * **Where.** ``configure_default(socket=..., tenant=...)`` sets what the default clients
   connect to and act for (default: ``$ASYNCTASK_SOCKET`` or the home's socket, tenant
   ``default``), and drops the current ones.
@@ -37,14 +40,15 @@ if TYPE_CHECKING:
 
 
 class _Defaults:
-    __slots__ = ("async_clients", "client", "lock", "pid", "socket", "tenant")
+    __slots__ = ("async_clients", "lock", "pid", "socket", "tenant", "threads")
 
-    def __init__(self) -> None:
+    def __init__(self, socket: str | Path | None = None, tenant: str = DEFAULT_TENANT) -> None:
         self.lock = threading.Lock()
-        self.client: Client | None = None
         self.pid = os.getpid()
-        self.socket: str | Path | None = None
-        self.tenant = DEFAULT_TENANT
+        self.socket = socket
+        self.tenant = tenant
+        #: Each thread's ``Client`` (``threads.client``), made at its first call.
+        self.threads = threading.local()
         self.async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -55,9 +59,7 @@ _STATE = _Defaults()
 
 def _after_fork() -> None:
     global _STATE
-    old = _STATE
-    _STATE = _Defaults()
-    _STATE.socket, _STATE.tenant = old.socket, old.tenant
+    _STATE = _Defaults(_STATE.socket, _STATE.tenant)
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -65,42 +67,42 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def configure_default(socket: str | Path | None = None, tenant: str = DEFAULT_TENANT) -> None:
     """Where the default clients connect (``None``: ``$ASYNCTASK_SOCKET``, else the home's
-    socket) and which tenant they act for, from their next call on."""
+    socket) and which tenant they act for, from their next call on, in every thread."""
+    global _STATE
+    _STATE = _Defaults(socket, tenant)
+
+
+def _state() -> _Defaults:
+    """The current state, made anew in a process that is not the one that made it."""
+    global _STATE
     state = _STATE
-    with state.lock:
-        state.socket, state.tenant = socket, tenant
-        state.client = None
-        state.async_clients = weakref.WeakKeyDictionary()
+    if state.pid != os.getpid():  # forked, and the fork hook did not run
+        with state.lock:
+            if _STATE is state:
+                _STATE = _Defaults(state.socket, state.tenant)
+        state = _STATE
+    return state
 
 
 def default_client() -> Client:
-    """This process's blocking client, made on first use (see the module docstring)."""
-    state = _STATE
-    client = state.client
-    if client is not None and state.pid == os.getpid():
-        return client
-    from asynctask.client._sync.client import Client
+    """This thread's blocking client, made at its first call (see the module docstring)."""
+    state = _state()
+    client: Client | None = getattr(state.threads, "client", None)
+    if client is None:
+        from asynctask.client._sync.client import Client
 
-    with state.lock:
-        if state.pid != os.getpid():  # forked, and the fork hook did not run (os.fork only)
-            state.pid = os.getpid()
-            state.client = None
-            state.async_clients = weakref.WeakKeyDictionary()
-        if state.client is None:
-            state.client = Client(state.socket, tenant=state.tenant)
-        return state.client
+        client = state.threads.client = Client(state.socket, tenant=state.tenant)
+    return client
 
 
 def default_async_client() -> AsyncClient:
-    """The running event loop's asyncio client, made on first use there."""
+    """The running event loop's asyncio client, made at its first call there."""
     from asynctask.client._async.client import AsyncClient
 
     loop = asyncio.get_running_loop()
-    state = _STATE
-    if state.pid != os.getpid():
-        default_client()  # resets the state for this process
-        state = _STATE
-    client = state.async_clients.get(loop)
-    if client is None:
-        client = state.async_clients[loop] = AsyncClient(state.socket, tenant=state.tenant)
+    state = _state()
+    with state.lock:  # loops may run in several threads
+        client = state.async_clients.get(loop)
+        if client is None:
+            client = state.async_clients[loop] = AsyncClient(state.socket, tenant=state.tenant)
     return client

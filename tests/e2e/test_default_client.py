@@ -1,5 +1,5 @@
-"""The process-wide default client behind ``f.submit()`` and friends (``client/_default.py``):
-one connection reused call after call and shared by threads, a new one in a forked child, one
+"""The default clients behind ``f.submit()`` and friends (``client/_default.py``): one
+connection per thread reused call after call, a new one in a forked child, one
 ``AsyncClient`` per event loop; all against a real daemon."""
 
 from __future__ import annotations
@@ -36,14 +36,18 @@ def test_calls_reuse_one_connection(served):
     assert _socket_of(default_client()) is first
 
 
-def test_threads_share_it_safely(served):
+def test_each_thread_has_a_connection_of_its_own_kept_for_its_calls(served):
     results: list[int] = []
+    clients: list[tuple[object, object]] = []
     errors: list[BaseException] = []
 
     def work(base: int) -> None:
         try:
             handles = [report.submit(base + n) for n in range(25)]
             results.extend(handle.result(timeout=30) for handle in handles)
+            client = default_client()
+            clients.append((client, _socket_of(client)))
+            assert default_client() is client
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -54,6 +58,8 @@ def test_threads_share_it_safely(served):
         thread.join(60)
     assert not errors
     assert sorted(results) == sorted(2 * (100 * t + n) for t in range(6) for n in range(25))
+    assert len({id(client) for client, _ in clients}) == 6
+    assert len({id(sock) for _, sock in clients}) == 6
 
 
 def test_a_forked_child_gets_a_connection_of_its_own(served):
@@ -84,9 +90,10 @@ def test_a_forked_child_gets_a_connection_of_its_own(served):
 
 def test_a_child_made_by_a_plain_fork_without_the_hook_still_starts_afresh(served):
     """The pid check, for a fork the ``register_at_fork`` hook did not see."""
-    default_client()
+    old = default_client()
     _default._STATE.pid = -1  # as if this process were a child of the one that made it
     fresh = default_client()
+    assert fresh is not old
     assert _default._STATE.pid == os.getpid()
     assert report.submit(4).result(timeout=20) == 8
     assert default_client() is fresh
