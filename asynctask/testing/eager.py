@@ -135,7 +135,8 @@ class EagerTask:
         }
 
     def info(self) -> dict[str, Any]:
-        """What a destination gets (docs/contract.md, "Destinations")."""
+        """What a destination gets: the finished task's ``id``, ``tenant``, ``state``,
+        ``result``, ``error`` and ``attempts``, as the daemon gives it."""
         return {
             "id": self.id,
             "tenant": self.tenant,
