@@ -256,3 +256,13 @@ def declared_sleep(seconds: float) -> str:
     """Declares options in code: its worker reports them before its first attempt."""
     time.sleep(seconds)
     return "slept"
+
+
+def forge_declare(aid: int) -> str:
+    """Hostile task code: a declare frame for attempt ``aid``, not its own, written into the
+    worker's frame socket (argv[1]) with options the daemon would otherwise take."""
+    from asynctask import protocol
+
+    frame = protocol.encode_frame({"op": "declare", "aid": aid, "options": {"retries": 0}})
+    os.write(int(sys.argv[1]), frame)
+    return "forged"

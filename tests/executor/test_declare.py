@@ -52,3 +52,18 @@ async def test_retime_arms_a_timeout_for_a_started_attempt_that_had_none(harness
     assert outcome.error is not None
     assert outcome.error["kind"] == "timeout"
     await harness.full()
+
+
+async def test_a_worker_cannot_declare_for_an_attempt_that_is_not_its_own(
+    harness: Harness,
+) -> None:
+    """The pool passes a declare on only for an attempt the sending worker runs: task code
+    writing frames cannot speak for another worker's attempt (another tenant's, say)."""
+    victim = harness.submit("declared_sleep", 1)
+    await eventually(lambda: victim in harness.declared, what="the victim's own declare")
+    before = dict(harness.declared)
+    forged = await harness.run("forge_declare", victim)
+    assert forged.ok
+    assert harness.declared[victim] == before[victim]  # unchanged
+    assert (await harness.outcome(victim)).ok
+    await harness.full()
