@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from asynctask.decorator import TaskFunction, task
+from asynctask.decorator import TaskCall, TaskFunction, task
 from asynctask.errors import AsynctaskError, Fail, TaskNotSucceeded, Throttled
 from asynctask.executor.taskcontext import TaskContext, current_task
 from asynctask.hooks import after_attempt, before_attempt, on_worker_start
@@ -25,6 +25,7 @@ __all__ = [
     "AsynctaskError",
     "Client",
     "Fail",
+    "TaskCall",
     "TaskContext",
     "TaskFunction",
     "TaskHandle",

@@ -371,6 +371,9 @@ class SubmitSpec:
     resources: dict[str, Any] | None = None
     #: The caller's trace ID (e.g. a W3C trace-id), stored so its tasks can be found by it.
     trace_id: str | None = None
+    #: The function's ``@asynctask.task`` options (``protocol.requests.CodeDefaults``, checked),
+    #: sent by a submit through the function object: below the options above and the config.
+    defaults: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import asynctask
+
 
 def noop() -> None:
     return None
@@ -35,3 +37,9 @@ async def work_async(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+@asynctask.task
+def noop_task() -> None:
+    """``noop`` as a decorated function, for ``f.submit()`` (``bench_default_client.py``)."""
+    return None

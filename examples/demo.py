@@ -38,7 +38,7 @@ def main() -> None:
         ensure_daemon(client)
     began = time.perf_counter()
     handles = [
-        tasks.add.submit(2, 3, client=client),
+        tasks.add.options(client=client).submit(2, 3),
         client.submit(tasks.fib, 90),
         client.submit(tasks.digest, "asynctask", kwargs={"rounds": 50_000}),
         client.submit(tasks.fetch, "profile", 0.3),

@@ -2,7 +2,8 @@
 
 The sample below is the README's task module and client calls (blocking and asyncio), plus
 ``assert_type`` lines for what the annotations promise (the decorated function keeps its
-signature and return type; ``submit`` gives a ``TaskHandle``) and ``type: ignore[...]`` lines
+signature and return type; ``submit``, ``delay`` and ``apply_async`` give a ``TaskHandle``, and
+``submit``/``delay`` are checked against the function's parameters) and ``type: ignore[...]`` lines
 for mistakes mypy must catch (a misspelt option, a wrong argument type). ``--strict`` reports
 an ignore that nothing needed, so a check that stopped catching its mistake fails here too.
 
@@ -69,11 +70,21 @@ assert_type(client.stop(drain="10s"), dict[str, Any])
 # the decorated function keeps its own signature and return type
 assert_type(resize("a.png", 200), str)
 assert_type(plain(3), list[int])
-assert_type(resize.submit("a.png", kwargs={"width": 200}, priority=7), TaskHandle)
-assert_type(resize.submit("a.png", client=client, retries=1), TaskHandle)
+
+# its calls take its own arguments, checked against its signature; options go through options()
+assert_type(resize.submit("a.png", width=200), TaskHandle)
+assert_type(resize.delay("a.png", 200), TaskHandle)
+assert_type(resize.apply_async(("a.png", 200), countdown=10, priority=7), TaskHandle)
+assert_type(resize.options(priority=7, delay="5m").submit("a.png", 200), TaskHandle)
+assert_type(resize.options(client=client, retries=1).delay("a.png", width=1), TaskHandle)
 
 # mistakes a type checker must catch
 resize("a.png", "wide")  # type: ignore[arg-type]
+resize.submit("a.png", "wide")  # type: ignore[arg-type]
+resize.delay("a.png")  # type: ignore[call-arg]
+resize.delay("a.png", 200, priority=7)  # type: ignore[call-arg]
+resize.options(priorty=7)  # type: ignore[call-arg]
+resize.apply_async(("a.png", 200), countdown="soon")  # type: ignore[arg-type]
 client.submit("myapp.tasks:resize", priorty=7)  # type: ignore[call-arg]
 client.submit("myapp.tasks:resize", priority="high")  # type: ignore[arg-type]
 client.cancel(limit=3)  # type: ignore[call-arg]
@@ -84,7 +95,11 @@ async def main() -> None:
         ahandle = await aclient.submit("myapp.tasks:resize", "a.png", kwargs={"width": 200})
         assert_type(ahandle, AsyncTaskHandle)
         assert_type(await ahandle.wait(timeout=5), TaskStatus)
-        assert_type(await resize.submit("a.png", client=aclient), AsyncTaskHandle)
+        assert_type(await resize.asubmit("a.png", 200), AsyncTaskHandle)
+        assert_type(await resize.adelay("a.png", width=200), AsyncTaskHandle)
+        assert_type(await resize.options(client=aclient).asubmit("a.png", 1), AsyncTaskHandle)
+        later = await resize.aapply_async(("a.png", 1), eta="2030-01-01T00:00:00Z")
+        assert_type(later, AsyncTaskHandle)
         assert_type(await aclient.stop(), dict[str, Any])
 
 

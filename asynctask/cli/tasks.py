@@ -32,7 +32,6 @@ from asynctask.cli.app import (
 from asynctask.cli.views import print_task
 from asynctask.client import COMMAND_REF, Client
 from asynctask.errors import EXIT_TASK_NOT_SUCCEEDED
-from asynctask.model import PRIORITY_DEFAULT
 from asynctask.paths import resolve_socket
 
 #: ``submit``'s typer settings: after ``--cmd``, the program's own arguments (``-x``, ``--y``)
@@ -69,8 +68,15 @@ def submit(
     tenant: TenantOpt = "default",
     queue: QueueOpt = None,
     priority: Annotated[
-        int, typer.Option("--priority", min=0, max=9, help="0-9, higher runs first.")
-    ] = PRIORITY_DEFAULT,
+        int | None,
+        typer.Option(
+            "--priority",
+            min=0,
+            max=9,
+            help="0-9, higher runs first. Default: the function's (config, then its "
+            "@asynctask.task), else 5.",
+        ),
+    ] = None,
     delay: Annotated[
         str | None, typer.Option("--delay", help="Run after this long, e.g. 30s, 5m.")
     ] = None,
@@ -151,6 +157,10 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a task; prints its ID (or the task, with --json).
+
+    The function's @asynctask.task(...) options (retries, timeout, queue, priority, ...) apply
+    as when it is submitted from Python; options given here win over them, and so do the
+    config file's [functions."..."] keys.
 
     With --from-file, submit many in batches (a progress bar shows on stderr when it is a
     terminal) and print their IDs, one a line (--json: an array); with --wait, wait for all
@@ -239,7 +249,7 @@ def _submit_options(
     *,
     task_id: str | None,
     queue: str | None,
-    priority: int,
+    priority: int | None,
     delay: str | None,
     at: str | None,
     ttl: str | None,
@@ -315,14 +325,10 @@ def _submit_from_file(
     wait: bool,
     as_json: bool,
 ) -> None:
-    """``submit --from-file``: the options given are defaults for every line (``cli/bulk.py``).
-    ``--priority`` counts only when typed: its default (5) would otherwise hide a default
-    configured for a line's function."""
+    """``submit --from-file``: the options given are defaults for every line (``cli/bulk.py``);
+    an option not given leaves each line's function its own default."""
     from asynctask.cli.bulk import submit_file
 
-    given = ctx.get_parameter_source("priority")
-    if given is None or given.name != "COMMANDLINE":
-        options["priority"] = None
     run_client(lambda: submit_file(client, tenant, source, options, wait=wait, as_json=as_json))
 
 

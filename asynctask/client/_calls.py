@@ -264,10 +264,6 @@ class _Calls:
             raise UsageError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
         merged = {k: v for k, v in options.items() if v is not None}
         plain = type(func) is str  # no decorator's defaults or limits to look up
-        if not plain:
-            defaults = getattr(func, "__asynctask_options__", None)
-            if defaults:
-                merged = {**defaults, **merged}
         payload = _payload(args, kwargs)
         spec: dict[str, Any] = {
             "function": func if plain else function_ref(func),
@@ -275,7 +271,7 @@ class _Calls:
             "tenant": merged.pop("tenant", self.tenant),
         }
         if not merged:
-            return spec if plain else _with_limits(spec, func)
+            return spec if plain else _with_code(spec, func)
         if "task_id" in merged:
             spec["id"] = merged.pop("task_id")
         for name in ("delay", "ttl", "timeout"):
@@ -290,7 +286,7 @@ class _Calls:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         spec.update(merged)
-        return spec if plain else _with_limits(spec, func)
+        return spec if plain else _with_code(spec, func)
 
     def checked_call(
         self,
@@ -455,11 +451,17 @@ def _payload(args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> bytes:
         raise UsageError(f"task arguments cannot be encoded with msgpack: {exc}") from None
 
 
-def _with_limits(spec: dict[str, Any], func: Any) -> dict[str, Any]:
-    """``spec`` with the ``limits`` ``@asynctask.task`` gave ``func``, if any."""
+def _with_code(spec: dict[str, Any], func: Any) -> dict[str, Any]:
+    """``spec`` with the ``limits`` and the options (``defaults``) ``@asynctask.task`` gave
+    ``func``, if any. The options travel apart from the submit's own: the daemon ranks them
+    below the submit's and the config file's (``core/admission.py``), as it does the options
+    a worker reports for a submit by name."""
     limits = getattr(func, "__asynctask_limits__", None)
     if limits:
         spec["limits"] = limits
+    defaults = getattr(func, "__asynctask_defaults__", None)
+    if defaults:
+        spec["defaults"] = defaults
     return spec
 
 

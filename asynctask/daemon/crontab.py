@@ -81,6 +81,8 @@ class CronEntry:
             timeout=task.get("timeout"),
             labels={**task.get("labels", {}), "cron": self.name},
             limits=task.get("limits"),
+            resources=task.get("resources"),
+            defaults=task.get("defaults"),
         )
 
     def view(self, next_at: float | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from asynctask.model import LiveTask, SubmitSpec, TaskState
 from asynctask.observe.metrics import CANCELLED, COMPLETED, EXPIRED, FAILED, RETRIED, SUBMITTED
 from asynctask.observe.tracing import queue_wait, record_attempt, run_time
 from asynctask.resources import Limits
-from asynctask.store import InsertTask, Op, StoreError
+from asynctask.store import InsertTask, Op, ReplaceTask, StoreError
 from asynctask.store.starts import StartJournal
 
 if TYPE_CHECKING:
@@ -234,7 +234,10 @@ class Engine:
                     self._daemon.scheduler.undispatch(task, self._daemon.clock())
                     continue  # dispatched again once a worker is free (the pool wakes us)
                 self.running[task.seq] = task
-                stored = self.record(task)
+                # The newest report of its function's code, if it changes the task: then its
+                # row is rewritten with the new options (rare: submitted before the report).
+                changed = bool(self._daemon.code.known) and self._daemon.code.apply(task)
+                stored = self.record(task, _rewrite(task) if changed else ())
                 # The attempt's number is on disk before it starts (store/starts.py), so a
                 # crash in between re-runs it as the next attempt, never as this one again;
                 # if the journal cannot be written, it starts once the database has it.
@@ -401,6 +404,28 @@ class Engine:
         if task is not None:
             self._daemon.attempt_logs.append(task.seq, task.attempts, text)
 
+    def on_declare(self, aid: int, raw: Any) -> None:
+        """A worker imported the function of the running attempt ``aid``, which declares
+        ``raw`` in code (``daemon/codeoptions.py``): remembered for its tenant, and applied
+        to the running attempts of that tenant's function (the worker reports once, and
+        several may have started before it did) where their submit and the config left an
+        option to the code."""
+        task = self.running.get(aid)
+        if task is None:
+            return
+        key = (task.tenant, task.function)
+        code = self._daemon.code.report(task.tenant, task.function, raw)
+        if code is None:
+            return
+        pool = self._daemon.pool
+        for running in [t for t in self.running.values() if (t.tenant, t.function) == key]:
+            timeout = running.timeout
+            if not self._daemon.code.apply(running, code):
+                continue
+            self.record(running, _rewrite(running))  # its options, as ``status`` reads them
+            if running.timeout != timeout and pool is not None:
+                pool.retime(running.seq, running.timeout, started=running.seq == aid)
+
     def on_outcome(self, outcome: Outcome) -> None:
         self._daemon.shared_logs.finish(
             outcome.aid
@@ -445,3 +470,10 @@ def _opaque(result: bytes | None) -> Any:
         return protocol.unpack(result)
     except Exception:  # msgpack raises several unrelated types for bad input
         return None
+
+
+def _rewrite(task: LiveTask) -> tuple[Op, ...]:
+    """The ops that store ``task``'s whole row again: a task's options are written only at
+    insert (an update writes the fields that change), so a report that changed them
+    (``daemon/codeoptions.py``) rewrites the row, in the transaction of the task's update."""
+    return (ReplaceTask(task.seq, row_of(task)),)

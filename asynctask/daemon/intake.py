@@ -308,5 +308,6 @@ class Intake:
                 retries=config.retry.retries,
                 timeout=config.workers.timeout,
                 functions=config.functions,
+                code=self._daemon.code.known,
             )
         return self._task_defaults

@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from asynctask import protocol
 from asynctask.config import (
     Config,
 )
@@ -46,6 +47,7 @@ from asynctask.daemon.attemptlogs import AttemptLogs
 from asynctask.daemon.backend import Backend, principal_of
 from asynctask.daemon.clock import SteadyClock
 from asynctask.daemon.cluster import Cluster
+from asynctask.daemon.codeoptions import CodeOptions
 from asynctask.daemon.control import Control
 from asynctask.daemon.cron import CronService
 from asynctask.daemon.crontab import CronEntry, CronTable
@@ -93,6 +95,7 @@ from asynctask.server.listener import Listener, bind_socket, claim_socket_path
 from asynctask.server.ops import Ops
 from asynctask.store import (
     AssignUid,
+    PutCode,
     Quarantine,
     StoreError,
     TaskStore,
@@ -161,6 +164,8 @@ class Daemon:
             lambda delay, then: asyncio.get_running_loop().call_later(max(0.0, delay), then),
         )
         self.metrics = Metrics()
+        #: What each tenant's functions declare in code, as their workers report it.
+        self.code = CodeOptions(lambda: self.config.run_policy, self._store_code_options)
         self.engine = Engine(self)
         self.gc_pauses = GcPauses()
         self.reconfig = Reconfig(self)
@@ -278,6 +283,31 @@ class Daemon:
 
         self.store.put(AssignUid(tenant, uid)).add_done_callback(stored)
 
+    def _store_code_options(
+        self, tenant: str, function: str, options: dict[str, Any] | None
+    ) -> None:
+        """Keep a function's newest report of its code's options (``codeoptions.py``)."""
+
+        def stored(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("cannot store the options of %s for tenant %s: %s",
+                          function, tenant, done.exception())  # fmt: skip
+
+        blob = None if options is None else protocol.pack(options)
+        self.store.put(PutCode(tenant, function, blob)).add_done_callback(stored)
+
+    async def _load_code_options(self) -> None:
+        """The reports kept before a restart; one that cannot be read is logged and skipped
+        (the next worker that imports the function reports it again)."""
+        rows: dict[tuple[str, str], Any] = {}
+        for tenant, function, blob in await self.store.load_code_options():
+            try:
+                rows[(tenant, function)] = protocol.unpack(blob)
+            except Exception as exc:  # msgpack raises several unrelated types
+                log.error("skipped the stored options of %r for tenant %r: %s",
+                          function, tenant, exc, extra={"event": "row_skipped"})  # fmt: skip
+        self.code.load(rows)
+
     async def _start_parts(self, began: float) -> None:
         self.notifier.notify(STATUS="starting: loading the stored tasks")
         self.attempt_logs.open()  # its directory, before any task runs (they could replace it)
@@ -289,6 +319,7 @@ class Daemon:
         log_store_health(self.store)
         if isinstance(self.store, PostgresStore):
             self.cluster = await Cluster.open(self, self.store)
+        await self._load_code_options()  # before any task is admitted or recovered
         recovered = await self.recovery.load()  # a long backlog: its first part
         self.starts = StartJournal(self.home)
         if not self.engine.loading:
@@ -336,6 +367,7 @@ class Daemon:
             on_outcome=self.engine.on_outcome,
             on_idle=self.engine.wake,
             on_log=self.engine.on_log,
+            on_declare=self.engine.on_declare,
         )
         await self.pool.start()
         admins = self.config.auth.admins or (os.getuid(),)

@@ -27,6 +27,10 @@ Conversation (all frames are ``asynctask.protocol`` maps)::
     child -> {"op": "done", "aid": N, "ok": False, "error": model.error_dict(...)}
     pool  -> {"op": "exit"}                                                exit 0; EOF does too
 
+    child -> {"op": "declare", "aid": N, "options": {...}}   before running a function the
+             worker imported for the first time: its ``@asynctask.task`` options
+             (``__asynctask_defaults__``, ``{}`` for a plain function; see ``_declare_frame``)
+
 What the worker sets on itself before its first frame (parent death, rlimits, the sandbox) is
 ``childstart.py``; turning a function reference into a callable is ``funcref.py``. Both are held
 to the same import contract as this module.
@@ -85,6 +89,7 @@ class Worker:
         self._sock = sock
         self._decoder = protocol.FrameDecoder()
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._declared: set[str] = set()  # functions whose options the daemon was told
         self._loop: asyncio.AbstractEventLoop | None = None
         self._send_lock = threading.Lock()  # a task's own threads print too
         self.capture = Capture(self._send)
@@ -190,6 +195,9 @@ class Worker:
             function = self._resolve(ref)
         except ImportFailure as exc:
             return {"ok": False, "error": _describe_import_failure(exc)}
+        if ref not in self._declared:
+            self._declared.add(ref)
+            self._write_frame(_declare_frame(message.get("aid"), function))
         try:
             hooks.run_worker_start()
         except hooks.HookError as exc:
@@ -458,6 +466,22 @@ def _describe_hook(exc: hooks.HookError) -> dict[str, Any]:
         f"{exc.stage} hook {exc.hook} raised: {error['message']}", _MAX_MESSAGE
     )
     return error
+
+
+def _declare_frame(aid: Any, function: Callable[..., Any]) -> bytes:
+    """The ``declare`` frame of a function this worker has just imported: the options its
+    ``@asynctask.task(...)`` gave it, so that the daemon applies them however the task was
+    submitted (by name too) without ever importing user code. Sent once per function per
+    worker, before its first attempt runs; ``{}`` for a plain function (its options were
+    removed). The daemon checks it as its tenant's input, not as the truth; options that
+    cannot even be encoded are sent as a value it refuses, so the task still runs."""
+    options = getattr(function, "__asynctask_defaults__", None)
+    if not isinstance(options, dict):
+        options = {}
+    try:
+        return protocol.encode_frame({"op": "declare", "aid": aid, "options": options})
+    except Exception:  # msgpack raises TypeError, OverflowError, ValueError
+        return protocol.encode_frame({"op": "declare", "aid": aid, "options": "unencodable"})
 
 
 def _failure(function: Callable[..., Any], exc: Exception) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class Intake:
             self.on_log_frame(worker, message)
         elif op == "done":
             self.on_done(worker, message)
+        elif op == "declare":
+            self.on_declare_frame(worker, message)
         elif op == "ready":
             reported = message.get("pid")
             if (
@@ -202,6 +204,21 @@ class Intake:
             self._roster.on_log(aid, stream, data)
         except Exception:
             log.exception("on_log failed for attempt %d", aid)
+
+    def on_declare_frame(self, worker: WorkerRecord, message: dict[str, Any]) -> None:
+        """The worker imported a running attempt's function: pass its declared options on."""
+        aid, options = message.get("aid"), message.get("options")
+        if (
+            self._roster.on_declare is None
+            or not isinstance(aid, int)
+            or aid not in worker.jobs
+            or aid in worker.stopping
+        ):
+            return  # for an attempt already reported, or nonsense (the daemon checks options)
+        try:
+            self._roster.on_declare(aid, options)
+        except Exception:
+            log.exception("on_declare failed for attempt %d", aid)
 
     def on_broken(self, worker: WorkerRecord, reason: str) -> None:
         """The worker wrote bytes that are not a frame: it cannot be trusted with anything."""

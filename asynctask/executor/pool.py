@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import Any
 
 from asynctask.core.slots import Placement, WarmSlots, place
 from asynctask.executor.intake import Intake
@@ -90,6 +91,7 @@ class WorkerPool:
         on_outcome: Callable[[Outcome], None],
         on_idle: Callable[[], None],
         on_log: Callable[[int, str, str], None] | None = None,
+        on_declare: Callable[[int, Any], None] | None = None,
     ) -> None:
         if config.workers < 0:
             raise ValueError(f"workers must be 0 or more, not {config.workers}")
@@ -103,7 +105,7 @@ class WorkerPool:
                 f"({max(config.workers, 1)}), not {config.shards}"
             )
         self._config = config
-        roster = self._roster = Roster(config, on_outcome, on_idle, on_log)
+        roster = self._roster = Roster(config, on_outcome, on_idle, on_log, on_declare)
         book = self._book = SlotBook(roster)
         self._workers = roster.workers
         self._running = roster.running
@@ -190,6 +192,13 @@ class WorkerPool:
         """The pid of the worker running ``aid`` (for ``asynctask inspect``), if it runs."""
         worker = self._running.get(aid)
         return (worker.task_pid or worker.pid) if worker is not None else None
+
+    def retime(self, aid: int, timeout: float | None, *, started: bool = False) -> None:
+        """Give the running attempt ``aid`` another wall-clock timeout, counted from when it
+        was sent to its worker: its function declared one in code, which the daemon learned
+        only once a worker imported it. ``started``: its worker has said it runs it (without
+        a timeout so far, the new one counts from now)."""
+        self._stopper.retime(aid, timeout, started)
 
     def shard_of(self, aid: int) -> int | None:
         """The shard of the worker running ``aid``, if it runs."""

@@ -122,11 +122,36 @@ class Stopper:
             )
         return None
 
-    def on_timeout(self, worker: WorkerRecord, job: Job) -> None:
+    def retime(self, aid: int, timeout: float | None, started: bool) -> None:
+        """``WorkerPool.retime``: the timeout of a running job, re-armed for ``timeout``
+        seconds from when the job was sent. Its timer says when; a job without one is re-armed
+        from now only if ``started`` (its worker said so), since it may not be sent yet (its
+        gate is closed, its worker not ready), and ``send_now`` arms its timer then."""
+        worker = self._running.get(aid)
+        job = worker.jobs.get(aid) if worker is not None else None
+        if worker is None or job is None or aid in worker.stopping:
+            return
+        loop = self._roster.loop
+        assert loop is not None
+        old = worker.timers.get(aid)
+        if old is not None and job.timeout is not None:
+            sent = old.when() - job.timeout
+        elif started:
+            sent = loop.time()
+        else:
+            return
+        if old is not None:
+            old.cancel()
+            del worker.timers[aid]
+        if timeout is not None:
+            worker.timers[aid] = loop.call_at(sent + timeout, self.on_timeout, worker, job, timeout)
+
+    def on_timeout(self, worker: WorkerRecord, job: Job, seconds: float | None = None) -> None:
         if worker.jobs.get(job.aid) is not job or job.aid in worker.stopping:
             return
         worker.timers.pop(job.aid, None)
-        message = f"attempt exceeded its timeout of {job.timeout:g}s"
+        timeout = seconds if seconds is not None else job.timeout
+        message = f"attempt exceeded its timeout of {timeout:g}s"
         error = error_dict(ErrorKind.TIMEOUT, "TimeoutError", message)
         if self.shares_worker(worker, job.aid):
             self.stop_one(worker, job, error)  # reported when it stops, or with the worker

@@ -205,11 +205,15 @@ class Roster:
         on_outcome: Callable[[Outcome], None],
         on_idle: Callable[[], None],
         on_log: Callable[[int, str, str], None] | None,
+        on_declare: Callable[[int, Any], None] | None = None,
     ) -> None:
         self.config = config
         self.on_outcome = on_outcome
         self.on_idle = on_idle
         self.on_log = on_log  # (aid, "stdout" | "stderr", text) as the attempt writes it
+        #: (aid, options): the worker imported the attempt's function, which declares these
+        #: ``@asynctask.task`` options (unchecked: the daemon checks them).
+        self.on_declare = on_declare
         self.loop: asyncio.AbstractEventLoop | None = None
         self.workers: set[WorkerRecord] = set()  # every worker whose process is not yet reaped
         self.running: dict[int, WorkerRecord] = {}  # aid -> the worker it runs on

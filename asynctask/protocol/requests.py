@@ -150,6 +150,83 @@ class FunctionLimits(WireStruct, forbid_unknown_fields=True):
         return limits or None
 
 
+#: What ``CodeDefaults`` holds: the options ``@asynctask.task`` may give a function that the
+#: daemon applies per task (its limits travel apart, in ``limits``).
+CODE_DEFAULTS: Final = (
+    "queue", "priority", "retries", "timeout", "ttl", "on_success", "on_failure", "resources",
+)  # fmt: skip
+
+
+class CodeDefaults(WireStruct, forbid_unknown_fields=True):
+    """The options ``@asynctask.task(...)`` gave a function, as the daemon takes them: from a
+    submit through the function object (``TaskSpec.defaults``), or from the worker that
+    imported it (its ``declare`` frame). They rank below the submit's own options and the
+    config file's ``[functions."..."]`` keys, above the daemon's defaults. Checked as the same
+    fields of a ``TaskSpec`` are: a worker's report is its tenant's input, not the daemon's."""
+
+    queue: str | None = None
+    priority: int | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    ttl: float | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
+    resources: dict[str, Any] | None = None
+
+    _REFUSE: ClassVar[dict[str, Refuse]] = {
+        "queue": name_refusal("defaults.queue"),
+        "priority": lambda value: (
+            f"defaults.priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}"
+        ),
+        "retries": count_refusal("defaults.retries"),
+        "timeout": number_refusal("defaults.timeout"),
+        "ttl": number_refusal("defaults.ttl"),
+        "on_success": function_refusal("defaults.on_success"),
+        "on_failure": function_refusal("defaults.on_failure"),
+        "resources": lambda value: (
+            "defaults.resources must be a map of memory, cpu, open_files, processes, file_size"
+        ),
+    }
+    _NOT_A_MAP: ClassVar[str] = "defaults must be a map of a function's task options"
+
+    @classmethod
+    def _unknown(cls, keys: list[str]) -> str:
+        return f"unknown default(s): {', '.join(keys)}"
+
+    def __post_init__(self) -> None:
+        if self.queue is not None:
+            check_name(self.queue, "defaults.queue")
+        if self.priority is not None and not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
+            raise Refusal(self._REFUSE["priority"](self.priority))
+        if self.retries is not None:
+            check_count(self.retries, "defaults.retries")
+        if self.timeout is not None:
+            check_seconds(self.timeout, "defaults.timeout", positive=True)
+        if self.ttl is not None:
+            check_seconds(self.ttl, "defaults.ttl")
+        if self.on_success is not None:
+            check_function(self.on_success, "defaults.on_success")
+        if self.on_failure is not None:
+            check_function(self.on_failure, "defaults.on_failure")
+        if self.resources is not None:
+            self.resources = _resources(self.resources, "defaults.resources")
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """The set options (the model's form), None if none is."""
+        options = {name: getattr(self, name) for name in CODE_DEFAULTS}
+        return {name: value for name, value in options.items() if value is not None} or None
+
+
+def _resources(raw: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """``resources`` normalized (``Limits`` wire form), or the refusal; never ``user``."""
+    if "user" in raw:
+        raise Refusal(f"{where}: 'user' can only be set in the daemon's [workers] config")
+    try:
+        return Limits.from_wire(raw).to_wire() or None
+    except ValueError as exc:
+        raise Refusal(str(exc)) from None
+
+
 class TaskSpec(WireStruct, forbid_unknown_fields=True):
     """One task of a ``submit``: ``payload`` is msgpack bytes of ``[args, kwargs]``; every
     other field may be missing or None ("the function's or the daemon's default")."""
@@ -174,6 +251,8 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
     #: ``asynctask.resources.Limits`` in wire form, normalized by the check.
     resources: dict[str, Any] | None = None
     trace_id: str | None = None
+    #: The function's ``@asynctask.task`` options, below the ones above and the config's.
+    defaults: CodeDefaults | None = None
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
         "function": function_refusal("function"),
@@ -199,9 +278,13 @@ class TaskSpec(WireStruct, forbid_unknown_fields=True):
             "resources must be a map of memory, cpu, open_files, processes, file_size"
         ),
         "trace_id": trace_id_refusal,
+        "defaults": lambda value: CodeDefaults._NOT_A_MAP,
     }
     _NOT_A_MAP: ClassVar[str] = "a task spec must be a map"
-    _NESTED: ClassVar[dict[str, type[WireStruct]]] = {"limits": FunctionLimits}
+    _NESTED: ClassVar[dict[str, type[WireStruct]]] = {
+        "limits": FunctionLimits,
+        "defaults": CodeDefaults,
+    }
 
     @classmethod
     def _unknown(cls, keys: list[str]) -> str:
@@ -309,7 +392,7 @@ class SubmitRequest(WireStruct):
 #: What a cron entry's task may carry: a spec without an ID, tenant or timing of its own.
 CRON_TASK_FIELDS: Final = frozenset(
     {"function", "payload", "queue", "priority", "retries", "timeout", "labels", "limits",
-     "resources"}
+     "resources", "defaults"}
 )  # fmt: skip
 
 

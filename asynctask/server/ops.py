@@ -146,7 +146,14 @@ class Ops:
             self._auth.check(who, spec.tenant)
         for index, spec in enumerate(specs):
             where = f"task {index}: " if len(specs) > 1 else ""
-            for function in (spec.function, spec.on_success, spec.on_failure):
+            code = spec.defaults or {}
+            for function in (
+                spec.function,
+                spec.on_success,
+                spec.on_failure,
+                code.get("on_success"),
+                code.get("on_failure"),
+            ):
                 self._may_run(spec.tenant, function, where)
         return _keyed(self._backend.submit(specs, brief), "tasks")
 

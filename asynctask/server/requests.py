@@ -120,6 +120,7 @@ def _submit_spec(spec: TaskSpec) -> SubmitSpec:
         limits=None if spec.limits is None else spec.limits.to_dict(),
         resources=spec.resources,
         trace_id=spec.trace_id,
+        defaults=None if spec.defaults is None else spec.defaults.to_dict(),
     )
 
 

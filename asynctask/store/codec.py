@@ -33,6 +33,7 @@ from asynctask.store.rows import (
     DeleteTask,
     InsertTask,
     Op,
+    PutCode,
     PutCron,
     ReplaceTask,
     SetPause,
@@ -172,6 +173,8 @@ def encode(op: Op) -> tuple[type[Op], Params]:
         return DeleteCron, (op.tenant, op.name)
     if isinstance(op, AssignUid):
         return AssignUid, (op.tenant, op.uid)
+    if isinstance(op, PutCode):
+        return PutCode, (op.tenant, op.function, op.options)
     if isinstance(op, Touch):
         return Touch, (op.at,)
     raise StoreError(f"not a store operation: {op!r}")

@@ -162,6 +162,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
     # 4: ended attempts' logs, readable by every daemon (``pglogs.py``).
     LOGS_MIGRATION,
+    # 5: the options each tenant's functions declare in code (SQLite's migration 10).
+    (
+        'CREATE TABLE code_options (tenant text COLLATE "C" NOT NULL, '
+        'function text COLLATE "C" NOT NULL, options bytea NOT NULL, '
+        "PRIMARY KEY (tenant, function))",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -236,6 +242,11 @@ PUT_CRON: Final = (
     "ON CONFLICT (tenant, name) DO UPDATE SET definition = excluded.definition"
 )
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = $1 AND name = $2"
+PUT_CODE: Final = (
+    "INSERT INTO code_options (tenant, function, options) VALUES ($1, $2, $3) "
+    "ON CONFLICT (tenant, function) DO UPDATE SET options = excluded.options"
+)
+DELETE_CODE: Final = "DELETE FROM code_options WHERE tenant = $1 AND function = $2"
 ASSIGN_UID: Final = "INSERT INTO tenant_uids (tenant, uid) VALUES ($1, $2)"
 TOUCH: Final = (
     "INSERT INTO meta (key, value) VALUES ('touched_at', $1) "
@@ -260,6 +271,7 @@ SELECT_BY_SEQ: Final = f"{_SELECT} WHERE seq = $1"
 SELECT_BY_SEQS: Final = f"{_SELECT} WHERE seq = ANY($1::bigint[]) ORDER BY seq"
 SELECT_MAX_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM tasks"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
+SELECT_CODE: Final = "SELECT tenant, function, options FROM code_options"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_TENANT_UIDS: Final = "SELECT tenant, uid FROM tenant_uids ORDER BY uid"
 SELECT_OLD_FINISHED: Final = (

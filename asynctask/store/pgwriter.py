@@ -47,6 +47,7 @@ from asynctask.store.rows import (
     DeleteTask,
     InsertTask,
     Op,
+    PutCode,
     PutCron,
     ReplaceTask,
     SetPause,
@@ -429,6 +430,12 @@ def statements(items: Sequence[_Item], partitions: int | None = None) -> Iterato
             yield pgschema.DELETE_CRON, params
         elif kind is AssignUid:
             yield pgschema.ASSIGN_UID, params
+        elif kind is PutCode:
+            for one in params:  # rare (a function's first import): in order, one by one
+                if one[2] is None:
+                    yield pgschema.DELETE_CODE, [one[:2]]
+                else:
+                    yield pgschema.PUT_CODE, [one]
         else:
             assert kind is Touch
             yield pgschema.TOUCH, [(repr(float(params[-1][0])),)]

@@ -325,6 +325,12 @@ class PostgresStore:
         records = await self._fetch("reading the pauses", pgschema.SELECT_PAUSES)
         return [(str(kind), str(tenant), str(name)) for kind, tenant, name in records]
 
+    async def load_code_options(self) -> list[tuple[str, str, bytes]]:
+        records = await self._fetch("reading the functions' options", pgschema.SELECT_CODE)
+        return [
+            (str(tenant), str(function), bytes(options)) for tenant, function, options in records
+        ]
+
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
         records = await self._fetch("reading the cron entries", pgschema.SELECT_CRONS)
         return [(str(tenant), str(name), bytes(definition)) for tenant, name, definition in records]

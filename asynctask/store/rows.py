@@ -198,6 +198,17 @@ class AssignUid:
 
 
 @dataclass(frozen=True, slots=True)
+class PutCode:
+    """Record the options a tenant's function declares in code, as its worker reported them
+    (``daemon/codeoptions.py``; ``options`` is msgpack), replacing the previous report;
+    ``options`` None deletes the row (the function declares none any more)."""
+
+    tenant: str
+    function: str
+    options: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class Touch:
     """Write the time into ``meta``: a real write, so its commit tells whether the disk takes
     writes again (the daemon probes with it while storage is failing and nothing else waits)."""
@@ -215,6 +226,7 @@ Op = (
     | PutCron
     | DeleteCron
     | AssignUid
+    | PutCode
     | Touch
 )
 

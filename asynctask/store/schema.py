@@ -197,6 +197,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
         "key TEXT NOT NULL, row TEXT NOT NULL, error TEXT NOT NULL, at REAL NOT NULL)",
     ),
+    # 10: the options each tenant's functions declare in code (``@asynctask.task``), as their
+    # workers last reported them (msgpack map; ``daemon/codeoptions.py``), so that by-name
+    # submits get them after a restart too.
+    (
+        "CREATE TABLE code_options (tenant TEXT NOT NULL, function TEXT NOT NULL, "
+        "options BLOB NOT NULL, PRIMARY KEY (tenant, function)) WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -286,6 +293,9 @@ SELECT_TENANT_OLD_FINISHED: Final = (
 )
 PUT_CRON: Final = "INSERT OR REPLACE INTO crons (tenant, name, definition) VALUES (?, ?, ?)"
 DELETE_CRON: Final = "DELETE FROM crons WHERE tenant = ? AND name = ?"
+PUT_CODE: Final = "INSERT OR REPLACE INTO code_options (tenant, function, options) VALUES (?, ?, ?)"
+DELETE_CODE: Final = "DELETE FROM code_options WHERE tenant = ? AND function = ?"
+SELECT_CODE: Final = "SELECT tenant, function, options FROM code_options"
 SELECT_CRONS: Final = "SELECT tenant, name, definition FROM crons ORDER BY tenant, name"
 SELECT_PAUSES: Final = "SELECT kind, tenant, name FROM pauses ORDER BY kind, tenant, name"
 #: Where each table that start-up loads finds one row by the key ``Quarantine.key`` holds.

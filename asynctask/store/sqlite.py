@@ -293,6 +293,10 @@ class Store:
             rows = list(await self._read_conn.execute_fetchall(schema.COUNT_FINISHED_BY_TENANT))
         return {str(tenant): int(count) for tenant, count in rows}
 
+    async def load_code_options(self) -> list[tuple[str, str, bytes]]:
+        rows = await self._read_escaped("reading the functions' options", schema.SELECT_CODE)
+        return [(str(tenant), str(function), bytes(options)) for tenant, function, options in rows]
+
     async def load_crons(self) -> list[tuple[str, str, bytes]]:
         """Every cron entry as ``(tenant, name, definition)``, for start-up. Text that is not
         UTF-8 (a row written by hand) comes back escaped (``surrogateescape``) rather than

@@ -58,6 +58,7 @@ from asynctask.store.rows import (
     DeleteTask,
     InsertTask,
     Op,
+    PutCode,
     PutCron,
     ReplaceTask,
     SetPause,
@@ -312,6 +313,12 @@ def _statements(items: list[_Item]) -> Iterator[tuple[str, list[Params]]]:
             yield schema.DELETE_CRON, params
         elif kind is AssignUid:
             yield schema.ASSIGN_UID, params
+        elif kind is PutCode:
+            for one in params:  # rare (a function's first import): in order, one by one
+                if one[2] is None:
+                    yield schema.DELETE_CODE, [one[:2]]
+                else:
+                    yield schema.PUT_CODE, [one]
         elif kind is Touch:
             yield schema.TOUCH, params[-1:]
         else:

@@ -92,6 +92,7 @@ def test_options_travel_with_the_task_only_when_set() -> None:
         "timeout": None,
         "on_failure": "m:dead",
         "limits": {"concurrency": 2.0},
+        "fixed": "on_failure",  # the submit's: a report of the function's code keeps off it
     }
 
 

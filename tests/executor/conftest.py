@@ -65,8 +65,11 @@ class Harness:
         self.config = PoolConfig(**config)
         self.outcomes: dict[int, Outcome] = {}
         self.logs: dict[int, list[tuple[str, str]]] = {}
+        self.declared: dict[int, Any] = {}  # aid -> the options its worker declared
         self.idle_calls = 0
-        self.pool = WorkerPool(self.config, self._on_outcome, self._on_idle, self._on_log)
+        self.pool = WorkerPool(
+            self.config, self._on_outcome, self._on_idle, self._on_log, self._on_declare
+        )
         self._aids = iter(range(1, 1_000_000))
         # Other test modules may keep processes of their own (a daemon fixture): only new
         # children are this pool's business.
@@ -78,6 +81,10 @@ class Harness:
 
     def _on_idle(self) -> None:
         self.idle_calls += 1
+
+    def _on_declare(self, aid: int, options: Any) -> None:
+        assert aid not in self.outcomes, f"declare of attempt {aid} after its outcome"
+        self.declared[aid] = options
 
     def _on_log(self, aid: int, stream: str, data: str) -> None:
         assert aid not in self.outcomes, f"log of attempt {aid} after its outcome"

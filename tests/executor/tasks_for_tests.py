@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+import asynctask
 from asynctask.errors import Fail, Throttled
 from asynctask.executor.taskcontext import current_task
 
@@ -279,3 +280,20 @@ def log_from_threads(tag: str, seconds: float) -> str:
     time.sleep(seconds)
     logging.getLogger("threads").info("%s end", tag)
     return tag
+
+
+@asynctask.task(retries=0, timeout="1s", queue="q")
+def declared_sleep(seconds: float) -> str:
+    """Declares options in code: its worker reports them before its first attempt."""
+    time.sleep(seconds)
+    return "slept"
+
+
+def forge_declare(aid: int) -> str:
+    """Hostile task code: a declare frame for attempt ``aid``, not its own, written into the
+    worker's frame socket (argv[1]) with options the daemon would otherwise take."""
+    from asynctask import protocol
+
+    frame = protocol.encode_frame({"op": "declare", "aid": aid, "options": {"retries": 0}})
+    os.write(int(sys.argv[1]), frame)
+    return "forged"

@@ -26,6 +26,7 @@ class Child:
         self.sock.settimeout(10)
         self.decoder = protocol.FrameDecoder()
         self.pending: list[dict[str, Any]] = []
+        self.declared: list[dict[str, Any]] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "asynctask.executor.child", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
@@ -36,11 +37,16 @@ class Child:
         theirs.close()
 
     def receive(self) -> dict[str, Any]:
-        while not self.pending:
-            data = self.sock.recv(65536)
-            assert data, "the worker closed its socket"
-            self.pending.extend(self.decoder.feed(data))
-        return self.pending.pop(0)
+        """The next frame but ``declare`` ones, which are kept in ``declared``."""
+        while True:
+            while not self.pending:
+                data = self.sock.recv(65536)
+                assert data, "the worker closed its socket"
+                self.pending.extend(self.decoder.feed(data))
+            message = self.pending.pop(0)
+            if message.get("op") != "declare":
+                return message
+            self.declared.append(message)
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(protocol.encode_frame(message))
@@ -73,6 +79,8 @@ def test_ready_run_and_exit(child: Child) -> None:
     done = child.receive()
     assert (done["op"], done["aid"], done["ok"]) == ("done", 7, True)
     assert protocol.unpack(done["result"]) == 3
+    # before its first attempt, the worker said what the function declares (plain: nothing)
+    assert child.declared == [{"op": "declare", "aid": 7, "options": {}}]
     child.send({"op": "exit"})
     assert child.process.wait(10) == 0
 

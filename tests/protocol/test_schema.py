@@ -69,9 +69,9 @@ def client_names(names: frozenset[str]) -> frozenset[str]:
 
 def test_submit_options_are_the_task_spec_fields() -> None:
     """Every spec field a caller chooses is a submit option; ``resources`` is spread into the
-    ``LimitOptions`` keys, ``function``/``payload`` are the call itself, ``limits`` come from
-    ``@asynctask.task``."""
-    chosen = fields(TaskSpec) - {"function", "payload", "limits", "resources"}
+    ``LimitOptions`` keys, ``function``/``payload`` are the call itself, ``limits`` and
+    ``defaults`` come from ``@asynctask.task``."""
+    chosen = fields(TaskSpec) - {"function", "payload", "limits", "resources", "defaults"}
     assert SubmitOptions.__optional_keys__ == client_names(chosen) | RESOURCE_KEYS
     assert LimitOptions.__optional_keys__ == RESOURCE_KEYS
     assert fields(FunctionLimits) == _LIMITS
@@ -335,7 +335,7 @@ def test_a_checked_spec_sent_as_a_struct_is_the_same_frame_as_its_map() -> None:
     as_struct = calls.frame(calls.request("submit", tasks=[struct]))
     as_map = calls.frame({**calls.request("submit", tasks=[calls.checked(built)]), "rid": 1})
     assert as_struct == as_map
-    assert msgpack.unpackb(bytes(as_struct[4:]))["tasks"][0]["queue"] == "q"
+    assert msgpack.unpackb(bytes(as_struct[4:]))["tasks"][0]["defaults"]["queue"] == "q"
 
 
 def test_a_spec_with_several_faults_is_refused_for_the_first_as_before() -> None:

@@ -19,6 +19,7 @@ from asynctask.store import (
     DeleteTask,
     InsertTask,
     Op,
+    PutCode,
     ReplaceTask,
     SetPause,
     StoreError,
@@ -367,6 +368,31 @@ async def test_close_commits_what_is_pending(open_store: Opener) -> None:
 
     again = await open_store()
     assert await again.max_seq() == 200
+
+
+async def test_a_functions_code_options_are_put_replaced_deleted_and_kept(
+    open_store: Opener,
+) -> None:
+    """``PutCode``: one row per (tenant, function), the newest wins, None deletes it, in op
+    order within a batch; read back after a reopen (``daemon/codeoptions.py``)."""
+    store = await open_store()
+    await put_all(
+        store,
+        [
+            PutCode("a", "m:f", b"\x81\xa1x\x01"),
+            PutCode("b", "m:f", b"\x80"),
+            PutCode("a", "m:g", b"\x80"),
+            PutCode("a", "m:f", b"\x81\xa1x\x02"),  # replaces a's m:f
+            PutCode("a", "m:g", None),  # deletes it
+            PutCode("a", "m:gone", None),  # deleting what is not there does nothing
+        ],
+    )
+    await store.close()
+    again = await open_store()
+    assert sorted(await again.load_code_options()) == [
+        ("a", "m:f", b"\x81\xa1x\x02"),
+        ("b", "m:f", b"\x80"),
+    ]
 
 
 async def test_use_after_close_raises_store_error(store: TaskStore) -> None:
