@@ -30,8 +30,10 @@ from importlib import resources
 from typing import Any, Final
 from urllib.parse import urlencode
 
+from asynctask.core.cron import slot_id
 from asynctask.errors import AsynctaskError, NotFound, StorageError, Unauthorized
 from asynctask.model import parse_duration, parse_time
+from asynctask.protocol.checks import MAX_LIST_LIMIT
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Reply
 from asynctask.server.http import ensure_token
@@ -52,6 +54,18 @@ STATIC: Final = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
 }
+#: The states each bulk action applies to (the daemon's own selector refuses others): a
+#: filter's states are narrowed to these, and with no state filter these are the selection.
+BULK_STATES: Final[dict[str, tuple[str, ...]]] = {
+    "cancel": ("scheduled", "queued", "running"),
+    "retry": ("failed",),
+    "delete": ("succeeded", "failed", "cancelled", "expired"),
+    "pause": ("scheduled", "queued"),
+    "resume": ("scheduled", "queued"),
+}
+#: A bulk action's confirmation counts at most this many matching tasks (``list`` pages of
+#: ``MAX_LIST_LIMIT``); past it the page says "at least".
+BULK_COUNTED: Final = 50_000
 #: What a finished action says on the page it leads to (by code: no text from the URL).
 NOTICES: Final = {
     "cancelled": "Cancelled.",
@@ -60,6 +74,14 @@ NOTICES: Final = {
     "paused": "Queue paused.",
     "resumed": "Queue resumed.",
     "nothing": "Nothing changed: the task was no longer in a state this action applies to.",
+}
+#: What a bulk action says, with the number the daemon reported.
+BULK_NOTICES: Final = {
+    "cancel": "Cancelled {n:,} task(s).",
+    "retry": "Queued {n:,} task(s) again for a retry.",
+    "delete": "Deleted {n:,} task(s).",
+    "pause": "Paused {n:,} task(s).",
+    "resume": "Resumed {n:,} task(s).",
 }
 
 OpsCall = Callable[[Principal, str, dict[str, Any]], Reply]
@@ -266,8 +288,59 @@ class WebConsole:
             return _html(400, pages.error_page("Bad filter", str(exc), self._who(who), csrf))
         except AsynctaskError as exc:
             return self._failure(exc, who, csrf)
-        page = pages.tasks_page(reply["tasks"], filters, reply.get("cursor"), self._who(who), csrf)
+        notice = _bulk_notice(request.query)
+        page = pages.tasks_page(
+            reply["tasks"], filters, reply.get("cursor"), self._who(who), csrf, notice
+        )
         return _html(200, page)
+
+    async def _bulk_confirm(self, request: Request, who: Principal, csrf: str) -> Response:
+        """``/tasks/bulk?action=&<filters>``: how many tasks the action would touch, and the
+        form that does it (nothing changes on a GET)."""
+        action = request.query.get("action", "")
+        filters = {k: request.query[k].strip() for k in pages.LIST_FILTERS if k in request.query}
+        if action not in BULK_STATES:
+            return _html(400, pages.error_page("Bad action", f"no bulk action {action!r}",
+                                               self._who(who), csrf))  # fmt: skip
+        try:
+            message, states = self._bulk_message(action, filters)
+            count, more = await self._count(who, message) if states else (0, False)
+        except ValueError as exc:
+            return _html(400, pages.error_page("Bad filter", str(exc), self._who(who), csrf))
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        page = pages.bulk_page(
+            action, filters, states, BULK_STATES[action], count, more, self._who(who), csrf
+        )
+        return _html(200, page)
+
+    def _bulk_message(
+        self, action: str, filters: Mapping[str, str]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The selector of a bulk action: the list filters, their states narrowed to those the
+        action applies to (always named, so ``pause``/``resume`` select tasks, not a queue)."""
+        message = self._list_message(filters)
+        message.pop("limit", None)
+        allowed = BULK_STATES[action]
+        asked = message.get("state") or list(allowed)
+        states = [state for state in asked if state in allowed]
+        message["state"] = states
+        return message, states
+
+    async def _count(self, who: Principal, selector: dict[str, Any]) -> tuple[int, bool]:
+        """How many tasks ``selector`` matches for ``who`` (by paging ``list``), up to
+        ``BULK_COUNTED``; ``True`` when there are more."""
+        count, cursor = 0, None
+        while count < BULK_COUNTED:
+            message = {**selector, "limit": MAX_LIST_LIMIT}
+            if cursor is not None:
+                message["cursor"] = cursor
+            reply = await self._call(who, "list", message)
+            count += len(reply["tasks"])
+            cursor = reply.get("cursor")
+            if cursor is None:
+                return count, False
+        return count, True
 
     def _list_message(self, filters: Mapping[str, str]) -> dict[str, Any]:
         """``asynctask list``'s filters as a ``list`` request; ``ValueError`` names a bad one."""
@@ -345,6 +418,8 @@ class WebConsole:
             expired = f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
             return _redirect("/login", (("Set-Cookie", expired),))
         try:
+            if path == "/tasks/bulk":
+                return await self._bulk(who, form)
             if path in ("/task/cancel", "/task/retry", "/task/delete"):
                 return await self._task_action(who, path.removeprefix("/task/"), form)
             if path in ("/queue/pause", "/queue/resume"):
@@ -371,6 +446,59 @@ class WebConsole:
         code = done if changed else "nothing"
         return _redirect(pages.task_href(tenant, task_id) + "&" + urlencode({"done": code}))
 
+    async def _bulk(self, who: Principal, form: Mapping[str, str]) -> Response:
+        """A confirmed bulk action: the filter as a selector to the op the CLI sends
+        (``cancel --state ...``); ``Ops`` narrows it to the caller's tenants."""
+        action = form.get("action", "")
+        if action not in BULK_STATES:
+            return text_response(400, f"no bulk action {action!r}")
+        filters = {k: form[k].strip() for k in pages.LIST_FILTERS if k in form}
+        try:
+            message, states = self._bulk_message(action, filters)
+        except ValueError as exc:
+            return text_response(400, str(exc))
+        changed = 0
+        if states:
+            reply = await self._call(who, action, message)
+            key = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}.get(
+                action, "tasks"
+            )
+            changed = int(reply.get(key) or 0)
+        shown = {k: v for k, v in filters.items() if v}
+        query = urlencode({**shown, "bulk": action, "n": changed})
+        return _redirect(f"/tasks?{query}")
+
+    async def _cron(self, request: Request, who: Principal, csrf: str) -> Response:
+        """Cron entries the caller may see, each with its next slot and its last run (the
+        task ``cron:<name>:<slot>`` of its last slot, as the daemon submitted it)."""
+        try:
+            entries = (await self._call(who, "cron_list", {}))["crons"]
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        last: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for entry in entries:
+            slot = entry.get("last_slot")
+            if not isinstance(slot, int | float):
+                continue
+            ref = {"tenant": entry["tenant"], "id": slot_id(str(entry["name"]), float(slot))}
+            try:
+                last[(entry["tenant"], entry["name"])] = (await self._call(who, "status", ref))[
+                    "task"
+                ]
+            except AsynctaskError:  # deleted by retention, or not yet stored
+                last[(entry["tenant"], entry["name"])] = None
+        return _html(200, pages.cron_page(entries, last, self._who(who), csrf))
+
+
+def _bulk_notice(query: Mapping[str, str]) -> str:
+    """A bulk action's result: the notice is chosen by code, the number parsed (no URL text is
+    shown)."""
+    template = BULK_NOTICES.get(query.get("bulk", ""))
+    number = query.get("n", "")
+    if template is None or not number.isdigit():
+        return ""
+    return template.format(n=int(number))
+
 
 Route = Callable[[WebConsole, Request, Principal, str], Awaitable[Response]]
 
@@ -379,6 +507,8 @@ _PAGES: Final[dict[str, Route]] = {
     "/tasks": WebConsole._tasks,
     "/task": WebConsole._task,
     "/failures": WebConsole._failures,
+    "/tasks/bulk": WebConsole._bulk_confirm,
+    "/cron": WebConsole._cron,
 }
 
 

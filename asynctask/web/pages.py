@@ -19,6 +19,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from asynctask.protocol.framing import unpack
+from asynctask.web import svg
 
 #: The most characters of a log, traceback or result shown in a page (the rest is cut, with
 #: a note; the CLI has it whole).
@@ -31,6 +32,10 @@ ARGS_SHOWN: Final = 4096
 LIST_FILTERS: Final[tuple[str, ...]] = (
     "state", "tenant", "queue", "function", "prefix", "label", "since", "until", "trace_id",
 )  # fmt: skip
+
+
+#: The actions the Tasks page offers for its current filter (``console.BULK_STATES``).
+BULK_ACTIONS: Final = ("cancel", "retry", "delete", "pause", "resume")
 
 
 def esc(value: object) -> str:
@@ -94,7 +99,7 @@ def layout(title: str, body: str, who: str, csrf: str, notice: str = "") -> str:
         '<link rel="stylesheet" href="/static/console.css">'
         '<script src="/static/console.js" defer></script></head><body>'
         '<header><nav><a href="/">Overview</a><a href="/tasks">Tasks</a>'
-        '<a href="/failures">Failures</a></nav>'
+        '<a href="/failures">Failures</a><a href="/cron">Cron</a></nav>'
         f'<span class="who">{esc(who)}</span>'
         f'<form method="post" action="/logout">{csrf_field(csrf)}<button>Log out</button></form>'
         f"</header><main><h1>{esc(title)}</h1>{note}{body}</main></body></html>\n"
@@ -179,6 +184,13 @@ def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "
         [_link_tasks(row.get("tenant"), tenant=row.get("tenant")), *figures(row)]
         for row in stats.get("tenants") or ()
     ]
+    charted = [
+        f'<div class="charts"><h3>{esc(svg.row_name(row))}</h3>{svg.charts(row)}</div>'
+        for row in stats.get("tenants") or ()
+    ]
+    if charted:
+        parts.append('<section id="charts"><h2>Last hour, per minute</h2>')
+        parts.append("".join(charted) + "</section>")
     parts.append("<section><h2>Tenants</h2>")
     parts.append(_table(["tenant", *counts, *latency], tenants, "no tenant has tasks yet"))
     queues = []
@@ -221,6 +233,7 @@ def tasks_page(
     cursor: str | None,
     who: str,
     csrf: str,
+    notice: str = "",
 ) -> str:
     inputs = "".join(
         f'<label>{esc(name)} <input name="{esc(name)}" value="{esc(filters.get(name, ""))}">'
@@ -252,7 +265,97 @@ def tasks_page(
     if cursor is not None:
         query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
         more = f'<p class="more"><a href="/tasks?{esc(query)}">Next page</a></p>'
-    return layout("Tasks", form + table + more, who, csrf)
+    chosen = {k: v for k, v in filters.items() if v}
+    bulk = "".join(
+        f'<a class="button" href="/tasks/bulk?{esc(urlencode({**chosen, "action": action}))}">'
+        f"{esc(action.capitalize())}…</a>"
+        for action in BULK_ACTIONS
+    )
+    actions = f'<p class="bulk">Every task this filter matches: {bulk}</p>'
+    return layout("Tasks", form + actions + table + more, who, csrf, notice)
+
+
+def bulk_page(
+    action: str,
+    filters: Mapping[str, str],
+    states: Sequence[str],
+    allowed: Sequence[str],
+    count: int,
+    more: bool,
+    who: str,
+    csrf: str,
+) -> str:
+    """The confirmation of a bulk action: the filter, the count it matches now, and the form
+    (with the filter as hidden fields) that does it."""
+    chosen = {k: v for k, v in filters.items() if v}
+    described = ", ".join(f"{k}={v}" for k, v in chosen.items()) or "no filter (every task)"
+    number = f"at least {count:,}" if more else f"{count:,}"
+    parts = [
+        f"<p>Filter: <code>{esc(described)}</code></p>",
+        f"<p>{esc(action.capitalize())} applies to {esc(', '.join(allowed))} tasks.</p>",
+        f'<p class="count"><strong>{esc(number)}</strong> task(s) match now'
+        f"{' (states: ' + esc(', '.join(states)) + ')' if states else ''}.</p>",
+    ]
+    back = f'<a href="/tasks?{esc(urlencode(chosen))}">Back to the list</a>'
+    if count == 0:
+        parts.append(f'<p class="empty">Nothing to do. {back}</p>')
+    else:
+        hidden = "".join(
+            f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">' for k, v in chosen.items()
+        )
+        parts.append(
+            f'<form method="post" action="/tasks/bulk" id="bulk">{csrf_field(csrf)}'
+            f'<input type="hidden" name="action" value="{esc(action)}">{hidden}'
+            f"<button>{esc(action.capitalize())} {esc(number)} task(s)</button> {back}</form>"
+        )
+    return layout(f"{action.capitalize()} by filter", "".join(parts), who, csrf)
+
+
+def cron_page(
+    entries: Sequence[Mapping[str, Any]],
+    last: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    who: str,
+    csrf: str,
+) -> str:
+    """Cron entries: schedule, function, next fire time, and the last run (its task, linked,
+    with its state); an entry stored unusable shows why."""
+    rows = []
+    for entry in entries:
+        tenant, name = str(entry.get("tenant")), str(entry.get("name"))
+        run = last.get((tenant, name))
+        if run is not None:
+            state = esc(run.get("state"))
+            href = esc(task_href(tenant, str(run.get("id"))))
+            last_run = (
+                f'<a href="{href}">{esc(when(entry.get("last_slot")))}</a> '
+                f'<span class="state {state}">{state}</span>'
+            )
+        else:
+            last_run = esc(when(entry.get("last_slot"))) or "never"
+        error = entry.get("error")
+        next_at = (
+            f'<span class="error">not scheduled: {esc(error)}</span>'
+            if error
+            else esc(when(entry.get("next_at")))
+        )
+        runs = _link_tasks("runs", tenant=tenant, prefix=f"cron:{name}:")
+        rows.append(
+            [
+                esc(tenant),
+                esc(name),
+                f"<code>{esc(entry.get('expr'))}</code> ({esc(entry.get('tz'))})",
+                esc(entry.get("function")),
+                next_at,
+                last_run,
+                runs,
+            ]
+        )
+    table = _table(
+        ["tenant", "name", "schedule", "function", "next", "last run", ""],
+        rows,
+        "no cron entries (asynctask cron add)",
+    )
+    return layout("Cron", table, who, csrf)
 
 
 def _error_line(error: object) -> str:
@@ -335,6 +438,7 @@ def task_page(
         for s in task.get("trace") or () if isinstance(s, Mapping)
     ]  # fmt: skip
     parts.append("<section><h2>Stage times</h2>")
+    parts.append(svg.timeline(task.get("trace")))
     parts.append(
         _table(
             ["attempt", "eligible", "dispatched", "started", "finished", "wait", "run"],
