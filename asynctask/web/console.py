@@ -24,8 +24,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import pwd
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -38,7 +39,8 @@ from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Reply
 from asynctask.server.http import ensure_token
 from asynctask.web import pages, tokens
-from asynctask.web.httpserver import HttpServer, Request, Response, text_response
+from asynctask.web.httpserver import HttpServer, Request, Response, Stream, text_response
+from asynctask.web.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ BULK_STATES: Final[dict[str, tuple[str, ...]]] = {
 #: A bulk action's confirmation counts at most this many matching tasks (``list`` pages of
 #: ``MAX_LIST_LIMIT``); past it the page says "at least".
 BULK_COUNTED: Final = 50_000
+#: Tasks whose arguments' text is kept for their pages and live views (the oldest goes).
+ARGS_KEPT: Final = 256
 #: What a finished action says on the page it leads to (by code: no text from the URL).
 NOTICES: Final = {
     "cancelled": "Cancelled.",
@@ -117,6 +121,12 @@ class WebConsole:
         self._static: dict[str, bytes] = {}
         self._names: dict[int, str] = {}
         self._server = HttpServer(host, port, self.handle)
+        #: Stands for the CSRF token in a view rendered once for many consoles; each stream
+        #: puts its own session's token in its place (unguessable, so no task text has it).
+        self._slot = secrets.token_hex(16)
+        self._representative: dict[Hashable, Principal] = {}
+        self._args: dict[tuple[str, str, object], str | None] = {}
+        self.live = Live(self._render_view)
 
     def __repr__(self) -> str:
         return f"<WebConsole {self._server!r}>"
@@ -128,6 +138,7 @@ class WebConsole:
         await self._server.start()
 
     async def close(self) -> None:
+        await self.live.close()
         await self._server.close()
 
     @property
@@ -152,7 +163,7 @@ class WebConsole:
 
     # -- routing --------------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | Stream:
         if not self._any_host and not self._loopback_host(request.headers.get("host", "")):
             return text_response(400, "this console answers only to a loopback Host")
         path = request.path
@@ -174,6 +185,8 @@ class WebConsole:
             if refusal is not None:
                 return text_response(403, refusal)
             return await self._act(request, who, csrf)
+        if path == "/events":
+            return self._events(request, who, session, csrf)
         route = _PAGES.get(path)
         if route is None:
             page = pages.error_page("Not found", f"no page {path}", self._who(who), csrf)
@@ -294,6 +307,72 @@ class WebConsole:
         )
         return _html(200, page)
 
+    # -- live updates ---------------------------------------------------------------------
+
+    def _events(
+        self, request: Request, who: Principal, session: str, csrf: str
+    ) -> Response | Stream:
+        """``/events?view=overview`` or ``/events?view=task&tenant=&id=``: the page's live
+        region, pushed at most once a second while it changes (``live.py``)."""
+        scope = self._auth.tenants_of(who)
+        view: tuple[Any, ...]
+        if request.query.get("view") == "overview":
+            view = ("overview", scope)
+        elif request.query.get("view") == "task":
+            tenant = request.query.get("tenant") or "default"
+            if not self._may_see(who, tenant):
+                return text_response(404, "not found")
+            view = ("task", scope, tenant, request.query.get("id", ""))
+        else:
+            return text_response(400, "view must be overview or task")
+        if self.live.full:
+            return text_response(503, "too many live consoles: reload later")
+        open_views = self.live.views()
+        for gone in [v for v in self._representative if v not in open_views]:
+            del self._representative[gone]
+        self._representative.setdefault(view, who)
+
+        def alive() -> bool:
+            return (
+                tokens.verify(self._secret, session, self._clock()) is not None
+                and self._auth.tenants_of(who) == scope
+            )
+
+        slot = self._slot
+        return Stream(self.live.follow(view, lambda text: text.replace(slot, csrf), alive))
+
+    async def _render_view(self, view: Hashable) -> str | None:
+        """A live view's HTML, with the CSRF slot for each console to fill; ``None``: gone.
+        Rendered as the principal that opened it first (every viewer of a view has the same
+        scope, so any of them sees the same)."""
+        who = self._representative.get(view)
+        if who is None or not isinstance(view, tuple):
+            return None
+        if view[0] == "overview":
+            return pages.overview_body(await self._call(who, "stats", {}), self._slot)
+        tenant, task_id = view[2], view[3]
+        try:
+            task, logs = await self._read_task(who, tenant, task_id)
+        except NotFound:
+            return None
+        args = await self._arguments(tenant, task_id, task.get("created_at"))
+        return pages.task_body(task, logs, self._slot, args)
+
+    async def _arguments(self, tenant: str, task_id: str, created: object) -> str | None:
+        """A task's arguments as the page shows them (kept: they never change; ``created``
+        tells a task from a later one that took the same ID)."""
+        key = (tenant, task_id, created)
+        if key in self._args:
+            return self._args[key]
+        payload = None
+        if self._payload_of is not None:
+            payload = await self._payload_of(tenant, task_id)
+        text = None if payload is None else pages.arguments_text(payload)
+        if len(self._args) >= ARGS_KEPT:
+            self._args.pop(next(iter(self._args)))
+        self._args[key] = text
+        return text
+
     async def _bulk_confirm(self, request: Request, who: Principal, csrf: str) -> Response:
         """``/tasks/bulk?action=&<filters>``: how many tasks the action would touch, and the
         form that does it (nothing changes on a GET)."""
@@ -382,10 +461,8 @@ class WebConsole:
         except AsynctaskError as exc:
             return self._failure(exc, who, csrf)
         notice = NOTICES.get(request.query.get("done", ""), "")
-        payload = None
-        if self._payload_of is not None:  # after status: the caller may see this task
-            payload = await self._payload_of(tenant, task_id)
-        args = None if payload is None else pages.arguments_text(payload)
+        # after status: the caller may see this task
+        args = await self._arguments(tenant, task_id, task.get("created_at"))
         return _html(200, pages.task_page(task, logs, self._who(who), csrf, notice, args))
 
     async def _read_task(

@@ -157,7 +157,18 @@ def _queue_button(action: str, tenant: str, queue: str, csrf: str) -> str:
     )
 
 
+def live(events: str, body: str) -> str:
+    """``body`` in the region ``console.js`` replaces with each update ``events`` (the SSE
+    endpoint, ``/events?...``) pushes."""
+    return f'<div id="live" data-events="{esc(events)}">{body}</div>'
+
+
 def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "") -> str:
+    body = live("/events?view=overview", overview_body(stats, csrf))
+    return layout("Overview", body, who, csrf, notice)
+
+
+def overview_body(stats: Mapping[str, Any], csrf: str) -> str:
     """Pool, then per tenant, queue and function: backlog, running, totals of the last hour,
     wait and run p50/p99 (``stats``' recent percentiles); pause/resume per queue."""
     pool = stats.get("workers") or {}
@@ -219,7 +230,7 @@ def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "
     parts.append("</section><section><h2>Functions</h2>")
     parts.append(_table(["function", *counts, *latency], functions, "no functions yet"))
     parts.append("</section>")
-    return layout("Overview", "".join(parts), who, csrf, notice)
+    return "".join(parts)
 
 
 def _link_tasks(text: object, **filters: object) -> str:
@@ -382,6 +393,19 @@ def task_page(
     notice: str = "",
     args: str | None = None,
 ) -> str:
+    events = "/events?" + urlencode(
+        {"view": "task", "tenant": str(task.get("tenant")), "id": str(task.get("id"))}
+    )
+    body = live(events, task_body(task, logs, csrf, args))
+    return layout(f"Task {task.get('id')}", body, who, csrf, notice)
+
+
+def task_body(
+    task: Mapping[str, Any],
+    logs: Mapping[str, Any] | None,
+    csrf: str,
+    args: str | None = None,
+) -> str:
     """State, fields, arguments (size-capped), actions, each attempt's error (the last with
     its traceback), the stage times, the logs."""
     state = str(task.get("state"))
@@ -449,7 +473,7 @@ def task_page(
     parts.append("</section><section><h2>Logs</h2>")
     parts.append(_logs(logs))
     parts.append("</section>")
-    return layout(f"Task {task.get('id')}", "".join(parts), who, csrf, notice)
+    return "".join(parts)
 
 
 def _logs(logs: Mapping[str, Any] | None) -> str:
