@@ -31,7 +31,7 @@ class EventStream:
         """The next event (comments and ``retry`` skipped); ``AssertionError`` past the
         deadline or at the end of the stream."""
         deadline = time.monotonic() + timeout
-        name, data = "message", []
+        name, data = "message", list[str]()
         while time.monotonic() < deadline:
             line = self.response.fp.readline().decode()  # the socket's timeout bounds it
             if line == "":

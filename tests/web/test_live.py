@@ -5,6 +5,7 @@ the loop that feeds the streams renders each view once per tick for every consol
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,10 @@ def test_a_deleted_task_ends_its_stream(web_daemon: DaemonProcess) -> None:
         stream.close()
 
 
+def _fill(token: str, text: str) -> str:
+    return text.replace("CSRF", token)
+
+
 async def test_consoles_of_one_view_share_one_render_per_tick() -> None:
     rendered: list[object] = []
 
@@ -81,7 +86,7 @@ async def test_consoles_of_one_view_share_one_render_per_tick() -> None:
         return f"{view} for CSRF"
 
     live = Live(render, tick=3600)  # ticks driven by hand
-    streams = [live.follow("a", lambda t, n=n: t.replace("CSRF", f"token{n}"), lambda: True)
+    streams = [live.follow("a", functools.partial(_fill, f"token{n}"), lambda: True)
                for n in range(3)]  # fmt: skip
     other = live.follow("b", lambda t: t, lambda: True)
     for stream in (*streams, other):
