@@ -244,6 +244,8 @@ class WebConsole:
         host = request.headers.get("host")
         if origin is None:
             return False
+        if origin == "null":  # an opaque origin: only the browser's own word can vouch
+            return fetch_site != "same-origin"
         # Either scheme: behind a TLS proxy (allow_remote) the browser's origin is https.
         scheme, _, netloc = origin.partition("://")
         return host is None or scheme not in ("http", "https") or netloc != host

@@ -15,7 +15,7 @@ the client does not read is dropped after ``WRITE_TIMEOUT``. A handler that rais
 and a log line; the daemon never dies of a request.
 
 Every reply carries ``SECURITY_HEADERS``: a strict Content-Security-Policy (no inline script or
-style, nothing from elsewhere, no framing), ``nosniff``, no referrer, no caching.
+style, nothing from elsewhere, no framing), ``nosniff``, no referrer to another site, no caching.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ SECURITY_HEADERS: Final = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not "no-referrer": under it a browser sends ``Origin: null`` with the console's own
+    # forms, and the origin check (console.py) could not tell them from another site's.
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
 
