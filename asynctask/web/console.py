@@ -3,9 +3,11 @@
 
 Routes (GET unless said): ``/login`` (GET, POST), ``/logout`` (POST), ``/`` the overview,
 ``/tasks`` the list (``asynctask list``'s filters, paged by cursor), ``/task?tenant=&id=`` one
-task, ``/failures`` the dead letters grouped by function and error type, ``/static/<file>``;
+task, ``/failures`` the dead letters grouped by function and error type, ``/cron`` the cron
+entries, ``/nodes`` the daemons sharing the store, ``/tasks/bulk?action=`` a bulk action's
+confirmation, ``/events`` the live updates (server-sent events), ``/static/<file>``;
 actions (POST, CSRF token required): ``/task/cancel``, ``/task/retry``, ``/task/delete``,
-``/queue/pause``, ``/queue/resume``.
+``/queue/pause``, ``/queue/resume``, ``/tasks/bulk`` (an action on every task of a filter).
 
 Unless ``[web] allow_remote``, a request must name a loopback ``Host`` (DNS rebinding).
 
@@ -568,6 +570,14 @@ class WebConsole:
                 last[(entry["tenant"], entry["name"])] = None
         return _html(200, pages.cron_page(entries, last, self._who(who), csrf))
 
+    async def _nodes(self, request: Request, who: Principal, csrf: str) -> Response:
+        """The daemons sharing the store (the ``nodes`` op, open to any user as ``ping``)."""
+        try:
+            view = await self._call(who, "nodes", {})
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        return _html(200, pages.nodes_page(view, self._who(who), csrf))
+
 
 def _bulk_notice(query: Mapping[str, str]) -> str:
     """A bulk action's result: the notice is chosen by code, the number parsed (no URL text is
@@ -588,6 +598,7 @@ _PAGES: Final[dict[str, Route]] = {
     "/failures": WebConsole._failures,
     "/tasks/bulk": WebConsole._bulk_confirm,
     "/cron": WebConsole._cron,
+    "/nodes": WebConsole._nodes,
 }
 
 

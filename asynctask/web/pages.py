@@ -99,7 +99,8 @@ def layout(title: str, body: str, who: str, csrf: str, notice: str = "") -> str:
         '<link rel="stylesheet" href="/static/console.css">'
         '<script src="/static/console.js" defer></script></head><body>'
         '<header><nav><a href="/">Overview</a><a href="/tasks">Tasks</a>'
-        '<a href="/failures">Failures</a><a href="/cron">Cron</a></nav>'
+        '<a href="/failures">Failures</a><a href="/cron">Cron</a>'
+        '<a href="/nodes">Nodes</a></nav>'
         f'<span class="who">{esc(who)}</span>'
         f'<form method="post" action="/logout">{csrf_field(csrf)}<button>Log out</button></form>'
         f"</header><main><h1>{esc(title)}</h1>{note}{body}</main></body></html>\n"
@@ -527,3 +528,44 @@ def failures_page(tasks: Sequence[Mapping[str, Any]], complete: bool, who: str, 
             + "</section>"
         )
     return layout("Failures", "".join(parts), who, csrf)
+
+
+def nodes_page(view: Mapping[str, Any], who: str, csrf: str) -> str:
+    """The live daemons sharing the store (``asynctask nodes``): one row each, with its
+    partitions, heartbeat age and running attempts; on SQLite, the one daemon."""
+    cluster = bool(view.get("cluster"))
+    if cluster:
+        intro = (
+            f"<p>A cluster on a shared PostgreSQL store: {esc(view.get('partitions'))} "
+            f"partitions, lease {seconds(view.get('lease'))}.</p>"
+        )
+    else:
+        intro = "<p>One daemon on a SQLite store: all work is local.</p>"
+    rows = []
+    for node in view.get("nodes") or ():
+        if not isinstance(node, Mapping):
+            continue
+        parts = node.get("partitions")
+        rows.append(
+            [
+                esc(node.get("node")) + (" (this one)" if node.get("me") else ""),
+                esc(node.get("host")),
+                esc(node.get("pid")),
+                esc(when(node.get("started_at"))),
+                f"{seconds(node.get('age'))} ago",
+                esc(node.get("running")),
+                "all" if parts is None else esc(", ".join(map(str, parts))) or "none",
+            ]
+        )
+    table = _table(
+        ["node", "host", "pid", "started", "heartbeat", "running", "partitions"],
+        rows,
+        "no daemon has written its first heartbeat yet",
+    )
+    unowned = view.get("unowned") or []
+    if unowned:
+        table += (
+            '<p class="error">Partitions no live daemon holds (the survivors take them over): '
+            f"{esc(', '.join(map(str, unowned)))}</p>"
+        )
+    return layout("Nodes", intro + table, who, csrf)

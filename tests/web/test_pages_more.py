@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from asynctask.web import svg
+from asynctask.web import pages, svg
 from tests.e2e.conftest import DaemonProcess, poll
 from tests.web.conftest import browser_for, cli_state
 
@@ -130,3 +130,32 @@ def test_bulk_retry_delete_pause_and_resume_by_filter(web_daemon: DaemonProcess)
     assert web_daemon.cli("status", failed.id).returncode != 0
     assert browser.get("/tasks/bulk?action=explode").status == 400
     assert browser.post("/tasks/bulk", {"action": "explode", "csrf": csrf}).status == 400
+
+
+def test_the_nodes_page_shows_the_daemons_sharing_the_store(web_daemon: DaemonProcess) -> None:
+    browser = browser_for(web_daemon)
+    page = browser.get("/nodes")
+    assert page.status == 200
+    assert "One daemon on a SQLite store" in page.body
+    assert web_daemon.proc is not None
+    assert f"<td>{web_daemon.proc.pid}</td>" in page.body
+    assert "(this one)" in page.body
+
+
+def test_a_clusters_nodes_and_unowned_partitions_are_shown_inert() -> None:
+    view = {
+        "cluster": True, "me": "n1", "partitions": 8, "lease": 10.0, "unowned": [6, 7],
+        "nodes": [
+            {"node": "n1", "host": HOSTILE, "pid": 10, "started_at": 0.0, "heartbeat_at": 1.0,
+             "age": 0.5, "running": 3, "partitions": [0, 1, 2], "me": True},
+            {"node": "n2", "host": "b", "pid": 11, "started_at": 0.0, "heartbeat_at": 1.0,
+             "age": 2.5, "running": 0, "partitions": [], "me": False},
+        ],
+    }  # fmt: skip
+    page = pages.nodes_page(view, "root (admin)", "token")
+    assert "8 partitions, lease 10.00 s" in page
+    assert "<td>0, 1, 2</td>" in page
+    assert "<td>none</td>" in page
+    assert "2.50 s ago" in page
+    assert "Partitions no live daemon holds (the survivors take them over): 6, 7" in page
+    assert "<script>" not in page
