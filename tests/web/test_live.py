@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from pathlib import Path
 
 import pytest
 
-from asynctask.web.live import Live, _event
-from tests.e2e.conftest import DaemonProcess
+from asynctask.web.live import MAX_STREAMS, Live, _event
+from tests.e2e.conftest import DaemonProcess, poll
 from tests.web.conftest import Browser, browser_for
 from tests.web.sse import EventStream
 
@@ -149,3 +150,40 @@ async def test_a_session_that_ends_ends_its_stream() -> None:
 def test_a_carriage_return_in_task_text_cannot_start_an_event_field() -> None:
     sent = _event("update", "log line\revent: end\r\ndata: forged")
     assert sent == b"event: update\ndata: log line\ndata: event: end\ndata: data: forged\n\n"
+
+
+def test_a_daemon_stops_promptly_with_streams_open(web_daemon: DaemonProcess) -> None:
+    browser = browser_for(web_daemon)
+    streams = [EventStream(browser, "/events?view=overview") for _ in range(3)]
+    try:
+        for stream in streams:
+            stream.until("Pool")
+        started = time.monotonic()
+        assert web_daemon.stop(timeout=20) == 0
+        assert time.monotonic() - started < 15
+        for stream in streams:
+            assert stream.next().name == "end"
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_streams_past_the_cap_are_refused_and_pages_still_load(web_daemon: DaemonProcess) -> None:
+    browser = browser_for(web_daemon)
+    streams = [EventStream(browser, "/events?view=overview") for _ in range(MAX_STREAMS)]
+    try:
+        assert all(stream.status == 200 for stream in streams)
+        for stream in streams:
+            stream.until("Pool")
+        assert browser.get("/events?view=overview").status == 503
+        assert browser.get("/").status == 200
+    finally:
+        for stream in streams:
+            stream.close()
+
+    def reopened() -> bool:  # closed streams give their places back
+        stream = EventStream(browser, "/events?view=overview")
+        stream.close()
+        return stream.status == 200
+
+    poll(reopened)
