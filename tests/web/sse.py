@@ -59,4 +59,6 @@ class EventStream:
                 return event
 
     def close(self) -> None:
+        """Close the socket (the response holds it open past ``connection.close``)."""
+        self.response.close()
         self.connection.close()
