@@ -188,7 +188,7 @@ class WebConsole:
                 return text_response(403, refusal)
             return await self._act(request, who, csrf)
         if path == "/events":
-            return self._events(request, who, session, csrf)
+            return await self._events(request, who, session, csrf)
         route = _PAGES.get(path)
         if route is None:
             page = pages.error_page("Not found", f"no page {path}", self._who(who), csrf)
@@ -313,7 +313,7 @@ class WebConsole:
 
     # -- live updates ---------------------------------------------------------------------
 
-    def _events(
+    async def _events(
         self, request: Request, who: Principal, session: str, csrf: str
     ) -> Response | Stream:
         """``/events?view=overview`` or ``/events?view=task&tenant=&id=``: the page's live
@@ -324,9 +324,12 @@ class WebConsole:
             view = ("overview", scope)
         elif request.query.get("view") == "task":
             tenant = request.query.get("tenant") or "default"
-            if not self._may_see(who, tenant):
-                return text_response(404, "not found")
-            view = ("task", scope, tenant, request.query.get("id", ""))
+            task_id = request.query.get("id", "")
+            try:  # a task it may not see, or a malformed ID: no stream at all
+                await self._read_task(who, tenant, task_id)
+            except AsynctaskError as exc:
+                return text_response(404 if isinstance(exc, NotFound) else 400, exc.message)
+            view = ("task", scope, tenant, task_id)
         else:
             return text_response(400, "view must be overview or task")
         if self.live.full:
@@ -357,7 +360,7 @@ class WebConsole:
         tenant, task_id = view[2], view[3]
         try:
             task, logs = await self._read_task(who, tenant, task_id)
-        except NotFound:
+        except AsynctaskError:  # deleted, or its tenant no longer visible: the stream ends
             return None
         args = await self._arguments(tenant, task_id, task.get("created_at"))
         return pages.task_body(task, logs, self._slot, args)

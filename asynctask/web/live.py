@@ -119,8 +119,8 @@ class Live:
         for view, consoles in by_view.items():
             try:
                 text = await self._render(view)
-            except Exception:  # one view's failure never stops the others
-                log.exception("web console: live view %r failed", view)
+            except Exception as exc:  # one view's failure never stops the others
+                log.warning("web console: live view %r failed: %r", view, exc)
                 continue
             self.renders += 1
             for console in consoles:

@@ -187,3 +187,13 @@ def test_streams_past_the_cap_are_refused_and_pages_still_load(web_daemon: Daemo
         return stream.status == 200
 
     poll(reopened)
+
+
+def test_a_stream_of_a_task_that_is_not_there_is_refused_at_once(
+    web_daemon: DaemonProcess,
+) -> None:
+    browser = browser_for(web_daemon)
+    assert browser.get("/events?view=task&tenant=default&id=no-such-task").status == 404
+    assert browser.get("/events?view=task&tenant=default&id=" + "x" * 5000).status == 400
+    assert browser.get("/events?view=task&tenant=../..&id=a").status in (400, 404)
+    assert "live view" not in web_daemon.log.read_text()
