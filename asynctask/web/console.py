@@ -67,9 +67,10 @@ BULK_STATES: Final[dict[str, tuple[str, ...]]] = {
     "pause": ("scheduled", "queued"),
     "resume": ("scheduled", "queued"),
 }
-#: A bulk action's confirmation counts at most this many matching tasks (``list`` pages of
-#: ``MAX_LIST_LIMIT``); past it the page says "at least".
-BULK_COUNTED: Final = 50_000
+#: A bulk action's confirmation counts at most this many matching tasks (one ``list`` page of
+#: ``MAX_LIST_LIMIT``: a bigger count would read every row again for a number); past it the
+#: page says "at least".
+BULK_COUNTED: Final = MAX_LIST_LIMIT
 #: Tasks whose arguments' text is kept for their pages and live views (the oldest goes).
 ARGS_KEPT: Final = 256
 #: What a finished action says on the page it leads to (by code: no text from the URL).
