@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 PG_STAMP := $(VENV)/.stamp-postgres
+CHROMIUM_STAMP := $(VENV)/.stamp-chromium
 export ASYNCTASK_HOME ?= $(CURDIR)/.asynctask
 
 .PHONY: venv run stop test test-fast test-slow lint format bench bench-peers bench-compare soak clean
@@ -23,6 +24,12 @@ $(PG_STAMP): scripts/install-postgres | $(STAMP)
 	@if bash scripts/install-postgres; then touch $@; else \
 	  echo "make: no PostgreSQL here; the PostgreSQL tests will skip with the reason" >&2; fi
 
+# Headless Chromium for the web console's browser tests, the same way: they skip with the
+# reason when it cannot be installed.
+$(CHROMIUM_STAMP): scripts/install-chromium | $(STAMP)
+	@if bash scripts/install-chromium; then touch $@; else \
+	  echo "make: no Chromium here; the browser tests will skip with the reason" >&2; fi
+
 ## Start the daemon (home ./.asynctask) and run the demo workload from examples/.
 run: $(STAMP)
 	@$(BIN)/python examples/demo.py --start-daemon
@@ -35,10 +42,10 @@ stop: $(STAMP)
 ## Lint, type-check, architecture contracts, then the whole suite except `slow` tests.
 test: lint test-fast
 
-test-fast: $(STAMP) $(PG_STAMP)
+test-fast: $(STAMP) $(PG_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: $(STAMP) $(PG_STAMP)
+test-slow: $(STAMP) $(PG_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 lint: $(STAMP)

@@ -1,7 +1,7 @@
 """What one open web console page costs the daemon: one page request per refresh.
 
     .venv/bin/python benchmarks/bench_web.py [--calls 300] [--seconds 20] [--rate 0]
-                                             [--tenants 4] [--tasks 2000]
+                                             [--tenants 4] [--tasks 2000] [--streams 1,4]
 
 A daemon with ``[web] http`` on a loopback port and 2 workers is given ``--tasks`` tasks over
 ``--tenants`` tenants with two queues each (a tenth of them fail, some stay scheduled), so the
@@ -19,21 +19,32 @@ no-ops at that rate throughout (``bench_top.produce``). Then, as ``bench_top.py`
    share, but it is smaller than the noise of a shared 2-vCPU machine, so it is printed only
    as a cross-check of the per-request figure.
 
+3. **Live** - the daemon's CPU over ``--seconds`` with ``--streams`` open overview event
+   streams (``/events?view=overview``, what an open overview tab keeps), against a window
+   without: the loop renders the overview once a second for all of them (one ``stats`` per
+   scope, shared) and pushes it to those whose view changed. Printed per open console, with
+   the updates each received. The producer submits in batches of 100 (``bench_top``), so
+   the overview changes at most every ``100 / --rate`` seconds: ``--rate 200`` for an update
+   each second, the most a console gets.
+
 Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
 import os
 import platform
+import socket as socket_module
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +132,41 @@ def window(pid: int, seconds: float, page: Page | None) -> tuple[float, int]:
     return cpu_seconds(pid) - before, loads
 
 
+def live_window(page: Page, pid: int, seconds: float, streams: int) -> tuple[float, list[int]]:
+    """Daemon CPU seconds over ``seconds`` with ``streams`` open overview event streams, and
+    the updates each stream received."""
+    sockets = []
+    counts = [0] * streams
+    request = (
+        f"GET /events?view=overview HTTP/1.1\r\nHost: {page.host}:{page.port}\r\n"
+        f"Cookie: {page.cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    for _ in range(streams):
+        sock = socket_module.create_connection((page.host, page.port), timeout=seconds + 30)
+        sock.sendall(request)
+        sockets.append(sock)
+
+    def read(index: int, sock: socket_module.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                counts[index] += chunk.count(b"event: update")
+
+    readers = [threading.Thread(target=read, args=(i, s), daemon=True)
+               for i, s in enumerate(sockets)]  # fmt: skip
+    for reader in readers:
+        reader.start()
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    busy = cpu_seconds(pid) - before
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket_module.SHUT_RDWR)
+        sock.close()
+    for reader in readers:
+        reader.join(5)
+    return busy, counts
+
+
 def per_request(pid: int, page: Page, path: str, calls: int) -> dict[str, float]:
     before = cpu_seconds(pid)
     started = time.monotonic()
@@ -151,6 +197,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0)
     parser.add_argument("--tenants", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--streams", default="1,4", help="open event streams per live window")
     args = parser.parse_args()
     print(f"{platform.node()}  {platform.python_version()}  {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="asynctask-web-") as tmp:
@@ -185,6 +232,11 @@ def main() -> None:
                      for name, path in paths.items()}  # fmt: skip
             rows = [(viewer, *window(proc.pid, args.seconds, page if viewer else None))
                     for viewer in (False, True, False, True)]  # fmt: skip
+            live = []
+            for streams in (int(n) for n in args.streams.split(",")):
+                off, _ = window(proc.pid, args.seconds, None)
+                on, counts = live_window(page, proc.pid, args.seconds, streams)
+                live.append((streams, off, on, counts))
         finally:
             stop.set()
             if producer is not None:
@@ -205,6 +257,12 @@ def main() -> None:
     on = [cpu for viewer, cpu, _ in rows if viewer]
     diff = (statistics.mean(on) - statistics.mean(off)) / args.seconds * 100
     print(f"difference on - off (mean of 2 windows each): {diff:+.2f} % of a core (noisy)")
+    print(f"\n{'streams':<8} {'off % core':>11} {'on % core':>10} {'% per console':>14} "
+          "updates each")  # fmt: skip
+    for streams, off, on, counts in live:
+        per = (on - off) / args.seconds * 100 / streams
+        print(f"{streams:<8} {off / args.seconds * 100:>11.2f} {on / args.seconds * 100:>10.2f} "
+              f"{per:>14.2f} {', '.join(map(str, counts))}")  # fmt: skip
     share = calls["overview"]["per_call_ms"] / 10
     print(f"one open overview at one refresh per second: {share:.2f} % of one core of the daemon "
           "(top: 0.2 %)")  # fmt: skip

@@ -11,11 +11,13 @@ another tenant's task is refused by ``Ops`` and shown as "not found".
 * ``httpserver.py``: a small bounded HTTP/1.1 server (GET pages, POST forms, no keep-alive).
 * ``pages.py``: HTML, every value escaped (task text is hostile input).
 * ``console.py``: the routes: session, CSRF and origin checks, then a call to ``Ops``.
+* ``live.py``: live updates by server-sent events (``/events``): each open view rendered once
+  a second for every console of the same scope, pushed only when it changed.
+* ``svg.py``: the overview's per-minute charts and a task's stage timeline, as inline SVG.
 * ``static/``: the stylesheet and the one script, shipped in the package (no build step).
 
-Where later work plugs in: live updates (server-sent events) are one more route in
-``console.py`` answering with a stream instead of a page; charts take the per-minute series
-that ``stats`` already returns (``*_per_minute``) and draw them in ``pages.py`` as inline SVG;
-cron and nodes pages call the ``cron_list`` and ``nodes`` ops; bulk actions by filter send the
-list filters as a selector to the same ops (``cancel``/``retry``/``delete`` take them).
+Bulk actions by filter send the Tasks page's filters as a selector to the ops the CLI uses
+(``cancel``/``retry``/``delete``/``pause``/``resume``), after a confirmation page that counts
+the matching tasks with ``list``. The Cron page reads ``cron_list`` (and each entry's last run
+by its slot's task ID), the Nodes page ``nodes``.
 """

@@ -3,9 +3,11 @@
 
 Routes (GET unless said): ``/login`` (GET, POST), ``/logout`` (POST), ``/`` the overview,
 ``/tasks`` the list (``asynctask list``'s filters, paged by cursor), ``/task?tenant=&id=`` one
-task, ``/failures`` the dead letters grouped by function and error type, ``/static/<file>``;
+task, ``/failures`` the dead letters grouped by function and error type, ``/cron`` the cron
+entries, ``/nodes`` the daemons sharing the store, ``/tasks/bulk?action=`` a bulk action's
+confirmation, ``/events`` the live updates (server-sent events), ``/static/<file>``;
 actions (POST, CSRF token required): ``/task/cancel``, ``/task/retry``, ``/task/delete``,
-``/queue/pause``, ``/queue/resume``.
+``/queue/pause``, ``/queue/resume``, ``/tasks/bulk`` (an action on every task of a filter).
 
 Unless ``[web] allow_remote``, a request must name a loopback ``Host`` (DNS rebinding).
 
@@ -24,19 +26,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import pwd
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import urlencode
 
+from asynctask.core.cron import slot_id
 from asynctask.errors import AsynctaskError, NotFound, StorageError, Unauthorized
 from asynctask.model import parse_duration, parse_time
+from asynctask.protocol.checks import MAX_LIST_LIMIT
 from asynctask.server.auth import AuthPolicy, Principal
 from asynctask.server.connection import Reply
 from asynctask.server.http import ensure_token
 from asynctask.web import pages, tokens
-from asynctask.web.httpserver import HttpServer, Request, Response, text_response
+from asynctask.web.httpserver import HttpServer, Request, Response, Stream, text_response
+from asynctask.web.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,21 @@ STATIC: Final = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
 }
+#: The states each bulk action applies to (the daemon's own selector refuses others): a
+#: filter's states are narrowed to these, and with no state filter these are the selection.
+BULK_STATES: Final[dict[str, tuple[str, ...]]] = {
+    "cancel": ("scheduled", "queued", "running"),
+    "retry": ("failed",),
+    "delete": ("succeeded", "failed", "cancelled", "expired"),
+    "pause": ("scheduled", "queued"),
+    "resume": ("scheduled", "queued"),
+}
+#: A bulk action's confirmation counts at most this many matching tasks (one ``list`` page of
+#: ``MAX_LIST_LIMIT``: a bigger count would read every row again for a number); past it the
+#: page says "at least".
+BULK_COUNTED: Final = MAX_LIST_LIMIT
+#: Tasks whose arguments' text is kept for their pages and live views (the oldest goes).
+ARGS_KEPT: Final = 256
 #: What a finished action says on the page it leads to (by code: no text from the URL).
 NOTICES: Final = {
     "cancelled": "Cancelled.",
@@ -60,6 +81,14 @@ NOTICES: Final = {
     "paused": "Queue paused.",
     "resumed": "Queue resumed.",
     "nothing": "Nothing changed: the task was no longer in a state this action applies to.",
+}
+#: What a bulk action says, with the number the daemon reported.
+BULK_NOTICES: Final = {
+    "cancel": "Cancelled {n:,} task(s).",
+    "retry": "Queued {n:,} task(s) again for a retry.",
+    "delete": "Deleted {n:,} task(s).",
+    "pause": "Paused {n:,} task(s).",
+    "resume": "Resumed {n:,} task(s).",
 }
 
 OpsCall = Callable[[Principal, str, dict[str, Any]], Reply]
@@ -95,6 +124,12 @@ class WebConsole:
         self._static: dict[str, bytes] = {}
         self._names: dict[int, str] = {}
         self._server = HttpServer(host, port, self.handle)
+        #: Stands for the CSRF token in a view rendered once for many consoles; each stream
+        #: puts its own session's token in its place (unguessable, so no task text has it).
+        self._slot = secrets.token_hex(16)
+        self._representative: dict[Hashable, Principal] = {}
+        self._args: dict[tuple[str, str, object], str | None] = {}
+        self.live = Live(self._render_view)
 
     def __repr__(self) -> str:
         return f"<WebConsole {self._server!r}>"
@@ -106,6 +141,7 @@ class WebConsole:
         await self._server.start()
 
     async def close(self) -> None:
+        await self.live.close()
         await self._server.close()
 
     @property
@@ -130,7 +166,7 @@ class WebConsole:
 
     # -- routing --------------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | Stream:
         if not self._any_host and not self._loopback_host(request.headers.get("host", "")):
             return text_response(400, "this console answers only to a loopback Host")
         path = request.path
@@ -152,6 +188,8 @@ class WebConsole:
             if refusal is not None:
                 return text_response(403, refusal)
             return await self._act(request, who, csrf)
+        if path == "/events":
+            return await self._events(request, who, session, csrf)
         route = _PAGES.get(path)
         if route is None:
             page = pages.error_page("Not found", f"no page {path}", self._who(who), csrf)
@@ -209,6 +247,8 @@ class WebConsole:
         host = request.headers.get("host")
         if origin is None:
             return False
+        if origin == "null":  # an opaque origin: only the browser's own word can vouch
+            return fetch_site != "same-origin"
         # Either scheme: behind a TLS proxy (allow_remote) the browser's origin is https.
         scheme, _, netloc = origin.partition("://")
         return host is None or scheme not in ("http", "https") or netloc != host
@@ -266,8 +306,128 @@ class WebConsole:
             return _html(400, pages.error_page("Bad filter", str(exc), self._who(who), csrf))
         except AsynctaskError as exc:
             return self._failure(exc, who, csrf)
-        page = pages.tasks_page(reply["tasks"], filters, reply.get("cursor"), self._who(who), csrf)
+        notice = _bulk_notice(request.query)
+        page = pages.tasks_page(
+            reply["tasks"], filters, reply.get("cursor"), self._who(who), csrf, notice
+        )
         return _html(200, page)
+
+    # -- live updates ---------------------------------------------------------------------
+
+    async def _events(
+        self, request: Request, who: Principal, session: str, csrf: str
+    ) -> Response | Stream:
+        """``/events?view=overview`` or ``/events?view=task&tenant=&id=``: the page's live
+        region, pushed at most once a second while it changes (``live.py``)."""
+        scope = self._auth.tenants_of(who)
+        view: tuple[Any, ...]
+        if request.query.get("view") == "overview":
+            view = ("overview", scope)
+        elif request.query.get("view") == "task":
+            tenant = request.query.get("tenant") or "default"
+            task_id = request.query.get("id", "")
+            try:  # a task it may not see, or a malformed ID: no stream at all
+                await self._read_task(who, tenant, task_id)
+            except AsynctaskError as exc:
+                return text_response(404 if isinstance(exc, NotFound) else 400, exc.message)
+            view = ("task", scope, tenant, task_id)
+        else:
+            return text_response(400, "view must be overview or task")
+        if self.live.full:
+            return text_response(503, "too many live consoles: reload later")
+        open_views = self.live.views()
+        for gone in [v for v in self._representative if v not in open_views]:
+            del self._representative[gone]
+        self._representative.setdefault(view, who)
+
+        def alive() -> bool:
+            return (
+                tokens.verify(self._secret, session, self._clock()) is not None
+                and self._auth.tenants_of(who) == scope
+            )
+
+        slot = self._slot
+        return Stream(self.live.follow(view, lambda text: text.replace(slot, csrf), alive))
+
+    async def _render_view(self, view: Hashable) -> str | None:
+        """A live view's HTML, with the CSRF slot for each console to fill; ``None``: gone.
+        Rendered as the principal that opened it first (every viewer of a view has the same
+        scope, so any of them sees the same)."""
+        who = self._representative.get(view)
+        if who is None or not isinstance(view, tuple):
+            return None
+        if view[0] == "overview":
+            return pages.overview_body(await self._call(who, "stats", {}), self._slot)
+        tenant, task_id = view[2], view[3]
+        try:
+            task, logs = await self._read_task(who, tenant, task_id)
+        except AsynctaskError:  # deleted, or its tenant no longer visible: the stream ends
+            return None
+        args = await self._arguments(tenant, task_id, task.get("created_at"))
+        return pages.task_body(task, logs, self._slot, args)
+
+    async def _arguments(self, tenant: str, task_id: str, created: object) -> str | None:
+        """A task's arguments as the page shows them (kept: they never change; ``created``
+        tells a task from a later one that took the same ID)."""
+        key = (tenant, task_id, created)
+        if key in self._args:
+            return self._args[key]
+        payload = None
+        if self._payload_of is not None:
+            payload = await self._payload_of(tenant, task_id)
+        text = None if payload is None else pages.arguments_text(payload)
+        if len(self._args) >= ARGS_KEPT:
+            self._args.pop(next(iter(self._args)))
+        self._args[key] = text
+        return text
+
+    async def _bulk_confirm(self, request: Request, who: Principal, csrf: str) -> Response:
+        """``/tasks/bulk?action=&<filters>``: how many tasks the action would touch, and the
+        form that does it (nothing changes on a GET)."""
+        action = request.query.get("action", "")
+        filters = {k: request.query[k].strip() for k in pages.LIST_FILTERS if k in request.query}
+        if action not in BULK_STATES:
+            return _html(400, pages.error_page("Bad action", f"no bulk action {action!r}",
+                                               self._who(who), csrf))  # fmt: skip
+        try:
+            message, states = self._bulk_message(action, filters)
+            count, more = await self._count(who, message) if states else (0, False)
+        except ValueError as exc:
+            return _html(400, pages.error_page("Bad filter", str(exc), self._who(who), csrf))
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        page = pages.bulk_page(
+            action, filters, states, BULK_STATES[action], count, more, self._who(who), csrf
+        )
+        return _html(200, page)
+
+    def _bulk_message(
+        self, action: str, filters: Mapping[str, str]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The selector of a bulk action: the list filters, their states narrowed to those the
+        action applies to (always named, so ``pause``/``resume`` select tasks, not a queue)."""
+        message = self._list_message(filters)
+        message.pop("limit", None)
+        allowed = BULK_STATES[action]
+        asked = message.get("state") or list(allowed)
+        states = [state for state in asked if state in allowed]
+        message["state"] = states
+        return message, states
+
+    async def _count(self, who: Principal, selector: dict[str, Any]) -> tuple[int, bool]:
+        """How many tasks ``selector`` matches for ``who`` (by paging ``list``), up to
+        ``BULK_COUNTED``; ``True`` when there are more."""
+        count, cursor = 0, None
+        while count < BULK_COUNTED:
+            message = {**selector, "limit": MAX_LIST_LIMIT}
+            if cursor is not None:
+                message["cursor"] = cursor
+            reply = await self._call(who, "list", message)
+            count += len(reply["tasks"])
+            cursor = reply.get("cursor")
+            if cursor is None:
+                return count, False
+        return count, True
 
     def _list_message(self, filters: Mapping[str, str]) -> dict[str, Any]:
         """``asynctask list``'s filters as a ``list`` request; ``ValueError`` names a bad one."""
@@ -309,10 +469,8 @@ class WebConsole:
         except AsynctaskError as exc:
             return self._failure(exc, who, csrf)
         notice = NOTICES.get(request.query.get("done", ""), "")
-        payload = None
-        if self._payload_of is not None:  # after status: the caller may see this task
-            payload = await self._payload_of(tenant, task_id)
-        args = None if payload is None else pages.arguments_text(payload)
+        # after status: the caller may see this task
+        args = await self._arguments(tenant, task_id, task.get("created_at"))
         return _html(200, pages.task_page(task, logs, self._who(who), csrf, notice, args))
 
     async def _read_task(
@@ -345,6 +503,8 @@ class WebConsole:
             expired = f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
             return _redirect("/login", (("Set-Cookie", expired),))
         try:
+            if path == "/tasks/bulk":
+                return await self._bulk(who, form)
             if path in ("/task/cancel", "/task/retry", "/task/delete"):
                 return await self._task_action(who, path.removeprefix("/task/"), form)
             if path in ("/queue/pause", "/queue/resume"):
@@ -371,6 +531,67 @@ class WebConsole:
         code = done if changed else "nothing"
         return _redirect(pages.task_href(tenant, task_id) + "&" + urlencode({"done": code}))
 
+    async def _bulk(self, who: Principal, form: Mapping[str, str]) -> Response:
+        """A confirmed bulk action: the filter as a selector to the op the CLI sends
+        (``cancel --state ...``); ``Ops`` narrows it to the caller's tenants."""
+        action = form.get("action", "")
+        if action not in BULK_STATES:
+            return text_response(400, f"no bulk action {action!r}")
+        filters = {k: form[k].strip() for k in pages.LIST_FILTERS if k in form}
+        try:
+            message, states = self._bulk_message(action, filters)
+        except ValueError as exc:
+            return text_response(400, str(exc))
+        changed = 0
+        if states:
+            reply = await self._call(who, action, message)
+            key = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}.get(
+                action, "tasks"
+            )
+            changed = int(reply.get(key) or 0)
+        shown = {k: v for k, v in filters.items() if v}
+        query = urlencode({**shown, "bulk": action, "n": changed})
+        return _redirect(f"/tasks?{query}")
+
+    async def _cron(self, request: Request, who: Principal, csrf: str) -> Response:
+        """Cron entries the caller may see, each with its next slot and its last run (the
+        task ``cron:<name>:<slot>`` of its last slot, as the daemon submitted it)."""
+        try:
+            entries = (await self._call(who, "cron_list", {}))["crons"]
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        last: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for entry in entries:
+            slot = entry.get("last_slot")
+            if not isinstance(slot, int | float):
+                continue
+            ref = {"tenant": entry["tenant"], "id": slot_id(str(entry["name"]), float(slot))}
+            try:
+                last[(entry["tenant"], entry["name"])] = (await self._call(who, "status", ref))[
+                    "task"
+                ]
+            except AsynctaskError:  # deleted by retention, or not yet stored
+                last[(entry["tenant"], entry["name"])] = None
+        return _html(200, pages.cron_page(entries, last, self._who(who), csrf))
+
+    async def _nodes(self, request: Request, who: Principal, csrf: str) -> Response:
+        """The daemons sharing the store (the ``nodes`` op, open to any user as ``ping``)."""
+        try:
+            view = await self._call(who, "nodes", {})
+        except AsynctaskError as exc:
+            return self._failure(exc, who, csrf)
+        return _html(200, pages.nodes_page(view, self._who(who), csrf))
+
+
+def _bulk_notice(query: Mapping[str, str]) -> str:
+    """A bulk action's result: the notice is chosen by code, the number parsed (no URL text is
+    shown)."""
+    template = BULK_NOTICES.get(query.get("bulk", ""))
+    number = query.get("n", "")
+    if template is None or not number.isdigit():
+        return ""
+    return template.format(n=int(number))
+
 
 Route = Callable[[WebConsole, Request, Principal, str], Awaitable[Response]]
 
@@ -379,6 +600,9 @@ _PAGES: Final[dict[str, Route]] = {
     "/tasks": WebConsole._tasks,
     "/task": WebConsole._task,
     "/failures": WebConsole._failures,
+    "/tasks/bulk": WebConsole._bulk_confirm,
+    "/cron": WebConsole._cron,
+    "/nodes": WebConsole._nodes,
 }
 
 

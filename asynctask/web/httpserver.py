@@ -15,14 +15,14 @@ the client does not read is dropped after ``WRITE_TIMEOUT``. A handler that rais
 and a log line; the daemon never dies of a request.
 
 Every reply carries ``SECURITY_HEADERS``: a strict Content-Security-Policy (no inline script or
-style, nothing from elsewhere, no framing), ``nosniff``, no referrer, no caching.
+style, nothing from elsewhere, no framing), ``nosniff``, no referrer to another site, no caching.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -46,7 +46,9 @@ SECURITY_HEADERS: Final = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not "no-referrer": under it a browser sends ``Origin: null`` with the console's own
+    # forms, and the origin check (console.py) could not tell them from another site's.
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
 
@@ -75,7 +77,15 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A reply that stays open (server-sent events): each chunk ``events`` yields is written
+    as it comes, until it ends or the client goes away (then it is closed)."""
+
+    events: AsyncGenerator[bytes, None]
+
+
+Handler = Callable[[Request], Awaitable[Response | Stream]]
 
 
 class BadRequest(Exception):
@@ -157,7 +167,10 @@ class HttpServer:
             except Exception:  # the daemon never dies of a request
                 log.exception("web console request failed: %s %s", request.method, request.path)
                 response = text_response(500, "internal error (see the daemon's log)")
-            await self._reply(writer, response, head_only=request.method == "HEAD")
+            if isinstance(response, Stream):
+                await self._stream(reader, writer, response.events)
+            else:
+                await self._reply(writer, response, head_only=request.method == "HEAD")
         except (ConnectionError, OSError, TimeoutError):
             pass  # the client went away, or does not read
         finally:
@@ -204,6 +217,42 @@ class HttpServer:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         writer.write(head if head_only else head + response.body)
         await asyncio.wait_for(writer.drain(), self._write_timeout)
+
+    async def _stream(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        events: AsyncGenerator[bytes, None],
+    ) -> None:
+        """An event stream: the head, then each chunk; the client closing its side (a read
+        that returns) ends it at once, not at the next write."""
+        try:
+            lines = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream; charset=utf-8"]
+            lines.extend(f"{name}: {value}" for name, value in SECURITY_HEADERS)
+            lines.append("Connection: close")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            await asyncio.wait_for(writer.drain(), self._write_timeout)
+            gone = asyncio.ensure_future(reader.read(1))
+            following: asyncio.Future[bytes] | None = None
+            try:
+                while True:
+                    following = asyncio.ensure_future(anext(events))
+                    await asyncio.wait((following, gone), return_when=asyncio.FIRST_COMPLETED)
+                    if not following.done():
+                        return
+                    try:
+                        chunk = following.result()
+                    except StopAsyncIteration:
+                        return
+                    writer.write(chunk)
+                    await asyncio.wait_for(writer.drain(), self._write_timeout)
+            finally:
+                gone.cancel()
+                if following is not None and not following.done():
+                    following.cancel()  # the generator ends at its await; then it can close
+                    await asyncio.wait((following,))
+        finally:
+            await events.aclose()
 
 
 def parse_head(head: bytes) -> Request:

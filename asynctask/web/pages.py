@@ -19,6 +19,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from asynctask.protocol.framing import unpack
+from asynctask.web import svg
 
 #: The most characters of a log, traceback or result shown in a page (the rest is cut, with
 #: a note; the CLI has it whole).
@@ -31,6 +32,10 @@ ARGS_SHOWN: Final = 4096
 LIST_FILTERS: Final[tuple[str, ...]] = (
     "state", "tenant", "queue", "function", "prefix", "label", "since", "until", "trace_id",
 )  # fmt: skip
+
+
+#: The actions the Tasks page offers for its current filter (``console.BULK_STATES``).
+BULK_ACTIONS: Final = ("cancel", "retry", "delete", "pause", "resume")
 
 
 def esc(value: object) -> str:
@@ -94,7 +99,8 @@ def layout(title: str, body: str, who: str, csrf: str, notice: str = "") -> str:
         '<link rel="stylesheet" href="/static/console.css">'
         '<script src="/static/console.js" defer></script></head><body>'
         '<header><nav><a href="/">Overview</a><a href="/tasks">Tasks</a>'
-        '<a href="/failures">Failures</a></nav>'
+        '<a href="/failures">Failures</a><a href="/cron">Cron</a>'
+        '<a href="/nodes">Nodes</a></nav>'
         f'<span class="who">{esc(who)}</span>'
         f'<form method="post" action="/logout">{csrf_field(csrf)}<button>Log out</button></form>'
         f"</header><main><h1>{esc(title)}</h1>{note}{body}</main></body></html>\n"
@@ -152,7 +158,18 @@ def _queue_button(action: str, tenant: str, queue: str, csrf: str) -> str:
     )
 
 
+def live(events: str, body: str) -> str:
+    """``body`` in the region ``console.js`` replaces with each update ``events`` (the SSE
+    endpoint, ``/events?...``) pushes."""
+    return f'<div id="live" data-events="{esc(events)}">{body}</div>'
+
+
 def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "") -> str:
+    body = live("/events?view=overview", overview_body(stats, csrf))
+    return layout("Overview", body, who, csrf, notice)
+
+
+def overview_body(stats: Mapping[str, Any], csrf: str) -> str:
     """Pool, then per tenant, queue and function: backlog, running, totals of the last hour,
     wait and run p50/p99 (``stats``' recent percentiles); pause/resume per queue."""
     pool = stats.get("workers") or {}
@@ -179,6 +196,13 @@ def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "
         [_link_tasks(row.get("tenant"), tenant=row.get("tenant")), *figures(row)]
         for row in stats.get("tenants") or ()
     ]
+    charted = [
+        f'<div class="charts"><h3>{esc(svg.row_name(row))}</h3>{svg.charts(row)}</div>'
+        for row in stats.get("tenants") or ()
+    ]
+    if charted:
+        parts.append('<section id="charts"><h2>Last hour, per minute</h2>')
+        parts.append("".join(charted) + "</section>")
     parts.append("<section><h2>Tenants</h2>")
     parts.append(_table(["tenant", *counts, *latency], tenants, "no tenant has tasks yet"))
     queues = []
@@ -207,7 +231,7 @@ def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "
     parts.append("</section><section><h2>Functions</h2>")
     parts.append(_table(["function", *counts, *latency], functions, "no functions yet"))
     parts.append("</section>")
-    return layout("Overview", "".join(parts), who, csrf, notice)
+    return "".join(parts)
 
 
 def _link_tasks(text: object, **filters: object) -> str:
@@ -221,6 +245,7 @@ def tasks_page(
     cursor: str | None,
     who: str,
     csrf: str,
+    notice: str = "",
 ) -> str:
     inputs = "".join(
         f'<label>{esc(name)} <input name="{esc(name)}" value="{esc(filters.get(name, ""))}">'
@@ -252,7 +277,97 @@ def tasks_page(
     if cursor is not None:
         query = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
         more = f'<p class="more"><a href="/tasks?{esc(query)}">Next page</a></p>'
-    return layout("Tasks", form + table + more, who, csrf)
+    chosen = {k: v for k, v in filters.items() if v}
+    bulk = "".join(
+        f'<a class="button" href="/tasks/bulk?{esc(urlencode({**chosen, "action": action}))}">'
+        f"{esc(action.capitalize())}…</a>"
+        for action in BULK_ACTIONS
+    )
+    actions = f'<p class="bulk">Every task this filter matches: {bulk}</p>'
+    return layout("Tasks", form + actions + table + more, who, csrf, notice)
+
+
+def bulk_page(
+    action: str,
+    filters: Mapping[str, str],
+    states: Sequence[str],
+    allowed: Sequence[str],
+    count: int,
+    more: bool,
+    who: str,
+    csrf: str,
+) -> str:
+    """The confirmation of a bulk action: the filter, the count it matches now, and the form
+    (with the filter as hidden fields) that does it."""
+    chosen = {k: v for k, v in filters.items() if v}
+    described = ", ".join(f"{k}={v}" for k, v in chosen.items()) or "no filter (every task)"
+    number = f"at least {count:,}" if more else f"{count:,}"
+    parts = [
+        f"<p>Filter: <code>{esc(described)}</code></p>",
+        f"<p>{esc(action.capitalize())} applies to {esc(', '.join(allowed))} tasks.</p>",
+        f'<p class="count"><strong>{esc(number)}</strong> task(s) match now'
+        f"{' (states: ' + esc(', '.join(states)) + ')' if states else ''}.</p>",
+    ]
+    back = f'<a href="/tasks?{esc(urlencode(chosen))}">Back to the list</a>'
+    if count == 0:
+        parts.append(f'<p class="empty">Nothing to do. {back}</p>')
+    else:
+        hidden = "".join(
+            f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">' for k, v in chosen.items()
+        )
+        parts.append(
+            f'<form method="post" action="/tasks/bulk" id="bulk">{csrf_field(csrf)}'
+            f'<input type="hidden" name="action" value="{esc(action)}">{hidden}'
+            f"<button>{esc(action.capitalize())} {esc(number)} task(s)</button> {back}</form>"
+        )
+    return layout(f"{action.capitalize()} by filter", "".join(parts), who, csrf)
+
+
+def cron_page(
+    entries: Sequence[Mapping[str, Any]],
+    last: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    who: str,
+    csrf: str,
+) -> str:
+    """Cron entries: schedule, function, next fire time, and the last run (its task, linked,
+    with its state); an entry stored unusable shows why."""
+    rows = []
+    for entry in entries:
+        tenant, name = str(entry.get("tenant")), str(entry.get("name"))
+        run = last.get((tenant, name))
+        if run is not None:
+            state = esc(run.get("state"))
+            href = esc(task_href(tenant, str(run.get("id"))))
+            last_run = (
+                f'<a href="{href}">{esc(when(entry.get("last_slot")))}</a> '
+                f'<span class="state {state}">{state}</span>'
+            )
+        else:
+            last_run = esc(when(entry.get("last_slot"))) or "never"
+        error = entry.get("error")
+        next_at = (
+            f'<span class="error">not scheduled: {esc(error)}</span>'
+            if error
+            else esc(when(entry.get("next_at")))
+        )
+        runs = _link_tasks("runs", tenant=tenant, prefix=f"cron:{name}:")
+        rows.append(
+            [
+                esc(tenant),
+                esc(name),
+                f"<code>{esc(entry.get('expr'))}</code> ({esc(entry.get('tz'))})",
+                esc(entry.get("function")),
+                next_at,
+                last_run,
+                runs,
+            ]
+        )
+    table = _table(
+        ["tenant", "name", "schedule", "function", "next", "last run", ""],
+        rows,
+        "no cron entries (asynctask cron add)",
+    )
+    return layout("Cron", table, who, csrf)
 
 
 def _error_line(error: object) -> str:
@@ -277,6 +392,19 @@ def task_page(
     who: str,
     csrf: str,
     notice: str = "",
+    args: str | None = None,
+) -> str:
+    events = "/events?" + urlencode(
+        {"view": "task", "tenant": str(task.get("tenant")), "id": str(task.get("id"))}
+    )
+    body = live(events, task_body(task, logs, csrf, args))
+    return layout(f"Task {task.get('id')}", body, who, csrf, notice)
+
+
+def task_body(
+    task: Mapping[str, Any],
+    logs: Mapping[str, Any] | None,
+    csrf: str,
     args: str | None = None,
 ) -> str:
     """State, fields, arguments (size-capped), actions, each attempt's error (the last with
@@ -335,6 +463,7 @@ def task_page(
         for s in task.get("trace") or () if isinstance(s, Mapping)
     ]  # fmt: skip
     parts.append("<section><h2>Stage times</h2>")
+    parts.append(svg.timeline(task.get("trace")))
     parts.append(
         _table(
             ["attempt", "eligible", "dispatched", "started", "finished", "wait", "run"],
@@ -345,7 +474,7 @@ def task_page(
     parts.append("</section><section><h2>Logs</h2>")
     parts.append(_logs(logs))
     parts.append("</section>")
-    return layout(f"Task {task.get('id')}", "".join(parts), who, csrf, notice)
+    return "".join(parts)
 
 
 def _logs(logs: Mapping[str, Any] | None) -> str:
@@ -399,3 +528,44 @@ def failures_page(tasks: Sequence[Mapping[str, Any]], complete: bool, who: str, 
             + "</section>"
         )
     return layout("Failures", "".join(parts), who, csrf)
+
+
+def nodes_page(view: Mapping[str, Any], who: str, csrf: str) -> str:
+    """The live daemons sharing the store (``asynctask nodes``): one row each, with its
+    partitions, heartbeat age and running attempts; on SQLite, the one daemon."""
+    cluster = bool(view.get("cluster"))
+    if cluster:
+        intro = (
+            f"<p>A cluster on a shared PostgreSQL store: {esc(view.get('partitions'))} "
+            f"partitions, lease {seconds(view.get('lease'))}.</p>"
+        )
+    else:
+        intro = "<p>One daemon on a SQLite store: all work is local.</p>"
+    rows = []
+    for node in view.get("nodes") or ():
+        if not isinstance(node, Mapping):
+            continue
+        parts = node.get("partitions")
+        rows.append(
+            [
+                esc(node.get("node")) + (" (this one)" if node.get("me") else ""),
+                esc(node.get("host")),
+                esc(node.get("pid")),
+                esc(when(node.get("started_at"))),
+                f"{seconds(node.get('age'))} ago",
+                esc(node.get("running")),
+                "all" if parts is None else esc(", ".join(map(str, parts))) or "none",
+            ]
+        )
+    table = _table(
+        ["node", "host", "pid", "started", "heartbeat", "running", "partitions"],
+        rows,
+        "no daemon has written its first heartbeat yet",
+    )
+    unowned = view.get("unowned") or []
+    if unowned:
+        table += (
+            '<p class="error">Partitions no live daemon holds (the survivors take them over): '
+            f"{esc(', '.join(map(str, unowned)))}</p>"
+        )
+    return layout("Nodes", intro + table, who, csrf)

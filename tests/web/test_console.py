@@ -109,7 +109,10 @@ def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
         "/task/cancel", {**form, "csrf": page.csrf}, **{"Sec-Fetch-Site": "cross-site"}
     )
     assert other_site.status == 403
+    opaque = browser.post("/task/cancel", {**form, "csrf": page.csrf}, Origin="null")
+    assert opaque.status == 403  # an opaque origin the browser does not call same-origin
     assert cli_state(web_daemon, handle.id) == "scheduled"
+    assert browser.get("/").headers["referrer-policy"] == "same-origin"
     assert web_daemon.client().queues()["queues"][0]["paused"] is False
 
     same_site = {"Origin": f"http://127.0.0.1:{browser.port}", "Sec-Fetch-Site": "same-origin"}

@@ -18,6 +18,7 @@ from tests.e2e.conftest import DaemonProcess
 from tests.security.conftest import make_shared_daemon, shared_code
 from tests.security.test_allowlist import _as_user, local_user
 from tests.web.conftest import WEB, browser_for, cli_state
+from tests.web.sse import EventStream
 
 __all__ = ["local_user", "make_shared_daemon", "shared_code"]
 
@@ -88,5 +89,55 @@ def test_a_user_with_no_tenant_gets_no_token(
         refused = _as_user(local_user, lambda: Client(socket_path).web_token())
         assert refused.get("error") == "Unauthorized", refused
         assert "no tenant" in refused["message"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_tenant_users_stream_and_bulk_actions_keep_to_their_tenant(
+    make_shared_daemon: Callable[..., DaemonProcess], local_user: pwd.struct_passwd
+) -> None:
+    top = Path(tempfile.mkdtemp(prefix="asynctask-web-", dir="/tmp"))
+    try:
+        top.chmod(0o711)
+        config = (
+            f'{WEB}\n[auth.users]\n{local_user.pw_name} = ["acme"]\n\n'
+            '[tenants.acme]\nfunctions = ["tests.e2e.tasks:*"]\n'
+            '[tenants.beta]\nfunctions = ["tests.e2e.tasks:*"]\n'
+        )
+        daemon = make_shared_daemon(config, home=top / "home").start()
+        mine = daemon.client("acme").submit("tests.e2e.tasks:add", 1, 2, delay=600).id
+        theirs = [
+            daemon.client("beta").submit("tests.e2e.tasks:add", 3, 4, delay=600).id
+            for _ in range(2)
+        ]
+        socket_path = daemon.socket
+        granted = _as_user(local_user, lambda: Client(socket_path).web_token())
+        browser = browser_for(daemon, granted["value"])
+
+        stream = EventStream(browser, "/events?view=overview")
+        try:
+            update = stream.until("acme")
+            assert "beta" not in update.data
+        finally:
+            stream.close()
+        foreign = EventStream(browser, f"/events?view=task&tenant=beta&id={theirs[0]}")
+        try:
+            assert foreign.status == 404
+        finally:
+            foreign.close()
+
+        confirm = browser.get("/tasks/bulk?action=cancel&state=scheduled")
+        assert "<strong>1</strong> task(s) match now" in confirm.body  # beta's two not counted
+        done = browser.post(
+            "/tasks/bulk", {"action": "cancel", "state": "scheduled", "csrf": confirm.csrf}
+        )
+        assert done.status == 303
+        assert cli_state(daemon, mine, "acme") == "cancelled"
+        assert all(cli_state(daemon, t, "beta") == "scheduled" for t in theirs)
+        refused = browser.post(
+            "/tasks/bulk", {"action": "cancel", "tenant": "beta", "csrf": confirm.csrf}
+        )
+        assert refused.status == 403
+        assert all(cli_state(daemon, t, "beta") == "scheduled" for t in theirs)
     finally:
         shutil.rmtree(top, ignore_errors=True)
