@@ -337,13 +337,16 @@ def _type_name(value: Any) -> str:
 # -- decoding --------------------------------------------------------------------------------
 
 
-def unpack_value(data: bytes, *, lenient: bool = False) -> Any:
+def unpack_value(data: bytes, *, lenient: bool = False, classes: bool = True) -> Any:
     """The value ``data`` holds. Strict (the worker's arguments): ``ValueDecodingError`` for
     anything wrong. ``lenient`` (a client reading a task's result): a dataclass whose class is
     not imported comes back a ``DataclassRecord``, and bytes that do not decode an
-    ``Undecodable`` saying why, so one bad value does not hide a whole listing."""
+    ``Undecodable`` saying why, so one bad value does not hide a whole listing.
+    ``classes=False`` (the daemon showing a tenant's value, in the web console): every
+    dataclass comes back a ``DataclassRecord``, so no class of the decoding process is
+    instantiated from what a tenant wrote."""
     try:
-        return _unpack(data, _Hook(lenient, 0))
+        return _unpack(data, _Hook(lenient, 0, classes))
     except ValueDecodingError as exc:
         if lenient:
             return Undecodable(str(exc))
@@ -366,11 +369,12 @@ def _unpack(data: bytes, hook: _Hook) -> Any:
 class _Hook:
     """msgpack's ``ext_hook`` at one depth of ext values."""
 
-    __slots__ = ("depth", "lenient")
+    __slots__ = ("classes", "depth", "lenient")
 
-    def __init__(self, lenient: bool, depth: int) -> None:
+    def __init__(self, lenient: bool, depth: int, classes: bool = True) -> None:
         self.lenient = lenient
         self.depth = depth
+        self.classes = classes
 
     def __call__(self, code: int, data: bytes) -> Any:
         decode = _DECODERS.get(code)
@@ -389,7 +393,7 @@ class _Hook:
             raise ValueDecodingError(f"a malformed {_NAMES[code]} value: {_short(exc)}") from None
 
     def items(self, data: bytes) -> list[Any]:
-        items = _unpack(data, _Hook(self.lenient, self.depth + 1))
+        items = _unpack(data, _Hook(self.lenient, self.depth + 1, self.classes))
         if not isinstance(items, list):
             raise ValueDecodingError(f"expected an array of items, not {type(items).__name__}")
         return items
@@ -455,6 +459,8 @@ def _decode_dataclass(data: bytes, hook: _Hook) -> Any:
     ):
         raise ValueError("expected ['module:qualname', {field: value}]")
     ref, fields = items
+    if not hook.classes:
+        return DataclassRecord(ref, fields)
     try:
         return _rebuild(ref, fields)
     except ValueDecodingError:

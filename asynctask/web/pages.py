@@ -12,13 +12,14 @@ No clock is read here: the pages show the daemon's times as it gave them.
 from __future__ import annotations
 
 import html
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from asynctask.protocol.framing import unpack
+from asynctask.protocol.values import to_jsonable, unpack_value
 from asynctask.web import svg
 
 #: The most characters of a log, traceback or result shown in a page (the rest is cut, with
@@ -54,12 +55,19 @@ def arguments_text(payload: bytes) -> str:
     if len(payload) > ARGS_DECODED:
         return f"({len(payload):,} bytes of arguments: too large to show here)"
     try:
-        args, kwargs = unpack(payload)
-        parts = [repr(arg) for arg in args]
-        parts += [f"{key}={value!r}" for key, value in dict(kwargs).items()]
+        args, kwargs = unpack_value(payload, classes=False)
+        parts = [_shown(arg) for arg in args]
+        parts += [f"{key}={_shown(value)}" for key, value in dict(kwargs).items()]
     except Exception:  # stored by another version, or not a call: show its size
         return f"({len(payload):,} bytes of arguments in a form this page cannot read)"
     return capped(", ".join(parts), ARGS_SHOWN)
+
+
+def _shown(value: object) -> str:
+    """A task value as JSON, with the task value types tagged as ``status --json`` shows them
+    (``{"$datetime": ...}``): decoded without rebuilding any class (``classes=False``), so
+    nothing a tenant wrote runs in the daemon, not even a ``__repr__``."""
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
 
 
 def result_text(result: object) -> str:
@@ -70,7 +78,7 @@ def result_text(result: object) -> str:
     if len(result) > ARGS_DECODED:
         return f"({len(result):,} bytes of result: too large to show here)"
     try:
-        return capped(repr(unpack(result)), ARGS_SHOWN)
+        return capped(_shown(unpack_value(result, lenient=True, classes=False)), ARGS_SHOWN)
     except Exception:  # not msgpack: show its size
         return f"({len(result):,} bytes of result in a form this page cannot read)"
 

@@ -337,6 +337,19 @@ def test_a_dataclass_is_rebuilt_only_from_an_imported_module() -> None:
     assert shown.height == 3
 
 
+def test_without_classes_every_dataclass_stays_a_record() -> None:
+    """The daemon (its web console) shows a tenant's values: it must not instantiate one of
+    its own classes from what a tenant wrote, even one it has imported."""
+    data = values.pack_value([Point(1, 2)])
+    assert unpack_value(data) == [Point(1, 2)]
+    [record] = unpack_value(data, classes=False)
+    assert record == DataclassRecord(f"{__name__}:Point", {"x": 1, "y": 2})
+    nested = values.pack_value({"at": (Point(0, 0),)})
+    assert unpack_value(nested, classes=False) == {
+        "at": (DataclassRecord(f"{__name__}:Point", {"x": 0, "y": 0}),)
+    }
+
+
 # -- JSON for the command line --------------------------------------------------------------
 
 

@@ -3,9 +3,11 @@ CSRF and hostile task text. The tenant boundary is in ``test_tenants.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asynctask.web import tokens
@@ -56,7 +58,7 @@ def test_every_page_renders_for_an_admin(web_daemon: DaemonProcess) -> None:
     assert "succeeded" in page.body
     assert "half way\ndone talking" in page.body  # the logs
     assert "Stage times" in page.body
-    assert "<pre>&#x27;talked&#x27;</pre>" in page.body  # the result, decoded
+    assert "<pre>&quot;talked&quot;</pre>" in page.body  # the result, decoded
 
     failure = browser.get(f"/task?tenant=default&id={failed}")
     assert failure.status == 200
@@ -254,7 +256,7 @@ def test_a_task_page_shows_its_arguments_size_capped(web_daemon: DaemonProcess) 
     huge = client.submit("tests.e2e.tasks:echo", "y" * 100_000, delay=600)
     browser = browser_for(web_daemon)
     page = browser.get(f"/task?tenant=default&id={small.id}").body
-    assert "1, &#x27;&lt;b&gt;two&lt;/b&gt;&#x27;, three=[3]" in page
+    assert "1, &quot;&lt;b&gt;two&lt;/b&gt;&quot;, three=[3]" in page
     capped = browser.get(f"/task?tenant=default&id={large.id}").body
     assert "x" * 4000 in capped
     assert "x" * 4200 not in capped
@@ -276,3 +278,23 @@ def test_a_request_naming_another_host_gets_nothing(web_daemon: DaemonProcess) -
     assert browser.request("GET", "/login", Host="127.0.0.1").status == 200
     assert browser.request("GET", "/", Host=f"localhost:{browser.port}").status == 200
     assert browser.get("/").status == 200
+
+
+@dataclasses.dataclass
+class Parcel:
+    """A dataclass argument: the console shows its fields, tagged, without rebuilding it."""
+
+    weight: int
+
+
+def test_a_task_page_shows_typed_values_tagged_and_rebuilds_no_class(
+    web_daemon: DaemonProcess,
+) -> None:
+    client = web_daemon.client()
+    when = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    handle = client.submit("tests.e2e.tasks:echo", when, (1, 2), Parcel(3), delay=600)
+    page = browser_for(web_daemon).get(f"/task?tenant=default&id={handle.id}").body
+    assert "{&quot;$datetime&quot;: &quot;2026-12-07T10:00:00+00:00&quot;}" in page
+    assert "[1, 2]" in page
+    assert "&quot;$dataclass&quot;: &quot;tests.web.test_console:Parcel&quot;" in page
+    assert "ExtType" not in page
