@@ -205,6 +205,8 @@ class TaskFunction(Protocol[P, R_co]):
 
 
 _ALLOWED = frozenset({"queue", "priority", "retries", "timeout", "ttl", "on_success", "on_failure"})
+#: Options only the daemon reads, from the worker's report (never submit options).
+_CODE_ONLY = frozenset({"retry_limit_kills"})
 _LIMITS = frozenset({"concurrency", "rate", "burst"})
 _WORKER_SIDE = frozenset({"non_retryable"})
 
@@ -231,21 +233,32 @@ def task(fn: Callable[..., Any] | None = None, /, **defaults: Any) -> Any:
     ``non_retryable=(ValueError, ...)``: when the function raises one of these, the task fails
     at once, without retries (the worker checks it; nothing about it travels on the wire).
 
+    ``retry_limit_kills=True``: an attempt killed for going over a limit (memory, CPU time,
+    timeout...) is retried like any failure, within ``retries``; by default such a kill ends
+    the task at once. The daemon reads it from the worker's report of the function (a killed
+    worker can say nothing more), so it holds however the task was submitted.
+
     ``concurrency``, ``rate`` (``"20/s"``, or a number per second) and ``burst`` are the
     function's own limits rather than submit defaults: every submit through the function
     object carries them, the daemon applies them to the function at dispatch, and keys set for
     the function in the config file win over them (an operator can always override code).
     """
-    unknown = set(defaults) - _ALLOWED - _LIMITS - _WORKER_SIDE - RESOURCE_KEYS
+    unknown = set(defaults) - _ALLOWED - _CODE_ONLY - _LIMITS - _WORKER_SIDE - RESOURCE_KEYS
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
     limits = _limits({key: defaults.pop(key) for key in _LIMITS & set(defaults)})
     non_retryable = _exception_classes(defaults.pop("non_retryable", ()))
+    code_only = {key: defaults.pop(key) for key in _CODE_ONLY & set(defaults)}
     options = {
         key: _ref(value) if key in ("on_success", "on_failure") else value
         for key, value in defaults.items()
     }
     wire = _code_defaults(options)
+    if "retry_limit_kills" in code_only:
+        kills = code_only["retry_limit_kills"]
+        if not isinstance(kills, bool):
+            raise ValueError(f"retry_limit_kills must be True or False, not {kills!r}")
+        wire["retry_limit_kills"] = kills
 
     def decorate(function: Callable[P, R]) -> TaskFunction[P, R]:
         ref = f"{function.__module__}:{function.__qualname__}"

@@ -105,6 +105,7 @@ class TaskOptions(LimitOptions, total=False):
     rate: str | float
     burst: float
     non_retryable: type[BaseException] | tuple[type[BaseException], ...] | list[type[BaseException]]
+    retry_limit_kills: bool
 
 
 SUBMIT_OPTIONS: Final = SubmitOptions.__optional_keys__

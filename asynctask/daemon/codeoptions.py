@@ -15,6 +15,8 @@ What the daemon does with a report (``Engine.on_declare``):
 * applies it to the attempt that is running, for each option neither its submit nor the config
   file set (those are named in ``options["fixed"]``): ``retries``, ``timeout`` (the pool
   re-arms the attempt's timer), ``on_success``, ``on_failure``;
+* is read when an attempt of the function fails: ``retry_limit_kills`` (the function opted in
+  to retrying limit kills; a killed worker cannot say so then, so its earlier report does);
 * remembers it per (tenant, function), replacing the previous report (code changes reach the
   daemon with the next worker that imports them: ``asynctask reload``), and stores it so that it
   survives a restart. Later submits by name take queue, priority, ttl, retries, timeout,

@@ -444,7 +444,10 @@ class Engine:
             self.perform([self._daemon.scheduler.succeeded(task, outcome.result, now)])
         else:
             error = outcome.error or {"kind": "exception", "type": "Error", "message": "unknown"}
-            action = self._daemon.scheduler.attempt_failed(task, error, now)
+            code = self._daemon.code.known.get((task.tenant, task.function), {})
+            action = self._daemon.scheduler.attempt_failed(
+                task, error, now, retry_limit_kills=code.get("retry_limit_kills") is True
+            )
             self.failures.append(failure_view(task, error, now))
             if task.state is not TaskState.FAILED:
                 self._daemon.metrics.count(key, RETRIED, now)

@@ -151,9 +151,11 @@ class FunctionLimits(WireStruct, forbid_unknown_fields=True):
 
 
 #: What ``CodeDefaults`` holds: the options ``@asynctask.task`` may give a function that the
-#: daemon applies per task (its limits travel apart, in ``limits``).
+#: daemon applies per task (its limits travel apart, in ``limits``). ``retry_limit_kills`` is
+#: read from the remembered report when an attempt fails (``Engine.on_outcome``).
 CODE_DEFAULTS: Final = (
     "queue", "priority", "retries", "timeout", "ttl", "on_success", "on_failure", "resources",
+    "retry_limit_kills",
 )  # fmt: skip
 
 
@@ -172,6 +174,7 @@ class CodeDefaults(WireStruct, forbid_unknown_fields=True):
     on_success: str | None = None
     on_failure: str | None = None
     resources: dict[str, Any] | None = None
+    retry_limit_kills: bool | None = None
 
     _REFUSE: ClassVar[dict[str, Refuse]] = {
         "queue": name_refusal("defaults.queue"),
@@ -186,6 +189,7 @@ class CodeDefaults(WireStruct, forbid_unknown_fields=True):
         "resources": lambda value: (
             "defaults.resources must be a map of memory, cpu, open_files, processes, file_size"
         ),
+        "retry_limit_kills": lambda value: "defaults.retry_limit_kills must be true or false",
     }
     _NOT_A_MAP: ClassVar[str] = "defaults must be a map of a function's task options"
 

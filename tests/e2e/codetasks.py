@@ -27,3 +27,15 @@ def tamper() -> str:
     report.__asynctask_defaults__ = {"queue": "hijacked", "priority": 0, "retries": 7}  # type: ignore[attr-defined]
     strict_sleep.__asynctask_defaults__ = {"timeout": -5, "retries": "many"}  # type: ignore[attr-defined]
     return "done"
+
+
+@asynctask.task(retries=1, memory="64M", retry_limit_kills=True)
+def hungry_retried() -> int:
+    """Goes over its memory limit; opted in to retrying limit kills, so it gets its retry."""
+    return len(bytearray(512 << 20))
+
+
+@asynctask.task(retries=1, memory="64M")
+def hungry() -> int:
+    """Goes over its memory limit; a limit kill ends it at once, whatever its retries."""
+    return len(bytearray(512 << 20))

@@ -135,3 +135,17 @@ def test_a_code_change_replaces_the_remembered_options(make_daemon, tmp_path):
         return done == 2 and client.submit_status("editable_tasks:job").queue == "after"
 
     poll(reported_again, timeout=30, interval=0.2)
+
+
+def test_retry_limit_kills_in_the_decorator_retries_a_memory_kill(daemon):
+    """PRODUCT.md: limit kills are not retried "unless the function opts in
+    (``@asynctask.task(retry_limit_kills=True)``)". The worker's report carries the opt-in (a
+    killed worker can say nothing more); before, the decorator refused the keyword."""
+    client = daemon.client()
+    opted = codetasks.hungry_retried.options(client=client).submit().wait(timeout=60)
+    plain = codetasks.hungry.options(client=client).submit().wait(timeout=60)
+    assert [error["kind"] for error in opted.errors] == ["memory_limit", "memory_limit"]
+    assert opted.state is TaskState.FAILED
+    assert opted.attempts == 2
+    assert [error["kind"] for error in plain.errors] == ["memory_limit"]
+    assert plain.attempts == 1
