@@ -320,8 +320,29 @@ def enter(
     for fd in [*dev_fds.values(), *dev_dirs.values(), socket_fd]:
         if fd is not None:
             os.close(fd)
+    _reenter_cwd(hidden)
     keep = {0, 1, 2, *keep_fds}
     return _fork_init(keep, uid, gid, before_drop)
+
+
+def _reenter_cwd(hidden: list[str]) -> None:
+    """Enter the working directory again, by its path, through the new mounts.
+
+    The process's working directory is still the directory it was before the mounts, on the
+    mount below them: under ``/tmp`` that is the read-only root file system, not the writable
+    bind mount (a relative write failed with EROFS where the same absolute path worked), and in
+    a hidden home it would be the home itself, readable by relative paths past the tmpfs that
+    hides it. A directory that is hidden now, or gone, leaves the worker in ``/``."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    if any(_under(cwd, path) for path in hidden):
+        cwd = "/"
+    try:
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")
 
 
 def _without_namespaces(
