@@ -51,10 +51,11 @@ the value it is (``args[1]['when']``), and a value nested deeper than ``MAX_DEPT
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -410,13 +411,39 @@ def _decode_datetime(data: bytes, hook: _Hook) -> datetime:
     key = None
     if text.endswith("]") and "[" in text:
         text, _, key = text[:-1].partition("[")
-    value = datetime.fromisoformat(text)
+    value = _fromisoformat(text)
     if key is None:
         return value
     offset = value.utcoffset()
     if offset is None:
         raise ValueError("a zone key on a naive datetime")
     return _in_zone(value, key) or value
+
+
+#: A UTC offset with a fraction of a second, which ``datetime.fromisoformat`` of Python 3.11
+#: reads wrong ("+00:00:00.000001" comes back as UTC).
+_FRACTIONAL_OFFSET = re.compile(r"([+-])(\d\d):(\d\d):(\d\d)\.(\d{1,6})$")
+
+
+def _fromisoformat(text: str) -> datetime:
+    found = _FRACTIONAL_OFFSET.search(text)
+    if found is None:
+        return datetime.fromisoformat(text)
+    sign, hours, minutes, seconds, fraction = found.groups()
+    offset = timedelta(
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=int(seconds),
+        microseconds=int(fraction.ljust(6, "0")),
+    )
+    naive = datetime.fromisoformat(text[: found.start()])
+    return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+
+
+def _time_fromisoformat(text: str) -> time:
+    if _FRACTIONAL_OFFSET.search(text) is None:
+        return time.fromisoformat(text)
+    return _fromisoformat(f"2000-01-01T{text}").timetz()
 
 
 def _in_zone(value: datetime, key: str) -> datetime | None:
@@ -517,7 +544,7 @@ def _find_class(ref: str) -> type[Any]:
 _DECODERS: Final[dict[int, Callable[[bytes, _Hook], Any]]] = {
     DATETIME: _decode_datetime,
     DATE: lambda data, hook: date.fromisoformat(_text(data)),
-    TIME: lambda data, hook: time.fromisoformat(_text(data)),
+    TIME: lambda data, hook: _time_fromisoformat(_text(data)),
     UUID: _decode_uuid,
     DECIMAL: _decode_decimal,
     TUPLE: lambda data, hook: tuple(hook.items(data)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,9 +63,13 @@ def test_logs_are_kept_per_attempt_and_follow_streams_them(make_daemon, tmp_path
     marker.write_text("1")
     out, _ = follow.communicate(timeout=30)
     assert follow.returncode == 0
-    assert out == "line 0\nline 1\nline 2\nhalf way\ndone talking\n\n"
+    # the task's logging is captured with its time, level and logger ([workers] log_level)
+    logged = re.compile(
+        r"line 0\nline 1\nline 2\n[0-9-]+ [0-9:,]+ WARNING talk: half way\ndone talking\n"
+    )
+    assert logged.fullmatch(out.removesuffix("\n")), out
     plain = daemon.cli("logs", handle.id)
-    assert plain.stdout == "line 0\nline 1\nline 2\nhalf way\ndone talking\n"
+    assert logged.fullmatch(plain.stdout), plain.stdout
     flaky = client.submit("tests.e2e.tasks:fail_before", 2, retries=2)
     flaky.wait(timeout=30)
     shown = json.loads(daemon.cli("logs", "--json", flaky.id).stdout)

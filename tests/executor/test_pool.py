@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from asynctask import protocol
-from asynctask.executor import spawner
+from asynctask.executor import forkserver, spawner
 from asynctask.executor.pool import Job, PoolConfig, WorkerPool
 from asynctask.executor.taskcontext import current_task
 
@@ -394,6 +394,8 @@ async def test_start_fails_when_a_worker_never_says_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(spawner, "START_TIMEOUT", 0.3)
+    # The same silent "python" runs the fork server, which the pool waits for first (15 s).
+    monkeypatch.setattr(forkserver, "START_TIMEOUT", 0.3)
     before = {pid for pid, _ in children()}
     silent = tmp_path / "python"
     silent.write_text("#!/bin/sh\nexec sleep 30\n")
