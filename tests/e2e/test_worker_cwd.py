@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asynctask.model import TaskState
 
-MODULE = '''
+MODULE = """
 import os
 
 
@@ -25,7 +25,7 @@ def write_here(name):
 
 def look_here():
     return [os.getcwd(), sorted(os.listdir("."))]
-'''
+"""
 
 
 def test_a_relative_write_lands_in_the_daemons_working_directory_under_tmp(
