@@ -179,7 +179,8 @@ def overview_page(stats: Mapping[str, Any], who: str, csrf: str, notice: str = "
 
 def overview_body(stats: Mapping[str, Any], csrf: str) -> str:
     """Pool, then per tenant, queue and function: backlog, running, totals of the last hour,
-    wait and run p50/p99 (``stats``' recent percentiles); pause/resume per queue."""
+    wait and run p50/p99 (``stats``' recent percentiles); pause/resume per queue, and each
+    function's AIMD limit."""
     pool = stats.get("workers") or {}
     parts = [
         '<section><h2>Pool</h2><p class="pool">'
@@ -233,13 +234,27 @@ def overview_body(stats: Mapping[str, Any], csrf: str) -> str:
         _table(["tenant", "queue", "state", *counts, *latency, ""], queues, "no queues yet")
     )
     functions = [
-        [_link_tasks(row.get("function"), function=row.get("function")), *figures(row)]
+        [
+            _link_tasks(row.get("function"), function=row.get("function")),
+            *figures(row),
+            _aimd(row.get("aimd_limit")),
+        ]
         for row in stats.get("functions") or ()
     ]
     parts.append("</section><section><h2>Functions</h2>")
-    parts.append(_table(["function", *counts, *latency], functions, "no functions yet"))
+    parts.append(
+        _table(["function", *counts, *latency, "AIMD limit"], functions, "no functions yet")
+    )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _aimd(limit: object) -> str:
+    """A function's adaptive concurrency limit now (``[aimd]``), as ``top`` shows it; a dash
+    for a function without one (``aimd = false``)."""
+    if isinstance(limit, int | float) and not isinstance(limit, bool):
+        return esc(f"{limit:g}")
+    return "–"
 
 
 def _link_tasks(text: object, **filters: object) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,3 +299,34 @@ def test_a_task_page_shows_typed_values_tagged_and_rebuilds_no_class(
     assert "[1, 2]" in page
     assert "&quot;$dataclass&quot;: &quot;tests.web.test_console:Parcel&quot;" in page
     assert "ExtType" not in page
+
+
+def test_the_overview_shows_a_throttled_functions_aimd_limit(
+    web_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """The issue's overview names the AIMD state: after throttling, the function's row shows
+    the limit AIMD cut it to, as ``top`` does, below an untouched function's."""
+    client = web_daemon.client()
+    flag = tmp_path / "overloaded"
+    flag.touch()
+    throttle = "tests.e2e.tasks:throttle_while"
+    throttled = [client.submit(throttle, str(flag), retries=0) for _ in range(4)]
+    for handle in throttled:
+        handle.wait(timeout=30)
+    client.submit("tests.e2e.tasks:add", 1, 2).wait(timeout=30)
+    browser = browser_for(web_daemon)
+
+    def row_of(function: str) -> str:
+        page = browser.get("/").body
+        functions = page[page.index("<h2>Functions</h2>") :]
+        start = functions.index(f">{function}</a>")
+        return functions[start : functions.index("</tr>", start)]
+
+    def limit_of(function: str) -> float:
+        [limit] = re.findall(r"<td>([0-9.]+)</td>$", row_of(function))
+        return float(limit)
+
+    assert "AIMD limit" in browser.get("/").body
+    untouched = limit_of("tests.e2e.tasks:add")  # the most it may run at once
+    assert untouched >= 2
+    poll(lambda: 1 <= limit_of(throttle) < untouched)  # cut by the throttling
