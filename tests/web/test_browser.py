@@ -97,9 +97,9 @@ def test_a_new_user_logs_in_reads_a_traceback_and_cancels_a_task(
     _screenshot(chromium, "console-overview")
 
     # The failure is found from the Failures page, and its traceback is on its page, inert.
-    chromium.find_element(By.LINK_TEXT, "Failures").click()
+    _click(chromium, By.LINK_TEXT, "Failures")
     poll(lambda: _text(chromium, "h1") == "Failures")
-    chromium.find_element(By.LINK_TEXT, failed.id).click()
+    _click(chromium, By.LINK_TEXT, failed.id)
     poll(lambda: _text(chromium, "h1") == f"Task {failed.id}")
     traceback = _text(chromium, "pre.traceback")
     assert "Traceback" in traceback
@@ -111,13 +111,28 @@ def test_a_new_user_logs_in_reads_a_traceback_and_cancels_a_task(
     chromium.get(f"{token['url']}/task?tenant=default&id={delayed.id}")
     poll(lambda: _text(chromium, "h1") == f"Task {delayed.id}")
     assert cli_state(web_daemon, delayed.id) == "scheduled"
-    chromium.find_element(By.CSS_SELECTOR, 'form[action="/task/cancel"] button').click()
+    _click(chromium, By.CSS_SELECTOR, 'form[action="/task/cancel"] button')
     alert = poll(lambda: _alert(chromium))
     assert alert.text == "Cancel this task?"
     alert.accept()
     poll(lambda: "Cancelled." in chromium.page_source)
     assert cli_state(web_daemon, delayed.id) == "cancelled"
     assert "cancelled" in _text(chromium, "table.fields")
+
+
+def _click(driver: Any, by: str, value: str) -> None:
+    """Click the element once it holds still: a live update (server-sent events) may replace
+    the page's content between finding the element and clicking it (a stale element)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt() -> bool | None:
+        try:
+            driver.find_element(by, value).click()
+        except StaleElementReferenceException:
+            return None
+        return True
+
+    poll(attempt)
 
 
 def _alert(driver: Any) -> Any:
@@ -139,7 +154,7 @@ def test_a_dismissed_confirmation_changes_nothing(web_daemon: DaemonProcess, chr
     poll(lambda: chromium.find_elements(By.CSS_SELECTOR, "h1") and _text(chromium, "h1"))
     chromium.get(f"{token['url']}/task?tenant=default&id={delayed.id}")
     poll(lambda: _text(chromium, "h1") == f"Task {delayed.id}")
-    chromium.find_element(By.CSS_SELECTOR, 'form[action="/task/cancel"] button').click()
+    _click(chromium, By.CSS_SELECTOR, 'form[action="/task/cancel"] button')
     poll(lambda: _alert(chromium)).dismiss()
     time.sleep(0.5)  # a cancel that was sent anyway would have landed by now
     assert cli_state(web_daemon, delayed.id) == "scheduled"
