@@ -162,6 +162,7 @@ def test_three_daemons_share_twelve_tenants_and_a_kill9_loses_nothing(
     assert _query(pg_url, "SELECT count(*) FROM inbox") == [(0,)]
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_a_paused_daemon_commits_nothing_for_the_partition_it_lost(
     make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
 ) -> None:
@@ -197,6 +198,7 @@ def test_a_paused_daemon_commits_nothing_for_the_partition_it_lost(
     assert first.client(tenant).submit("tests.e2e.tasks:add", 2, 2).result(timeout=30) == 4
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_a_fourth_daemon_joins_and_no_task_runs_twice(
     make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
 ) -> None:
@@ -253,6 +255,7 @@ def test_a_clean_stop_hands_partitions_over_at_once(
     assert os.path.exists(second.socket)
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_a_function_rate_limit_holds_across_two_daemons(
     make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
 ) -> None:
@@ -287,6 +290,7 @@ def test_a_function_rate_limit_holds_across_two_daemons(
     assert 36.0 <= rate <= 44.0, rate
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_cron_added_on_any_daemon_fires_once_per_slot_and_survives_its_owner(
     make_daemon: Callable[..., DaemonProcess], pg_url: str, tmp_path: Path
 ) -> None:

@@ -140,6 +140,7 @@ def test_doctor_says_it_checks_sqlite_only(
     assert "checks the embedded SQLite file only" in checked.stderr
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_losing_the_write_connection_stops_the_daemon_and_it_starts_again(
     make_daemon: Callable[..., DaemonProcess], pg_url: str
 ) -> None:

@@ -4,9 +4,12 @@ its kind says, and the daemon is sampled throughout (`make soak` runs it for min
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.reliability import mixedload
 
 
+@pytest.mark.slow  # `make test-slow`: keeps `make test` within its 15 minutes
 def test_mixed_failure_load_every_task_ends_as_its_kind_says() -> None:
     report = mixedload.run(duration=6.0, rate=20.0, hang_share=0.05, exit_share=0.05, seed=4)
     assert report.submitted > 50, report.summary()
