@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ from asynctask.config.values import (
     _uid_range,
     _users,
     is_loopback,
+    listen_address,
 )
 from asynctask.core.allowlist import RunPolicy, TenantRights
 from asynctask.errors import ConfigError
@@ -338,8 +338,8 @@ def _web(web: Mapping[str, Any]) -> WebConfig:
     travels in clear text over plain HTTP), and how long a login token is valid."""
     _only(web, "web.", {"http", "allow_remote", "token_ttl"})
     allow_remote = _get(web, "web.allow_remote", False, _bool)
-    http = _get(web, "web.http", None, _listen_address)
-    if http is not None and not allow_remote and not _is_loopback(http[0]):
+    http = _get(web, "web.http", None, listen_address("127.0.0.1:8080"))
+    if http is not None and not allow_remote and not is_loopback(http[0]):
         raise ConfigError(
             f"bad value for web.http: {http[0]} is not a loopback address: the web console "
             "binds to loopback only (127.0.0.1, ::1) unless [web] allow_remote = true (its "
@@ -350,27 +350,3 @@ def _web(web: Mapping[str, Any]) -> WebConfig:
     if not low <= ttl <= high:
         raise ConfigError(f"bad value for web.token_ttl: {ttl:g}s is not between 1m and 30d")
     return WebConfig(http=http, allow_remote=allow_remote, token_ttl=ttl)
-
-
-def _listen_address(raw: Any) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6), any host; ``_web`` decides whether a host
-    that is not loopback may be used."""
-    if not isinstance(raw, str):
-        raise TypeError("expected host:port, e.g. 127.0.0.1:8080")
-    host, sep, port_text = raw.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8080")
-    if not host or any(c.isspace() or c in "/[]@" for c in host):
-        raise ValueError("expected host:port with a host name or address, e.g. 127.0.0.1:8080")
-    return host, int(port_text)
-
-
-def _is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ``::1`` or ``localhost``; a host name may resolve to anything."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

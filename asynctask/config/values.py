@@ -249,18 +249,27 @@ def _absolute_path(raw: Any) -> str:
     return os.path.normpath(path)
 
 
-def _http_address(raw: Any) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6) of a listener; whether a host that is not
-    loopback may be used is ``_observe``'s decision (``[metrics] allow_remote``)."""
-    if not isinstance(raw, str):
-        raise TypeError("expected host:port, e.g. 127.0.0.1:9464")
-    host, sep, port_text = raw.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError("expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:9464")
-    if not host or any(c.isspace() or c in "/[]@" for c in host):
-        raise ValueError("expected host:port with a host name or address, e.g. 127.0.0.1:9464")
-    return host, int(port_text)
+def listen_address(example: str) -> Callable[[Any], tuple[str, int]]:
+    """The parser of a listener's ``host:port`` (``[::1]:port`` for IPv6), any host, whose
+    messages show ``example``; whether a host that is not loopback may be used is the
+    section's decision (``allow_remote`` with ``is_loopback``)."""
+
+    def parse(raw: Any) -> tuple[str, int]:
+        if not isinstance(raw, str):
+            raise TypeError(f"expected host:port, e.g. {example}")
+        host, sep, port_text = raw.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ValueError(f"expected host:port with a port from 0 to 65535, e.g. {example}")
+        if not host or any(c.isspace() or c in "/[]@" for c in host):
+            raise ValueError(f"expected host:port with a host name or address, e.g. {example}")
+        return host, int(port_text)
+
+    return parse
+
+
+#: ``[metrics] http``.
+_http_address = listen_address("127.0.0.1:9464")
 
 
 def is_loopback(host: str) -> bool:
