@@ -139,7 +139,7 @@ class DaemonProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            stacks = _stacks(self.proc.pid)
+            stacks = thread_stacks(self.proc.pid)
             self.proc.kill()
             self.proc.wait()
             raise DaemonProcessError(
@@ -188,7 +188,7 @@ class DaemonProcess:
         )
 
 
-def _stacks(pid: int) -> str:
+def thread_stacks(pid: int) -> str:
     """The Python stacks of a hung daemon's threads, when py-spy is installed (beside this
     interpreter or on ``PATH``): a rare hang can then be read from the failure alone."""
     beside = Path(sys.executable).with_name("py-spy")

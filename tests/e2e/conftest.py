@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from asynctask.client import Client
 from asynctask.errors import DaemonUnavailable
 from asynctask.executor.cgroups import detect_cgroups, sweep_stale
+from asynctask.testing.daemon import thread_stacks
 from benchmarks.reliability.common import poll as poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ class DaemonProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            stacks = _stacks(self.proc.pid)
+            stacks = thread_stacks(self.proc.pid)
             log = self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
             raise AssertionError(
                 f"the daemon did not stop within {timeout:g}s\n--- its log ---\n{log}"
@@ -141,16 +141,3 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 @pytest.fixture
 def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
     return make_daemon().start()
-
-
-def _stacks(pid: int) -> str:
-    """The Python stacks of process ``pid``'s threads, if py-spy is on the PATH."""
-    beside = Path(sys.executable).with_name("py-spy")  # the venv's, whatever PATH says
-    spy = str(beside) if beside.exists() else shutil.which("py-spy")
-    if spy is None:
-        return "(py-spy is not installed)"
-    try:
-        done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"(py-spy failed: {exc})"
-    return (done.stdout + done.stderr).decode(errors="replace")
